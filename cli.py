@@ -1,0 +1,248 @@
+"""DB Pulse without a browser: the embedded stack, the demo, checks and DBA actions.
+
+The CLI is run by an operator who holds the credentials, so it acts as DBA through the admin
+connection. Database commands take their target from DATABASE_URL / REDIS_URL /
+DATABASE_ADMIN_URL, or --target NAME from .streamlit/secrets.toml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import getpass
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+
+
+def _actor() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+def _stack(args):
+    from demo.stack import EmbeddedStack
+
+    return EmbeddedStack(pg_port=args.pg_port, redis_port=args.redis_port)
+
+
+def _target_and_settings(args):
+    from queries.config import find_target, load_settings, load_targets
+
+    settings = dataclasses.replace(load_settings(), role="dba")
+    return find_target(getattr(args, "target", None), load_targets()), settings
+
+
+# -- stack -------------------------------------------------------------------------------------
+def cmd_stack(args) -> int:
+    stack = _stack(args)
+    if args.action == "up":
+        status = stack.up()
+        print("\n".join(status.env_lines()))
+        return 0
+    if args.action == "status":
+        status = stack.status()
+        if not status.state:
+            print("# the embedded stack was never started; run: python cli.py stack up",
+                  file=sys.stderr)
+            return 1
+        print(f"# postgres {'running' if status.postgres_running else 'stopped'}, "
+              f"redis {'running' if status.redis_running else 'stopped'}")
+        print("\n".join(status.env_lines()))
+        return 0 if status.postgres_running and status.redis_running else 1
+    stack.down()
+    print("# embedded stack stopped")
+    return 0
+
+
+# -- demo --------------------------------------------------------------------------------------
+def cmd_demo(args) -> int:
+    from demo import loader
+    from demo.stack import record_process
+    from queries import dbpulse_schema
+    from queries.config import Settings
+    from queries.connections import admin_connection
+
+    stack = _stack(args)
+    status = stack.up()
+    # Only an explicit --database-url loads elsewhere; DATABASE_URL from the environment is
+    # deliberately ignored so nobody loads demo data into production by accident.
+    database_url = args.database_url or status.state.database_url()
+    redis_url = status.state.redis_url()
+    print(f"loading the {args.scale} demo data ...", flush=True)
+    result = loader.load(database_url, args.scale, progress=lambda m: print("  " + m, flush=True))
+    if result.already_loaded:
+        print(f"demo data ({result.scale}) was already loaded")
+    else:
+        print(f"loaded the {result.scale} demo in {result.seconds:.1f} s: "
+              f"{result.row_counts['message_events']:,} message_events, "
+              f"{result.row_counts['leads']:,} leads")
+    settings = Settings(role="dba")
+    with admin_connection(database_url, settings) as conn:
+        dbpulse_schema.install(conn, settings, actor=_actor(), target="demo")
+    if args.no_ui:
+        return 0
+
+    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
+           "DBPULSE_ROLE": "dba"}
+    env.pop("DATABASE_ADMIN_URL", None)
+    workload = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "cli.py"), "workload",
+                                 "--database-url", database_url, "--redis-url", redis_url,
+                                 "--rate", str(args.rate)], env=env)
+    record_process(stack.root, "workload", workload.pid)
+    dashboard = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "app.py"),
+         "--server.port", str(args.port), "--server.headless", "true"],
+        env=env, cwd=PROJECT_ROOT)
+    record_process(stack.root, "dashboard", dashboard.pid)
+    print(f"\nDB Pulse is serving http://localhost:{args.port}  (Ctrl-C stops the dashboard and "
+          "the workload; `python cli.py stack down` stops the servers)\n", flush=True)
+    try:
+        return dashboard.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for proc in (dashboard, workload):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+
+def cmd_workload(args) -> int:
+    from demo.workload import Workload
+
+    workload = Workload(args.database_url, args.redis_url)
+    try:
+        stats = workload.run(rate_per_s=args.rate, duration_s=args.duration)
+    finally:
+        workload.close()
+    print(json.dumps(dataclasses.asdict(stats)))
+    return 0
+
+
+# -- check -------------------------------------------------------------------------------------
+def cmd_check(args) -> int:
+    """Connect to the target and print what DB Pulse sees; exit 1 when something is unusable."""
+    from queries import cache, capabilities, redis_cache, server
+    from queries.connections import DatabaseProblem, monitoring_connection
+
+    target, settings = _target_and_settings(args)
+    report: dict = {"target": target.name}
+    failed = False
+    try:
+        with monitoring_connection(target.database_url, settings) as conn:
+            identity = server.server_identity(conn)
+            caps = capabilities.detect(conn)
+            hit = cache.cache_hit_rates(conn)
+        report["postgres"] = {
+            "version": identity.version, "database": identity.database,
+            "uptime_s": round(identity.uptime.total_seconds()),
+            "database_size_bytes": identity.database_size_bytes,
+            "stats_reset": identity.stats_reset.isoformat() if identity.stats_reset else None,
+            "buffer_cache_hit_rate": hit.database,
+            "extensions": {n: e.installed_version for n, e in caps.extensions.items()},
+            "can_read_all_stats": caps.can_read_all_stats,
+            "issues": [dataclasses.asdict(i) for i in caps.issues],
+        }
+        failed |= any(i.severity == "red" for i in caps.issues)
+    except DatabaseProblem as problem:
+        report["postgres"] = {"error": problem.message, "hint": problem.hint}
+        failed = True
+    for url in target.redis_urls:
+        try:
+            client = redis_cache.connect(url)
+            overview = redis_cache.redis_overview(client, url)
+            client.close()
+            report.setdefault("redis", []).append({
+                "url": redis_cache.redact_url(url), "version": overview.version,
+                "hit_rate": overview.hit_rate, "keys": overview.keys})
+        except redis_cache.RedisProblem as problem:
+            report.setdefault("redis", []).append({"url": redis_cache.redact_url(url),
+                                                   "error": problem.message, "hint": problem.hint})
+            failed = True
+    print(json.dumps(report, indent=2, default=str))
+    return 1 if failed else 0
+
+
+def cmd_schema(args) -> int:
+    from queries import dbpulse_schema
+    from queries.connections import admin_connection
+
+    target, settings = _target_and_settings(args)
+    with admin_connection(target.admin_url, settings) as conn:
+        applied = dbpulse_schema.install(conn, settings, actor=_actor(), target=target.name)
+    print("applied: " + (", ".join(applied) if applied else "nothing, the schema is current"))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from demo.stack import DEFAULT_PG_PORT, DEFAULT_REDIS_PORT
+
+    parser = argparse.ArgumentParser(prog="cli.py", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def stack_ports(p):
+        p.add_argument("--pg-port", type=int, default=DEFAULT_PG_PORT)
+        p.add_argument("--redis-port", type=int, default=DEFAULT_REDIS_PORT)
+
+    p = sub.add_parser("stack", help="start, show or stop the embedded PostgreSQL and Redis")
+    p.add_argument("action", choices=["up", "status", "down"])
+    stack_ports(p)
+    p.set_defaults(func=cmd_stack)
+
+    p = sub.add_parser("demo", help="start the stack, load the demo data, run workload + dashboard")
+    p.add_argument("--scale", choices=["small", "default"], default="default")
+    p.add_argument("--no-ui", action="store_true", help="load the data and exit")
+    p.add_argument("--database-url", help="load into this database instead of the embedded one")
+    p.add_argument("--port", type=int, default=8501, help="dashboard port")
+    p.add_argument("--rate", type=float, default=15.0, help="workload operations per second")
+    stack_ports(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("workload", help="run the SalesFlow workload (the demo starts it)")
+    p.add_argument("--database-url", required=True)
+    p.add_argument("--redis-url")
+    p.add_argument("--rate", type=float, default=15.0)
+    p.add_argument("--duration", type=float, help="seconds; default: until stopped")
+    p.set_defaults(func=cmd_workload)
+
+    p = sub.add_parser("check", help="print what DB Pulse sees on the target; exit 1 on problems")
+    p.add_argument("--target", help="a target name from .streamlit/secrets.toml")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("schema", help="install or upgrade DB Pulse's own schema (DBA)")
+    p.add_argument("action", choices=["install"])
+    p.add_argument("--target")
+    p.set_defaults(func=cmd_schema)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    if sys.version_info < (3, 11):
+        print("DB Pulse needs Python 3.11 or newer", file=sys.stderr)
+        return 2
+    args = build_parser().parse_args(argv)
+    from queries.config import ConfigError
+    from queries.connections import DatabaseProblem
+    from queries.redis_cache import RedisProblem
+
+    try:
+        return args.func(args)
+    except (ConfigError, DatabaseProblem, RedisProblem) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # StackError, LoadError: say it plainly, no traceback
+        if type(exc).__name__ in ("StackError", "LoadError"):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Overview: who the server is, what DB Pulse can see there, and the first live numbers."""
+
+import streamlit as st
+
+from ui import context, loaders
+from ui.format import STATE_ICONS, human_bytes, human_duration, percent, state_for_ratio
+
+st.title("Overview")
+
+try:
+    target, settings = context.current_target(), context.settings()
+except ValueError as exc:
+    st.error(f"Configuration problem: {exc}")
+    st.stop()
+if target is None:
+    st.info("Configure a database to watch: set DATABASE_URL and REDIS_URL, or add a target to "
+            ".streamlit/secrets.toml. See the README, section “Use it on your own database”.")
+    st.stop()
+
+st.caption(f"Target **{target.name}**")
+
+
+def show_problem(what: str, loaded: loaders.Loaded) -> None:
+    st.error(f"**{what}:** {loaded.problem.message}")
+    if loaded.problem.hint:
+        st.caption(loaded.problem.hint)
+
+
+# --- PostgreSQL -------------------------------------------------------------------------------
+st.subheader("PostgreSQL")
+pg = loaders.postgres_overview(target.database_url, settings)
+if not pg.ok:
+    show_problem("PostgreSQL is not available", pg)
+else:
+    identity, caps, hit = pg.value.identity, pg.value.capabilities, pg.value.cache_hit
+    cols = st.columns(4)
+    cols[0].metric("Server", f"PostgreSQL {identity.version}",
+                   help=identity.full_version)
+    cols[1].metric("Uptime", human_duration(identity.uptime),
+                   help=f"started {identity.started_at:%Y-%m-%d %H:%M %Z}")
+    cols[2].metric("Database size", human_bytes(identity.database_size_bytes),
+                   help=f"database {identity.database}")
+    cols[3].metric("Statistics since",
+                   "never reset" if identity.stats_age is None
+                   else f"{human_duration(identity.stats_age)} ago",
+                   help="Cumulative figures (cache hit rate, index usage) count from here. "
+                        "DB Pulse never resets them.")
+
+    state = state_for_ratio(hit.database, settings.buffer_cache_hit_threshold)
+    cols = st.columns(4)
+    cols[0].metric(f"{STATE_ICONS[state]} Buffer cache hit rate", percent(hit.database, 2),
+                   help=f"Share of block reads served from shared buffers, cumulative since the "
+                        f"statistics reset; target ≥ {percent(settings.buffer_cache_hit_threshold, 0)}.")
+    cols[1].metric("Tables hit rate", percent(hit.tables, 2))
+    cols[2].metric("Indexes hit rate", percent(hit.indexes, 2))
+    cols[3].metric("Blocks read from disk", f"{hit.blocks_read:,}")
+    if state in ("amber", "red"):
+        st.warning("The buffer cache hit rate is below its target: the working set does not fit "
+                   "in shared_buffers, or queries scan large tables. Look at sequential scans and "
+                   "consider raising shared_buffers.")
+
+    st.markdown("##### Capabilities")
+    rows = []
+    for ext in caps.extensions.values():
+        status = (f"installed {ext.installed_version} in schema {ext.schema}" if ext.installed
+                  else "available, not installed" if ext.available else "not available on server")
+        rows.append({"": "✅" if ext.installed else "⚠️", "extension": ext.name, "status": status})
+    rows.append({"": "✅" if caps.can_read_all_stats else "⚠️", "extension": "pg_read_all_stats",
+                 "status": f"role {caps.current_user} " + ("can" if caps.can_read_all_stats
+                                                            else "cannot") + " read all statistics"})
+    st.dataframe(rows, hide_index=True, width="stretch")
+    for issue in caps.issues:
+        box = st.error if issue.severity == "red" else st.warning
+        box(issue.message)
+        st.code(issue.fix, language="sql")
+
+# --- Redis ------------------------------------------------------------------------------------
+st.subheader("Redis cache")
+if not target.redis_url:
+    st.info("No Redis configured for this target: set REDIS_URL to see the cache hit rate.")
+else:
+    rd = loaders.redis_overview(target.redis_url)
+    if not rd.ok:
+        show_problem("Redis is not available", rd)
+    else:
+        info = rd.value
+        state = state_for_ratio(info.hit_rate, settings.redis_hit_rate_target, amber_margin=0.10)
+        cols = st.columns(4)
+        cols[0].metric(f"{STATE_ICONS[state]} Redis hit rate", percent(info.hit_rate),
+                       help=f"keyspace hits / (hits + misses) since the Redis server started "
+                            f"{human_duration(info.uptime_s)} ago; the plan's target is "
+                            f"> {percent(settings.redis_hit_rate_target, 0)}.")
+        cols[1].metric("Keys", f"{info.keys:,}")
+        cols[2].metric("Memory used", human_bytes(info.used_memory),
+                       help="maxmemory " + ("not set" if not info.maxmemory
+                                            else human_bytes(info.maxmemory))
+                            + f", policy {info.maxmemory_policy or 'n/a'}")
+        cols[3].metric("Server", f"{info.server} {info.version}",
+                       help=f"uptime {human_duration(info.uptime_s)}")

@@ -1,0 +1,142 @@
+"""What this server and role can do: extensions, their versions and schemas, privileges.
+
+Each missing piece becomes a CapabilityIssue with why it matters and how to fix it, so the
+dashboard can say it instead of failing later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import sql
+
+OPTIONAL_EXTENSIONS = ("pg_stat_statements", "pgstattuple", "hypopg", "pg_cron")
+
+
+@dataclass
+class Extension:
+    name: str
+    available: bool              # listed in pg_available_extensions
+    installed_version: str | None
+    schema: str | None           # where it lives (Supabase puts most in "extensions")
+
+    @property
+    def installed(self) -> bool:
+        return self.installed_version is not None
+
+
+@dataclass
+class CapabilityIssue:
+    name: str
+    severity: str   # "red" breaks a page, "amber" limits a feature
+    message: str
+    fix: str
+
+
+@dataclass
+class Capabilities:
+    server_version_num: int
+    current_user: str
+    is_superuser: bool
+    can_read_all_stats: bool
+    extensions: dict[str, Extension]
+    # None when pg_stat_statements is not installed in this database, so it cannot be probed
+    pg_stat_statements_loaded: bool | None
+    issues: list[CapabilityIssue] = field(default_factory=list)
+
+    def extension(self, name: str) -> Extension:
+        return self.extensions[name]
+
+    @property
+    def has_pg_stat_statements(self) -> bool:
+        return bool(self.extensions["pg_stat_statements"].installed
+                    and self.pg_stat_statements_loaded)
+
+
+def _extensions(conn: psycopg.Connection) -> dict[str, Extension]:
+    rows = conn.execute(
+        """
+        SELECT wanted.name,
+               e.extversion       AS installed_version,
+               n.nspname          AS schema_name,
+               a.name IS NOT NULL AS available
+        FROM unnest(%s::text[]) AS wanted(name)
+        LEFT JOIN pg_available_extensions a ON a.name = wanted.name
+        LEFT JOIN pg_extension e ON e.extname = wanted.name
+        LEFT JOIN pg_namespace n ON n.oid = e.extnamespace
+        """, (list(OPTIONAL_EXTENSIONS),)).fetchall()
+    found = {}
+    for name, version, schema, available in rows:
+        found[name] = Extension(name, bool(available), version, schema)
+    return found
+
+
+def _statements_loaded(conn: psycopg.Connection, ext: Extension) -> bool | None:
+    """pg_stat_statements can be installed but not preloaded; reading it is the reliable probe
+    (shared_preload_libraries itself is hidden from roles without pg_read_all_settings)."""
+    if not ext.installed:
+        return None
+    query = sql.SQL("SELECT 1 FROM {}.pg_stat_statements LIMIT 1").format(
+        sql.Identifier(ext.schema))
+    try:
+        conn.execute(query)
+        return True
+    except psycopg.errors.ObjectNotInPrerequisiteState:
+        return False
+    except psycopg.Error:  # e.g. no USAGE on its schema: we cannot tell
+        return None
+
+
+def detect(conn: psycopg.Connection) -> Capabilities:
+    version_num, user, superuser, read_all = conn.execute(
+        """
+        SELECT current_setting('server_version_num')::int,
+               current_user,
+               r.rolsuper,
+               r.rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')
+        FROM pg_roles r WHERE r.rolname = current_user
+        """).fetchone()
+    extensions = _extensions(conn)
+    loaded = _statements_loaded(conn, extensions["pg_stat_statements"])
+    caps = Capabilities(version_num, user, superuser, read_all, extensions, loaded)
+    caps.issues = _issues(caps)
+    return caps
+
+
+def _issues(caps: Capabilities) -> list[CapabilityIssue]:
+    issues = []
+    pss = caps.extensions["pg_stat_statements"]
+    if not pss.installed:
+        issues.append(CapabilityIssue(
+            "pg_stat_statements", "red",
+            "pg_stat_statements is not installed in this database, so there are no query "
+            "statistics (slow queries, the slow-query KPI).",
+            "CREATE EXTENSION IF NOT EXISTS pg_stat_statements;  -- on Supabase: "
+            "Database > Extensions > pg_stat_statements"
+            + ("" if pss.available else "  (the server does not ship it: install the "
+               "PostgreSQL contrib package first)")))
+    elif caps.pg_stat_statements_loaded is False:
+        issues.append(CapabilityIssue(
+            "pg_stat_statements", "red",
+            "pg_stat_statements is installed but not loaded, so it records nothing.",
+            "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements';  "
+            "-- then restart the server"))
+    if not caps.can_read_all_stats:
+        issues.append(CapabilityIssue(
+            "pg_read_all_stats", "amber",
+            f"Role {caps.current_user} cannot read other roles' statistics: their query texts "
+            "show as <insufficient privilege> and other sessions are hidden.",
+            f"GRANT pg_monitor TO {caps.current_user};"))
+    for name, why, package in (
+            ("pgstattuple", "exact bloat figures", "postgresql-contrib"),
+            ("hypopg", "what-if analysis with hypothetical indexes", "postgresql-NN-hypopg"),
+            ("pg_cron", "seeing scheduled materialized-view refreshes", "postgresql-NN-cron")):
+        ext = caps.extensions[name]
+        if ext.installed:
+            continue
+        fix = (f"CREATE EXTENSION IF NOT EXISTS {name};" if ext.available else
+               f"install it on the server (Debian package {package}; on Supabase enable it under "
+               f"Database > Extensions), then CREATE EXTENSION {name};")
+        issues.append(CapabilityIssue(name, "amber", f"{name} is not installed: no {why}.", fix))
+    return issues

@@ -1,0 +1,158 @@
+"""Targets (which PostgreSQL and Redis to watch) and settings, from the environment or secrets.
+
+Sources, in order:
+- environment: DATABASE_URL, REDIS_URL, DATABASE_ADMIN_URL (one target named "env");
+- `.streamlit/secrets.toml`: top-level keys of the same names (a target named "default") and any
+  number of named targets under [targets.NAME] with database_url, database_admin_url, redis_url.
+
+Settings (role, timeouts, thresholds) come from DBPULSE_* environment variables or a [settings]
+table in the secrets file; the environment wins.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Mapping
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SECRETS_PATH = PROJECT_ROOT / ".streamlit" / "secrets.toml"
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used as it is; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    database_url: str
+    admin_url: str
+    redis_urls: tuple[str, ...] = ()
+    # True when the admin URL is its own setting rather than the fallback to database_url
+    has_separate_admin_url: bool = False
+
+    @property
+    def redis_url(self) -> str | None:
+        return self.redis_urls[0] if self.redis_urls else None
+
+
+@dataclass(frozen=True)
+class Settings:
+    role: str = "viewer"                 # "viewer" or "dba"
+    statement_timeout_ms: int = 5_000    # monitoring reads
+    lock_timeout_ms: int = 1_000
+    connect_timeout_s: int = 3
+    admin_statement_timeout_ms: int = 0  # DBA actions: 0 = no limit (index builds take long)
+    admin_lock_timeout_ms: int = 5_000
+    cache_ttl_s: int = 30                # how long the dashboard reuses a result
+    buffer_cache_hit_threshold: float = 0.99
+    redis_hit_rate_target: float = 0.70
+
+    @property
+    def is_dba(self) -> bool:
+        return self.role == "dba"
+
+
+ROLES = ("viewer", "dba")
+
+
+def read_secrets(path: Path | None = None) -> dict:
+    path = Path(path or os.environ.get("DBPULSE_SECRETS_FILE") or DEFAULT_SECRETS_PATH)
+    if not path.exists():
+        return {}
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path.name} is not valid TOML: {exc}") from exc
+
+
+def _redis_list(value) -> tuple[str, ...]:
+    if not value:
+        return ()
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    if isinstance(value, (list, tuple)):
+        return tuple(str(v) for v in value if v)
+    raise ConfigError("redis_url must be a string or a list of strings")
+
+
+def _target(name: str, values: Mapping) -> Target:
+    lowered = {k.lower(): v for k, v in values.items()}
+    dsn = lowered.get("database_url")
+    if not dsn or not isinstance(dsn, str):
+        raise ConfigError(f"target {name!r} has no database_url")
+    admin = lowered.get("database_admin_url")
+    return Target(name=name, database_url=dsn, admin_url=admin or dsn,
+                  redis_urls=_redis_list(lowered.get("redis_url") or lowered.get("redis_urls")),
+                  has_separate_admin_url=bool(admin))
+
+
+def load_targets(environ: Mapping[str, str] | None = None,
+                 secrets: Mapping | None = None) -> list[Target]:
+    environ = os.environ if environ is None else environ
+    secrets = read_secrets() if secrets is None else secrets
+    targets: list[Target] = []
+    if environ.get("DATABASE_URL"):
+        targets.append(_target("env", {"database_url": environ["DATABASE_URL"],
+                                       "database_admin_url": environ.get("DATABASE_ADMIN_URL"),
+                                       "redis_url": environ.get("REDIS_URL")}))
+    if secrets.get("DATABASE_URL") or secrets.get("database_url"):
+        targets.append(_target("default", secrets))
+    named = secrets.get("targets", {})
+    if not isinstance(named, Mapping):
+        raise ConfigError("[targets] in secrets.toml must be a table of named targets")
+    for name, values in named.items():
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"[targets.{name}] must be a table")
+        targets.append(_target(name, values))
+    names = [t.name for t in targets]
+    duplicates = {n for n in names if names.count(n) > 1}
+    if duplicates:
+        raise ConfigError(f"target names must be unique: {', '.join(sorted(duplicates))}")
+    return targets
+
+
+def find_target(name: str | None, targets: list[Target]) -> Target:
+    if not targets:
+        raise ConfigError("no database configured: set DATABASE_URL (and REDIS_URL), or add a "
+                          "target to .streamlit/secrets.toml (see secrets.toml.example)")
+    if name is None:
+        return targets[0]
+    for target in targets:
+        if target.name == name:
+            return target
+    raise ConfigError(f"no target named {name!r}; configured: "
+                      f"{', '.join(t.name for t in targets)}")
+
+
+def load_settings(environ: Mapping[str, str] | None = None,
+                  secrets: Mapping | None = None) -> Settings:
+    environ = os.environ if environ is None else environ
+    secrets = read_secrets() if secrets is None else secrets
+    values: dict = {}
+    section = secrets.get("settings", {})
+    if "role" in secrets:
+        values["role"] = secrets["role"]
+    for f in fields(Settings):
+        if f.name in section:
+            values[f.name] = section[f.name]
+        env_value = environ.get(f"DBPULSE_{f.name.upper()}")
+        if env_value is not None:
+            values[f.name] = env_value
+    converted = {}
+    for f in fields(Settings):
+        if f.name not in values:
+            continue
+        raw = values[f.name]
+        kind = type(getattr(Settings(), f.name))
+        try:
+            converted[f.name] = kind(raw)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"setting {f.name} must be a {kind.__name__}, got {raw!r}") from exc
+    settings = Settings(**converted)
+    if settings.role not in ROLES:
+        raise ConfigError(f"role must be one of {', '.join(ROLES)}, got {settings.role!r}")
+    return settings

@@ -1,0 +1,62 @@
+"""DB Pulse's own schema (audit log and, later, refresh log, ledger, snapshots), created
+idempotently from the numbered files in sql/dbpulse/, each applied once and recorded."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psycopg
+
+from queries import audit
+from queries.config import Settings
+from queries.roles import require_dba
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "sql" / "dbpulse"
+# Any constant works; it only has to be the same for every DB Pulse process.
+SCHEMA_LOCK_KEY = 0x0DB9_0001
+
+
+def schema_files() -> list[tuple[int, str, Path]]:
+    files = []
+    for path in sorted(SCHEMA_DIR.glob("*.sql")):
+        match = re.match(r"(\d+)_(.+)\.sql$", path.name)
+        if match:
+            files.append((int(match.group(1)), match.group(2), path))
+    return files
+
+
+def installed_versions(conn: psycopg.Connection) -> set[int]:
+    if conn.execute("SELECT to_regclass('dbpulse.schema_version')").fetchone()[0] is None:
+        return set()
+    return {row[0] for row in conn.execute("SELECT version FROM dbpulse.schema_version")}
+
+
+def pending_files(conn: psycopg.Connection) -> list[tuple[int, str, Path]]:
+    done = installed_versions(conn)
+    return [f for f in schema_files() if f[0] not in done]
+
+
+def install(conn: psycopg.Connection, settings: Settings, *, actor: str, target: str) -> list[str]:
+    """Apply the schema files not yet applied (DBA action). Returns the names applied."""
+    require_dba(settings, "Installing the DB Pulse schema")
+    started_at, t0 = datetime.now(timezone.utc), time.monotonic()
+    applied = []
+    conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK_KEY,))
+    try:
+        for version, name, path in pending_files(conn):
+            with conn.transaction():
+                conn.execute(path.read_text())
+                conn.execute("INSERT INTO dbpulse.schema_version (version, name) VALUES (%s, %s)",
+                             (version, name))
+            applied.append(path.name)
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_KEY,))
+    if applied:  # recorded afterwards: the audit table is one of the things installed
+        audit.record(conn, actor=actor, role=settings.role, action="install_schema",
+                     target=target, object_name="dbpulse", started_at=started_at,
+                     duration_ms=(time.monotonic() - t0) * 1000, outcome="ok",
+                     detail="applied " + ", ".join(applied))
+    return applied

@@ -1,0 +1,48 @@
+"""Who the server is: version, uptime, database size, when statistics were last reset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import psycopg
+
+
+@dataclass
+class ServerIdentity:
+    version: str                 # e.g. "18.6"
+    version_num: int             # e.g. 180006
+    full_version: str
+    database: str
+    database_size_bytes: int
+    started_at: datetime
+    now: datetime
+    stats_reset: datetime | None  # pg_stat_database.stats_reset of this database
+    in_recovery: bool
+
+    @property
+    def uptime(self) -> timedelta:
+        return self.now - self.started_at
+
+    @property
+    def stats_age(self) -> timedelta | None:
+        return None if self.stats_reset is None else self.now - self.stats_reset
+
+
+def server_identity(conn: psycopg.Connection) -> ServerIdentity:
+    row = conn.execute(
+        """
+        SELECT current_setting('server_version')               AS version,
+               current_setting('server_version_num')::int      AS version_num,
+               version()                                       AS full_version,
+               current_database()                              AS database,
+               pg_database_size(current_database())            AS database_size_bytes,
+               pg_postmaster_start_time()                      AS started_at,
+               now()                                           AS now,
+               d.stats_reset                                   AS stats_reset,
+               pg_is_in_recovery()                             AS in_recovery
+        FROM pg_stat_database d
+        WHERE d.datname = current_database()
+        """).fetchone()
+    version, *rest = row
+    return ServerIdentity(version.split()[0], *rest)

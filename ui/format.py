@@ -1,0 +1,50 @@
+"""Plain formatting for people: units, ages, percentages, traffic-light states."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+
+def human_bytes(n: int | float | None) -> str:
+    if n is None:
+        return "n/a"
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(value) < 1024 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TB"
+
+
+def human_duration(delta: timedelta | float | None) -> str:
+    if delta is None:
+        return "n/a"
+    seconds = delta.total_seconds() if isinstance(delta, timedelta) else float(delta)
+    if seconds < 0:
+        return "n/a"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 36 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def percent(ratio: float | None, digits: int = 1) -> str:
+    return "n/a" if ratio is None else f"{100 * ratio:.{digits}f} %"
+
+
+def state_for_ratio(ratio: float | None, target: float, amber_margin: float = 0.05) -> str:
+    """green at or above target, amber within the margin below it, red further below,
+    grey when there is nothing to judge yet."""
+    if ratio is None:
+        return "grey"
+    if ratio >= target:
+        return "green"
+    if ratio >= target - amber_margin:
+        return "amber"
+    return "red"
+
+
+STATE_ICONS = {"green": "🟢", "amber": "🟠", "red": "🔴", "grey": "⚪"}
