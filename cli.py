@@ -24,9 +24,11 @@ def _actor() -> str:
 
 
 def _stack(args):
-    from demo.stack import EmbeddedStack
+    from demo.stack import DEFAULT_ROOT, EmbeddedStack
 
-    return EmbeddedStack(pg_port=args.pg_port, redis_port=args.redis_port)
+    # DBPULSE_STACK_DIR lets the test suite point the CLI at its own stack
+    root = Path(os.environ.get("DBPULSE_STACK_DIR") or DEFAULT_ROOT)
+    return EmbeddedStack(root=root, pg_port=args.pg_port, redis_port=args.redis_port)
 
 
 def _target_and_settings(args):

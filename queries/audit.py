@@ -28,15 +28,18 @@ def record(conn: psycopg.Connection, *, actor: str, role: str, action: str, targ
 def audited(conn: psycopg.Connection, *, actor: str, role: str, action: str, target: str,
             object_name: str | None = None) -> Iterator[dict]:
     """Run a block as an audited action. The block may put a note in the yielded dict's
-    "detail"; a failure is recorded with its error and raised again."""
+    "detail"; a failure is recorded with its error and raised again.
+
+    Needs an autocommit connection outside any transaction block, so that the audit row is
+    written even when the action's own transaction fails."""
+    if not conn.autocommit or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        raise ValueError("audited() needs an autocommit connection outside a transaction")
     started_at = datetime.now(timezone.utc)
     t0 = time.monotonic()
     note: dict = {"detail": None}
     try:
         yield note
     except Exception as exc:
-        if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
-            conn.rollback()
         record(conn, actor=actor, role=role, action=action, target=target,
                object_name=object_name, started_at=started_at,
                duration_ms=(time.monotonic() - t0) * 1000, outcome="error",

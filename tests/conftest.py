@@ -1,0 +1,97 @@
+"""Real servers for the whole suite: an embedded PostgreSQL (with pg_stat_statements) and a real
+Redis, started once on their own data folder and free ports, with the small demo loaded; or the
+servers named by TEST_DATABASE_URL / TEST_REDIS_URL."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import conninfo, sql
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_ROOT))
+
+from demo import loader  # noqa: E402
+from demo.stack import EmbeddedStack, free_port  # noqa: E402
+from queries.config import Settings  # noqa: E402
+
+TEST_STACK_ROOT = PROJECT_ROOT / ".dbpulse" / "test"
+
+
+@pytest.fixture(scope="session")
+def servers():
+    """(database_url of a maintenance database, redis_url, stack or None)."""
+    if os.environ.get("TEST_DATABASE_URL"):
+        yield os.environ["TEST_DATABASE_URL"], os.environ.get("TEST_REDIS_URL"), None
+        return
+    stack = EmbeddedStack(root=TEST_STACK_ROOT, pg_port=free_port(), redis_port=free_port(),
+                          database="postgres")
+    stack.destroy()  # a folder left by an interrupted run
+    status = stack.up()
+    yield status.state.database_url("postgres"), status.state.redis_url(), stack
+    stack.destroy()
+
+
+def _database_url(base_url: str, dbname: str) -> str:
+    params = conninfo.conninfo_to_dict(base_url)
+    params["dbname"] = dbname
+    return conninfo.make_conninfo(**params)
+
+
+def create_database(base_url: str, name: str, *extensions: str) -> str:
+    with psycopg.connect(base_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = _database_url(base_url, name)
+    with psycopg.connect(url, autocommit=True) as conn:
+        for ext in extensions:
+            conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(ext)))
+    return url
+
+
+@pytest.fixture(scope="session")
+def database_url(servers) -> str:
+    """A database with pg_stat_statements and the small SalesFlow demo loaded."""
+    base_url, _, _ = servers
+    url = create_database(base_url, "salesflow_test", "pg_stat_statements", "pgstattuple")
+    loader.load(url, "small")
+    return url
+
+
+@pytest.fixture(scope="session")
+def redis_url(servers) -> str:
+    if not servers[1]:
+        pytest.skip("no Redis: set TEST_REDIS_URL")
+    return servers[1]
+
+
+@pytest.fixture
+def scratch_database(servers):
+    """A fresh, empty database without pg_stat_statements, dropped afterwards."""
+    base_url = servers[0]
+    name = f"scratch_{uuid.uuid4().hex[:8]}"
+    url = create_database(base_url, name)
+    yield url
+    with psycopg.connect(base_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(role="viewer", statement_timeout_ms=3000, connect_timeout_s=3)
+
+
+@pytest.fixture
+def dba_settings() -> Settings:
+    return Settings(role="dba", statement_timeout_ms=3000, connect_timeout_s=3)
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port nothing listens on."""
+    return free_port()

@@ -1,0 +1,57 @@
+import psycopg
+import pytest
+
+from queries import audit, dbpulse_schema
+from queries.connections import admin_connection
+from queries.roles import PermissionDenied
+
+
+def _audit_rows(url):
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT actor, role, action, target, object_name, outcome, detail, "
+                            "duration_ms FROM dbpulse.audit_log ORDER BY id").fetchall()
+
+
+def test_viewer_cannot_install_the_schema(scratch_database, settings):
+    with admin_connection(scratch_database, settings) as conn:
+        with pytest.raises(PermissionDenied, match="needs the DBA role"):
+            dbpulse_schema.install(conn, settings, actor="tester", target="t")
+        assert conn.execute("SELECT to_regnamespace('dbpulse')").fetchone()[0] is None
+
+
+def test_install_is_idempotent_and_audited(scratch_database, dba_settings):
+    with admin_connection(scratch_database, dba_settings) as conn:
+        first = dbpulse_schema.install(conn, dba_settings, actor="tester", target="t")
+        second = dbpulse_schema.install(conn, dba_settings, actor="tester", target="t")
+    assert first == [path.name for _, _, path in dbpulse_schema.schema_files()]
+    assert second == []
+    rows = _audit_rows(scratch_database)
+    assert len(rows) == 1
+    actor, role, action, target, object_name, outcome, detail, duration = rows[0]
+    assert (actor, role, action, target, outcome) == ("tester", "dba", "install_schema", "t", "ok")
+    assert "001_audit_log.sql" in detail and duration >= 0
+
+
+def test_audited_records_success_and_failure(scratch_database, dba_settings):
+    with admin_connection(scratch_database, dba_settings) as conn:
+        dbpulse_schema.install(conn, dba_settings, actor="tester", target="t")
+        with audit.audited(conn, actor="ann", role="dba", action="demo_ok", target="t",
+                           object_name='public."Odd Name"') as note:
+            note["detail"] = "fine"
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            with audit.audited(conn, actor="ann", role="dba", action="demo_fail", target="t"):
+                with conn.transaction():
+                    conn.execute("CREATE TABLE half_done (a int)")
+                    conn.execute("SELECT 1 / 0")
+        with pytest.raises(ValueError, match="autocommit"):
+            with conn.transaction():
+                with audit.audited(conn, actor="ann", role="dba", action="nested", target="t"):
+                    pass
+        frame = audit.recent_actions(conn)
+    assert list(frame["action"][:2]) == ["demo_fail", "demo_ok"]
+    failed = frame.iloc[0]
+    assert failed["outcome"] == "error" and "DivisionByZero" in failed["detail"]
+    assert frame.iloc[1]["object_name"] == 'public."Odd Name"'
+    assert "nested" not in set(frame["action"])
+    with psycopg.connect(scratch_database) as conn:
+        assert conn.execute("SELECT to_regclass('half_done')").fetchone()[0] is None

@@ -1,0 +1,70 @@
+import psycopg
+from psycopg import sql
+
+from queries import capabilities
+from queries.connections import monitoring_connection
+
+
+def test_detects_version_and_pg_stat_statements(database_url, settings):
+    with monitoring_connection(database_url, settings) as conn:
+        caps = capabilities.detect(conn)
+        version_num = int(conn.execute("SHOW server_version_num").fetchone()[0])
+        ext_version = conn.execute("SELECT extversion FROM pg_extension "
+                                   "WHERE extname = 'pg_stat_statements'").fetchone()[0]
+    assert caps.server_version_num == version_num
+    pss = caps.extension("pg_stat_statements")
+    assert pss.installed_version == ext_version and pss.schema == "public"
+    assert caps.pg_stat_statements_loaded is True and caps.has_pg_stat_statements
+    assert not [i for i in caps.issues if i.name == "pg_stat_statements"]
+
+
+def test_database_without_pg_stat_statements(scratch_database, settings):
+    with monitoring_connection(scratch_database, settings) as conn:
+        caps = capabilities.detect(conn)
+    assert not caps.extension("pg_stat_statements").installed
+    assert caps.pg_stat_statements_loaded is None and not caps.has_pg_stat_statements
+    [issue] = [i for i in caps.issues if i.name == "pg_stat_statements"]
+    assert issue.severity == "red"
+    assert "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" in issue.fix
+
+
+def test_extension_in_an_extensions_schema_like_supabase(scratch_database, settings):
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA extensions")
+        conn.execute("CREATE EXTENSION pg_stat_statements SCHEMA extensions")
+    with monitoring_connection(scratch_database, settings) as conn:
+        caps = capabilities.detect(conn)
+    assert caps.extension("pg_stat_statements").schema == "extensions"
+    assert caps.pg_stat_statements_loaded is True
+
+
+def test_role_without_monitoring_grants(scratch_database, settings):
+    role = "dbpulse_test_limited"
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'limited'").format(sql.Identifier(role)))
+    params = psycopg.conninfo.conninfo_to_dict(scratch_database)
+    limited = psycopg.conninfo.make_conninfo(**{**params, "user": role, "password": "limited"})
+    try:
+        with monitoring_connection(limited, settings) as conn:
+            caps = capabilities.detect(conn)
+        assert not caps.is_superuser and not caps.can_read_all_stats
+        [issue] = [i for i in caps.issues if i.name == "pg_read_all_stats"]
+        assert issue.fix == f"GRANT pg_monitor TO {role};"
+        with psycopg.connect(scratch_database, autocommit=True) as conn:
+            conn.execute(sql.SQL("GRANT pg_monitor TO {}").format(sql.Identifier(role)))
+        with monitoring_connection(limited, settings) as conn:
+            assert capabilities.detect(conn).can_read_all_stats
+    finally:
+        with psycopg.connect(scratch_database, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def test_missing_optional_extensions_say_how_to_get_them(database_url, settings):
+    with monitoring_connection(database_url, settings) as conn:
+        caps = capabilities.detect(conn)
+    for name in ("hypopg", "pg_cron"):
+        if not caps.extension(name).installed:
+            [issue] = [i for i in caps.issues if i.name == name]
+            assert issue.severity == "amber" and f"CREATE EXTENSION" in issue.fix

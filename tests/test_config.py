@@ -1,0 +1,76 @@
+import pytest
+
+from queries.config import ConfigError, Settings, find_target, load_settings, load_targets, read_secrets
+
+
+def test_environment_makes_a_target_with_admin_fallback():
+    targets = load_targets({"DATABASE_URL": "postgresql://a@h/db", "REDIS_URL": "redis://r:6379/0"},
+                           secrets={})
+    assert [t.name for t in targets] == ["env"]
+    assert targets[0].admin_url == "postgresql://a@h/db"
+    assert not targets[0].has_separate_admin_url
+    assert targets[0].redis_url == "redis://r:6379/0"
+
+
+def test_separate_admin_url_is_used():
+    [target] = load_targets({"DATABASE_URL": "postgresql://viewer@h/db",
+                             "DATABASE_ADMIN_URL": "postgresql://admin@h/db"}, secrets={})
+    assert target.admin_url == "postgresql://admin@h/db"
+    assert target.has_separate_admin_url
+
+
+def test_secrets_with_several_named_targets_and_redis_lists():
+    secrets = {"DATABASE_URL": "postgresql://d@h/db",
+               "targets": {"prod": {"database_url": "postgresql://p@h/db",
+                                    "redis_url": ["redis://a:1/0", "redis://b:2/0"]},
+                           "staging": {"database_url": "postgresql://s@h/db",
+                                       "redis_url": "redis://c:3/0"}}}
+    targets = load_targets({}, secrets)
+    assert [t.name for t in targets] == ["default", "prod", "staging"]
+    assert find_target("prod", targets).redis_urls == ("redis://a:1/0", "redis://b:2/0")
+    assert find_target(None, targets).name == "default"
+
+
+def test_target_without_database_url_is_a_clear_error():
+    with pytest.raises(ConfigError, match="'broken' has no database_url"):
+        load_targets({}, {"targets": {"broken": {"redis_url": "redis://x"}}})
+
+
+def test_unknown_target_and_no_target_are_clear_errors():
+    with pytest.raises(ConfigError, match="no target named 'nope'"):
+        find_target("nope", load_targets({"DATABASE_URL": "postgresql://a@h/db"}, {}))
+    with pytest.raises(ConfigError, match="set DATABASE_URL"):
+        find_target(None, [])
+
+
+def test_settings_from_secrets_and_environment_with_environment_winning():
+    secrets = {"role": "dba", "settings": {"statement_timeout_ms": 9000, "cache_ttl_s": 10}}
+    settings = load_settings({"DBPULSE_CACHE_TTL_S": "5"}, secrets)
+    assert settings.role == "dba" and settings.is_dba
+    assert settings.statement_timeout_ms == 9000
+    assert settings.cache_ttl_s == 5
+    assert settings.redis_hit_rate_target == Settings().redis_hit_rate_target
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ConfigError, match="role must be one of"):
+        load_settings({"DBPULSE_ROLE": "admin"}, {})
+    with pytest.raises(ConfigError, match="statement_timeout_ms must be a int"):
+        load_settings({"DBPULSE_STATEMENT_TIMEOUT_MS": "soon"}, {})
+
+
+def test_malformed_secrets_file(tmp_path):
+    bad = tmp_path / "secrets.toml"
+    bad.write_text("[targets\nbroken")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        read_secrets(bad)
+    assert read_secrets(tmp_path / "missing.toml") == {}
+
+
+def test_shipped_example_parses_into_targets():
+    from queries.config import PROJECT_ROOT
+
+    secrets = read_secrets(PROJECT_ROOT / ".streamlit" / "secrets.toml.example")
+    targets = load_targets({}, secrets)
+    assert [t.name for t in targets] == ["production", "staging"]
+    assert load_settings({}, secrets).statement_timeout_ms == 5000

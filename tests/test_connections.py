@@ -1,0 +1,80 @@
+import time
+
+import psycopg
+import pytest
+
+from queries.connections import (ADMIN_APPLICATION_NAME, MONITOR_APPLICATION_NAME, DatabaseProblem,
+                                 admin_connection, monitoring_connection, redact)
+
+
+def test_monitoring_session_refuses_writes(database_url, settings):
+    with monitoring_connection(database_url, settings) as conn:
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("CREATE TABLE should_not_exist (a int)")
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("UPDATE leads SET status = 'lost'")
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT to_regclass('should_not_exist')").fetchone()[0] is None
+
+
+def test_monitoring_session_settings(database_url, settings):
+    with monitoring_connection(database_url, settings) as conn:
+        values = conn.execute(
+            "SELECT current_setting('default_transaction_read_only'), "
+            "current_setting('statement_timeout'), current_setting('lock_timeout'), "
+            "current_setting('application_name')").fetchone()
+    assert values == ("on", "3s", "1s", MONITOR_APPLICATION_NAME)
+
+
+def test_statement_timeout_becomes_a_timeout_problem(database_url, settings):
+    with pytest.raises(DatabaseProblem) as info:
+        with monitoring_connection(database_url, settings) as conn:
+            conn.execute("SELECT pg_sleep(10)")
+    assert info.value.kind == "timeout"
+
+
+def test_admin_session_can_write_and_is_named(database_url, dba_settings):
+    with admin_connection(database_url, dba_settings) as conn:
+        assert conn.execute("SELECT current_setting('application_name')").fetchone()[0] == \
+            ADMIN_APPLICATION_NAME
+        conn.execute("CREATE TEMP TABLE scratch (a int)")
+
+
+def test_unreachable_postgres_fails_fast_with_a_clear_message(settings, closed_port):
+    t0 = time.monotonic()
+    with pytest.raises(DatabaseProblem) as info:
+        with monitoring_connection(f"postgresql://u:p@127.0.0.1:{closed_port}/db", settings):
+            pass
+    assert time.monotonic() - t0 < 5
+    assert info.value.kind == "unreachable"
+    assert "Cannot connect" in info.value.message and "p@" not in info.value.message
+
+
+def test_bad_dsn(settings):
+    with pytest.raises(DatabaseProblem) as info:
+        with monitoring_connection("host=localhost port", settings):
+            pass
+    assert info.value.kind == "bad_dsn"
+    assert "postgresql://user:password@host" in info.value.hint
+
+
+def test_wrong_password_and_missing_database(database_url, settings):
+    params = psycopg.conninfo.conninfo_to_dict(database_url)
+    wrong = psycopg.conninfo.make_conninfo(**{**params, "password": "not-the-password"})
+    with pytest.raises(DatabaseProblem) as info:
+        with monitoring_connection(wrong, settings):
+            pass
+    if info.value.kind != "auth":  # a TEST_DATABASE_URL server may trust local connections
+        pytest.skip(f"server does not check passwords here: {info.value}")
+    assert "not-the-password" not in str(info.value)
+    missing = psycopg.conninfo.make_conninfo(**{**params, "dbname": "no_such_db"})
+    with pytest.raises(DatabaseProblem) as info:
+        with monitoring_connection(missing, settings):
+            pass
+    assert info.value.kind == "no_database"
+
+
+def test_redact_hides_passwords():
+    assert "secret" not in redact("postgresql://me:secret@db.example.com:5433/app")
+    assert redact("postgresql://me:secret@db.example.com:5433/app") == "me@db.example.com:5433/app"
+    assert "secret" not in redact("postgresql://me:secret@db/app?broken=")
