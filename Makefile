@@ -1,0 +1,38 @@
+# DB Pulse: `make demo` serves the dashboard on the embedded demo, `make test` runs the suite.
+# Both create the virtualenv in .venv on first use. Needs Python 3.11 or newer.
+
+PYTHON ?= $(shell for p in python3.12 python3.11 python3; do \
+	  if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))'; \
+	  then echo $$p; break; fi; done)
+VENV := .venv
+PY := $(VENV)/bin/python
+SCALE ?= default
+
+.PHONY: demo test bench stack-up stack-down clean venv
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	@test -n "$(PYTHON)" || { echo "DB Pulse needs Python 3.11 or newer on the PATH"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+demo: venv
+	$(PY) cli.py demo --scale $(SCALE)
+
+test: venv
+	$(PY) -m pytest
+
+bench: venv
+	$(PY) bench/bench_demo_load.py
+
+stack-up: venv
+	$(PY) cli.py stack up
+
+stack-down: venv
+	$(PY) cli.py stack down
+
+clean: stack-down
+	rm -rf .dbpulse

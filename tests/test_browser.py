@@ -1,0 +1,76 @@
+"""A real browser on a real `streamlit run app.py`: the Overview loads and shows live numbers.
+
+Uses Debian's chromium (.ci/run installs it); Playwright cannot download browsers here."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from demo.stack import free_port
+from tests.conftest import PROJECT_ROOT
+
+CHROMIUM = os.environ.get("DBPULSE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def _require_chromium():
+    if os.path.exists(CHROMIUM) or shutil.which(CHROMIUM):
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{CHROMIUM} is missing; .ci/run should have installed it")
+    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+
+
+@pytest.fixture
+def dashboard(tmp_path, database_url, redis_url):
+    _require_chromium()
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
+           "DBPULSE_SECRETS_FILE": str(tmp_path / "none.toml")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "app.py"),
+         "--server.port", str(port), "--server.headless", "true",
+         "--browser.gatherUsageStats", "false"],
+        cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.terminate()
+        pytest.fail("streamlit did not become healthy within 60 s")
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_overview_in_chromium(dashboard, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(dashboard, wait_until="domcontentloaded")
+            page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
+                                   timeout=60_000)
+            page.get_by_text("Buffer cache hit rate").first.wait_for(timeout=30_000)
+            metrics = page.locator("[data-testid=stMetric]").all_inner_texts()
+            page.screenshot(path=str(tmp_path / "overview.png"), full_page=True)
+        finally:
+            browser.close()
+    joined = "\n".join(metrics)
+    assert "PostgreSQL" in joined
+    buffer = next(m for m in metrics if "Buffer cache hit rate" in m)
+    assert "%" in buffer  # a live number, not n/a
+    assert any("Redis hit rate" in m for m in metrics)

@@ -1,0 +1,62 @@
+import json
+import os
+import subprocess
+import sys
+
+import psycopg
+
+from tests.conftest import PROJECT_ROOT, TEST_STACK_ROOT
+
+
+def _cli(*args, env=None):
+    return subprocess.run([sys.executable, str(PROJECT_ROOT / "cli.py"), *args],
+                          env={**os.environ, **(env or {})}, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_check_reports_the_target(database_url, redis_url, tmp_path):
+    result = _cli("check", env={"DATABASE_URL": database_url, "REDIS_URL": redis_url,
+                                "DBPULSE_SECRETS_FILE": str(tmp_path / "none.toml")})
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["postgres"]["database"] == "salesflow_test"
+    assert report["postgres"]["extensions"]["pg_stat_statements"]
+    assert report["redis"][0]["version"]
+
+
+def test_check_fails_clearly_when_unreachable(closed_port, tmp_path):
+    result = _cli("check", env={"DATABASE_URL": f"postgresql://u:p@127.0.0.1:{closed_port}/db",
+                                "REDIS_URL": f"redis://127.0.0.1:{closed_port}/0",
+                                "DBPULSE_SECRETS_FILE": str(tmp_path / "none.toml")})
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert "Cannot connect" in report["postgres"]["error"]
+    assert "Cannot connect to Redis" in report["redis"][0]["error"]
+
+
+def test_check_with_unknown_target_names_the_problem(tmp_path):
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text('[targets.prod]\ndatabase_url = "postgresql://x@h/db"\n')
+    env = {"DBPULSE_SECRETS_FILE": str(secrets), "DATABASE_URL": ""}
+    result = _cli("check", "--target", "staging", env=env)
+    assert result.returncode == 2
+    assert "no target named 'staging'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_demo_loads_only_into_an_explicit_database(servers, scratch_database, tmp_path):
+    if servers[2] is None:
+        import pytest
+        pytest.skip("needs the suite's own embedded stack")
+    env = {"DBPULSE_STACK_DIR": str(TEST_STACK_ROOT),
+           # must be ignored: only --database-url chooses another database
+           "DATABASE_URL": scratch_database + "_not_this_one"}
+    result = _cli("demo", "--scale", "small", "--no-ui", "--database-url", scratch_database,
+                  env=env)
+    assert result.returncode == 0, result.stderr
+    assert "loaded the small demo" in result.stdout
+    with psycopg.connect(scratch_database) as conn:
+        assert conn.execute("SELECT count(*) FROM leads").fetchone()[0] > 0
+        assert conn.execute("SELECT count(*) FROM dbpulse.audit_log "
+                            "WHERE action = 'install_schema'").fetchone()[0] == 1
+    again = _cli("demo", "--scale", "small", "--no-ui", "--database-url", scratch_database, env=env)
+    assert again.returncode == 0 and "already loaded" in again.stdout

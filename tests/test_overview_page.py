@@ -1,0 +1,81 @@
+"""AppTest for the Overview: live numbers, and each server failing on its own."""
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import PROJECT_ROOT
+
+APP = str(PROJECT_ROOT / "app.py")
+
+
+@pytest.fixture
+def app_env(monkeypatch, tmp_path, database_url, redis_url):
+    monkeypatch.setenv("DBPULSE_SECRETS_FILE", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.delenv("DATABASE_ADMIN_URL", raising=False)
+    st.cache_data.clear()
+    yield monkeypatch
+    st.cache_data.clear()
+
+
+def _run() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _metrics(at: AppTest) -> dict[str, str]:
+    return {m.label.split(" ", 1)[-1] if m.label[0] in "🟢🟠🔴⚪" else m.label: m.value
+            for m in at.metric}
+
+
+def test_overview_shows_live_numbers(app_env):
+    at = _run()
+    metrics = _metrics(at)
+    assert metrics["Server"].startswith("PostgreSQL ")
+    assert metrics["Buffer cache hit rate"].endswith("%")
+    assert metrics["Redis hit rate"].endswith("%") or metrics["Redis hit rate"] == "n/a"
+    assert "MB" in metrics["Database size"]
+    assert not at.error
+    capability_table = at.dataframe[0].value
+    assert "pg_stat_statements" in set(capability_table["extension"])
+
+
+def test_overview_with_redis_down_still_shows_postgres(app_env, closed_port):
+    app_env.setenv("REDIS_URL", f"redis://127.0.0.1:{closed_port}/0")
+    at = _run()
+    assert "Buffer cache hit rate" in _metrics(at)
+    assert "Redis hit rate" not in _metrics(at)
+    [error] = at.error
+    assert "Redis is not available" in error.value and "Connection refused" in error.value
+
+
+def test_overview_with_postgres_down_still_shows_redis(app_env, closed_port):
+    app_env.setenv("DATABASE_URL", f"postgresql://u:p@127.0.0.1:{closed_port}/db")
+    at = _run()
+    assert "Redis hit rate" in _metrics(at)
+    assert "Buffer cache hit rate" not in _metrics(at)
+    [error] = at.error
+    assert "PostgreSQL is not available" in error.value
+
+
+def test_overview_without_configuration_explains_what_to_set(app_env):
+    app_env.delenv("DATABASE_URL")
+    app_env.delenv("REDIS_URL")
+    at = _run()
+    assert any("DATABASE_URL" in info.value for info in at.info)
+
+
+def test_broken_configuration_is_reported_not_raised(app_env):
+    app_env.setenv("DBPULSE_ROLE", "superhero")
+    at = _run()
+    assert any("role must be one of" in e.value for e in at.error)
+
+
+def test_refresh_button_clears_cached_results(app_env):
+    at = _run()
+    at.sidebar.button[0].click().run()
+    assert not at.exception
+    assert "Buffer cache hit rate" in _metrics(at)

@@ -1,0 +1,80 @@
+"""The embedded stack on its own folder and ports: up, reuse, status lines, down."""
+
+import os
+import shlex
+import subprocess
+import sys
+
+import psutil
+import psycopg
+import pytest
+import redis
+
+from demo.stack import EmbeddedStack, free_port
+from tests.conftest import PROJECT_ROOT
+
+
+@pytest.fixture
+def own_stack(tmp_path_factory):
+    root = PROJECT_ROOT / ".dbpulse" / f"test-stack-{os.getpid()}"
+    stack = EmbeddedStack(root=root, pg_port=free_port(), redis_port=free_port())
+    yield stack
+    stack.destroy()
+
+
+def _cli(*args, env_root):
+    env = {**os.environ, "DBPULSE_STACK_DIR": str(env_root)}
+    return subprocess.run([sys.executable, str(PROJECT_ROOT / "cli.py"), *args], env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_up_reuse_status_and_down(own_stack):
+    state = own_stack.requested
+    up = _cli("stack", "up", "--pg-port", str(state.pg_port), "--redis-port",
+              str(state.redis_port), env_root=own_stack.root)
+    assert up.returncode == 0, up.stderr
+    pg_pid, redis_pid = own_stack.postgres_pid(), own_stack.redis_pid()
+    assert pg_pid and redis_pid
+
+    # a second up reuses what runs
+    again = _cli("stack", "up", env_root=own_stack.root)
+    assert again.returncode == 0, again.stderr
+    assert (own_stack.postgres_pid(), own_stack.redis_pid()) == (pg_pid, redis_pid)
+
+    # status prints lines a shell can eval, and the URLs work
+    status = _cli("stack", "status", env_root=own_stack.root)
+    assert status.returncode == 0
+    env = dict(line.split("=", 1) for line in status.stdout.splitlines()
+               if line and not line.startswith("#"))
+    assert set(env) == {"DATABASE_URL", "REDIS_URL"}
+    evaluated = subprocess.run(["bash", "-c", f'eval "$(cat)"; echo "$DATABASE_URL"'],
+                               input=status.stdout, capture_output=True, text=True)
+    assert evaluated.stdout.strip() == env["DATABASE_URL"]
+    with psycopg.connect(env["DATABASE_URL"], connect_timeout=5) as conn:
+        assert conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()[0] \
+            == "pg_stat_statements"
+        assert conn.execute("SHOW track_io_timing").fetchone()[0] == "on"
+        assert conn.execute("SHOW pg_stat_statements.track_planning").fetchone()[0] == "on"
+        assert conn.execute("SHOW track_functions").fetchone()[0] == "all"
+    assert redis.Redis.from_url(env["REDIS_URL"]).ping()
+    assert shlex.split(status.stdout.splitlines()[1])  # plain KEY=VALUE, shell-safe
+
+    down = _cli("stack", "down", env_root=own_stack.root)
+    assert down.returncode == 0
+    assert not psutil.pid_exists(pg_pid) or psutil.Process(pg_pid).status() == psutil.STATUS_ZOMBIE
+    assert not psutil.pid_exists(redis_pid) or \
+        psutil.Process(redis_pid).status() == psutil.STATUS_ZOMBIE
+    stopped = _cli("stack", "status", env_root=own_stack.root)
+    assert stopped.returncode == 1 and "postgres stopped, redis stopped" in stopped.stdout
+
+
+def test_taken_port_is_a_clear_error(own_stack):
+    import socket
+
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", own_stack.requested.pg_port))
+        blocker.listen()
+        result = _cli("stack", "up", "--pg-port", str(own_stack.requested.pg_port),
+                      "--redis-port", str(own_stack.requested.redis_port), env_root=own_stack.root)
+    assert result.returncode == 2
+    assert f"port {own_stack.requested.pg_port} is taken" in result.stderr
