@@ -3,7 +3,8 @@
 import streamlit as st
 
 from ui import context, loaders
-from ui.format import STATE_ICONS, human_bytes, human_duration, percent, state_for_ratio
+from ui.format import human_bytes, human_duration, percent, state_for_ratio
+from ui.widgets import judged_metric, show_problem
 
 st.title("Overview")
 
@@ -20,12 +21,6 @@ if target is None:
 st.caption(f"Target **{target.name}**")
 
 
-def show_problem(what: str, loaded: loaders.Loaded) -> None:
-    st.error(f"**{what}:** {loaded.problem.message}")
-    if loaded.problem.hint:
-        st.caption(loaded.problem.hint)
-
-
 # --- PostgreSQL -------------------------------------------------------------------------------
 st.subheader("PostgreSQL")
 pg = loaders.postgres_overview(target.database_url, settings)
@@ -34,8 +29,7 @@ if not pg.ok:
 else:
     identity, caps, hit = pg.value.identity, pg.value.capabilities, pg.value.cache_hit
     cols = st.columns(4)
-    cols[0].metric("Server", f"PostgreSQL {identity.version}",
-                   help=identity.full_version)
+    cols[0].metric("PostgreSQL", identity.version, help=identity.full_version)
     cols[1].metric("Uptime", human_duration(identity.uptime),
                    help=f"started {identity.started_at:%Y-%m-%d %H:%M %Z}")
     cols[2].metric("Database size", human_bytes(identity.database_size_bytes),
@@ -48,9 +42,10 @@ else:
 
     state = state_for_ratio(hit.database, settings.buffer_cache_hit_threshold)
     cols = st.columns(4)
-    cols[0].metric(f"{STATE_ICONS[state]} Buffer cache hit rate", percent(hit.database, 2),
-                   help=f"Share of block reads served from shared buffers, cumulative since the "
-                        f"statistics reset; target ≥ {percent(settings.buffer_cache_hit_threshold, 0)}.")
+    judged_metric(cols[0], "Buffer cache hit rate", percent(hit.database, 2), state,
+                  f"≥ {percent(settings.buffer_cache_hit_threshold, 0)}",
+                  help="Share of block reads served from shared buffers, cumulative since the "
+                       "statistics reset.")
     cols[1].metric("Tables hit rate", percent(hit.tables, 2))
     cols[2].metric("Indexes hit rate", percent(hit.indexes, 2))
     cols[3].metric("Blocks read from disk", f"{hit.blocks_read:,}")
@@ -64,14 +59,15 @@ else:
     for ext in caps.extensions.values():
         status = (f"installed {ext.installed_version} in schema {ext.schema}" if ext.installed
                   else "available, not installed" if ext.available else "not available on server")
-        rows.append({"": "✅" if ext.installed else "⚠️", "extension": ext.name, "status": status})
-    rows.append({"": "✅" if caps.can_read_all_stats else "⚠️", "extension": "pg_read_all_stats",
+        rows.append({"capability": ext.name, "ok": ext.installed, "status": status})
+    rows.append({"capability": "pg_read_all_stats", "ok": caps.can_read_all_stats,
                  "status": f"role {caps.current_user} " + ("can" if caps.can_read_all_stats
                                                             else "cannot") + " read all statistics"})
     st.dataframe(rows, hide_index=True, width="stretch")
     for issue in caps.issues:
         box = st.error if issue.severity == "red" else st.warning
-        box(issue.message)
+        box(issue.message, icon=":material/error:" if issue.severity == "red"
+            else ":material/warning:")
         st.code(issue.fix, language="sql")
 
 # --- Redis ------------------------------------------------------------------------------------
@@ -86,10 +82,10 @@ else:
         info = rd.value
         state = state_for_ratio(info.hit_rate, settings.redis_hit_rate_target, amber_margin=0.10)
         cols = st.columns(4)
-        cols[0].metric(f"{STATE_ICONS[state]} Redis hit rate", percent(info.hit_rate),
-                       help=f"keyspace hits / (hits + misses) since the Redis server started "
-                            f"{human_duration(info.uptime_s)} ago; the plan's target is "
-                            f"> {percent(settings.redis_hit_rate_target, 0)}.")
+        judged_metric(cols[0], "Redis hit rate", percent(info.hit_rate), state,
+                      f"> {percent(settings.redis_hit_rate_target, 0)}",
+                      help=f"keyspace hits / (hits + misses) since the Redis server started "
+                           f"{human_duration(info.uptime_s)} ago (or its stats were reset).")
         cols[1].metric("Keys", f"{info.keys:,}")
         cols[2].metric("Memory used", human_bytes(info.used_memory),
                        help="maxmemory " + ("not set" if not info.maxmemory

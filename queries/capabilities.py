@@ -6,6 +6,7 @@ dashboard can say it instead of failing later.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import psycopg
@@ -104,6 +105,13 @@ def detect(conn: psycopg.Connection) -> Capabilities:
     return caps
 
 
+def quote_ident(name: str) -> str:
+    """Quote a role or object name for SQL shown to a person (executed SQL uses sql.Identifier)."""
+    if re.fullmatch(r"[a-z_][a-z0-9_$]*", name):
+        return name
+    return '"' + name.replace('"', '""') + '"'
+
+
 def _issues(caps: Capabilities) -> list[CapabilityIssue]:
     issues = []
     pss = caps.extensions["pg_stat_statements"]
@@ -111,23 +119,23 @@ def _issues(caps: Capabilities) -> list[CapabilityIssue]:
         issues.append(CapabilityIssue(
             "pg_stat_statements", "red",
             "pg_stat_statements is not installed in this database, so there are no query "
-            "statistics (slow queries, the slow-query KPI).",
-            "CREATE EXTENSION IF NOT EXISTS pg_stat_statements;  -- on Supabase: "
-            "Database > Extensions > pg_stat_statements"
-            + ("" if pss.available else "  (the server does not ship it: install the "
-               "PostgreSQL contrib package first)")))
+            "statistics (slow queries, the slow-query KPI). On Supabase enable it under "
+            "Database > Extensions.",
+            "CREATE EXTENSION IF NOT EXISTS pg_stat_statements;"
+            + ("" if pss.available else "  -- the server does not ship it: install the "
+               "PostgreSQL contrib package first")))
     elif caps.pg_stat_statements_loaded is False:
         issues.append(CapabilityIssue(
             "pg_stat_statements", "red",
             "pg_stat_statements is installed but not loaded, so it records nothing.",
-            "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements';  "
-            "-- then restart the server"))
+            "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements';\n"
+            "-- keep any libraries already listed there, then restart the server"))
     if not caps.can_read_all_stats:
         issues.append(CapabilityIssue(
             "pg_read_all_stats", "amber",
             f"Role {caps.current_user} cannot read other roles' statistics: their query texts "
             "show as <insufficient privilege> and other sessions are hidden.",
-            f"GRANT pg_monitor TO {caps.current_user};"))
+            f"GRANT pg_monitor TO {quote_ident(caps.current_user)};"))
     for name, why, package in (
             ("pgstattuple", "exact bloat figures", "postgresql-contrib"),
             ("hypopg", "what-if analysis with hypothetical indexes", "postgresql-NN-hypopg"),
@@ -135,8 +143,10 @@ def _issues(caps: Capabilities) -> list[CapabilityIssue]:
         ext = caps.extensions[name]
         if ext.installed:
             continue
-        fix = (f"CREATE EXTENSION IF NOT EXISTS {name};" if ext.available else
-               f"install it on the server (Debian package {package}; on Supabase enable it under "
-               f"Database > Extensions), then CREATE EXTENSION {name};")
-        issues.append(CapabilityIssue(name, "amber", f"{name} is not installed: no {why}.", fix))
+        message = f"{name} is not installed: no {why}."
+        if not ext.available:
+            message += (f" The server does not ship it: install {package} on the server "
+                        "(on Supabase: Database > Extensions), then create it.")
+        issues.append(CapabilityIssue(name, "amber", message,
+                                      f"CREATE EXTENSION IF NOT EXISTS {name};"))
     return issues

@@ -27,20 +27,21 @@ def _run() -> AppTest:
 
 
 def _metrics(at: AppTest) -> dict[str, str]:
-    return {m.label.split(" ", 1)[-1] if m.label[0] in "🟢🟠🔴⚪" else m.label: m.value
-            for m in at.metric}
+    return {m.label: m.value for m in at.metric}
 
 
 def test_overview_shows_live_numbers(app_env):
     at = _run()
     metrics = _metrics(at)
-    assert metrics["Server"].startswith("PostgreSQL ")
+    assert metrics["PostgreSQL"][:2].isdigit()
     assert metrics["Buffer cache hit rate"].endswith("%")
     assert metrics["Redis hit rate"].endswith("%") or metrics["Redis hit rate"] == "n/a"
     assert "MB" in metrics["Database size"]
     assert not at.error
     capability_table = at.dataframe[0].value
-    assert "pg_stat_statements" in set(capability_table["extension"])
+    assert "pg_stat_statements" in set(capability_table["capability"])
+    badges = [m.value for m in at.markdown if "badge[" in m.value]
+    assert any("target (≥ 99 %)" in b for b in badges)
 
 
 def test_overview_with_redis_down_still_shows_postgres(app_env, closed_port):

@@ -45,6 +45,3 @@ def state_for_ratio(ratio: float | None, target: float, amber_margin: float = 0.
     if ratio >= target - amber_margin:
         return "amber"
     return "red"
-
-
-STATE_ICONS = {"green": "🟢", "amber": "🟠", "red": "🔴", "grey": "⚪"}
