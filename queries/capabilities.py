@@ -6,11 +6,12 @@ dashboard can say it instead of failing later.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import psycopg
 from psycopg import sql
+
+from queries.identifiers import quote_ident
 
 OPTIONAL_EXTENSIONS = ("pg_stat_statements", "pgstattuple", "hypopg", "pg_cron")
 
@@ -103,13 +104,6 @@ def detect(conn: psycopg.Connection) -> Capabilities:
     caps = Capabilities(version_num, user, superuser, read_all, extensions, loaded)
     caps.issues = _issues(caps)
     return caps
-
-
-def quote_ident(name: str) -> str:
-    """Quote a role or object name for SQL shown to a person (executed SQL uses sql.Identifier)."""
-    if re.fullmatch(r"[a-z_][a-z0-9_$]*", name):
-        return name
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _issues(caps: Capabilities) -> list[CapabilityIssue]:

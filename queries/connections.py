@@ -10,18 +10,35 @@ This module knows nothing about Streamlit: the CLI, the tests and the pages all 
 from __future__ import annotations
 
 import re
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
 import psycopg
-from psycopg import conninfo
+from psycopg import conninfo, sql
 
 from queries.config import Settings
 
 MONITOR_APPLICATION_NAME = "dbpulse-monitor"
 ADMIN_APPLICATION_NAME = "dbpulse-admin"
 OWN_APPLICATION_PREFIX = "dbpulse"
+# Every statement DB Pulse sends starts with this comment. pg_stat_statements keeps comments in
+# the text it stores (they do not change the queryid), so DB Pulse can hide its own statements.
+OWN_STATEMENT_TAG = "/* dbpulse */ "
+
+
+class TaggedConnection(psycopg.Connection):
+    """A connection that prefixes every statement with OWN_STATEMENT_TAG."""
+
+    def execute(self, query, params=None, **kwargs):
+        if isinstance(query, str):
+            query = OWN_STATEMENT_TAG + query
+        elif isinstance(query, (sql.Composable,)):
+            query = sql.SQL(OWN_STATEMENT_TAG) + query
+        elif isinstance(query, bytes):
+            query = OWN_STATEMENT_TAG.encode() + query
+        return super().execute(query, params, **kwargs)
 
 
 @dataclass
@@ -94,8 +111,8 @@ def describe_error(exc: Exception, dsn: str = "") -> DatabaseProblem:
 def _connect(dsn: str, settings: Settings, application_name: str) -> psycopg.Connection:
     try:
         conninfo.conninfo_to_dict(dsn)
-        return psycopg.connect(dsn, connect_timeout=settings.connect_timeout_s,
-                               application_name=application_name, autocommit=True)
+        return TaggedConnection.connect(dsn, connect_timeout=settings.connect_timeout_s,
+                                        application_name=application_name, autocommit=True)
     except Exception as exc:  # psycopg raises several kinds; all become one DatabaseProblem
         raise describe_error(exc, dsn) from exc
 
@@ -145,3 +162,42 @@ def admin_connection(dsn: str, settings: Settings) -> Iterator[psycopg.Connectio
         yield conn
     finally:
         conn.close()
+
+
+class MonitoringPool:
+    """Keeps a few monitoring connections alive between page views: a new connection's first
+    catalogue queries are several times slower (its relation cache is cold), and connecting
+    costs a round trip or a TLS handshake each time."""
+
+    def __init__(self, dsn: str, settings: Settings, max_idle: int = 4):
+        self.dsn, self.settings, self.max_idle = dsn, settings, max_idle
+        self._idle: list[psycopg.Connection] = []
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        if conn is None or conn.closed or conn.broken:
+            conn = open_monitoring(self.dsn, self.settings)
+        healthy = False
+        try:
+            yield conn
+            healthy = True
+        except psycopg.Error as exc:
+            raise describe_error(exc, self.dsn) from exc
+        finally:
+            idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            if healthy and idle and not conn.closed and not conn.broken:
+                with self._lock:
+                    if len(self._idle) < self.max_idle:
+                        self._idle.append(conn)
+                        conn = None
+            if conn is not None:
+                conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._idle:
+                conn.close()
+            self._idle.clear()

@@ -71,5 +71,9 @@ def test_missing_optional_extensions_say_how_to_get_them(database_url, settings)
 
 
 def test_names_in_shown_sql_are_quoted():
-    assert capabilities.quote_ident("monitor") == "monitor"
-    assert capabilities.quote_ident('Odd "Role"') == '"Odd ""Role"""'
+    from queries.identifiers import qualified, quote_ident
+
+    assert quote_ident("monitor") == "monitor"
+    assert quote_ident('Odd "Role"') == '"Odd ""Role"""'
+    assert quote_ident("user") == '"user"'
+    assert qualified("public", "Leads 2024") == 'public."Leads 2024"'

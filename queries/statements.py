@@ -1,0 +1,245 @@
+"""Slow queries from pg_stat_statements.
+
+The view's columns follow the *installed extension's* version (pg_extension.extversion, which can
+lag the server after an upgrade), so the per-version part lives in sql/statements/entries_X.Y.sql,
+named by the minimum version it needs; the filtering and ranking around it is shared.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import psycopg
+from psycopg import sql
+
+from queries.capabilities import Extension
+from queries.connections import OWN_STATEMENT_TAG
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql" / "statements"
+
+# what the list can be ranked by: option -> output column
+ORDER_BY = {
+    "total time": "total_exec_ms", "mean time": "mean_exec_ms", "calls": "calls",
+    "rows": "rows", "shared blocks read": "shared_blks_read", "temp blocks": "temp_blks",
+    "I/O time": "io_ms",
+}
+INSUFFICIENT_PRIVILEGE = "<insufficient privilege>"
+
+
+class StatementsUnavailable(RuntimeError):
+    """pg_stat_statements cannot be read here; the message says why and what to do."""
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", version))
+
+
+def entries_file(extversion: str) -> Path:
+    """The file for the highest minimum version not above the installed one."""
+    installed = version_tuple(extversion)
+    candidates = sorted((version_tuple(p.stem.split("_", 1)[1]), p)
+                        for p in SQL_DIR.glob("entries_*.sql"))
+    usable = [p for v, p in candidates if v <= installed]
+    if not usable:
+        raise StatementsUnavailable(f"pg_stat_statements {extversion} is too old; "
+                                    "run ALTER EXTENSION pg_stat_statements UPDATE;")
+    return usable[-1]
+
+
+def _entries(ext: Extension) -> sql.Composable:
+    if not ext.installed:
+        raise StatementsUnavailable("pg_stat_statements is not installed in this database: "
+                                    "CREATE EXTENSION IF NOT EXISTS pg_stat_statements;")
+    text = "\n".join(line for line in entries_file(ext.installed_version).read_text().splitlines()
+                     if not line.startswith("--"))
+    return sql.SQL(text).format(pss=sql.SQL("{}.{}").format(
+        sql.Identifier(ext.schema), sql.Identifier("pg_stat_statements")))
+
+
+@dataclass
+class StatementFilter:
+    database: str | None = None      # None: the connected database; "*": all databases
+    role: str | None = None
+    min_calls: int = 1
+    text: str | None = None          # case-insensitive substring of the statement text
+    hide_own: bool = True            # DB Pulse's own statements
+    order_by: str = "total time"
+    limit: int = 50
+
+
+def top_statements(conn: psycopg.Connection, ext: Extension,
+                   flt: StatementFilter = StatementFilter()) -> pd.DataFrame:
+    """The top statements by the chosen measure, each with its share of the total execution
+    time of the chosen database(s) (computed before the role, calls and text filters)."""
+    if flt.order_by not in ORDER_BY:
+        raise ValueError(f"order_by must be one of {', '.join(ORDER_BY)}")
+    query = sql.SQL("""
+        WITH entries AS ({entries}),
+        scoped AS (
+            SELECT e.*, r.rolname AS role_name, d.datname AS database_name,
+                   e.total_exec_ms / nullif(sum(e.total_exec_ms) OVER (), 0) AS share_of_total_time
+            FROM entries e
+            LEFT JOIN pg_roles r ON r.oid = e.userid
+            LEFT JOIN pg_database d ON d.oid = e.dbid
+            WHERE %(database)s = '*' OR d.datname = coalesce(%(database)s, current_database())
+        )
+        SELECT queryid, userid, dbid, role_name, database_name,
+               left(query, 2000)  AS query,
+               length(query)      AS query_length,
+               calls, total_exec_ms, mean_exec_ms, max_exec_ms, stddev_exec_ms, total_plan_ms,
+               rows, shared_blks_hit, shared_blks_read, temp_blks, io_ms, share_of_total_time,
+               shared_blks_hit::float8 / nullif(shared_blks_hit + shared_blks_read, 0)
+                                  AS cache_hit_rate
+        FROM scoped
+        WHERE calls >= %(min_calls)s
+          AND (%(role)s::text IS NULL OR role_name = %(role)s)
+          AND (%(text)s::text IS NULL OR strpos(lower(query), lower(%(text)s)) > 0)
+          AND NOT (%(hide_own)s AND query LIKE %(own_tag)s)
+        ORDER BY {order} DESC NULLS LAST
+        LIMIT %(limit)s
+        """).format(entries=_entries(ext), order=sql.Identifier(ORDER_BY[flt.order_by]))
+    params = {"database": flt.database, "role": flt.role, "min_calls": flt.min_calls,
+              "text": flt.text or None, "hide_own": flt.hide_own,
+              "own_tag": OWN_STATEMENT_TAG + "%", "limit": flt.limit}
+    cur = conn.execute(query, params)
+    frame = pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
+    frame.attrs["insufficient_privilege"] = int((frame["query"] == INSUFFICIENT_PRIVILEGE).sum()) \
+        if len(frame) else 0
+    return frame
+
+
+@dataclass
+class StatementsInfo:
+    dealloc: int | None           # entries evicted since the reset (1.9+)
+    stats_reset: datetime | None  # when pg_stat_statements was last reset (1.9+)
+    max_entries: int | None       # pg_stat_statements.max
+    entries: int                  # how many it holds now (all databases)
+
+
+def statements_info(conn: psycopg.Connection, ext: Extension) -> StatementsInfo:
+    has_info = version_tuple(ext.installed_version) >= (1, 9)
+    dealloc = reset = None
+    if has_info:
+        dealloc, reset = conn.execute(sql.SQL("SELECT dealloc, stats_reset FROM {}.{}").format(
+            sql.Identifier(ext.schema), sql.Identifier("pg_stat_statements_info"))).fetchone()
+    count = conn.execute(sql.SQL("SELECT count(*) FROM {}.{}").format(
+        sql.Identifier(ext.schema), sql.Identifier("pg_stat_statements"))).fetchone()[0]
+    max_entries = conn.execute("SELECT current_setting('pg_stat_statements.max', true)").fetchone()[0]
+    return StatementsInfo(dealloc, reset, int(max_entries) if max_entries else None, count)
+
+
+@dataclass
+class SlowQueryKpi:
+    slow_calls: int
+    total_calls: int
+    slow_statements: int
+    threshold_ms: float
+
+    @property
+    def share(self) -> float | None:
+        return None if self.total_calls == 0 else self.slow_calls / self.total_calls
+
+
+def slow_query_kpi(conn: psycopg.Connection, ext: Extension, threshold_ms: float = 1000.0
+                   ) -> SlowQueryKpi:
+    """The plan's KPI "slow queries (> 1 s) under 5 %": the share of calls that belong to
+    statements whose mean execution time exceeds the threshold, in the connected database,
+    without DB Pulse's own statements."""
+    row = conn.execute(sql.SQL("""
+        WITH entries AS ({entries})
+        SELECT coalesce(sum(calls) FILTER (WHERE mean_exec_ms > %(threshold)s), 0) AS slow_calls,
+               coalesce(sum(calls), 0)                                          AS total_calls,
+               count(*) FILTER (WHERE mean_exec_ms > %(threshold)s)             AS slow_statements
+        FROM entries
+        WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND query NOT LIKE %(own_tag)s
+        """).format(entries=_entries(ext)),
+        {"threshold": threshold_ms, "own_tag": OWN_STATEMENT_TAG + "%"}).fetchone()
+    return SlowQueryKpi(int(row[0]), int(row[1]), int(row[2]), threshold_ms)
+
+
+def slow_statements(frame: pd.DataFrame, mean_ms: float, min_calls: int) -> pd.DataFrame:
+    """The rows of a top_statements frame that count as slow by the configured threshold."""
+    return frame[(frame["mean_exec_ms"] >= mean_ms) & (frame["calls"] >= min_calls)]
+
+
+def statement_detail(conn: psycopg.Connection, ext: Extension, queryid: int, userid: int,
+                     dbid: int) -> dict | None:
+    """Every counter of one statement, with its full text."""
+    cur = conn.execute(sql.SQL("SELECT * FROM {}.{} WHERE queryid = %s AND userid = %s "
+                               "AND dbid = %s").format(sql.Identifier(ext.schema),
+                                                       sql.Identifier("pg_stat_statements")),
+                       (queryid, userid, dbid))
+    row = cur.fetchone()
+    return None if row is None else dict(zip([c.name for c in cur.description], row))
+
+
+EXPLAINABLE = re.compile(r"^\s*(/\*.*?\*/\s*)*(WITH|SELECT|INSERT|UPDATE|DELETE|MERGE|VALUES|TABLE)\b",
+                         re.I | re.S)
+
+
+class ExplainError(RuntimeError):
+    pass
+
+
+def parameter_count(query: str) -> int:
+    return max((int(n) for n in re.findall(r"\$(\d+)", query)), default=0)
+
+
+def explain_generic(conn: psycopg.Connection, query: str, server_version_num: int,
+                    timeout_ms: int = 3000) -> str:
+    """The generic plan of a normalized statement ($1, $2 ... left as parameters), inside a
+    read-only transaction that is always rolled back. EXPLAIN without ANALYZE does not run it."""
+    if not EXPLAINABLE.match(query):
+        raise ExplainError("Only SELECT, INSERT, UPDATE, DELETE and MERGE statements have a plan.")
+    try:
+        with conn.transaction(force_rollback=True):
+            conn.execute("SET TRANSACTION READ ONLY")
+            conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(timeout_ms),))
+            if server_version_num >= 160000:
+                rows = conn.execute("EXPLAIN (GENERIC_PLAN) " + query).fetchall()
+            else:  # before 16: a prepared statement forced to its generic plan
+                conn.execute("SELECT set_config('plan_cache_mode', 'force_generic_plan', true)")
+                conn.execute("PREPARE dbpulse_explain AS " + query)
+                nulls = ", ".join(["NULL"] * parameter_count(query))
+                rows = conn.execute("EXPLAIN EXECUTE dbpulse_explain"
+                                    + (f"({nulls})" if nulls else "")).fetchall()
+                conn.execute("DEALLOCATE dbpulse_explain")
+    except psycopg.Error as exc:
+        raise ExplainError(f"EXPLAIN failed: {str(exc).strip().splitlines()[0]}") from exc
+    return "\n".join(r[0] for r in rows)
+
+
+def explain_analyze(admin_conn: psycopg.Connection, query: str, params: list,
+                    timeout_ms: int = 10_000) -> str:
+    """EXPLAIN ANALYZE executes the statement: DBA only (checked by the caller's action), with
+    the given parameter values, in a transaction that is always rolled back."""
+    if not EXPLAINABLE.match(query):
+        raise ExplainError("Only SELECT, INSERT, UPDATE, DELETE and MERGE statements have a plan.")
+    if len(params) != parameter_count(query):
+        raise ExplainError(f"The statement has {parameter_count(query)} parameters; "
+                           f"{len(params)} values were given.")
+    try:
+        with admin_conn.transaction(force_rollback=True):
+            admin_conn.execute("SELECT set_config('statement_timeout', %s, true)",
+                               (str(timeout_ms),))
+            if params:
+                rows = _explain_with_values(admin_conn, query, params)
+            else:
+                rows = admin_conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + query).fetchall()
+    except psycopg.Error as exc:
+        raise ExplainError(f"EXPLAIN ANALYZE failed: {str(exc).strip().splitlines()[0]}") from exc
+    return "\n".join(r[0] for r in rows)
+
+
+def _explain_with_values(conn: psycopg.Connection, query: str, params: list) -> list:
+    conn.execute("PREPARE dbpulse_analyze AS " + query)
+    placeholders = sql.SQL(", ").join(sql.Literal(v) for v in params)
+    rows = conn.execute(sql.SQL("EXPLAIN (ANALYZE, BUFFERS) EXECUTE dbpulse_analyze ({})").format(
+        placeholders)).fetchall()
+    conn.execute("DEALLOCATE dbpulse_analyze")
+    return rows
