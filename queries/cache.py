@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pandas as pd
 import psycopg
 
 
@@ -36,3 +37,22 @@ def cache_hit_rates(conn: psycopg.Connection) -> CacheHitRates:
     return CacheHitRates(database=_ratio(db_hit, db_read), tables=_ratio(heap_hit, heap_read),
                          indexes=_ratio(idx_hit, idx_read), blocks_hit=int(db_hit or 0),
                          blocks_read=int(db_read or 0))
+
+
+def table_hit_rates(conn: psycopg.Connection, limit: int = 100) -> pd.DataFrame:
+    """Per table (with its indexes and TOAST), most disk reads first: where the misses are."""
+    cur = conn.execute("""
+        SELECT schemaname                                           AS schema_name,
+               relname                                              AS table_name,
+               heap_blks_read                                       AS table_blocks_read,
+               heap_blks_hit::float8 / nullif(heap_blks_hit + heap_blks_read, 0)
+                                                                    AS table_hit_rate,
+               idx_blks_read                                        AS index_blocks_read,
+               idx_blks_hit::float8 / nullif(idx_blks_hit + idx_blks_read, 0)
+                                                                    AS index_hit_rate,
+               coalesce(toast_blks_read, 0) + coalesce(tidx_blks_read, 0) AS toast_blocks_read
+        FROM pg_statio_user_tables
+        ORDER BY coalesce(heap_blks_read, 0) + coalesce(idx_blks_read, 0) DESC
+        LIMIT %s
+        """, (limit,))
+    return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])

@@ -50,6 +50,19 @@ class Settings:
     cache_ttl_s: int = 30                # how long the dashboard reuses a result
     buffer_cache_hit_threshold: float = 0.99
     redis_hit_rate_target: float = 0.70
+    # slow queries: "slow" = mean of at least this many ms over at least this many calls
+    slow_query_mean_ms: float = 20.0
+    slow_query_min_calls: int = 100
+    # the plan's KPI: share of calls in statements whose mean exceeds kpi_slow_ms, target below
+    kpi_slow_ms: float = 1000.0
+    kpi_slow_share_target: float = 0.05
+    unused_index_min_bytes: int = 65_536   # smaller unused indexes are not worth a finding
+    bloat_min_ratio: float = 0.30
+    bloat_min_bytes: int = 1_048_576
+    long_query_s: float = 60.0
+    idle_in_transaction_s: float = 300.0
+    connections_amber_share: float = 0.80
+    connections_red_share: float = 0.95
 
     @property
     def is_dba(self) -> bool:

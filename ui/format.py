@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from queries.checks import state_for_ratio  # noqa: F401  (pages judge ratios with it)
+
 
 def human_bytes(n: int | float | None) -> str:
     if n is None:
@@ -33,15 +35,3 @@ def human_duration(delta: timedelta | float | None) -> str:
 
 def percent(ratio: float | None, digits: int = 1) -> str:
     return "n/a" if ratio is None else f"{100 * ratio:.{digits}f} %"
-
-
-def state_for_ratio(ratio: float | None, target: float, amber_margin: float = 0.05) -> str:
-    """green at or above target, amber within the margin below it, red further below,
-    grey when there is nothing to judge yet."""
-    if ratio is None:
-        return "grey"
-    if ratio >= target:
-        return "green"
-    if ratio >= target - amber_margin:
-        return "amber"
-    return "red"

@@ -1,0 +1,248 @@
+"""The health checks behind the Overview banners and `cli.py check`: each returns a Finding
+with a severity against the configured thresholds, the objects involved (schema-qualified),
+why it matters, and the SQL that fixes it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import psycopg
+
+from queries import activity, bloat, cache, indexes, statements, vacuum
+from queries.capabilities import Capabilities
+from queries.config import Settings
+from queries.identifiers import qualified
+
+OWN_SCHEMA = "dbpulse"  # DB Pulse's own tables are not the application's problem
+SEVERITY_ORDER = {"red": 0, "amber": 1, "grey": 2, "green": 3}
+
+
+def state_for_ratio(ratio: float | None, target: float, amber_margin: float = 0.05) -> str:
+    """green at or above target, amber within the margin below it, red further below,
+    grey when there is nothing to judge yet."""
+    if ratio is None:
+        return "grey"
+    if ratio >= target:
+        return "green"
+    if ratio >= target - amber_margin:
+        return "amber"
+    return "red"
+
+
+@dataclass
+class Finding:
+    check: str          # stable id: slow_queries, unused_indexes, ...
+    title: str
+    severity: str       # green | amber | red | grey (could not be checked)
+    count: int
+    summary: str        # what was found and why it matters
+    page: str           # the dashboard page that shows the details
+    objects: list[str] = field(default_factory=list)
+    fix: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _not_own(findings):
+    return [f for f in findings if f.schema_name != OWN_SCHEMA]
+
+
+def check_slow_queries(conn, caps: Capabilities, settings: Settings) -> Finding:
+    page = "slow_queries"
+    if not caps.has_pg_stat_statements:
+        return Finding("slow_queries", "Slow queries", "grey", 0,
+                       "pg_stat_statements is not available here, so statements cannot be judged.",
+                       page, fix="CREATE EXTENSION IF NOT EXISTS pg_stat_statements;")
+    ext = caps.extension("pg_stat_statements")
+    kpi = statements.slow_query_kpi(conn, ext, settings.kpi_slow_ms)
+    top = statements.top_statements(conn, ext, statements.StatementFilter(
+        order_by="mean time", min_calls=settings.slow_query_min_calls, limit=500))
+    slow = statements.slow_statements(top, settings.slow_query_mean_ms,
+                                      settings.slow_query_min_calls)
+    share = kpi.share
+    severity = ("red" if share is not None and share > settings.kpi_slow_share_target
+                else "amber" if len(slow) else "green")
+    share_text = "n/a" if share is None else f"{100 * share:.1f} %"
+    return Finding(
+        "slow_queries", "Slow queries", severity, len(slow),
+        f"{len(slow)} statements average ≥ {settings.slow_query_mean_ms:g} ms over ≥ "
+        f"{settings.slow_query_min_calls} calls. Calls in statements slower than "
+        f"{settings.kpi_slow_ms / 1000:g} s: {share_text} (target < "
+        f"{100 * settings.kpi_slow_share_target:g} %). Slow statements hold connections and "
+        "make pages wait.", page,
+        objects=[f"queryid {int(q)}" for q in slow["queryid"].head(20)],
+        fix="-- look at the plan of each on the Slow queries page; the Indexes page lists "
+            "missing-index hints")
+
+
+def check_indexes(conn, settings: Settings) -> list[Finding]:
+    frame = indexes.list_indexes(conn)
+    page = "indexes"
+    unused = _not_own(indexes.unused_indexes(frame, settings.unused_index_min_bytes))
+    duplicates = _not_own(indexes.duplicate_indexes(frame))
+    invalid = indexes.invalid_indexes(conn, frame)
+    fk = [h for h in indexes.unindexed_foreign_keys(conn, frame) if h.schema_name != OWN_SCHEMA]
+    wasted = sum(f.size_bytes for f in unused + duplicates)
+    return [
+        Finding("unused_indexes", "Unused indexes", "amber" if unused else "green", len(unused),
+                f"{len(unused)} indexes were never scanned since the statistics reset; "
+                f"each slows every write and takes {wasted // 1024:,} kB with the duplicates.",
+                page, [f.qualified_name for f in unused], "\n".join(f.fix for f in unused)),
+        Finding("duplicate_indexes", "Duplicate and redundant indexes",
+                "amber" if duplicates else "green", len(duplicates),
+                f"{len(duplicates)} indexes are covered by another index on the same table: "
+                "writes maintain both, reads need one.", page,
+                [f.qualified_name for f in duplicates], "\n".join(f.fix for f in duplicates)),
+        Finding("invalid_indexes", "Invalid indexes", "red" if invalid else "green", len(invalid),
+                f"{len(invalid)} indexes are INVALID (a concurrent build failed): they are "
+                "maintained on every write and never used.", page,
+                [f.qualified_name for f in invalid], "\n".join(f.fix for f in invalid)),
+        Finding("unindexed_foreign_keys", "Foreign keys without an index",
+                "amber" if fk else "green", len(fk),
+                f"{len(fk)} foreign keys have no index leading with their columns: deleting or "
+                "updating a referenced row scans the whole referencing table.", page,
+                [qualified(h.schema_name, h.table_name) for h in fk],
+                "\n".join(h.fix for h in fk if h.fix)),
+    ]
+
+
+def check_bloat(conn, settings: Settings) -> Finding:
+    tables = bloat.table_bloat(conn)
+    idx = bloat.index_bloat(conn)
+
+    def bloated(frame):
+        if frame.empty:
+            return frame
+        return frame[(frame["bloat_ratio"] >= settings.bloat_min_ratio)
+                     & (frame["bloat_bytes"] >= settings.bloat_min_bytes)
+                     & (frame["schema_name"] != OWN_SCHEMA)]
+
+    bad_tables, bad_indexes = bloated(tables), bloated(idx)
+    count = len(bad_tables) + len(bad_indexes)
+    total = int(bad_tables["bloat_bytes"].sum() + bad_indexes["bloat_bytes"].sum()) if count else 0
+    fixes = [bloat.table_fix_sql(r.schema_name, r.table_name) for r in bad_tables.itertuples()]
+    fixes += [bloat.index_fix_sql(r.schema_name, r.index_name) for r in bad_indexes.itertuples()]
+    return Finding(
+        "bloat", "Table and index bloat (estimate)", "amber" if count else "green", count,
+        f"{len(bad_tables)} tables and {len(bad_indexes)} indexes are at least "
+        f"{100 * settings.bloat_min_ratio:g} % bloated (about {total / 1048576:.1f} MB, "
+        "estimated): scans read the empty space too.", "bloat",
+        [qualified(r.schema_name, r.table_name) for r in bad_tables.itertuples()]
+        + [qualified(r.schema_name, r.index_name) for r in bad_indexes.itertuples()],
+        "\n".join(fixes))
+
+
+def check_vacuum(conn, settings: Settings) -> list[Finding]:
+    status = vacuum.vacuum_status(conn)
+    behind = status[(status["trigger_progress"] >= 2) & (status["dead_rows"] >= 1000)
+                    & (status["schema_name"] != OWN_SCHEMA)]
+    disabled = behind[~behind["autovacuum_enabled"]]
+    fixes = []
+    for r in behind.itertuples():
+        name = qualified(r.schema_name, r.table_name)
+        if not r.autovacuum_enabled:
+            fixes.append(f"ALTER TABLE {name} RESET (autovacuum_enabled);")
+        fixes.append(f"VACUUM (ANALYZE) {name};")
+    wrap = vacuum.wraparound(conn)
+    worst = float(wrap["share_of_limit"].max()) if len(wrap) else 0.0
+    wrap_severity = "red" if worst >= 0.75 else "amber" if worst >= 0.5 else "green"
+    sequences = vacuum.sequences_near_max(conn, 0.75)
+    seq_severity = ("red" if (sequences["used_share"] >= 0.9).any()
+                    else "amber" if len(sequences) else "green")
+    return [
+        Finding("vacuum", "Vacuum falling behind", "amber" if len(behind) else "green",
+                len(behind),
+                f"{len(behind)} tables hold at least twice the dead rows that should have "
+                f"triggered autovacuum ({len(disabled)} with autovacuum switched off): dead rows "
+                "bloat the table and slow scans.", "bloat",
+                [qualified(r.schema_name, r.table_name) for r in behind.itertuples()],
+                "\n".join(fixes)),
+        Finding("wraparound", "Transaction ID wraparound", wrap_severity,
+                int((wrap["share_of_limit"] >= 0.5).sum()),
+                f"The oldest database is {100 * worst:.2f} % of the way to the 2^31 transaction "
+                "limit; at the limit PostgreSQL stops accepting writes.", "bloat",
+                list(wrap[wrap["share_of_limit"] >= 0.5]["database_name"]),
+                "VACUUM (FREEZE, VERBOSE);  -- in the oldest database; find blockers first: "
+                "long transactions, prepared transactions, stale replication slots"),
+        Finding("sequences", "Sequences near their maximum", seq_severity, len(sequences),
+                f"{len(sequences)} sequences have used 75 % or more of their range (or of the "
+                "integer column they feed): inserts fail when they run out.", "bloat",
+                [qualified(r.schema_name, r.sequence_name) for r in sequences.itertuples()],
+                "\n".join(f"ALTER TABLE {qualified(r.schema_name, r.table_name)} ALTER COLUMN "
+                          f"{qualified(r.schema_name, r.column_name).split('.', 1)[1]} TYPE bigint;"
+                          for r in sequences.itertuples() if r.table_name)),
+    ]
+
+
+def check_cache(conn, settings: Settings) -> Finding:
+    rates = cache.cache_hit_rates(conn)
+    severity = state_for_ratio(rates.database, settings.buffer_cache_hit_threshold)
+    value = "n/a" if rates.database is None else f"{100 * rates.database:.2f} %"
+    return Finding("cache_hit", "Buffer cache hit rate", severity,
+                   0 if severity in ("green", "grey") else 1,
+                   f"{value} of block reads came from shared buffers since the statistics reset "
+                   f"(target ≥ {100 * settings.buffer_cache_hit_threshold:g} %). Misses read from "
+                   "disk or the OS cache.", "buffer_cache",
+                   fix="-- raise shared_buffers (about 25 % of RAM), or index the tables with "
+                       "most disk reads (Buffer cache page)")
+
+
+def check_activity(conn, settings: Settings) -> list[Finding]:
+    frame = activity.sessions(conn)
+    slow = activity.long_running(frame, settings.long_query_s)
+    idle = activity.idle_in_transaction(frame, settings.idle_in_transaction_s)
+    blocked = activity.blocked(frame)
+    use = activity.connection_use(conn)
+    conn_severity = ("red" if use.share >= settings.connections_red_share else
+                     "amber" if use.share >= settings.connections_amber_share else "green")
+    long_count = len(slow) + len(idle)
+    return [
+        Finding("long_running", "Long-running queries and idle transactions",
+                "amber" if long_count else "green", long_count,
+                f"{len(slow)} statements have run over {settings.long_query_s:g} s and "
+                f"{len(idle)} sessions sit idle in a transaction over "
+                f"{settings.idle_in_transaction_s:g} s: they hold locks and stop vacuum.",
+                "activity", [f"pid {p}" for p in list(slow["pid"]) + list(idle["pid"])],
+                "\n".join(f"SELECT pg_cancel_backend({p});  -- or pg_terminate_backend({p})"
+                          for p in list(slow["pid"]) + list(idle["pid"]))),
+        Finding("blocked_sessions", "Blocked sessions", "red" if len(blocked) else "green",
+                len(blocked),
+                f"{len(blocked)} sessions wait for a lock another session holds.", "activity",
+                [f"pid {p} blocked by {list(b)}" for p, b in zip(blocked["pid"],
+                                                                 blocked["blocked_by"])],
+                "\n".join(f"SELECT pg_cancel_backend({b});  -- the blocker of {p}"
+                          for p, bs in zip(blocked["pid"], blocked["blocked_by"]) for b in bs)),
+        Finding("connections", "Connections", conn_severity, use.used,
+                f"{use.used} of {use.available} connections in use "
+                f"({100 * use.share:.0f} %; max_connections {use.max_connections}, "
+                f"{use.reserved} reserved). At the limit new connections are refused.",
+                "activity", fix="-- use a connection pooler (Supabase: Supavisor) or raise "
+                                "max_connections"),
+    ]
+
+
+def run_all(conn: psycopg.Connection, caps: Capabilities, settings: Settings) -> list[Finding]:
+    """Every check; one that fails (a timeout, a missing privilege) becomes a grey finding
+    with its reason instead of stopping the others."""
+    findings: list[Finding] = []
+    for name, run in (("slow_queries", lambda: [check_slow_queries(conn, caps, settings)]),
+                      ("indexes", lambda: check_indexes(conn, settings)),
+                      ("bloat", lambda: [check_bloat(conn, settings)]),
+                      ("vacuum", lambda: check_vacuum(conn, settings)),
+                      ("cache_hit", lambda: [check_cache(conn, settings)]),
+                      ("activity", lambda: check_activity(conn, settings))):
+        try:
+            findings.extend(run())
+        except psycopg.Error as exc:
+            from queries.connections import describe_error
+
+            problem = describe_error(exc)
+            findings.append(Finding(name, name.replace("_", " ").capitalize(), "grey", 0,
+                                    f"Could not check: {problem.message}", name,
+                                    fix=problem.hint))
+    return sorted(findings, key=lambda f: SEVERITY_ORDER[f.severity])
+
+
+def worst_severity(findings: list[Finding]) -> str:
+    return min((f.severity for f in findings), key=lambda s: SEVERITY_ORDER[s], default="green")
