@@ -7,7 +7,12 @@ from ui import context
 st.set_page_config(page_title="DB Pulse", page_icon="🩺", layout="wide")
 
 PAGES = [
-    st.Page("pages/overview.py", title="Overview", icon="🩺", default=True),
+    st.Page("views/overview.py", title="Overview", icon=":material/monitor_heart:", default=True),
+    st.Page("views/slow_queries.py", title="Slow queries", icon=":material/speed:"),
+    st.Page("views/indexes.py", title="Indexes", icon=":material/account_tree:"),
+    st.Page("views/bloat.py", title="Bloat and vacuum", icon=":material/delete_sweep:"),
+    st.Page("views/buffer_cache.py", title="Buffer cache", icon=":material/memory:"),
+    st.Page("views/activity.py", title="Activity", icon=":material/groups:"),
 ]
 
 navigation = st.navigation(PAGES)

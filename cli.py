@@ -130,46 +130,69 @@ def cmd_workload(args) -> int:
 
 # -- check -------------------------------------------------------------------------------------
 def cmd_check(args) -> int:
-    """Connect to the target and print what DB Pulse sees; exit 1 when something is unusable."""
-    from queries import cache, capabilities, redis_cache, server
+    """Run the health checks on the target; exit 1 when any is red or a server is unreachable."""
+    from queries import capabilities, checks, redis_cache, server
     from queries.connections import DatabaseProblem, monitoring_connection
 
     target, settings = _target_and_settings(args)
-    report: dict = {"target": target.name}
+    report: dict = {"target": target.name, "findings": []}
     failed = False
     try:
         with monitoring_connection(target.database_url, settings) as conn:
             identity = server.server_identity(conn)
             caps = capabilities.detect(conn)
-            hit = cache.cache_hit_rates(conn)
+            findings = checks.run_all(conn, caps, settings)
         report["postgres"] = {
             "version": identity.version, "database": identity.database,
             "uptime_s": round(identity.uptime.total_seconds()),
             "database_size_bytes": identity.database_size_bytes,
             "stats_reset": identity.stats_reset.isoformat() if identity.stats_reset else None,
-            "buffer_cache_hit_rate": hit.database,
             "extensions": {n: e.installed_version for n, e in caps.extensions.items()},
             "can_read_all_stats": caps.can_read_all_stats,
-            "issues": [dataclasses.asdict(i) for i in caps.issues],
+            "capability_issues": [dataclasses.asdict(i) for i in caps.issues],
         }
-        failed |= any(i.severity == "red" for i in caps.issues)
+        report["findings"] = [f.as_dict() for f in findings]
+        failed |= checks.worst_severity(findings) == "red"
     except DatabaseProblem as problem:
         report["postgres"] = {"error": problem.message, "hint": problem.hint}
         failed = True
     for url in target.redis_urls:
+        entry: dict = {"url": redis_cache.redact_url(url)}
         try:
             client = redis_cache.connect(url)
             overview = redis_cache.redis_overview(client, url)
             client.close()
-            report.setdefault("redis", []).append({
-                "url": redis_cache.redact_url(url), "version": overview.version,
-                "hit_rate": overview.hit_rate, "keys": overview.keys})
+            entry.update(version=overview.version, hit_rate=overview.hit_rate, keys=overview.keys)
         except redis_cache.RedisProblem as problem:
-            report.setdefault("redis", []).append({"url": redis_cache.redact_url(url),
-                                                   "error": problem.message, "hint": problem.hint})
+            entry.update(error=problem.message, hint=problem.hint)
             failed = True
-    print(json.dumps(report, indent=2, default=str))
+        report.setdefault("redis", []).append(entry)
+    report["status"] = "red" if failed else checks.worst_severity(
+        [checks.Finding(**f) for f in report["findings"]])
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        _print_check(report)
     return 1 if failed else 0
+
+
+def _print_check(report: dict) -> None:
+    pg = report.get("postgres", {})
+    if "error" in pg:
+        print(f"PostgreSQL: ERROR {pg['error']}\n  {pg['hint']}")
+    else:
+        print(f"PostgreSQL {pg['version']}, database {pg['database']}")
+    for f in report["findings"]:
+        print(f"[{f['severity'].upper():5}] {f['title']}: {f['summary']}")
+        for name in f["objects"][:10]:
+            print(f"          {name}")
+    for r in report.get("redis", []):
+        if "error" in r:
+            print(f"Redis {r['url']}: ERROR {r['error']}")
+        else:
+            rate = "n/a" if r["hit_rate"] is None else f"{100 * r['hit_rate']:.1f} %"
+            print(f"Redis {r['url']}: {r['version']}, hit rate {rate}, {r['keys']:,} keys")
+    print(f"overall: {report['status']}")
 
 
 def cmd_schema(args) -> int:
@@ -214,8 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, help="seconds; default: until stopped")
     p.set_defaults(func=cmd_workload)
 
-    p = sub.add_parser("check", help="print what DB Pulse sees on the target; exit 1 on problems")
+    p = sub.add_parser("check", help="run the health checks; exit 1 when any is red")
     p.add_argument("--target", help="a target name from .streamlit/secrets.toml")
+    p.add_argument("--json", action="store_true", help="print the findings as JSON")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("schema", help="install or upgrade DB Pulse's own schema (DBA)")

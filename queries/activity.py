@@ -25,22 +25,23 @@ def sessions(conn: psycopg.Connection) -> pd.DataFrame:
         ORDER BY query_start NULLS LAST
         """)
     frame = pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
-    frame["own"] = frame["application_name"].fillna("").str.startswith(OWN_APPLICATION_PREFIX)
+    frame["own"] = frame["application_name"].fillna("").str.startswith(
+        OWN_APPLICATION_PREFIX).astype(bool)
     return frame
 
 
 def long_running(frame: pd.DataFrame, min_seconds: float) -> pd.DataFrame:
-    active = frame[(frame["state"] != "idle") & ~frame["own"]]
+    active = frame[((frame["state"] != "idle") & ~frame["own"]).astype(bool)]
     return active[active["query_seconds"].astype(float) >= min_seconds]
 
 
 def idle_in_transaction(frame: pd.DataFrame, min_seconds: float) -> pd.DataFrame:
-    idle = frame[frame["state"].fillna("").str.startswith("idle in transaction")]
+    idle = frame[frame["state"].fillna("").str.startswith("idle in transaction").astype(bool)]
     return idle[idle["transaction_seconds"].astype(float) >= min_seconds]
 
 
 def blocked(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame[frame["blocked_by"].map(lambda pids: bool(pids))]
+    return frame[frame["blocked_by"].map(lambda pids: bool(pids)).astype(bool)]
 
 
 @dataclass

@@ -79,8 +79,8 @@ def check_slow_queries(conn, caps: Capabilities, settings: Settings) -> Finding:
 def check_indexes(conn, settings: Settings) -> list[Finding]:
     frame = indexes.list_indexes(conn)
     page = "indexes"
-    unused = _not_own(indexes.unused_indexes(frame, settings.unused_index_min_bytes))
     duplicates = _not_own(indexes.duplicate_indexes(frame))
+    unused = _not_own(indexes.unused_indexes(frame, settings.unused_index_min_bytes, duplicates))
     invalid = indexes.invalid_indexes(conn, frame)
     fk = [h for h in indexes.unindexed_foreign_keys(conn, frame) if h.schema_name != OWN_SCHEMA]
     wasted = sum(f.size_bytes for f in unused + duplicates)
@@ -102,7 +102,7 @@ def check_indexes(conn, settings: Settings) -> list[Finding]:
                 "amber" if fk else "green", len(fk),
                 f"{len(fk)} foreign keys have no index leading with their columns: deleting or "
                 "updating a referenced row scans the whole referencing table.", page,
-                [qualified(h.schema_name, h.table_name) for h in fk],
+                [f"{qualified(h.schema_name, h.table_name)} ({h.columns})" for h in fk],
                 "\n".join(h.fix for h in fk if h.fix)),
     ]
 

@@ -73,6 +73,7 @@ class IndexFinding:
     size_bytes: int
     reason: str
     fix: str
+    covered_by: str | None = None   # for duplicates: the index that stays
 
     @property
     def qualified_name(self) -> str:
@@ -92,11 +93,18 @@ def _describe(row) -> str:
     return text + (f" WHERE {row.predicate}" if row.predicate else "")
 
 
-def unused_indexes(frame: pd.DataFrame, min_size_bytes: int = 0) -> list[IndexFinding]:
+def unused_indexes(frame: pd.DataFrame, min_size_bytes: int = 0,
+                   already_reported: list[IndexFinding] = ()) -> list[IndexFinding]:
     """No scans since the statistics were reset, not backing a primary key, unique or exclusion
-    constraint (and not unique at all: a unique index enforces something even unscanned)."""
+    constraint (and not unique at all: a unique index enforces something even unscanned).
+    Indexes in a reported duplicate pair (the one to drop and the one that stays) are left
+    out, so no two findings ever propose dropping both twins."""
+    skip = {(f.schema_name, f.index_name) for f in already_reported}
+    skip |= {(f.schema_name, f.covered_by) for f in already_reported if f.covered_by}
+    names = list(zip(frame["schema_name"], frame["index_name"]))
     rows = frame[(frame["scans"] == 0) & ~frame["is_unique"] & ~frame["backs_constraint"]
-                 & frame["is_valid"] & (frame["size_bytes"] >= min_size_bytes)]
+                 & frame["is_valid"] & (frame["size_bytes"] >= min_size_bytes)
+                 & pd.Series([n not in skip for n in names], index=frame.index)]
     return [IndexFinding(r.schema_name, r.table_name, r.index_name, int(r.size_bytes),
                          f"no scans since the statistics reset; {_describe(r)}",
                          drop_sql(r.schema_name, r.index_name))
@@ -140,13 +148,14 @@ def duplicate_indexes(frame: pd.DataFrame) -> list[IndexFinding]:
                 if small.is_unique and not (identical and big.is_unique):
                     continue  # small enforces uniqueness that big does not
                 if identical and not big.backs_constraint and big.is_unique == small.is_unique \
-                        and big.index_oid > small.index_oid:
-                    continue  # of two identical twins report only the newer one
+                        and (big.scans, -big.index_oid) < (small.scans, -small.index_oid):
+                    continue  # of identical twins report one: the less used, else the newer
                 kind = "duplicate of" if identical else "redundant: its columns lead"
                 findings.append(IndexFinding(
                     small.schema_name, small.table_name, small.index_name, int(small.size_bytes),
                     f"{kind} {quote_ident(big.index_name)} ({_describe(small)} vs "
-                    f"{_describe(big)})", drop_sql(small.schema_name, small.index_name)))
+                    f"{_describe(big)})", drop_sql(small.schema_name, small.index_name),
+                    covered_by=big.index_name))
                 break
     return findings
 
@@ -168,6 +177,7 @@ def invalid_indexes(conn: psycopg.Connection, frame: pd.DataFrame) -> list[Index
 class MissingIndexHint:
     schema_name: str
     table_name: str
+    columns: str
     reason: str
     fix: str | None
 
@@ -198,7 +208,7 @@ def unindexed_foreign_keys(conn: psycopg.Connection, frame: pd.DataFrame) -> lis
         cols = ", ".join(quote_ident(c) for c in names)
         index_name = f"idx_{table}_{'_'.join(names)}"[:63]
         hints.append(MissingIndexHint(
-            schema, table, f"foreign key {quote_ident(name)} ({cols}) has no index leading with "
+            schema, table, cols, f"foreign key {quote_ident(name)} ({cols}) has no index leading with "
             "its columns",
             f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {quote_ident(index_name)} "
             f"ON {qualified(schema, table)} ({cols});"))

@@ -17,7 +17,9 @@ import psycopg
 from psycopg import sql
 
 from queries.capabilities import Extension
+from queries.config import Settings
 from queries.connections import OWN_STATEMENT_TAG
+from queries.roles import require_dba
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql" / "statements"
 
@@ -214,10 +216,11 @@ def explain_generic(conn: psycopg.Connection, query: str, server_version_num: in
     return "\n".join(r[0] for r in rows)
 
 
-def explain_analyze(admin_conn: psycopg.Connection, query: str, params: list,
-                    timeout_ms: int = 10_000) -> str:
-    """EXPLAIN ANALYZE executes the statement: DBA only (checked by the caller's action), with
-    the given parameter values, in a transaction that is always rolled back."""
+def explain_analyze(admin_conn: psycopg.Connection, settings: Settings, query: str,
+                    params: list, timeout_ms: int = 10_000) -> str:
+    """EXPLAIN ANALYZE executes the statement: DBA only, with the given parameter values, in a
+    transaction that is always rolled back."""
+    require_dba(settings, "EXPLAIN ANALYZE")
     if not EXPLAINABLE.match(query):
         raise ExplainError("Only SELECT, INSERT, UPDATE, DELETE and MERGE statements have a plan.")
     if len(params) != parameter_count(query):

@@ -64,7 +64,10 @@ def test_overview_in_chromium(dashboard, tmp_path):
             page.goto(dashboard, wait_until="domcontentloaded")
             page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
                                    timeout=60_000)
-            page.get_by_text("Buffer cache hit rate").first.wait_for(timeout=30_000)
+            page.locator("[data-testid=stMetric]", has_text="Buffer cache hit rate").wait_for(
+                timeout=30_000)
+            page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
+                                   timeout=60_000)
             metrics = page.locator("[data-testid=stMetric]").all_inner_texts()
             page.screenshot(path=str(tmp_path / "overview.png"), full_page=True)
         finally:

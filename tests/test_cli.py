@@ -15,17 +15,31 @@ def _cli(*args, env=None):
 
 
 def test_check_reports_the_target(database_url, redis_url, tmp_path):
-    result = _cli("check", env={"DATABASE_URL": database_url, "REDIS_URL": redis_url,
+    result = _cli("check", "--json", env={"DATABASE_URL": database_url, "REDIS_URL": redis_url,
                                 "DBPULSE_SECRETS_FILE": str(tmp_path / "none.toml")})
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     assert report["postgres"]["database"] == "salesflow_test"
     assert report["postgres"]["extensions"]["pg_stat_statements"]
     assert report["redis"][0]["version"]
+    by_check = {f["check"]: f for f in report["findings"]}
+    twins = {"public.idx_message_events_user", "public.idx_message_events_user_id"}
+    assert len(twins & set(by_check["duplicate_indexes"]["objects"])) == 1  # drop one, keep one
+    assert not twins & set(by_check["unused_indexes"]["objects"])
+    assert "public.dm_conversations" in by_check["bloat"]["objects"]
+    assert all(f["severity"] in ("green", "amber", "red", "grey") for f in report["findings"])
+
+
+def test_check_prints_a_readable_report(database_url, redis_url, tmp_path):
+    result = _cli("check", env={"DATABASE_URL": database_url, "REDIS_URL": redis_url,
+                                "DBPULSE_SECRETS_FILE": str(tmp_path / "none.toml")})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[AMBER] Duplicate and redundant indexes" in result.stdout
+    assert "overall: amber" in result.stdout
 
 
 def test_check_fails_clearly_when_unreachable(closed_port, tmp_path):
-    result = _cli("check", env={"DATABASE_URL": f"postgresql://u:p@127.0.0.1:{closed_port}/db",
+    result = _cli("check", "--json", env={"DATABASE_URL": f"postgresql://u:p@127.0.0.1:{closed_port}/db",
                                 "REDIS_URL": f"redis://127.0.0.1:{closed_port}/0",
                                 "DBPULSE_SECRETS_FILE": str(tmp_path / "none.toml")})
     assert result.returncode == 1

@@ -1,19 +1,20 @@
-"""Cached loaders between queries/ and the pages. Each opens its connection, calls the core,
-and returns a Loaded: the value, or the problem that stopped it (cached too, briefly, so an
-unreachable server is not hammered on every rerun)."""
+"""Cached loaders between queries/ and the pages. Each borrows a pooled monitoring connection,
+calls the core, and returns a Loaded: the value, or the problem that stopped it (cached too,
+briefly, so an unreachable server is not hammered on every rerun)."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 import streamlit as st
 
-from queries import cache, capabilities, redis_cache, server
+from queries import activity, bloat, cache, capabilities, checks, indexes, redis_cache, server
+from queries import statements, vacuum
 from queries.config import Settings, load_settings
-from queries.connections import DatabaseProblem, monitoring_connection
+from queries.connections import DatabaseProblem, MonitoringPool
 from queries.redis_cache import RedisProblem
 
 try:
@@ -34,39 +35,114 @@ class Loaded:
         return self.problem is None
 
 
+@st.cache_resource(show_spinner=False)
+def monitoring_pool(dsn: str, settings: Settings) -> MonitoringPool:
+    return MonitoringPool(dsn, settings)
+
+
+def _load(dsn: str, settings: Settings, fn: Callable) -> Loaded:
+    t0 = time.monotonic()
+    try:
+        with monitoring_pool(dsn, settings).connection() as conn:
+            value = fn(conn)
+        problem = None
+    except (DatabaseProblem, RedisProblem, statements.StatementsUnavailable) as exc:
+        value, problem = None, exc
+        if isinstance(exc, statements.StatementsUnavailable):
+            problem = DatabaseProblem("unavailable", str(exc))
+    return Loaded(value, problem, datetime.now(timezone.utc), time.monotonic() - t0)
+
+
 @dataclass
 class PostgresOverview:
     identity: server.ServerIdentity
     capabilities: capabilities.Capabilities
     cache_hit: cache.CacheHitRates
-
-
-def _timed(fn) -> Loaded:
-    t0 = time.monotonic()
-    try:
-        value = fn()
-        return Loaded(value=value, loaded_at=datetime.now(timezone.utc),
-                      seconds=time.monotonic() - t0)
-    except (DatabaseProblem, RedisProblem) as problem:
-        return Loaded(problem=problem, loaded_at=datetime.now(timezone.utc),
-                      seconds=time.monotonic() - t0)
+    findings: list
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
 def postgres_overview(dsn: str, settings: Settings) -> Loaded:
-    def load():
-        with monitoring_connection(dsn, settings) as conn:
-            return PostgresOverview(server.server_identity(conn), capabilities.detect(conn),
-                                    cache.cache_hit_rates(conn))
-    return _timed(load)
+    def load(conn):
+        caps = capabilities.detect(conn)
+        return PostgresOverview(server.server_identity(conn), caps, cache.cache_hit_rates(conn),
+                                checks.run_all(conn, caps, settings))
+    return _load(dsn, settings, load)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def capabilities_and_identity(dsn: str, settings: Settings) -> Loaded:
+    return _load(dsn, settings, lambda conn: (capabilities.detect(conn),
+                                              server.server_identity(conn)))
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def statements_data(dsn: str, settings: Settings, flt: statements.StatementFilter) -> Loaded:
+    def load(conn):
+        caps = capabilities.detect(conn)
+        if not caps.has_pg_stat_statements:
+            issue = next((i for i in caps.issues if i.name == "pg_stat_statements"), None)
+            raise statements.StatementsUnavailable(
+                issue.message + " Fix: " + issue.fix if issue else "pg_stat_statements is not "
+                "readable here.")
+        ext = caps.extension("pg_stat_statements")
+        return {"capabilities": caps, "info": statements.statements_info(conn, ext),
+                "kpi": statements.slow_query_kpi(conn, ext, settings.kpi_slow_ms),
+                "top": statements.top_statements(conn, ext, flt),
+                "roles": sorted(r[0] for r in conn.execute("SELECT rolname FROM pg_roles "
+                                                          "WHERE rolcanlogin")),
+                "databases": sorted(r[0] for r in conn.execute(
+                    "SELECT datname FROM pg_database WHERE datallowconn"))}
+    return _load(dsn, settings, load)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def indexes_data(dsn: str, settings: Settings) -> Loaded:
+    def load(conn):
+        frame = indexes.list_indexes(conn)
+        duplicates = indexes.duplicate_indexes(frame)
+        return {"all": frame,
+                "unused": indexes.unused_indexes(frame, settings.unused_index_min_bytes,
+                                                 duplicates),
+                "duplicates": duplicates,
+                "invalid": indexes.invalid_indexes(conn, frame),
+                "foreign_keys": indexes.unindexed_foreign_keys(conn, frame),
+                "seq_scans": indexes.sequential_scan_heavy(conn),
+                "identity": server.server_identity(conn)}
+    return _load(dsn, settings, load)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def bloat_data(dsn: str, settings: Settings) -> Loaded:
+    return _load(dsn, settings, lambda conn: {
+        "tables": bloat.table_bloat(conn), "indexes": bloat.index_bloat(conn),
+        "vacuum": vacuum.vacuum_status(conn), "wraparound": vacuum.wraparound(conn),
+        "sequences": vacuum.sequences_near_max(conn),
+        "capabilities": capabilities.detect(conn)})
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def buffer_cache_data(dsn: str, settings: Settings) -> Loaded:
+    return _load(dsn, settings, lambda conn: {
+        "rates": cache.cache_hit_rates(conn), "tables": cache.table_hit_rates(conn),
+        "identity": server.server_identity(conn)})
+
+
+@st.cache_data(ttl=min(CACHE_TTL_S, 5), show_spinner=False)
+def activity_data(dsn: str, settings: Settings) -> Loaded:
+    return _load(dsn, settings, lambda conn: {
+        "sessions": activity.sessions(conn), "connections": activity.connection_use(conn)})
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
 def redis_overview(url: str) -> Loaded:
-    def load():
+    t0 = time.monotonic()
+    try:
         client = redis_cache.connect(url)
         try:
-            return redis_cache.redis_overview(client, url)
+            value, problem = redis_cache.redis_overview(client, url), None
         finally:
             client.close()
-    return _timed(load)
+    except RedisProblem as exc:
+        value, problem = None, exc
+    return Loaded(value, problem, datetime.now(timezone.utc), time.monotonic() - t0)

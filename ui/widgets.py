@@ -27,3 +27,52 @@ def show_problem(what: str, loaded: Loaded) -> None:
     st.error(f"**{what}:** {loaded.problem.message}", icon=":material/error:")
     if loaded.problem.hint:
         st.caption(loaded.problem.hint)
+
+
+# check page ids (queries.checks.Finding.page) -> page files registered in app.py
+PAGE_FILES = {"slow_queries": "views/slow_queries.py", "indexes": "views/indexes.py",
+              "bloat": "views/bloat.py", "buffer_cache": "views/buffer_cache.py",
+              "activity": "views/activity.py"}
+
+
+def finding_banner(finding) -> None:
+    """A green/amber/red banner with the count, a link to the page and the fix."""
+    box = {"red": st.error, "amber": st.warning, "green": st.success, "grey": st.info}[
+        finding.severity]
+    icon = {"red": ":material/error:", "amber": ":material/warning:",
+            "green": ":material/check_circle:", "grey": ":material/help:"}[finding.severity]
+    box(f"**{finding.title}** — {finding.count}: {finding.summary}", icon=icon)
+    page = PAGE_FILES.get(finding.page)
+    if finding.severity in ("red", "amber", "grey") and (finding.objects or finding.fix):
+        with st.expander(f"Objects and fix for “{finding.title}”"):
+            if finding.objects:
+                st.write(", ".join(f"`{o}`" for o in finding.objects[:50]))
+            if finding.fix:
+                st.code(finding.fix, language="sql")
+            if page:
+                st.page_link(page, label=f"Details on the {finding.page.replace('_', ' ')} page",
+                             icon=":material/arrow_forward:")
+
+
+def frame_or_note(frame, empty_note: str, **kwargs) -> None:
+    if frame is None or len(frame) == 0:
+        st.caption(empty_note)
+    else:
+        st.dataframe(frame, hide_index=True, width="stretch", **kwargs)
+
+
+def require_target():
+    """The chosen target and settings, or stop the page with what to configure."""
+    from ui import context
+
+    try:
+        target, settings = context.current_target(), context.settings()
+    except ValueError as exc:
+        st.error(f"Configuration problem: {exc}")
+        st.stop()
+    if target is None:
+        st.info("Configure a database to watch: set DATABASE_URL and REDIS_URL, or add a target "
+                "to .streamlit/secrets.toml. See the README, section “Use it on your own "
+                "database”.")
+        st.stop()
+    return target, settings

@@ -19,6 +19,8 @@ ALTER TABLE dm_conversations SET (autovacuum_enabled = false, toast.autovacuum_e
 UPDATE dm_conversations SET unread_count = unread_count + 1, updated_at = now();
 UPDATE dm_conversations SET priority_score = round((priority_score * 0.9)::numeric, 2), updated_at = now();
 UPDATE dm_conversations SET status = status, updated_at = now() WHERE status IN ('open', 'pending');
+UPDATE dm_conversations SET last_message_at = last_message_at + interval '1 minute', updated_at = now();
+UPDATE dm_conversations SET unread_count = 0, updated_at = now() WHERE status = 'closed';
 DELETE FROM dm_messages WHERE conversation_id IN (
     SELECT id FROM dm_conversations WHERE status = 'archived');
 DELETE FROM dm_conversations WHERE status = 'archived';

@@ -2,21 +2,12 @@
 
 import streamlit as st
 
-from ui import context, loaders
+from ui import loaders
 from ui.format import human_bytes, human_duration, percent, state_for_ratio
-from ui.widgets import judged_metric, show_problem
+from ui.widgets import finding_banner, judged_metric, require_target, show_problem
 
 st.title("Overview")
-
-try:
-    target, settings = context.current_target(), context.settings()
-except ValueError as exc:
-    st.error(f"Configuration problem: {exc}")
-    st.stop()
-if target is None:
-    st.info("Configure a database to watch: set DATABASE_URL and REDIS_URL, or add a target to "
-            ".streamlit/secrets.toml. See the README, section “Use it on your own database”.")
-    st.stop()
+target, settings = require_target()
 
 st.caption(f"Target **{target.name}**")
 
@@ -53,6 +44,16 @@ else:
         st.warning("The buffer cache hit rate is below its target: the working set does not fit "
                    "in shared_buffers, or queries scan large tables. Look at sequential scans and "
                    "consider raising shared_buffers.")
+
+    st.markdown("##### Health checks")
+    findings = pg.value.findings
+    for finding in findings:
+        if finding.severity != "green":
+            finding_banner(finding)
+    greens = [f.title for f in findings if f.severity == "green"]
+    if greens:
+        st.success(f"**{len(greens)} checks green:** {', '.join(greens)}",
+                   icon=":material/check_circle:")
 
     st.markdown("##### Capabilities")
     rows = []

@@ -1,0 +1,73 @@
+"""Uncached calls the pages make on request: statement detail, EXPLAIN, and DBA actions.
+DBA actions open the admin connection, make sure DB Pulse's schema (and so the audit log) is
+there, and are audited; the role check itself happens in the core function."""
+
+from __future__ import annotations
+
+import getpass
+
+from queries import dbpulse_schema, statements
+from queries.audit import audited
+from queries.config import Settings, Target
+from queries.connections import DatabaseProblem, admin_connection
+from ui.loaders import Loaded, _load
+
+
+def actor() -> str:
+    return f"dashboard:{getpass.getuser()}"
+
+
+def statement_detail(target: Target, settings: Settings, queryid: int, userid: int,
+                     dbid: int) -> Loaded:
+    def load(conn):
+        from queries import capabilities
+
+        ext = capabilities.detect(conn).extension("pg_stat_statements")
+        return statements.statement_detail(conn, ext, queryid, userid, dbid)
+    return _load(target.database_url, settings, load)
+
+
+def explain_generic(target: Target, settings: Settings, query: str) -> Loaded:
+    def load(conn):
+        try:
+            return statements.explain_generic(conn, query, conn.info.server_version,
+                                              settings.statement_timeout_ms)
+        except statements.ExplainError as exc:
+            raise DatabaseProblem("explain", str(exc)) from exc
+    return _load(target.database_url, settings, load)
+
+
+def explain_analyze(target: Target, settings: Settings, query: str, params: list) -> Loaded:
+    try:
+        with admin_connection(target.admin_url, settings) as conn:
+            dbpulse_schema.install(conn, settings, actor=actor(), target=target.name)
+            with audited(conn, actor=actor(), role=settings.role, action="explain_analyze",
+                         target=target.name, object_name=query[:200]):
+                return Loaded(statements.explain_analyze(conn, settings, query, params))
+    except statements.ExplainError as exc:
+        return Loaded(problem=DatabaseProblem("explain", str(exc)))
+    except DatabaseProblem as exc:
+        return Loaded(problem=exc)
+
+
+def exact_bloat(target: Target, settings: Settings, schema: str, name: str, is_index: bool,
+                extension_schema: str) -> Loaded:
+    from queries import bloat
+
+    try:
+        with admin_connection(target.admin_url, settings) as conn:
+            dbpulse_schema.install(conn, settings, actor=actor(), target=target.name)
+            with audited(conn, actor=actor(), role=settings.role, action="measure_bloat",
+                         target=target.name, object_name=f"{schema}.{name}"):
+                measure = bloat.exact_index_bloat if is_index else bloat.exact_table_bloat
+                return Loaded(measure(conn, settings, schema, name, extension_schema))
+    except DatabaseProblem as exc:
+        return Loaded(problem=exc)
+    except Exception as exc:  # psycopg errors from the measuring function
+        import psycopg
+
+        if isinstance(exc, psycopg.Error):
+            from queries.connections import describe_error
+
+            return Loaded(problem=describe_error(exc))
+        raise

@@ -1,0 +1,97 @@
+"""Bloat and vacuum: estimated table and index bloat, exact figures on demand (DBA), dead rows
+and autovacuum trigger points, transaction ID wraparound, sequences."""
+
+import plotly.express as px
+import streamlit as st
+
+from queries import bloat
+from queries.roles import PermissionDenied
+from ui import loaders
+from ui.actions import exact_bloat
+from ui.format import human_bytes, percent
+from ui.widgets import frame_or_note, require_target, show_problem
+
+st.title("Bloat and vacuum")
+target, settings = require_target()
+loaded = loaders.bloat_data(target.database_url, settings)
+if not loaded.ok:
+    show_problem("Bloat and vacuum statistics are not available", loaded)
+    st.stop()
+data = loaded.value
+
+st.subheader("Table bloat (estimate)")
+st.caption("Estimated from the planner statistics (row widths, null fractions, alignment, "
+           "fillfactor): space the table has beyond what its rows need. Rows flagged in "
+           "stats_note have missing or stale statistics: run ANALYZE first.")
+tables = data["tables"]
+if not tables.empty:
+    shown = tables[tables["pages"] > 0].head(30).assign(
+        size=lambda f: f["size_bytes"].map(human_bytes),
+        bloat=lambda f: f["bloat_bytes"].map(human_bytes))
+    st.plotly_chart(px.bar(shown.head(15), x="bloat_bytes", y="table_name", orientation="h",
+                           labels={"bloat_bytes": "estimated bloat (bytes)", "table_name": ""})
+                    .update_layout(yaxis={"autorange": "reversed"}, height=380), width="stretch")
+    st.dataframe(shown[["schema_name", "table_name", "size", "bloat", "bloat_ratio", "fillfactor",
+                        "stats_note"]], hide_index=True, width="stretch",
+                 column_config={"bloat_ratio": st.column_config.ProgressColumn(
+                     "bloat", min_value=0, max_value=1, format="percent")})
+    worst = shown[shown["bloat_ratio"] >= settings.bloat_min_ratio]
+    if len(worst):
+        st.code("\n".join(bloat.table_fix_sql(r.schema_name, r.table_name)
+                          for r in worst.itertuples()), language="sql")
+
+st.subheader("B-tree index bloat (estimate)")
+idx = data["indexes"]
+frame_or_note(idx[idx["pages"] > 0].head(30).assign(
+    size=lambda f: f["size_bytes"].map(human_bytes), bloat=lambda f: f["bloat_bytes"].map(human_bytes))
+    [["schema_name", "table_name", "index_name", "size", "bloat", "bloat_ratio", "stats_note"]]
+    if not idx.empty else idx, "No B-tree indexes.",
+    column_config={"bloat_ratio": st.column_config.ProgressColumn(
+        "bloat", min_value=0, max_value=1, format="percent")})
+
+caps = data["capabilities"]
+pgstattuple = caps.extension("pgstattuple")
+with st.expander("Exact figures (pgstattuple)"):
+    if not pgstattuple.installed:
+        st.info("pgstattuple is not installed: CREATE EXTENSION pgstattuple; "
+                "(on Supabase: Database > Extensions).")
+    elif not settings.is_dba:
+        st.caption("Measuring exactly reads the whole relation: a DBA action.")
+    else:
+        names = [f"{r.schema_name}.{r.table_name}" for r in tables.itertuples()]
+        names += [f"{r.schema_name}.{r.index_name} (index)" for r in idx.itertuples()]
+        choice = st.selectbox("Relation", names)
+        if st.button("Measure exactly (reads the relation)"):
+            schema, rest = choice.split(".", 1)
+            is_index = rest.endswith(" (index)")
+            try:
+                result = exact_bloat(target, settings, schema, rest.removesuffix(" (index)"),
+                                     is_index, pgstattuple.schema)
+            except PermissionDenied as exc:
+                st.error(str(exc))
+            else:
+                if result.ok:
+                    st.json({k: str(v) for k, v in result.value.items()})
+                else:
+                    show_problem("Measuring failed", result)
+
+st.subheader("Vacuum")
+st.caption("Autovacuum triggers when dead rows exceed threshold + scale factor × rows "
+           "(per-table settings first). trigger_progress above 1 means it is due; well above "
+           "1, it is not keeping up or is switched off.")
+vac = data["vacuum"]
+frame_or_note(vac[["schema_name", "table_name", "live_rows", "dead_rows", "autovacuum_enabled",
+                   "autovacuum_trigger_rows", "trigger_progress", "last_vacuum", "last_autovacuum",
+                   "last_analyze", "last_autoanalyze"]], "No user tables.")
+
+st.subheader("Transaction ID wraparound")
+wrap = data["wraparound"]
+oldest = wrap.iloc[0] if len(wrap) else None
+if oldest is not None:
+    st.metric(f"Oldest database: {oldest.database_name}", f"{int(oldest.xid_age):,} transactions",
+              help=f"{percent(oldest.share_of_limit, 3)} of the 2^31 limit; autovacuum forces a "
+                   f"freeze at {int(oldest.freeze_max_age):,}.")
+frame_or_note(wrap, "No databases.")
+
+st.subheader("Sequences")
+frame_or_note(data["sequences"].head(20), "No sequences.")

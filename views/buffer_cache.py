@@ -1,0 +1,36 @@
+"""Buffer cache: hit rates for the database, tables and indexes, and the tables that miss most."""
+
+import plotly.express as px
+import streamlit as st
+
+from ui import loaders
+from ui.format import human_duration, percent, state_for_ratio
+from ui.widgets import frame_or_note, judged_metric, require_target, show_problem
+
+st.title("Buffer cache")
+target, settings = require_target()
+loaded = loaders.buffer_cache_data(target.database_url, settings)
+if not loaded.ok:
+    show_problem("Cache statistics are not available", loaded)
+    st.stop()
+rates, tables, identity = loaded.value["rates"], loaded.value["tables"], loaded.value["identity"]
+since = ("since the statistics were last reset " f"{human_duration(identity.stats_age)} ago"
+         if identity.stats_age else "since statistics collection began (never reset)")
+st.caption(f"Cumulative {since}: a recent change shows slowly in these figures.")
+
+target_text = f"≥ {percent(settings.buffer_cache_hit_threshold, 0)}"
+cols = st.columns(3)
+for col, label, value in ((cols[0], "Database", rates.database), (cols[1], "Tables", rates.tables),
+                          (cols[2], "Indexes", rates.indexes)):
+    judged_metric(col, f"{label} hit rate", percent(value, 2),
+                  state_for_ratio(value, settings.buffer_cache_hit_threshold), target_text)
+
+st.subheader("Tables with the most disk reads")
+if not tables.empty:
+    st.plotly_chart(px.bar(tables.head(15), x=["table_blocks_read", "index_blocks_read"],
+                           y="table_name", orientation="h", barmode="stack",
+                           labels={"value": "blocks read from disk", "table_name": ""})
+                    .update_layout(yaxis={"autorange": "reversed"}, height=380), width="stretch")
+frame_or_note(tables, "No table statistics yet.", column_config={
+    "table_hit_rate": st.column_config.NumberColumn("table hit rate", format="percent"),
+    "index_hit_rate": st.column_config.NumberColumn("index hit rate", format="percent")})
