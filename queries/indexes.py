@@ -81,7 +81,7 @@ class IndexFinding:
 
 
 def _describe(row) -> str:
-    if row.expressions:
+    if _text(row.expressions):
         body = row.expressions
     else:
         names = [n or "?" for n in (row.column_names or [])]
@@ -90,7 +90,7 @@ def _describe(row) -> str:
         if included:
             body += ") INCLUDE (" + ", ".join(quote_ident(n) for n in included)
     text = f"{row.access_method} ({body})"
-    return text + (f" WHERE {row.predicate}" if row.predicate else "")
+    return text + (f" WHERE {row.predicate}" if _text(row.predicate) else "")
 
 
 def unused_indexes(frame: pd.DataFrame, min_size_bytes: int = 0,
@@ -111,12 +111,18 @@ def unused_indexes(frame: pd.DataFrame, min_size_bytes: int = 0,
             for r in rows.sort_values("size_bytes", ascending=False).itertuples()]
 
 
+def _text(value) -> str | None:
+    """pandas stores a missing text as NaN (which never equals itself) or None."""
+    return None if value is None or (isinstance(value, float) and pd.isna(value)) else value
+
+
 def _covers(small, big) -> bool:
     """True when every lookup `small` serves, `big` serves as well: same table, method,
     expressions and predicate, and small's key columns (with their operator classes and
     collations) are a leading prefix of big's; small's INCLUDE columns are in big too."""
     if (small.table_oid != big.table_oid or small.access_method != big.access_method
-            or small.expressions != big.expressions or small.predicate != big.predicate):
+            or _text(small.expressions) != _text(big.expressions)
+            or _text(small.predicate) != _text(big.predicate)):
         return False
     if small.access_method not in ("btree",) and small.columns != big.columns:
         return False  # prefix matching only means something for B-trees
