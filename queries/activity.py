@@ -8,6 +8,7 @@ import pandas as pd
 import psycopg
 
 from queries.connections import OWN_APPLICATION_PREFIX
+from queries.frames import to_frame
 
 
 def sessions(conn: psycopg.Connection) -> pd.DataFrame:
@@ -24,7 +25,7 @@ def sessions(conn: psycopg.Connection) -> pd.DataFrame:
         WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
         ORDER BY query_start NULLS LAST
         """)
-    frame = pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
+    frame = to_frame(cur)
     frame["own"] = frame["application_name"].fillna("").str.startswith(
         OWN_APPLICATION_PREFIX).astype(bool)
     return frame

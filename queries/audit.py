@@ -10,6 +10,8 @@ from typing import Iterator
 import pandas as pd
 import psycopg
 
+from queries.frames import to_frame
+
 
 def record(conn: psycopg.Connection, *, actor: str, role: str, action: str, target: str,
            object_name: str | None, started_at: datetime, duration_ms: float, outcome: str,
@@ -58,4 +60,4 @@ def recent_actions(conn: psycopg.Connection, limit: int = 100) -> pd.DataFrame:
         ORDER BY started_at DESC
         LIMIT %s
         """, (limit,))
-    return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
+    return to_frame(cur)

@@ -2,12 +2,13 @@
 
 The estimate: from pg_stats, each row's expected width (average column widths weighted by their
 non-null fraction, with the padding each column's alignment needs after the ones before it,
-plus the tuple header with its null bitmap, aligned to MAXALIGN, plus the 4-byte line pointer); from it, rows per page under the relation's fillfactor; from reltuples, the
-pages the relation should need. Bloat is what it has beyond that. The statistics are aggregated
-once per table (not joined per column per table), which keeps it fast on big catalogues.
+plus the tuple header with its null bitmap, aligned to MAXALIGN, plus the 4-byte line
+pointer); from it, rows per page under the relation's fillfactor; from reltuples, the pages the
+relation should need. Bloat is what it has beyond that. Column statistics are aggregated once
+per table in one pass, which keeps it fast on big catalogues.
 
-It is an estimate: the padding is approximated from average widths, TOAST is ignored, and B-tree
-deduplication (PostgreSQL 13+), which can make an index smaller than "expected" (shown as 0).
+It is an estimate: the padding is approximated from average widths, TOAST is ignored, and
+B-tree deduplication (PostgreSQL 13+) can make an index smaller than "expected" (shown as 0).
 Rows whose statistics are missing or stale are flagged, since their estimate means little.
 """
 
@@ -18,8 +19,9 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from queries.identifiers import qualified
 from queries.config import Settings
+from queries.frames import to_frame
+from queries.identifiers import qualified
 from queries.roles import require_dba
 
 MAXALIGN = 8
@@ -34,12 +36,8 @@ def _align(n: pd.Series) -> pd.Series:
     return np.ceil(n / MAXALIGN) * MAXALIGN
 
 
-def _frame(cur) -> pd.DataFrame:
-    return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
-
-
 def table_bloat(conn: psycopg.Connection) -> pd.DataFrame:
-    frame = _frame(conn.execute("""
+    frame = to_frame(conn.execute("""
         WITH stat_columns AS (
             -- each analyzed column's expected width and the alignment it needs: fixed-width
             -- types align by typalign; short varlena values (1-byte header) do not align
@@ -110,7 +108,7 @@ def table_bloat(conn: psycopg.Connection) -> pd.DataFrame:
 
 
 def index_bloat(conn: psycopg.Connection) -> pd.DataFrame:
-    frame = _frame(conn.execute("""
+    frame = to_frame(conn.execute("""
         WITH index_columns AS (
             SELECT i.indexrelid, k.attnum, k.ord
             FROM pg_index i

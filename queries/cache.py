@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import pandas as pd
 import psycopg
 
+from queries.frames import to_frame
+
 
 @dataclass
 class CacheHitRates:
@@ -55,4 +57,4 @@ def table_hit_rates(conn: psycopg.Connection, limit: int = 100) -> pd.DataFrame:
         ORDER BY coalesce(heap_blks_read, 0) + coalesce(idx_blks_read, 0) DESC
         LIMIT %s
         """, (limit,))
-    return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
+    return to_frame(cur)

@@ -23,21 +23,23 @@ from queries.config import Settings
 MONITOR_APPLICATION_NAME = "dbpulse-monitor"
 ADMIN_APPLICATION_NAME = "dbpulse-admin"
 OWN_APPLICATION_PREFIX = "dbpulse"
-# Every statement DB Pulse sends starts with this comment. pg_stat_statements keeps comments in
-# the text it stores (they do not change the queryid), so DB Pulse can hide its own statements.
-OWN_STATEMENT_TAG = "/* dbpulse */ "
+# Every statement DB Pulse sends ends with this comment. pg_stat_statements keeps a trailing
+# comment in the text it stores (a leading one is cut off with the whitespace before the first
+# token; neither changes the queryid), so DB Pulse can hide its own statements.
+OWN_STATEMENT_TAG = "/* dbpulse */"
 
 
 class TaggedConnection(psycopg.Connection):
-    """A connection that prefixes every statement with OWN_STATEMENT_TAG."""
+    """A connection that appends OWN_STATEMENT_TAG to every statement."""
 
     def execute(self, query, params=None, **kwargs):
+        tag = "\n" + OWN_STATEMENT_TAG
         if isinstance(query, str):
-            query = OWN_STATEMENT_TAG + query
-        elif isinstance(query, (sql.Composable,)):
-            query = sql.SQL(OWN_STATEMENT_TAG) + query
+            query = query + tag
+        elif isinstance(query, sql.Composable):
+            query = query + sql.SQL(tag)
         elif isinstance(query, bytes):
-            query = OWN_STATEMENT_TAG.encode() + query
+            query = query + tag.encode()
         return super().execute(query, params, **kwargs)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 import psycopg
 
+from queries.frames import to_frame
 from queries.identifiers import qualified, quote_ident
 
 
@@ -56,7 +57,7 @@ def list_indexes(conn: psycopg.Connection) -> pd.DataFrame:
         WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
           AND n.nspname NOT LIKE 'pg_temp%%' AND n.nspname NOT LIKE 'pg_toast_temp%%'
         """)
-    frame = pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
+    frame = to_frame(cur)
     frame["backs_constraint"] = frame["constraint_type"].notna()
     return frame
 
@@ -242,4 +243,4 @@ def sequential_scan_heavy(conn: psycopg.Connection, min_rows: int = 10_000,
           AND s.seq_scan > coalesce(s.idx_scan, 0)
         ORDER BY s.seq_tup_read DESC
         """, (min_rows, min_avg_rows))
-    return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
+    return to_frame(cur)

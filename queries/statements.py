@@ -19,6 +19,7 @@ from psycopg import sql
 from queries.capabilities import Extension
 from queries.config import Settings
 from queries.connections import OWN_STATEMENT_TAG
+from queries.frames import to_frame
 from queries.roles import require_dba
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql" / "statements"
@@ -106,9 +107,9 @@ def top_statements(conn: psycopg.Connection, ext: Extension,
         """).format(entries=_entries(ext), order=sql.Identifier(ORDER_BY[flt.order_by]))
     params = {"database": flt.database, "role": flt.role, "min_calls": flt.min_calls,
               "text": flt.text or None, "hide_own": flt.hide_own,
-              "own_tag": OWN_STATEMENT_TAG + "%", "limit": flt.limit}
+              "own_tag": "%" + OWN_STATEMENT_TAG, "limit": flt.limit}
     cur = conn.execute(query, params)
-    frame = pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
+    frame = to_frame(cur)
     frame.attrs["insufficient_privilege"] = int((frame["query"] == INSUFFICIENT_PRIVILEGE).sum()) \
         if len(frame) else 0
     return frame
@@ -160,7 +161,7 @@ def slow_query_kpi(conn: psycopg.Connection, ext: Extension, threshold_ms: float
         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
           AND query NOT LIKE %(own_tag)s
         """).format(entries=_entries(ext)),
-        {"threshold": threshold_ms, "own_tag": OWN_STATEMENT_TAG + "%"}).fetchone()
+        {"threshold": threshold_ms, "own_tag": "%" + OWN_STATEMENT_TAG}).fetchone()
     return SlowQueryKpi(int(row[0]), int(row[1]), int(row[2]), threshold_ms)
 
 

@@ -6,18 +6,16 @@ from __future__ import annotations
 import pandas as pd
 import psycopg
 
+from queries.frames import to_frame
+
 # 2^31 - 1: past this many transactions a database must be frozen or it stops accepting writes
 XID_LIMIT = 2_147_483_647
-
-
-def _frame(cur) -> pd.DataFrame:
-    return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
 
 
 def vacuum_status(conn: psycopg.Connection) -> pd.DataFrame:
     """Per table: dead rows, last (auto)vacuum and (auto)analyze, and where autovacuum will
     trigger (autovacuum_vacuum_threshold + scale_factor * rows, per-table settings first)."""
-    return _frame(conn.execute("""
+    return to_frame(conn.execute("""
         WITH options AS (
             SELECT c.oid,
                    max(o.option_value) FILTER (WHERE o.option_name = 'autovacuum_enabled')
@@ -54,7 +52,7 @@ def vacuum_status(conn: psycopg.Connection) -> pd.DataFrame:
 
 def wraparound(conn: psycopg.Connection) -> pd.DataFrame:
     """Transaction ID age of every database against the hard limit and autovacuum_freeze_max_age."""
-    frame = _frame(conn.execute("""
+    frame = to_frame(conn.execute("""
         SELECT datname                                             AS database_name,
                age(datfrozenxid)                                   AS xid_age,
                current_setting('autovacuum_freeze_max_age')::bigint AS freeze_max_age
@@ -70,7 +68,7 @@ def sequences_near_max(conn: psycopg.Connection, min_share: float = 0.0) -> pd.D
     """Sequences by how much of their range is used; the limit is the smaller of the
     sequence's max_value and the maximum of the integer column it feeds (an int4 id fed by a
     bigint sequence fails at 2^31 - 1)."""
-    frame = _frame(conn.execute("""
+    frame = to_frame(conn.execute("""
         SELECT s.schemaname                                        AS schema_name,
                s.sequencename                                      AS sequence_name,
                s.last_value,

@@ -1,6 +1,13 @@
 import pytest
 
-from queries.config import ConfigError, Settings, find_target, load_settings, load_targets, read_secrets
+from queries.config import (
+    ConfigError,
+    Settings,
+    find_target,
+    load_settings,
+    load_targets,
+    read_secrets,
+)
 
 
 def test_environment_makes_a_target_with_admin_fallback():

@@ -3,8 +3,14 @@ import time
 import psycopg
 import pytest
 
-from queries.connections import (ADMIN_APPLICATION_NAME, MONITOR_APPLICATION_NAME, DatabaseProblem,
-                                 admin_connection, monitoring_connection, redact)
+from queries.connections import (
+    ADMIN_APPLICATION_NAME,
+    MONITOR_APPLICATION_NAME,
+    DatabaseProblem,
+    admin_connection,
+    monitoring_connection,
+    redact,
+)
 
 
 def test_monitoring_session_refuses_writes(database_url, settings):

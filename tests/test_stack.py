@@ -47,7 +47,7 @@ def test_up_reuse_status_and_down(own_stack):
     env = dict(line.split("=", 1) for line in status.stdout.splitlines()
                if line and not line.startswith("#"))
     assert set(env) == {"DATABASE_URL", "REDIS_URL"}
-    evaluated = subprocess.run(["bash", "-c", f'eval "$(cat)"; echo "$DATABASE_URL"'],
+    evaluated = subprocess.run(["bash", "-c", 'eval "$(cat)"; echo "$DATABASE_URL"'],
                                input=status.stdout, capture_output=True, text=True)
     assert evaluated.stdout.strip() == env["DATABASE_URL"]
     with psycopg.connect(env["DATABASE_URL"], connect_timeout=5) as conn:

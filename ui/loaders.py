@@ -11,8 +11,18 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from queries import activity, bloat, cache, capabilities, checks, indexes, redis_cache, server
-from queries import statements, vacuum
+from queries import (
+    activity,
+    bloat,
+    cache,
+    capabilities,
+    checks,
+    indexes,
+    redis_cache,
+    server,
+    statements,
+    vacuum,
+)
 from queries.config import Settings, load_settings
 from queries.connections import DatabaseProblem, MonitoringPool
 from queries.redis_cache import RedisProblem

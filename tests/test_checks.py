@@ -1,0 +1,109 @@
+"""The health checks: activity findings from real sessions, degraded checks, severities."""
+
+import threading
+import time
+
+import psycopg
+import pytest
+
+from queries import activity, capabilities, checks
+from queries.config import Settings
+from queries.connections import monitoring_connection
+
+
+def test_blocked_and_long_running_sessions_are_found(scratch_database, settings):
+    with psycopg.connect(scratch_database, autocommit=True) as setup:
+        setup.execute("CREATE TABLE locked (id int)")
+    holder = psycopg.connect(scratch_database, application_name="holder")
+    holder.execute("LOCK TABLE locked IN ACCESS EXCLUSIVE MODE")  # transaction stays open
+    waiter_done = threading.Event()
+
+    def wait_for_lock():
+        with psycopg.connect(scratch_database, application_name="waiter") as waiter:
+            waiter.execute("SET lock_timeout = '20s'")
+            try:
+                waiter.execute("SELECT * FROM locked").fetchall()
+            except psycopg.Error:
+                pass
+        waiter_done.set()
+
+    thread = threading.Thread(target=wait_for_lock)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with monitoring_connection(scratch_database, settings) as conn:
+                frame = activity.sessions(conn)
+            if len(activity.blocked(frame)):
+                break
+            time.sleep(0.2)
+        blocked = activity.blocked(frame)
+        assert list(blocked["application_name"]) == ["waiter"]
+        holder_pid = holder.info.backend_pid
+        assert list(blocked.iloc[0]["blocked_by"]) == [holder_pid]
+        assert len(activity.long_running(frame, 0)) >= 1
+        assert list(activity.idle_in_transaction(frame, 0)["pid"]) == [holder_pid]
+        with monitoring_connection(scratch_database, settings) as conn:
+            findings = {f.check: f for f in checks.check_activity(conn, Settings(
+                long_query_s=0, idle_in_transaction_s=0))}
+        assert findings["blocked_sessions"].severity == "red"
+        assert f"pg_cancel_backend({holder_pid})" in findings["blocked_sessions"].fix
+        assert findings["long_running"].severity == "amber"
+    finally:
+        holder.rollback()
+        holder.close()
+        thread.join(30)
+    assert waiter_done.is_set()
+
+
+def test_connections_against_the_limit(scratch_database, settings):
+    with monitoring_connection(scratch_database, settings) as conn:
+        use = activity.connection_use(conn)
+        green = {f.check: f for f in checks.check_activity(conn, settings)}["connections"]
+        red = {f.check: f for f in checks.check_activity(conn, Settings(
+            connections_amber_share=0.0, connections_red_share=0.0))}["connections"]
+    assert 1 <= use.used < use.max_connections
+    assert green.severity == "green" and red.severity == "red"
+
+
+def test_run_all_on_a_database_without_pg_stat_statements(scratch_database, settings):
+    with monitoring_connection(scratch_database, settings) as conn:
+        caps = capabilities.detect(conn)
+        findings = {f.check: f for f in checks.run_all(conn, caps, settings)}
+    assert findings["slow_queries"].severity == "grey"
+    assert "CREATE EXTENSION" in findings["slow_queries"].fix
+    assert findings["unused_indexes"].severity == "green"
+    assert checks.worst_severity(list(findings.values())) in ("grey", "green")
+
+
+def test_run_all_on_the_demo_finds_the_planted_problems(database_url, settings):
+    with monitoring_connection(database_url, settings) as conn:
+        caps = capabilities.detect(conn)
+        findings = {f.check: f for f in checks.run_all(conn, caps, settings)}
+    twins = {"public.idx_message_events_user", "public.idx_message_events_user_id"}
+    assert len(twins & set(findings["duplicate_indexes"].objects)) == 1
+    assert "public.idx_contacts_user_id" in findings["duplicate_indexes"].objects
+    assert "public.idx_web_tracking_events_url" in findings["unused_indexes"].objects
+    assert findings["bloat"].objects[0] == "public.dm_conversations"
+    assert "ALTER TABLE public.dm_conversations RESET (autovacuum_enabled);" in \
+        findings["vacuum"].fix
+    assert findings["invalid_indexes"].severity == "green"
+    # nothing from DB Pulse's own schema
+    assert not any(o.startswith("dbpulse.") for f in findings.values() for o in f.objects)
+
+
+def test_a_failing_check_turns_grey_and_the_others_run(database_url):
+    tight = Settings(statement_timeout_ms=1)  # every catalogue query times out
+    with monitoring_connection(database_url, Settings()) as conn:
+        caps = capabilities.detect(conn)
+    with monitoring_connection(database_url, tight) as conn:
+        findings = checks.run_all(conn, caps, tight)
+    grey = {f.check for f in findings if f.severity == "grey"}
+    assert {"slow_queries", "indexes", "bloat"} <= grey  # the heavier catalogue queries
+    assert all("time limit" in f.summary for f in findings if f.severity == "grey")
+
+
+@pytest.mark.parametrize("ratio,expected", [(0.995, "green"), (0.97, "amber"), (0.5, "red"),
+                                            (None, "grey")])
+def test_state_for_ratio(ratio, expected):
+    assert checks.state_for_ratio(ratio, 0.99) == expected

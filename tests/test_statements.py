@@ -1,0 +1,132 @@
+"""pg_stat_statements: version files, ranking and filters, the KPI, detail, EXPLAIN, privilege."""
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from queries import capabilities, statements
+from queries.connections import OWN_STATEMENT_TAG, monitoring_connection
+from queries.roles import PermissionDenied
+
+
+def _ext(conn):
+    return capabilities.detect(conn).extension("pg_stat_statements")
+
+
+def test_entries_file_follows_the_installed_extension_version():
+    assert statements.entries_file("1.12").name == "entries_1.11.sql"
+    assert statements.entries_file("1.11").name == "entries_1.11.sql"
+    assert statements.entries_file("1.10").name == "entries_1.8.sql"
+    assert statements.entries_file("1.8").name == "entries_1.8.sql"
+    assert statements.entries_file("1.7").name == "entries_1.3.sql"
+    with pytest.raises(statements.StatementsUnavailable, match="ALTER EXTENSION"):
+        statements.entries_file("1.2")
+
+
+@pytest.fixture
+def workload(scratch_database):
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION pg_stat_statements")
+        conn.execute('CREATE TABLE "Weird ""Name"" Table" (id int, "späße" text)')
+        conn.execute('INSERT INTO "Weird ""Name"" Table" SELECT g, repeat(\'ü\', 5) '
+                     'FROM generate_series(1, 1000) g')
+        for i in range(120):
+            conn.execute('SELECT count(*) FROM "Weird ""Name"" Table" WHERE id > %s', (i,))
+        conn.execute("SELECT pg_sleep(0.05)")
+        long_text = "SELECT 1 AS " + ", 1 AS ".join(f"c{i}" for i in range(600))
+        conn.execute(long_text)
+    return scratch_database
+
+
+def test_top_statements_ranking_filters_and_shares(workload, settings):
+    with monitoring_connection(workload, settings) as conn:
+        ext = _ext(conn)
+        top = statements.top_statements(conn, ext, statements.StatementFilter(limit=500))
+        by_calls = statements.top_statements(conn, ext, statements.StatementFilter(
+            order_by="calls", min_calls=100))
+        texts = statements.top_statements(conn, ext, statements.StatementFilter(text="WEIRD"))
+        own = statements.top_statements(conn, ext, statements.StatementFilter(hide_own=False,
+                                                                             limit=500))
+    assert list(top["total_exec_ms"]) == sorted(top["total_exec_ms"], reverse=True)
+    assert by_calls.iloc[0]["calls"] == 120 and (by_calls["calls"] >= 100).all()
+    assert 'FROM "Weird ""Name"" Table" WHERE id > $1' in texts.iloc[0]["query"]
+    assert not top["query"].str.endswith(OWN_STATEMENT_TAG).any()
+    assert own["query"].str.endswith(OWN_STATEMENT_TAG).any()
+    assert 0 < top["share_of_total_time"].max() <= 1
+    long_row = top[top["query"].str.startswith("SELECT $1 AS c0")].iloc[0]
+    assert len(long_row["query"]) == 2000 and long_row["query_length"] > 2000
+
+
+def test_slow_query_kpi_counts_calls_of_slow_statements(workload, settings):
+    with monitoring_connection(workload, settings) as conn:
+        ext = _ext(conn)
+        none = statements.slow_query_kpi(conn, ext, threshold_ms=10_000)
+        some = statements.slow_query_kpi(conn, ext, threshold_ms=20)  # pg_sleep(0.05) is slower
+    assert none.slow_calls == 0 and none.share == 0
+    assert some.slow_statements >= 1 and some.slow_calls >= 1
+    assert some.share == some.slow_calls / some.total_calls
+
+
+def test_detail_and_generic_plans_on_both_paths(workload, settings):
+    with monitoring_connection(workload, settings) as conn:
+        ext = _ext(conn)
+        row = statements.top_statements(conn, ext, statements.StatementFilter(
+            text="Weird", limit=1)).iloc[0]
+        detail = statements.statement_detail(conn, ext, int(row.queryid), int(row.userid),
+                                             int(row.dbid))
+        plan_16 = statements.explain_generic(conn, row.query, conn.info.server_version)
+        plan_older = statements.explain_generic(conn, row.query, 150000)  # PREPARE path
+        with pytest.raises(statements.ExplainError, match="Only SELECT"):
+            statements.explain_generic(conn, "VACUUM", conn.info.server_version)
+        with pytest.raises(statements.ExplainError, match="EXPLAIN failed"):
+            statements.explain_generic(conn, "SELECT * FROM no_such_table", 180000)
+        # the session stays usable and read-only after a failed EXPLAIN
+        assert conn.execute("SHOW default_transaction_read_only").fetchone()[0] == "on"
+    assert detail["calls"] == row.calls and "total_exec_time" in detail
+    assert "Seq Scan" in plan_16 and "Seq Scan" in plan_older
+
+
+def test_explain_analyze_is_dba_only_and_rolled_back(workload, settings, dba_settings):
+    query = 'DELETE FROM "Weird ""Name"" Table" WHERE id <= $1'
+    with psycopg.connect(workload, autocommit=True) as conn:
+        with pytest.raises(PermissionDenied):
+            statements.explain_analyze(conn, settings, query, ["10"])
+        with pytest.raises(statements.ExplainError, match="1 parameters"):
+            statements.explain_analyze(conn, dba_settings, query, [])
+        plan = statements.explain_analyze(conn, dba_settings, query, ["10"])
+        assert "actual" in plan
+        assert conn.execute('SELECT count(*) FROM "Weird ""Name"" Table"').fetchone()[0] == 1000
+
+
+def test_role_without_pg_read_all_stats_sees_insufficient_privilege(workload, settings):
+    role = "dbpulse_test_viewer"
+    with psycopg.connect(workload, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'v'").format(sql.Identifier(role)))
+    params = psycopg.conninfo.conninfo_to_dict(workload)
+    url = psycopg.conninfo.make_conninfo(**{**params, "user": role, "password": "v"})
+    try:
+        with monitoring_connection(url, settings) as conn:
+            top = statements.top_statements(conn, _ext(conn))
+        assert top.attrs["insufficient_privilege"] > 0
+        assert statements.INSUFFICIENT_PRIVILEGE in set(top["query"])
+    finally:
+        with psycopg.connect(workload, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def test_statements_info(workload, settings):
+    with monitoring_connection(workload, settings) as conn:
+        info = statements.statements_info(conn, _ext(conn))
+    assert info.entries > 0 and info.max_entries == 5000 and info.dealloc is not None
+
+
+def test_missing_extension_is_a_clear_error(scratch_database, settings):
+    with monitoring_connection(scratch_database, settings) as conn:
+        with pytest.raises(statements.StatementsUnavailable, match="CREATE EXTENSION"):
+            statements.top_statements(conn, _ext(conn))
+
+
+def test_filter_rejects_unknown_order():
+    with pytest.raises(ValueError):
+        statements.top_statements(None, None, statements.StatementFilter(order_by="vibes"))
