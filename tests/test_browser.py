@@ -77,3 +77,38 @@ def test_overview_in_chromium(dashboard, tmp_path):
     buffer = next(m for m in metrics if "Buffer cache hit rate" in m)
     assert "%" in buffer  # a live number, not n/a
     assert any("Redis hit rate" in m for m in metrics)
+
+
+def test_slow_queries_and_indexes_in_chromium(dashboard, database_url):
+    from playwright.sync_api import sync_playwright
+
+    # some traffic so the slow-query list has rows beyond DB Pulse's own
+    import psycopg
+    with psycopg.connect(database_url) as conn:
+        for i in range(20):
+            conn.execute("SELECT * FROM leads WHERE status = %s LIMIT 5", (f"s{i}",)).fetchall()
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{dashboard}/slow_queries", wait_until="domcontentloaded")
+            page.locator("[data-testid=stMetric]", has_text="Calls slower than").wait_for(
+                timeout=60_000)
+            page.locator("[data-testid=stDataFrame]").first.wait_for(timeout=60_000)
+            page.get_by_text("Filters").click()
+            page.get_by_label("Statement text contains").fill("FROM leads WHERE status")
+            page.get_by_label("Statement text contains").press("Enter")
+            # the chart's axis labels are plain SVG text: the filtered list has arrived
+            page.get_by_text("FROM leads WHERE status").first.wait_for(timeout=60_000)
+            page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
+                                   timeout=60_000)
+            page.get_by_role("button", name="Show the generic plan").click()
+            page.locator("code", has_text="Scan").first.wait_for(timeout=30_000)
+            # the deep link went through the router: its sidebar lists every page
+            nav = page.locator("[data-testid=stSidebarNav]").inner_text()
+            page.goto(f"{dashboard}/indexes", wait_until="domcontentloaded")
+            page.get_by_text("DROP INDEX CONCURRENTLY IF EXISTS").first.wait_for(timeout=60_000)
+        finally:
+            browser.close()
+    assert "Slow queries" in nav and "Bloat and vacuum" in nav
