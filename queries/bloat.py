@@ -36,68 +36,84 @@ def _align(n: pd.Series) -> pd.Series:
     return np.ceil(n / MAXALIGN) * MAXALIGN
 
 
-def table_bloat(conn: psycopg.Connection) -> pd.DataFrame:
+def column_stats(conn: psycopg.Connection) -> pd.DataFrame:
+    """One row per analyzed column: its expected width and the alignment it needs. Fixed-width
+    types align by typalign; short varlena values (1-byte header) do not align. pg_stats
+    truncates a varlena column's average width to an integer: half a byte is added back, or
+    rows near an alignment boundary would round down a whole MAXALIGN step."""
     frame = to_frame(conn.execute("""
-        WITH stat_columns AS (
-            -- each analyzed column's expected width and the alignment it needs: fixed-width
-            -- types align by typalign; short varlena values (1-byte header) do not align
-            -- pg_stats truncates a varlena column's average width to an integer: add half a
-            -- byte back, or rows near an alignment boundary round down a whole MAXALIGN step
-            SELECT s.schemaname, s.tablename, a.attnum, s.null_frac,
-                   (1 - s.null_frac) * (s.avg_width + CASE WHEN t.typlen < 0 THEN 0.5 ELSE 0 END)
-                                                  AS width,
-                   CASE WHEN t.typlen > 0 OR s.avg_width > 127 THEN
-                        CASE t.typalign WHEN 'd' THEN 8 WHEN 'i' THEN 4 WHEN 's' THEN 2 ELSE 1 END
-                        ELSE 1 END                AS align
-            FROM pg_stats s
-            JOIN pg_namespace n ON n.nspname = s.schemaname
-            JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.tablename
-            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = s.attname
-            JOIN pg_type t ON t.oid = a.atttypid
-            WHERE s.schemaname NOT IN ('pg_catalog', 'information_schema')
-        ),
-        placed AS (
-            SELECT *, coalesce(sum(width) OVER (PARTITION BY schemaname, tablename ORDER BY attnum
-                                                ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
-                               0) AS offset_before
-            FROM stat_columns
-        ),
-        column_stats AS (
-            -- padding before a column: what its alignment needs after the columns before it
-            SELECT schemaname, tablename,
-                   sum(width + (1 - null_frac)
-                               * ((align - (ceil(offset_before)::int % align)) % align)) AS data_width,
-                   max(null_frac)                   AS max_null_frac,
-                   count(*)                         AS columns_with_stats
-            FROM placed
-            GROUP BY schemaname, tablename
-        )
-        SELECT n.nspname                                   AS schema_name,
-               c.relname                                   AS table_name,
-               c.relkind                                   AS kind,
+        SELECT c.oid                                       AS relid,
+               a.attnum,
+               s.null_frac,
+               (1 - s.null_frac) * (s.avg_width + CASE WHEN t.typlen < 0 THEN 0.5 ELSE 0 END)
+                                                           AS width,
+               CASE WHEN t.typlen > 0 OR s.avg_width > 127 THEN
+                    CASE t.typalign WHEN 'd' THEN 8 WHEN 'i' THEN 4 WHEN 's' THEN 2 ELSE 1 END
+                    ELSE 1 END                             AS align
+        FROM pg_stats s
+        JOIN pg_namespace n ON n.nspname = s.schemaname
+        JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.tablename
+        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = s.attname
+        JOIN pg_type t ON t.oid = a.atttypid
+        WHERE s.schemaname NOT IN ('pg_catalog', 'information_schema')
+        """))
+    return frame.sort_values(["relid", "attnum"], kind="stable")
+
+
+def _row_widths(columns: pd.DataFrame) -> pd.DataFrame:
+    """Per table: the data width of an average row with the padding each column's alignment
+    needs after the columns before it (approximated from average widths)."""
+    if columns.empty:
+        return pd.DataFrame(columns=["data_width", "max_null_frac", "columns_with_stats"])
+    offset_before = columns.groupby("relid")["width"].cumsum() - columns["width"]
+    align = columns["align"].astype(int)
+    pad = (align - np.ceil(offset_before).astype(int) % align) % align
+    columns = columns.assign(padded=columns["width"] + (1 - columns["null_frac"]) * pad)
+    return columns.groupby("relid").agg(data_width=("padded", "sum"),
+                                        max_null_frac=("null_frac", "max"),
+                                        columns_with_stats=("attnum", "count"))
+
+
+# what both estimates need about each relation, from pg_class and the statistics functions
+# (not the pg_stat_* views, which join the catalogue again per row)
+RELATION_COLUMNS = """
+               n.nspname                                   AS schema_name,
+               c.oid                                       AS relid,
                c.relpages                                  AS pages,
                c.reltuples                                 AS estimated_rows,
-               pg_relation_size(c.oid)                     AS size_bytes,
+               c.relpages::bigint * current_setting('block_size')::int AS size_bytes,
                current_setting('block_size')::int          AS block_size,
                coalesce((SELECT o.option_value::int
                          FROM pg_options_to_table(c.reloptions) o
-                         WHERE o.option_name = 'fillfactor'), 100) AS fillfactor,
+                         WHERE o.option_name = 'fillfactor'), %(default_fillfactor)s) AS fillfactor
+"""
+
+
+def table_bloat(conn: psycopg.Connection, stats: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Tables and materialized views. `stats` (from column_stats) can be shared with
+    index_bloat: reading pg_stats is most of the cost on a big catalogue."""
+    frame = to_frame(conn.execute(f"""
+        SELECT {RELATION_COLUMNS},
+               c.relname                                   AS table_name,
+               c.relkind                                   AS kind,
+               c.relnatts                                  AS bitmap_columns,
                (SELECT count(*) FROM pg_attribute a
                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS column_count,
-               cs.data_width, cs.max_null_frac, cs.columns_with_stats,
-               st.n_mod_since_analyze                      AS changed_since_analyze,
-               greatest(st.last_analyze, st.last_autoanalyze) AS last_analyzed
+               pg_stat_get_mod_since_analyze(c.oid)        AS changed_since_analyze,
+               greatest(pg_stat_get_last_analyze_time(c.oid),
+                        pg_stat_get_last_autoanalyze_time(c.oid)) AS last_analyzed
         FROM pg_class c
         JOIN pg_namespace n ON n.oid = c.relnamespace
-        LEFT JOIN column_stats cs ON cs.schemaname = n.nspname AND cs.tablename = c.relname
-        LEFT JOIN pg_stat_all_tables st ON st.relid = c.oid
         WHERE c.relkind IN ('r', 'm')
           AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
           AND n.nspname NOT LIKE 'pg_temp%%'
-        """))
+        """, {"default_fillfactor": 100}))
     if frame.empty:
         return frame
-    bitmap = np.where(frame["max_null_frac"].fillna(0) > 0, np.ceil(frame["column_count"] / 8), 0)
+    stats = column_stats(conn) if stats is None else stats
+    frame = frame.join(_row_widths(stats), on="relid")
+    bitmap = np.where(frame["max_null_frac"].fillna(0) > 0,
+                      np.ceil(frame["bitmap_columns"] / 8), 0)  # dropped columns count here
     header = _align(HEAP_TUPLE_HEADER + pd.Series(bitmap, index=frame.index))
     row_bytes = _align(header + frame["data_width"].astype(float).fillna(0)) + LINE_POINTER
     usable = (frame["block_size"] - PAGE_HEADER) * frame["fillfactor"] / 100
@@ -107,62 +123,45 @@ def table_bloat(conn: psycopg.Connection) -> pd.DataFrame:
     return _finish(frame, expected)
 
 
-def index_bloat(conn: psycopg.Connection) -> pd.DataFrame:
-    frame = to_frame(conn.execute("""
-        WITH index_columns AS (
-            SELECT i.indexrelid, k.attnum, k.ord
-            FROM pg_index i
-            CROSS JOIN LATERAL unnest(i.indkey[0:i.indnkeyatts - 1]) WITH ORDINALITY AS k(attnum, ord)
-        ),
-        column_widths AS (
-            SELECT ic.indexrelid,
-                   sum((1 - coalesce(s.null_frac, 0)) * coalesce(s.avg_width, 8)) AS data_width,
-                   max(coalesce(s.null_frac, 0))                              AS max_null_frac,
-                   count(*) FILTER (WHERE s.avg_width IS NULL)                AS columns_without_stats,
-                   count(*)                                                   AS column_count
-            FROM index_columns ic
-            JOIN pg_index i ON i.indexrelid = ic.indexrelid
-            JOIN pg_class t ON t.oid = i.indrelid
-            JOIN pg_namespace n ON n.oid = t.relnamespace
-            LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ic.attnum
-                                     AND ic.attnum > 0
-            LEFT JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = t.relname
-                                 AND s.attname = a.attname
-            GROUP BY ic.indexrelid
-        )
-        SELECT n.nspname                                   AS schema_name,
+def index_bloat(conn: psycopg.Connection, stats: pd.DataFrame | None = None) -> pd.DataFrame:
+    """B-tree indexes; key column widths come from their table's column statistics
+    (expression columns have none: 8 bytes are assumed and the row is flagged)."""
+    frame = to_frame(conn.execute(f"""
+        SELECT {RELATION_COLUMNS},
                t.relname                                   AS table_name,
                c.relname                                   AS index_name,
-               c.relpages                                  AS pages,
-               c.reltuples                                 AS estimated_rows,
-               pg_relation_size(c.oid)                     AS size_bytes,
-               current_setting('block_size')::int          AS block_size,
-               coalesce((SELECT o.option_value::int
-                         FROM pg_options_to_table(c.reloptions) o
-                         WHERE o.option_name = 'fillfactor'), 90) AS fillfactor,
-               w.data_width, w.max_null_frac, w.column_count,
-               w.columns_without_stats,
-               st.n_mod_since_analyze                      AS changed_since_analyze,
-               greatest(st.last_analyze, st.last_autoanalyze) AS last_analyzed
+               i.indrelid                                  AS table_oid,
+               (string_to_array(i.indkey::text, ' ')::int[])[1:i.indnkeyatts] AS key_columns,
+               pg_stat_get_mod_since_analyze(t.oid)        AS changed_since_analyze,
+               greatest(pg_stat_get_last_analyze_time(t.oid),
+                        pg_stat_get_last_autoanalyze_time(t.oid)) AS last_analyzed
         FROM pg_index i
         JOIN pg_class c ON c.oid = i.indexrelid
         JOIN pg_class t ON t.oid = i.indrelid
         JOIN pg_namespace n ON n.oid = t.relnamespace
         JOIN pg_am am ON am.oid = c.relam AND am.amname = 'btree'
-        JOIN column_widths w ON w.indexrelid = i.indexrelid
-        LEFT JOIN pg_stat_all_tables st ON st.relid = t.oid
         WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
           AND n.nspname NOT LIKE 'pg_temp%%'
-        """))
+        """, {"default_fillfactor": 90}))
     if frame.empty:
         return frame
-    bitmap = np.where(frame["max_null_frac"].fillna(0) > 0, MAXALIGN, 0)
+    stats = column_stats(conn) if stats is None else stats
+    widths = dict(zip(zip(stats["relid"], stats["attnum"]), zip(stats["width"], stats["null_frac"])))
+    data_width, max_null, missing, count = [], [], [], []
+    for table, keys in zip(frame["table_oid"], frame["key_columns"]):
+        found = [widths.get((table, k)) for k in keys]
+        data_width.append(sum(w[0] if w else 8.0 for w in found))
+        max_null.append(max((w[1] for w in found if w), default=0.0))
+        missing.append(sum(w is None for w in found))
+        count.append(len(keys))
+    frame = frame.assign(data_width=data_width, max_null_frac=max_null, column_count=count,
+                         columns_with_stats=[c - m for c, m in zip(count, missing)])
+    bitmap = np.where(frame["max_null_frac"] > 0, MAXALIGN, 0)
     entry = _align(INDEX_TUPLE_HEADER + bitmap + frame["data_width"].astype(float)) + LINE_POINTER
     usable = (frame["block_size"] - PAGE_HEADER - BTREE_SPECIAL) * frame["fillfactor"] / 100
     per_page = np.maximum(np.floor(usable / entry), 1)
     leaves = np.ceil(frame["estimated_rows"].clip(lower=0) / per_page)
     expected = leaves + np.ceil(leaves / per_page) + 1  # internal levels (roughly) + metapage
-    frame["columns_with_stats"] = frame["column_count"] - frame["columns_without_stats"]
     return _finish(frame, expected)
 
 

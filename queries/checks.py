@@ -108,8 +108,9 @@ def check_indexes(conn, settings: Settings) -> list[Finding]:
 
 
 def check_bloat(conn, settings: Settings) -> Finding:
-    tables = bloat.table_bloat(conn)
-    idx = bloat.index_bloat(conn)
+    stats = bloat.column_stats(conn)
+    tables = bloat.table_bloat(conn, stats)
+    idx = bloat.index_bloat(conn, stats)
 
     def bloated(frame):
         if frame.empty:

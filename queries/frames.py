@@ -13,7 +13,9 @@ NUMBER_OIDS = {20, 21, 23, 26, 700, 701, 1700}  # int8, int2, int4, oid, float4,
 
 def to_frame(cur: psycopg.Cursor) -> pd.DataFrame:
     columns = [c.name for c in cur.description]
-    frame = pd.DataFrame(cur.fetchall(), columns=columns)
+    # object dtype keeps text as Python str/None (pandas 3 would make Arrow strings: slow to
+    # iterate row by row, and missing values become NaN)
+    frame = pd.DataFrame(cur.fetchall(), columns=columns, dtype=object)
     for column in cur.description:
         series = frame[column.name]
         if column.type_code in BOOL_OIDS and not series.isna().any():

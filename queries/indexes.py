@@ -18,48 +18,64 @@ from queries.identifiers import qualified, quote_ident
 
 
 def list_indexes(conn: psycopg.Connection) -> pd.DataFrame:
-    has_last_scan = conn.info.server_version >= 160000
-    cur = conn.execute(f"""
-        SELECT n.nspname                                   AS schema_name,
-               t.relname                                   AS table_name,
-               c.relname                                   AS index_name,
-               i.indexrelid                                AS index_oid,
-               i.indrelid                                  AS table_oid,
-               am.amname                                   AS access_method,
-               string_to_array(i.indkey::text, ' ')::int[] AS columns,
-               i.indnkeyatts                               AS key_count,
-               string_to_array(i.indclass::text, ' ')::oid[] AS opclasses,
-               string_to_array(i.indcollation::text, ' ')::oid[] AS collations,
-               i.indisunique                               AS is_unique,
-               i.indisprimary                              AS is_primary,
-               i.indisvalid                                AS is_valid,
-               i.indisready                                AS is_ready,
-               con.contype                                 AS constraint_type,
-               con.conname                                 AS constraint_name,
+    """Every index outside the system schemas with what the checks need.
+
+    Kept cheap for catalogues of tens of thousands of indexes: scan counts come straight from
+    the statistics functions (not the pg_stat_all_indexes view), sizes from pg_class.relpages
+    (as of the last VACUUM, ANALYZE or build, instead of a file-system call per index), and
+    column names from one query per catalogue rather than a subquery per index."""
+    last_scan = ("pg_stat_get_lastscan(i.indexrelid)" if conn.info.server_version >= 160000
+                 else "NULL::timestamptz")
+    frame = to_frame(conn.execute(f"""
+        SELECT n.nspname                                         AS schema_name,
+               t.relname                                         AS table_name,
+               c.relname                                         AS index_name,
+               i.indexrelid                                      AS index_oid,
+               i.indrelid                                        AS table_oid,
+               am.amname                                         AS access_method,
+               string_to_array(i.indkey::text, ' ')::int[]       AS columns,
+               i.indnkeyatts                                     AS key_count,
+               i.indclass::text                                  AS opclasses,
+               i.indcollation::text                              AS collations,
+               i.indisunique                                     AS is_unique,
+               i.indisprimary                                    AS is_primary,
+               i.indisvalid                                      AS is_valid,
+               i.indisready                                      AS is_ready,
+               con.contype                                       AS constraint_type,
+               con.conname                                       AS constraint_name,
                CASE WHEN i.indexprs IS NOT NULL THEN pg_get_expr(i.indexprs, i.indrelid) END
-                                                           AS expressions,
+                                                                 AS expressions,
                CASE WHEN i.indpred IS NOT NULL THEN pg_get_expr(i.indpred, i.indrelid) END
-                                                           AS predicate,
-               pg_relation_size(i.indexrelid)              AS size_bytes,
-               coalesce(s.idx_scan, 0)                     AS scans,
-               {"s.last_idx_scan" if has_last_scan else "NULL::timestamptz"} AS last_scan,
-               (SELECT array_agg(a.attname ORDER BY k.ord)
-                FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-                LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum)
-                                                           AS column_names
+                                                                 AS predicate,
+               c.relpages::bigint * current_setting('block_size')::int AS size_bytes,
+               pg_stat_get_numscans(i.indexrelid)                AS scans,
+               {last_scan}                                       AS last_scan
         FROM pg_index i
         JOIN pg_class c ON c.oid = i.indexrelid
         JOIN pg_class t ON t.oid = i.indrelid
         JOIN pg_namespace n ON n.oid = t.relnamespace
         JOIN pg_am am ON am.oid = c.relam
-        LEFT JOIN pg_stat_all_indexes s ON s.indexrelid = i.indexrelid
         LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.contype IN ('p', 'u', 'x')
         WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
           AND n.nspname NOT LIKE 'pg_temp%%' AND n.nspname NOT LIKE 'pg_toast_temp%%'
-        """)
-    frame = to_frame(cur)
+        """))
     frame["backs_constraint"] = frame["constraint_type"].notna()
+    names = table_column_names(conn)
+    frame["column_names"] = [
+        [names.get(table, [])[n - 1] if 0 < n <= len(names.get(table, [])) else None
+         for n in cols] for table, cols in zip(frame["table_oid"], frame["columns"])]
     return frame
+
+
+def table_column_names(conn: psycopg.Connection) -> dict[int, list[str]]:
+    """table oid -> its column names by attnum (position attnum - 1, dropped ones included)."""
+    return dict(conn.execute("""
+        SELECT a.attrelid, array_agg(a.attname ORDER BY a.attnum)
+        FROM pg_attribute a
+        WHERE a.attnum > 0
+          AND a.attrelid IN (SELECT indrelid FROM pg_index)
+        GROUP BY a.attrelid
+        """).fetchall())
 
 
 def drop_sql(schema: str, index: str) -> str:
@@ -102,10 +118,10 @@ def unused_indexes(frame: pd.DataFrame, min_size_bytes: int = 0,
     out, so no two findings ever propose dropping both twins."""
     skip = {(f.schema_name, f.index_name) for f in already_reported}
     skip |= {(f.schema_name, f.covered_by) for f in already_reported if f.covered_by}
-    names = list(zip(frame["schema_name"], frame["index_name"]))
+    reported = pd.MultiIndex.from_arrays([frame["schema_name"], frame["index_name"]]).isin(
+        list(skip)) if skip else False
     rows = frame[(frame["scans"] == 0) & ~frame["is_unique"] & ~frame["backs_constraint"]
-                 & frame["is_valid"] & (frame["size_bytes"] >= min_size_bytes)
-                 & pd.Series([n not in skip for n in names], index=frame.index)]
+                 & frame["is_valid"] & (frame["size_bytes"] >= min_size_bytes) & ~reported]
     return [IndexFinding(r.schema_name, r.table_name, r.index_name, int(r.size_bytes),
                          f"no scans since the statistics reset; {_describe(r)}",
                          drop_sql(r.schema_name, r.index_name))
@@ -113,24 +129,22 @@ def unused_indexes(frame: pd.DataFrame, min_size_bytes: int = 0,
 
 
 def _text(value) -> str | None:
-    """pandas stores a missing text as NaN (which never equals itself) or None."""
-    return None if value is None or (isinstance(value, float) and pd.isna(value)) else value
+    """A text cell, with any missing-value marker (None, NaN) as None."""
+    return value if isinstance(value, str) else None
 
 
 def _covers(small, big) -> bool:
-    """True when every lookup `small` serves, `big` serves as well: same table, method,
-    expressions and predicate, and small's key columns (with their operator classes and
-    collations) are a leading prefix of big's; small's INCLUDE columns are in big too."""
-    if (small.table_oid != big.table_oid or small.access_method != big.access_method
-            or _text(small.expressions) != _text(big.expressions)
-            or _text(small.predicate) != _text(big.predicate)):
-        return False
-    if small.access_method not in ("btree",) and small.columns != big.columns:
+    """For two indexes with the same table, method, expressions and predicate: True when every
+    lookup `small` serves, `big` serves as well: small's key columns (with their operator
+    classes and collations) are a leading prefix of big's; small's INCLUDE columns are in big."""
+    if small.access_method != "btree" and small.columns != big.columns:
         return False  # prefix matching only means something for B-trees
     n = small.key_count
     if n > big.key_count or small.columns[:n] != big.columns[:n]:
         return False
-    if small.opclasses[:n] != big.opclasses[:n] or small.collations[:n] != big.collations[:n]:
+    # operator classes and collations as oidvector text ("1978 1978"), split only here
+    if (small.opclasses.split()[:n] != big.opclasses.split()[:n]
+            or small.collations.split()[:n] != big.collations.split()[:n]):
         return False
     return set(small.columns[n:]) <= set(big.columns)
 
@@ -138,13 +152,20 @@ def _covers(small, big) -> bool:
 def duplicate_indexes(frame: pd.DataFrame) -> list[IndexFinding]:
     """Indexes another index makes unnecessary. Never proposes dropping one that backs a
     constraint or enforces uniqueness the other does not; of two identical ones, keeps the one
-    backing a constraint, else the older (lower oid)."""
+    backing a constraint, else the more used, else the older (lower oid)."""
     findings = []
-    valid = frame[frame["is_valid"]]
-    for _, group in valid.groupby("table_oid"):
-        if len(group) < 2:
+    # only indexes with the same table, method, expressions and predicate can cover each other
+    groups: dict[tuple, list] = {}
+    needed = ["schema_name", "table_name", "index_name", "index_oid", "table_oid",
+              "access_method", "columns", "key_count", "opclasses", "collations", "is_unique",
+              "backs_constraint", "expressions", "predicate", "size_bytes", "scans",
+              "column_names"]
+    for row in frame.loc[frame["is_valid"], needed].itertuples(index=False):
+        key = (row.table_oid, row.access_method, _text(row.expressions), _text(row.predicate))
+        groups.setdefault(key, []).append(row)
+    for rows in groups.values():
+        if len(rows) < 2:
             continue
-        rows = list(group.itertuples())
         for small in rows:
             if small.backs_constraint:
                 continue

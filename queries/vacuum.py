@@ -42,7 +42,7 @@ def vacuum_status(conn: psycopg.Connection) -> pd.DataFrame:
                             current_setting('autovacuum_vacuum_scale_factor')::float8)
                    * greatest(c.reltuples, 0)                      AS autovacuum_trigger_rows,
                age(c.relfrozenxid)                                 AS xid_age,
-               pg_total_relation_size(s.relid)                     AS total_bytes
+               c.relpages::bigint * current_setting('block_size')::int AS table_bytes
         FROM pg_stat_user_tables s
         JOIN pg_class c ON c.oid = s.relid
         LEFT JOIN options o ON o.oid = s.relid

@@ -124,11 +124,13 @@ def indexes_data(dsn: str, settings: Settings) -> Loaded:
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
 def bloat_data(dsn: str, settings: Settings) -> Loaded:
-    return _load(dsn, settings, lambda conn: {
-        "tables": bloat.table_bloat(conn), "indexes": bloat.index_bloat(conn),
-        "vacuum": vacuum.vacuum_status(conn), "wraparound": vacuum.wraparound(conn),
-        "sequences": vacuum.sequences_near_max(conn),
-        "capabilities": capabilities.detect(conn)})
+    def load(conn):
+        stats = bloat.column_stats(conn)
+        return {"tables": bloat.table_bloat(conn, stats), "indexes": bloat.index_bloat(conn, stats),
+                "vacuum": vacuum.vacuum_status(conn), "wraparound": vacuum.wraparound(conn),
+                "sequences": vacuum.sequences_near_max(conn),
+                "capabilities": capabilities.detect(conn)}
+    return _load(dsn, settings, load)
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
