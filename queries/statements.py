@@ -203,17 +203,22 @@ def explain_generic(conn: psycopg.Connection, query: str, server_version_num: in
         with conn.transaction(force_rollback=True):
             conn.execute("SET TRANSACTION READ ONLY")
             conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(timeout_ms),))
-            if server_version_num >= 160000:
-                rows = conn.execute("EXPLAIN (GENERIC_PLAN) " + query).fetchall()
-            else:  # before 16: a prepared statement forced to its generic plan
-                conn.execute("SELECT set_config('plan_cache_mode', 'force_generic_plan', true)")
-                conn.execute("PREPARE dbpulse_explain AS " + query)
-                nulls = ", ".join(["NULL"] * parameter_count(query))
-                rows = conn.execute("EXPLAIN EXECUTE dbpulse_explain"
-                                    + (f"({nulls})" if nulls else "")).fetchall()
-                conn.execute("DEALLOCATE dbpulse_explain")
+            return plan_in_transaction(conn, query, server_version_num)
     except psycopg.Error as exc:
         raise ExplainError(f"EXPLAIN failed: {str(exc).strip().splitlines()[0]}") from exc
+
+
+def plan_in_transaction(conn: psycopg.Connection, query: str, server_version_num: int) -> str:
+    """The generic plan, inside the caller's transaction (which must roll back)."""
+    if server_version_num >= 160000:
+        rows = conn.execute("EXPLAIN (GENERIC_PLAN) " + query).fetchall()
+    else:  # before 16: a prepared statement forced to its generic plan
+        conn.execute("SELECT set_config('plan_cache_mode', 'force_generic_plan', true)")
+        conn.execute("PREPARE dbpulse_explain AS " + query)
+        nulls = ", ".join(["NULL"] * parameter_count(query))
+        rows = conn.execute("EXPLAIN EXECUTE dbpulse_explain"
+                            + (f"({nulls})" if nulls else "")).fetchall()
+        conn.execute("DEALLOCATE dbpulse_explain")
     return "\n".join(r[0] for r in rows)
 
 

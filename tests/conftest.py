@@ -78,3 +78,26 @@ def dba_settings() -> Settings:
 def closed_port() -> int:
     """A loopback port nothing listens on."""
     return free_port()
+
+
+PG15_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+@pytest.fixture(scope="session")
+def pg15_url():
+    """The small demo on Debian's PostgreSQL 15 with hypopg: an older server (pg_stat_statements
+    1.10, no EXPLAIN GENERIC_PLAN) and the what-if extension. .ci/run installs the packages."""
+    if not (PG15_BIN / "postgres").exists():
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL 15 is missing; .ci/run should have installed postgresql-15")
+        pytest.skip("PostgreSQL 15 not installed (apt-get install postgresql-15 "
+                    "postgresql-15-hypopg)")
+    stack = EmbeddedStack(root=PROJECT_ROOT / ".dbpulse" / "test-pg15", pg_port=free_port(),
+                          database="postgres", pg_bin_dir=PG15_BIN, with_redis=False)
+    stack.destroy()
+    status = stack.up()
+    url = create_database(status.state.database_url("postgres"), "salesflow15",
+                          "pg_stat_statements", "pgstattuple", "hypopg")
+    loader.load(url, "small")
+    yield url
+    stack.destroy()

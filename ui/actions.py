@@ -71,3 +71,16 @@ def exact_bloat(target: Target, settings: Settings, schema: str, name: str, is_i
 
             return Loaded(problem=describe_error(exc))
         raise
+
+
+def what_if(target: Target, settings: Settings, query: str, candidate: str) -> Loaded:
+    from queries import capabilities, whatif
+
+    def load(conn):
+        hypopg = capabilities.detect(conn).extension("hypopg")
+        try:
+            return whatif.what_if(conn, hypopg, query, candidate, conn.info.server_version,
+                                  settings.statement_timeout_ms)
+        except statements.ExplainError as exc:
+            raise DatabaseProblem("explain", str(exc)) from exc
+    return _load(target.database_url, settings, load)

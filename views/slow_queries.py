@@ -116,6 +116,31 @@ if st.button("Show the generic plan (EXPLAIN, not executed)"):
     else:
         st.warning(plan.problem.message)
 
+with st.expander("What-if: try a candidate index (hypopg)"):
+    if not settings.is_dba:
+        st.caption("Trying candidate indexes is for the DBA role.")
+    else:
+        st.caption("A hypothetical index (hypopg) exists only for this comparison: nothing is "
+                   "built, locked or written. Costs are the planner's estimates for the generic "
+                   "plan.")
+        candidate = st.text_input("Candidate", placeholder="CREATE INDEX ON public.message_events "
+                                  "(user_id, autopilot_status, created_at DESC)")
+        if st.button("Compare plans") and candidate:
+            result = actions.what_if(target, settings, detail.value["query"] if detail.ok
+                                     and detail.value else row.query, candidate)
+            if not result.ok:
+                st.warning(result.problem.message)
+            else:
+                outcome = result.value
+                cols = st.columns(3)
+                cols[0].metric("Cost without", f"{outcome.cost_before:,.1f}")
+                cols[1].metric("Cost with", f"{outcome.cost_after:,.1f}",
+                               delta=f"{-100 * outcome.improvement:.0f} %", delta_color="inverse")
+                cols[2].metric("Planner uses it", "yes" if outcome.uses_candidate else "no")
+                cols = st.columns(2)
+                cols[0].code(outcome.plan_before, language="text")
+                cols[1].code(outcome.plan_after, language="text")
+
 if settings.is_dba:
     with st.expander("EXPLAIN ANALYZE (DBA): runs the statement"):
         st.warning("EXPLAIN ANALYZE executes the statement for real (inside a transaction that is "
