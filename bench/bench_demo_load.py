@@ -21,6 +21,42 @@ from queries.config import Settings  # noqa: E402
 from queries.connections import monitoring_connection  # noqa: E402
 
 
+def page_data(url: str, redis_url: str, repeats: int = 5) -> dict:
+    """Each page's data as the dashboard loads it (the loaders without their cache), on a
+    pooled connection after a short workload; median and max of warm runs in ms."""
+    import logging
+
+    logging.getLogger("streamlit").setLevel(logging.ERROR)
+    from demo.workload import Workload
+    from queries.statements import StatementFilter
+    from ui import loaders
+
+    workload = Workload(url, redis_url, seed=1)
+    workload.run(rate_per_s=100, duration_s=10)
+    workload.close()
+    settings = Settings()
+    pages = {
+        "overview": lambda: loaders.postgres_overview.__wrapped__(url, settings),
+        "slow_queries": lambda: loaders.statements_data.__wrapped__(url, settings,
+                                                                     StatementFilter()),
+        "indexes": lambda: loaders.indexes_data.__wrapped__(url, settings),
+        "bloat": lambda: loaders.bloat_data.__wrapped__(url, settings),
+        "buffer_cache": lambda: loaders.buffer_cache_data.__wrapped__(url, settings),
+        "activity": lambda: loaders.activity_data.__wrapped__(url, settings),
+    }
+    figures = {}
+    for name, load in pages.items():
+        assert load().ok, name
+        timings = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            load()
+            timings.append(time.perf_counter() - t0)
+        figures[name] = {"median_ms": round(statistics.median(timings) * 1000, 1),
+                         "max_ms": round(max(timings) * 1000, 1)}
+    return figures
+
+
 def overview_seconds(url: str, repeats: int = 20) -> dict:
     timings = []
     for _ in range(repeats):
@@ -56,6 +92,7 @@ def main() -> None:
                 "slowest_steps_s": dict(sorted(loaded.step_seconds.items(),
                                                key=lambda kv: -kv[1])[:3]),
                 "overview_data": overview_seconds(url),
+                "page_data": page_data(url, status.state.redis_url()),
             }
     finally:
         stack.destroy()

@@ -137,3 +137,19 @@ def test_sequences_near_their_maximum(scratch_database, settings):
         near = vacuum.sequences_near_max(conn, 0.75)
     assert list(near["sequence_name"]) == ["small_ids_id_seq"]
     assert near.iloc[0]["effective_max"] == 2147483647 and near.iloc[0]["column_name"] == "id"
+
+
+def test_vacuum_finding_fix_makes_it_disappear(tables, settings):
+    from queries import checks
+
+    with monitoring_connection(tables, settings) as conn:
+        finding = {f.check: f for f in checks.check_vacuum(conn, settings)}["vacuum"]
+    assert 'public."Quoted Name"' in finding.objects
+    assert 'ALTER TABLE public."Quoted Name" RESET (autovacuum_enabled);' in finding.fix
+    with psycopg.connect(tables, autocommit=True) as conn:
+        for statement in finding.fix.splitlines():
+            conn.execute(statement)
+    time.sleep(1.1)
+    with monitoring_connection(tables, settings) as conn:
+        after = {f.check: f for f in checks.check_vacuum(conn, settings)}["vacuum"]
+    assert after.severity == "green" and after.objects == []
