@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
+
 PROJECT_ROOT = Path(__file__).resolve().parent
 
 
@@ -64,7 +66,7 @@ def cmd_stack(args) -> int:
 def cmd_demo(args) -> int:
     from demo import loader
     from demo.stack import record_process
-    from queries import dbpulse_schema
+    from queries import dbpulse_schema, matviews
     from queries.config import Settings
     from queries.connections import admin_connection
 
@@ -85,6 +87,8 @@ def cmd_demo(args) -> int:
     settings = Settings(role="dba")
     with admin_connection(database_url, settings) as conn:
         dbpulse_schema.install(conn, settings, actor=_actor(), target="demo")
+        if not matviews.event_trigger_installed(conn):  # so refreshes by anyone are logged
+            matviews.install_event_trigger(conn, settings, actor=_actor(), target="demo")
     if args.no_ui:
         return 0
 
@@ -195,6 +199,39 @@ def _print_check(report: dict) -> None:
     print(f"overall: {report['status']}")
 
 
+def cmd_refresh(args) -> int:
+    """Refresh one materialized view, or every stale one (for cron)."""
+    from queries import matviews
+    from queries.connections import admin_connection
+
+    target, settings = _target_and_settings(args)
+    with admin_connection(target.admin_url, settings) as conn:
+        if args.stale:
+            outcomes = matviews.refresh_stale(conn, settings, actor=_actor(), target=target.name,
+                                              max_age_minutes=settings.matview_max_age_minutes,
+                                              allow_blocking=args.allow_blocking)
+            for name, outcome in outcomes:
+                print(f"{name}: {outcome}")
+            if not outcomes:
+                print("no stale materialized views")
+            return 1 if any("not refreshed" in o for _, o in outcomes) else 0
+        schema, _, name = args.name.rpartition(".")
+        try:
+            result = matviews.refresh(conn, settings, actor=_actor(), target=target.name,
+                                      schema=schema or "public", name=name,
+                                      allow_blocking=args.allow_blocking)
+        except matviews.RefreshRefused as exc:
+            hint = " (--allow-blocking confirms)" if "Confirm" in str(exc) else ""
+            print(f"not refreshed: {exc}{hint}", file=sys.stderr)
+            return 1
+        except psycopg.Error as exc:
+            print(f"refresh failed: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
+            return 1
+    print(f"refreshed {args.name} in {result.duration_ms:.0f} ms"
+          + (" (concurrently)" if result.concurrently else " (plain, blocking readers)"))
+    return 0
+
+
 def cmd_schema(args) -> int:
     from queries import dbpulse_schema
     from queries.connections import admin_connection
@@ -242,6 +279,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the findings as JSON")
     p.set_defaults(func=cmd_check)
 
+    p = sub.add_parser("refresh", help="refresh a materialized view, or all stale ones (DBA)")
+    p.add_argument("name", nargs="?", help="schema.view (schema defaults to public); names "
+                   "are taken literally, no quoting needed")
+    p.add_argument("--stale", action="store_true", help="refresh every stale view")
+    p.add_argument("--allow-blocking", action="store_true",
+                   help="also refresh views that cannot be refreshed CONCURRENTLY (takes an "
+                        "ACCESS EXCLUSIVE lock that blocks readers)")
+    p.add_argument("--target")
+    p.set_defaults(func=cmd_refresh)
+
     p = sub.add_parser("schema", help="install or upgrade DB Pulse's own schema (DBA)")
     p.add_argument("action", choices=["install"])
     p.add_argument("--target")
@@ -253,7 +300,10 @@ def main(argv: list[str] | None = None) -> int:
     if sys.version_info < (3, 11):
         print("DB Pulse needs Python 3.11 or newer", file=sys.stderr)
         return 2
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "refresh" and not (args.stale or args.name):
+        parser.error("refresh needs a view name or --stale")
     from queries.config import ConfigError
     from queries.connections import DatabaseProblem
     from queries.redis_cache import RedisProblem

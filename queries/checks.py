@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 import psycopg
 
-from queries import activity, bloat, cache, indexes, statements, vacuum
+from queries import activity, bloat, cache, indexes, matviews, statements, vacuum
 from queries.capabilities import Capabilities
 from queries.config import Settings
 from queries.identifiers import qualified
@@ -176,6 +176,19 @@ def check_vacuum(conn, settings: Settings) -> list[Finding]:
     ]
 
 
+def check_matviews(conn, settings: Settings) -> Finding:
+    views = matviews.list_matviews(conn, settings.matview_max_age_minutes)
+    stale = views[views["stale"]] if not views.empty else views
+    names = [qualified(r.schema_name, r.view_name) for r in stale.itertuples()]
+    return Finding(
+        "matviews", "Stale materialized views", "amber" if len(stale) else "green", len(stale),
+        f"{len(stale)} of {len(views)} materialized views are older than "
+        f"{settings.matview_max_age_minutes:g} min with writes to their sources since, never "
+        "populated, or have no recorded refresh: readers see old data.", "matviews", names,
+        "\n".join(f"REFRESH MATERIALIZED VIEW {'CONCURRENTLY ' if r.concurrent_refresh else ''}"
+                  f"{qualified(r.schema_name, r.view_name)};" for r in stale.itertuples()))
+
+
 def check_cache(conn, settings: Settings) -> Finding:
     rates = cache.cache_hit_rates(conn)
     severity = state_for_ratio(rates.database, settings.buffer_cache_hit_threshold)
@@ -232,6 +245,7 @@ def run_all(conn: psycopg.Connection, caps: Capabilities, settings: Settings) ->
                       ("bloat", lambda: [check_bloat(conn, settings)]),
                       ("vacuum", lambda: check_vacuum(conn, settings)),
                       ("cache_hit", lambda: [check_cache(conn, settings)]),
+                      ("matviews", lambda: [check_matviews(conn, settings)]),
                       ("activity", lambda: check_activity(conn, settings))):
         try:
             findings.extend(run())

@@ -61,6 +61,7 @@ class Settings:
     bloat_min_bytes: int = 1_048_576
     long_query_s: float = 60.0
     idle_in_transaction_s: float = 300.0
+    matview_max_age_minutes: float = 15.0  # the plan: views at most 10-15 minutes old
     connections_amber_share: float = 0.80
     connections_red_share: float = 0.95
 

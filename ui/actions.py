@@ -84,3 +84,46 @@ def what_if(target: Target, settings: Settings, query: str, candidate: str) -> L
         except statements.ExplainError as exc:
             raise DatabaseProblem("explain", str(exc)) from exc
     return _load(target.database_url, settings, load)
+
+
+def _admin_action(target: Target, settings: Settings, fn) -> Loaded:
+    """Run a DBA action on the admin connection; refusals and database errors come back as
+    the Loaded's problem (the action itself wrote the audit and refresh logs)."""
+    import psycopg
+
+    from queries.connections import describe_error
+    from queries.matviews import RefreshRefused
+
+    try:
+        with admin_connection(target.admin_url, settings) as conn:
+            return Loaded(fn(conn))
+    except RefreshRefused as exc:
+        return Loaded(problem=DatabaseProblem("refused", str(exc)))
+    except DatabaseProblem as exc:
+        return Loaded(problem=exc)
+    except psycopg.Error as exc:
+        return Loaded(problem=describe_error(exc))
+
+
+def refresh_matview(target: Target, settings: Settings, schema: str, name: str,
+                    allow_blocking: bool) -> Loaded:
+    from queries import matviews
+
+    return _admin_action(target, settings, lambda conn: matviews.refresh(
+        conn, settings, actor=actor(), target=target.name, schema=schema, name=name,
+        allow_blocking=allow_blocking))
+
+
+def refresh_stale(target: Target, settings: Settings, allow_blocking: bool) -> Loaded:
+    from queries import matviews
+
+    return _admin_action(target, settings, lambda conn: matviews.refresh_stale(
+        conn, settings, actor=actor(), target=target.name,
+        max_age_minutes=settings.matview_max_age_minutes, allow_blocking=allow_blocking))
+
+
+def install_event_trigger(target: Target, settings: Settings) -> Loaded:
+    from queries import matviews
+
+    return _admin_action(target, settings, lambda conn: matviews.install_event_trigger(
+        conn, settings, actor=actor(), target=target.name))

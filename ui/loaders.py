@@ -158,3 +158,15 @@ def redis_overview(url: str) -> Loaded:
     except RedisProblem as exc:
         value, problem = None, exc
     return Loaded(value, problem, datetime.now(timezone.utc), time.monotonic() - t0)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def matviews_data(dsn: str, settings: Settings) -> Loaded:
+    from queries import matviews
+
+    return _load(dsn, settings, lambda conn: {
+        "views": matviews.list_matviews(conn, settings.matview_max_age_minutes),
+        "history": matviews.refresh_history(conn),
+        "cron": matviews.cron_refresh_runs(conn),
+        "event_trigger": matviews.event_trigger_installed(conn),
+        "log": matviews.log_available(conn)})

@@ -1,0 +1,260 @@
+"""Materialized views: freshness (when last refreshed, how many writes to their source tables
+since), whether they can be refreshed CONCURRENTLY, and the refresh action itself.
+
+PostgreSQL records no refresh time. DB Pulse logs every refresh it performs in
+dbpulse.matview_refresh_log; an optional event trigger logs everyone else's; pg_cron's run
+history is read where it exists. Where nothing is known, the time is None ("unknown").
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import psycopg
+from psycopg import sql
+
+from queries import audit, dbpulse_schema
+from queries.config import Settings
+from queries.frames import to_frame
+from queries.identifiers import qualified
+from queries.roles import require_dba
+
+EVENT_TRIGGER_SQL = (Path(__file__).resolve().parent.parent / "sql" / "dbpulse" / "optional"
+                     / "matview_event_trigger.sql")
+EVENT_TRIGGER_NAME = "dbpulse_log_matview_refresh"
+REFRESH_LOCK_CLASS = 0x0DB9_0002  # advisory lock (class, view oid): one refresh per view
+
+
+class RefreshRefused(RuntimeError):
+    """The refresh was not started; the message says why."""
+
+
+def log_available(conn: psycopg.Connection) -> bool:
+    return conn.execute("SELECT to_regclass('dbpulse.matview_refresh_log') IS NOT NULL"
+                        ).fetchone()[0]
+
+
+def event_trigger_installed(conn: psycopg.Connection) -> bool:
+    return conn.execute("SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = %s "
+                        "AND evtenabled <> 'D')", (EVENT_TRIGGER_NAME,)).fetchone()[0]
+
+
+def list_matviews(conn: psycopg.Connection, max_age_minutes: float = 15.0) -> pd.DataFrame:
+    """Every materialized view with its size, whether it is populated, the unique index that
+    allows REFRESH CONCURRENTLY (or why there is none), its last refresh as logged, its age and
+    the writes to its source tables since that refresh."""
+    logged = log_available(conn)
+    last_refresh = """
+        LEFT JOIN LATERAL (
+            SELECT l.finished_at, l.started_at, l.refreshed_by, l.recorded_by, l.was_concurrent,
+                   l.source_writes
+            FROM dbpulse.matview_refresh_log l
+            WHERE l.view_oid = c.oid AND l.outcome = 'ok'
+            ORDER BY l.finished_at DESC LIMIT 1) AS last ON true""" if logged else """
+        LEFT JOIN LATERAL (
+            SELECT NULL::timestamptz AS finished_at, NULL::timestamptz AS started_at,
+                   NULL::text AS refreshed_by, NULL::text AS recorded_by,
+                   NULL::boolean AS was_concurrent, NULL::bigint AS source_writes) AS last ON true"""
+    writes_now = ("dbpulse.matview_source_writes(c.oid)" if logged else "NULL::bigint")
+    frame = to_frame(conn.execute(f"""
+        SELECT c.oid                                            AS view_oid,
+               n.nspname                                        AS schema_name,
+               c.relname                                        AS view_name,
+               pg_total_relation_size(c.oid)                    AS size_bytes,
+               c.relispopulated                                 AS populated,
+               (SELECT ic.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+                WHERE i.indrelid = c.oid AND i.indisunique AND i.indisvalid
+                  AND i.indpred IS NULL AND i.indexprs IS NULL
+                ORDER BY ic.relname LIMIT 1)                    AS unique_index,
+               (SELECT string_agg(DISTINCT quote_ident(sn.nspname) || '.' || quote_ident(s.relname),
+                                  ', ')
+                FROM pg_rewrite r
+                JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+                                AND d.refclassid = 'pg_class'::regclass
+                JOIN pg_class s ON s.oid = d.refobjid AND s.relkind IN ('r', 'm', 'p')
+                JOIN pg_namespace sn ON sn.oid = s.relnamespace
+                WHERE r.ev_class = c.oid AND d.refobjid <> c.oid) AS source_tables,
+               last.finished_at                                 AS last_refresh,
+               extract(epoch FROM last.finished_at - last.started_at) * 1000
+                                                                AS last_duration_ms,
+               last.refreshed_by, last.recorded_by, last.was_concurrent AS last_concurrently,
+               {writes_now} - last.source_writes                AS writes_since_refresh,
+               extract(epoch FROM now() - last.finished_at) / 60 AS age_minutes
+        FROM pg_class c
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        {last_refresh}
+        WHERE c.relkind = 'm'
+        ORDER BY n.nspname, c.relname
+        """))
+    if frame.empty:
+        return frame
+    frame["concurrent_refresh"] = frame["populated"] & frame["unique_index"].notna()
+    frame["why_not_concurrent"] = [
+        "" if ok else "not populated yet: the first refresh cannot be concurrent" if not pop
+        else "no unique index on plain columns (without WHERE): REFRESH CONCURRENTLY needs one"
+        for ok, pop in zip(frame["concurrent_refresh"], frame["populated"])]
+    # a counter reset (or a restart without stats) makes the difference negative: unknown
+    writes = pd.to_numeric(frame["writes_since_refresh"], errors="coerce")
+    frame["writes_since_refresh"] = writes.where(writes >= 0)
+    states = [_freshness(populated, age, changed, max_age_minutes) for populated, age, changed
+              in zip(frame["populated"], pd.to_numeric(frame["age_minutes"], errors="coerce"),
+                     frame["writes_since_refresh"])]
+    frame["stale"] = [stale for stale, _ in states]
+    frame["freshness"] = [text for _, text in states]
+    return frame
+
+
+def _freshness(populated: bool, age: float, writes: float, max_age: float) -> tuple[bool, str]:
+    """(stale, description). Older than the maximum is stale unless its source tables are
+    known to have had no writes since; an unknown refresh time counts as stale."""
+    if not populated:
+        return True, "not populated"
+    if pd.isna(age):
+        return True, "unknown: no refresh recorded"
+    if age > max_age and writes != 0:
+        return True, f"stale: {age:.0f} min old (max {max_age:g})"
+    return False, f"fresh: {age:.0f} min old" + (", no writes since" if writes == 0 else "")
+
+
+def refresh_history(conn: psycopg.Connection, limit: int = 500) -> pd.DataFrame:
+    if not log_available(conn):
+        return pd.DataFrame(columns=["schema_name", "view_name", "started_at", "finished_at",
+                                     "duration_ms", "concurrently", "refreshed_by",
+                                     "recorded_by", "outcome", "detail"])
+    return to_frame(conn.execute("""
+        SELECT schema_name, view_name, started_at, finished_at,
+               extract(epoch FROM finished_at - started_at) * 1000 AS duration_ms,
+               was_concurrent AS concurrently, refreshed_by, recorded_by, outcome, detail
+        FROM dbpulse.matview_refresh_log
+        ORDER BY finished_at DESC
+        LIMIT %s
+        """, (limit,)))
+
+
+def cron_refresh_runs(conn: psycopg.Connection, limit: int = 200) -> pd.DataFrame | None:
+    """pg_cron's runs of commands that refresh a materialized view; None without pg_cron."""
+    if conn.execute("SELECT to_regclass('cron.job_run_details')").fetchone()[0] is None:
+        return None
+    return to_frame(conn.execute("""
+        SELECT j.jobname, d.command, d.status, d.start_time, d.end_time, d.return_message
+        FROM cron.job_run_details d
+        LEFT JOIN cron.job j ON j.jobid = d.jobid
+        WHERE d.command ~* 'refresh\\s+materialized\\s+view'
+        ORDER BY d.start_time DESC
+        LIMIT %s
+        """, (limit,)))
+
+
+@dataclass
+class RefreshResult:
+    schema_name: str
+    view_name: str
+    concurrently: bool
+    duration_ms: float
+
+
+def _view(conn: psycopg.Connection, schema: str, name: str) -> tuple[int, bool, bool]:
+    row = conn.execute("""
+        SELECT c.oid, c.relispopulated,
+               EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisunique
+                         AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL)
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = %s AND c.relname = %s AND c.relkind = 'm'
+        """, (schema, name)).fetchone()
+    if row is None:
+        raise RefreshRefused(f"There is no materialized view {qualified(schema, name)}.")
+    return row
+
+
+def refresh(conn: psycopg.Connection, settings: Settings, *, actor: str, target: str,
+            schema: str, name: str, allow_blocking: bool = False,
+            lock_timeout_ms: int | None = None) -> RefreshResult:
+    """Refresh one view (DBA action, on the admin connection in autocommit).
+
+    CONCURRENTLY when the view is populated and has a usable unique index; otherwise a plain
+    refresh, which takes an ACCESS EXCLUSIVE lock that blocks readers for its duration, only
+    with allow_blocking. A second refresh of the same view while one runs is refused.
+    Every attempt that starts is written to the refresh log and the audit log."""
+    require_dba(settings, "Refreshing a materialized view")
+    dbpulse_schema.install(conn, settings, actor=actor, target=target)
+    view_oid, populated, has_unique = _view(conn, schema, name)
+    concurrently = bool(populated and has_unique)
+    if not concurrently and not allow_blocking:
+        raise RefreshRefused(
+            f"{qualified(schema, name)} cannot be refreshed CONCURRENTLY ("
+            + ("it is not populated yet" if not populated else "it has no unique index on plain "
+               "columns") + "). A plain refresh takes an ACCESS EXCLUSIVE lock: every reader of "
+            "the view waits until it finishes. Confirm to run it anyway.")
+    got = conn.execute("SELECT pg_try_advisory_lock(%s, %s::int)",
+                       (REFRESH_LOCK_CLASS, view_oid)).fetchone()[0]
+    if not got:
+        raise RefreshRefused(f"A refresh of {qualified(schema, name)} is already running.")
+    statement = sql.SQL("REFRESH MATERIALIZED VIEW {}{}.{}").format(
+        sql.SQL("CONCURRENTLY ") if concurrently else sql.SQL(""),
+        sql.Identifier(schema), sql.Identifier(name))
+    started_at, t0 = datetime.now(timezone.utc), time.monotonic()
+    timeout = settings.admin_lock_timeout_ms if lock_timeout_ms is None else lock_timeout_ms
+    try:
+        with audit.audited(conn, actor=actor, role=settings.role, action="refresh_matview",
+                           target=target, object_name=qualified(schema, name)) as note:
+            try:
+                with conn.transaction():
+                    conn.execute("SELECT set_config('lock_timeout', %s, true), "
+                                 "set_config('dbpulse.refreshing', 'on', true)", (str(timeout),))
+                    conn.execute(statement)
+            except psycopg.Error as exc:
+                _log(conn, view_oid, schema, name, started_at, concurrently, actor, "error",
+                     str(exc).strip().splitlines()[0])
+                raise
+            _log(conn, view_oid, schema, name, started_at, concurrently, actor, "ok", None)
+            note["detail"] = "concurrently" if concurrently else "plain (blocking)"
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s, %s::int)", (REFRESH_LOCK_CLASS, view_oid))
+    return RefreshResult(schema, name, concurrently, (time.monotonic() - t0) * 1000)
+
+
+def _log(conn, view_oid, schema, name, started_at, concurrently, actor, outcome, detail):
+    conn.execute("""
+        INSERT INTO dbpulse.matview_refresh_log
+            (view_oid, schema_name, view_name, started_at, finished_at, was_concurrent,
+             refreshed_by, recorded_by, outcome, detail, source_writes)
+        VALUES (%s, %s, %s, %s, clock_timestamp(), %s, %s, 'dbpulse', %s, %s,
+                dbpulse.matview_source_writes(%s))
+        """, (view_oid, schema, name, started_at, concurrently, actor, outcome, detail, view_oid))
+
+
+def refresh_stale(conn: psycopg.Connection, settings: Settings, *, actor: str, target: str,
+                  max_age_minutes: float, allow_blocking: bool = False) -> list[tuple[str, str]]:
+    """Refresh every stale view; returns (qualified name, outcome) per view, and goes on past
+    failures so one bad view does not keep the others stale."""
+    require_dba(settings, "Refreshing materialized views")
+    dbpulse_schema.install(conn, settings, actor=actor, target=target)
+    outcomes = []
+    for row in list_matviews(conn, max_age_minutes).itertuples():
+        if not row.stale:
+            continue
+        try:
+            result = refresh(conn, settings, actor=actor, target=target, schema=row.schema_name,
+                             name=row.view_name, allow_blocking=allow_blocking)
+            outcomes.append((qualified(row.schema_name, row.view_name),
+                             f"refreshed in {result.duration_ms:.0f} ms"
+                             + (" (concurrently)" if result.concurrently else "")))
+        except (RefreshRefused, psycopg.Error) as exc:
+            outcomes.append((qualified(row.schema_name, row.view_name),
+                             f"not refreshed: {str(exc).strip().splitlines()[0]}"))
+    return outcomes
+
+
+def install_event_trigger(conn: psycopg.Connection, settings: Settings, *, actor: str,
+                          target: str) -> None:
+    """DBA action; needs a superuser (Supabase: the postgres role)."""
+    require_dba(settings, "Installing the refresh event trigger")
+    dbpulse_schema.install(conn, settings, actor=actor, target=target)
+    with audit.audited(conn, actor=actor, role=settings.role, action="install_event_trigger",
+                       target=target, object_name=EVENT_TRIGGER_NAME):
+        with conn.transaction():
+            conn.execute(EVENT_TRIGGER_SQL.read_text())

@@ -1,0 +1,208 @@
+"""Materialized views: freshness, refresh (concurrent, plain with confirmation, refused),
+the refresh log and the event trigger, the CLI and the page."""
+
+import os
+import subprocess
+import sys
+import time
+
+import psycopg
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from queries import matviews
+from queries.connections import admin_connection, monitoring_connection
+from queries.roles import PermissionDenied
+from tests.conftest import PROJECT_ROOT
+
+ODD = 'Sales "Daily" MV'
+
+
+@pytest.fixture
+def views_db(scratch_database):
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("""
+            CREATE TABLE sales (id int PRIMARY KEY, day date, amount int);
+            INSERT INTO sales SELECT g, current_date - g % 10, g FROM generate_series(1, 1000) g;
+            CREATE MATERIALIZED VIEW "Sales ""Daily"" MV" AS
+                SELECT day, sum(amount) AS total FROM sales GROUP BY day;
+            CREATE UNIQUE INDEX ON "Sales ""Daily"" MV" (day);
+            CREATE MATERIALIZED VIEW no_unique AS SELECT day, count(*) FROM sales GROUP BY day;
+            CREATE MATERIALIZED VIEW never_filled AS SELECT id FROM sales WITH NO DATA;
+            CREATE UNIQUE INDEX ON never_filled (id);
+        """)
+    return scratch_database
+
+
+def _views(url, settings, max_age=15.0):
+    with monitoring_connection(url, settings) as conn:
+        return matviews.list_matviews(conn, max_age).set_index("view_name")
+
+
+def _log(url):
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT view_name, outcome, recorded_by, was_concurrent, detail "
+                            "FROM dbpulse.matview_refresh_log ORDER BY id").fetchall()
+
+
+def _audit(url):
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT action, object_name, outcome FROM dbpulse.audit_log "
+                            "WHERE action = 'refresh_matview' ORDER BY id").fetchall()
+
+
+def _refresh(url, settings, name, **kw):
+    with admin_connection(url, settings) as conn:
+        return matviews.refresh(conn, settings, actor="tester", target="t", schema="public",
+                                name=name, **kw)
+
+
+def test_listing_before_any_refresh_says_unknown(views_db, settings):
+    views = _views(views_db, settings)
+    assert views.loc[ODD, "concurrent_refresh"] and views.loc[ODD, "unique_index"]
+    assert not views.loc["no_unique", "concurrent_refresh"]
+    assert "no unique index" in views.loc["no_unique", "why_not_concurrent"]
+    assert "not populated" in views.loc["never_filled", "why_not_concurrent"]
+    assert views.loc[ODD, "freshness"] == "unknown: no refresh recorded"
+    assert views.loc["never_filled", "freshness"] == "not populated"
+    assert views["stale"].all()
+    assert views.loc[ODD, "source_tables"] == "public.sales"
+
+
+def test_concurrent_refresh_of_a_quoted_name_is_logged(views_db, dba_settings):
+    result = _refresh(views_db, dba_settings, ODD)
+    assert result.concurrently
+    assert _log(views_db) == [(ODD, "ok", "dbpulse", True, None)]
+    assert _audit(views_db) == [("refresh_matview", 'public."Sales ""Daily"" MV"', "ok")]
+    views = _views(views_db, dba_settings)
+    assert not views.loc[ODD, "stale"] and views.loc[ODD, "writes_since_refresh"] == 0
+    with psycopg.connect(views_db, autocommit=True) as conn:
+        conn.execute("INSERT INTO sales SELECT g, current_date, 1 FROM generate_series(2001, 2050) g")
+    time.sleep(1.1)  # cumulative statistics arrive up to a second late
+    views = _views(views_db, dba_settings, max_age=0)
+    assert views.loc[ODD, "writes_since_refresh"] == 50 and views.loc[ODD, "stale"]
+
+
+def test_plain_refresh_needs_confirmation(views_db, dba_settings):
+    with pytest.raises(matviews.RefreshRefused, match="ACCESS EXCLUSIVE"):
+        _refresh(views_db, dba_settings, "no_unique")
+    with pytest.raises(matviews.RefreshRefused, match="not populated"):
+        _refresh(views_db, dba_settings, "never_filled")
+    assert not _log(views_db)  # nothing started, nothing logged
+    assert not _refresh(views_db, dba_settings, "never_filled", allow_blocking=True).concurrently
+    assert _refresh(views_db, dba_settings, "never_filled").concurrently  # populated now
+
+
+def test_viewer_cannot_refresh(views_db, settings):
+    with pytest.raises(PermissionDenied):
+        _refresh(views_db, settings, ODD)
+
+
+def test_failed_refresh_is_logged_exactly(views_db, dba_settings):
+    with psycopg.connect(views_db, autocommit=True) as conn:
+        # a view whose refresh fails: its query divides by zero once the data allows it
+        conn.execute("CREATE MATERIALIZED VIEW fragile AS SELECT id, 100 / amount AS x FROM sales")
+        conn.execute("CREATE UNIQUE INDEX ON fragile (id)")
+        conn.execute("UPDATE sales SET amount = 0 WHERE id = 1")
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        _refresh(views_db, dba_settings, "fragile")
+    [row] = _log(views_db)
+    assert row[:3] == ("fragile", "error", "dbpulse") and "division by zero" in row[4]
+    assert _audit(views_db) == [("refresh_matview", "public.fragile", "error")]
+    views = _views(views_db, dba_settings)
+    assert views.loc["fragile", "freshness"] == "unknown: no refresh recorded"
+
+
+def test_lock_timeout_and_one_refresh_at_a_time(views_db, dba_settings):
+    with admin_connection(views_db, dba_settings) as conn:
+        view_oid = conn.execute("SELECT 'no_unique'::regclass::oid").fetchone()[0]
+    holder = psycopg.connect(views_db)
+    try:
+        holder.execute("SELECT * FROM no_unique LIMIT 1").fetchall()  # a reader mid-transaction
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            _refresh(views_db, dba_settings, "no_unique", allow_blocking=True, lock_timeout_ms=200)
+        holder.rollback()
+        holder.autocommit = True
+        holder.execute("SELECT pg_advisory_lock(%s, %s::int)",
+                       (matviews.REFRESH_LOCK_CLASS, view_oid))
+        with pytest.raises(matviews.RefreshRefused, match="already running"):
+            _refresh(views_db, dba_settings, "no_unique", allow_blocking=True)
+    finally:
+        holder.close()
+    assert [r[1] for r in _log(views_db)] == ["error"]  # the refused one never started
+    assert "lock timeout" in _log(views_db)[0][4]
+
+
+def test_event_trigger_logs_refreshes_by_anyone(views_db, dba_settings):
+    with admin_connection(views_db, dba_settings) as conn:
+        matviews.install_event_trigger(conn, dba_settings, actor="tester", target="t")
+        assert matviews.event_trigger_installed(conn)
+    with psycopg.connect(views_db, autocommit=True) as conn:
+        conn.execute('REFRESH MATERIALIZED VIEW CONCURRENTLY "Sales ""Daily"" MV"')
+    _refresh(views_db, dba_settings, "no_unique", allow_blocking=True)  # logged once, by DB Pulse
+    assert _log(views_db) == [(ODD, "ok", "event_trigger", True, None),
+                              ("no_unique", "ok", "dbpulse", False, None)]
+    views = _views(views_db, dba_settings)
+    assert views.loc[ODD, "recorded_by"] == "event_trigger"
+
+
+def test_refresh_stale_goes_on_past_failures(views_db, dba_settings):
+    with admin_connection(views_db, dba_settings) as conn:
+        outcomes = dict(matviews.refresh_stale(conn, dba_settings, actor="tester", target="t",
+                                               max_age_minutes=15))
+    assert outcomes['public."Sales ""Daily"" MV"'].startswith("refreshed")
+    assert outcomes["public.no_unique"].startswith("not refreshed")
+    assert outcomes["public.never_filled"].startswith("not refreshed")
+
+
+def _cli(url, *args):
+    env = {**os.environ, "DATABASE_URL": url, "DBPULSE_SECRETS_FILE": "/nonexistent"}
+    env.pop("DATABASE_ADMIN_URL", None)
+    return subprocess.run([sys.executable, str(PROJECT_ROOT / "cli.py"), "refresh", *args],
+                          env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_cli_refresh(views_db):
+    ok = _cli(views_db, f"public.{ODD}")
+    assert ok.returncode == 0 and "(concurrently)" in ok.stdout
+    refused = _cli(views_db, "no_unique")
+    assert refused.returncode == 1 and "--allow-blocking" in refused.stderr
+    assert _cli(views_db, "no_unique", "--allow-blocking").returncode == 0
+    stale = _cli(views_db, "--stale", "--allow-blocking")
+    assert stale.returncode == 0 and "never_filled: refreshed" in stale.stdout
+
+
+@pytest.fixture
+def page_env(monkeypatch, tmp_path, views_db, redis_url):
+    monkeypatch.setenv("DBPULSE_SECRETS_FILE", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("DATABASE_URL", views_db)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    st.cache_data.clear()
+    yield monkeypatch
+    st.cache_data.clear()
+
+
+def _page():
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("views/matviews.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_page_for_a_viewer_has_no_refresh(page_env):
+    page_env.setenv("DBPULSE_ROLE", "viewer")
+    at = _page()
+    assert not [b for b in at.button if b.label.startswith("Refresh") and b.label != "Refresh data"]
+    assert any("for the DBA role" in c.value for c in at.caption)
+
+
+def test_page_refresh_as_dba(page_env, views_db):
+    page_env.setenv("DBPULSE_ROLE", "dba")
+    at = _page()
+    [refresh] = [b for b in at.button if b.label == "Refresh now"]
+    refresh.click().run()
+    assert not at.exception
+    assert any("Refreshed" in s.value for s in at.success)
+    assert _log(views_db)[-1][2] == "dbpulse"
