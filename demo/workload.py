@@ -211,6 +211,21 @@ class Workload:
         self._cached(f"dashboard:{user}", TTL["dashboard"], lambda: self._query(
             "SELECT status, count(*) FROM leads WHERE user_id = %s GROUP BY status", (user,)))
 
+    def user_preferences(self):
+        """A deliberate finding: one code path caches without a TTL, against the plan's rule
+        that every cached family expires."""
+        if self.cache is None:
+            return
+        user = self._user()
+        try:
+            if self.cache.get(f"user_prefs:{user}") is None:
+                self.stats.cache_misses += 1
+                self.cache.set(f"user_prefs:{user}", json.dumps({"theme": "light"}))
+            else:
+                self.stats.cache_hits += 1
+        except redis.RedisError:
+            self.stats.errors += 1
+
     def new_message(self):
         user = self._user()
         direction = self.rng.choice(["inbound", "outbound"])
@@ -241,7 +256,7 @@ class Workload:
         ("q4_analytics_dashboard", 3), ("q5_unified_inbox", 10), ("q6_contacts_list", 8),
         ("q7_deals_list", 6), ("q8_crm_notes", 6), ("q9_hot_leads", 8),
         ("q10_lead_verifications", 3), ("lead_detail", 12), ("user_dashboard", 8),
-        ("new_message", 5), ("new_feedback_and_deal", 1),
+        ("new_message", 5), ("new_feedback_and_deal", 1), ("user_preferences", 2),
     )
 
     def step(self) -> str:

@@ -62,6 +62,12 @@ class Settings:
     long_query_s: float = 60.0
     idle_in_transaction_s: float = 300.0
     matview_max_age_minutes: float = 15.0  # the plan: views at most 10-15 minutes old
+    # Redis key families: glob patterns (the plan's families); other keys group by the text up
+    # to their first ":"
+    redis_key_families: tuple = ("dashboard:*", "lead:*", "idps:analytics:*", "idps:inbox:*",
+                                 "hot_leads:*", "proposals:*")
+    redis_sample_keys: int = 10_000        # SCAN at most this many keys per look
+    redis_sample_seconds: float = 1.0      # ... and for at most this long
     connections_amber_share: float = 0.80
     connections_red_share: float = 0.95
 
@@ -163,6 +169,8 @@ def load_settings(environ: Mapping[str, str] | None = None,
         raw = values[f.name]
         kind = type(getattr(Settings(), f.name))
         try:
+            if kind is tuple and isinstance(raw, str):
+                raw = [part.strip() for part in raw.split(",") if part.strip()]
             converted[f.name] = kind(raw)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"setting {f.name} must be a {kind.__name__}, got {raw!r}") from exc

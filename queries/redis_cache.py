@@ -1,8 +1,11 @@
-"""Redis cache figures from INFO. Tolerates fields a Redis/Valkey version lacks (they stay None)."""
+"""Redis cache figures from INFO, hit rates over intervals from samples, key families by
+bounded SCAN sampling. Tolerates fields a Redis/Valkey version lacks (they stay None)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import fnmatch
+import time
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import redis
@@ -33,6 +36,11 @@ class RedisOverview:
     expired_keys: int | None
     connected_clients: int | None
     keys: int                    # over all databases
+    blocked_clients: int | None = None
+    rejected_connections: int | None = None
+    fragmentation_ratio: float | None = None
+    keyspace: dict = field(default_factory=dict)   # "db0" -> {"keys", "expires", "avg_ttl"}
+    run_id: str | None = None
 
     @property
     def hit_rate(self) -> float | None:
@@ -86,6 +94,13 @@ def connect(url: str, timeout_s: float = 2.0) -> redis.Redis:
         raise describe_error(exc, url) from exc
 
 
+def _float(info: dict, key: str) -> float | None:
+    try:
+        return None if info.get(key) is None else float(info[key])
+    except (TypeError, ValueError):
+        return None
+
+
 def _int(info: dict, key: str) -> int | None:
     value = info.get(key)
     try:
@@ -99,8 +114,8 @@ def redis_overview(client: redis.Redis, url: str = "") -> RedisOverview:
         info = client.info("all")
     except redis.RedisError as exc:
         raise describe_error(exc, url) from exc
-    keys = sum(v.get("keys", 0) for k, v in info.items()
-               if k.startswith("db") and isinstance(v, dict))
+    keyspace = {k: v for k, v in info.items() if k.startswith("db") and isinstance(v, dict)}
+    keys = sum(v.get("keys", 0) for v in keyspace.values())
     server = "valkey" if "valkey_version" in info else "redis"
     return RedisOverview(
         server=server,
@@ -116,4 +131,213 @@ def redis_overview(client: redis.Redis, url: str = "") -> RedisOverview:
         expired_keys=_int(info, "expired_keys"),
         connected_clients=_int(info, "connected_clients"),
         keys=keys,
+        blocked_clients=_int(info, "blocked_clients"),
+        rejected_connections=_int(info, "rejected_connections"),
+        fragmentation_ratio=_float(info, "mem_fragmentation_ratio"),
+        keyspace=keyspace,
+        run_id=info.get("run_id"),
     )
+
+
+# --- samples and interval rates ---------------------------------------------------------------
+
+@dataclass
+class Sample:
+    at: float                    # unix time
+    run_id: str | None
+    uptime_s: int | None
+    hits: int | None
+    misses: int | None
+    commands: int | None         # total_commands_processed
+    evicted: int | None
+    expired: int | None
+
+
+def take_sample(client: redis.Redis, url: str = "") -> Sample:
+    try:
+        info = client.info("all")
+    except redis.RedisError as exc:
+        raise describe_error(exc, url) from exc
+    return Sample(time.time(), info.get("run_id"), _int(info, "uptime_in_seconds"),
+                  _int(info, "keyspace_hits"), _int(info, "keyspace_misses"),
+                  _int(info, "total_commands_processed"), _int(info, "evicted_keys"),
+                  _int(info, "expired_keys"))
+
+
+@dataclass
+class Interval:
+    start: float
+    end: float
+    hits: int
+    misses: int
+    commands: int
+    reset: bool                  # a restart or CONFIG RESETSTAT happened inside it
+
+    @property
+    def hit_rate(self) -> float | None:
+        total = self.hits + self.misses
+        return None if self.reset or total == 0 else self.hits / total
+
+    @property
+    def ops_per_sec(self) -> float | None:
+        span = self.end - self.start
+        return None if self.reset or span <= 0 else self.commands / span
+
+
+def counters_went_back(before: Sample, after: Sample) -> bool:
+    """A restart (new run_id, uptime going down) or CONFIG RESETSTAT (counters going down)."""
+    if before.run_id and after.run_id and before.run_id != after.run_id:
+        return True
+    if before.uptime_s is not None and after.uptime_s is not None \
+            and after.uptime_s < before.uptime_s:
+        return True
+    return any(a is not None and b is not None and a < b for b, a in (
+        (before.hits, after.hits), (before.misses, after.misses),
+        (before.commands, after.commands)))
+
+
+def intervals(samples: list[Sample]) -> list[Interval]:
+    """Deltas between consecutive samples; across a reset the interval is marked and carries
+    no rate, never a negative one."""
+    result = []
+    for before, after in zip(samples, samples[1:]):
+        reset = counters_went_back(before, after)
+        delta = (lambda a, b: 0 if reset or a is None or b is None else a - b)
+        result.append(Interval(before.at, after.at, delta(after.hits, before.hits),
+                               delta(after.misses, before.misses),
+                               delta(after.commands, before.commands), reset))
+    return result
+
+
+def interval_hit_rate(samples: list[Sample], window_s: float) -> float | None:
+    """Hit rate over the last window_s seconds of samples, summing the deltas of the
+    intervals inside it and leaving out any interval with a reset."""
+    if not samples:
+        return None
+    since = samples[-1].at - window_s
+    usable = [i for i in intervals(samples) if i.start >= since and not i.reset]
+    hits, misses = sum(i.hits for i in usable), sum(i.misses for i in usable)
+    return None if hits + misses == 0 else hits / (hits + misses)
+
+
+# --- commands and slow log --------------------------------------------------------------------
+
+def top_commands(client: redis.Redis, limit: int = 15) -> list[dict]:
+    try:
+        stats = client.info("commandstats")
+    except redis.RedisError:
+        return []  # some managed services disable it
+    rows = [{"command": name.removeprefix("cmdstat_"), "calls": int(v.get("calls", 0)),
+             "usec_per_call": float(v.get("usec_per_call", 0)),
+             "rejected_calls": v.get("rejected_calls"), "failed_calls": v.get("failed_calls")}
+            for name, v in stats.items() if isinstance(v, dict)]
+    return sorted(rows, key=lambda r: r["calls"], reverse=True)[:limit]
+
+
+def slow_log(client: redis.Redis, limit: int = 20) -> list[dict]:
+    try:
+        entries = client.slowlog_get(limit)
+    except redis.RedisError:
+        return []
+    return [{"id": e.get("id"), "at": e.get("start_time"), "duration_us": e.get("duration"),
+             "command": (e.get("command") or b"").decode(errors="replace")
+             if isinstance(e.get("command"), bytes) else e.get("command")}
+            for e in entries]
+
+
+# --- key families -----------------------------------------------------------------------------
+
+TTL_BUCKETS = ("no TTL", "< 1 min", "< 5 min", "< 1 h", "longer")
+
+
+def ttl_bucket(ttl: int) -> str:
+    if ttl < 0:
+        return "no TTL"  # -1: no expiry (-2: gone since the SCAN, counted with them)
+    if ttl < 60:
+        return "< 1 min"
+    if ttl < 300:
+        return "< 5 min"
+    if ttl < 3600:
+        return "< 1 h"
+    return "longer"
+
+
+def family_of(key: str, patterns: tuple = ()) -> str:
+    for pattern in patterns:
+        if fnmatch.fnmatchcase(key, pattern):
+            return pattern.rstrip("*")
+    head, colon, _ = key.partition(":")
+    return head + colon if colon else "(no prefix)"
+
+
+@dataclass
+class FamilySample:
+    family: str
+    sampled: int
+    estimated_total: int
+    memory_bytes: int
+    ttl: dict                     # bucket -> count
+    without_ttl: int
+
+    @property
+    def flagged(self) -> bool:
+        return self.without_ttl > 0
+
+
+@dataclass
+class KeySampling:
+    families: list[FamilySample]
+    sampled: int
+    dbsize: int
+    complete: bool               # the SCAN went through the whole keyspace
+    seconds: float
+
+
+def sample_key_families(client: redis.Redis, patterns: tuple = (), max_keys: int = 10_000,
+                        time_budget_s: float = 1.0, scan_count: int = 1000) -> KeySampling:
+    """Group keys into families from a SCAN (never KEYS), bounded by a key count and a time
+    budget; TTLs and MEMORY USAGE of the sampled keys in pipelined batches."""
+    t0 = time.monotonic()
+    deadline = t0 + time_budget_s
+    keys: list[str] = []
+    cursor, complete = 0, False
+    while len(keys) < max_keys and time.monotonic() < deadline:
+        cursor, batch = client.scan(cursor=cursor, count=scan_count)
+        keys.extend(batch)
+        if cursor == 0:
+            complete = True
+            break
+    keys = keys[:max_keys]
+    ttls, sizes = [], []
+    for i in range(0, len(keys), 500):
+        chunk = keys[i:i + 500]
+        pipe = client.pipeline(transaction=False)
+        for key in chunk:
+            pipe.ttl(key)
+        ttls.extend(pipe.execute())
+        if time.monotonic() < deadline + time_budget_s:  # memory is a bonus, within budget
+            pipe = client.pipeline(transaction=False)
+            for key in chunk:
+                pipe.memory_usage(key, samples=0)
+            try:
+                sizes.extend(pipe.execute(raise_on_error=False))
+            except redis.RedisError:
+                sizes.extend([None] * len(chunk))
+        else:
+            sizes.extend([None] * len(chunk))
+    dbsize = client.dbsize()
+    groups: dict[str, FamilySample] = {}
+    for key, ttl, size in zip(keys, ttls, sizes):
+        name = family_of(key, patterns)
+        group = groups.setdefault(name, FamilySample(name, 0, 0, 0, dict.fromkeys(TTL_BUCKETS, 0),
+                                                     0))
+        group.sampled += 1
+        group.memory_bytes += size if isinstance(size, int) else 0
+        bucket = ttl_bucket(int(ttl))
+        group.ttl[bucket] += 1
+        group.without_ttl += bucket == "no TTL"
+    for group in groups.values():
+        group.estimated_total = (group.sampled if complete or not keys
+                                 else round(group.sampled / len(keys) * dbsize))
+    families = sorted(groups.values(), key=lambda g: g.estimated_total, reverse=True)
+    return KeySampling(families, len(keys), dbsize, complete, time.monotonic() - t0)

@@ -27,12 +27,13 @@ def _require_chromium():
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
 
 
-@pytest.fixture
-def dashboard(tmp_path, database_url, redis_url):
+@pytest.fixture(params=["viewer"])
+def dashboard(request, tmp_path, database_url, redis_url):
+    """A running dashboard; the role is the fixture's parameter (viewer unless a test says)."""
     _require_chromium()
     port = free_port()
     env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
-           "DBPULSE_SECRETS_FILE": str(tmp_path / "none.toml")}
+           "DBPULSE_SECRETS_FILE": str(tmp_path / "none.toml"), "DBPULSE_ROLE": request.param}
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "app.py"),
          "--server.port", str(port), "--server.headless", "true",
@@ -112,3 +113,38 @@ def test_slow_queries_and_indexes_in_chromium(dashboard, database_url):
         finally:
             browser.close()
     assert "Slow queries" in nav and "Bloat and vacuum" in nav
+
+
+@pytest.mark.parametrize("dashboard", ["dba", "viewer"], indirect=True)
+def test_matview_refresh_button_by_role(dashboard, database_url):
+    from playwright.sync_api import sync_playwright
+
+    import psycopg
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{dashboard}/matviews", wait_until="domcontentloaded")
+            page.locator("[data-testid=stMetric]", has_text="Stale or unknown").wait_for(
+                timeout=60_000)
+            page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
+                                   timeout=60_000)
+            # the role the dashboard was started with, as its sidebar states it
+            sidebar = " ".join(page.locator("[data-testid=stSidebar]").inner_text().split())
+            role = "dba" if "Role: dba" in sidebar else "viewer"
+            buttons = page.get_by_role("button", name="Refresh now")
+            if role == "viewer":
+                assert buttons.count() == 0
+                page.get_by_text("Refreshing views is for the DBA role").wait_for(timeout=10_000)
+            else:
+                page.get_by_text("Refresh anyway and block readers").click()
+                buttons.click()
+                page.get_by_text("Refreshed public.mv_deal_pipeline").wait_for(timeout=60_000)
+        finally:
+            browser.close()
+    if role == "dba":
+        with psycopg.connect(database_url) as conn:
+            assert conn.execute("SELECT count(*) FROM dbpulse.matview_refresh_log WHERE "
+                                "view_name = 'mv_deal_pipeline' AND recorded_by = 'dbpulse'"
+                                ).fetchone()[0] >= 1

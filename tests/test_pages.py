@@ -82,3 +82,27 @@ def test_overview_shows_health_banners(app_env):
     text = "\n".join(w.value for w in at.warning)
     assert "Duplicate and redundant indexes" in text
     assert "Table and index bloat" in text
+
+
+def test_redis_page(app_env, redis_url):
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    client.set("forgotten:1", "x")  # a family without TTL
+    client.set("dashboard:test", "x", ex=600)
+    at = _page("redis")
+    labels = {m.label for m in at.metric}
+    assert {"Hit rate since start", "Hit rate, last 5 min", "Memory used"} <= labels
+    assert any("forgotten:" in w.value for w in at.warning)
+    client.delete("forgotten:1", "dashboard:test")
+
+
+def test_redis_page_with_redis_down(app_env, closed_port):
+    app_env.setenv("REDIS_URL", f"redis://127.0.0.1:{closed_port}/0")
+    at = _page("redis")
+    assert any("Redis is not available" in e.value for e in at.error)
+
+
+def test_matviews_page_on_the_demo(app_env):
+    at = _page("matviews")
+    assert any("mv_deal_pipeline cannot be refreshed CONCURRENTLY" in w.value for w in at.warning)

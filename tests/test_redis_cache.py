@@ -85,3 +85,99 @@ def test_malformed_redis_url():
     with pytest.raises(redis_cache.RedisProblem) as info:
         redis_cache.connect("http://not-redis")
     assert info.value.kind == "bad_url"
+
+
+def test_interval_hit_rate_equals_the_counters(redis_url):
+    client = redis_cache.connect(redis_url)
+    client.set("dbpulse-test:k", "v", ex=60)
+    first = redis_cache.take_sample(client)
+    hits_before = client.info("stats")["keyspace_hits"]
+    misses_before = client.info("stats")["keyspace_misses"]
+    for i in range(30):
+        client.get("dbpulse-test:k" if i % 3 else "dbpulse-test:none")
+    direct = client.info("stats")
+    second = redis_cache.take_sample(client)
+    hits = direct["keyspace_hits"] - hits_before
+    misses = direct["keyspace_misses"] - misses_before
+    [interval] = redis_cache.intervals([first, second])
+    assert (interval.hits, interval.misses) == (hits, misses) == (20, 10)
+    assert redis_cache.interval_hit_rate([first, second], 3600) == hits / (hits + misses)
+    assert not interval.reset and interval.ops_per_sec > 0
+
+
+def test_reset_and_restart_are_detected_not_negative(private_redis, tmp_path):
+    port, proc = private_redis
+    url = f"redis://:s3cret@127.0.0.1:{port}/0"
+    client = redis_cache.connect(url)
+    client.set("k", "v")
+    for _ in range(5):
+        client.get("k")
+    before_reset = redis_cache.take_sample(client)
+    client.config_resetstat()
+    client.get("k")
+    after_reset = redis_cache.take_sample(client)
+    proc.terminate()
+    proc.wait(10)
+    restarted = subprocess.Popen([redis_server_binary(), "--port", str(port), "--bind",
+                                  "127.0.0.1", "--requirepass", "s3cret", "--save", "",
+                                  "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                client = redis_cache.connect(url)
+                break
+            except redis_cache.RedisProblem:
+                time.sleep(0.05)
+        client.set("k", "v")
+        for _ in range(10):
+            client.get("k")
+        after_restart = redis_cache.take_sample(client)
+        for _ in range(4):
+            client.get("k")
+        later = redis_cache.take_sample(client)
+    finally:
+        restarted.terminate()
+        restarted.wait(10)
+    spans = redis_cache.intervals([before_reset, after_reset, after_restart, later])
+    assert [s.reset for s in spans] == [True, True, False]
+    assert all(s.hits >= 0 and s.misses >= 0 and s.commands >= 0 for s in spans)
+    assert spans[0].hit_rate is None and spans[2].hit_rate == 1.0
+    rate = redis_cache.interval_hit_rate([before_reset, after_reset, after_restart, later], 3600)
+    assert rate == 1.0  # only the clean interval counts
+
+
+def test_key_families_are_sampled_and_a_family_without_ttl_is_flagged(private_redis):
+    port, _ = private_redis
+    client = redis_cache.connect(f"redis://:s3cret@127.0.0.1:{port}/0")
+    pipe = client.pipeline(transaction=False)
+    for i in range(300):
+        pipe.set(f"dashboard:{i}", "x", ex=600)
+        pipe.set(f"idps:inbox:{i}:open", "x", ex=30)
+        pipe.set(f"idps:analytics:{i}", "x", ex=7200)
+        pipe.set(f"session:{i}", "x")  # no TTL
+    pipe.set("plainkey", "x")
+    pipe.execute()
+    sampling = redis_cache.sample_key_families(
+        client, ("dashboard:*", "idps:analytics:*", "idps:inbox:*"), max_keys=100_000)
+    families = {f.family: f for f in sampling.families}
+    assert sampling.complete and sampling.sampled == sampling.dbsize == 1201
+    assert families["dashboard:"].ttl["< 1 h"] == 300 and not families["dashboard:"].flagged
+    assert families["idps:inbox:"].ttl["< 1 min"] == 300
+    assert families["idps:analytics:"].ttl["longer"] == 300
+    assert families["session:"].flagged and families["session:"].without_ttl == 300
+    assert "(no prefix)" in families and families["dashboard:"].memory_bytes > 0
+
+
+def test_sampling_is_bounded_and_estimates_totals(private_redis):
+    port, _ = private_redis
+    client = redis_cache.connect(f"redis://:s3cret@127.0.0.1:{port}/0")
+    pipe = client.pipeline(transaction=False)
+    for i in range(20_000):
+        pipe.set(f"{'lead' if i % 4 else 'hot_leads'}:{i}", "x", ex=300)
+    pipe.execute()
+    sampling = redis_cache.sample_key_families(client, ("lead:*", "hot_leads:*"), max_keys=2000)
+    assert not sampling.complete and sampling.sampled == 2000 and sampling.dbsize == 20_000
+    families = {f.family: f for f in sampling.families}
+    assert 13_000 < families["lead:"].estimated_total < 17_000  # 15,000 really
+    assert 3_000 < families["hot_leads:"].estimated_total < 7_000  # 5,000 really

@@ -26,7 +26,9 @@ def test_workload_fills_pg_stat_statements_and_redis(database_url, redis_url):
     keys = list(client.scan_iter(count=1000))
     families = {k.split(":")[0] for k in keys}
     assert {"dashboard", "lead", "idps", "hot_leads"} <= families
-    assert all(0 < client.ttl(k) <= max(TTL.values()) for k in keys[:50])
+    expiring = [k for k in keys if not k.startswith("user_prefs:")]
+    assert all(0 < client.ttl(k) <= max(TTL.values()) for k in expiring[:50])
+    assert all(client.ttl(k) == -1 for k in keys if k.startswith("user_prefs:"))
     assert client.info("stats")["keyspace_hits"] > hits_before
 
 

@@ -170,3 +170,27 @@ def matviews_data(dsn: str, settings: Settings) -> Loaded:
         "cron": matviews.cron_refresh_runs(conn),
         "event_trigger": matviews.event_trigger_installed(conn),
         "log": matviews.log_available(conn)})
+
+
+@st.cache_data(ttl=min(CACHE_TTL_S, 10), show_spinner=False)
+def redis_page_data(url: str, settings: Settings) -> Loaded:
+    t0 = time.monotonic()
+    try:
+        client = redis_cache.connect(url)
+        try:
+            value = {
+                "overview": redis_cache.redis_overview(client, url),
+                "families": redis_cache.sample_key_families(
+                    client, settings.redis_key_families, settings.redis_sample_keys,
+                    settings.redis_sample_seconds),
+                "commands": redis_cache.top_commands(client),
+                "slowlog": redis_cache.slow_log(client),
+            }
+        finally:
+            client.close()
+        problem = None
+    except RedisProblem as exc:
+        value, problem = None, exc
+    except redis_cache.redis.RedisError as exc:  # e.g. the server went away mid-sampling
+        value, problem = None, redis_cache.describe_error(exc, url)
+    return Loaded(value, problem, datetime.now(timezone.utc), time.monotonic() - t0)

@@ -1,0 +1,115 @@
+"""Redis cache: hit rate since start and over recent intervals, throughput, memory, clients,
+keyspace, key families with their TTLs, top commands and the slow log."""
+
+from datetime import datetime
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from queries import redis_cache
+from ui import loaders, redis_sampler
+from ui.format import human_bytes, human_duration, percent, state_for_ratio
+from ui.widgets import frame_or_note, judged_metric, require_target, show_problem
+
+st.title("Redis cache")
+target, settings = require_target()
+if not target.redis_urls:
+    st.info("No Redis configured for this target: set REDIS_URL (or redis_url in "
+            "secrets.toml; a list for several instances).")
+    st.stop()
+
+urls = {redis_cache.redact_url(u): u for u in target.redis_urls}
+shown = st.selectbox("Instance", list(urls)) if len(urls) > 1 else next(iter(urls))
+url = urls[shown]
+
+sampler = redis_sampler.sampler(url)
+sampler.sample_now()
+loaded = loaders.redis_page_data(url, settings)
+if not loaded.ok:
+    show_problem("Redis is not available", loaded)
+    st.stop()
+info, families = loaded.value["overview"], loaded.value["families"]
+samples = sampler.samples()
+target_text = f"> {percent(settings.redis_hit_rate_target, 0)}"
+
+st.caption(f"{info.server} {info.version}, up {human_duration(info.uptime_s)}. Cumulative "
+           "figures count since the server started or its statistics were reset; interval "
+           f"figures come from {len(samples)} samples DB Pulse took while it ran.")
+
+cols = st.columns(4)
+judged_metric(cols[0], "Hit rate since start", percent(info.hit_rate),
+              state_for_ratio(info.hit_rate, settings.redis_hit_rate_target, 0.10), target_text)
+recent = redis_cache.interval_hit_rate(samples, 300)
+judged_metric(cols[1], "Hit rate, last 5 min", percent(recent),
+              state_for_ratio(recent, settings.redis_hit_rate_target, 0.10), target_text,
+              help="From counter differences between DB Pulse's samples; an interval with a "
+                   "restart or CONFIG RESETSTAT is left out, never counted as negative.")
+cols[2].metric("Operations per second", f"{info.ops_per_sec:,}" if info.ops_per_sec is not None
+               else "n/a")
+memory_help = ("maxmemory not set: Redis grows until the OS stops it" if not info.maxmemory
+               else f"of maxmemory {human_bytes(info.maxmemory)}")
+cols[3].metric("Memory used", human_bytes(info.used_memory),
+               help=f"{memory_help}; eviction policy {info.maxmemory_policy or 'n/a'}")
+
+cols = st.columns(4)
+cols[0].metric("Fragmentation ratio", "n/a" if info.fragmentation_ratio is None
+               else f"{info.fragmentation_ratio:.2f}",
+               help="used_memory_rss / used_memory; well above 1.5 wastes memory")
+cols[1].metric("Evicted / expired keys", f"{info.evicted_keys or 0:,} / {info.expired_keys or 0:,}")
+cols[2].metric("Clients: connected / blocked", f"{info.connected_clients if info.connected_clients is not None else 'n/a'} / "
+               f"{info.blocked_clients if info.blocked_clients is not None else 'n/a'}")
+cols[3].metric("Rejected connections", "n/a" if info.rejected_connections is None
+               else f"{info.rejected_connections:,}")
+
+spans = redis_cache.intervals(samples)
+if spans:
+    chart = pd.DataFrame({"time": [datetime.fromtimestamp(i.end) for i in spans],
+                          "hit rate": [i.hit_rate for i in spans],
+                          "operations per second": [i.ops_per_sec for i in spans],
+                          "reset": [i.reset for i in spans]})
+    figure = px.line(chart, x="time", y="hit rate", title="Hit rate per interval")
+    figure.add_hline(y=settings.redis_hit_rate_target, line_dash="dot",
+                     annotation_text="target")
+    for when in chart[chart["reset"]]["time"]:
+        figure.add_vline(x=when, line_dash="dash", line_color="red")
+    st.plotly_chart(figure.update_layout(yaxis_tickformat=".0%", height=320), width="stretch")
+    if chart["reset"].any():
+        st.caption("Red lines: a restart or statistics reset; that interval has no rate.")
+else:
+    st.caption("The interval chart fills in as DB Pulse samples (every "
+               f"{redis_sampler.SAMPLE_EVERY_S} s while the dashboard runs).")
+
+st.subheader("Key families")
+st.caption(f"Sampled with SCAN ({families.sampled:,} of {families.dbsize:,} keys in this "
+           f"database{', all of them' if families.complete else ''}; "
+           f"{families.seconds * 1000:.0f} ms). Families: "
+           + ", ".join(settings.redis_key_families) + "; other keys by the text before their "
+           "first ':'. Totals are estimated from the sample.")
+if families.families:
+    rows = [{"family": f.family, "keys sampled": f.sampled, "estimated keys": f.estimated_total,
+             "memory (sampled)": human_bytes(f.memory_bytes), **f.ttl,
+             "flag": "keys without TTL" if f.flagged else ""} for f in families.families]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    flagged = [f for f in families.families if f.flagged]
+    if flagged:
+        st.warning("Families with keys that never expire: "
+                   + ", ".join(f"{f.family} ({f.without_ttl} sampled)" for f in flagged)
+                   + ". The plan's policy is that every cached family expires; without a TTL a "
+                     "stale value is served until someone deletes it.")
+        st.code("\n".join(f"-- write {f.family} keys with SET key value EX <seconds> (or EXPIRE "
+                          "after writing)" for f in flagged), language="text")
+else:
+    st.caption("This database holds no keys.")
+
+st.subheader("Keyspace")
+frame_or_note(pd.DataFrame([{"database": db, **values} for db, values in info.keyspace.items()]),
+              "No keys in any database.")
+
+cols = st.columns(2)
+with cols[0]:
+    st.markdown("**Top commands**")
+    frame_or_note(pd.DataFrame(loaded.value["commands"]), "INFO commandstats is not available.")
+with cols[1]:
+    st.markdown("**Slow log**")
+    frame_or_note(pd.DataFrame(loaded.value["slowlog"]), "The slow log is empty.")
