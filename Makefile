@@ -28,6 +28,7 @@ test: venv
 bench: venv
 	$(PY) bench/bench_demo_load.py
 	$(PY) bench/catalog_scale.py
+	$(PY) bench/redis_scale.py
 
 stack-up: venv
 	$(PY) cli.py stack up

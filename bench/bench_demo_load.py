@@ -43,6 +43,8 @@ def page_data(url: str, redis_url: str, repeats: int = 5) -> dict:
         "bloat": lambda: loaders.bloat_data.__wrapped__(url, settings),
         "buffer_cache": lambda: loaders.buffer_cache_data.__wrapped__(url, settings),
         "activity": lambda: loaders.activity_data.__wrapped__(url, settings),
+        "matviews": lambda: loaders.matviews_data.__wrapped__(url, settings),
+        "redis": lambda: loaders.redis_page_data.__wrapped__(redis_url, settings),
     }
     figures = {}
     for name, load in pages.items():
