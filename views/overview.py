@@ -94,3 +94,5 @@ else:
                             + f", policy {info.maxmemory_policy or 'n/a'}")
         cols[3].metric("Redis server", f"{info.server} {info.version}",
                        help=f"uptime {human_duration(info.uptime_s)}")
+        st.page_link("views/redis.py", label="Hit rate over time, key families and TTLs",
+                     icon=":material/arrow_forward:")
