@@ -206,3 +206,16 @@ def test_page_refresh_as_dba(page_env, views_db):
     assert not at.exception
     assert any("Refreshed" in s.value for s in at.success)
     assert _log(views_db)[-1][2] == "dbpulse"
+
+
+def test_unique_violation_under_concurrently_is_reported_and_logged(views_db, dba_settings):
+    with psycopg.connect(views_db, autocommit=True) as conn:
+        conn.execute("CREATE MATERIALIZED VIEW recent AS SELECT day, amount FROM sales "
+                     "WHERE id <= 10")
+        conn.execute("CREATE UNIQUE INDEX ON recent (day)")
+        conn.execute("UPDATE sales SET day = current_date WHERE id = 2")  # two rows, one day
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        _refresh(views_db, dba_settings, "recent")
+    [row] = _log(views_db)
+    assert row[:4] == ("recent", "error", "dbpulse", True)
+    assert _audit(views_db) == [("refresh_matview", "public.recent", "error")]

