@@ -35,7 +35,7 @@ target_text = f"> {percent(settings.redis_hit_rate_target, 0)}"
 
 st.caption(f"{info.server} {info.version}, up {human_duration(info.uptime_s)}. Cumulative "
            "figures count since the server started or its statistics were reset; interval "
-           f"figures come from {len(samples)} samples DB Pulse took while it ran.")
+           f"figures come from the samples DB Pulse took while it ran ({len(samples)} so far).")
 
 cols = st.columns(4)
 judged_metric(cols[0], "Hit rate since start", percent(info.hit_rate),
@@ -84,8 +84,8 @@ st.subheader("Key families")
 st.caption(f"Sampled with SCAN ({families.sampled:,} of {families.dbsize:,} keys in this "
            f"database{', all of them' if families.complete else ''}; "
            f"{families.seconds * 1000:.0f} ms). Families: "
-           + ", ".join(settings.redis_key_families) + "; other keys by the text before their "
-           "first ':'. Totals are estimated from the sample.")
+           + ", ".join(f"`{p}`" for p in settings.redis_key_families) + "; other keys by the "
+           "text before their first `:`. Totals are estimated from the sample.")
 if families.families:
     rows = [{"family": f.family, "keys sampled": f.sampled, "estimated keys": f.estimated_total,
              "memory (sampled)": human_bytes(f.memory_bytes), **f.ttl,
