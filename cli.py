@@ -89,6 +89,11 @@ def cmd_demo(args) -> int:
         dbpulse_schema.install(conn, settings, actor=_actor(), target="demo")
         if not matviews.event_trigger_installed(conn):  # so refreshes by anyone are logged
             matviews.install_event_trigger(conn, settings, actor=_actor(), target="demo")
+        for view in matviews.list_matviews(conn).itertuples():
+            if view.last_refresh is None:  # a known start: fresh now, stale in 15 minutes
+                matviews.refresh(conn, settings, actor=_actor(), target="demo",
+                                 schema=view.schema_name, name=view.view_name,
+                                 allow_blocking=True)
     if args.no_ui:
         return 0
 
