@@ -237,6 +237,47 @@ def cmd_refresh(args) -> int:
     return 0
 
 
+def cmd_migrate(args) -> int:
+    """status | plan | apply | rollback of the prepared migrations (DBA, admin connection)."""
+    import pandas as pd
+
+    from queries import migrations
+    from queries.connections import admin_connection
+
+    target, settings = _target_and_settings(args)
+    directory = Path(args.dir) if args.dir else migrations.migrations_dir(settings)
+    found = migrations.discover(directory)
+    with admin_connection(target.admin_url, settings) as conn:
+        if args.action == "status":
+            with pd.option_context("display.width", 200, "display.max_columns", 20):
+                print(migrations.status(conn, found).drop(columns=["error"]).to_string(index=False))
+            for m in found:
+                for finding in migrations.lint(m):
+                    print(f"lint {m.path.name}:{finding['line']} [{finding['rule']}] "
+                          f"{finding['explanation']}")
+            return 0
+        if args.action == "plan":
+            states = migrations.status(conn, found).set_index("version")["state"]
+            for m in found:
+                if states[m.version] == "applied":
+                    continue
+                print(f"== {m.path.name} ({states[m.version]})")
+                with pd.option_context("display.width", 250, "display.max_colwidth", 70):
+                    print(migrations.plan(conn, m).to_string(index=False))
+            return 0
+        run = migrations.apply if args.action == "apply" else migrations.rollback
+        extra = {"up_to": args.up_to} if args.action == "apply" else {"to": args.to}
+        try:
+            done = run(conn, settings, found, actor=_actor(), target=target.name,
+                       dsn=target.admin_url, progress=lambda m: print(m, flush=True), **extra)
+        except migrations.MigrationError as exc:
+            print(f"stopped: {exc}", file=sys.stderr)
+            return 1
+    verb = "applied" if args.action == "apply" else "rolled back"
+    print(f"{verb}: {', '.join(done) if done else 'nothing to do'}")
+    return 0
+
+
 def cmd_schema(args) -> int:
     from queries import dbpulse_schema
     from queries.connections import admin_connection
@@ -294,6 +335,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target")
     p.set_defaults(func=cmd_refresh)
 
+    p = sub.add_parser("migrate", help="the prepared migrations: status, plan, apply, rollback")
+    p.add_argument("action", choices=["status", "plan", "apply", "rollback"])
+    p.add_argument("--dir", help="migrations directory (default: the setting migrations_dir, "
+                                 "else sql/migrations)")
+    p.add_argument("--up-to", help="apply: stop after this version")
+    p.add_argument("--to", help="rollback: roll back every applied migration after this version")
+    p.add_argument("--target")
+    p.set_defaults(func=cmd_migrate)
+
     p = sub.add_parser("schema", help="install or upgrade DB Pulse's own schema (DBA)")
     p.add_argument("action", choices=["install"])
     p.add_argument("--target")
@@ -318,8 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DatabaseProblem, RedisProblem) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # StackError, LoadError: say it plainly, no traceback
-        if type(exc).__name__ in ("StackError", "LoadError"):
+    except Exception as exc:  # StackError, LoadError, MigrationError: plainly, no traceback
+        if type(exc).__name__ in ("StackError", "LoadError", "MigrationError"):
             print(f"error: {exc}", file=sys.stderr)
             return 2
         raise

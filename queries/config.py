@@ -68,6 +68,7 @@ class Settings:
                                  "hot_leads:*", "proposals:*")
     redis_sample_keys: int = 10_000        # SCAN at most this many keys per look
     redis_sample_seconds: float = 1.0      # ... and for at most this long
+    migrations_dir: str = ""               # empty: the prepared ones in sql/migrations
     connections_amber_share: float = 0.80
     connections_red_share: float = 0.95
 

@@ -1,0 +1,450 @@
+"""Prepared migrations: read, lint, plan, apply and roll back, with a ledger.
+
+A migration is NNNN_name.sql with an optional NNNN_name.rollback.sql beside it. Statements are
+split with PostgreSQL's own parser (pglast), so dollar-quoted bodies stay whole. Statements that
+cannot run in a transaction (CREATE/DROP INDEX CONCURRENTLY, REINDEX CONCURRENTLY, VACUUM,
+ALTER SYSTEM) run alone in autocommit; consecutive other statements run together in one
+transaction. The ledger (dbpulse.migration_runs) records after each step how far a run got; a
+failed run is resumed after its last completed statement.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import psycopg
+from pglast import ast, parse_sql
+from pglast.parser import ParseError, split
+from psycopg import conninfo
+
+from queries import audit, dbpulse_schema
+from queries.config import Settings
+from queries.frames import to_frame
+from queries.identifiers import qualified
+from queries.roles import require_dba
+
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / "sql" / "migrations"
+RUN_LOCK_KEY = 0x0DB9_0003  # session advisory lock: one runner at a time
+FILE_NAME = re.compile(r"^(\d+)_([A-Za-z0-9_\-]+)\.sql$")
+POOLER_PORTS = {6543}        # Supabase's transaction pooler
+
+
+class MigrationError(RuntimeError):
+    """A migration cannot be read, planned or run; the message says why."""
+
+
+@dataclass
+class Statement:
+    text: str
+    autocommit: bool          # must run alone, outside a transaction
+    lock: str                 # the strongest table lock it takes, in plain words
+    table: str | None         # the table it works on, schema-qualified when known
+    index_name: str | None = None   # for index builds: the index to check afterwards
+
+
+@dataclass
+class Migration:
+    version: str
+    name: str
+    path: Path
+    rollback_path: Path | None
+    checksum: str
+    statements: list[Statement] = field(default_factory=list)
+    rollback_statements: list[Statement] = field(default_factory=list)
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MigrationError(f"{path.name} is not UTF-8 text (byte {exc.start}); save it as "
+                             "UTF-8") from exc
+
+
+def _relation(node) -> str | None:
+    if node is None:
+        return None
+    return qualified(node.schemaname or "public", node.relname)
+
+
+def _object_name(obj) -> str:
+    parts = obj.objname if isinstance(obj, ast.ObjectWithArgs) else obj
+    if isinstance(parts, tuple):
+        return ".".join(getattr(p, "sval", "?") for p in parts)
+    return getattr(parts, "sval", "?")
+
+
+def classify(text: str) -> Statement:
+    """What a statement needs: a transaction or not, the lock it takes, the table it touches."""
+    stmt = parse_sql(text)[0].stmt
+    if isinstance(stmt, ast.TransactionStmt):
+        raise MigrationError(
+            "contains its own transaction control (BEGIN/COMMIT/ROLLBACK). Remove it: DB Pulse "
+            "runs ordinary statements in a transaction itself and CONCURRENTLY ones alone, which "
+            "an explicit BEGIN would break (CREATE INDEX CONCURRENTLY cannot run inside one).")
+    if isinstance(stmt, ast.IndexStmt):
+        return Statement(text, bool(stmt.concurrent),
+                         "SHARE UPDATE EXCLUSIVE (reads and writes go on)" if stmt.concurrent
+                         else "SHARE (blocks writes for the whole build)",
+                         _relation(stmt.relation),
+                         qualified(stmt.relation.schemaname or "public", stmt.idxname)
+                         if stmt.idxname else None)
+    if isinstance(stmt, ast.DropStmt):
+        concurrent = bool(getattr(stmt, "concurrent", False))
+        names = [_object_name(obj) for obj in (stmt.objects or ())]
+        return Statement(text, concurrent,
+                         "SHARE UPDATE EXCLUSIVE" if concurrent
+                         else "ACCESS EXCLUSIVE on the object (and its table)",
+                         ", ".join(names) or None)
+    if isinstance(stmt, ast.ReindexStmt):
+        concurrent = any(getattr(p, "defname", "") == "concurrently" for p in (stmt.params or ()))
+        return Statement(text, concurrent, "SHARE UPDATE EXCLUSIVE" if concurrent
+                         else "ACCESS EXCLUSIVE on the index, SHARE on its table",
+                         _relation(stmt.relation))
+    if isinstance(stmt, (ast.VacuumStmt, ast.AlterSystemStmt)):
+        return Statement(text, True, "SHARE UPDATE EXCLUSIVE" if isinstance(stmt, ast.VacuumStmt)
+                         else "none", None)
+    if isinstance(stmt, ast.CreateTableAsStmt):  # CREATE MATERIALIZED VIEW
+        return Statement(text, False, "ACCESS SHARE on the tables it reads", _relation(
+            stmt.into.rel))
+    if isinstance(stmt, ast.RefreshMatViewStmt):
+        return Statement(text, False, "EXCLUSIVE (reads go on)" if stmt.concurrent
+                         else "ACCESS EXCLUSIVE (blocks readers)", _relation(stmt.relation))
+    if isinstance(stmt, ast.AlterTableStmt):
+        return Statement(text, False, "ACCESS EXCLUSIVE for most forms (blocks reads and writes)",
+                         _relation(stmt.relation))
+    if isinstance(stmt, (ast.CreateFunctionStmt, ast.CommentStmt, ast.GrantStmt,
+                         ast.CreateStmt, ast.ViewStmt)):
+        return Statement(text, False, "none on existing tables",
+                         _relation(getattr(stmt, "relation", None)))
+    return Statement(text, False, "depends on the statement", None)
+
+
+def parse_statements(text: str, name: str) -> list[Statement]:
+    try:
+        pieces = [p for p in split(text, with_parser=True) if p.strip()]
+    except ParseError as exc:
+        line = text[:exc.location].count("\n") + 1 if getattr(exc, "location", None) else "?"
+        raise MigrationError(f"{name}: SQL syntax error near line {line}: {exc}") from exc
+    if not pieces:
+        raise MigrationError(f"{name} contains no SQL statement")
+    statements = []
+    for number, piece in enumerate(pieces, 1):
+        try:
+            statements.append(classify(piece))
+        except MigrationError as exc:
+            raise MigrationError(f"{name}, statement {number}: {exc}") from exc
+    return statements
+
+
+def migrations_dir(settings: Settings) -> Path:
+    return Path(settings.migrations_dir) if settings.migrations_dir else DEFAULT_DIR
+
+
+def discover(directory: Path = DEFAULT_DIR) -> list[Migration]:
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise MigrationError(f"the migrations directory {directory} does not exist; set "
+                             "DBPULSE_MIGRATIONS_DIR (or --dir) to the right one")
+    migrations: dict[str, Migration] = {}
+    for path in sorted(directory.glob("*.sql")):
+        if path.name.endswith(".rollback.sql"):
+            continue
+        match = FILE_NAME.match(path.name)
+        if not match:
+            raise MigrationError(f"{path.name}: a migration is named NNNN_name.sql")
+        version, name = match.groups()
+        if version in migrations:
+            raise MigrationError(f"two migrations have version {version}: "
+                                 f"{migrations[version].path.name} and {path.name}")
+        text = _read(path)
+        rollback = path.with_name(path.name.removesuffix(".sql") + ".rollback.sql")
+        migration = Migration(version, name, path, rollback if rollback.exists() else None,
+                              hashlib.sha256(text.encode()).hexdigest())
+        migration.statements = parse_statements(text, path.name)
+        if migration.rollback_path:
+            migration.rollback_statements = parse_statements(_read(rollback), rollback.name)
+        migrations[version] = migration
+    return [migrations[v] for v in sorted(migrations, key=int)]
+
+
+# --- lint -------------------------------------------------------------------------------------
+
+LINT_EXPLAINED = {
+    "require-concurrent-index-creation": "Builds the index without CONCURRENTLY: writes to the "
+                                         "table wait until it finishes.",
+    "prefer-robust-stmts": "Cannot simply be re-run after a failure half-way (add IF NOT EXISTS "
+                           "/ IF EXISTS).",
+    "require-lock-timeout": "No lock_timeout in the file. DB Pulse sets one for every run, so "
+                            "this is covered when applied through DB Pulse.",
+    "require-statement-timeout": "No statement_timeout in the file. DB Pulse sets one suited to "
+                                 "index builds for every run.",
+    "disallowed-unique-constraint": "Adding a unique constraint scans the table under an "
+                                    "ACCESS EXCLUSIVE lock; build a unique index CONCURRENTLY "
+                                    "first.",
+    "adding-not-nullable-field": "Adding a NOT NULL column rewrites or scans the table under "
+                                 "an ACCESS EXCLUSIVE lock.",
+}
+
+
+def lint(migration: Migration) -> list[dict]:
+    """squawk's findings for a migration file, each explained in plain words."""
+    binary = shutil.which("squawk") or str(Path(__file__).resolve().parent.parent / ".venv"
+                                           / "bin" / "squawk")
+    if not Path(binary).exists():
+        return [{"rule": "squawk missing", "line": None,
+                 "explanation": "squawk is not installed (pip install squawk-cli)."}]
+    result = subprocess.run([binary, "--reporter", "json", str(migration.path)],
+                            capture_output=True, text=True, timeout=60)
+    try:
+        findings = json.loads(result.stdout or "[]")
+    except json.JSONDecodeError:
+        return [{"rule": "squawk failed", "line": None, "explanation": result.stderr.strip()}]
+    return [{"rule": f.get("rule_name"), "line": (f.get("line") or 0) + 1,
+             "explanation": LINT_EXPLAINED.get(f.get("rule_name"), f.get("message")),
+             "squawk": f.get("message")} for f in findings]
+
+
+# --- state ------------------------------------------------------------------------------------
+
+def ledger(conn: psycopg.Connection) -> pd.DataFrame:
+    if conn.execute("SELECT to_regclass('dbpulse.migration_runs')").fetchone()[0] is None:
+        return pd.DataFrame(columns=["version", "name", "direction", "checksum", "run_by",
+                                     "started_at", "finished_at", "outcome", "statements_total",
+                                     "statements_completed", "error"])
+    return to_frame(conn.execute("""
+        SELECT version, name, direction, checksum, run_by, started_at, finished_at, outcome,
+               statements_total, statements_completed, error
+        FROM dbpulse.migration_runs ORDER BY id DESC"""))
+
+
+def status(conn: psycopg.Connection, migrations: list[Migration]) -> pd.DataFrame:
+    """Per migration: pending, applied, failed (with how far it got) or changed since applied."""
+    runs = ledger(conn)
+    rows = []
+    for m in migrations:
+        mine = runs[runs["version"] == m.version]
+        last = mine.iloc[0] if len(mine) else None
+        if last is None or (last["direction"] == "rollback" and last["outcome"] == "ok"):
+            state = "pending"
+        elif last["outcome"] == "failed" or last["outcome"] == "running":
+            state = f"failed ({last['direction']})"
+        elif last["checksum"] != m.checksum:
+            state = "changed since applied"
+        else:
+            state = "applied"
+        rows.append({"version": m.version, "name": m.name, "state": state,
+                     "statements": len(m.statements),
+                     "completed": None if last is None else last["statements_completed"],
+                     "last_run_by": None if last is None else last["run_by"],
+                     "last_run_at": None if last is None else last["finished_at"],
+                     "error": None if last is None else last["error"],
+                     "has_rollback": m.rollback_path is not None})
+    return pd.DataFrame(rows)
+
+
+def plan(conn: psycopg.Connection, migration: Migration, rollback: bool = False) -> pd.DataFrame:
+    """Every statement with its lock, how it runs, and the size of the table it touches."""
+    rows = []
+    for number, s in enumerate(migration.rollback_statements if rollback
+                               else migration.statements, 1):
+        size = rows_estimate = None
+        if s.table and "," not in s.table:
+            found = conn.execute("""
+                SELECT pg_total_relation_size(c.oid), c.reltuples::bigint
+                FROM pg_class c WHERE c.oid = to_regclass(%s)""", (s.table,)).fetchone()
+            if found:
+                size, rows_estimate = found
+        rows.append({"#": number, "statement": s.text.strip().splitlines()[0][:120],
+                     "runs": "alone, autocommit" if s.autocommit else "in a transaction",
+                     "lock": s.lock, "table": s.table, "table_bytes": size,
+                     "table_rows": rows_estimate})
+    return pd.DataFrame(rows)
+
+
+# --- running ----------------------------------------------------------------------------------
+
+def refuse_pooler(dsn: str) -> None:
+    try:
+        port = int(conninfo.conninfo_to_dict(dsn).get("port") or 5432)
+    except (ValueError, psycopg.ProgrammingError):
+        return
+    if port in POOLER_PORTS:
+        raise MigrationError(
+            f"the admin connection uses port {port}, a transaction pooler (Supabase: Supavisor). "
+            "Migrations need a direct connection (port 5432): advisory locks, lock_timeout and "
+            "CONCURRENTLY index builds do not survive a pooler switching sessions.")
+
+
+def _lock(conn: psycopg.Connection) -> None:
+    if conn.execute("SELECT pg_try_advisory_lock(%s)", (RUN_LOCK_KEY,)).fetchone()[0]:
+        return
+    holder = conn.execute("""
+        SELECT a.usename, a.application_name, a.client_addr::text, a.backend_start
+        FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+        WHERE l.locktype = 'advisory' AND l.objid = %s AND l.granted LIMIT 1
+        """, (RUN_LOCK_KEY,)).fetchone()
+    who = (f"{holder[0]} ({holder[1] or 'unknown application'}"
+           f"{', ' + holder[2] if holder[2] else ''})") if holder else "another session"
+    raise MigrationError(f"a migration run is in progress by {who}; wait for it to finish")
+
+
+def _statement_counters(conn: psycopg.Connection) -> dict | None:
+    """queryid -> [calls, total ms] for the hot statements, for before/after comparisons."""
+    try:
+        rows = conn.execute("""
+            SELECT queryid, calls, total_exec_time FROM pg_stat_statements
+            WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+            ORDER BY calls DESC LIMIT 300""").fetchall()
+    except psycopg.Error:
+        return None
+    return {str(q): [c, round(t, 3)] for q, c, t in rows}
+
+
+def _index_is_valid(conn: psycopg.Connection, index: str) -> bool | None:
+    row = conn.execute("SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass(%s)",
+                       (index,)).fetchone()
+    return None if row is None else row[0]
+
+
+def _groups(statements: list[Statement], start: int) -> list[tuple[int, list[Statement]]]:
+    """Consecutive transactional statements together, autocommit ones alone; each group with
+    the index of its first statement."""
+    groups: list[tuple[int, list[Statement]]] = []
+    for i in range(start, len(statements)):
+        s = statements[i]
+        if s.autocommit or not groups or groups[-1][1][-1].autocommit:
+            groups.append((i, [s]))
+        else:
+            groups[-1][1].append(s)
+    return groups
+
+
+Progress = Callable[[str], None]
+
+
+def _run(conn, settings: Settings, migration: Migration, direction: str, actor: str,
+         progress: Progress) -> None:
+    statements = migration.statements if direction == "apply" else migration.rollback_statements
+    runs = ledger(conn)
+    last = runs[runs["version"] == migration.version]
+    last = last.iloc[0] if len(last) else None
+    start = 0
+    if last is not None and last["outcome"] == "failed" and last["direction"] == direction \
+            and last["checksum"] == migration.checksum:
+        start = int(last["statements_completed"])  # resume where the failed run stopped
+        progress(f"{migration.version}: resuming after statement {start}")
+    run_id = conn.execute("""
+        INSERT INTO dbpulse.migration_runs (version, name, direction, checksum, run_by,
+                                            statements_total, statements_completed,
+                                            statements_before)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
+        (migration.version, migration.name, direction, migration.checksum, actor,
+         len(statements), start, json.dumps(_statement_counters(conn)))).fetchone()[0]
+    completed = start
+    try:
+        for first, group in _groups(statements, start):
+            for offset, s in enumerate(group):
+                progress(f"{migration.version} [{first + offset + 1}/{len(statements)}] "
+                         f"{s.text.strip().splitlines()[0][:100]}")
+            if group[0].autocommit:
+                conn.execute(group[0].text)
+                if group[0].index_name and _index_is_valid(conn, group[0].index_name) is False:
+                    raise MigrationError(
+                        f"index {group[0].index_name} was left INVALID by the concurrent build. "
+                        f"Fix the cause, then DROP INDEX CONCURRENTLY IF EXISTS "
+                        f"{group[0].index_name}; and run again: the run continues here.")
+            else:
+                with conn.transaction():
+                    for s in group:
+                        conn.execute(s.text)
+            completed = first + len(group)
+            conn.execute("UPDATE dbpulse.migration_runs SET statements_completed = %s "
+                         "WHERE id = %s", (completed, run_id))
+    except (psycopg.Error, MigrationError) as exc:
+        message = str(exc).strip().splitlines()[0]
+        conn.execute("UPDATE dbpulse.migration_runs SET outcome = 'failed', finished_at = now(), "
+                     "error = %s WHERE id = %s",
+                     (f"statement {completed + 1}: {message}", run_id))
+        raise MigrationError(f"{migration.path.name if direction == 'apply' else 'rollback of ' + migration.version}: "
+                             f"statement {completed + 1} failed: {message}. {completed} of "
+                             f"{len(statements)} statements are done; the ledger says so, and "
+                             "the next run continues after them.") from exc
+    conn.execute("UPDATE dbpulse.migration_runs SET outcome = 'ok', finished_at = now(), "
+                 "statements_after = %s WHERE id = %s",
+                 (json.dumps(_statement_counters(conn)), run_id))
+
+
+def _prepare(conn, settings: Settings, actor: str, target: str, dsn: str) -> None:
+    require_dba(settings, "Running migrations")
+    refuse_pooler(dsn)
+    if not conn.autocommit:
+        raise MigrationError("migrations need an autocommit admin connection")
+    dbpulse_schema.install(conn, settings, actor=actor, target=target)
+    conn.execute("SELECT set_config('lock_timeout', %s, false), "
+                 "set_config('statement_timeout', '0', false)",  # index builds take long
+                 (str(settings.admin_lock_timeout_ms),))
+
+
+def apply(conn: psycopg.Connection, settings: Settings, migrations: list[Migration], *,
+          actor: str, target: str, dsn: str, up_to: str | None = None,
+          progress: Progress = lambda message: None) -> list[str]:
+    """Apply the pending (or failed) migrations in order, up to a version if given. Stops at
+    the first failure. Returns the versions applied."""
+    _prepare(conn, settings, actor, target, dsn)
+    _lock(conn)
+    applied = []
+    try:
+        states = status(conn, migrations).set_index("version")["state"]
+        for m in migrations:
+            if up_to is not None and int(m.version) > int(up_to):
+                break
+            state = states[m.version]
+            if state == "applied":
+                continue
+            if state == "changed since applied":
+                raise MigrationError(f"{m.path.name} changed since it was applied (checksum "
+                                     "differs): roll it back first or restore the file")
+            with audit.audited(conn, actor=actor, role=settings.role, action="migrate_apply",
+                               target=target, object_name=m.path.name):
+                _run(conn, settings, m, "apply", actor, progress)
+            applied.append(m.version)
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (RUN_LOCK_KEY,))
+    return applied
+
+
+def rollback(conn: psycopg.Connection, settings: Settings, migrations: list[Migration], *,
+             actor: str, target: str, dsn: str, to: str | None = None,
+             progress: Progress = lambda message: None) -> list[str]:
+    """Roll back the last applied migration, or every applied one after version `to`."""
+    _prepare(conn, settings, actor, target, dsn)
+    _lock(conn)
+    done = []
+    try:
+        states = status(conn, migrations).set_index("version")["state"]
+        candidates = [m for m in reversed(migrations)
+                      if states[m.version] != "pending"
+                      and (to is None or int(m.version) > int(to))]
+        if to is None:
+            candidates = candidates[:1]
+        for m in candidates:
+            if m.rollback_path is None:
+                raise MigrationError(f"{m.path.name} has no rollback file")
+            with audit.audited(conn, actor=actor, role=settings.role, action="migrate_rollback",
+                               target=target, object_name=m.rollback_path.name):
+                _run(conn, settings, m, "rollback", actor, progress)
+            done.append(m.version)
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (RUN_LOCK_KEY,))
+    return done
