@@ -134,8 +134,9 @@ def parse_statements(text: str, name: str) -> list[Statement]:
     try:
         pieces = [p for p in split(text, with_parser=True) if p.strip()]
     except ParseError as exc:
-        line = text[:exc.location].count("\n") + 1 if getattr(exc, "location", None) else "?"
-        raise MigrationError(f"{name}: SQL syntax error near line {line}: {exc}") from exc
+        location = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else None
+        line = text[:location].count("\n") + 1 if location is not None else "?"
+        raise MigrationError(f"{name}: SQL syntax error near line {line}: {exc.args[0]}") from exc
     if not pieces:
         raise MigrationError(f"{name} contains no SQL statement")
     statements = []
@@ -164,9 +165,10 @@ def discover(directory: Path = DEFAULT_DIR) -> list[Migration]:
         if not match:
             raise MigrationError(f"{path.name}: a migration is named NNNN_name.sql")
         version, name = match.groups()
-        if version in migrations:
-            raise MigrationError(f"two migrations have version {version}: "
-                                 f"{migrations[version].path.name} and {path.name}")
+        clash = next((m for m in migrations.values() if int(m.version) == int(version)), None)
+        if clash:
+            raise MigrationError(f"two migrations have version {int(version)}: "
+                                 f"{clash.path.name} and {path.name}")
         text = _read(path)
         rollback = path.with_name(path.name.removesuffix(".sql") + ".rollback.sql")
         migration = Migration(version, name, path, rollback if rollback.exists() else None,

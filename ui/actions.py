@@ -127,3 +127,24 @@ def install_event_trigger(target: Target, settings: Settings) -> Loaded:
 
     return _admin_action(target, settings, lambda conn: matviews.install_event_trigger(
         conn, settings, actor=actor(), target=target.name))
+
+
+def run_migrations(target: Target, settings: Settings, direction: str, until: str | None,
+                   progress) -> Loaded:
+    """Apply (up to a version) or roll back (to a version, or the last one)."""
+    from queries import migrations
+
+    try:
+        found = migrations.discover(migrations.migrations_dir(settings))
+        with admin_connection(target.admin_url, settings) as conn:
+            if direction == "apply":
+                return Loaded(migrations.apply(conn, settings, found, actor=actor(),
+                                               target=target.name, dsn=target.admin_url,
+                                               up_to=until, progress=progress))
+            return Loaded(migrations.rollback(conn, settings, found, actor=actor(),
+                                              target=target.name, dsn=target.admin_url,
+                                              to=until, progress=progress))
+    except migrations.MigrationError as exc:
+        return Loaded(problem=DatabaseProblem("migration", str(exc)))
+    except DatabaseProblem as exc:
+        return Loaded(problem=exc)

@@ -194,3 +194,22 @@ def redis_page_data(url: str, settings: Settings) -> Loaded:
     except redis_cache.redis.RedisError as exc:  # e.g. the server went away mid-sampling
         value, problem = None, redis_cache.describe_error(exc, url)
     return Loaded(value, problem, datetime.now(timezone.utc), time.monotonic() - t0)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def migrations_data(dsn: str, settings: Settings) -> Loaded:
+    from queries import migrations
+
+    try:
+        found = migrations.discover(migrations.migrations_dir(settings))
+    except migrations.MigrationError as exc:
+        return Loaded(problem=DatabaseProblem("migrations", str(exc)))
+
+    def load(conn):
+        states = migrations.status(conn, found)
+        pending = set(states[states["state"] != "applied"]["version"])
+        return {"migrations": found, "status": states, "ledger": migrations.ledger(conn),
+                "plans": {m.version: migrations.plan(conn, m) for m in found
+                          if m.version in pending},
+                "lint": {m.version: migrations.lint(m) for m in found}}
+    return _load(dsn, settings, load)

@@ -1,0 +1,241 @@
+"""The migration runner against a real PostgreSQL: the prepared migrations on the demo, failures
+mid-file with an exact ledger, an INVALID index fixed and resumed, two runners, drift, bad files."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import psycopg
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from demo import loader
+from queries import migrations
+from queries.connections import admin_connection
+from queries.roles import PermissionDenied
+from tests.conftest import PROJECT_ROOT
+
+PLAN_OBJECTS = ["idx_message_events_user_status_created", "idx_leads_p_score_scored_at",
+                "mv_rlhf_sessions_daily", "mv_hot_leads", "idx_social_engagement_lead"]
+
+
+@pytest.fixture
+def demo_db(scratch_database):
+    loader.load(scratch_database, "small")
+    return scratch_database
+
+
+def _apply(url, settings, found, **kw):
+    with admin_connection(url, settings) as conn:
+        return migrations.apply(conn, settings, found, actor="tester", target="t", dsn=url, **kw)
+
+
+def _rollback(url, settings, found, **kw):
+    with admin_connection(url, settings) as conn:
+        return migrations.rollback(conn, settings, found, actor="tester", target="t", dsn=url,
+                                   **kw)
+
+
+def _exists(url, name):
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"public.{name}",)
+                            ).fetchone()[0]
+
+
+def _runs(url):
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT version, direction, outcome, statements_completed, "
+                            "statements_total FROM dbpulse.migration_runs ORDER BY id").fetchall()
+
+
+def _status(url, settings, found):
+    with admin_connection(url, settings) as conn:
+        return dict(migrations.status(conn, found)[["version", "state"]].values)
+
+
+def test_prepared_migrations_apply_and_roll_back_on_the_demo(demo_db, dba_settings):
+    found = migrations.discover()
+    assert [m.version for m in found] == ["0001", "0002", "0003", "0004"]
+    assert _apply(demo_db, dba_settings, found) == ["0001", "0002", "0003", "0004"]
+    assert all(_exists(demo_db, name) for name in PLAN_OBJECTS)
+    with psycopg.connect(demo_db) as conn:
+        invalid = conn.execute("SELECT count(*) FROM pg_index WHERE NOT indisvalid").fetchone()[0]
+        user = conn.execute("SELECT id FROM users ORDER BY idx LIMIT 1").fetchone()[0]
+        stats = conn.execute("SELECT * FROM calculate_lead_event_stats(%s, now() - interval "
+                             "'14 days', now() - interval '7 days')", (user,)).fetchone()
+        conn.execute("SELECT refresh_analytics_mvs()")
+    assert invalid == 0 and stats[4] >= 0
+    assert set(_status(demo_db, dba_settings, found).values()) == {"applied"}
+    assert _apply(demo_db, dba_settings, found) == []  # nothing twice
+    assert _rollback(demo_db, dba_settings, found, to="0") == ["0004", "0003", "0002", "0001"]
+    assert not any(_exists(demo_db, name) for name in PLAN_OBJECTS)
+    assert set(_status(demo_db, dba_settings, found).values()) == {"pending"}
+    with psycopg.connect(demo_db) as conn:
+        audit = conn.execute("SELECT action, outcome FROM dbpulse.audit_log WHERE action LIKE "
+                             "'migrate_%' ORDER BY id").fetchall()
+    assert audit == [("migrate_apply", "ok")] * 4 + [("migrate_rollback", "ok")] * 4
+
+
+def _dir(tmp_path, files: dict) -> list:
+    folder = tmp_path / "migrations"
+    folder.mkdir(exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_bytes(text if isinstance(text, bytes) else text.encode())
+    return folder
+
+
+def test_failure_mid_file_stops_with_an_exact_ledger_and_resumes(demo_db, dba_settings,
+                                                                  tmp_path):
+    folder = _dir(tmp_path, {"0001_three.sql": (
+        "CREATE TABLE step_one (id int);\n"
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS step_two ON leads (source);\n"
+        "INSERT INTO no_such_table VALUES (1);\n"
+        "CREATE TABLE step_four (id int);\n")})
+    found = migrations.discover(folder)
+    with pytest.raises(migrations.MigrationError, match="statement 3 failed.*2 of 4"):
+        _apply(demo_db, dba_settings, found)
+    assert _runs(demo_db) == [("0001", "apply", "failed", 2, 4)]
+    assert _exists(demo_db, "step_one") and _exists(demo_db, "step_two")
+    assert not _exists(demo_db, "step_four")
+    assert _status(demo_db, dba_settings, found)["0001"] == "failed (apply)"
+    # the fix: the table exists now; the re-run starts at statement 3
+    with psycopg.connect(demo_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE no_such_table (id int)")
+    assert _apply(demo_db, dba_settings, found) == ["0001"]
+    assert _runs(demo_db)[-1] == ("0001", "apply", "ok", 4, 4)
+    with psycopg.connect(demo_db) as conn:
+        assert conn.execute("SELECT count(*) FROM no_such_table").fetchone()[0] == 1
+
+
+def test_invalid_concurrent_unique_index_is_detected_fixed_and_resumed(demo_db, dba_settings,
+                                                                        tmp_path):
+    folder = _dir(tmp_path, {"0001_unique.sql": (
+        "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS idx_contacts_company_unique "
+        "ON contacts (status);\n"
+        "CREATE TABLE after_the_index (id int);\n")})
+    found = migrations.discover(folder)
+    with pytest.raises(migrations.MigrationError, match="duplicate|could not create"):
+        _apply(demo_db, dba_settings, found)
+    with psycopg.connect(demo_db) as conn:
+        valid = conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = "
+                             "'idx_contacts_company_unique'::regclass").fetchone()[0]
+    assert valid is False and _runs(demo_db)[-1][2:4] == ("failed", 0)
+    # IF NOT EXISTS would now skip the INVALID index: the runner must notice it
+    with pytest.raises(migrations.MigrationError, match="INVALID.*DROP INDEX CONCURRENTLY"):
+        _apply(demo_db, dba_settings, found)
+    with psycopg.connect(demo_db, autocommit=True) as conn:  # the fix: dedupe, drop, re-run
+        conn.execute("UPDATE contacts SET status = status || ' #' || id")
+        conn.execute("DROP INDEX CONCURRENTLY IF EXISTS idx_contacts_company_unique")
+    assert _apply(demo_db, dba_settings, found) == ["0001"]
+    assert _exists(demo_db, "after_the_index")
+
+
+def test_a_second_runner_is_refused_and_told_by_whom(demo_db, dba_settings):
+    with psycopg.connect(demo_db, autocommit=True, application_name="other-runner") as other:
+        other.execute("SELECT pg_advisory_lock(%s)", (migrations.RUN_LOCK_KEY,))
+        with pytest.raises(migrations.MigrationError, match="in progress by postgres "
+                                                            r"\(other-runner"):
+            _apply(demo_db, dba_settings, migrations.discover())
+    assert not _exists(demo_db, "idx_message_events_user_status_created")
+
+
+def test_checksum_drift_is_detected_and_refused(demo_db, dba_settings, tmp_path):
+    folder = _dir(tmp_path, {"0001_a.sql": "CREATE TABLE drift_a (id int);\n"})
+    _apply(demo_db, dba_settings, migrations.discover(folder))
+    (folder / "0001_a.sql").write_text("CREATE TABLE drift_a (id bigint);\n")
+    found = migrations.discover(folder)
+    assert _status(demo_db, dba_settings, found)["0001"] == "changed since applied"
+    with pytest.raises(migrations.MigrationError, match="changed since it was applied"):
+        _apply(demo_db, dba_settings, found)
+
+
+def test_viewer_cannot_apply(demo_db, settings):
+    with pytest.raises(PermissionDenied):
+        _apply(demo_db, settings, migrations.discover())
+    with psycopg.connect(demo_db) as conn:
+        assert conn.execute("SELECT to_regclass('dbpulse.migration_runs')").fetchone()[0] is None
+
+
+def test_transaction_pooler_port_is_refused(dba_settings):
+    with pytest.raises(migrations.MigrationError, match="transaction pooler"):
+        migrations.refuse_pooler("postgresql://postgres:x@db.example.supabase.co:6543/postgres")
+    migrations.refuse_pooler("postgresql://postgres:x@db.example.supabase.co:5432/postgres")
+
+
+@pytest.mark.parametrize("files,message", [
+    ({"0001_a.sql": "CREATE TABLE a (id int);\nSELEC 1;\n"}, "syntax error near line 2"),
+    ({"0001_a.sql": "BEGIN;\nCREATE TABLE a (id int);\nCOMMIT;\n"}, "transaction control"),
+    ({"0001_a.sql": "BEGIN;\nCREATE INDEX CONCURRENTLY a ON t (x);\nCOMMIT;\n"},
+     "CREATE INDEX CONCURRENTLY cannot run inside"),
+    ({"0001_a.sql": "-- nothing here\n"}, "contains no SQL statement"),
+    ({"0001_a.sql": b"CREATE TABLE caf\xe9 (id int);\n"}, "not UTF-8"),
+    ({"0001_a.sql": "SELECT 1;", "001_b.sql": "SELECT 2;"}, "two migrations have version"),
+    ({"first.sql": "SELECT 1;"}, "NNNN_name.sql"),
+])
+def test_bad_migration_files(tmp_path, files, message):
+    with pytest.raises(migrations.MigrationError, match=message):
+        migrations.discover(_dir(tmp_path, files))
+
+
+def test_missing_directory(tmp_path):
+    with pytest.raises(migrations.MigrationError, match="does not exist"):
+        migrations.discover(tmp_path / "nope")
+
+
+def test_plan_and_lint(demo_db, dba_settings):
+    found = migrations.discover()
+    with admin_connection(demo_db, dba_settings) as conn:
+        plan = migrations.plan(conn, found[0])
+    first = plan.iloc[0]
+    assert first["runs"] == "alone, autocommit" and first["table"] == "public.message_events"
+    assert "reads and writes go on" in first["lock"] and first["table_rows"] > 0
+    rules = {f["rule"] for f in migrations.lint(found[0])}
+    assert rules and "require-concurrent-index-creation" not in rules  # all CONCURRENTLY
+
+
+def test_cli_migrate(demo_db):
+    env = {**os.environ, "DATABASE_URL": demo_db, "DBPULSE_SECRETS_FILE": "/nonexistent"}
+    env.pop("DATABASE_ADMIN_URL", None)
+
+    def cli(*args):
+        return subprocess.run([sys.executable, str(PROJECT_ROOT / "cli.py"), "migrate", *args],
+                              env=env, capture_output=True, text=True, timeout=300)
+
+    assert "0001" in cli("plan").stdout
+    applied = cli("apply", "--up-to", "0001")
+    assert applied.returncode == 0 and "applied: 0001" in applied.stdout
+    assert "[13/13]" in applied.stdout
+    status = cli("status").stdout
+    assert "phase1_indexes applied" in " ".join(status.split())
+    assert cli("rollback").returncode == 0
+    missing = cli("status", "--dir", "/nonexistent/migrations")
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def test_migrations_page_apply_as_dba(demo_db, redis_url, monkeypatch, tmp_path):
+    monkeypatch.setenv("DBPULSE_SECRETS_FILE", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("DATABASE_URL", demo_db)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("DBPULSE_ROLE", "dba")
+    st.cache_data.clear()
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("views/migrations.py").run()
+    assert not at.exception, at.exception
+    [version] = [s for s in at.selectbox if s.label.startswith("Apply pending")]
+    version.set_value("0001").run()
+    [apply] = [b for b in at.button if b.label == "Apply"]
+    apply.click().run()
+    assert not at.exception, at.exception
+    assert any("Applied: 0001" in s.value for s in at.success)
+    assert _exists(demo_db, "idx_message_events_user_status_created")
+    assert not _exists(demo_db, "mv_hot_leads")
+    monkeypatch.setenv("DBPULSE_ROLE", "viewer")
+    st.cache_data.clear()
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("views/migrations.py").run()
+    assert not [b for b in at.button if b.label == "Apply"]
+    st.cache_data.clear()
