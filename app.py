@@ -15,6 +15,7 @@ PAGES = [
     st.Page("views/matviews.py", title="Materialized views", icon=":material/table_view:"),
     st.Page("views/redis.py", title="Redis cache", icon=":material/bolt:"),
     st.Page("views/migrations.py", title="Migrations", icon=":material/construction:"),
+    st.Page("views/plan.py", title="Optimization plan", icon=":material/flag:"),
     st.Page("views/activity.py", title="Activity", icon=":material/groups:"),
 ]
 

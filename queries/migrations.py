@@ -303,12 +303,16 @@ def _lock(conn: psycopg.Connection) -> None:
 
 def _statement_counters(conn: psycopg.Connection) -> dict | None:
     """queryid -> [calls, total ms] for the hot statements, for before/after comparisons."""
+    schema = conn.execute("SELECT extnamespace::regnamespace::text FROM pg_extension "
+                          "WHERE extname = 'pg_stat_statements'").fetchone()
+    if schema is None:
+        return None
     try:
-        rows = conn.execute("""
-            SELECT queryid, calls, total_exec_time FROM pg_stat_statements
+        rows = conn.execute(f"""
+            SELECT queryid, calls, total_exec_time FROM {schema[0]}.pg_stat_statements
             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
             ORDER BY calls DESC LIMIT 300""").fetchall()
-    except psycopg.Error:
+    except psycopg.Error:  # installed but not preloaded
         return None
     return {str(q): [c, round(t, 3)] for q, c, t in rows}
 

@@ -148,3 +148,44 @@ def test_matview_refresh_button_by_role(dashboard, database_url):
             assert conn.execute("SELECT count(*) FROM dbpulse.matview_refresh_log WHERE "
                                 "view_name = 'mv_deal_pipeline' AND recorded_by = 'dbpulse'"
                                 ).fetchone()[0] >= 1
+
+
+@pytest.mark.parametrize("dashboard", ["dba"], indirect=True)
+def test_apply_phase_1_in_chromium(dashboard, database_url):
+    """Apply phase 1 from the Migrations page as a DBA, then roll it back so the shared demo
+    database stays as the other tests expect it."""
+    from playwright.sync_api import sync_playwright
+
+    import psycopg
+
+    from queries import migrations
+    from queries.config import Settings
+    from queries.connections import admin_connection
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{dashboard}/migrations", wait_until="domcontentloaded")
+            page.get_by_role("button", name="Apply", exact=True).wait_for(timeout=60_000)
+            page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
+                                   timeout=60_000)
+            page.get_by_text("Apply pending migrations up to").wait_for()
+            page.locator("[data-testid=stSelectbox]", has_text="Apply pending").click()
+            page.get_by_role("option", name="0001").click()
+            page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
+                                   timeout=60_000)
+            page.get_by_role("button", name="Apply", exact=True).click()
+            page.get_by_text("Applied: 0001").wait_for(timeout=120_000)
+        finally:
+            browser.close()
+    try:
+        with psycopg.connect(database_url) as conn:
+            assert conn.execute("SELECT to_regclass('idx_message_events_user_status_created') "
+                                "IS NOT NULL").fetchone()[0]
+            assert conn.execute("SELECT to_regclass('mv_hot_leads')").fetchone()[0] is None
+    finally:
+        settings = Settings(role="dba")
+        with admin_connection(database_url, settings) as conn:
+            migrations.rollback(conn, settings, migrations.discover(), actor="test",
+                                target="t", dsn=database_url, to="0")

@@ -239,3 +239,44 @@ def test_migrations_page_apply_as_dba(demo_db, redis_url, monkeypatch, tmp_path)
     at.switch_page("views/migrations.py").run()
     assert not [b for b in at.button if b.label == "Apply"]
     st.cache_data.clear()
+
+
+def test_plan_tracker_objects_and_before_after(demo_db, dba_settings, settings):
+    from demo.workload import Workload
+    from queries import capabilities, plan_tracker
+    from queries.connections import monitoring_connection
+
+    with psycopg.connect(demo_db, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    workload = Workload(demo_db, None, seed=5)
+    workload.run(rate_per_s=300, duration_s=2)
+    found = migrations.discover()
+    _apply(demo_db, dba_settings, found, up_to="0001")
+    workload.run(rate_per_s=300, duration_s=2)
+    workload.close()
+    with monitoring_connection(demo_db, settings) as conn:
+        objects = plan_tracker.object_status(conn, found).set_index("name")
+        pss = capabilities.detect(conn).extension("pg_stat_statements")
+        table = plan_tracker.hot_queries_before_after(
+            conn, pss, plan_tracker.latest_apply(conn, "0001")).set_index("query")
+    phase1 = objects[objects["version"] == "0001"]
+    assert len(phase1) == 13 and phase1["present"].all() and phase1["valid"].all()
+    assert not objects[objects["version"] == "0002"]["present"].any()
+    assert objects.loc["public.idx_message_events_user_status_created", "used"]
+    q1 = table.loc["Q1 message events list"]
+    assert q1["calls_before"] > 0 and q1["calls_after"] > 0
+    assert q1["mean_ms_before"] > 0 and q1["mean_ms_after"] > 0
+
+
+def test_plan_page(demo_db, redis_url, monkeypatch, tmp_path):
+    monkeypatch.setenv("DBPULSE_SECRETS_FILE", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("DATABASE_URL", demo_db)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    st.cache_data.clear()
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("views/plan.py").run()
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Migrations applied"] == "0 / 4" and metrics["Present"] == "0 / 31"
+    st.cache_data.clear()

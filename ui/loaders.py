@@ -213,3 +213,31 @@ def migrations_data(dsn: str, settings: Settings) -> Loaded:
                           if m.version in pending},
                 "lint": {m.version: migrations.lint(m) for m in found}}
     return _load(dsn, settings, load)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def plan_data(dsn: str, settings: Settings) -> Loaded:
+    from queries import matviews, migrations, plan_tracker
+
+    try:
+        found = migrations.discover(migrations.migrations_dir(settings))
+    except migrations.MigrationError as exc:
+        return Loaded(problem=DatabaseProblem("migrations", str(exc)))
+
+    def load(conn):
+        caps = capabilities.detect(conn)
+        pss = caps.extension("pg_stat_statements")
+        objects = plan_tracker.object_status(conn, found)
+        views = matviews.list_matviews(conn, settings.matview_max_age_minutes)
+        planned_views = set(objects[objects["kind"] == "materialized view"]["name"]) \
+            if not objects.empty else set()
+        if not views.empty:
+            views = views[[f"{r.schema_name}.{r.view_name}" in planned_views
+                           for r in views.itertuples()]]
+        return {"status": migrations.status(conn, found), "objects": objects, "views": views,
+                "kpi": statements.slow_query_kpi(conn, pss, settings.kpi_slow_ms)
+                if caps.has_pg_stat_statements else None,
+                "before_after": {m.version: plan_tracker.hot_queries_before_after(
+                    conn, pss, plan_tracker.latest_apply(conn, m.version))
+                    for m in found} if caps.has_pg_stat_statements else {}}
+    return _load(dsn, settings, load)

@@ -1,0 +1,83 @@
+"""The optimization plan tracker: its phases, the objects it creates (present, valid, used),
+the seeds' KPIs next to the measured values, and the hot queries before and after."""
+
+import streamlit as st
+
+from ui import loaders
+from ui.format import human_bytes, percent, state_for_ratio
+from ui.widgets import judged_metric, require_target, show_problem
+
+st.title("Optimization plan")
+target, settings = require_target()
+loaded = loaders.plan_data(target.database_url, settings)
+if not loaded.ok:
+    show_problem("The plan cannot be tracked", loaded)
+    st.stop()
+data = loaded.value
+
+st.subheader("KPIs")
+cols = st.columns(4)
+kpi = data["kpi"]
+share = kpi.share if kpi else None
+judged_metric(cols[0], "Calls slower than 1 s", percent(share),
+              "grey" if share is None else "green" if share < settings.kpi_slow_share_target
+              else "red", f"< {percent(settings.kpi_slow_share_target, 0)}")
+redis_rate = None
+if target.redis_url:
+    redis = loaders.redis_overview(target.redis_url)
+    redis_rate = redis.value.hit_rate if redis.ok else None
+judged_metric(cols[1], "Redis hit rate", percent(redis_rate),
+              state_for_ratio(redis_rate, settings.redis_hit_rate_target, 0.10),
+              f"> {percent(settings.redis_hit_rate_target, 0)}")
+views = data["views"]
+oldest = views["age_minutes"].max() if len(views) else None
+view_state = ("grey" if oldest is None or oldest != oldest else
+              "green" if oldest <= settings.matview_max_age_minutes else "red")
+judged_metric(cols[2], "Oldest plan view", "n/a" if view_state == "grey" else f"{oldest:.0f} min",
+              view_state, f"≤ {settings.matview_max_age_minutes:g} min")
+status = data["status"]
+done = int((status["state"] == "applied").sum())
+cols[3].metric("Migrations applied", f"{done} / {len(status)}",
+               help="Dashboard p95 < 500 ms is measured by the application, not the database.")
+
+st.subheader("Phases")
+st.dataframe(status[["version", "name", "state", "completed", "statements", "last_run_by",
+                     "last_run_at"]], hide_index=True, width="stretch")
+st.page_link("views/migrations.py", label="Apply or roll back on the Migrations page",
+             icon=":material/arrow_forward:")
+
+st.subheader("Planned objects")
+objects = data["objects"]
+if not objects.empty:
+    present = objects[objects["present"]]
+    unused = present[~present["used"]]
+    cols = st.columns(3)
+    cols[0].metric("Present", f"{len(present)} / {len(objects)}")
+    cols[1].metric("Invalid", int((objects["valid"] == False).sum()))  # noqa: E712
+    cols[2].metric("Present but never used", len(unused),
+                   help="Index scans, reads of a view, calls of a function since the statistics "
+                        "began. An object the plan's own queries never use costs writes for "
+                        "nothing.")
+    st.dataframe(objects.assign(size=objects["size_bytes"].map(
+        lambda b: human_bytes(b) if b == b and b is not None else "")).drop(
+        columns=["size_bytes"]), hide_index=True, width="stretch")
+    if len(unused):
+        st.warning("Never used so far: " + ", ".join(unused["name"]) + ". Give the workload "
+                   "time; if it stays so, the object is a candidate for the rollback.")
+
+st.subheader("Hot queries before and after")
+before_after = data["before_after"]
+applied = [v for v in status[status["state"] == "applied"]["version"] if v in before_after]
+if not before_after:
+    st.info("pg_stat_statements is not available here, so query times cannot be compared.")
+elif not applied:
+    st.caption("Apply a migration: DB Pulse records the query statistics when it starts and "
+               "ends, and compares the calls since with the calls before.")
+else:
+    version = st.selectbox("Migration", applied, index=0)
+    st.caption("Before: mean over all calls up to the migration's start. After: mean over the "
+               "calls since it finished.")
+    st.dataframe(before_after[version], hide_index=True, width="stretch", column_config={
+        "mean_ms_before": st.column_config.NumberColumn("mean ms before", format="%.2f"),
+        "mean_ms_after": st.column_config.NumberColumn("mean ms after", format="%.2f"),
+        "change": st.column_config.NumberColumn("change", format="percent")})
