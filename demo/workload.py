@@ -30,6 +30,7 @@ class WorkloadStats:
     cache_hits: int = 0
     cache_misses: int = 0
     errors: int = 0
+    slowest_operation_s: float = 0.0
     by_operation: dict[str, int] = field(default_factory=dict)
 
 
@@ -262,12 +263,15 @@ class Workload:
     def step(self) -> str:
         names, weights = zip(*self.OPERATIONS)
         name = self.rng.choices(names, weights)[0]
+        started = time.monotonic()
         try:
             getattr(self, name)()
         except (psycopg.Error, redis.RedisError):
             self.stats.errors += 1
             if self.db.closed:
                 raise
+        self.stats.slowest_operation_s = max(self.stats.slowest_operation_s,
+                                             time.monotonic() - started)
         self.stats.operations += 1
         self.stats.by_operation[name] = self.stats.by_operation.get(name, 0) + 1
         return name

@@ -280,3 +280,26 @@ def test_plan_page(demo_db, redis_url, monkeypatch, tmp_path):
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Migrations applied"] == "0 / 4" and metrics["Present"] == "0 / 31"
     st.cache_data.clear()
+
+
+def test_apply_all_phases_while_the_workload_runs(demo_db, dba_settings):
+    """The plan's promise of no downtime: with the application's workload running, applying
+    phases 1-3 makes no workload statement fail."""
+    import threading
+
+    from demo.workload import Workload
+
+    workload = Workload(demo_db, None, seed=11)
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(
+        stats=workload.run(rate_per_s=50, duration_s=8)))
+    thread.start()
+    try:
+        assert _apply(demo_db, dba_settings, migrations.discover()) == ["0001", "0002", "0003",
+                                                                         "0004"]
+    finally:
+        thread.join(60)
+        workload.close()
+    stats = result["stats"]
+    assert stats.operations > 100 and stats.errors == 0
+    print(f"slowest workload operation during the apply: {stats.slowest_operation_s:.3f} s")
