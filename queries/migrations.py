@@ -317,6 +317,45 @@ def _statement_counters(conn: psycopg.Connection) -> dict | None:
     return {str(q): [c, round(t, 3)] for q, c, t in rows}
 
 
+Progress = Callable[[str], None]
+
+
+class IndexBuildProgress:
+    """While an index builds, report pg_stat_progress_create_index from a second connection
+    every second: the build's phase and how many blocks or tuples of how many are done."""
+
+    def __init__(self, dsn: str, builder_pid: int, progress: Progress):
+        import threading
+
+        self.dsn, self.pid, self.progress = dsn, builder_pid, progress
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(5)
+
+    def _poll(self) -> None:
+        try:
+            with psycopg.connect(self.dsn, autocommit=True, connect_timeout=5) as conn:
+                while not self.stop.wait(1.0):
+                    row = conn.execute("""
+                        SELECT phase, blocks_done, blocks_total, tuples_done, tuples_total
+                        FROM pg_stat_progress_create_index WHERE pid = %s""",
+                                       (self.pid,)).fetchone()
+                    if row:
+                        phase, bd, bt, td, tt = row
+                        done = (f"{bd:,} of {bt:,} blocks" if bt else
+                                f"{td:,} of {tt:,} tuples" if tt else "")
+                        self.progress(f"    index build: {phase} {done}".rstrip())
+        except psycopg.Error:
+            return  # progress is a nicety; the build itself is what counts
+
+
 def _index_is_valid(conn: psycopg.Connection, index: str) -> bool | None:
     row = conn.execute("SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass(%s)",
                        (index,)).fetchone()
@@ -336,11 +375,8 @@ def _groups(statements: list[Statement], start: int) -> list[tuple[int, list[Sta
     return groups
 
 
-Progress = Callable[[str], None]
-
-
 def _run(conn, settings: Settings, migration: Migration, direction: str, actor: str,
-         progress: Progress) -> None:
+         progress: Progress, dsn: str | None = None) -> None:
     statements = migration.statements if direction == "apply" else migration.rollback_statements
     runs = ledger(conn)
     last = runs[runs["version"] == migration.version]
@@ -364,7 +400,11 @@ def _run(conn, settings: Settings, migration: Migration, direction: str, actor: 
                 progress(f"{migration.version} [{first + offset + 1}/{len(statements)}] "
                          f"{s.text.strip().splitlines()[0][:100]}")
             if group[0].autocommit:
-                conn.execute(group[0].text)
+                if group[0].index_name and dsn:
+                    with IndexBuildProgress(dsn, conn.info.backend_pid, progress):
+                        conn.execute(group[0].text)
+                else:
+                    conn.execute(group[0].text)
                 if group[0].index_name and _index_is_valid(conn, group[0].index_name) is False:
                     raise MigrationError(
                         f"index {group[0].index_name} was left INVALID by the concurrent build. "
@@ -423,7 +463,7 @@ def apply(conn: psycopg.Connection, settings: Settings, migrations: list[Migrati
                                      "differs): roll it back first or restore the file")
             with audit.audited(conn, actor=actor, role=settings.role, action="migrate_apply",
                                target=target, object_name=m.path.name):
-                _run(conn, settings, m, "apply", actor, progress)
+                _run(conn, settings, m, "apply", actor, progress, dsn)
             applied.append(m.version)
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (RUN_LOCK_KEY,))
@@ -449,7 +489,7 @@ def rollback(conn: psycopg.Connection, settings: Settings, migrations: list[Migr
                 raise MigrationError(f"{m.path.name} has no rollback file")
             with audit.audited(conn, actor=actor, role=settings.role, action="migrate_rollback",
                                target=target, object_name=m.rollback_path.name):
-                _run(conn, settings, m, "rollback", actor, progress)
+                _run(conn, settings, m, "rollback", actor, progress, dsn)
             done.append(m.version)
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (RUN_LOCK_KEY,))
