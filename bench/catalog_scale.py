@@ -23,8 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psycopg  # noqa: E402
 
 from demo.stack import PROJECT_ROOT, EmbeddedStack, create_database, free_port  # noqa: E402
-from queries import (activity, bloat, cache, capabilities, checks, indexes,  # noqa: E402
-                     statements, vacuum)
+from queries import activity, bloat, cache, capabilities, checks, indexes, statements, vacuum  # noqa: E402
 from queries.config import Settings  # noqa: E402
 from queries.connections import open_monitoring  # noqa: E402
 

@@ -192,19 +192,22 @@ def index_fix_sql(schema: str, index: str) -> str:
     return f"REINDEX INDEX CONCURRENTLY {qualified(schema, index)};"
 
 
+def _exact(admin_conn: psycopg.Connection, settings: Settings, function: str, schema: str,
+           name: str, extension_schema: str) -> dict:
+    require_dba(settings, "Measuring exact bloat")
+    cur = admin_conn.execute(sql.SQL("SELECT * FROM {}.{}({}::regclass)").format(
+        sql.Identifier(extension_schema), sql.Identifier(function),
+        sql.Literal(qualified(schema, name))))
+    return dict(zip([c.name for c in cur.description], cur.fetchone()))
+
+
 def exact_table_bloat(admin_conn: psycopg.Connection, settings: Settings, schema: str,
                       table: str, extension_schema: str = "public") -> dict:
     """pgstattuple_approx on one table (DBA action: it reads the relation)."""
-    require_dba(settings, "Measuring exact bloat")
-    cur = admin_conn.execute(sql.SQL("SELECT * FROM {}.pgstattuple_approx({}::regclass)").format(
-        sql.Identifier(extension_schema), sql.Literal(qualified(schema, table))))
-    return dict(zip([c.name for c in cur.description], cur.fetchone()))
+    return _exact(admin_conn, settings, "pgstattuple_approx", schema, table, extension_schema)
 
 
 def exact_index_bloat(admin_conn: psycopg.Connection, settings: Settings, schema: str,
                       index: str, extension_schema: str = "public") -> dict:
     """pgstatindex on one B-tree index (DBA action: it reads the whole index)."""
-    require_dba(settings, "Measuring exact index bloat")
-    cur = admin_conn.execute(sql.SQL("SELECT * FROM {}.pgstatindex({}::regclass)").format(
-        sql.Identifier(extension_schema), sql.Literal(qualified(schema, index))))
-    return dict(zip([c.name for c in cur.description], cur.fetchone()))
+    return _exact(admin_conn, settings, "pgstatindex", schema, index, extension_schema)

@@ -15,9 +15,10 @@ import json
 import re
 import shutil
 import subprocess
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pandas as pd
 import psycopg
@@ -288,8 +289,14 @@ def refuse_pooler(dsn: str) -> None:
             "CONCURRENTLY index builds do not survive a pooler switching sessions.")
 
 
-def _lock(conn: psycopg.Connection) -> None:
+@contextmanager
+def _run_lock(conn: psycopg.Connection) -> Iterator[None]:
+    """The session advisory lock that keeps two runners apart, or who holds it."""
     if conn.execute("SELECT pg_try_advisory_lock(%s)", (RUN_LOCK_KEY,)).fetchone()[0]:
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (RUN_LOCK_KEY,))
         return
     holder = conn.execute("""
         SELECT a.usename, a.application_name, a.client_addr::text, a.backend_start
@@ -448,9 +455,8 @@ def apply(conn: psycopg.Connection, settings: Settings, migrations: list[Migrati
     """Apply the pending (or failed) migrations in order, up to a version if given. Stops at
     the first failure. Returns the versions applied."""
     _prepare(conn, settings, actor, target, dsn)
-    _lock(conn)
     applied = []
-    try:
+    with _run_lock(conn):
         states = status(conn, migrations).set_index("version")["state"]
         for m in migrations:
             if up_to is not None and int(m.version) > int(up_to):
@@ -465,8 +471,6 @@ def apply(conn: psycopg.Connection, settings: Settings, migrations: list[Migrati
                                target=target, object_name=m.path.name):
                 _run(conn, settings, m, "apply", actor, progress, dsn)
             applied.append(m.version)
-    finally:
-        conn.execute("SELECT pg_advisory_unlock(%s)", (RUN_LOCK_KEY,))
     return applied
 
 
@@ -475,9 +479,8 @@ def rollback(conn: psycopg.Connection, settings: Settings, migrations: list[Migr
              progress: Progress = lambda message: None) -> list[str]:
     """Roll back the last applied migration, or every applied one after version `to`."""
     _prepare(conn, settings, actor, target, dsn)
-    _lock(conn)
     done = []
-    try:
+    with _run_lock(conn):
         states = status(conn, migrations).set_index("version")["state"]
         candidates = [m for m in reversed(migrations)
                       if states[m.version] != "pending"
@@ -491,6 +494,4 @@ def rollback(conn: psycopg.Connection, settings: Settings, migrations: list[Migr
                                target=target, object_name=m.rollback_path.name):
                 _run(conn, settings, m, "rollback", actor, progress, dsn)
             done.append(m.version)
-    finally:
-        conn.execute("SELECT pg_advisory_unlock(%s)", (RUN_LOCK_KEY,))
     return done

@@ -81,10 +81,9 @@ def test_overview_in_chromium(dashboard, tmp_path):
 
 
 def test_slow_queries_and_indexes_in_chromium(dashboard, database_url):
-    from playwright.sync_api import sync_playwright
-
     # some traffic so the slow-query list has rows beyond DB Pulse's own
     import psycopg
+    from playwright.sync_api import sync_playwright
     with psycopg.connect(database_url) as conn:
         for i in range(20):
             conn.execute("SELECT * FROM leads WHERE status = %s LIMIT 5", (f"s{i}",)).fetchall()
@@ -117,9 +116,8 @@ def test_slow_queries_and_indexes_in_chromium(dashboard, database_url):
 
 @pytest.mark.parametrize("dashboard", ["dba", "viewer"], indirect=True)
 def test_matview_refresh_button_by_role(dashboard, database_url):
-    from playwright.sync_api import sync_playwright
-
     import psycopg
+    from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
@@ -154,9 +152,8 @@ def test_matview_refresh_button_by_role(dashboard, database_url):
 def test_apply_phase_1_in_chromium(dashboard, database_url):
     """Apply phase 1 from the Migrations page as a DBA, then roll it back so the shared demo
     database stays as the other tests expect it."""
-    from playwright.sync_api import sync_playwright
-
     import psycopg
+    from playwright.sync_api import sync_playwright
 
     from queries import migrations
     from queries.config import Settings

@@ -3,6 +3,7 @@ from psycopg import sql
 
 from queries import capabilities
 from queries.connections import monitoring_connection
+from tests.conftest import login_role
 
 
 def test_detects_version_and_pg_stat_statements(database_url, settings):
@@ -40,12 +41,7 @@ def test_extension_in_an_extensions_schema_like_supabase(scratch_database, setti
 
 def test_role_without_monitoring_grants(scratch_database, settings):
     role = "dbpulse_test_limited"
-    with psycopg.connect(scratch_database, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'limited'").format(sql.Identifier(role)))
-    params = psycopg.conninfo.conninfo_to_dict(scratch_database)
-    limited = psycopg.conninfo.make_conninfo(**{**params, "user": role, "password": "limited"})
-    try:
+    with login_role(scratch_database, role, "limited") as limited:
         with monitoring_connection(limited, settings) as conn:
             caps = capabilities.detect(conn)
         assert not caps.is_superuser and not caps.can_read_all_stats
@@ -55,10 +51,6 @@ def test_role_without_monitoring_grants(scratch_database, settings):
             conn.execute(sql.SQL("GRANT pg_monitor TO {}").format(sql.Identifier(role)))
         with monitoring_connection(limited, settings) as conn:
             assert capabilities.detect(conn).can_read_all_stats
-    finally:
-        with psycopg.connect(scratch_database, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
-            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
 def test_missing_optional_extensions_say_how_to_get_them(database_url, settings):

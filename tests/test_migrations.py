@@ -2,7 +2,6 @@
 mid-file with an exact ledger, an INVALID index fixed and resumed, two runners, drift, bad files."""
 
 import os
-import shutil
 import subprocess
 import sys
 

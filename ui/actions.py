@@ -37,40 +37,29 @@ def explain_generic(target: Target, settings: Settings, query: str) -> Loaded:
     return _load(target.database_url, settings, load)
 
 
+def _audited_action(target: Target, settings: Settings, action: str, object_name: str,
+                    fn) -> Loaded:
+    """A DBA action that writes no log of its own: DB Pulse's schema first, then audited."""
+    def run(conn):
+        dbpulse_schema.install(conn, settings, actor=actor(), target=target.name)
+        with audited(conn, actor=actor(), role=settings.role, action=action,
+                     target=target.name, object_name=object_name):
+            return fn(conn)
+    return _admin_action(target, settings, run)
+
+
 def explain_analyze(target: Target, settings: Settings, query: str, params: list) -> Loaded:
-    try:
-        with admin_connection(target.admin_url, settings) as conn:
-            dbpulse_schema.install(conn, settings, actor=actor(), target=target.name)
-            with audited(conn, actor=actor(), role=settings.role, action="explain_analyze",
-                         target=target.name, object_name=query[:200]):
-                return Loaded(statements.explain_analyze(conn, settings, query, params))
-    except statements.ExplainError as exc:
-        return Loaded(problem=DatabaseProblem("explain", str(exc)))
-    except DatabaseProblem as exc:
-        return Loaded(problem=exc)
+    return _audited_action(target, settings, "explain_analyze", query[:200], lambda conn:
+                           statements.explain_analyze(conn, settings, query, params))
 
 
 def exact_bloat(target: Target, settings: Settings, schema: str, name: str, is_index: bool,
                 extension_schema: str) -> Loaded:
     from queries import bloat
 
-    try:
-        with admin_connection(target.admin_url, settings) as conn:
-            dbpulse_schema.install(conn, settings, actor=actor(), target=target.name)
-            with audited(conn, actor=actor(), role=settings.role, action="measure_bloat",
-                         target=target.name, object_name=f"{schema}.{name}"):
-                measure = bloat.exact_index_bloat if is_index else bloat.exact_table_bloat
-                return Loaded(measure(conn, settings, schema, name, extension_schema))
-    except DatabaseProblem as exc:
-        return Loaded(problem=exc)
-    except Exception as exc:  # psycopg errors from the measuring function
-        import psycopg
-
-        if isinstance(exc, psycopg.Error):
-            from queries.connections import describe_error
-
-            return Loaded(problem=describe_error(exc))
-        raise
+    measure = bloat.exact_index_bloat if is_index else bloat.exact_table_bloat
+    return _audited_action(target, settings, "measure_bloat", f"{schema}.{name}", lambda conn:
+                           measure(conn, settings, schema, name, extension_schema))
 
 
 def what_if(target: Target, settings: Settings, query: str, candidate: str) -> Loaded:
@@ -99,6 +88,8 @@ def _admin_action(target: Target, settings: Settings, fn) -> Loaded:
             return Loaded(fn(conn))
     except RefreshRefused as exc:
         return Loaded(problem=DatabaseProblem("refused", str(exc)))
+    except statements.ExplainError as exc:
+        return Loaded(problem=DatabaseProblem("explain", str(exc)))
     except DatabaseProblem as exc:
         return Loaded(problem=exc)
     except psycopg.Error as exc:

@@ -146,18 +146,25 @@ def activity_data(dsn: str, settings: Settings) -> Loaded:
         "sessions": activity.sessions(conn), "connections": activity.connection_use(conn)})
 
 
-@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
-def redis_overview(url: str) -> Loaded:
+def _load_redis(url: str, fn: Callable) -> Loaded:
+    """Like _load, for Redis: a client for the call, closed afterwards."""
     t0 = time.monotonic()
     try:
         client = redis_cache.connect(url)
         try:
-            value, problem = redis_cache.redis_overview(client, url), None
+            value, problem = fn(client), None
         finally:
             client.close()
     except RedisProblem as exc:
         value, problem = None, exc
+    except redis_cache.redis.RedisError as exc:  # e.g. the server went away mid-sampling
+        value, problem = None, redis_cache.describe_error(exc, url)
     return Loaded(value, problem, datetime.now(timezone.utc), time.monotonic() - t0)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def redis_overview(url: str) -> Loaded:
+    return _load_redis(url, lambda client: redis_cache.redis_overview(client, url))
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
@@ -174,36 +181,32 @@ def matviews_data(dsn: str, settings: Settings) -> Loaded:
 
 @st.cache_data(ttl=min(CACHE_TTL_S, 10), show_spinner=False)
 def redis_page_data(url: str, settings: Settings) -> Loaded:
-    t0 = time.monotonic()
+    return _load_redis(url, lambda client: {
+        "overview": redis_cache.redis_overview(client, url),
+        "families": redis_cache.sample_key_families(
+            client, settings.redis_key_families, settings.redis_sample_keys,
+            settings.redis_sample_seconds),
+        "commands": redis_cache.top_commands(client),
+        "slowlog": redis_cache.slow_log(client)})
+
+
+def _discover(settings: Settings):
+    """(migrations, None) or (None, a Loaded with the reason they cannot be read)."""
+    from queries import migrations
+
     try:
-        client = redis_cache.connect(url)
-        try:
-            value = {
-                "overview": redis_cache.redis_overview(client, url),
-                "families": redis_cache.sample_key_families(
-                    client, settings.redis_key_families, settings.redis_sample_keys,
-                    settings.redis_sample_seconds),
-                "commands": redis_cache.top_commands(client),
-                "slowlog": redis_cache.slow_log(client),
-            }
-        finally:
-            client.close()
-        problem = None
-    except RedisProblem as exc:
-        value, problem = None, exc
-    except redis_cache.redis.RedisError as exc:  # e.g. the server went away mid-sampling
-        value, problem = None, redis_cache.describe_error(exc, url)
-    return Loaded(value, problem, datetime.now(timezone.utc), time.monotonic() - t0)
+        return migrations.discover(migrations.migrations_dir(settings)), None
+    except migrations.MigrationError as exc:
+        return None, Loaded(problem=DatabaseProblem("migrations", str(exc)))
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
 def migrations_data(dsn: str, settings: Settings) -> Loaded:
     from queries import migrations
 
-    try:
-        found = migrations.discover(migrations.migrations_dir(settings))
-    except migrations.MigrationError as exc:
-        return Loaded(problem=DatabaseProblem("migrations", str(exc)))
+    found, unreadable = _discover(settings)
+    if unreadable:
+        return unreadable
 
     def load(conn):
         states = migrations.status(conn, found)
@@ -219,10 +222,9 @@ def migrations_data(dsn: str, settings: Settings) -> Loaded:
 def plan_data(dsn: str, settings: Settings) -> Loaded:
     from queries import matviews, migrations, plan_tracker
 
-    try:
-        found = migrations.discover(migrations.migrations_dir(settings))
-    except migrations.MigrationError as exc:
-        return Loaded(problem=DatabaseProblem("migrations", str(exc)))
+    found, unreadable = _discover(settings)
+    if unreadable:
+        return unreadable
 
     def load(conn):
         caps = capabilities.detect(conn)
