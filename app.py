@@ -16,6 +16,7 @@ PAGES = [
     st.Page("views/redis.py", title="Redis cache", icon=":material/bolt:"),
     st.Page("views/migrations.py", title="Migrations", icon=":material/construction:"),
     st.Page("views/plan.py", title="Optimization plan", icon=":material/flag:"),
+    st.Page("views/review.py", title="Weekly review", icon=":material/event_note:"),
     st.Page("views/activity.py", title="Activity", icon=":material/groups:"),
 ]
 

@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import psycopg
@@ -67,7 +68,7 @@ def cmd_demo(args) -> int:
     from demo import loader
     from demo.stack import record_process
     from queries import dbpulse_schema, matviews
-    from queries.config import Settings
+    from queries.config import Settings, Target
     from queries.connections import admin_connection
 
     stack = _stack(args)
@@ -94,8 +95,13 @@ def cmd_demo(args) -> int:
                 matviews.refresh(conn, settings, actor=_actor(), target="demo",
                                  schema=view.schema_name, name=view.view_name,
                                  allow_blocking=True)
+    target = Target(name="demo", database_url=database_url, admin_url=database_url,
+                    redis_urls=(redis_url,))
+    _demo_history(target, settings, redis_url)
     if args.no_ui:
         return 0
+    threading.Thread(target=_snapshot_loop, args=(target, settings, args.snapshot_every * 60),
+                     daemon=True).start()
 
     env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
            "DBPULSE_ROLE": "dba"}
@@ -123,6 +129,46 @@ def cmd_demo(args) -> int:
                     proc.wait(10)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+
+
+def _demo_history(target, settings, redis_url: str) -> None:
+    """Two weeks of synthetic history (once), from the demo's real statements after a short
+    warm-up of the workload, then a first real snapshot."""
+    from demo import history as demo_history
+    from demo.workload import Workload
+    from queries.connections import admin_connection, monitoring_connection
+
+    with admin_connection(target.admin_url, settings) as history, \
+            monitoring_connection(target.database_url, settings) as monitor:
+        if demo_history.has_synthetic_history(history, target.history_source):
+            return
+        print("warming up the workload for the synthetic history ...", flush=True)
+        workload = Workload(target.database_url, redis_url)
+        try:
+            workload.run(rate_per_s=500, duration_s=8)
+        finally:
+            workload.close()
+        written = demo_history.create(monitor, history, settings, source=target.history_source,
+                                      redis_urls=target.redis_urls, taken_by=_actor())
+    print(f"wrote {written} hourly snapshots of synthetic demo history (two weeks, phase 1 in "
+          "the middle)", flush=True)
+    from queries import snapshots
+
+    snapshots.snapshot_target(target, settings, _actor())
+
+
+def _snapshot_loop(target, settings, every_s: float) -> None:
+    """The demo's own cron: a snapshot every few minutes while the dashboard runs."""
+    import time
+
+    from queries import snapshots
+
+    while True:
+        time.sleep(every_s)
+        try:
+            snapshots.snapshot_target(target, settings, _actor())
+        except Exception as exc:  # keep the demo running; say why this one was missed
+            print(f"snapshot skipped: {exc}", file=sys.stderr, flush=True)
 
 
 def cmd_workload(args) -> int:
@@ -289,6 +335,77 @@ def cmd_schema(args) -> int:
     return 0
 
 
+# -- history -----------------------------------------------------------------------------------
+def cmd_snapshot(args) -> int:
+    """Store one snapshot of the counters (run it from cron, e.g. hourly) and prune old ones."""
+    from queries import snapshots
+
+    target, settings = _target_and_settings(args)
+    result = snapshots.snapshot_target(target, settings, _actor())
+    print(f"snapshot {result.snapshot_id} of {target.history_source} at "
+          f"{result.taken_at:%Y-%m-%d %H:%M:%S %Z}: {result.statements} statements, "
+          f"collected in {result.collect_ms:.0f} ms, stored in {result.store_ms:.0f} ms"
+          + (f"; pruned {result.pruned} older than {settings.history_retention_days} days"
+             if result.pruned else ""))
+    for problem in result.problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    return 0
+
+
+def _moment(text: str):
+    """An ISO date (midnight UTC) or date and time; without a zone, UTC."""
+    from datetime import datetime, timezone
+
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date: {text!r} (use 2026-11-15 or "
+                                         "2026-11-15T09:00)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def cmd_report(args) -> int:
+    """The weekly review of a period (default the last 7 days) against the period of the same
+    length before it, written as self-contained HTML or Markdown."""
+    from contextlib import ExitStack
+    from datetime import datetime, timedelta, timezone
+
+    from queries import history, review
+    from queries.connections import DatabaseProblem, monitoring_connection
+    from reports import weekly
+
+    target, settings = _target_and_settings(args)
+    out = Path(args.out)
+    fmt = {".html": "html", ".htm": "html", ".md": "md"}.get(out.suffix.lower())
+    if fmt is None:
+        print("error: --out must end in .html or .md", file=sys.stderr)
+        return 2
+    end = args.to or datetime.now(timezone.utc)
+    start = args.from_ or end - timedelta(days=7)
+    if start >= end:
+        print("error: --from must be before --to", file=sys.stderr)
+        return 2
+    current = history.Period(start, end)
+    previous = history.Period(start - (end - start), start)
+    with ExitStack() as stack:
+        hist = stack.enter_context(monitoring_connection(target.history_read_url, settings))
+        try:  # the migration and refresh logs are in the watched database; optional
+            events_conn = stack.enter_context(monitoring_connection(target.database_url,
+                                                                    settings))
+        except DatabaseProblem as problem:
+            print(f"warning: no migration or refresh marks: {problem}", file=sys.stderr)
+            events_conn = None
+        try:
+            result = review.build_review(hist, events_conn, target.history_source, previous,
+                                         current, settings)
+        except history.HistoryUnavailable as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    out.write_text(weekly.render(result, settings, fmt), encoding="utf-8")
+    print(f"wrote {out} ({fmt}): {result.headline}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from demo.stack import DEFAULT_PG_PORT, DEFAULT_REDIS_PORT
 
@@ -310,6 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--database-url", help="load into this database instead of the embedded one")
     p.add_argument("--port", type=int, default=8501, help="dashboard port")
     p.add_argument("--rate", type=float, default=15.0, help="workload operations per second")
+    p.add_argument("--snapshot-every", type=float, default=15.0,
+                   help="minutes between the demo's history snapshots")
     stack_ports(p)
     p.set_defaults(func=cmd_demo)
 
@@ -343,6 +462,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", help="rollback: roll back every applied migration after this version")
     p.add_argument("--target")
     p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("snapshot", help="store a snapshot of the counters for the history "
+                       "(for cron); prunes snapshots past the retention")
+    p.add_argument("--target")
+    p.set_defaults(func=cmd_snapshot)
+
+    p = sub.add_parser("report", help="the weekly review as HTML or Markdown: a period against "
+                       "the one of the same length before it")
+    p.add_argument("--from", dest="from_", type=_moment, help="start (default: 7 days before --to)")
+    p.add_argument("--to", type=_moment, help="end (default: now)")
+    p.add_argument("--out", required=True, help="FILE.html (self-contained) or FILE.md")
+    p.add_argument("--target")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("schema", help="install or upgrade DB Pulse's own schema (DBA)")
     p.add_argument("action", choices=["install"])

@@ -1,9 +1,14 @@
 """Targets (which PostgreSQL and Redis to watch) and settings, from the environment or secrets.
 
 Sources, in order:
-- environment: DATABASE_URL, REDIS_URL, DATABASE_ADMIN_URL (one target named "env");
+- environment: DATABASE_URL, REDIS_URL, DATABASE_ADMIN_URL, HISTORY_DATABASE_URL (one target
+  named "env");
 - `.streamlit/secrets.toml`: top-level keys of the same names (a target named "default") and any
-  number of named targets under [targets.NAME] with database_url, database_admin_url, redis_url.
+  number of named targets under [targets.NAME] with database_url, database_admin_url, redis_url,
+  history_database_url.
+
+The history (snapshots) lives in the watched database's dbpulse schema unless a target names a
+separate history database.
 
 Settings (role, timeouts, thresholds) come from DBPULSE_* environment variables or a [settings]
 table in the secrets file; the environment wins.
@@ -16,6 +21,8 @@ import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Mapping
+
+from psycopg import conninfo
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SECRETS_PATH = PROJECT_ROOT / ".streamlit" / "secrets.toml"
@@ -33,6 +40,25 @@ class Target:
     redis_urls: tuple[str, ...] = ()
     # True when the admin URL is its own setting rather than the fallback to database_url
     has_separate_admin_url: bool = False
+    history_url: str = ""               # empty: snapshots live in the watched database
+
+    @property
+    def history_write_url(self) -> str:
+        return self.history_url or self.admin_url
+
+    @property
+    def history_read_url(self) -> str:
+        return self.history_url or self.database_url
+
+    @property
+    def history_source(self) -> str:
+        """What the snapshots of this target are filed under: its database name, known from the
+        URL alone, so history stays readable while the database itself is down."""
+        try:
+            parts = conninfo.conninfo_to_dict(self.database_url)
+        except Exception:  # a malformed URL is reported when connecting
+            return "?"
+        return parts.get("dbname") or parts.get("user") or "postgres"
 
     @property
     def redis_url(self) -> str | None:
@@ -69,6 +95,7 @@ class Settings:
     redis_sample_keys: int = 10_000        # SCAN at most this many keys per look
     redis_sample_seconds: float = 1.0      # ... and for at most this long
     migrations_dir: str = ""               # empty: the prepared ones in sql/migrations
+    history_retention_days: int = 90       # snapshots older than this are pruned
     connections_amber_share: float = 0.80
     connections_red_share: float = 0.95
 
@@ -108,7 +135,8 @@ def _target(name: str, values: Mapping) -> Target:
     admin = lowered.get("database_admin_url")
     return Target(name=name, database_url=dsn, admin_url=admin or dsn,
                   redis_urls=_redis_list(lowered.get("redis_url") or lowered.get("redis_urls")),
-                  has_separate_admin_url=bool(admin))
+                  has_separate_admin_url=bool(admin),
+                  history_url=lowered.get("history_database_url") or "")
 
 
 def load_targets(environ: Mapping[str, str] | None = None,
@@ -119,7 +147,9 @@ def load_targets(environ: Mapping[str, str] | None = None,
     if environ.get("DATABASE_URL"):
         targets.append(_target("env", {"database_url": environ["DATABASE_URL"],
                                        "database_admin_url": environ.get("DATABASE_ADMIN_URL"),
-                                       "redis_url": environ.get("REDIS_URL")}))
+                                       "redis_url": environ.get("REDIS_URL"),
+                                       "history_database_url":
+                                           environ.get("HISTORY_DATABASE_URL")}))
     if secrets.get("DATABASE_URL") or secrets.get("database_url"):
         targets.append(_target("default", secrets))
     named = secrets.get("targets", {})

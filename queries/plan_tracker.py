@@ -27,7 +27,8 @@ HOT_QUERIES = {
     "Q6 contacts list": "FROM contacts WHERE user_id = $1 AND status = $2",
     "Q7 deals list": "FROM deals WHERE org_id = $1",
     "Q8 CRM notes": "FROM crm_notes WHERE user_id = $1 AND contact_id = $2",
-    "Q9 hot leads": "AND p_score >= $2 ORDER BY p_score DESC",
+    # the constant 75 is numbered after the parameters: "p_score >= $3"
+    "Q9 hot leads": "FROM leads WHERE user_id = $1 AND p_score >= $",
     "Q10 lead verifications": "FROM lead_verifications WHERE v_score >= $1",
 }
 

@@ -53,7 +53,8 @@ def entries_file(extversion: str) -> Path:
     return usable[-1]
 
 
-def _entries(ext: Extension) -> sql.Composable:
+def entries_query(ext: Extension) -> sql.Composable:
+    """The version-specific entries SELECT, for use as a CTE."""
     if not ext.installed:
         raise StatementsUnavailable("pg_stat_statements is not installed in this database: "
                                     "CREATE EXTENSION IF NOT EXISTS pg_stat_statements;")
@@ -104,7 +105,7 @@ def top_statements(conn: psycopg.Connection, ext: Extension,
           AND NOT (%(hide_own)s AND query LIKE %(own_tag)s)
         ORDER BY {order} DESC NULLS LAST
         LIMIT %(limit)s
-        """).format(entries=_entries(ext), order=sql.Identifier(ORDER_BY[flt.order_by]))
+        """).format(entries=entries_query(ext), order=sql.Identifier(ORDER_BY[flt.order_by]))
     params = {"database": flt.database, "role": flt.role, "min_calls": flt.min_calls,
               "text": flt.text or None, "hide_own": flt.hide_own,
               "own_tag": "%" + OWN_STATEMENT_TAG, "limit": flt.limit}
@@ -160,7 +161,7 @@ def slow_query_kpi(conn: psycopg.Connection, ext: Extension, threshold_ms: float
         FROM entries
         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
           AND query NOT LIKE %(own_tag)s
-        """).format(entries=_entries(ext)),
+        """).format(entries=entries_query(ext)),
         {"threshold": threshold_ms, "own_tag": "%" + OWN_STATEMENT_TAG}).fetchone()
     return SlowQueryKpi(int(row[0]), int(row[1]), int(row[2]), threshold_ms)
 

@@ -139,3 +139,17 @@ def run_migrations(target: Target, settings: Settings, direction: str, until: st
         return Loaded(problem=DatabaseProblem("migration", str(exc)))
     except DatabaseProblem as exc:
         return Loaded(problem=exc)
+
+
+def take_snapshot(target: Target, settings: Settings) -> Loaded:
+    """A snapshot now (DBA): stored in the history database, pruned by the retention."""
+    from queries import snapshots
+    from queries.redis_cache import RedisProblem
+    from queries.roles import PermissionDenied
+
+    try:
+        return Loaded(snapshots.snapshot_target(target, settings, actor()))
+    except PermissionDenied as exc:
+        return Loaded(problem=DatabaseProblem("refused", str(exc)))
+    except (DatabaseProblem, RedisProblem) as exc:
+        return Loaded(problem=exc)

@@ -23,7 +23,7 @@ from queries import (
     statements,
     vacuum,
 )
-from queries.config import Settings, load_settings
+from queries.config import Settings, Target, load_settings
 from queries.connections import DatabaseProblem, MonitoringPool
 from queries.redis_cache import RedisProblem
 
@@ -243,3 +243,59 @@ def plan_data(dsn: str, settings: Settings) -> Loaded:
                     conn, pss, plan_tracker.latest_apply(conn, m.version))
                     for m in found} if caps.has_pg_stat_statements else {}}
     return _load(dsn, settings, load)
+
+
+# --- history ----------------------------------------------------------------------------------
+
+def _load_history(target: Target, settings: Settings, fn: Callable) -> Loaded:
+    """Read the history database (the watched one unless configured apart); a period that
+    cannot be measured comes back as the problem, with what to do."""
+    from queries import history
+
+    def load(conn):
+        if not history.history_installed(conn):
+            raise history.HistoryUnavailable(
+                "No history yet: no snapshot has been taken. A DBA takes one with the button "
+                "below or `python cli.py snapshot` (run it hourly from cron).")
+        return fn(conn)
+
+    try:
+        return _load(target.history_read_url, settings, load)
+    except history.HistoryUnavailable as exc:
+        return Loaded(problem=DatabaseProblem("history", str(exc)),
+                      loaded_at=datetime.now(timezone.utc))
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def snapshot_times(target: Target, settings: Settings) -> Loaded:
+    from queries import history
+
+    return _load_history(target, settings,
+                         lambda conn: history.snapshot_times(conn, target.history_source))
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def interval_statements(target: Target, settings: Settings, period) -> Loaded:
+    from queries import history
+
+    def load(conn):
+        cov = history.coverage(conn, target.history_source, period)
+        history.require_usable(cov, period)
+        return {"coverage": cov,
+                "statements": history.statement_deltas(conn, target.history_source, period)}
+    return _load_history(target, settings, load)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def review_data(target: Target, settings: Settings, previous, current) -> Loaded:
+    from queries import review
+
+    def load(conn):
+        try:  # migrations and refreshes come from the watched database, if it answers
+            with monitoring_pool(target.database_url, settings).connection() as events_conn:
+                return review.build_review(conn, events_conn, target.history_source, previous,
+                                           current, settings)
+        except DatabaseProblem:
+            return review.build_review(conn, None, target.history_source, previous, current,
+                                       settings)
+    return _load_history(target, settings, load)

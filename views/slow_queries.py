@@ -8,7 +8,7 @@ import streamlit as st
 
 from queries import statements
 from queries.roles import PermissionDenied
-from ui import actions, loaders
+from ui import actions, interval_mode, loaders
 from ui.format import human_duration, percent
 from ui.widgets import judged_metric, require_target, show_problem
 
@@ -29,6 +29,14 @@ with st.expander("Filters", expanded=False):
 flt = statements.StatementFilter(database=database or None, role=role or None,
                                  min_calls=int(min_calls), text=text or None, hide_own=hide_own,
                                  order_by=order_by, limit=int(limit))
+
+mode = st.segmented_control("Counting", ["since the last reset", "between snapshots"],
+                            default="since the last reset",
+                            help="Between snapshots: what happened in an interval, from the "
+                                 "differences of stored snapshots (nothing is reset).")
+if mode == "between snapshots":
+    interval_mode.show(target, settings, flt, order_by)
+    st.stop()
 loaded = loaders.statements_data(target.database_url, settings, flt)
 if not loaded.ok:
     show_problem("Query statistics are not available", loaded)

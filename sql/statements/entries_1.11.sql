@@ -1,4 +1,5 @@
--- pg_stat_statements 1.11+ (PostgreSQL 17+): blk_*_time split into shared, local and temp.
+-- pg_stat_statements 1.11+ (PostgreSQL 17+): blk_*_time split into shared, local and temp;
+-- stats_since says when this entry started counting (an eviction or reset restarts it).
 SELECT s.userid, s.dbid, s.queryid, s.query,
        s.calls,
        s.total_exec_time                AS total_exec_ms,
@@ -8,6 +9,9 @@ SELECT s.userid, s.dbid, s.queryid, s.query,
        s.total_plan_time                AS total_plan_ms,
        s.rows,
        s.shared_blks_hit, s.shared_blks_read,
+       s.shared_blks_dirtied, s.shared_blks_written,
+       s.wal_bytes,
+       s.stats_since,
        s.temp_blks_read + s.temp_blks_written AS temp_blks,
        s.shared_blk_read_time + s.shared_blk_write_time
          + s.local_blk_read_time + s.local_blk_write_time

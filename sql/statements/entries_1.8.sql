@@ -8,6 +8,9 @@ SELECT s.userid, s.dbid, s.queryid, s.query,
        s.total_plan_time                AS total_plan_ms,
        s.rows,
        s.shared_blks_hit, s.shared_blks_read,
+       s.shared_blks_dirtied, s.shared_blks_written,
+       s.wal_bytes,
+       NULL::timestamptz                AS stats_since,
        s.temp_blks_read + s.temp_blks_written AS temp_blks,
        s.blk_read_time + s.blk_write_time     AS io_ms
 FROM {pss} s

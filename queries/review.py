@@ -1,0 +1,294 @@
+"""The weekly performance review: one period against the one before, from the history.
+
+Everything here is computed from snapshot differences (queries/history.py); nothing is reset.
+The result is plain data (frames and small dataclasses) that the review page, the HTML report
+and the Markdown summary all draw from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+import psycopg
+
+from queries import history
+from queries.config import Settings
+from queries.history import Period
+from queries.plan_tracker import HOT_QUERIES
+
+MIN_CALLS_TO_COMPARE = 10   # fewer calls in either period: too noisy to call it a change
+MIN_MEAN_CHANGE = 0.10      # a smaller change of the mean is noise, not an improvement
+
+
+@dataclass
+class Kpi:
+    name: str
+    previous: float | None
+    current: float | None
+    unit: str                  # "%", "ms", "min", "bytes", "count"
+    higher_is_better: bool
+    target: float | None = None
+    target_text: str = ""
+
+    @property
+    def state(self) -> str:
+        """green/red against the target, grey when unknown or without one."""
+        if self.current is None or self.target is None:
+            return "grey"
+        ok = self.current >= self.target if self.higher_is_better else self.current <= self.target
+        return "green" if ok else "red"
+
+    @property
+    def trend(self) -> str:
+        """better / worse / same / unknown, against the previous period."""
+        if self.previous is None or self.current is None:
+            return "unknown"
+        scale = max(abs(self.previous), abs(self.current), 1e-12)
+        if abs(self.current - self.previous) / scale < 0.02:
+            return "same"
+        up = self.current > self.previous
+        return "better" if up == self.higher_is_better else "worse"
+
+
+@dataclass
+class Review:
+    source: str
+    previous: Period
+    current: Period
+    coverage_previous: history.Coverage
+    coverage_current: history.Coverage
+    synthetic: bool
+    kpis: list[Kpi]
+    improved: pd.DataFrame       # statements, most time saved first
+    regressed: pd.DataFrame      # statements, most time lost first
+    new_slow: pd.DataFrame
+    newly_unused_indexes: pd.DataFrame
+    table_growth: pd.DataFrame
+    matview_breaches: pd.DataFrame
+    statement_trend: pd.DataFrame   # per bucket mean time of the most changed statements
+    redis_trend: pd.DataFrame
+    buffer_trend: pd.DataFrame
+    events: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def headline(self) -> str:
+        parts = []
+        if not self.improved.empty:
+            top = self.improved.iloc[0]
+            parts.append(f"Biggest improvement: {top['label']}, mean {top['mean_ms_previous']:.2f}"
+                         f" → {top['mean_ms_current']:.2f} ms ({top['mean_change']:+.0%}), "
+                         f"{top['time_saved_ms'] / 1000:,.1f} s of database time saved"
+                         + (f" — after {self.migration_label}" if self.migration_label else ""))
+        if not self.regressed.empty:
+            worst = self.regressed.iloc[0]
+            parts.append(f"Biggest regression: {worst['label']}, mean "
+                         f"{worst['mean_ms_previous']:.2f} → {worst['mean_ms_current']:.2f} ms "
+                         f"({worst['mean_change']:+.0%})")
+        return ". ".join(parts) + "." if parts else "No statement changed enough to compare."
+
+    @property
+    def migration_label(self) -> str:
+        migrations = self.events[self.events["kind"] == "migration"] if not self.events.empty \
+            else self.events
+        if migrations.empty:
+            return ""
+        last = migrations.iloc[-1]
+        return f"{last['label']} ({last['at']:%Y-%m-%d %H:%M})"
+
+
+def statement_label(query: str | None) -> str:
+    """The seeds' name of a hot query (Q1 ...), else the start of its text."""
+    text = query or "?"
+    for name, fragment in HOT_QUERIES.items():
+        if fragment in text:
+            return name
+    return " ".join(text.split())[:80]
+
+
+def slow_share(deltas: pd.DataFrame, threshold_ms: float) -> float | None:
+    """The plan's KPI over a period: the share of calls in statements slower than threshold."""
+    calls = deltas["calls"].astype(float) if not deltas.empty else pd.Series(dtype=float)
+    if calls.sum() == 0:
+        return None
+    slow = deltas["mean_exec_ms"].astype(float) > threshold_ms
+    return float(calls[slow].sum() / calls.sum())
+
+
+def hot_query_mean(deltas: pd.DataFrame, name: str) -> float | None:
+    if deltas.empty:
+        return None
+    mine = deltas[deltas["query"].fillna("").str.contains(HOT_QUERIES[name], regex=False)]
+    calls = mine["calls"].astype(float).sum()
+    return None if calls == 0 else float(mine["total_exec_ms"].astype(float).sum() / calls)
+
+
+def compare_statements(previous: pd.DataFrame, current: pd.DataFrame) -> pd.DataFrame:
+    """Statements run in both periods, with the change of mean and total time. time_saved_ms is
+    the mean's change at the current volume: positive is an improvement."""
+    keys = ["queryid", "userid"]
+    cols = keys + ["calls", "total_exec_ms", "mean_exec_ms"]
+    both = previous[cols].merge(current[cols + ["query", "role_name"]], on=keys,
+                                suffixes=("_previous", "_current"))
+    for c in ("calls_previous", "calls_current", "total_exec_ms_previous", "total_exec_ms_current",
+              "mean_exec_ms_previous", "mean_exec_ms_current"):
+        both[c] = both[c].astype(float)
+    both = both[(both["calls_previous"] >= MIN_CALLS_TO_COMPARE)
+                & (both["calls_current"] >= MIN_CALLS_TO_COMPARE)]
+    both = both.rename(columns={"mean_exec_ms_previous": "mean_ms_previous",
+                                "mean_exec_ms_current": "mean_ms_current",
+                                "total_exec_ms_previous": "total_ms_previous",
+                                "total_exec_ms_current": "total_ms_current"})
+    both["mean_change"] = both["mean_ms_current"] / both["mean_ms_previous"] - 1
+    both["time_saved_ms"] = (both["mean_ms_previous"] - both["mean_ms_current"]) \
+        * both["calls_current"]
+    both["label"] = both["query"].map(statement_label)
+    return both.reset_index(drop=True)
+
+
+def new_slow_statements(previous: pd.DataFrame, current: pd.DataFrame,
+                        settings: Settings) -> pd.DataFrame:
+    """Slow now (by the configured threshold), and absent or not slow in the previous period."""
+    def slow(frame):
+        return frame[(frame["mean_exec_ms"].astype(float) >= settings.slow_query_mean_ms)
+                     & (frame["calls"].astype(float) >= settings.slow_query_min_calls)]
+    was_slow = set(zip(slow(previous)["queryid"], slow(previous)["userid"])) \
+        if not previous.empty else set()
+    now = slow(current) if not current.empty else current
+    fresh = now[pd.Series([(q, u) not in was_slow for q, u in zip(now["queryid"], now["userid"])],
+                          index=now.index, dtype=bool)]
+    return fresh.assign(label=fresh["query"].map(statement_label)).reset_index(drop=True)
+
+
+def newly_unused(previous: pd.DataFrame, current: pd.DataFrame) -> pd.DataFrame:
+    """Indexes scanned in the previous period and not at all in this one."""
+    if previous.empty or current.empty:
+        return pd.DataFrame(columns=["schema_name", "index_name", "table_name", "scans_previous",
+                                     "size_bytes", "backs_constraint"])
+    keys = ["schema_name", "index_name"]
+    both = previous[keys + ["scans"]].merge(current, on=keys, suffixes=("_previous", ""))
+    gone = both[(both["scans_previous"].astype(float) > 0) & (both["scans"].astype(float) == 0)]
+    return gone.sort_values("size_bytes", ascending=False).reset_index(drop=True)
+
+
+def _unused_totals(index_scans: pd.DataFrame) -> tuple[float | None, float | None]:
+    if index_scans.empty:
+        return None, None
+    unused = index_scans[(index_scans["scans"].astype(float) == 0)
+                         & ~index_scans["backs_constraint"].astype(bool)]
+    return float(len(unused)), float(unused["size_bytes"].astype(float).sum())
+
+
+def build_review(history_conn: psycopg.Connection, target_conn: psycopg.Connection | None,
+                 source: str, previous: Period, current: Period, settings: Settings) -> Review:
+    """Raises HistoryUnavailable when the current period cannot be measured at all."""
+    if not history.history_installed(history_conn):
+        raise history.HistoryUnavailable(
+            "There is no history yet: DB Pulse's snapshot tables are not installed. Take a first "
+            "snapshot with `python cli.py snapshot` (it installs them).")
+    cov_prev = history.coverage(history_conn, source, previous)
+    cov_cur = history.coverage(history_conn, source, current)
+    history.require_usable(cov_cur, current)
+    notes = []
+    if not cov_prev.usable:
+        notes.append(f"The previous period ({previous.label()}) has "
+                     f"{'no snapshots' if cov_prev.snapshots == 0 else 'only one snapshot'}: "
+                     "nothing to compare with, so only this period's figures are shown.")
+    notes += [f"Previous period: {n}" for n in cov_prev.notes]
+    notes += [f"This period: {n}" for n in cov_cur.notes]
+
+    statements_prev = history.statement_deltas(history_conn, source, previous) \
+        if cov_prev.usable else pd.DataFrame(columns=["queryid", "userid", "calls", "query",
+                                                      "total_exec_ms", "mean_exec_ms"])
+    statements_cur = history.statement_deltas(history_conn, source, current)
+    compared = compare_statements(statements_prev, statements_cur) if cov_prev.usable \
+        else pd.DataFrame(columns=["time_saved_ms", "queryid", "label"])
+    changed = compared[compared["mean_change"].abs() >= MIN_MEAN_CHANGE]
+    improved = changed[changed["time_saved_ms"] > 0].sort_values("time_saved_ms", ascending=False)
+    regressed = changed[changed["time_saved_ms"] < 0].sort_values("time_saved_ms")
+    indexes_prev = history.index_scans(history_conn, source, previous) if cov_prev.usable \
+        else pd.DataFrame()
+    indexes_cur = history.index_scans(history_conn, source, current)
+    tables_cur = history.table_changes(history_conn, source, current)
+    tables_prev = history.table_changes(history_conn, source, previous) if cov_prev.usable \
+        else pd.DataFrame()
+    views_cur = history.matview_ages(history_conn, source, current,
+                                     settings.matview_max_age_minutes)
+    views_prev = history.matview_ages(history_conn, source, previous,
+                                      settings.matview_max_age_minutes) if cov_prev.usable \
+        else pd.DataFrame()
+    both = Period(previous.start, current.end)
+    redis_trend = history.redis_series(history_conn, source, both)
+    buffer_trend = history.buffer_cache_series(history_conn, source, both)
+    charted = pd.concat([improved.head(3), regressed.head(2)])
+    statement_trend = history.statement_series(history_conn, source, both,
+                                               [int(q) for q in charted["queryid"]]) \
+        if not charted.empty else pd.DataFrame()
+    if not statement_trend.empty:
+        statement_trend = statement_trend.merge(charted[["queryid", "label"]], on="queryid")
+    events = history.events(history_conn, target_conn, source, both)
+
+    def in_period(frame, period, column="taken_at"):
+        if frame.empty:
+            return frame
+        return frame[(frame[column] > period.start) & (frame[column] <= period.end)]
+
+    def redis_rate(period):
+        part = in_period(redis_trend, period)
+        return None if part.empty else history.ratio(part["keyspace_hits"],
+                                                     part["keyspace_misses"])
+
+    def buffer_rate(period):
+        part = in_period(buffer_trend, period)
+        return None if part.empty else history.ratio(part["blks_hit"], part["blks_read"])
+
+    def oldest_view(frame):
+        return None if frame.empty else float(frame["oldest_minutes"].astype(float).max())
+
+    def bloat_total(frame):
+        return None if frame.empty else float(frame["bloat_after"].astype(float).sum())
+
+    unused_prev = _unused_totals(indexes_prev)
+    unused_cur = _unused_totals(indexes_cur)
+    pct = lambda v: None if v is None else 100 * v  # noqa: E731
+    kpis = [
+        Kpi(f"Calls slower than {settings.kpi_slow_ms / 1000:g} s",
+            pct(slow_share(statements_prev, settings.kpi_slow_ms)),
+            pct(slow_share(statements_cur, settings.kpi_slow_ms)), "%", False,
+            100 * settings.kpi_slow_share_target,
+            f"< {100 * settings.kpi_slow_share_target:g} %"),
+        Kpi("Q1 message events list, mean", hot_query_mean(statements_prev, "Q1 message events list"),
+            hot_query_mean(statements_cur, "Q1 message events list"), "ms", False, 200.0,
+            "< 200 ms"),
+        Kpi("Q9 hot leads, mean", hot_query_mean(statements_prev, "Q9 hot leads"),
+            hot_query_mean(statements_cur, "Q9 hot leads"), "ms", False, 300.0, "< 300 ms"),
+        Kpi("Redis hit rate", pct(redis_rate(previous)), pct(redis_rate(current)), "%", True,
+            100 * settings.redis_hit_rate_target, f"≥ {100 * settings.redis_hit_rate_target:g} %"),
+        Kpi("Oldest materialized view seen", oldest_view(views_prev), oldest_view(views_cur),
+            "min", False, settings.matview_max_age_minutes,
+            f"≤ {settings.matview_max_age_minutes:g} min"),
+        Kpi("Buffer cache hit rate", pct(buffer_rate(previous)), pct(buffer_rate(current)), "%",
+            True, 100 * settings.buffer_cache_hit_threshold,
+            f"≥ {100 * settings.buffer_cache_hit_threshold:g} %"),
+        Kpi("Unused indexes", unused_prev[0], unused_cur[0], "count", False),
+        Kpi("Unused index size", unused_prev[1], unused_cur[1], "bytes", False),
+        Kpi("Estimated table bloat", bloat_total(tables_prev), bloat_total(tables_cur), "bytes",
+            False),
+        Kpi("Statement time", float(statements_prev["total_exec_ms"].astype(float).sum())
+            if cov_prev.usable else None,
+            float(statements_cur["total_exec_ms"].astype(float).sum()), "ms", False),
+    ]
+    growth = tables_cur.sort_values("bytes_growth", ascending=False, na_position="last") \
+        if not tables_cur.empty else tables_cur
+    return Review(
+        source=source, previous=previous, current=current, coverage_previous=cov_prev,
+        coverage_current=cov_cur, synthetic=cov_prev.synthetic or cov_cur.synthetic, kpis=kpis,
+        improved=improved.reset_index(drop=True), regressed=regressed.reset_index(drop=True),
+        new_slow=new_slow_statements(statements_prev, statements_cur, settings),
+        newly_unused_indexes=newly_unused(indexes_prev, indexes_cur),
+        table_growth=growth.head(10).reset_index(drop=True),
+        matview_breaches=views_cur[views_cur["over_max_age"] > 0].reset_index(drop=True)
+        if not views_cur.empty else views_cur,
+        statement_trend=statement_trend, redis_trend=redis_trend, buffer_trend=buffer_trend,
+        events=events, notes=notes)

@@ -1,0 +1,84 @@
+"""Plotly figures of the review's trends, with migrations and refreshes marked on them."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from queries.review import Review
+
+MAX_REFRESH_MARKS = 300   # a view refreshed every few minutes would bury the chart
+
+
+def _title(review: Review, text: str) -> str:
+    return text + (" — synthetic demo history" if review.synthetic else "")
+
+
+def _mark_events(fig: go.Figure, events: pd.DataFrame) -> go.Figure:
+    """Migrations as labelled vertical lines; refreshes as small ticks along the bottom.
+    Shapes and annotations are added separately: add_vline's label fails on datetime axes."""
+    if events.empty:
+        return fig
+    for row in events[events["kind"] != "refresh"].itertuples():
+        fig.add_shape(type="line", x0=row.at, x1=row.at, y0=0, y1=1, yref="paper",
+                      line={"dash": "dash", "color": "#7b2cbf", "width": 1.5})
+        fig.add_annotation(x=row.at, y=1, yref="paper", text=row.label, showarrow=False,
+                           xanchor="left", yanchor="bottom", font={"size": 10, "color": "#7b2cbf"})
+    refreshes = events[events["kind"] == "refresh"].tail(MAX_REFRESH_MARKS)
+    if not refreshes.empty:
+        fig.add_trace(go.Scatter(x=refreshes["at"], y=[0] * len(refreshes), yaxis="y2",
+                                 mode="markers", name="view refresh", text=refreshes["label"],
+                                 marker={"symbol": "line-ns-open", "size": 8, "color": "#888"}))
+        fig.update_layout(yaxis2={"overlaying": "y", "range": [0, 1], "visible": False})
+    return fig
+
+
+def _boundary(fig: go.Figure, review: Review) -> go.Figure:
+    fig.add_shape(type="line", x0=review.current.start, x1=review.current.start, y0=0, y1=1,
+                  yref="paper", line={"color": "#999", "width": 1})
+    fig.add_annotation(x=review.current.start, y=0, yref="paper", text="this period →",
+                       showarrow=False, xanchor="left", yanchor="bottom",
+                       font={"size": 10, "color": "#666"})
+    return fig
+
+
+def statement_trend(review: Review) -> go.Figure:
+    fig = go.Figure()
+    trend = review.statement_trend
+    for label, part in (trend.groupby("label") if not trend.empty else []):
+        fig.add_trace(go.Scatter(x=part["bucket"], y=part["mean_exec_ms"].astype(float),
+                                 mode="lines", name=label[:60]))
+    fig.update_layout(title=_title(review, "Mean time of the statements that changed most"),
+                      yaxis={"title": "mean ms", "type": "log"}, height=380,
+                      legend={"orientation": "h", "y": -0.2}, margin={"t": 60})
+    return _mark_events(_boundary(fig, review), review.events)
+
+
+def redis_trend(review: Review, target: float) -> go.Figure:
+    fig = go.Figure()
+    trend = review.redis_trend
+    if not trend.empty:
+        hourly = (trend.assign(bucket=pd.to_datetime(trend["taken_at"], utc=True).dt.floor("6h"))
+                  .groupby(["instance", "bucket"])[["keyspace_hits", "keyspace_misses"]].sum()
+                  .reset_index())
+        total = hourly["keyspace_hits"] + hourly["keyspace_misses"]
+        hourly["hit_rate"] = 100 * hourly["keyspace_hits"] / total.where(total > 0)
+        for instance, part in hourly.groupby("instance"):
+            fig.add_trace(go.Scatter(x=part["bucket"], y=part["hit_rate"], mode="lines",
+                                     name=instance))
+    fig.add_hline(y=100 * target, line={"dash": "dot", "color": "green"})
+    fig.update_layout(title=_title(review, "Redis hit rate (6-hour buckets)"),
+                      yaxis={"title": "%", "range": [0, 100]}, height=340,
+                      legend={"orientation": "h", "y": -0.2}, margin={"t": 60})
+    return _mark_events(_boundary(fig, review), review.events)
+
+
+def buffer_trend(review: Review) -> go.Figure:
+    fig = go.Figure()
+    trend = review.buffer_trend
+    if not trend.empty:
+        fig.add_trace(go.Scatter(x=trend["taken_at"], y=100 * trend["hit_rate"].astype(float),
+                                 mode="lines", name="buffer cache hit rate"))
+    fig.update_layout(title=_title(review, "PostgreSQL buffer cache hit rate"),
+                      yaxis={"title": "%"}, height=300, margin={"t": 60})
+    return _mark_events(_boundary(fig, review), review.events)

@@ -1,0 +1,96 @@
+"""The slow-query page's interval mode: statements between two snapshots, from differences."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import plotly.express as px
+import streamlit as st
+
+from queries import history, statements
+from queries.config import Settings, Target
+from queries.review import slow_share
+from ui import loaders
+from ui.format import human_duration, percent
+from ui.widgets import judged_metric, show_problem
+
+PRESETS = ["last hour", "last day", "last week", "two snapshots"]
+
+
+def _choose_period(target: Target, settings: Settings) -> history.Period | None:
+    now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    choice = st.radio("Interval", PRESETS, index=1, horizontal=True)
+    if choice != "two snapshots":
+        return history.window_period(choice, now)
+    times = loaders.snapshot_times(target, settings)
+    if not times.ok:
+        show_problem("No snapshots to choose from", times)
+        return None
+    frame = times.value
+    if len(frame) < 2:
+        st.info("Choosing an interval needs at least two snapshots.")
+        return None
+    labels = {row.taken_at: f"{row.taken_at:%Y-%m-%d %H:%M:%S}"
+              + (" (synthetic demo)" if row.synthetic else "") for row in frame.itertuples()}
+    options = list(labels)
+    cols = st.columns(2)
+    start = cols[0].selectbox("From snapshot", options[1:], format_func=labels.get)
+    end = cols[1].selectbox("To snapshot", [t for t in options if t > start],
+                            format_func=labels.get)
+    return history.Period(start, end)
+
+
+def show(target: Target, settings: Settings, flt: statements.StatementFilter,
+         order_by: str) -> None:
+    period = _choose_period(target, settings)
+    if period is None:
+        return
+    loaded = loaders.interval_statements(target, settings, period)
+    if not loaded.ok:
+        show_problem("Nothing to compare in this interval", loaded)
+        return
+    cov, deltas = loaded.value["coverage"], loaded.value["statements"]
+    st.caption(f"Between the snapshots of {cov.baseline_at:%Y-%m-%d %H:%M} and "
+               f"{cov.last_at:%Y-%m-%d %H:%M} UTC ({human_duration(cov.last_at - cov.baseline_at)},"
+               f" {cov.snapshots} snapshots). Counted from differences; "
+               "DB Pulse's own statements are not stored.")
+    if cov.synthetic:
+        st.warning("This interval includes synthetic demo history, not measurements.",
+                   icon=":material/science:")
+    for note in cov.notes:
+        st.caption("⚠ " + note)
+
+    share = slow_share(deltas, settings.kpi_slow_ms)
+    cols = st.columns(3)
+    judged_metric(cols[0], f"Calls slower than {settings.kpi_slow_ms / 1000:g} s",
+                  percent(share), "grey" if share is None else
+                  "green" if share < settings.kpi_slow_share_target else "red",
+                  f"< {percent(settings.kpi_slow_share_target, 0)}")
+    cols[1].metric("Calls in the interval", f"{deltas['calls'].astype(float).sum():,.0f}"
+                   if not deltas.empty else "0")
+    cols[2].metric("Statement time", f"{deltas['total_exec_ms'].astype(float).sum() / 1000:,.1f} s"
+                   if not deltas.empty else "0 s")
+
+    top = history.filter_statements(deltas, flt)
+    if top.empty:
+        st.info("No statement ran in this interval, or none matches the filters.")
+        return
+    chart = top.head(15).assign(label=lambda f: f["query"].fillna("?").str.slice(0, 60))
+    st.plotly_chart(px.bar(chart, x=statements.ORDER_BY[order_by], y="label", orientation="h",
+                           labels={"label": ""}, title=f"Top statements by {order_by}, "
+                           "in the interval")
+                    .update_layout(yaxis={"autorange": "reversed"}, height=420), width="stretch")
+    table = top[["query", "calls", "total_exec_ms", "mean_exec_ms", "share_of_total_time", "rows",
+                 "shared_blks_read", "temp_blks", "io_ms", "restarts", "role_name", "queryid"]]
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        "share_of_total_time": st.column_config.ProgressColumn(
+            "share of time", min_value=0, max_value=1, format="percent"),
+        "total_exec_ms": st.column_config.NumberColumn("total ms", format="%.0f"),
+        "mean_exec_ms": st.column_config.NumberColumn("mean ms", format="%.2f"),
+        "io_ms": st.column_config.NumberColumn("I/O ms", format="%.0f"),
+        "restarts": st.column_config.NumberColumn(
+            "counter restarts", help="Times this statement's counters started again inside the "
+            "interval (a reset or eviction); calls between the snapshot before a restart and "
+            "the restart itself are not counted, so the figure is a lower bound."),
+        "queryid": st.column_config.TextColumn("queryid"),
+    })

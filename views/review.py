@@ -1,0 +1,88 @@
+"""Weekly review: a period against the one before, from snapshot differences; exports."""
+
+from datetime import datetime, time, timedelta, timezone
+
+import pandas as pd
+import streamlit as st
+
+from queries import history
+from reports import charts, weekly
+from ui import actions, loaders
+from ui.widgets import frame_or_note, require_target, show_problem
+
+st.title("Weekly review")
+target, settings = require_target()
+
+now = datetime.now(timezone.utc).replace(second=0, microsecond=0)  # a stable cache key
+cols = st.columns([2, 1, 2])
+days = cols[1].number_input("Days per period", min_value=1, max_value=90, value=7)
+end_day = cols[0].date_input("Period ends on", value=now.date(), max_value=now.date(),
+                             help="The period ends at the end of this day (or now, for today).")
+end = now if end_day == now.date() else datetime.combine(end_day + timedelta(days=1), time.min,
+                                                         tzinfo=timezone.utc)
+current = history.Period(end - timedelta(days=int(days)), end)
+previous = history.Period(current.start - timedelta(days=int(days)), current.start)
+cols[2].caption(f"This period: {current.label()} UTC  \nCompared with: {previous.label()} UTC")
+
+if settings.is_dba:
+    with st.sidebar:
+        if st.button("Take a snapshot now", help="Store the counters now (cron does it "
+                     "regularly: python cli.py snapshot)"):
+            result = actions.take_snapshot(target, settings)
+            if result.ok:
+                st.success(f"Snapshot {result.value.snapshot_id} stored "
+                           f"({result.value.statements} statements).")
+                for problem in result.value.problems:
+                    st.warning(problem)
+                st.cache_data.clear()
+            else:
+                show_problem("No snapshot taken", result)
+
+loaded = loaders.review_data(target, settings, previous, current)
+if not loaded.ok:
+    show_problem("No review for this period", loaded)
+    st.stop()
+review = loaded.value
+
+if review.synthetic:
+    st.warning("**Synthetic demo data.** " + weekly.SYNTHETIC_NOTE, icon=":material/science:")
+st.info(review.headline, icon=":material/insights:")
+
+st.subheader("KPI scorecard")
+kpi_cols = st.columns(5)
+for i, kpi in enumerate(review.kpis):
+    with kpi_cols[i % 5]:
+        delta = None if kpi.previous is None or kpi.current is None \
+            else weekly.kpi_value(kpi, kpi.current - kpi.previous)
+        st.metric(kpi.name, weekly.kpi_value(kpi, kpi.current), delta=delta,
+                  delta_color="normal" if kpi.higher_is_better else "inverse", border=True,
+                  help=f"Previous period: {weekly.kpi_value(kpi, kpi.previous)}"
+                       + (f"; target {kpi.target_text}" if kpi.target_text else ""))
+        if kpi.target_text:
+            st.badge(f"{kpi.target_text}", color={"green": "green", "red": "red"}.get(
+                kpi.state, "gray"))
+
+sections = weekly.sections(review, settings)
+st.plotly_chart(charts.statement_trend(review), width="stretch")
+for title, header, rows in sections[1:]:
+    st.subheader(title)
+    frame_or_note(pd.DataFrame(rows, columns=header) if rows else None, "None.")
+left, right = st.columns(2)
+left.plotly_chart(charts.redis_trend(review, settings.redis_hit_rate_target), width="stretch")
+right.plotly_chart(charts.buffer_trend(review), width="stretch")
+
+if review.notes:
+    with st.expander("Notes on the data"):
+        for note in review.notes:
+            st.write("- " + note)
+
+st.subheader("Export")
+name = f"dbpulse-review-{review.source}-{current.end:%Y-%m-%d}"
+cols = st.columns(2)
+# rendered on click only: the HTML carries plotly.js (a few MB)
+cols[0].download_button("HTML report (self-contained)",
+                        lambda: weekly.render_html(review, settings), file_name=f"{name}.html",
+                        mime="text/html", icon=":material/download:", on_click="ignore")
+cols[1].download_button("Markdown summary", lambda: weekly.render_markdown(review, settings),
+                        file_name=f"{name}.md", mime="text/markdown", icon=":material/download:",
+                        on_click="ignore")
