@@ -87,6 +87,7 @@ def _statement_counters(conn: psycopg.Connection, ext: capabilities.Extension) -
         WHERE e.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
           AND e.queryid IS NOT NULL
           AND e.query NOT LIKE %(own_tag)s
+          AND e.query NOT LIKE '%%dbpulse.%%'  -- untagged parts of DB Pulse's schema scripts
         GROUP BY e.queryid, e.userid, r.rolname
         """).format(entries=statements.entries_query(ext)), {"own_tag": "%" + OWN_STATEMENT_TAG}))
     return frame
@@ -229,6 +230,8 @@ def store(conn: psycopg.Connection, snap: Snapshot, settings: Settings, *, taken
     returns its id. Query texts already known are not stored again."""
     require_dba(settings, "Taking a snapshot")
     with conn.transaction():
+        # durable even where the server commits asynchronously: a crash must not lose history
+        conn.execute("SET LOCAL synchronous_commit = on")
         snapshot_id = conn.execute("""
             INSERT INTO dbpulse.snapshots (taken_at, source, taken_by, synthetic,
                 server_version_num, server_started_at, pss_version, pss_stats_reset, pss_dealloc,
@@ -239,14 +242,14 @@ def store(conn: psycopg.Connection, snap: Snapshot, settings: Settings, *, taken
              snap.db_stats_reset, snap.blks_hit, snap.blks_read, snap.xact_commit,
              snap.xact_rollback, snap.collect_ms)).fetchone()[0]
         if not snap.statements.empty:
-            texts = snap.statements[["queryid", "userid", "role_name", "query"]]
-            with conn.cursor() as cur:
-                cur.executemany("""
-                    INSERT INTO dbpulse.statement_texts (queryid, userid, role_name, query,
-                                                         first_seen)
-                    VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING
-                    """ + OWN_STATEMENT_TAG,
-                    [row + (snap.taken_at,) for row in _rows(texts, list(texts.columns))])
+            # one statement for all texts (executemany would lose the own-statement tag)
+            ids, users, roles, texts = zip(*_rows(snap.statements,
+                                                  ["queryid", "userid", "role_name", "query"]))
+            conn.execute("""
+                INSERT INTO dbpulse.statement_texts (queryid, userid, role_name, query, first_seen)
+                SELECT t.*, %s FROM unnest(%s::bigint[], %s::oid[], %s::text[], %s::text[]) AS t
+                ON CONFLICT DO NOTHING""", (snap.taken_at, list(ids), list(users), list(roles),
+                                            list(texts)))
         columns = ["queryid", "userid"] + STATEMENT_COUNTERS + ["stats_since"]
         tagged = lambda frame: frame.assign(snapshot_id=snapshot_id)  # noqa: E731
         _copy(conn, "snapshot_statements", ["snapshot_id"] + columns,
