@@ -1,0 +1,221 @@
+"""The weekly review and its exports, from real snapshot histories: one recorded here with a
+statement that regressed and one that improved, and the demo's synthetic two weeks."""
+
+import html.parser
+import uuid
+from datetime import timedelta
+
+import psycopg
+import pytest
+
+import cli
+from demo import history as demo_history
+from queries import dbpulse_schema, history, review, snapshots
+from queries.connections import admin_connection, monitoring_connection
+from reports import weekly
+
+REGRESSING = "SELECT pg_sleep(%s) AS review_regression_probe"
+IMPROVING = "SELECT 1 AS review_improvement_probe, pg_sleep(%s)"  # aliases alone share a queryid
+
+
+def _snap(url, settings, source):
+    with admin_connection(url, settings) as hist, monitoring_connection(url, settings) as mon:
+        dbpulse_schema.install(hist, settings, actor="test", target="test")
+        return snapshots.take(mon, hist, settings, source=source, redis_urls=(),
+                              taken_by="test")
+
+
+@pytest.fixture(scope="module")
+def recorded_review(database_url, dba_settings_module):
+    """Three real snapshots: in the first interval the regressing probe sleeps 1 ms and the
+    improving one 20 ms; in the second the other way round."""
+    settings = dba_settings_module
+    source = f"review-{uuid.uuid4().hex[:6]}"
+    first = _snap(database_url, settings, source)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for _ in range(12):
+            conn.execute(REGRESSING, (0.001,))
+            conn.execute(IMPROVING, (0.02,))
+    second = _snap(database_url, settings, source)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for _ in range(12):
+            conn.execute(REGRESSING, (0.02,))
+            conn.execute(IMPROVING, (0.001,))
+    third = _snap(database_url, settings, source)
+    previous = history.Period(first.taken_at, second.taken_at)
+    current = history.Period(second.taken_at, third.taken_at)
+    with monitoring_connection(database_url, settings) as conn:
+        return review.build_review(conn, conn, source, previous, current, settings)
+
+
+@pytest.fixture(scope="module")
+def dba_settings_module():
+    from queries.config import Settings
+    return Settings(role="dba", statement_timeout_ms=5000, connect_timeout_s=3)
+
+
+def test_review_finds_the_recorded_regression_and_improvement(recorded_review):
+    regressed = recorded_review.regressed
+    improved = recorded_review.improved
+    assert "review_regression_probe" in regressed.iloc[0]["query"]
+    assert regressed.iloc[0]["mean_change"] > 5          # 1 ms -> 20 ms
+    assert "review_improvement_probe" in improved.iloc[0]["query"]
+    assert not any("review_improvement_probe" in q for q in regressed["query"])
+    assert "Biggest regression" in recorded_review.headline
+    assert recorded_review.synthetic is False
+
+
+class _ExternalResources(html.parser.HTMLParser):
+    """Every tag attribute that would make a browser fetch something from elsewhere."""
+
+    def __init__(self):
+        super().__init__()
+        self.external = []
+
+    def handle_starttag(self, tag, attrs):
+        for name, value in attrs:
+            if name in ("src", "href") and value and tag in ("script", "link", "img", "iframe",
+                                                              "source", "video", "audio"):
+                if "://" in value or value.startswith("//"):
+                    self.external.append((tag, value))
+
+
+def test_exports_carry_the_regression_and_need_no_network(recorded_review, dba_settings_module):
+    markdown = weekly.render_markdown(recorded_review, dba_settings_module)
+    page = weekly.render_html(recorded_review, dba_settings_module)
+    regressed_md = markdown.split("## Regressed most")[1].split("## ")[0]
+    assert "review_regression_probe" in regressed_md
+    assert "review_regression_probe" in page.split("Regressed most")[1]
+    parser = _ExternalResources()
+    parser.feed(page)
+    assert parser.external == []
+    assert "@import" not in page
+    assert "plotly.js v" in page  # the library is inline, once
+    assert page.count("plotly.js v") == 1
+    assert page.count("class=\"plotly-graph-div\"") == 3
+
+
+@pytest.fixture(scope="module")
+def synthetic_history(database_url, redis_url, dba_settings_module):
+    """The demo's two weeks on the test database (as `make demo` writes them)."""
+    settings = dba_settings_module
+    with admin_connection(database_url, settings) as hist, \
+            monitoring_connection(database_url, settings) as mon:
+        dbpulse_schema.install(hist, settings, actor="test", target="test")
+        demo_history.remove(hist, "salesflow_test")
+        with psycopg.connect(database_url, autocommit=True) as conn:  # statements to play with
+            from demo.workload import Workload
+            workload = Workload(database_url, redis_url, seed=3)
+            for _ in range(300):
+                workload.step()
+            workload.close()
+            conn.execute("SELECT 1")
+        written = demo_history.create(mon, hist, settings, source="salesflow_test",
+                                      redis_urls=(redis_url,), taken_by="test")
+    assert written == 14 * 24 + 1
+    yield "salesflow_test"
+
+
+def test_demo_history_shows_phase_1_as_the_biggest_improvement(synthetic_history, database_url,
+                                                                dba_settings_module):
+    with monitoring_connection(database_url, dba_settings_module) as conn:
+        latest = conn.execute("SELECT max(taken_at) FROM dbpulse.snapshots WHERE source = %s",
+                              (synthetic_history,)).fetchone()[0]
+        previous, current = history.weekly_periods(latest + timedelta(minutes=1))
+        result = review.build_review(conn, conn, synthetic_history, previous, current,
+                                     dba_settings_module)
+    assert result.synthetic
+    assert result.improved.iloc[0]["label"] == "Q1 message events list"
+    assert "phase1" in result.headline
+    assert "idx_message_events_user_id" in set(result.newly_unused_indexes["index_name"])
+    assert "Q5 unified inbox" in set(result.regressed["label"])
+    kpis = {k.name: k for k in result.kpis}
+    assert kpis["Q1 message events list, mean"].trend == "better"
+    redis = result.redis_trend
+    assert (redis["keyspace_hits"] >= 0).all() and redis["hit_rate"].dropna().between(0, 1).all()
+    markdown = weekly.render_markdown(result, dba_settings_module)
+    assert "Synthetic demo data" in markdown
+    assert "Biggest improvement: Q1 message events list" in markdown
+
+
+def test_cli_report_writes_html_and_markdown(synthetic_history, database_url, monkeypatch,
+                                             tmp_path, capsys):
+    monkeypatch.setenv("DBPULSE_SECRETS_FILE", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    for suffix in ("html", "md"):
+        out = tmp_path / f"review.{suffix}"
+        assert cli.main(["report", "--out", str(out)]) == 0
+        assert "Q1 message events list" in out.read_text()
+    assert cli.main(["report", "--out", str(tmp_path / "r.pdf")]) == 2
+    assert cli.main(["report", "--from", "2020-01-01", "--to", "2020-01-08",
+                     "--out", str(tmp_path / "old.md")]) == 1
+    assert "No snapshots" in capsys.readouterr().err
+
+
+def test_cli_snapshot(database_url, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("DBPULSE_SECRETS_FILE", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    assert cli.main(["snapshot"]) == 0
+    assert "statements" in capsys.readouterr().out
+    monkeypatch.setenv("HISTORY_DATABASE_URL", "postgresql://x:y@127.0.0.1:1/none")
+    assert cli.main(["snapshot"]) == 2
+    assert "Cannot connect to the database" in capsys.readouterr().err
+
+
+def _app(monkeypatch, tmp_path, database_url, redis_url, role="dba"):
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import PROJECT_ROOT
+
+    monkeypatch.setenv("DBPULSE_SECRETS_FILE", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("DBPULSE_ROLE", role)
+    st.cache_data.clear()
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=60)
+    at.run()
+    return at
+
+
+def test_review_page(synthetic_history, database_url, redis_url, monkeypatch, tmp_path):
+    at = _app(monkeypatch, tmp_path, database_url, redis_url)
+    at.switch_page("views/review.py").run()
+    assert not at.exception, at.exception
+    assert any("Synthetic demo data" in w.value for w in at.warning)
+    assert any("Biggest improvement: Q1 message events list" in i.value for i in at.info)
+    assert {"Redis hit rate", "Buffer cache hit rate"} <= {m.label for m in at.metric}
+    assert len(at.get("plotly_chart")) == 3
+    snapshot = next(b for b in at.sidebar.button if b.label == "Take a snapshot now")
+    snapshot.click().run()
+    assert any("Snapshot" in s.value and "stored" in s.value for s in at.success)
+
+
+def test_review_page_for_a_period_without_snapshots(synthetic_history, database_url, redis_url,
+                                                   monkeypatch, tmp_path):
+    from datetime import date
+
+    at = _app(monkeypatch, tmp_path, database_url, redis_url, role="viewer")
+    at.switch_page("views/review.py").run()
+    assert not [b for b in at.sidebar.button if b.label == "Take a snapshot now"]
+    at.date_input[0].set_value(date(2021, 1, 1)).run()
+    assert not at.exception
+    assert any("No snapshots" in e.value for e in at.error)
+
+
+def test_slow_queries_interval_mode(synthetic_history, database_url, redis_url, monkeypatch,
+                                    tmp_path):
+    at = _app(monkeypatch, tmp_path, database_url, redis_url)
+    at.switch_page("views/slow_queries.py").run()
+    at.get("button_group")[0].set_value("between snapshots").run()
+    assert not at.exception, at.exception
+    at.radio[0].set_value("last week").run()
+    assert not at.exception, at.exception
+    assert any(c.value.startswith("Between the snapshots of") for c in at.caption)
+    assert any("synthetic demo history" in w.value for w in at.warning)
+    table = at.dataframe[0].value
+    assert (table["calls"].astype(float) > 0).all()
+    assert table["query"].str.contains("FROM message_events").any()
+    at.radio[0].set_value("two snapshots").run()
+    assert not at.exception, at.exception
+    assert len(at.selectbox) >= 2
