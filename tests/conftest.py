@@ -118,3 +118,27 @@ def login_role(url: str, role: str, password: str):
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+@pytest.fixture(scope="session")
+def synthetic_history(database_url, redis_url):
+    """The demo's two weeks of synthetic history on the test database, as `make demo` writes
+    them (after some workload, so there are statements to play forward). Yields the source."""
+    from demo import history as demo_history
+    from demo.workload import Workload
+    from queries import dbpulse_schema
+    from queries.connections import admin_connection, monitoring_connection
+
+    settings = Settings(role="dba", statement_timeout_ms=5000)
+    workload = Workload(database_url, redis_url, seed=3)
+    for _ in range(300):
+        workload.step()
+    workload.close()
+    with admin_connection(database_url, settings) as hist, \
+            monitoring_connection(database_url, settings) as mon:
+        dbpulse_schema.install(hist, settings, actor="test", target="test")
+        demo_history.remove(hist, "salesflow_test")
+        written = demo_history.create(mon, hist, settings, source="salesflow_test",
+                                      redis_urls=(redis_url,), taken_by="test")
+    assert written == demo_history.DAYS * 24 + 1
+    return "salesflow_test"

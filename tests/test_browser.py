@@ -186,3 +186,45 @@ def test_apply_phase_1_in_chromium(dashboard, database_url):
         with admin_connection(database_url, settings) as conn:
             migrations.rollback(conn, settings, migrations.discover(), actor="test",
                                 target="t", dsn=database_url, to="0")
+
+
+def test_weekly_review_and_its_html_offline(synthetic_history, dashboard, tmp_path):
+    """The review page shows the demo's phase 1 as the biggest improvement; its HTML export,
+    downloaded from the page, draws its three charts with every network request refused."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{dashboard}/review", wait_until="domcontentloaded")
+            page.get_by_text("Biggest improvement: Q1 message events list").first.wait_for(
+                timeout=60_000)
+            page.get_by_text("Synthetic demo data").first.wait_for(timeout=10_000)
+            page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
+                                   timeout=60_000)
+            # plotly is loaded lazily: wait for the third chart to be drawn
+            page.locator("[data-testid=stPlotlyChart]").nth(2).wait_for(timeout=60_000)
+            with page.expect_download(timeout=60_000) as download:
+                page.get_by_role("button", name="HTML report").click()
+            report = tmp_path / "review.html"
+            download.value.save_as(report)
+
+            offline = browser.new_context(offline=True)
+            requested = []
+            offline.route("**/*", lambda route: (requested.append(route.request.url),
+                                                 route.abort() if not route.request.url
+                                                 .startswith("file:") else route.continue_()))
+            view = offline.new_page()
+            view.goto(report.as_uri(), wait_until="load")
+            view.locator(".plotly-graph-div .main-svg").first.wait_for(timeout=30_000)
+            charts = view.locator(".plotly-graph-div").count()
+            drawn = view.evaluate("document.querySelectorAll('.plotly-graph-div .main-svg')"
+                                  ".length")
+            text = view.inner_text("body")
+        finally:
+            browser.close()
+    assert charts == 3 and drawn >= 3
+    assert [u for u in requested if not u.startswith("file:")] == []
+    assert "Biggest improvement: Q1 message events list" in text
+    assert "Synthetic demo data" in text

@@ -9,7 +9,6 @@ import psycopg
 import pytest
 
 import cli
-from demo import history as demo_history
 from queries import dbpulse_schema, history, review, snapshots
 from queries.connections import admin_connection, monitoring_connection
 from reports import weekly
@@ -93,27 +92,6 @@ def test_exports_carry_the_regression_and_need_no_network(recorded_review, dba_s
     assert "plotly.js v" in page  # the library is inline, once
     assert page.count("plotly.js v") == 1
     assert page.count("class=\"plotly-graph-div\"") == 3
-
-
-@pytest.fixture(scope="module")
-def synthetic_history(database_url, redis_url, dba_settings_module):
-    """The demo's two weeks on the test database (as `make demo` writes them)."""
-    settings = dba_settings_module
-    with admin_connection(database_url, settings) as hist, \
-            monitoring_connection(database_url, settings) as mon:
-        dbpulse_schema.install(hist, settings, actor="test", target="test")
-        demo_history.remove(hist, "salesflow_test")
-        with psycopg.connect(database_url, autocommit=True) as conn:  # statements to play with
-            from demo.workload import Workload
-            workload = Workload(database_url, redis_url, seed=3)
-            for _ in range(300):
-                workload.step()
-            workload.close()
-            conn.execute("SELECT 1")
-        written = demo_history.create(mon, hist, settings, source="salesflow_test",
-                                      redis_urls=(redis_url,), taken_by="test")
-    assert written == 14 * 24 + 1
-    yield "salesflow_test"
 
 
 def test_demo_history_shows_phase_1_as_the_biggest_improvement(synthetic_history, database_url,
