@@ -29,6 +29,8 @@ bench: venv
 	$(PY) bench/bench_demo_load.py
 	$(PY) bench/catalog_scale.py
 	$(PY) bench/redis_scale.py
+	$(PY) bench/migration_gain.py
+	$(PY) bench/history_review.py
 
 stack-up: venv
 	$(PY) cli.py stack up

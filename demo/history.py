@@ -49,14 +49,14 @@ def _matches(query: str, name: str) -> bool:
     return HOT_QUERIES[name] in (query or "")
 
 
-def generate(template: snapshots.Snapshot, end: datetime, seed: int = 7
+def generate(template: snapshots.Snapshot, end: datetime, seed: int = 7, days: int = DAYS
              ) -> tuple[list[snapshots.Snapshot], datetime]:
-    """Hourly snapshots over DAYS days ending at `end`; returns them and phase 1's time."""
+    """Hourly snapshots over `days` days ending at `end`; returns them and phase 1's time."""
     rng = np.random.default_rng(seed)
-    start = end - timedelta(days=DAYS)
-    phase1_at = start + timedelta(days=DAYS / 2, hours=-6)
+    start = end - timedelta(days=days)
+    phase1_at = start + timedelta(days=days / 2, hours=-6)
     redis_restart_at = start + timedelta(days=3, hours=4)
-    hours = DAYS * 24
+    hours = days * 24
     base = template.statements.copy()
     base = base[base["calls"].astype(float) > 0].reset_index(drop=True)
     calls_real = base["calls"].astype(float)
@@ -83,7 +83,7 @@ def generate(template: snapshots.Snapshot, end: datetime, seed: int = 7
         frac = h / hours
         calls = rng.poisson(_volume(at, day) * weight).astype(float) if h else np.zeros(len(base))
         effect = np.where(at >= phase1_at, phase1, 1.0)
-        effect = effect * np.where(inbox, 1 + 0.35 * max(0.0, (day - DAYS / 2) / (DAYS / 2)), 1.0)
+        effect = effect * np.where(inbox, 1 + 0.35 * max(0.0, (day - days / 2) / (days / 2)), 1.0)
         noise = rng.lognormal(0, 0.08, len(base))
         cumulative["calls"] += calls
         for c, unit in per_call.items():
@@ -94,7 +94,7 @@ def generate(template: snapshots.Snapshot, end: datetime, seed: int = 7
             statements[c] = np.round(values) if c not in snapshots.FLOAT_COLUMNS else values
         statements["stats_since"] = start
 
-        shrink = 1 - growth_per_day * (DAYS - day)
+        shrink = np.maximum(1 - growth_per_day * (days - day), 0.1)
         t = tables.copy()
         t["total_bytes"] = (tables["total_bytes"].astype(float) * shrink).round()
         t["bloat_bytes"] = np.where(tables["table_name"] == "dm_conversations",
@@ -107,7 +107,7 @@ def generate(template: snapshots.Snapshot, end: datetime, seed: int = 7
         until_phase1 = min(at, phase1_at) - start
         superseded = indexes["index_name"] == SUPERSEDED_INDEX
         i["scans"] = np.where(superseded,
-                              (scans + 5000) * until_phase1.total_seconds() / (DAYS * 86400),
+                              (scans + 5000) * until_phase1.total_seconds() / (days * 86400),
                               scans * frac).round()
         views = template.matviews.copy()
         if not views.empty:
@@ -142,7 +142,7 @@ def generate(template: snapshots.Snapshot, end: datetime, seed: int = 7
 
 def create(monitor_conn: psycopg.Connection, history_conn: psycopg.Connection,
            settings: Settings, *, source: str, redis_urls: tuple[str, ...], taken_by: str,
-           end: datetime | None = None) -> int:
+           end: datetime | None = None, days: int = DAYS) -> int:
     """Write the synthetic history unless this source has one already; returns how many
     snapshots were written."""
     if has_synthetic_history(history_conn, source):
@@ -151,7 +151,7 @@ def create(monitor_conn: psycopg.Connection, history_conn: psycopg.Connection,
     if template.statements.empty:
         return 0
     end = end or datetime.now(timezone.utc) - timedelta(minutes=5)
-    generated, phase1_at = generate(template, end)
+    generated, phase1_at = generate(template, end, days=days)
     with history_conn.transaction():
         for snap in generated:
             snapshots.store(history_conn, snap, settings, taken_by=taken_by, synthetic=True)

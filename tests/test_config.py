@@ -81,3 +81,14 @@ def test_shipped_example_parses_into_targets():
     targets = load_targets({}, secrets)
     assert [t.name for t in targets] == ["production", "staging"]
     assert load_settings({}, secrets).statement_timeout_ms == 5000
+
+
+def test_history_database_and_source():
+    env = {"DATABASE_URL": "postgresql://u:p@db:5432/salesflow",
+           "HISTORY_DATABASE_URL": "postgresql://u:p@hist:5432/history"}
+    target = load_targets(env, {})[0]
+    assert target.history_write_url == target.history_read_url == env["HISTORY_DATABASE_URL"]
+    assert target.history_source == "salesflow"
+    named = load_targets({}, {"targets": {"a": {"database_url": "host=db dbname=crm user=x"}}})[0]
+    assert named.history_read_url == named.database_url and named.history_source == "crm"
+    assert load_settings({"DBPULSE_HISTORY_RETENTION_DAYS": "30"}, {}).history_retention_days == 30
