@@ -150,8 +150,12 @@ def _demo_history(target, settings, redis_url: str) -> None:
             workload.close()
         written = demo_history.create(monitor, history, settings, source=target.history_source,
                                       redis_urls=target.redis_urls, taken_by=_actor())
-    print(f"wrote {written} hourly snapshots of synthetic demo history (two weeks, phase 1 in "
-          "the middle)", flush=True)
+    if written:
+        print(f"wrote {written} hourly snapshots of synthetic demo history (two weeks, phase 1 "
+              "in the middle)", flush=True)
+    else:
+        print("no synthetic history: pg_stat_statements is not readable in this database",
+              flush=True)
     from queries import snapshots
 
     snapshots.snapshot_target(target, settings, _actor())

@@ -68,6 +68,7 @@ def test_demo_loads_only_into_an_explicit_database(servers, scratch_database, tm
                   env=env)
     assert result.returncode == 0, result.stderr
     assert "loaded the small demo" in result.stdout
+    assert "no synthetic history: pg_stat_statements is not readable" in result.stdout
     with psycopg.connect(scratch_database) as conn:
         assert conn.execute("SELECT count(*) FROM leads").fetchone()[0] > 0
         assert conn.execute("SELECT count(*) FROM dbpulse.audit_log "
