@@ -302,3 +302,34 @@ def test_apply_all_phases_while_the_workload_runs(demo_db, dba_settings):
     stats = result["stats"]
     assert stats.operations > 100 and stats.errors == 0
     print(f"slowest workload operation during the apply: {stats.slowest_operation_s:.3f} s")
+
+
+def test_index_build_progress_is_reported_while_it_waits(scratch_database):
+    """A concurrent build waits for older transactions; meanwhile the runner's poller reports
+    the build's phase from pg_stat_progress_create_index."""
+    import threading
+    import time
+
+    with psycopg.connect(scratch_database, autocommit=True) as setup:
+        setup.execute("CREATE TABLE progress_probe AS SELECT g AS id FROM generate_series(1, "
+                      "1000) g")
+    messages: list[str] = []
+    holder = psycopg.connect(scratch_database)
+    holder.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    holder.execute("SELECT count(*) FROM progress_probe").fetchone()  # an old snapshot
+    builder = psycopg.connect(scratch_database, autocommit=True)
+
+    def build():
+        with migrations.IndexBuildProgress(scratch_database, builder.info.backend_pid,
+                                           messages.append):
+            builder.execute("CREATE INDEX CONCURRENTLY progress_probe_id ON progress_probe (id)")
+
+    thread = threading.Thread(target=build)
+    thread.start()
+    time.sleep(2.5)
+    holder.commit()  # the build may finish now
+    thread.join(30)
+    holder.close()
+    builder.close()
+    assert not thread.is_alive()
+    assert any(m.strip().startswith("index build: waiting for") for m in messages), messages
