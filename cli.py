@@ -371,7 +371,6 @@ def _moment(text: str):
 def cmd_report(args) -> int:
     """The weekly review of a period (default the last 7 days) against the period of the same
     length before it, written as self-contained HTML or Markdown."""
-    from contextlib import ExitStack
     from datetime import datetime, timedelta, timezone
 
     from queries import history, review
@@ -391,17 +390,16 @@ def cmd_report(args) -> int:
         return 2
     current = history.Period(start, end)
     previous = history.Period(start - (end - start), start)
-    with ExitStack() as stack:
-        hist = stack.enter_context(monitoring_connection(target.history_read_url, settings))
-        try:  # the migration and refresh logs are in the watched database; optional
-            events_conn = stack.enter_context(monitoring_connection(target.database_url,
-                                                                    settings))
-        except DatabaseProblem as problem:
-            print(f"warning: no migration or refresh marks: {problem}", file=sys.stderr)
-            events_conn = None
+    marks = None  # migrations and refreshes come from the watched database; optional
+    try:
+        with monitoring_connection(target.database_url, settings) as conn:
+            marks = history.target_events(conn, review.span(previous, current))
+    except DatabaseProblem as problem:
+        print(f"warning: no migration or refresh marks: {problem}", file=sys.stderr)
+    with monitoring_connection(target.history_read_url, settings) as hist:
         try:
-            result = review.build_review(hist, events_conn, target.history_source, previous,
-                                         current, settings)
+            result = review.build_review(hist, target.history_source, previous, current,
+                                         settings, marks)
         except history.HistoryUnavailable as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1

@@ -94,7 +94,9 @@ def main() -> None:
                                "'salesflow'").fetchone()[0] + timedelta(minutes=1)
             previous, current = history.weekly_periods(end)
             figures["review_data_ms_median"], result = timed(
-                lambda: review.build_review(mon, mon, "salesflow", previous, current, settings),
+                lambda: review.build_review(mon, "salesflow", previous, current, settings,
+                                            history.target_events(
+                                                mon, review.span(previous, current))),
                 args.runs)
             figures["review_headline"] = result.headline
             week = history.Period(end - timedelta(days=7), end)

@@ -336,31 +336,44 @@ def ratio(series_hits: pd.Series, series_misses: pd.Series) -> float | None:
     return None if hits + misses == 0 else hits / (hits + misses)
 
 
-def events(history_conn: psycopg.Connection, target_conn: psycopg.Connection | None, source: str,
-           period: Period) -> pd.DataFrame:
-    """What to draw on the charts: migrations and refreshes from their logs in the watched
-    database, and the history's own events (e.g. the synthetic demo's phase 1)."""
-    rows = [to_frame(history_conn.execute("""
+EVENT_COLUMNS = ["at", "kind", "label", "synthetic"]
+
+
+def target_events(target_conn: psycopg.Connection, period: Period) -> pd.DataFrame:
+    """Migrations and refreshes of the period, from their logs in the watched database."""
+    rows = []
+    if target_conn.execute("SELECT to_regclass('dbpulse.migration_runs')").fetchone()[0]:
+        rows.append(to_frame(target_conn.execute("""
+            SELECT finished_at AS at, 'migration' AS kind,
+                   direction || ' ' || version || ' ' || name AS label, false AS synthetic
+            FROM dbpulse.migration_runs
+            WHERE outcome = 'ok' AND finished_at BETWEEN %s AND %s""",
+            (period.start, period.end))))
+    if target_conn.execute("SELECT to_regclass('dbpulse.matview_refresh_log')").fetchone()[0]:
+        rows.append(to_frame(target_conn.execute("""
+            SELECT finished_at AS at, 'refresh' AS kind, 'refresh ' || view_name AS label,
+                   false AS synthetic
+            FROM dbpulse.matview_refresh_log
+            WHERE outcome = 'ok' AND finished_at BETWEEN %s AND %s""",
+            (period.start, period.end))))
+    return _concat_events(rows)
+
+
+def events(history_conn: psycopg.Connection, source: str, period: Period,
+           from_target: pd.DataFrame | None = None) -> pd.DataFrame:
+    """What to draw on the charts: the history's own events (e.g. the synthetic demo's phase 1)
+    and, when given, the watched database's migrations and refreshes (target_events)."""
+    own = to_frame(history_conn.execute("""
         SELECT at, kind, label, synthetic FROM dbpulse.history_events
-        WHERE source = %s AND at BETWEEN %s AND %s""", (source, period.start, period.end)))]
-    if target_conn is not None:
-        if target_conn.execute("SELECT to_regclass('dbpulse.migration_runs')").fetchone()[0]:
-            rows.append(to_frame(target_conn.execute("""
-                SELECT finished_at AS at, 'migration' AS kind,
-                       direction || ' ' || version || ' ' || name AS label, false AS synthetic
-                FROM dbpulse.migration_runs
-                WHERE outcome = 'ok' AND finished_at BETWEEN %s AND %s""",
-                (period.start, period.end))))
-        if target_conn.execute("SELECT to_regclass('dbpulse.matview_refresh_log')").fetchone()[0]:
-            rows.append(to_frame(target_conn.execute("""
-                SELECT finished_at AS at, 'refresh' AS kind, 'refresh ' || view_name AS label,
-                       false AS synthetic
-                FROM dbpulse.matview_refresh_log
-                WHERE outcome = 'ok' AND finished_at BETWEEN %s AND %s""",
-                (period.start, period.end))))
-    frame = pd.concat([r for r in rows if not r.empty], ignore_index=True) if any(
-        not r.empty for r in rows) else pd.DataFrame(columns=["at", "kind", "label", "synthetic"])
-    return frame.sort_values("at").reset_index(drop=True)
+        WHERE source = %s AND at BETWEEN %s AND %s""", (source, period.start, period.end)))
+    return _concat_events([own] + ([from_target] if from_target is not None else []))
+
+
+def _concat_events(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return pd.DataFrame(columns=EVENT_COLUMNS)
+    return pd.concat(frames, ignore_index=True).sort_values("at").reset_index(drop=True)
 
 
 def snapshot_times(conn: psycopg.Connection, source: str, limit: int = 2000) -> pd.DataFrame:

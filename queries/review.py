@@ -180,9 +180,17 @@ def _unused_totals(index_scans: pd.DataFrame) -> tuple[float | None, float | Non
     return float(len(unused)), float(unused["size_bytes"].astype(float).sum())
 
 
-def build_review(history_conn: psycopg.Connection, target_conn: psycopg.Connection | None,
-                 source: str, previous: Period, current: Period, settings: Settings) -> Review:
-    """Raises HistoryUnavailable when the current period cannot be measured at all."""
+def span(previous: Period, current: Period) -> Period:
+    """Both periods: what the trend charts and their event marks cover."""
+    return Period(previous.start, current.end)
+
+
+def build_review(history_conn: psycopg.Connection, source: str, previous: Period,
+                 current: Period, settings: Settings,
+                 target_events: pd.DataFrame | None = None) -> Review:
+    """target_events: the watched database's migrations and refreshes over span(previous,
+    current) (history.target_events), when it could be read. Raises HistoryUnavailable when the
+    current period cannot be measured at all."""
     if not history.history_installed(history_conn):
         raise history.HistoryUnavailable(
             "There is no history yet: DB Pulse's snapshot tables are not installed. Take a first "
@@ -218,7 +226,7 @@ def build_review(history_conn: psycopg.Connection, target_conn: psycopg.Connecti
     views_prev = history.matview_ages(history_conn, source, previous,
                                       settings.matview_max_age_minutes) if cov_prev.usable \
         else pd.DataFrame()
-    both = Period(previous.start, current.end)
+    both = span(previous, current)
     redis_trend = history.redis_series(history_conn, source, both)
     buffer_trend = history.buffer_cache_series(history_conn, source, both)
     charted = pd.concat([improved.head(3), regressed.head(2)])
@@ -227,7 +235,7 @@ def build_review(history_conn: psycopg.Connection, target_conn: psycopg.Connecti
         if not charted.empty else pd.DataFrame()
     if not statement_trend.empty:
         statement_trend = statement_trend.merge(charted[["queryid", "label"]], on="queryid")
-    events = history.events(history_conn, target_conn, source, both)
+    events = history.events(history_conn, source, both, target_events)
 
     def in_period(frame, period, column="taken_at"):
         if frame.empty:

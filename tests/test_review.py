@@ -44,7 +44,8 @@ def recorded_review(database_url, dba_settings_module):
     previous = history.Period(first.taken_at, second.taken_at)
     current = history.Period(second.taken_at, third.taken_at)
     with monitoring_connection(database_url, settings) as conn:
-        return review.build_review(conn, conn, source, previous, current, settings)
+        return review.build_review(conn, source, previous, current, settings,
+                                   history.target_events(conn, review.span(previous, current)))
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +101,9 @@ def test_demo_history_shows_phase_1_as_the_biggest_improvement(synthetic_history
         latest = conn.execute("SELECT max(taken_at) FROM dbpulse.snapshots WHERE source = %s",
                               (synthetic_history,)).fetchone()[0]
         previous, current = history.weekly_periods(latest + timedelta(minutes=1))
-        result = review.build_review(conn, conn, synthetic_history, previous, current,
-                                     dba_settings_module)
+        result = review.build_review(conn, synthetic_history, previous, current,
+                                     dba_settings_module,
+                                     history.target_events(conn, review.span(previous, current)))
     assert result.synthetic
     assert result.improved.iloc[0]["label"] == "Q1 message events list"
     assert "phase1" in result.headline

@@ -288,14 +288,10 @@ def interval_statements(target: Target, settings: Settings, period) -> Loaded:
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
 def review_data(target: Target, settings: Settings, previous, current) -> Loaded:
-    from queries import review
+    from queries import history, review
 
-    def load(conn):
-        try:  # migrations and refreshes come from the watched database, if it answers
-            with monitoring_pool(target.database_url, settings).connection() as events_conn:
-                return review.build_review(conn, events_conn, target.history_source, previous,
-                                           current, settings)
-        except DatabaseProblem:
-            return review.build_review(conn, None, target.history_source, previous, current,
-                                       settings)
-    return _load_history(target, settings, load)
+    # migrations and refreshes come from the watched database; without it, no marks
+    marks = _load(target.database_url, settings, lambda conn: history.target_events(
+        conn, review.span(previous, current)))
+    return _load_history(target, settings, lambda conn: review.build_review(
+        conn, target.history_source, previous, current, settings, marks.value))
