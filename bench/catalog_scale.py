@@ -93,7 +93,7 @@ def functions(caps: capabilities.Capabilities) -> dict:
         duplicates = indexes.duplicate_indexes(frame)
         indexes.unused_indexes(frame, 0, duplicates)
         indexes.invalid_indexes(conn, frame)
-        indexes.unindexed_foreign_keys(conn, frame)
+        indexes.unindexed_foreign_keys(indexes.foreign_keys(conn), frame)
 
     listed = {}
 
@@ -116,7 +116,8 @@ def functions(caps: capabilities.Capabilities) -> dict:
         "indexes.unused_indexes (on the list)": on_list(
             lambda c, f: indexes.unused_indexes(f, 0, indexes.duplicate_indexes(f))),
         "indexes.invalid_indexes (on the list)": on_list(indexes.invalid_indexes),
-        "indexes.unindexed_foreign_keys (on the list)": on_list(indexes.unindexed_foreign_keys),
+        "indexes.unindexed_foreign_keys (on the list)": on_list(
+            lambda c, f: indexes.unindexed_foreign_keys(indexes.foreign_keys(c), f)),
         "all index checks (list + four checks)": index_checks,
         "indexes.sequential_scan_heavy": indexes.sequential_scan_heavy,
         "bloat.column_stats (shared by both)": bloat.column_stats,

@@ -5,15 +5,16 @@ why it matters, and the SQL that fixes it."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 
 import psycopg
 
-from queries import activity, bloat, cache, indexes, matviews, statements, vacuum
+from queries import activity, bloat, cache, indexes, matviews, migrations, statements, vacuum
 from queries.capabilities import Capabilities
 from queries.config import Settings
 from queries.identifiers import qualified
 
-OWN_SCHEMA = "dbpulse"  # DB Pulse's own tables are not the application's problem
+OWN_SCHEMA = indexes.OWN_SCHEMA  # DB Pulse's own tables are not the application's problem
 SEVERITY_ORDER = {"red": 0, "amber": 1, "grey": 2, "green": 3}
 
 
@@ -44,10 +45,6 @@ class Finding:
         return asdict(self)
 
 
-def _not_own(findings):
-    return [f for f in findings if f.schema_name != OWN_SCHEMA]
-
-
 def check_slow_queries(conn, caps: Capabilities, settings: Settings) -> Finding:
     page = "slow_queries"
     if not caps.has_pg_stat_statements:
@@ -76,18 +73,27 @@ def check_slow_queries(conn, caps: Capabilities, settings: Settings) -> Finding:
             "missing-index hints")
 
 
+def index_review(conn, settings: Settings, include_own: bool = False) -> indexes.IndexReview:
+    evidence = indexes.usage_evidence(conn, migrations.migrations_dir(settings),
+                                      timedelta(days=settings.unused_index_min_age_days))
+    found = indexes.review(conn, settings.unused_index_min_bytes, evidence)
+    return found if include_own else found.without_own()
+
+
 def check_indexes(conn, settings: Settings) -> list[Finding]:
-    frame = indexes.list_indexes(conn)
+    found = index_review(conn, settings)
     page = "indexes"
-    duplicates = _not_own(indexes.duplicate_indexes(frame))
-    unused = _not_own(indexes.unused_indexes(frame, settings.unused_index_min_bytes, duplicates))
-    invalid = indexes.invalid_indexes(conn, frame)
-    fk = [h for h in indexes.unindexed_foreign_keys(conn, frame) if h.schema_name != OWN_SCHEMA]
+    unused, duplicates, invalid, fk = (found.unused, found.duplicates, found.invalid,
+                                       found.foreign_keys)
+    waiting = found.not_judged
     wasted = sum(f.size_bytes for f in unused + duplicates)
+    not_judged = (f" {len(waiting)} more without scans are kept or too new to judge "
+                  "(the Indexes page says why)." if waiting else "")
     return [
         Finding("unused_indexes", "Unused indexes", "amber" if unused else "green", len(unused),
                 f"{len(unused)} indexes were never scanned since the statistics reset; "
-                f"each slows every write and takes {wasted // 1024:,} kB with the duplicates.",
+                f"each slows every write and takes {wasted // 1024:,} kB with the duplicates."
+                + not_judged,
                 page, [f.qualified_name for f in unused], "\n".join(f.fix for f in unused)),
         Finding("duplicate_indexes", "Duplicate and redundant indexes",
                 "amber" if duplicates else "green", len(duplicates),

@@ -83,6 +83,8 @@ class Settings:
     kpi_slow_ms: float = 1000.0
     kpi_slow_share_target: float = 0.05
     unused_index_min_bytes: int = 65_536   # smaller unused indexes are not worth a finding
+    # zero scans prove nothing about an index (or statistics) younger than this
+    unused_index_min_age_days: float = 7.0
     bloat_min_ratio: float = 0.30
     bloat_min_bytes: int = 1_048_576
     long_query_s: float = 60.0

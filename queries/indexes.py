@@ -8,11 +8,14 @@ are plain pandas over that frame, so they stay fast on catalogues of tens of tho
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 import psycopg
 
+from queries import migrations
 from queries.frames import to_frame
 from queries.identifiers import qualified, quote_ident
 
@@ -24,8 +27,9 @@ def list_indexes(conn: psycopg.Connection) -> pd.DataFrame:
     the statistics functions (not the pg_stat_all_indexes view), sizes from pg_class.relpages
     (as of the last VACUUM, ANALYZE or build, instead of a file-system call per index), and
     column names from one query per catalogue rather than a subquery per index."""
-    last_scan = ("pg_stat_get_lastscan(i.indexrelid)" if conn.info.server_version >= 160000
-                 else "NULL::timestamptz")
+    version = conn.info.server_version
+    last_scan = "pg_stat_get_lastscan(i.indexrelid)" if version >= 160000 else "NULL::timestamptz"
+    nulls_not_distinct = "i.indnullsnotdistinct" if version >= 150000 else "false"
     frame = to_frame(conn.execute(f"""
         SELECT n.nspname                                         AS schema_name,
                t.relname                                         AS table_name,
@@ -37,12 +41,17 @@ def list_indexes(conn: psycopg.Connection) -> pd.DataFrame:
                i.indnkeyatts                                     AS key_count,
                i.indclass::text                                  AS opclasses,
                i.indcollation::text                              AS collations,
+               i.indoption::text                                 AS options,
+               {nulls_not_distinct}                              AS nulls_not_distinct,
+               c.relkind = 'I'                                   AS is_partitioned,
+               inh.inhparent                                     AS parent_index_oid,
                i.indisunique                                     AS is_unique,
                i.indisprimary                                    AS is_primary,
                i.indisvalid                                      AS is_valid,
                i.indisready                                      AS is_ready,
                con.contype                                       AS constraint_type,
                con.conname                                       AS constraint_name,
+               referenced.conindid IS NOT NULL                   AS referenced_by_fk,
                CASE WHEN i.indexprs IS NOT NULL THEN pg_get_expr(i.indexprs, i.indrelid) END
                                                                  AS expressions,
                CASE WHEN i.indpred IS NOT NULL THEN pg_get_expr(i.indpred, i.indrelid) END
@@ -56,10 +65,16 @@ def list_indexes(conn: psycopg.Connection) -> pd.DataFrame:
         JOIN pg_namespace n ON n.oid = t.relnamespace
         JOIN pg_am am ON am.oid = c.relam
         LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.contype IN ('p', 'u', 'x')
+        LEFT JOIN pg_inherits inh ON inh.inhrelid = i.indexrelid
+        -- a unique index a foreign key points at cannot be dropped while the key exists
+        LEFT JOIN (SELECT DISTINCT conindid FROM pg_constraint WHERE contype = 'f') referenced
+               ON referenced.conindid = i.indexrelid
         WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
           AND n.nspname NOT LIKE 'pg_temp%%' AND n.nspname NOT LIKE 'pg_toast_temp%%'
         """))
-    frame["backs_constraint"] = frame["constraint_type"].notna()
+    frame["backs_constraint"] = frame["constraint_type"].notna() | frame["referenced_by_fk"]
+    frame["is_partitioned"] = frame["is_partitioned"].astype(bool)
+    _roll_up_partitions(frame)
     names = table_column_names(conn)
     frame["column_names"] = [
         [names.get(table, [])[n - 1] if 0 < n <= len(names.get(table, [])) else None
@@ -78,7 +93,32 @@ def table_column_names(conn: psycopg.Connection) -> dict[int, list[str]]:
         """).fetchall())
 
 
-def drop_sql(schema: str, index: str) -> str:
+def _roll_up_partitions(frame: pd.DataFrame) -> None:
+    """A partitioned index has no scans or pages of its own: its partitions' indexes do. Give it
+    the sum over its partitions (recursively), so it is judged by what its partitions saw."""
+    if not frame["is_partitioned"].any():
+        return
+    children: dict[int, list[int]] = {}
+    for oid, parent in zip(frame["index_oid"], frame["parent_index_oid"]):
+        if pd.notna(parent):
+            children.setdefault(int(parent), []).append(int(oid))
+
+    def total(oid: int, own: dict) -> float:
+        kids = children.get(oid)
+        return own.get(oid, 0) if not kids else sum(total(k, own) for k in kids)
+
+    mask = frame["is_partitioned"]
+    for column in ("scans", "size_bytes"):
+        own = dict(zip(frame["index_oid"].astype(int), frame[column]))
+        frame.loc[mask, column] = [total(int(o), own) for o in frame.loc[mask, "index_oid"]]
+
+
+def drop_sql(schema: str, index: str, partitioned: bool = False) -> str:
+    """The DROP PostgreSQL accepts: CONCURRENTLY is refused for a partitioned index."""
+    if partitioned:
+        return (f"DROP INDEX IF EXISTS {qualified(schema, index)};  -- partitioned index: "
+                "CONCURRENTLY is not possible; holds an ACCESS EXCLUSIVE lock on the table and "
+                "every partition until it commits (brief: nothing is rewritten)")
     return f"DROP INDEX CONCURRENTLY IF EXISTS {qualified(schema, index)};"
 
 
@@ -91,10 +131,16 @@ class IndexFinding:
     reason: str
     fix: str
     covered_by: str | None = None   # for duplicates: the index that stays
+    verdict: str = "drop"           # drop | kept (a reason to keep it) | too new (no evidence yet)
 
     @property
     def qualified_name(self) -> str:
         return qualified(self.schema_name, self.index_name)
+
+
+def _key_orders(row) -> list[int]:
+    """Per key column, pg_index.indoption: bit 1 DESC, bit 2 NULLS FIRST."""
+    return [int(o) for o in (row.options or "").split()][:row.key_count]
 
 
 def _describe(row) -> str:
@@ -103,29 +149,197 @@ def _describe(row) -> str:
     else:
         names = [n or "?" for n in (row.column_names or [])]
         keys, included = names[:row.key_count], names[row.key_count:]
-        body = ", ".join(quote_ident(n) for n in keys)
+        orders = _key_orders(row) + [0] * len(keys)
+        body = ", ".join(quote_ident(n) + _order_text(o) for n, o in zip(keys, orders))
         if included:
             body += ") INCLUDE (" + ", ".join(quote_ident(n) for n in included)
-    text = f"{row.access_method} ({body})"
+    text = ("UNIQUE " if row.is_unique else "") + f"{row.access_method} ({body})"
+    if getattr(row, "nulls_not_distinct", False):
+        text += " NULLS NOT DISTINCT"
     return text + (f" WHERE {row.predicate}" if _text(row.predicate) else "")
 
 
-def unused_indexes(frame: pd.DataFrame, min_size_bytes: int = 0,
-                   already_reported: list[IndexFinding] = ()) -> list[IndexFinding]:
-    """No scans since the statistics were reset, not backing a primary key, unique or exclusion
-    constraint (and not unique at all: a unique index enforces something even unscanned).
-    Indexes in a reported duplicate pair (the one to drop and the one that stays) are left
-    out, so no two findings ever propose dropping both twins."""
+def _order_text(option: int) -> str:
+    """
+    >>> _order_text(0), _order_text(1), _order_text(2), _order_text(3)
+    ('', ' DESC NULLS LAST', ' NULLS FIRST', ' DESC')
+    """
+    desc, nulls_first = bool(option & 1), bool(option & 2)
+    return (" DESC" if desc else "") + (
+        " NULLS FIRST" if nulls_first and not desc else " NULLS LAST" if desc and not nulls_first
+        else "")
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    schema_name: str
+    table_name: str
+    table_oid: int
+    name: str
+    columns: tuple[int, ...]
+    column_names: tuple[str, ...]
+    partitioned_table: bool = False
+
+    def supported_by(self, row) -> bool:
+        """A valid, whole-table index whose leading key columns are the key's columns."""
+        n = len(self.columns)
+        return (bool(row.is_valid) and not _text(row.predicate) and row.table_oid == self.table_oid
+                and row.key_count >= n and sorted(row.columns[:n]) == sorted(self.columns))
+
+
+def foreign_keys(conn: psycopg.Connection) -> list[ForeignKey]:
+    cur = conn.execute("""
+        SELECT n.nspname AS schema_name, t.relname AS table_name, c.conrelid AS table_oid,
+               c.conname AS constraint_name, c.conkey::int[] AS columns,
+               (SELECT array_agg(a.attname ORDER BY k.ord)
+                FROM unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord)
+                JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum) AS column_names,
+               t.relkind = 'p' AS partitioned_table
+        FROM pg_constraint c
+        JOIN pg_class t ON t.oid = c.conrelid
+        JOIN pg_namespace n ON n.oid = t.relnamespace
+        WHERE c.contype = 'f'
+          AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+        """)
+    return [ForeignKey(s, t, oid, name, tuple(cols), tuple(names), part)
+            for s, t, oid, name, cols, names, part in cur.fetchall()]
+
+
+@dataclass(frozen=True)
+class UsageEvidence:
+    """What zero scans can prove: the counters start at the last statistics reset, and an
+    index built since then has been watched only for its own lifetime. `created_after` maps a
+    qualified index name to a moment it did not exist yet, with how that is known;
+    `snapshot_cut` is (the oldest snapshot inside min_age, the indexes it held): an index
+    missing from it is younger than that snapshot."""
+    now: datetime
+    stats_since: datetime | None = None
+    min_age: timedelta = timedelta(days=7)
+    created_after: dict = field(default_factory=dict)
+    snapshot_cut: tuple | None = None
+
+    def too_new(self, name: str) -> str | None:
+        """Why zero scans of this index are not yet evidence, or None."""
+        born = self.created_after.get(name)
+        if born is None and self.snapshot_cut and name not in self.snapshot_cut[1]:
+            born = (self.snapshot_cut[0], "absent from the snapshot of "
+                    f"{self.snapshot_cut[0]:%Y-%m-%d %H:%M}")
+        if born is not None and self.now - born[0] < self.min_age:
+            return (f"too new to judge: created less than {age_text(self.now - born[0])} ago "
+                    f"({born[1]}); zero scans over so short a time prove nothing")
+        if self.stats_since is not None and self.now - self.stats_since < self.min_age:
+            return (f"too new to judge: the statistics were reset only "
+                    f"{age_text(self.now - self.stats_since)} ago")
+        return None
+
+
+def age_text(delta: timedelta) -> str:
+    """
+    >>> age_text(timedelta(minutes=3)), age_text(timedelta(hours=5)), age_text(timedelta(days=9))
+    ('3 min', '5 h', '9 days')
+    """
+    seconds = max(delta.total_seconds(), 0)
+    if seconds < 3600:
+        return f"{max(seconds // 60, 1):.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600:.0f} h"
+    return f"{seconds // 86400:.0f} days"
+
+
+def usage_evidence(conn: psycopg.Connection, migrations_dir: Path | None = None,
+                   min_age: timedelta = timedelta(days=7)) -> UsageEvidence:
+    """Everything DB Pulse knows about the indexes' ages: the statistics reset, its own
+    migration ledger (an index a migration builds is no older than the run), and its stored
+    snapshots of this database (an index missing from the oldest one inside min_age is new)."""
+    now, stats_since = conn.execute(
+        "SELECT now(), stats_reset FROM pg_stat_database WHERE datname = current_database()"
+    ).fetchone()
+    created: dict[str, tuple] = {}
+    cut = None
+    try:
+        if migrations_dir is not None and conn.execute(
+                "SELECT to_regclass('dbpulse.migration_runs')").fetchone()[0]:
+            runs = dict(conn.execute("""
+                SELECT DISTINCT ON (version) version, started_at FROM dbpulse.migration_runs
+                WHERE direction = 'apply' ORDER BY version, id DESC""").fetchall())
+            for m in migrations.discover(migrations_dir) if runs else []:
+                for statement in m.statements if m.version in runs else []:
+                    if statement.index_name:
+                        created[statement.index_name] = (runs[m.version],
+                                                         f"built by migration {m.version}")
+        if conn.execute("SELECT to_regclass('dbpulse.snapshot_indexes')").fetchone()[0]:
+            first = conn.execute("""
+                SELECT id, taken_at FROM dbpulse.snapshots
+                WHERE source = %s AND NOT synthetic AND taken_at > now() - %s
+                  AND EXISTS (SELECT 1 FROM dbpulse.snapshots older
+                              WHERE older.source = %s AND NOT older.synthetic)
+                ORDER BY taken_at LIMIT 1""", (conn.info.dbname, min_age, conn.info.dbname)
+            ).fetchone()
+            if first:
+                held = conn.execute("SELECT schema_name, index_name FROM dbpulse.snapshot_indexes "
+                                    "WHERE snapshot_id = %s", (first[0],)).fetchall()
+                cut = (first[1], frozenset(qualified(s, i) for s, i in held))
+    except (psycopg.errors.InsufficientPrivilege, migrations.MigrationError):
+        pass  # what cannot be read is not evidence; the ages stay unknown
+    return UsageEvidence(now, stats_since, min_age, created, cut)
+
+
+def judge_unused(frame: pd.DataFrame, min_size_bytes: int = 0,
+                 already_reported: list[IndexFinding] = (), *,
+                 foreign_keys: list[ForeignKey] = (),
+                 evidence: UsageEvidence | None = None) -> list[IndexFinding]:
+    """Every index with no scans since the statistics reset that could be dropped, with a
+    verdict: drop; kept (the only index supporting a foreign key); too new (younger than the
+    evidence). Never one backing a primary key, unique or exclusion constraint, nor unique at
+    all (a unique index enforces something even unscanned), nor an index attached to a
+    partitioned index (only the parent can be dropped; it is judged by its partitions' scans).
+    Indexes in a reported duplicate pair are left out, so no two findings drop both twins."""
     skip = {(f.schema_name, f.index_name) for f in already_reported}
     skip |= {(f.schema_name, f.covered_by) for f in already_reported if f.covered_by}
     reported = pd.MultiIndex.from_arrays([frame["schema_name"], frame["index_name"]]).isin(
         list(skip)) if skip else False
     rows = frame[(frame["scans"] == 0) & ~frame["is_unique"] & ~frame["backs_constraint"]
-                 & frame["is_valid"] & (frame["size_bytes"] >= min_size_bytes) & ~reported]
-    return [IndexFinding(r.schema_name, r.table_name, r.index_name, int(r.size_bytes),
-                         f"no scans since the statistics reset; {_describe(r)}",
-                         drop_sql(r.schema_name, r.index_name))
-            for r in rows.sort_values("size_bytes", ascending=False).itertuples()]
+                 & frame["is_valid"] & (frame["size_bytes"] >= min_size_bytes) & ~reported
+                 & frame["parent_index_oid"].isna()]
+    candidates = set(rows["index_oid"])
+    keys_by_table: dict[int, list[ForeignKey]] = {}
+    for fk in foreign_keys:
+        keys_by_table.setdefault(fk.table_oid, []).append(fk)
+    on_fk_tables = frame[frame["table_oid"].isin(list(keys_by_table))]
+    findings = []
+    for r in rows.sort_values("size_bytes", ascending=False).itertuples():
+        name = qualified(r.schema_name, r.index_name)
+        needed_by = [fk for fk in keys_by_table.get(r.table_oid, []) if fk.supported_by(r)
+                     and not any(fk.supported_by(o) for o in on_fk_tables.itertuples()
+                                 if o.index_oid not in candidates)]
+        young = evidence.too_new(name) if evidence else None
+        if needed_by:
+            fk = needed_by[0]
+            verdict, fix = "kept", ""
+            reason = (f"no scans, but kept: supports foreign key {quote_ident(fk.name)} "
+                      f"({', '.join(quote_ident(c) for c in fk.column_names)}); without it, "
+                      "deleting or updating a referenced row scans this table")
+        elif young:
+            verdict, fix, reason = "too new", "", young
+        else:
+            verdict, fix = "drop", drop_sql(r.schema_name, r.index_name, r.is_partitioned)
+            reason = "no scans since the statistics reset"
+            if r.is_partitioned:
+                reason += " on any partition"
+        findings.append(IndexFinding(r.schema_name, r.table_name, r.index_name,
+                                     int(r.size_bytes), f"{reason}; {_describe(r)}", fix,
+                                     verdict=verdict))
+    return findings
+
+
+def unused_indexes(frame: pd.DataFrame, min_size_bytes: int = 0,
+                   already_reported: list[IndexFinding] = (), *,
+                   foreign_keys: list[ForeignKey] = (),
+                   evidence: UsageEvidence | None = None) -> list[IndexFinding]:
+    """The indexes judge_unused says to drop."""
+    return [f for f in judge_unused(frame, min_size_bytes, already_reported,
+                                    foreign_keys=foreign_keys, evidence=evidence)
+            if f.verdict == "drop"]
 
 
 def _text(value) -> str | None:
@@ -133,10 +347,18 @@ def _text(value) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _same_order(small, big, n: int) -> bool:
+    """The first n key columns sort alike: same direction and NULLS order on every column, or
+    every one reversed (a B-tree scanned backwards gives exactly the reverse order)."""
+    a, b = _key_orders(small)[:n], _key_orders(big)[:n]
+    return a == b or (small.access_method == "btree" and a == [o ^ 3 for o in b])
+
+
 def _covers(small, big) -> bool:
     """For two indexes with the same table, method, expressions and predicate: True when every
-    lookup `small` serves, `big` serves as well: small's key columns (with their operator
-    classes and collations) are a leading prefix of big's; small's INCLUDE columns are in big."""
+    lookup and sort `small` serves, `big` serves as well: small's key columns (with their
+    operator classes, collations, directions and NULLS order) are a leading prefix of big's;
+    small's INCLUDE columns are in big."""
     if small.access_method != "btree" and small.columns != big.columns:
         return False  # prefix matching only means something for B-trees
     n = small.key_count
@@ -144,23 +366,37 @@ def _covers(small, big) -> bool:
         return False
     # operator classes and collations as oidvector text ("1978 1978"), split only here
     if (small.opclasses.split()[:n] != big.opclasses.split()[:n]
-            or small.collations.split()[:n] != big.collations.split()[:n]):
+            or small.collations.split()[:n] != big.collations.split()[:n]
+            or not _same_order(small, big, n)):
         return False
     return set(small.columns[n:]) <= set(big.columns)
 
 
+def _enforces_as_much(small, big) -> bool:
+    """Dropping small loosens no rule: small is not unique, or big is unique on exactly the
+    same key columns and at least as strict about NULLs."""
+    if not small.is_unique:
+        return True
+    return (big.is_unique and small.key_count == big.key_count
+            and small.columns[:small.key_count] == big.columns[:big.key_count]
+            and (big.nulls_not_distinct or not small.nulls_not_distinct))
+
+
 def duplicate_indexes(frame: pd.DataFrame) -> list[IndexFinding]:
-    """Indexes another index makes unnecessary. Never proposes dropping one that backs a
-    constraint or enforces uniqueness the other does not; of two identical ones, keeps the one
-    backing a constraint, else the more used, else the older (lower oid)."""
+    """Indexes another index makes unnecessary: the one that stays serves every lookup, sort
+    order and constraint the dropped one serves. Never proposes dropping one that backs a
+    constraint, or an index attached to a partitioned one (its parent is judged instead); of
+    two equivalent ones keeps the one backing a constraint, else the more used, else the
+    older (lower oid)."""
     findings = []
     # only indexes with the same table, method, expressions and predicate can cover each other
     groups: dict[tuple, list] = {}
     needed = ["schema_name", "table_name", "index_name", "index_oid", "table_oid",
-              "access_method", "columns", "key_count", "opclasses", "collations", "is_unique",
-              "backs_constraint", "expressions", "predicate", "size_bytes", "scans",
-              "column_names"]
-    for row in frame.loc[frame["is_valid"], needed].itertuples(index=False):
+              "access_method", "columns", "key_count", "opclasses", "collations", "options",
+              "is_unique", "nulls_not_distinct", "is_partitioned", "backs_constraint",
+              "expressions", "predicate", "size_bytes", "scans", "column_names"]
+    candidates = frame[frame["is_valid"] & frame["parent_index_oid"].isna()]
+    for row in candidates[needed].itertuples(index=False):
         key = (row.table_oid, row.access_method, _text(row.expressions), _text(row.predicate))
         groups.setdefault(key, []).append(row)
     for rows in groups.values():
@@ -170,19 +406,22 @@ def duplicate_indexes(frame: pd.DataFrame) -> list[IndexFinding]:
             if small.backs_constraint:
                 continue
             for big in rows:
-                if big.index_oid == small.index_oid or not _covers(small, big):
+                if big.index_oid == small.index_oid or not _covers(small, big) \
+                        or not _enforces_as_much(small, big):
                     continue
-                identical = (small.key_count == big.key_count and small.columns == big.columns)
-                if small.is_unique and not (identical and big.is_unique):
-                    continue  # small enforces uniqueness that big does not
-                if identical and not big.backs_constraint and big.is_unique == small.is_unique \
+                mutual = (_covers(big, small) and big.is_unique == small.is_unique
+                          and big.nulls_not_distinct == small.nulls_not_distinct)
+                if mutual and not big.backs_constraint \
                         and (big.scans, -big.index_oid) < (small.scans, -small.index_oid):
-                    continue  # of identical twins report one: the less used, else the newer
-                kind = "duplicate of" if identical else "redundant: its columns lead"
+                    continue  # of equivalent twins report one: the less used, else the newer
+                kind = "duplicate of" if mutual else "redundant: its columns lead"
+                serves = "every lookup and sort order" + (" and the uniqueness"
+                                                          if small.is_unique else "")
                 findings.append(IndexFinding(
                     small.schema_name, small.table_name, small.index_name, int(small.size_bytes),
-                    f"{kind} {quote_ident(big.index_name)} ({_describe(small)} vs "
-                    f"{_describe(big)})", drop_sql(small.schema_name, small.index_name),
+                    f"{kind} {quote_ident(big.index_name)}, which stays: it serves {serves} "
+                    f"this one serves ({_describe(small)} vs {_describe(big)})",
+                    drop_sql(small.schema_name, small.index_name, small.is_partitioned),
                     covered_by=big.index_name))
                 break
     return findings
@@ -210,37 +449,69 @@ class MissingIndexHint:
     fix: str | None
 
 
-def unindexed_foreign_keys(conn: psycopg.Connection, frame: pd.DataFrame) -> list[MissingIndexHint]:
+def unindexed_foreign_keys(keys: list[ForeignKey], frame: pd.DataFrame) -> list[MissingIndexHint]:
     """Foreign keys with no valid index whose leading columns are the key's columns: deletes
     and updates on the referenced table scan this one, and joins on the key cannot use an index."""
-    cur = conn.execute("""
-        SELECT n.nspname AS schema_name, t.relname AS table_name, c.conrelid AS table_oid,
-               c.conname AS constraint_name, c.conkey::int[] AS columns,
-               (SELECT array_agg(a.attname ORDER BY k.ord)
-                FROM unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord)
-                JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum) AS column_names
-        FROM pg_constraint c
-        JOIN pg_class t ON t.oid = c.conrelid
-        JOIN pg_namespace n ON n.oid = t.relnamespace
-        WHERE c.contype = 'f'
-          AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-        """)
     leading: dict[int, list[list[int]]] = {}
     for r in frame[frame["is_valid"] & frame["predicate"].isna()].itertuples():
         leading.setdefault(r.table_oid, []).append(list(r.columns[:r.key_count]))
     hints = []
-    for schema, table, table_oid, name, columns, names in cur.fetchall():
-        n = len(columns)
-        if any(sorted(lead[:n]) == sorted(columns) for lead in leading.get(table_oid, [])):
+    for fk in keys:
+        n = len(fk.columns)
+        if any(sorted(lead[:n]) == sorted(fk.columns) for lead in leading.get(fk.table_oid, [])):
             continue
-        cols = ", ".join(quote_ident(c) for c in names)
-        index_name = f"idx_{table}_{'_'.join(names)}"[:63]
+        cols = ", ".join(quote_ident(c) for c in fk.column_names)
+        index_name = f"idx_{fk.table_name}_{'_'.join(fk.column_names)}"[:63]
+        build = (f"CREATE INDEX IF NOT EXISTS {quote_ident(index_name)} "
+                 f"ON {qualified(fk.schema_name, fk.table_name)} ({cols});  -- partitioned "
+                 "table: CONCURRENTLY is not possible; blocks writes to every partition while "
+                 "it builds" if fk.partitioned_table else
+                 f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {quote_ident(index_name)} "
+                 f"ON {qualified(fk.schema_name, fk.table_name)} ({cols});")
         hints.append(MissingIndexHint(
-            schema, table, cols, f"foreign key {quote_ident(name)} ({cols}) has no index leading with "
-            "its columns",
-            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {quote_ident(index_name)} "
-            f"ON {qualified(schema, table)} ({cols});"))
+            fk.schema_name, fk.table_name, cols,
+            f"foreign key {quote_ident(fk.name)} ({cols}) has no index leading with its columns",
+            build))
     return hints
+
+
+OWN_SCHEMA = "dbpulse"  # DB Pulse's own objects: not the application's problem
+
+
+@dataclass
+class IndexReview:
+    """Every index finding of one database, from one catalogue read."""
+    all: pd.DataFrame
+    duplicates: list[IndexFinding]
+    judged: list[IndexFinding]          # indexes without scans, each with its verdict
+    invalid: list[IndexFinding]
+    foreign_keys: list[MissingIndexHint]
+
+    @property
+    def unused(self) -> list[IndexFinding]:
+        return [f for f in self.judged if f.verdict == "drop"]
+
+    @property
+    def not_judged(self) -> list[IndexFinding]:
+        return [f for f in self.judged if f.verdict != "drop"]
+
+    def without_own(self) -> "IndexReview":
+        """DB Pulse's own indexes left out (the default on every page and in every check)."""
+        def mine(items):
+            return [f for f in items if f.schema_name != OWN_SCHEMA]
+        return IndexReview(self.all[self.all["schema_name"] != OWN_SCHEMA], mine(self.duplicates),
+                           mine(self.judged), mine(self.invalid), mine(self.foreign_keys))
+
+
+def review(conn: psycopg.Connection, min_size_bytes: int, evidence: UsageEvidence,
+           frame: pd.DataFrame | None = None) -> IndexReview:
+    frame = list_indexes(conn) if frame is None else frame
+    keys = foreign_keys(conn)
+    duplicates = duplicate_indexes(frame)
+    return IndexReview(frame, duplicates,
+                       judge_unused(frame, min_size_bytes, duplicates, foreign_keys=keys,
+                                    evidence=evidence),
+                       invalid_indexes(conn, frame), unindexed_foreign_keys(keys, frame))
 
 
 def sequential_scan_heavy(conn: psycopg.Connection, min_rows: int = 10_000,

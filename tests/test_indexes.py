@@ -104,14 +104,15 @@ def test_failed_concurrent_build_leaves_an_invalid_index(crafted, settings):
 
 def test_unindexed_foreign_key_hint_and_its_fix(crafted, settings):
     with monitoring_connection(crafted, settings) as conn:
-        hints = indexes.unindexed_foreign_keys(conn, indexes.list_indexes(conn))
+        hints = indexes.unindexed_foreign_keys(indexes.foreign_keys(conn), indexes.list_indexes(conn))
     assert [(h.table_name, h.columns) for h in hints] == [("Odd Table", "parent_id")]
     assert hints[0].fix == ('CREATE INDEX CONCURRENTLY IF NOT EXISTS "idx_Odd Table_parent_id" '
                             'ON public."Odd Table" (parent_id);')
     with psycopg.connect(crafted, autocommit=True) as conn:
         conn.execute(hints[0].fix)
     with monitoring_connection(crafted, settings) as conn:
-        assert indexes.unindexed_foreign_keys(conn, indexes.list_indexes(conn)) == []
+        assert indexes.unindexed_foreign_keys(indexes.foreign_keys(conn),
+                                              indexes.list_indexes(conn)) == []
 
 
 def test_sequential_scan_heavy_tables(crafted, settings):

@@ -107,16 +107,9 @@ def statements_data(dsn: str, settings: Settings, flt: statements.StatementFilte
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
-def indexes_data(dsn: str, settings: Settings) -> Loaded:
+def indexes_data(dsn: str, settings: Settings, include_own: bool = False) -> Loaded:
     def load(conn):
-        frame = indexes.list_indexes(conn)
-        duplicates = indexes.duplicate_indexes(frame)
-        return {"all": frame,
-                "unused": indexes.unused_indexes(frame, settings.unused_index_min_bytes,
-                                                 duplicates),
-                "duplicates": duplicates,
-                "invalid": indexes.invalid_indexes(conn, frame),
-                "foreign_keys": indexes.unindexed_foreign_keys(conn, frame),
+        return {"review": checks.index_review(conn, settings, include_own),
                 "seq_scans": indexes.sequential_scan_heavy(conn),
                 "identity": server.server_identity(conn)}
     return _load(dsn, settings, load)

@@ -76,3 +76,10 @@ def require_target():
                 "database”.")
         st.stop()
     return target, settings
+
+
+def own_objects_toggle() -> bool:
+    """DB Pulse's own tables and indexes (schema dbpulse) are hidden unless asked for."""
+    return st.toggle("Show DB Pulse's own objects", value=False, key="show_own_objects",
+                     help="DB Pulse keeps its audit log, ledger and snapshots in the schema "
+                          "dbpulse; they are left out of findings and tables by default.")

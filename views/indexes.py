@@ -8,16 +8,18 @@ import streamlit as st
 
 from ui import loaders
 from ui.format import human_bytes, human_duration
-from ui.widgets import frame_or_note, require_target, show_problem
+from ui.widgets import frame_or_note, own_objects_toggle, require_target, show_problem
 
 st.title("Indexes")
 target, settings = require_target()
+include_own = own_objects_toggle()
 
-loaded = loaders.indexes_data(target.database_url, settings)
+loaded = loaders.indexes_data(target.database_url, settings, include_own)
 if not loaded.ok:
     show_problem("Index statistics are not available", loaded)
     st.stop()
 data = loaded.value
+found = data["review"]
 identity = data["identity"]
 since = ("statistics never reset" if identity.stats_age is None
          else f"statistics reset {human_duration(identity.stats_age)} ago")
@@ -25,40 +27,47 @@ st.caption(f"Scan counts are cumulative ({since}; server up {human_duration(iden
            "An index unused over a short period may still serve a monthly report.")
 
 
-def findings_table(findings, empty_note):
+def findings_table(findings, empty_note, with_verdict=False):
     if not findings:
         st.caption(empty_note)
         return
     frame = pd.DataFrame([asdict(f) for f in findings])
     frame["size"] = frame["size_bytes"].map(human_bytes)
-    st.dataframe(frame[["schema_name", "table_name", "index_name", "size", "reason"]],
-                 hide_index=True, width="stretch")
-    st.code("\n".join(f.fix for f in findings), language="sql")
+    shown = ["schema_name", "table_name", "index_name", "size", "reason"]
+    st.dataframe(frame[(["verdict"] if with_verdict else []) + shown], hide_index=True,
+                 width="stretch")
+    fixes = [f.fix for f in findings if f.fix]
+    if fixes:
+        st.code("\n".join(fixes), language="sql")
 
 
 cols = st.columns(4)
-cols[0].metric("Unused", len(data["unused"]))
-cols[1].metric("Duplicate or redundant", len(data["duplicates"]))
-cols[2].metric("Invalid", len(data["invalid"]))
-cols[3].metric("Foreign keys without index", len(data["foreign_keys"]))
+cols[0].metric("Unused", len(found.unused), help=f"{len(found.not_judged)} more without scans "
+               "are kept (they support a foreign key) or too new to judge")
+cols[1].metric("Duplicate or redundant", len(found.duplicates))
+cols[2].metric("Invalid", len(found.invalid))
+cols[3].metric("Foreign keys without index", len(found.foreign_keys))
 
 st.subheader("Unused indexes")
 st.caption(f"No scans since the statistics reset; at least {human_bytes(settings.unused_index_min_bytes)}; "
            "never one that backs a primary key, unique or exclusion constraint. Each slows every "
-           "INSERT and UPDATE of its table.")
-findings_table(data["unused"], "No unused indexes.")
+           "INSERT and UPDATE of its table. Verdict *kept*: the only index supporting a foreign "
+           f"key. *Too new*: built (or statistics reset) less than "
+           f"{settings.unused_index_min_age_days:g} days ago, known from DB Pulse's migration "
+           "ledger and snapshots; zero scans over so short a time prove nothing.")
+findings_table(found.judged, "No unused indexes.", with_verdict=True)
 
 st.subheader("Duplicate and redundant indexes")
 st.caption("Same table, method, expressions and predicate, and the columns are a leading prefix "
            "of another index's. The one backing a constraint is always kept.")
-findings_table(data["duplicates"], "No duplicate indexes.")
+findings_table(found.duplicates, "No duplicate indexes.")
 
 st.subheader("Invalid indexes")
 st.caption("Left by a failed CREATE INDEX CONCURRENTLY: maintained on writes, never read.")
-findings_table(data["invalid"], "No invalid indexes.")
+findings_table(found.invalid, "No invalid indexes.")
 
 st.subheader("Missing-index hints")
-fk = data["foreign_keys"]
+fk = found.foreign_keys
 if fk:
     st.dataframe(pd.DataFrame([asdict(h) for h in fk])[["schema_name", "table_name", "reason"]],
                  hide_index=True, width="stretch")
@@ -69,7 +78,7 @@ st.markdown("**Tables read mostly by sequential scans**")
 frame_or_note(data["seq_scans"], "No table is read mostly by large sequential scans.")
 
 st.subheader("All indexes")
-all_indexes = data["all"].assign(size=lambda f: f["size_bytes"].map(human_bytes))
+all_indexes = found.all.assign(size=lambda f: f["size_bytes"].map(human_bytes))
 st.dataframe(all_indexes[["schema_name", "table_name", "index_name", "access_method", "size",
                           "scans", "last_scan", "is_unique", "is_valid", "predicate"]]
              .sort_values("scans"), hide_index=True, width="stretch")

@@ -1,0 +1,240 @@
+"""The index findings a careful DBA checked by hand, one crafted catalogue per case: sort order,
+NULLS NOT DISTINCT, the only index of a foreign key, indexes too new to judge, partitioned
+tables, names that need quoting, DB Pulse's own objects. Every fix SQL a finding carries is run
+as shown: it succeeds, the finding goes, and the foreign-key check is no worse."""
+
+from datetime import timedelta
+
+import psycopg
+import pytest
+
+from demo import loader
+from queries import checks, dbpulse_schema, indexes, migrations
+from queries.connections import admin_connection, monitoring_connection
+
+
+def _review(url, settings, evidence=None, include_own=False):
+    with monitoring_connection(url, settings) as conn:
+        if evidence is None:
+            evidence = indexes.usage_evidence(conn, None, timedelta(0))
+        found = indexes.review(conn, 0, evidence)
+    return found if include_own else found.without_own()
+
+
+def _run(url, sql_text):
+    """Run fix SQL exactly as a DBA pastes it: statement by statement, comments and all."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        for statement in _statements(sql_text):
+            conn.execute(statement)
+
+
+def _statements(sql_text):
+    from pglast import split
+    return [s for s in split(sql_text)]
+
+
+def _run_all_fixes(url, settings, found, kinds=("duplicates", "unused")):
+    before_fk = {h.fix for h in found.foreign_keys}
+    for finding in [f for kind in kinds for f in getattr(found, kind)]:
+        _run(url, finding.fix)
+    after = _review(url, settings)
+    assert {h.fix for h in after.foreign_keys} <= before_fk, "a fix left a foreign key bare"
+    return after
+
+
+@pytest.fixture
+def ordered(scratch_database):
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("""
+            CREATE TABLE t (id int PRIMARY KEY, a int, b int, e int, f int, g int);
+            INSERT INTO t SELECT i, i % 50, i % 7, i % 11, i % 13, i FROM generate_series(1, 3000) i;
+            CREATE INDEX t_ab_1 ON t (a, b);
+            CREATE INDEX t_ab_2 ON t (a, b);
+            CREATE INDEX t_ab_desc ON t (a, b DESC);
+            CREATE INDEX t_ef ON t (e, f);
+            CREATE INDEX t_ef_nulls_first ON t (e, f NULLS FIRST);
+            CREATE INDEX t_e_f_backwards ON t (e DESC, f DESC);
+            CREATE UNIQUE INDEX t_g_plain ON t (g);
+            CREATE UNIQUE INDEX t_g_nnd ON t (g) NULLS NOT DISTINCT;
+            ANALYZE t;
+        """)
+    return scratch_database
+
+
+def test_duplicates_respect_order_nulls_order_and_nulls_not_distinct(ordered, settings):
+    found = {f.index_name: f for f in _review(ordered, settings).duplicates}
+    # one (a, b) goes, the other stays; (a, b DESC) serves another order and stays
+    assert {"t_ab_1", "t_ab_2"} & set(found) and not {"t_ab_1", "t_ab_2"} <= set(found)
+    twin = next(n for n in ("t_ab_1", "t_ab_2") if n in found)
+    assert found[twin].covered_by in {"t_ab_1", "t_ab_2"} - {twin}
+    assert "which stays" in found[twin].reason
+    assert "t_ab_desc" not in found and "t_ef_nulls_first" not in found
+    # (e DESC, f DESC) is (e, f) read backwards: one of the two is a true duplicate
+    assert ("t_ef" in found) != ("t_e_f_backwards" in found)
+    # the plain unique index goes; the NULLS NOT DISTINCT one enforces more and stays
+    assert "t_g_nnd" not in found
+    assert found["t_g_plain"].covered_by == "t_g_nnd"
+    after = _run_all_fixes(ordered, settings, _review(ordered, settings), ["duplicates"])
+    assert after.duplicates == []
+    with psycopg.connect(ordered) as conn:
+        left = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 't'")}
+        assert {"t_ab_desc", "t_ef_nulls_first", "t_g_nnd"} <= left
+        conn.execute("SET enable_seqscan = off")
+        conn.execute("SET enable_sort = off")
+        plan = "\n".join(r[0] for r in conn.execute(
+            "EXPLAIN SELECT a, b FROM t ORDER BY a, b DESC LIMIT 5"))
+        assert "Sort" not in plan  # the query that needed (a, b DESC) still reads it in order
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute("INSERT INTO t (id, g) VALUES (90001, NULL), (90002, NULL)")
+
+
+@pytest.fixture
+def foreign_keyed(scratch_database):
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("""
+            CREATE TABLE account (id int PRIMARY KEY, code int UNIQUE);
+            CREATE TABLE region (code int);
+            CREATE UNIQUE INDEX region_code ON region (code);
+            CREATE UNIQUE INDEX region_code_nnd ON region (code) NULLS NOT DISTINCT;
+            CREATE TABLE invoice (id int PRIMARY KEY, account_id int REFERENCES account (id),
+                                  account_code int, note text,
+                                  region_code int REFERENCES region (code));
+            CREATE INDEX invoice_region ON invoice (region_code);
+            CREATE TABLE payment (id int PRIMARY KEY, invoice_id int REFERENCES invoice (id),
+                                  paid int);
+            CREATE UNIQUE INDEX account_code_again ON account (code, id);
+            INSERT INTO account SELECT i, i FROM generate_series(1, 100) i;
+            INSERT INTO invoice SELECT i, 1 + i % 100, 1 + i % 100, 'n' FROM generate_series(1, 2000) i;
+            INSERT INTO payment SELECT i, 1 + i % 2000, i FROM generate_series(1, 2000) i;
+            CREATE INDEX invoice_account ON invoice (account_id);
+            CREATE INDEX payment_invoice ON payment (invoice_id);
+            CREATE INDEX payment_invoice_paid ON payment (invoice_id, paid);
+            CREATE INDEX invoice_note ON invoice (note);
+            ANALYZE;
+        """)
+    return scratch_database
+
+
+def test_the_only_index_of_a_foreign_key_is_kept_and_dropping_the_rest_keeps_fks_covered(
+        foreign_keyed, settings):
+    found = _review(foreign_keyed, settings)
+    judged = {f.index_name: f for f in found.judged}
+    assert judged["invoice_account"].verdict == "kept"
+    assert "supports foreign key invoice_account_id_fkey" in judged["invoice_account"].reason
+    assert judged["invoice_account"].fix == ""
+    assert judged["invoice_note"].verdict == "drop"
+    # payment_invoice is a redundant prefix of payment_invoice_paid: one of the two may go
+    assert [f.index_name for f in found.duplicates] == ["payment_invoice"]
+    assert "payment_invoice_paid" not in {f.index_name for f in found.unused}
+    assert found.foreign_keys == []
+    # region_code is covered by the stricter region_code_nnd, but a foreign key points at it:
+    # its DROP would fail, so it is not proposed
+    assert "region_code" not in {f.index_name for f in found.duplicates}
+    after = _run_all_fixes(foreign_keyed, settings, found)
+    assert after.foreign_keys == [] and after.unused == [] and after.duplicates == []
+
+
+def test_indexes_built_by_a_recent_migration_are_too_new_to_judge(scratch_database,
+                                                                   dba_settings):
+    loader.load(scratch_database, "small")
+    found = migrations.discover()
+    with admin_connection(scratch_database, dba_settings) as conn:
+        migrations.apply(conn, dba_settings, found[:1], actor="tester", target="t",
+                         dsn=scratch_database)
+    built = {s.index_name.split(".")[-1] for s in found[0].statements if s.index_name}
+    assert built
+    with monitoring_connection(scratch_database, dba_settings) as conn:
+        review = checks.index_review(conn, dba_settings)
+        check = {f.check: f for f in checks.check_indexes(conn, dba_settings)}
+    judged = {f.index_name: f for f in review.judged}
+    young = {n for n in built if n in judged}
+    assert young, "the migration's indexes have no scans yet"
+    for name in young:
+        assert judged[name].verdict == "too new"
+        assert "built by migration 0001" in judged[name].reason and judged[name].fix == ""
+    assert not young & {f.index_name for f in review.unused}
+    assert not {f"public.{n}" for n in young} & set(check["unused_indexes"].objects)
+    # an old index without scans is still judged: evidence is per index, not per database
+    with monitoring_connection(scratch_database, dba_settings) as conn:
+        late = indexes.usage_evidence(conn, migrations.migrations_dir(dba_settings),
+                                      timedelta(seconds=0))
+        assert all(late.too_new(f"public.{n}") is None for n in young)
+
+
+def test_a_reset_younger_than_the_minimum_age_proves_nothing(foreign_keyed, settings):
+    with psycopg.connect(foreign_keyed, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_reset()")
+    with monitoring_connection(foreign_keyed, settings) as conn:
+        evidence = indexes.usage_evidence(conn, None, timedelta(days=7))
+    judged = {f.index_name: f for f in _review(foreign_keyed, settings, evidence).judged}
+    assert judged["invoice_note"].verdict == "too new"
+    assert "statistics were reset only" in judged["invoice_note"].reason
+
+
+def test_partitioned_indexes_get_the_drop_postgresql_accepts(scratch_database, settings):
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("""
+            CREATE TABLE events (id int, kind int, at date) PARTITION BY RANGE (at);
+            CREATE TABLE events_2025 PARTITION OF events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+            CREATE TABLE events_2026 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+            CREATE INDEX events_kind ON events (kind);
+            CREATE INDEX events_kind_twin ON events (kind);
+            INSERT INTO events SELECT i, i % 5, date '2025-06-01' + i % 400 FROM generate_series(1, 4000) i;
+            ANALYZE events;
+        """)
+    found = _review(scratch_database, settings)
+    proposals = found.duplicates + found.unused
+    names = {f.index_name for f in proposals}
+    assert names == {"events_kind", "events_kind_twin"} - {proposals[0].covered_by} \
+        or names == {"events_kind", "events_kind_twin"}
+    for finding in proposals:
+        assert "CONCURRENTLY" not in finding.fix.split("--")[0]
+        assert "ACCESS EXCLUSIVE" in finding.fix and "every partition" in finding.fix
+    # attached child indexes are never proposed: PostgreSQL refuses to drop them alone
+    assert not any(f.table_name.startswith("events_20") for f in proposals + found.judged)
+    after = _run_all_fixes(scratch_database, settings, found)
+    # the twin that stayed is itself unused: now it is proposed, and its DROP works too
+    assert after.duplicates == [] and [f.index_name for f in after.unused] == [
+        proposals[0].covered_by]
+    final = _run_all_fixes(scratch_database, settings, after)
+    assert final.unused == [] and final.judged == []
+
+
+def test_fix_sql_is_valid_for_names_that_need_quoting(scratch_database, settings):
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute('''
+            CREATE SCHEMA "Odd Schema";
+            CREATE SCHEMA "a.b";
+            CREATE TABLE "Odd Schema"."Weird ""Name""" (id int PRIMARY KEY, "end" int, "offset" int);
+            CREATE TABLE "a.b"."seq tbl" (id int PRIMARY KEY,
+                                        ref int REFERENCES "Odd Schema"."Weird ""Name""" (id),
+                                        "desc" int);
+            INSERT INTO "Odd Schema"."Weird ""Name""" SELECT i, i, i FROM generate_series(1, 500) i;
+            CREATE INDEX "end" ON "Odd Schema"."Weird ""Name""" ("end", "offset");
+            CREATE INDEX "end twin" ON "Odd Schema"."Weird ""Name""" ("end");
+            CREATE INDEX "Desc ""x""" ON "a.b"."seq tbl" ("desc");
+            ANALYZE;
+        ''')
+    found = _review(scratch_database, settings)
+    assert [f.index_name for f in found.duplicates] == ["end twin"]
+    assert {f.index_name for f in found.unused} == {'Desc "x"'}  # "end" stays for its twin
+    assert [h.table_name for h in found.foreign_keys] == ["seq tbl"]
+    assert '"a.b"."seq tbl"' in found.foreign_keys[0].fix
+    _run(scratch_database, found.foreign_keys[0].fix)
+    after = _run_all_fixes(scratch_database, settings, _review(scratch_database, settings))
+    assert after.duplicates == [] and after.foreign_keys == []
+    assert [f.index_name for f in after.unused] == ["end"]  # its twin went: now it is alone
+    # the new foreign-key index has no scans yet, but it is the key's only support
+    assert {f.index_name: f.verdict for f in after.judged}["idx_seq tbl_ref"] == "kept"
+    _run(scratch_database, after.unused[0].fix)
+
+
+def test_own_objects_are_hidden_unless_asked_for(scratch_database, dba_settings):
+    with admin_connection(scratch_database, dba_settings) as conn:
+        dbpulse_schema.install(conn, dba_settings, actor="tester", target="t")
+    shown = _review(scratch_database, dba_settings)
+    everything = _review(scratch_database, dba_settings, include_own=True)
+    assert indexes.OWN_SCHEMA not in set(shown.all["schema_name"])
+    assert indexes.OWN_SCHEMA in set(everything.all["schema_name"])
+    assert all(f.schema_name != indexes.OWN_SCHEMA
+               for f in shown.judged + shown.duplicates + shown.invalid)
