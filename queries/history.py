@@ -223,13 +223,17 @@ def statement_series(conn: psycopg.Connection, source: str, period: Period,
 
 
 def index_scans(conn: psycopg.Connection, source: str, period: Period) -> pd.DataFrame:
-    """Per index: scans in the period, and its size, constraint and validity at the end."""
+    """Per index: scans in the period, and its size, constraint and validity at the end;
+    in_baseline: it was already in the period's first snapshot (zero scans of an index built
+    during the period say little about it)."""
     return to_frame(conn.execute(sql.SQL("""
         WITH {snaps}, {deltas},
-        summed AS (SELECT schema_name, index_name, sum(scans) AS scans, max(seq) AS last_seq
-                   FROM deltas WHERE how <> 'skip' GROUP BY schema_name, index_name)
+        summed AS (SELECT schema_name, index_name, sum(scans) FILTER (WHERE how <> 'skip') AS scans,
+                          max(seq) FILTER (WHERE how <> 'skip') AS last_seq, min(seq) AS first_seq
+                   FROM deltas GROUP BY schema_name, index_name
+                   HAVING count(*) FILTER (WHERE how <> 'skip') > 0)
         SELECT s.schema_name, s.index_name, i.table_name, s.scans, i.size_bytes,
-               i.backs_constraint, i.is_valid, i.bloat_bytes
+               i.backs_constraint, i.is_valid, i.bloat_bytes, s.first_seq = 1 AS in_baseline
         FROM summed s
         JOIN snaps sn ON sn.seq = s.last_seq
         JOIN dbpulse.snapshot_indexes i ON i.snapshot_id = sn.id

@@ -173,10 +173,13 @@ def newly_unused(previous: pd.DataFrame, current: pd.DataFrame) -> pd.DataFrame:
 
 
 def _unused_totals(index_scans: pd.DataFrame) -> tuple[float | None, float | None]:
+    """Indexes without a scan all period long: only those watched the whole period (built
+    during it, zero scans prove nothing yet), never one backing a constraint."""
     if index_scans.empty:
         return None, None
     unused = index_scans[(index_scans["scans"].astype(float) == 0)
-                         & ~index_scans["backs_constraint"].astype(bool)]
+                         & ~index_scans["backs_constraint"].astype(bool)
+                         & index_scans["in_baseline"].astype(bool)]
     return float(len(unused)), float(unused["size_bytes"].astype(float).sum())
 
 

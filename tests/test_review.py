@@ -199,3 +199,24 @@ def test_slow_queries_interval_mode(synthetic_history, database_url, redis_url, 
     at.radio[0].set_value("two snapshots").run()
     assert not at.exception, at.exception
     assert len(at.selectbox) >= 2
+
+
+def test_an_index_built_during_the_period_is_not_counted_as_unused(scratch_database,
+                                                                   dba_settings_module):
+    settings = dba_settings_module
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY, a int, b int); "
+                     "CREATE INDEX t_a ON t (a); "
+                     "INSERT INTO t SELECT i, i, i FROM generate_series(1, 1000) i")
+    first = _snap(scratch_database, settings, "new-index")
+    second = _snap(scratch_database, settings, "new-index")
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("CREATE INDEX t_b ON t (b)")  # built now: no scans yet, proves nothing
+    third = _snap(scratch_database, settings, "new-index")
+    previous = history.Period(first.taken_at, second.taken_at)
+    current = history.Period(second.taken_at, third.taken_at)
+    with monitoring_connection(scratch_database, settings) as conn:
+        result = review.build_review(conn, "new-index", previous, current, settings,
+                                     history.target_events(conn, review.span(previous, current)))
+    kpis = {k.name: k for k in result.kpis}
+    assert (kpis["Unused indexes"].previous, kpis["Unused indexes"].current) == (1, 1)  # t_a
