@@ -155,8 +155,14 @@ def check_vacuum(conn, settings: Settings) -> list[Finding]:
     worst = float(wrap["share_of_limit"].max()) if len(wrap) else 0.0
     wrap_severity = "red" if worst >= 0.75 else "amber" if worst >= 0.5 else "green"
     sequences = vacuum.sequences_near_max(conn, 0.75)
+    sequences = sequences[sequences["schema_name"] != OWN_SCHEMA]
+    unreadable = sequences[~sequences["readable"].astype(bool)]
+    sequences = sequences[sequences["readable"].astype(bool)]
     seq_severity = ("red" if (sequences["used_share"] >= 0.9).any()
-                    else "amber" if len(sequences) else "green")
+                    else "amber" if len(sequences) else "grey" if len(unreadable) else "green")
+    cannot_read = (f" {len(unreadable)} sequences cannot be read by the monitoring role, so "
+                   "their use is unknown: grant it SELECT on them (or pg_read_all_data)."
+                   if len(unreadable) else "")
     return [
         Finding("vacuum", "Vacuum falling behind", "amber" if len(behind) else "green",
                 len(behind),
@@ -174,11 +180,10 @@ def check_vacuum(conn, settings: Settings) -> list[Finding]:
                 "long transactions, prepared transactions, stale replication slots"),
         Finding("sequences", "Sequences near their maximum", seq_severity, len(sequences),
                 f"{len(sequences)} sequences have used 75 % or more of their range (or of the "
-                "integer column they feed): inserts fail when they run out.", "bloat",
+                "integer column they feed): inserts fail when they run out." + cannot_read,
+                "bloat",
                 [qualified(r.schema_name, r.sequence_name) for r in sequences.itertuples()],
-                "\n".join(f"ALTER TABLE {qualified(r.schema_name, r.table_name)} ALTER COLUMN "
-                          f"{qualified(r.schema_name, r.column_name).split('.', 1)[1]} TYPE bigint;"
-                          for r in sequences.itertuples() if r.table_name)),
+                "\n".join(filter(None, (vacuum.widen_sql(r) for r in sequences.itertuples())))),
     ]
 
 

@@ -7,6 +7,7 @@ import pandas as pd
 import psycopg
 
 from queries.frames import to_frame
+from queries.identifiers import qualified, quote_ident
 
 # 2^31 - 1: past this many transactions a database must be frozen or it stops accepting writes
 XID_LIMIT = 2_147_483_647
@@ -67,27 +68,72 @@ def wraparound(conn: psycopg.Connection) -> pd.DataFrame:
 def sequences_near_max(conn: psycopg.Connection, min_share: float = 0.0) -> pd.DataFrame:
     """Sequences by how much of their range is used; the limit is the smaller of the
     sequence's max_value and the maximum of the integer column it feeds (an int4 id fed by a
-    bigint sequence fails at 2^31 - 1)."""
+    bigint sequence fails at 2^31 - 1). A sequence feeds a column through OWNED BY, an identity
+    column, or a column default calling nextval() (no OWNED BY needed); of several columns the
+    one that runs out first counts. `readable` is false where the monitoring role may not read
+    the sequence: its use is unknown (NaN), never 0."""
     frame = to_frame(conn.execute("""
-        SELECT s.schemaname                                        AS schema_name,
-               s.sequencename                                      AS sequence_name,
-               s.last_value,
-               s.increment_by,
-               least(s.max_value,
+        WITH feeds AS (
+            -- OWNED BY (a) and identity columns (i): the sequence depends on the column
+            SELECT d.objid AS sequence_oid, d.refobjid AS table_oid, d.refobjsubid AS attnum
+            FROM pg_depend d
+            WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+              AND d.deptype IN ('a', 'i') AND d.refobjsubid > 0
+            UNION
+            -- a column default that calls nextval('seq'): the default depends on the sequence
+            SELECT d.refobjid, ad.adrelid, ad.adnum
+            FROM pg_depend d
+            JOIN pg_attrdef ad ON ad.oid = d.objid
+            WHERE d.classid = 'pg_attrdef'::regclass AND d.refclassid = 'pg_class'::regclass)
+        SELECT DISTINCT ON (sc.oid)
+               sn.nspname                                          AS schema_name,
+               sc.relname                                          AS sequence_name,
+               format_type(s.seqtypid, NULL)                       AS sequence_type,
+               has_sequence_privilege(sc.oid, 'SELECT,USAGE')      AS readable,
+               CASE WHEN has_sequence_privilege(sc.oid, 'SELECT,USAGE')
+                    THEN pg_sequence_last_value(sc.oid) END        AS last_value,
+               s.seqincrement                                      AS increment_by,
+               least(s.seqmax,
                      CASE a.atttypid WHEN 'int2'::regtype THEN 32767
                                      WHEN 'int4'::regtype THEN 2147483647
-                                     ELSE s.max_value END)        AS effective_max,
+                                     ELSE s.seqmax END)            AS effective_max,
+               tn.nspname                                          AS table_schema,
                t.relname                                           AS table_name,
-               a.attname                                           AS column_name
-        FROM pg_sequences s
-        JOIN pg_class sc ON sc.relname = s.sequencename
-        JOIN pg_namespace sn ON sn.oid = sc.relnamespace AND sn.nspname = s.schemaname
-        LEFT JOIN pg_depend d ON d.objid = sc.oid AND d.classid = 'pg_class'::regclass
-                             AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
-        LEFT JOIN pg_class t ON t.oid = d.refobjid
-        LEFT JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
-        WHERE s.increment_by > 0
+               a.attname                                           AS column_name,
+               format_type(a.atttypid, NULL)                       AS column_type
+        FROM pg_sequence s
+        JOIN pg_class sc ON sc.oid = s.seqrelid
+        JOIN pg_namespace sn ON sn.oid = sc.relnamespace
+        LEFT JOIN feeds f ON f.sequence_oid = sc.oid
+        LEFT JOIN pg_class t ON t.oid = f.table_oid
+        LEFT JOIN pg_namespace tn ON tn.oid = t.relnamespace
+        LEFT JOIN pg_attribute a ON a.attrelid = f.table_oid AND a.attnum = f.attnum
+        WHERE s.seqincrement > 0
+        ORDER BY sc.oid, effective_max
         """))
     frame["used_share"] = frame["last_value"].astype(float) / frame["effective_max"].astype(float)
-    return frame[frame["used_share"].fillna(0) >= min_share].sort_values(
-        "used_share", ascending=False).reset_index(drop=True)
+    near = frame[(frame["used_share"] >= min_share) | ~frame["readable"].astype(bool)]
+    return near.sort_values("used_share", ascending=False).reset_index(drop=True)
+
+
+def widen_sql(row) -> str:
+    """The fix for a sequence near the end of its column's range: the column (and, if it is
+    one, the sequence's own integer type) to bigint. The ALTER TABLE rewrites the table and its
+    indexes under an ACCESS EXCLUSIVE lock: plan it; on a large table, prefer a new bigint
+    column filled in batches.
+
+    >>> from types import SimpleNamespace as R
+    >>> print(widen_sql(R(table_schema="a.b", table_name="seq tbl", column_name="end",
+    ...                   column_type="integer", schema_name="a.b", sequence_name="s",
+    ...                   sequence_type="integer")))
+    ALTER TABLE "a.b"."seq tbl" ALTER COLUMN "end" TYPE bigint;  -- rewrites the table: ACCESS EXCLUSIVE until done
+    ALTER SEQUENCE "a.b".s AS bigint;
+    """
+    lines = []
+    if row.table_name and row.column_type in ("smallint", "integer"):
+        lines.append(f"ALTER TABLE {qualified(row.table_schema, row.table_name)} ALTER COLUMN "
+                     f"{quote_ident(row.column_name)} TYPE bigint;  -- rewrites the table: "
+                     "ACCESS EXCLUSIVE until done")
+    if row.sequence_type in ("smallint", "integer"):
+        lines.append(f"ALTER SEQUENCE {qualified(row.schema_name, row.sequence_name)} AS bigint;")
+    return "\n".join(lines)
