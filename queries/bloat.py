@@ -7,9 +7,12 @@ pointer); from it, rows per page under the relation's fillfactor; from reltuples
 relation should need. Bloat is what it has beyond that. Column statistics are aggregated once
 per table in one pass, which keeps it fast on big catalogues.
 
-It is an estimate: the padding is approximated from average widths, TOAST is ignored, and
-B-tree deduplication (PostgreSQL 13+) can make an index smaller than "expected" (shown as 0).
-Rows whose statistics are missing or stale are flagged, since their estimate means little.
+It is an estimate: the padding is approximated from average widths. Where it cannot be trusted
+the bloat is unknown (NaN) with the reason in `stats_note`, never 0: a relation never analyzed,
+columns without statistics (or statistics the monitoring role may not read), a B-tree index that
+PostgreSQL 13+ may have deduplicated (few distinct keys: it is smaller than "expected" and
+pgstatindex is the only measure). TOAST is not estimated: its size is shown with the note.
+NULL-heavy tables are estimated a few points low: the note gives the bound.
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ BTREE_SPECIAL = 16
 HEAP_TUPLE_HEADER = 23
 INDEX_TUPLE_HEADER = 8
 LINE_POINTER = 4
+# a key column more than this share NULL makes the table estimate low by up to the bound
+NULL_HEAVY, NULL_HEAVY_BOUND = 0.5, 0.10
+# fewer distinct keys than this share of the rows: a deduplicated index, size unknowable
+DEDUP_DISTINCT_SHARE = 0.5
 
 
 def _align(n: pd.Series) -> pd.Series:
@@ -45,6 +52,7 @@ def column_stats(conn: psycopg.Connection) -> pd.DataFrame:
         SELECT c.oid                                       AS relid,
                a.attnum,
                s.null_frac,
+               s.n_distinct,
                (1 - s.null_frac) * (s.avg_width + CASE WHEN t.typlen < 0 THEN 0.5 ELSE 0 END)
                                                            AS width,
                CASE WHEN t.typlen > 0 OR s.avg_width > 127 THEN
@@ -61,17 +69,43 @@ def column_stats(conn: psycopg.Connection) -> pd.DataFrame:
 
 
 def _row_widths(columns: pd.DataFrame) -> pd.DataFrame:
-    """Per table: the data width of an average row with the padding each column's alignment
-    needs after the columns before it (approximated from average widths)."""
+    """Per table: the expected data width of a row, the padding between columns included. Each column is present with probability 1 - null_frac, so the
+    offset it starts at varies from row to row: the offset modulo MAXALIGN is tracked as a
+    distribution over the 8 residues, column by column, for all tables at once. (Averaging the
+    offsets instead adds padding after mostly-NULL columns that most rows do not have.)"""
     if columns.empty:
-        return pd.DataFrame(columns=["data_width", "max_null_frac", "columns_with_stats"])
-    offset_before = columns.groupby("relid")["width"].cumsum() - columns["width"]
-    align = columns["align"].astype(int)
-    pad = (align - np.ceil(offset_before).astype(int) % align) % align
-    columns = columns.assign(padded=columns["width"] + (1 - columns["null_frac"]) * pad)
-    return columns.groupby("relid").agg(data_width=("padded", "sum"),
-                                        max_null_frac=("null_frac", "max"),
-                                        columns_with_stats=("attnum", "count"))
+        return pd.DataFrame(columns=["data_width", "max_null_frac",
+                                     "columns_with_stats"])
+    tables = columns["relid"].drop_duplicates().to_numpy()
+    row_of = pd.Series(np.arange(len(tables)), index=tables)
+    residues = np.zeros((len(tables), MAXALIGN))
+    residues[:, 0] = 1.0  # the data starts MAXALIGNed, after the header
+    width = np.zeros(len(tables))
+    position = columns.groupby("relid").cumcount().to_numpy()
+    present_all = 1 - columns["null_frac"].to_numpy(dtype=float)
+    # the width of a present value (pg_stats' width is averaged over all rows, NULLs as 0)
+    value_all = columns["width"].to_numpy(dtype=float) / np.maximum(present_all, 1e-9)
+    align_all = columns["align"].to_numpy(dtype=int)
+    rows_all = row_of[columns["relid"]].to_numpy()
+    for k in range(position.max() + 1):
+        at = position == k
+        rows, present, value, align = rows_all[at], present_all[at], value_all[at], align_all[at]
+        before = residues[rows]
+        after = before * (1 - present)[:, None]
+        # an average width between two whole numbers: some rows end at one, some at the next
+        step = np.floor(value).astype(int)
+        longer = value - step
+        for r in range(MAXALIGN):
+            pad = (align - r % align) % align
+            mass = present * before[:, r]
+            width[rows] += mass * (pad + value)
+            for extra, share in ((0, 1 - longer), (1, longer)):
+                np.add.at(after, (np.arange(len(rows)), (r + pad + step + extra) % MAXALIGN),
+                          mass * share)
+        residues[rows] = after
+    per_table = columns.groupby("relid").agg(max_null_frac=("null_frac", "max"),
+                                             columns_with_stats=("attnum", "count"))
+    return per_table.assign(data_width=pd.Series(width, index=tables))
 
 
 # what both estimates need about each relation, from pg_class and the statistics functions
@@ -101,7 +135,10 @@ def table_bloat(conn: psycopg.Connection, stats: pd.DataFrame | None = None) -> 
                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS column_count,
                pg_stat_get_mod_since_analyze(c.oid)        AS changed_since_analyze,
                greatest(pg_stat_get_last_analyze_time(c.oid),
-                        pg_stat_get_last_autoanalyze_time(c.oid)) AS last_analyzed
+                        pg_stat_get_last_autoanalyze_time(c.oid)) AS last_analyzed,
+               -- the file's size: a TOAST table's relpages waits for a VACUUM, not ANALYZE
+               CASE WHEN c.reltoastrelid <> 0 THEN pg_relation_size(c.reltoastrelid) ELSE 0 END
+                                                           AS toast_bytes
         FROM pg_class c
         JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE c.relkind IN ('r', 'm')
@@ -120,7 +157,16 @@ def table_bloat(conn: psycopg.Connection, stats: pd.DataFrame | None = None) -> 
     rows_per_page = np.maximum(np.floor(usable / row_bytes), 1)
     rows = frame["estimated_rows"].clip(lower=0)
     expected = np.ceil(rows / rows_per_page)
-    return _finish(frame, expected)
+    missing = frame["columns_with_stats"].fillna(0) < frame["column_count"]
+    notes = [
+        (missing & (frame["estimated_rows"] >= 0), "unknown: statistics missing for some columns (not analyzed since they were "
+                  "added, or the monitoring role may not read this table's pg_stats)"),
+        (frame["max_null_frac"].fillna(0) > NULL_HEAVY,
+         f"NULL-heavy: the estimate may be up to {100 * NULL_HEAVY_BOUND:g} points low"),
+        (frame["toast_bytes"] > 0,
+         frame["toast_bytes"].map(lambda b: f"TOAST ({b / 1024:,.0f} kB) not estimated")),
+    ]
+    return _finish(frame, expected, missing, notes)
 
 
 def index_bloat(conn: psycopg.Connection, stats: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -132,6 +178,11 @@ def index_bloat(conn: psycopg.Connection, stats: pd.DataFrame | None = None) -> 
                c.relname                                   AS index_name,
                i.indrelid                                  AS table_oid,
                (string_to_array(i.indkey::text, ' ')::int[])[1:i.indnkeyatts] AS key_columns,
+               -- deduplication: PostgreSQL 13+, unless switched off or with INCLUDE columns
+               %(deduplication)s AND i.indnatts = i.indnkeyatts
+                 AND coalesce((SELECT o.option_value::bool FROM pg_options_to_table(c.reloptions) o
+                               WHERE o.option_name = 'deduplicate_items'), true)
+                                                           AS may_deduplicate,
                pg_stat_get_mod_since_analyze(t.oid)        AS changed_since_analyze,
                greatest(pg_stat_get_last_analyze_time(t.oid),
                         pg_stat_get_last_autoanalyze_time(t.oid)) AS last_analyzed
@@ -142,44 +193,89 @@ def index_bloat(conn: psycopg.Connection, stats: pd.DataFrame | None = None) -> 
         JOIN pg_am am ON am.oid = c.relam AND am.amname = 'btree'
         WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
           AND n.nspname NOT LIKE 'pg_temp%%'
-        """, {"default_fillfactor": 90}))
+        """, {"default_fillfactor": 90,
+              "deduplication": conn.info.server_version >= 130000}))
     if frame.empty:
         return frame
     stats = column_stats(conn) if stats is None else stats
-    widths = dict(zip(zip(stats["relid"], stats["attnum"]), zip(stats["width"], stats["null_frac"])))
-    data_width, max_null, missing, count = [], [], [], []
-    for table, keys in zip(frame["table_oid"], frame["key_columns"]):
-        found = [widths.get((table, k)) for k in keys]
+    by_column = dict(zip(zip(stats["relid"], stats["attnum"]),
+                         zip(stats["width"], stats["null_frac"], stats["n_distinct"])))
+    data_width, max_null, missing, expressions, distinct = [], [], [], [], []
+    for table, keys, rows in zip(frame["table_oid"], frame["key_columns"],
+                                 frame["estimated_rows"]):
+        found = [by_column.get((table, k)) for k in keys]
         data_width.append(sum(w[0] if w else 8.0 for w in found))
         max_null.append(max((w[1] for w in found if w), default=0.0))
-        missing.append(sum(w is None for w in found))
-        count.append(len(keys))
-    frame = frame.assign(data_width=data_width, max_null_frac=max_null, column_count=count,
-                         columns_with_stats=[c - m for c, m in zip(count, missing)])
+        missing.append(sum(w is None for k, w in zip(keys, found) if k != 0))
+        expressions.append(sum(k == 0 for k in keys))
+        distinct.append(_distinct_keys([w[2] for w in found if w], max(rows, 0))
+                        if all(found) else np.nan)
+    frame = frame.assign(data_width=data_width, max_null_frac=max_null,
+                         column_count=frame["key_columns"].map(len), expression_keys=expressions,
+                         columns_with_stats=[len(k) - m for k, m in
+                                             zip(frame["key_columns"], missing)],
+                         distinct_keys=distinct)
     bitmap = np.where(frame["max_null_frac"] > 0, MAXALIGN, 0)
     entry = _align(INDEX_TUPLE_HEADER + bitmap + frame["data_width"].astype(float)) + LINE_POINTER
     usable = (frame["block_size"] - PAGE_HEADER - BTREE_SPECIAL) * frame["fillfactor"] / 100
     per_page = np.maximum(np.floor(usable / entry), 1)
     leaves = np.ceil(frame["estimated_rows"].clip(lower=0) / per_page)
     expected = leaves + np.ceil(leaves / per_page) + 1  # internal levels (roughly) + metapage
-    return _finish(frame, expected)
+    # PostgreSQL 13+ stores a key repeated by many rows once, with a list of row pointers: such
+    # an index needs far fewer pages than one entry per row, by an amount the statistics
+    # cannot tell
+    deduplicated = (frame["may_deduplicate"].astype(bool)
+                    & (frame["distinct_keys"] < DEDUP_DISTINCT_SHARE
+                       * frame["estimated_rows"].clip(lower=1)))
+    missing_stats = frame["columns_with_stats"] < frame["column_count"]
+    notes = [
+        (missing_stats & (frame["estimated_rows"] >= 0), "unknown: statistics missing for some key columns (or the monitoring "
+                        "role may not read this table's pg_stats)"),
+        (deduplicated & ~missing_stats,
+         "unknown: B-tree deduplication (few distinct keys) makes the estimate meaningless; "
+         "measure with pgstatindex"),
+        (frame["expression_keys"] > 0, "expression key: its width is assumed to be 8 bytes"),
+        (frame["max_null_frac"].fillna(0) > NULL_HEAVY,
+         f"NULL-heavy: the estimate may be up to {100 * NULL_HEAVY_BOUND:g} points low"),
+    ]
+    return _finish(frame, expected, missing_stats | deduplicated, notes)
 
 
-def _finish(frame: pd.DataFrame, expected_pages: pd.Series) -> pd.DataFrame:
-    frame["expected_pages"] = expected_pages
-    frame["bloat_pages"] = (frame["pages"] - expected_pages).clip(lower=0)
-    frame["bloat_bytes"] = frame["bloat_pages"] * frame["block_size"]
-    frame["bloat_ratio"] = np.where(frame["pages"] > 0,
-                                    frame["bloat_pages"] / frame["pages"].where(frame["pages"] > 0),
-                                    0.0)
+def _distinct_keys(n_distinct: list[float], rows: float) -> float:
+    """Distinct key combinations from pg_stats.n_distinct (negative: a share of the rows), as
+    the planner does: the product over the columns, at most the rows.
+
+    >>> _distinct_keys([5, -0.5], 1000), _distinct_keys([3, 4], 1000), _distinct_keys([], 10)
+    (1000.0, 12.0, 10.0)
+    """
+    product = 1.0
+    for n in n_distinct:
+        product *= n if n >= 0 else -n * rows
+    return float(min(product, rows)) if n_distinct else float(rows)
+
+
+def _finish(frame: pd.DataFrame, expected_pages: pd.Series, unknown: pd.Series,
+            notes: list[tuple[pd.Series, object]]) -> pd.DataFrame:
+    """Bloat from the expected pages; NaN (unknown) where the estimate cannot be trusted;
+    stats_note: every reason that applies to the row, most important first."""
     never = frame["estimated_rows"] < 0
-    missing = frame["columns_with_stats"].fillna(0) < frame["column_count"]
+    unknown = unknown | never
     stale = frame["changed_since_analyze"].fillna(0) > 0.2 * frame["estimated_rows"].clip(lower=1000)
-    frame["stats_note"] = np.select(
-        [never, missing, stale],
-        ["never analyzed: no estimate", "statistics missing for some columns",
-         "statistics stale: many changes since the last ANALYZE"], default="")
-    return frame.sort_values("bloat_bytes", ascending=False).reset_index(drop=True)
+    frame["expected_pages"] = expected_pages
+    frame["bloat_pages"] = (frame["pages"] - expected_pages).clip(lower=0).where(~unknown)
+    frame["bloat_bytes"] = frame["bloat_pages"] * frame["block_size"]
+    frame["bloat_ratio"] = (frame["bloat_pages"] / frame["pages"].where(frame["pages"] > 0)
+                            ).where(frame["pages"] > 0, 0.0).where(~unknown)
+    notes = [(never, "never analyzed: no estimate")] + notes + [
+        (stale & ~never, "statistics stale: many changes since the last ANALYZE")]
+    texts = [[] for _ in range(len(frame))]
+    for mask, note in notes:
+        values = note if isinstance(note, pd.Series) else pd.Series(note, index=frame.index)
+        for i in np.flatnonzero(mask.to_numpy(dtype=bool)):
+            texts[i].append(values.iloc[i])
+    frame["stats_note"] = ["; ".join(t) for t in texts]
+    return frame.sort_values("bloat_bytes", ascending=False, na_position="last").reset_index(
+        drop=True)
 
 
 def table_fix_sql(schema: str, table: str) -> str:

@@ -130,11 +130,19 @@ def check_bloat(conn, settings: Settings) -> Finding:
     total = int(bad_tables["bloat_bytes"].sum() + bad_indexes["bloat_bytes"].sum()) if count else 0
     fixes = [bloat.table_fix_sql(r.schema_name, r.table_name) for r in bad_tables.itertuples()]
     fixes += [bloat.index_fix_sql(r.schema_name, r.index_name) for r in bad_indexes.itertuples()]
+    relations = [f[(f["schema_name"] != OWN_SCHEMA) & (f["pages"] > 0)] for f in (tables, idx)
+                 if not f.empty]
+    unknown = sum(int(f["bloat_ratio"].isna().sum()) for f in relations)
+    known = sum(len(f) for f in relations) - unknown
+    unknown_text = (f" Bloat is unknown for {unknown} relations (the Bloat page says why: "
+                    "missing or unreadable statistics, deduplicated B-tree indexes)."
+                    if unknown else "")
+    severity = "amber" if count else "grey" if unknown and not known else "green"
     return Finding(
-        "bloat", "Table and index bloat (estimate)", "amber" if count else "green", count,
+        "bloat", "Table and index bloat (estimate)", severity, count,
         f"{len(bad_tables)} tables and {len(bad_indexes)} indexes are at least "
         f"{100 * settings.bloat_min_ratio:g} % bloated (about {total / 1048576:.1f} MB, "
-        "estimated): scans read the empty space too.", "bloat",
+        "estimated): scans read the empty space too." + unknown_text, "bloat",
         [qualified(r.schema_name, r.table_name) for r in bad_tables.itertuples()]
         + [qualified(r.schema_name, r.index_name) for r in bad_indexes.itertuples()],
         "\n".join(fixes))

@@ -396,6 +396,10 @@ def duplicate_indexes(frame: pd.DataFrame) -> list[IndexFinding]:
               "is_unique", "nulls_not_distinct", "is_partitioned", "backs_constraint",
               "expressions", "predicate", "size_bytes", "scans", "column_names"]
     candidates = frame[frame["is_valid"] & frame["parent_index_oid"].isna()]
+    # most indexes share their table with no other index of the same kind: skip them in bulk
+    group_key = [candidates["table_oid"], candidates["access_method"],
+                 candidates["expressions"].fillna(""), candidates["predicate"].fillna("")]
+    candidates = candidates[pd.DataFrame(dict(enumerate(group_key))).duplicated(keep=False)]
     for row in candidates[needed].itertuples(index=False):
         key = (row.table_oid, row.access_method, _text(row.expressions), _text(row.predicate))
         groups.setdefault(key, []).append(row)
@@ -453,7 +457,9 @@ def unindexed_foreign_keys(keys: list[ForeignKey], frame: pd.DataFrame) -> list[
     """Foreign keys with no valid index whose leading columns are the key's columns: deletes
     and updates on the referenced table scan this one, and joins on the key cannot use an index."""
     leading: dict[int, list[list[int]]] = {}
-    for r in frame[frame["is_valid"] & frame["predicate"].isna()].itertuples():
+    usable = frame["is_valid"] & frame["predicate"].isna() & frame["table_oid"].isin(
+        [fk.table_oid for fk in keys])
+    for r in frame[usable].itertuples():
         leading.setdefault(r.table_oid, []).append(list(r.columns[:r.key_count]))
     hints = []
     for fk in keys:

@@ -2,6 +2,7 @@
 
 import time
 
+import pandas as pd
 import psycopg
 import pytest
 
@@ -75,13 +76,14 @@ def test_never_analyzed_table_is_flagged(scratch_database, settings):
         conn.execute("INSERT INTO fresh SELECT g, 'x' FROM generate_series(1, 100) g")
     with monitoring_connection(scratch_database, settings) as conn:
         frame = bloat.table_bloat(conn)
-    note = frame[frame["table_name"] == "fresh"].iloc[0]["stats_note"]
-    assert note in ("never analyzed: no estimate", "statistics missing for some columns")
+    row = frame[frame["table_name"] == "fresh"].iloc[0]
+    assert row["stats_note"] == "never analyzed: no estimate"
+    assert pd.isna(row["bloat_ratio"]) and pd.isna(row["bloat_bytes"])  # unknown, never 0
 
 
 def test_index_estimate_and_reindex_fix(tables, settings):
     with psycopg.connect(tables, autocommit=True) as conn:
-        conn.execute("CREATE INDEX churn_n ON churned (n)")
+        conn.execute("CREATE INDEX churn_n ON churned (n, id)")  # distinct keys: no dedup
         conn.execute("UPDATE churned SET n = n + 1")
         conn.execute("UPDATE churned SET n = n + 1")
         conn.execute("VACUUM churned")
@@ -203,3 +205,66 @@ def test_vacuum_finding_fix_makes_it_disappear(tables, settings):
     with monitoring_connection(tables, settings) as conn:
         after = {f.check: f for f in checks.check_vacuum(conn, settings)}["vacuum"]
     assert after.severity == "green" and after.objects == []
+
+
+@pytest.fixture
+def hard_cases(scratch_database):
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pgstattuple")
+        conn.execute("""
+            CREATE TABLE low_card (id bigint, kind int) WITH (autovacuum_enabled = false);
+            INSERT INTO low_card SELECT g, g % 4 FROM generate_series(1, 40000) g;
+            CREATE INDEX low_card_kind ON low_card (kind);
+            -- mostly-NULL int columns before bigint ones: the padding the estimate assumes
+            -- after them is often not there
+            CREATE TABLE sparse (id int, a int, b bigint, c int, d timestamptz, e int, f bigint,
+                                 t text) WITH (autovacuum_enabled = false);
+            INSERT INTO sparse SELECT g, CASE WHEN g % 10 = 0 THEN g END, g,
+                   CASE WHEN g % 8 = 0 THEN g END, now(), CASE WHEN g % 9 = 0 THEN g END, g,
+                   CASE WHEN g % 3 = 0 THEN 'v' || g END
+              FROM generate_series(1, 40000) g;
+            DELETE FROM sparse WHERE id % 4 = 0;
+            CREATE TABLE documents (id int, body text) WITH (autovacuum_enabled = false);
+            ALTER TABLE documents ALTER COLUMN body SET STORAGE EXTERNAL;
+            INSERT INTO documents SELECT g, repeat(md5(g::text), 200) FROM generate_series(1, 600) g;
+            DELETE FROM documents WHERE id % 10 < 3;
+        """)
+    settle_then_analyze(scratch_database)
+    return scratch_database
+
+
+def test_deduplicated_index_is_unknown_not_zero(hard_cases, settings):
+    with monitoring_connection(hard_cases, settings) as conn:
+        row = bloat.index_bloat(conn).set_index("index_name").loc["low_card_kind"]
+    with psycopg.connect(hard_cases) as conn:
+        leaf_density = conn.execute("SELECT avg_leaf_density FROM pgstatindex('low_card_kind')"
+                                    ).fetchone()[0]
+    assert leaf_density > 0  # the index is real and measured exactly
+    assert pd.isna(row["bloat_ratio"]) and "deduplication" in row["stats_note"]
+
+
+def test_null_heavy_estimate_states_its_bound_and_keeps_it(hard_cases, settings):
+    with monitoring_connection(hard_cases, settings) as conn:
+        row = bloat.table_bloat(conn).set_index("table_name").loc["sparse"]
+    exact = _exact_waste(hard_cases, "sparse")
+    assert "NULL-heavy" in row["stats_note"]
+    assert -TOLERANCE <= exact - row["bloat_ratio"] <= bloat.NULL_HEAVY_BOUND, (
+        row["bloat_ratio"], exact)
+
+
+def test_toast_is_said_to_be_not_estimated(hard_cases, settings):
+    with monitoring_connection(hard_cases, settings) as conn:
+        row = bloat.table_bloat(conn).set_index("table_name").loc["documents"]
+    assert row["toast_bytes"] > 1_000_000
+    assert f"TOAST ({row['toast_bytes'] / 1024:,.0f} kB) not estimated" in row["stats_note"]
+
+
+def test_statistics_the_role_cannot_read_give_unknown(hard_cases, settings):
+    from tests.conftest import login_role
+    with login_role(hard_cases, "stats_blind", "pw-stats") as url:
+        with psycopg.connect(hard_cases, autocommit=True) as conn:
+            conn.execute("GRANT pg_monitor TO stats_blind")
+        with monitoring_connection(url, settings) as conn:
+            tables = bloat.table_bloat(conn).set_index("table_name")
+    assert tables["bloat_ratio"].isna().all()
+    assert "may not read" in tables.loc["sparse", "stats_note"]

@@ -106,3 +106,20 @@ def test_redis_page_with_redis_down(app_env, closed_port):
 def test_matviews_page_on_the_demo(app_env):
     at = _page("matviews")
     assert any("mv_deal_pipeline cannot be refreshed CONCURRENTLY" in w.value for w in at.warning)
+
+
+def test_bloat_page_measures_a_relation_whose_name_holds_a_dot(app_env, scratch_database):
+    import psycopg
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute('CREATE EXTENSION pgstattuple; CREATE SCHEMA "a.b"; '
+                     'CREATE TABLE "a.b"."seq tbl" (id int); '
+                     'INSERT INTO "a.b"."seq tbl" SELECT generate_series(1, 1000); ANALYZE')
+    app_env.setenv("DATABASE_URL", scratch_database)
+    app_env.setenv("DATABASE_ADMIN_URL", scratch_database)
+    at = _page("bloat")
+    box = at.selectbox[0]
+    assert '"a.b"."seq tbl"' in box.options  # shown quoted, chosen as (schema, name)
+    box.select(("a.b", "seq tbl", False)).run()
+    next(b for b in at.button if b.label.startswith("Measure exactly")).click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("table_len" in j.value for j in at.json)

@@ -8,9 +8,15 @@ from queries.checks import state_for_ratio  # noqa: F401  (pages judge ratios wi
 
 
 def human_bytes(n: int | float | None) -> str:
+    """
+    >>> human_bytes(None), human_bytes(float("nan")), human_bytes(2048)
+    ('n/a', 'unknown', '2.0 kB')
+    """
     if n is None:
         return "n/a"
     value = float(n)
+    if value != value:  # NaN: a figure DB Pulse could not estimate
+        return "unknown"
     for unit in ("B", "kB", "MB", "GB", "TB"):
         if abs(value) < 1024 or unit == "TB":
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"

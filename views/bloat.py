@@ -5,6 +5,7 @@ import plotly.express as px
 import streamlit as st
 
 from queries import bloat
+from queries.identifiers import qualified
 from queries.roles import PermissionDenied
 from ui import loaders
 from ui.actions import exact_bloat
@@ -21,17 +22,20 @@ data = loaded.value
 
 st.subheader("Table bloat (estimate)")
 st.caption("Estimated from the planner statistics (row widths, null fractions, alignment, "
-           "fillfactor): space the table has beyond what its rows need. Rows flagged in "
-           "stats_note have missing or stale statistics: run ANALYZE first.")
+           "fillfactor): space the table has beyond what its rows need. An empty bloat cell is "
+           "unknown, with the reason in the note (never analyzed, statistics missing or "
+           "unreadable, B-tree deduplication); TOAST is not estimated.")
 tables = data["tables"]
 if not tables.empty:
     shown = tables[tables["pages"] > 0].head(30).assign(
         size=lambda f: f["size_bytes"].map(human_bytes),
+        toast=lambda f: f["toast_bytes"].map(human_bytes),
         bloat=lambda f: f["bloat_bytes"].map(human_bytes))
     st.plotly_chart(px.bar(shown.head(15), x="bloat_bytes", y="table_name", orientation="h",
                            labels={"bloat_bytes": "estimated bloat (bytes)", "table_name": ""})
                     .update_layout(yaxis={"autorange": "reversed"}, height=380), width="stretch")
-    st.dataframe(shown[["schema_name", "table_name", "size", "bloat", "bloat_ratio", "fillfactor",
+    st.dataframe(shown[["schema_name", "table_name", "size", "bloat", "bloat_ratio", "toast",
+                        "fillfactor",
                         "stats_note"]], hide_index=True, width="stretch",
                  column_config={"bloat_ratio": st.column_config.ProgressColumn(
                      "bloat", min_value=0, max_value=1, format="percent")})
@@ -58,15 +62,16 @@ with st.expander("Exact figures (pgstattuple)"):
     elif not settings.is_dba:
         st.caption("Measuring exactly reads the whole relation: a DBA action.")
     else:
-        names = [f"{r.schema_name}.{r.table_name}" for r in tables.itertuples()]
-        names += [f"{r.schema_name}.{r.index_name} (index)" for r in idx.itertuples()]
-        choice = st.selectbox("Relation", names)
-        if st.button("Measure exactly (reads the relation)"):
-            schema, rest = choice.split(".", 1)
-            is_index = rest.endswith(" (index)")
+        # (schema, name, is_index): names may hold dots and quotes, so never split a label
+        choices = [(r.schema_name, r.table_name, False) for r in tables.itertuples()]
+        choices += [(r.schema_name, r.index_name, True) for r in idx.itertuples()]
+        choice = st.selectbox("Relation", choices, format_func=lambda c: qualified(c[0], c[1])
+                              + (" (index)" if c[2] else ""))
+        if choice and st.button("Measure exactly (reads the relation)"):
+            schema, name, is_index = choice
             try:
-                result = exact_bloat(target, settings, schema, rest.removesuffix(" (index)"),
-                                     is_index, pgstattuple.schema)
+                result = exact_bloat(target, settings, schema, name, is_index,
+                                     pgstattuple.schema)
             except PermissionDenied as exc:
                 st.error(str(exc))
             else:
