@@ -7,8 +7,10 @@ from dataclasses import dataclass
 import pandas as pd
 import psycopg
 
+from queries.config import Settings
 from queries.connections import OWN_APPLICATION_PREFIX
 from queries.frames import to_frame
+from queries.roles import require_dba
 
 
 def sessions(conn: psycopg.Connection) -> pd.DataFrame:
@@ -45,6 +47,64 @@ def blocked(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["blocked_by"].map(lambda pids: bool(pids)).astype(bool)]
 
 
+def blocking_tree(frame: pd.DataFrame) -> pd.DataFrame:
+    """Who blocks whom, root blockers first: one row per session that blocks another or is
+    blocked, with its depth (0: blocks others and waits for nobody), what it waits for, since
+    when, its statement, the sessions it blocks directly, and the statement that ends the
+    block (end_sql). Blocked sessions are ordered under their blocker."""
+    waits = {int(p): [int(b) for b in (bs or [])] for p, bs in zip(frame["pid"], frame["blocked_by"])}
+    blocks: dict[int, list[int]] = {}
+    for pid, blockers in waits.items():
+        for b in blockers:
+            blocks.setdefault(b, []).append(pid)
+    rows = frame.set_index("pid")
+    ordered, seen = [], set()
+
+    def visit(pid: int, depth: int) -> None:
+        if pid in seen:
+            return  # a lock cycle: the deadlock detector ends it
+        seen.add(pid)
+        ordered.append((pid, depth))
+        for child in sorted(blocks.get(pid, [])):
+            visit(child, depth + 1)
+
+    for root in sorted(p for p in blocks if not waits.get(p)):
+        visit(root, 0)
+    for pid in sorted(set(blocks) | {p for p, w in waits.items() if w}):
+        visit(pid, 0)  # blockers themselves blocked in a cycle, or not visible to this role
+    out = []
+    for pid, depth in ordered:
+        known = pid in rows.index
+        r = rows.loc[pid] if known else None
+        state = r["state"] if known else None
+        out.append({"depth": depth, "pid": pid,
+                    "state": state if isinstance(state, str) else "unknown",
+                    "role_name": r["role_name"] if known else None,
+                    "transaction_seconds": r["transaction_seconds"] if known else None,
+                    "query_seconds": r["query_seconds"] if known else None,
+                    "waits_for": waits.get(pid, []), "blocks": sorted(blocks.get(pid, [])),
+                    "query": r["query"] if known else None,
+                    "end_sql": end_session_sql(pid, state) if blocks.get(pid) else ""})
+    return pd.DataFrame(out, columns=["depth", "pid", "state", "role_name", "transaction_seconds",
+                                      "query_seconds", "waits_for", "blocks", "query", "end_sql"])
+
+
+def end_session_sql(pid: int, state: str | None) -> str:
+    """What ends a session's hold on its locks. Cancelling stops the running statement; a
+    session idle in a transaction runs none, so only terminating it releases its locks.
+
+    >>> end_session_sql(7, "active")
+    'SELECT pg_cancel_backend(7);  -- cancels its statement; if the block stays, pg_terminate_backend(7)'
+    >>> end_session_sql(8, "idle in transaction")
+    'SELECT pg_terminate_backend(8);  -- idle in a transaction: cancelling would not release its locks; this rolls it back'
+    """
+    if isinstance(state, str) and state.startswith("idle"):
+        return (f"SELECT pg_terminate_backend({pid});  -- idle in a transaction: cancelling "
+                "would not release its locks; this rolls it back")
+    return (f"SELECT pg_cancel_backend({pid});  -- cancels its statement; if the block stays, "
+            f"pg_terminate_backend({pid})")
+
+
 @dataclass
 class ConnectionUse:
     used: int
@@ -68,3 +128,26 @@ def connection_use(conn: psycopg.Connection) -> ConnectionUse:
                  + coalesce(current_setting('reserved_connections', true)::int, 0)
         """).fetchone()
     return ConnectionUse(used, max_conn, reserved)
+
+
+class SessionGone(Exception):
+    """The session to cancel or terminate is no longer there (or is not a client session)."""
+
+
+def end_session(admin_conn: psycopg.Connection, settings: Settings, pid: int,
+                terminate: bool) -> str:
+    """Cancel a session's statement or terminate the session (DBA action). Checked again at
+    the moment of the action: the pid must still be a client backend other than this one."""
+    require_dba(settings, "Terminating a session" if terminate else "Cancelling a statement")
+    row = admin_conn.execute("""
+        SELECT state FROM pg_stat_activity
+        WHERE pid = %s AND backend_type = 'client backend' AND pid <> pg_backend_pid()""",
+                             (pid,)).fetchone()
+    if row is None:
+        raise SessionGone(f"session {pid} is gone (or is not a client session): nothing done")
+    function = "pg_terminate_backend" if terminate else "pg_cancel_backend"
+    done = admin_conn.execute(f"SELECT {function}(%s)", (pid,)).fetchone()[0]
+    if not done:
+        raise SessionGone(f"{function}({pid}) returned false: the session ended meanwhile")
+    return (f"terminated session {pid} (its transaction rolled back)" if terminate
+            else f"cancelled the statement of session {pid} (it was {row[0]})")

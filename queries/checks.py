@@ -12,7 +12,7 @@ import psycopg
 from queries import activity, bloat, cache, indexes, matviews, migrations, statements, vacuum
 from queries.capabilities import Capabilities
 from queries.config import Settings
-from queries.identifiers import qualified
+from queries.identifiers import qualified, quote_ident
 
 OWN_SCHEMA = indexes.OWN_SCHEMA  # DB Pulse's own tables are not the application's problem
 SEVERITY_ORDER = {"red": 0, "amber": 1, "grey": 2, "green": 3}
@@ -221,31 +221,35 @@ def check_cache(conn, settings: Settings) -> Finding:
                        "most disk reads (Buffer cache page)")
 
 
-def check_activity(conn, settings: Settings) -> list[Finding]:
+def check_activity(conn, settings: Settings, caps: Capabilities | None = None) -> list[Finding]:
     frame = activity.sessions(conn)
     slow = activity.long_running(frame, settings.long_query_s)
     idle = activity.idle_in_transaction(frame, settings.idle_in_transaction_s)
     blocked = activity.blocked(frame)
+    tree = activity.blocking_tree(frame)
     use = activity.connection_use(conn)
     conn_severity = ("red" if use.share >= settings.connections_red_share else
                      "amber" if use.share >= settings.connections_amber_share else "green")
     long_count = len(slow) + len(idle)
-    return [
+    findings = [
         Finding("long_running", "Long-running queries and idle transactions",
                 "amber" if long_count else "green", long_count,
                 f"{len(slow)} statements have run over {settings.long_query_s:g} s and "
                 f"{len(idle)} sessions sit idle in a transaction over "
                 f"{settings.idle_in_transaction_s:g} s: they hold locks and stop vacuum.",
                 "activity", [f"pid {p}" for p in list(slow["pid"]) + list(idle["pid"])],
-                "\n".join(f"SELECT pg_cancel_backend({p});  -- or pg_terminate_backend({p})"
-                          for p in list(slow["pid"]) + list(idle["pid"]))),
+                "\n".join(activity.end_session_sql(p, s) for p, s in
+                          zip(list(slow["pid"]) + list(idle["pid"]),
+                              list(slow["state"]) + list(idle["state"])))),
         Finding("blocked_sessions", "Blocked sessions", "red" if len(blocked) else "green",
                 len(blocked),
-                f"{len(blocked)} sessions wait for a lock another session holds.", "activity",
+                f"{len(blocked)} sessions wait for a lock another session holds"
+                + (f"; the root blockers: pids {', '.join(map(str, tree[tree['depth'] == 0]['pid']))}"
+                   if len(tree) else "") + ".", "activity",
                 [f"pid {p} blocked by {list(b)}" for p, b in zip(blocked["pid"],
                                                                  blocked["blocked_by"])],
-                "\n".join(f"SELECT pg_cancel_backend({b});  -- the blocker of {p}"
-                          for p, bs in zip(blocked["pid"], blocked["blocked_by"]) for b in bs)),
+                # ending the root blockers ends the whole tree
+                "\n".join(tree[tree["depth"] == 0]["end_sql"])),
         Finding("connections", "Connections", conn_severity, use.used,
                 f"{use.used} of {use.available} connections in use "
                 f"({100 * use.share:.0f} %; max_connections {use.max_connections}, "
@@ -253,6 +257,14 @@ def check_activity(conn, settings: Settings) -> list[Finding]:
                 "activity", fix="-- use a connection pooler (Supabase: Supavisor) or raise "
                                 "max_connections"),
     ]
+    if caps is not None and not caps.can_read_all_stats:
+        # other roles' sessions show without state, query or type: what is not seen is unknown
+        blind = ("Unknown: the monitoring role cannot see other roles' sessions (their state, "
+                 "statement and locks). Grant it pg_read_all_stats (part of pg_monitor).")
+        grant = f"GRANT pg_monitor TO {quote_ident(caps.current_user)};"
+        findings = [Finding(f.check, f.title, "grey", 0, blind, f.page, [], grant)
+                    for f in findings]
+    return findings
 
 
 def run_all(conn: psycopg.Connection, caps: Capabilities, settings: Settings) -> list[Finding]:
@@ -265,7 +277,7 @@ def run_all(conn: psycopg.Connection, caps: Capabilities, settings: Settings) ->
                       ("vacuum", lambda: check_vacuum(conn, settings)),
                       ("cache_hit", lambda: [check_cache(conn, settings)]),
                       ("matviews", lambda: [check_matviews(conn, settings)]),
-                      ("activity", lambda: check_activity(conn, settings))):
+                      ("activity", lambda: check_activity(conn, settings, caps))):
         try:
             findings.extend(run())
         except psycopg.Error as exc:

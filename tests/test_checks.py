@@ -16,13 +16,14 @@ def test_blocked_and_long_running_sessions_are_found(scratch_database, settings)
         setup.execute("CREATE TABLE locked (id int)")
     holder = psycopg.connect(scratch_database, application_name="holder")
     holder.execute("LOCK TABLE locked IN ACCESS EXCLUSIVE MODE")  # transaction stays open
-    waiter_done = threading.Event()
+    waiter_done, waiter_got_the_lock = threading.Event(), threading.Event()
 
     def wait_for_lock():
         with psycopg.connect(scratch_database, application_name="waiter") as waiter:
             waiter.execute("SET lock_timeout = '20s'")
             try:
                 waiter.execute("SELECT * FROM locked").fetchall()
+                waiter_got_the_lock.set()
             except psycopg.Error:
                 pass
         waiter_done.set()
@@ -47,13 +48,42 @@ def test_blocked_and_long_running_sessions_are_found(scratch_database, settings)
             findings = {f.check: f for f in checks.check_activity(conn, Settings(
                 long_query_s=0, idle_in_transaction_s=0))}
         assert findings["blocked_sessions"].severity == "red"
-        assert f"pg_cancel_backend({holder_pid})" in findings["blocked_sessions"].fix
+        # the holder is idle in its transaction: cancelling it would change nothing
+        fix = findings["blocked_sessions"].fix
+        assert fix.startswith(f"SELECT pg_terminate_backend({holder_pid});")
         assert findings["long_running"].severity == "amber"
+        tree = activity.blocking_tree(frame)
+        assert list(tree["pid"][:1]) == [holder_pid] and tree.iloc[0]["depth"] == 0
+        assert tree.iloc[1]["depth"] == 1 and tree.iloc[1]["waits_for"] == [holder_pid]
+        assert tree.iloc[0]["blocks"] == [int(blocked.iloc[0]["pid"])]
+        # the fix, run as shown, ends the block at once
+        with psycopg.connect(scratch_database, autocommit=True) as dba:
+            dba.execute(fix.split("--")[0])
+        assert waiter_got_the_lock.wait(5)
+    finally:
+        holder.close()  # terminated by the fix, or rolled back here
+        thread.join(30)
+    assert waiter_done.is_set()
+
+
+def test_a_role_that_cannot_see_other_sessions_gets_grey_not_green(scratch_database, settings):
+    from tests.conftest import login_role
+    holder = psycopg.connect(scratch_database, application_name="holder")
+    holder.execute("SELECT 1")  # idle in transaction, as another role
+    try:
+        with login_role(scratch_database, "activity_blind", "pw-act") as url:
+            with monitoring_connection(url, settings) as conn:
+                caps = capabilities.detect(conn)
+                findings = {f.check: f for f in checks.check_activity(conn, Settings(
+                    idle_in_transaction_s=0), caps)}
     finally:
         holder.rollback()
         holder.close()
-        thread.join(30)
-    assert waiter_done.is_set()
+    assert not caps.can_read_all_stats
+    for name in ("long_running", "blocked_sessions", "connections"):
+        assert findings[name].severity == "grey", findings[name]
+        assert "pg_read_all_stats" in findings[name].summary
+    assert findings["connections"].fix == "GRANT pg_monitor TO activity_blind;"
 
 
 def test_connections_against_the_limit(scratch_database, settings):

@@ -123,3 +123,55 @@ def test_bloat_page_measures_a_relation_whose_name_holds_a_dot(app_env, scratch_
     next(b for b in at.button if b.label.startswith("Measure exactly")).click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert any("table_len" in j.value for j in at.json)
+
+
+def test_activity_page_shows_the_blocker_and_a_dba_terminates_it(app_env, scratch_database):
+    import threading
+    import time
+
+    import psycopg
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE locked (id int)")
+    holder = psycopg.connect(scratch_database, application_name="holder")
+    holder.execute("LOCK TABLE locked")  # then idle in its transaction
+    holder_pid = holder.info.backend_pid
+    got_lock = threading.Event()
+
+    def wait():
+        with psycopg.connect(scratch_database, application_name="waiter") as waiter:
+            waiter.execute("SET lock_timeout = '20s'")
+            waiter.execute("SELECT * FROM locked")
+            got_lock.set()
+
+    thread = threading.Thread(target=wait, daemon=True)
+    thread.start()
+    time.sleep(1)
+    app_env.setenv("DATABASE_URL", scratch_database)
+    app_env.setenv("DATABASE_ADMIN_URL", scratch_database)
+    try:
+        viewer = _page_as("activity", app_env, "viewer")
+        assert "a DBA action" in _text(viewer) and not any(
+            b.label == "Terminate" for b in viewer.button)
+        tree = viewer.dataframe[0].value
+        assert str(holder_pid) in tree["session"].iloc[0]
+        assert tree["end_sql"].iloc[0].startswith(
+            f"SELECT pg_terminate_backend({holder_pid});")
+        at = _page_as("activity", app_env, "dba")
+        assert at.selectbox[0].value == holder_pid  # the root blocker comes first
+        assert at.radio[0].value == "Terminate the session"     # idle in transaction
+        at.checkbox(key="end_session_sure").check().run()
+        next(b for b in at.button if b.label == "Terminate").click().run()
+        assert any("terminated session" in s.value for s in at.success), [e.value for e in at.error]
+        assert got_lock.wait(5)
+    finally:
+        holder.close()
+    with psycopg.connect(scratch_database) as conn:
+        assert conn.execute("SELECT action, object_name, outcome FROM dbpulse.audit_log "
+                            "ORDER BY id DESC LIMIT 1").fetchone() == (
+            "terminate_backend", f"pid {holder_pid}", "ok")
+
+
+def _page_as(name, env, role):
+    env.setenv("DBPULSE_ROLE", role)
+    st.cache_data.clear()
+    return _page(name)

@@ -62,6 +62,19 @@ def exact_bloat(target: Target, settings: Settings, schema: str, name: str, is_i
                            measure(conn, settings, schema, name, extension_schema))
 
 
+def end_session(target: Target, settings: Settings, pid: int, terminate: bool) -> Loaded:
+    from queries import activity
+
+    def run(conn):
+        try:
+            return activity.end_session(conn, settings, pid, terminate)
+        except activity.SessionGone as exc:
+            raise DatabaseProblem("gone", str(exc)) from exc
+    return _audited_action(target, settings,
+                           "terminate_backend" if terminate else "cancel_backend", f"pid {pid}",
+                           run)
+
+
 def what_if(target: Target, settings: Settings, query: str, candidate: str) -> Loaded:
     from queries import capabilities, whatif
 
