@@ -98,9 +98,12 @@ def describe_error(exc: Exception, dsn: str = "") -> DatabaseProblem:
         return DatabaseProblem("read_only", f"Refused: the monitoring session is read-only{where}.",
                                "Writes go through DBA actions on the admin connection.")
     if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        # PostgreSQL names the object in the message; the hint says what DB Pulse expects
+        # without guessing which grant is missing
         return DatabaseProblem("privilege", f"Permission denied{where}: {text}",
-                               "Grant the monitoring role pg_monitor "
-                               "(GRANT pg_monitor TO your_role).")
+                               "DB Pulse's monitoring role needs pg_monitor and CONNECT (README, "
+                               "\"A monitoring role\"); DB Pulse's own schema becomes readable "
+                               "to it when a DBA runs `python cli.py schema install`.")
     if isinstance(exc, psycopg.OperationalError):
         if "timeout expired" in lowered:
             return DatabaseProblem("unreachable", f"The database did not answer in time{where}.",

@@ -17,6 +17,13 @@ from queries.roles import require_dba
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "sql" / "dbpulse"
 # Any constant works; it only has to be the same for every DB Pulse process.
 SCHEMA_LOCK_KEY = 0x0DB9_0001
+# The monitoring role the README names has pg_monitor and nothing else: it reads DB Pulse's own
+# tables (refresh log, ledger, snapshots, audit log) through pg_monitor; writes stay with the
+# admin or history connection. Run on every install, so an existing schema gets it too.
+READER_GRANTS = """
+    GRANT USAGE ON SCHEMA dbpulse TO pg_monitor;
+    GRANT SELECT ON ALL TABLES IN SCHEMA dbpulse TO pg_monitor;
+"""
 
 
 def schema_files() -> list[tuple[int, str, Path]]:
@@ -52,6 +59,7 @@ def install(conn: psycopg.Connection, settings: Settings, *, actor: str, target:
                 conn.execute("INSERT INTO dbpulse.schema_version (version, name) VALUES (%s, %s)",
                              (version, name))
             applied.append(path.name)
+        conn.execute(READER_GRANTS)
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_KEY,))
     if applied:  # recorded afterwards: the audit table is one of the things installed

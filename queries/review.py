@@ -213,8 +213,8 @@ def build_review(history_conn: psycopg.Connection, source: str, previous: Period
         if cov_prev.usable else pd.DataFrame(columns=["queryid", "userid", "calls", "query",
                                                       "total_exec_ms", "mean_exec_ms"])
     statements_cur = history.statement_deltas(history_conn, source, current)
-    compared = compare_statements(statements_prev, statements_cur) if cov_prev.usable \
-        else pd.DataFrame(columns=["time_saved_ms", "queryid", "label"])
+    # with nothing to compare with, the comparison is empty but has all its columns
+    compared = compare_statements(statements_prev, statements_cur)
     changed = compared[compared["mean_change"].abs() >= MIN_MEAN_CHANGE]
     improved = changed[changed["time_saved_ms"] > 0].sort_values("time_saved_ms", ascending=False)
     regressed = changed[changed["time_saved_ms"] < 0].sort_values("time_saved_ms")

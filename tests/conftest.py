@@ -21,7 +21,10 @@ from demo import loader  # noqa: E402
 from demo.stack import EmbeddedStack, create_database, free_port  # noqa: E402
 from queries.config import Settings  # noqa: E402
 
-TEST_STACK_ROOT = PROJECT_ROOT / ".dbpulse" / "test"
+# DBPULSE_TEST_DIR lets two runs of the suite (say, one file while the whole suite runs) keep
+# their servers apart
+TEST_DIR = Path(os.environ.get("DBPULSE_TEST_DIR", PROJECT_ROOT / ".dbpulse"))
+TEST_STACK_ROOT = TEST_DIR / "test"
 
 
 @pytest.fixture(scope="session")
@@ -93,7 +96,7 @@ def pg15_url():
             pytest.fail("PostgreSQL 15 is missing; .ci/run should have installed postgresql-15")
         pytest.skip("PostgreSQL 15 not installed (apt-get install postgresql-15 "
                     "postgresql-15-hypopg)")
-    stack = EmbeddedStack(root=PROJECT_ROOT / ".dbpulse" / "test-pg15", pg_port=free_port(),
+    stack = EmbeddedStack(root=TEST_DIR / "test-pg15", pg_port=free_port(),
                           database="postgres", pg_bin_dir=PG15_BIN, with_redis=False)
     stack.destroy()
     status = stack.up()

@@ -220,3 +220,20 @@ def test_an_index_built_during_the_period_is_not_counted_as_unused(scratch_datab
                                      history.target_events(conn, review.span(previous, current)))
     kpis = {k.name: k for k in result.kpis}
     assert (kpis["Unused indexes"].previous, kpis["Unused indexes"].current) == (1, 1)  # t_a
+
+
+def test_a_previous_period_without_snapshots_gives_a_review_not_a_crash(scratch_database,
+                                                                       dba_settings_module):
+    settings = dba_settings_module
+    first = _snap(scratch_database, settings, "fresh-history")
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        for _ in range(12):
+            conn.execute(REGRESSING, (0.001,))
+    second = _snap(scratch_database, settings, "fresh-history")
+    current = history.Period(first.taken_at, second.taken_at)
+    previous = history.Period(first.taken_at - (second.taken_at - first.taken_at), first.taken_at)
+    with monitoring_connection(scratch_database, settings) as conn:
+        result = review.build_review(conn, "fresh-history", previous, current, settings, None)
+    assert result.improved.empty and result.regressed.empty
+    assert any("nothing to compare with" in n for n in result.notes)
+    assert "## Regressed most" in weekly.render_markdown(result, settings)

@@ -1,0 +1,92 @@
+"""With exactly the monitoring role the README names (pg_monitor and CONNECT, nothing else) and
+the DBA's admin URL for actions, every page renders without a permission error and the CLI's
+snapshot, report, check, refresh and migrate status work, on both PostgreSQL versions."""
+
+import os
+import subprocess
+import sys
+
+import psycopg
+import pytest
+import streamlit as st
+from psycopg import sql
+from streamlit.testing.v1 import AppTest
+
+from queries import dbpulse_schema
+from queries.config import Settings
+from queries.connections import admin_connection, describe_error
+from tests.conftest import PROJECT_ROOT, login_role
+
+PAGES = ["overview", "slow_queries", "indexes", "bloat", "buffer_cache", "activity", "redis",
+         "matviews", "plan", "migrations", "review"]
+
+
+@pytest.fixture(params=["pg18", "pg15"])
+def monitor(request, tmp_path):
+    """(monitoring URL, admin URL): the role has pg_monitor and CONNECT only; the DBA has
+    installed DB Pulse's schema through the admin URL."""
+    admin = request.getfixturevalue("database_url" if request.param == "pg18" else "pg15_url")
+    with admin_connection(admin, Settings(role="dba")) as conn:
+        dbpulse_schema.install(conn, Settings(role="dba"), actor="tester", target="t")
+    with login_role(admin, "least_monitor", "pw-least") as url:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("GRANT pg_monitor TO least_monitor")
+            conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO least_monitor").format(
+                sql.Identifier(conn.info.dbname)))
+        yield url, admin
+
+
+def _env(monkeypatch, tmp_path, url, admin, redis_url, role="dba"):
+    values = {"DBPULSE_SECRETS_FILE": str(tmp_path / "none.toml"), "DATABASE_URL": url,
+              "DATABASE_ADMIN_URL": admin, "REDIS_URL": redis_url, "DBPULSE_ROLE": role}
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return values
+
+
+def test_every_page_renders_without_a_permission_error(monitor, redis_url, monkeypatch,
+                                                       tmp_path):
+    url, admin = monitor
+    _env(monkeypatch, tmp_path, url, admin, redis_url)
+    st.cache_data.clear()
+    try:
+        for page in PAGES:
+            at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=90)
+            at.run()
+            at.switch_page(f"views/{page}.py").run()
+            assert not at.exception, (page, at.exception)
+            shown = [e.value for e in list(at.error) + list(at.warning)]
+            assert not [m for m in shown if "ermission denied" in m], (page, shown)
+    finally:
+        st.cache_data.clear()
+
+
+def _cli(env, *args):
+    return subprocess.run([sys.executable, str(PROJECT_ROOT / "cli.py"), *args],
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
+
+
+def test_the_cli_works_with_the_monitoring_role(monitor, redis_url, monkeypatch, tmp_path):
+    url, admin = monitor
+    env = _env(monkeypatch, tmp_path, url, admin, redis_url)
+    for args in (["snapshot"], ["snapshot"], ["report", "--out", str(tmp_path / "week.md")], ["check"],
+                 ["refresh", "--stale", "--allow-blocking"], ["migrate", "status"]):
+        result = _cli(env, *args)
+        output = result.stdout + result.stderr
+        assert "ermission denied" not in output, (args, output)
+        assert "Traceback" not in output, (args, output)
+        assert result.returncode in ((0, 1) if args == ["check"] else (0,)), (args, output)
+    assert (tmp_path / "week.md").read_text().startswith("#")
+
+
+def test_a_missing_privilege_is_named_not_guessed(scratch_database, settings):
+    with login_role(scratch_database, "no_grants", "pw-none") as url:
+        with psycopg.connect(scratch_database, autocommit=True) as conn:
+            conn.execute("CREATE SCHEMA hidden; CREATE TABLE hidden.t (id int)")
+        with psycopg.connect(url) as conn:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege) as caught:
+                conn.execute("SELECT * FROM hidden.t")
+    problem = describe_error(caught.value)
+    assert problem.kind == "privilege"
+    assert "schema hidden" in problem.message  # the object PostgreSQL names
+    assert "GRANT pg_monitor" not in problem.hint  # not a guess that pg_monitor is missing
