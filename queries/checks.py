@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
+import pandas as pd
 import psycopg
 
 from queries import activity, bloat, cache, indexes, matviews, migrations, statements, vacuum
@@ -68,7 +69,9 @@ def check_slow_queries(conn, caps: Capabilities, settings: Settings) -> Finding:
         f"{settings.kpi_slow_ms / 1000:g} s: {share_text} (target < "
         f"{100 * settings.kpi_slow_share_target:g} %). Slow statements hold connections and "
         "make pages wait.", page,
-        objects=[f"queryid {int(q)}" for q in slow["queryid"].head(20)],
+        # another role's statement has no queryid without pg_read_all_stats
+        objects=[f"queryid {int(q)}" if pd.notna(q) else "a statement of another role (its id "
+                 "and text need pg_read_all_stats)" for q in slow["queryid"].head(20)],
         fix="-- look at the plan of each on the Slow queries page; the Indexes page lists "
             "missing-index hints")
 

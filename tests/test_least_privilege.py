@@ -90,3 +90,28 @@ def test_a_missing_privilege_is_named_not_guessed(scratch_database, settings):
     assert problem.kind == "privilege"
     assert "schema hidden" in problem.message  # the object PostgreSQL names
     assert "GRANT pg_monitor" not in problem.hint  # not a guess that pg_monitor is missing
+
+
+def test_a_plain_role_sees_grey_and_hidden_statements_not_a_crash(database_url, redis_url,
+                                                                  monkeypatch, tmp_path):
+    from queries import capabilities, checks
+    from queries.connections import monitoring_connection
+    with psycopg.connect(database_url) as conn:
+        for _ in range(3):
+            conn.execute("SELECT count(*) FROM pg_class WHERE relname = %s", ("x",)).fetchone()
+    with login_role(database_url, "plain_login", "pw-plain") as url:
+        _env(monkeypatch, tmp_path, url, database_url, redis_url, role="viewer")
+        st.cache_data.clear()
+        at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=90)
+        at.run()
+        at.switch_page("views/slow_queries.py").run()
+        assert not at.exception, at.exception
+        with monitoring_connection(url, Settings(kpi_slow_ms=0, slow_query_mean_ms=0,
+                                                 slow_query_min_calls=1)) as conn:
+            caps = capabilities.detect(conn)
+            findings = {f.check: f for f in checks.run_all(conn, caps, Settings(
+                slow_query_mean_ms=0, slow_query_min_calls=1))}
+    st.cache_data.clear()
+    assert any("another role" in o for o in findings["slow_queries"].objects)
+    assert findings["connections"].severity == "grey"
+    assert findings["blocked_sessions"].severity == "grey"

@@ -3,6 +3,7 @@ detail with its generic plan."""
 
 from datetime import datetime, timezone
 
+import pandas as pd
 import plotly.express as px
 import streamlit as st
 
@@ -99,6 +100,10 @@ st.subheader("Statement detail")
 labels = {i: f"{row.query[:90]}  (queryid {row.queryid})" for i, row in top.iterrows()}
 chosen = st.selectbox("Statement", list(labels), format_func=labels.get)
 row = top.loc[chosen]
+if pd.isna(row.queryid):
+    st.info("This statement belongs to another role: without pg_read_all_stats (part of "
+            "pg_monitor) PostgreSQL hides its id and text, so there is no detail or plan.")
+    st.stop()
 detail = actions.statement_detail(target, settings, int(row.queryid), int(row.userid),
                                   int(row.dbid))
 if detail.ok and detail.value:
