@@ -49,7 +49,7 @@ def test_every_emitted_fix_runs_and_removes_its_finding(scratch_database):
     statements = []
     # bloat's fix runs too (VACUUM makes the space reusable, REINDEX rebuilds), but only a
     # rewrite (pg_repack, VACUUM FULL) gives a table's space back, so its finding may stay
-    for check in sorted(expected) + ["bloat"]:
+    for check in ["bloat"] + sorted(expected):  # bloat first: REINDEX before any DROP
         statements += [s for s in split(before[check].fix)]
     with psycopg.connect(scratch_database, autocommit=True) as conn:
         for statement in statements:
