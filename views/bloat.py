@@ -5,12 +5,13 @@ import plotly.express as px
 import streamlit as st
 
 from queries import bloat
+from queries.indexes import OWN_SCHEMA
 from queries.identifiers import qualified
 from queries.roles import PermissionDenied
 from ui import loaders
 from ui.actions import exact_bloat
 from ui.format import human_bytes, percent
-from ui.widgets import frame_or_note, require_target, show_problem
+from ui.widgets import frame_or_note, own_objects_toggle, require_target, show_problem
 
 st.title("Bloat and vacuum")
 target, settings = require_target()
@@ -19,6 +20,10 @@ if not loaded.ok:
     show_problem("Bloat and vacuum statistics are not available", loaded)
     st.stop()
 data = loaded.value
+if not own_objects_toggle():
+    data = {name: value[value["schema_name"] != OWN_SCHEMA]
+            if hasattr(value, "columns") and "schema_name" in value.columns else value
+            for name, value in data.items()}
 
 st.subheader("Table bloat (estimate)")
 st.caption("Estimated from the planner statistics (row widths, null fractions, alignment, "
