@@ -198,23 +198,7 @@ def index_bloat(conn: psycopg.Connection, stats: pd.DataFrame | None = None) -> 
     if frame.empty:
         return frame
     stats = column_stats(conn) if stats is None else stats
-    by_column = dict(zip(zip(stats["relid"], stats["attnum"]),
-                         zip(stats["width"], stats["null_frac"], stats["n_distinct"])))
-    data_width, max_null, missing, expressions, distinct = [], [], [], [], []
-    for table, keys, rows in zip(frame["table_oid"], frame["key_columns"],
-                                 frame["estimated_rows"]):
-        found = [by_column.get((table, k)) for k in keys]
-        data_width.append(sum(w[0] if w else 8.0 for w in found))
-        max_null.append(max((w[1] for w in found if w), default=0.0))
-        missing.append(sum(w is None for k, w in zip(keys, found) if k != 0))
-        expressions.append(sum(k == 0 for k in keys))
-        distinct.append(_distinct_keys([w[2] for w in found if w], max(rows, 0))
-                        if all(found) else np.nan)
-    frame = frame.assign(data_width=data_width, max_null_frac=max_null,
-                         column_count=frame["key_columns"].map(len), expression_keys=expressions,
-                         columns_with_stats=[len(k) - m for k, m in
-                                             zip(frame["key_columns"], missing)],
-                         distinct_keys=distinct)
+    frame = frame.join(_key_widths(frame, stats))
     bitmap = np.where(frame["max_null_frac"] > 0, MAXALIGN, 0)
     entry = _align(INDEX_TUPLE_HEADER + bitmap + frame["data_width"].astype(float)) + LINE_POINTER
     usable = (frame["block_size"] - PAGE_HEADER - BTREE_SPECIAL) * frame["fillfactor"] / 100
@@ -241,17 +225,37 @@ def index_bloat(conn: psycopg.Connection, stats: pd.DataFrame | None = None) -> 
     return _finish(frame, expected, missing_stats | deduplicated, notes)
 
 
-def _distinct_keys(n_distinct: list[float], rows: float) -> float:
-    """Distinct key combinations from pg_stats.n_distinct (negative: a share of the rows), as
-    the planner does: the product over the columns, at most the rows.
-
-    >>> _distinct_keys([5, -0.5], 1000), _distinct_keys([3, 4], 1000), _distinct_keys([], 10)
-    (1000.0, 12.0, 10.0)
-    """
-    product = 1.0
-    for n in n_distinct:
-        product *= n if n >= 0 else -n * rows
-    return float(min(product, rows)) if n_distinct else float(rows)
+def _key_widths(frame: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame:
+    """Per index row: the key columns' summed width (8 bytes for an expression or a column
+    without statistics), their largest null fraction, how many key columns are expressions and
+    how many plain columns have statistics, and the distinct key combinations as the planner
+    estimates them (the product of n_distinct, negative meaning a share of the rows; at most
+    the rows; NaN when a key has no statistics). One merge, no loop per index."""
+    keys = frame[["table_oid", "key_columns", "estimated_rows"]].explode("key_columns")
+    keys = keys.rename(columns={"table_oid": "relid", "key_columns": "attnum"}).dropna(
+        subset=["attnum"])
+    keys["row"] = keys.index
+    keys["attnum"] = keys["attnum"].astype(int)
+    keys = keys.merge(stats[["relid", "attnum", "width", "null_frac", "n_distinct"]],
+                      on=["relid", "attnum"], how="left")
+    rows = keys["estimated_rows"].clip(lower=0)
+    keys["is_expression"] = keys["attnum"] == 0
+    keys["has_stats"] = keys["width"].notna() | keys["is_expression"]
+    keys["width"] = keys["width"].fillna(8.0)
+    keys["null_frac"] = keys["null_frac"].fillna(0.0)
+    # a product over the key columns as a sum of logarithms, so one groupby does it
+    keys["log_distinct"] = np.log(np.where(keys["n_distinct"] >= 0, keys["n_distinct"],
+                                           -keys["n_distinct"] * rows).clip(min=1e-9))
+    keys["no_distinct"] = keys["log_distinct"].isna()
+    per_index = keys.groupby("row").agg(
+        data_width=("width", "sum"), max_null_frac=("null_frac", "max"),
+        column_count=("attnum", "size"), expression_keys=("is_expression", "sum"),
+        columns_with_stats=("has_stats", "sum"), log_distinct=("log_distinct", "sum"),
+        no_distinct=("no_distinct", "any"))
+    distinct = np.minimum(np.exp(per_index.pop("log_distinct")),
+                          frame["estimated_rows"].clip(lower=0).reindex(per_index.index))
+    per_index["distinct_keys"] = distinct.where(~per_index.pop("no_distinct"))
+    return per_index
 
 
 def _finish(frame: pd.DataFrame, expected_pages: pd.Series, unknown: pd.Series,
