@@ -117,9 +117,12 @@ RELATION_COLUMNS = """
                c.reltuples                                 AS estimated_rows,
                c.relpages::bigint * current_setting('block_size')::int AS size_bytes,
                current_setting('block_size')::int          AS block_size,
-               coalesce((SELECT o.option_value::int
-                         FROM pg_options_to_table(c.reloptions) o
-                         WHERE o.option_name = 'fillfactor'), %(default_fillfactor)s) AS fillfactor
+               -- most relations have no options: skip the function call for them
+               CASE WHEN c.reloptions IS NULL THEN %(default_fillfactor)s
+                    ELSE coalesce((SELECT o.option_value::int
+                                   FROM pg_options_to_table(c.reloptions) o
+                                   WHERE o.option_name = 'fillfactor'), %(default_fillfactor)s)
+               END                                         AS fillfactor
 """
 
 
@@ -180,8 +183,10 @@ def index_bloat(conn: psycopg.Connection, stats: pd.DataFrame | None = None) -> 
                (string_to_array(i.indkey::text, ' ')::int[])[1:i.indnkeyatts] AS key_columns,
                -- deduplication: PostgreSQL 13+, unless switched off or with INCLUDE columns
                %(deduplication)s AND i.indnatts = i.indnkeyatts
-                 AND coalesce((SELECT o.option_value::bool FROM pg_options_to_table(c.reloptions) o
-                               WHERE o.option_name = 'deduplicate_items'), true)
+                 AND (c.reloptions IS NULL
+                      OR coalesce((SELECT o.option_value::bool
+                                   FROM pg_options_to_table(c.reloptions) o
+                                   WHERE o.option_name = 'deduplicate_items'), true))
                                                            AS may_deduplicate,
                pg_stat_get_mod_since_analyze(t.oid)        AS changed_since_analyze,
                greatest(pg_stat_get_last_analyze_time(t.oid),
@@ -208,7 +213,8 @@ def index_bloat(conn: psycopg.Connection, stats: pd.DataFrame | None = None) -> 
     # PostgreSQL 13+ stores a key repeated by many rows once, with a list of row pointers: such
     # an index needs far fewer pages than one entry per row, by an amount the statistics
     # cannot tell
-    deduplicated = (frame["may_deduplicate"].astype(bool)
+    # (an index of one leaf page is as small as it gets, deduplicated or not)
+    deduplicated = (frame["may_deduplicate"].astype(bool) & (leaves > 1)
                     & (frame["distinct_keys"] < DEDUP_DISTINCT_SHARE
                        * frame["estimated_rows"].clip(lower=1)))
     missing_stats = frame["columns_with_stats"] < frame["column_count"]
@@ -272,12 +278,12 @@ def _finish(frame: pd.DataFrame, expected_pages: pd.Series, unknown: pd.Series,
                             ).where(frame["pages"] > 0, 0.0).where(~unknown)
     notes = [(never, "never analyzed: no estimate")] + notes + [
         (stale & ~never, "statistics stale: many changes since the last ANALYZE")]
-    texts = [[] for _ in range(len(frame))]
-    for mask, note in notes:
-        values = note if isinstance(note, pd.Series) else pd.Series(note, index=frame.index)
-        for i in np.flatnonzero(mask.to_numpy(dtype=bool)):
-            texts[i].append(values.iloc[i])
-    frame["stats_note"] = ["; ".join(t) for t in texts]
+    text = pd.Series("", index=frame.index, dtype=object)
+    for mask, note in notes:  # whole columns at a time: thousands of rows may carry a note
+        add = (note if isinstance(note, pd.Series) else pd.Series(note, index=frame.index)
+               ).where(mask.astype(bool), "").astype(object)
+        text = text + np.where((text != "") & (add != ""), "; ", "") + add
+    frame["stats_note"] = text
     return frame.sort_values("bloat_bytes", ascending=False, na_position="last").reset_index(
         drop=True)
 
