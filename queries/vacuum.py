@@ -79,12 +79,14 @@ def sequences_near_max(conn: psycopg.Connection, min_share: float = 0.0) -> pd.D
             FROM pg_depend d
             WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
               AND d.deptype IN ('a', 'i') AND d.refobjsubid > 0
+              AND d.objid IN (SELECT seqrelid FROM pg_sequence)  -- by index, not a full scan
             UNION
             -- a column default that calls nextval('seq'): the default depends on the sequence
             SELECT d.refobjid, ad.adrelid, ad.adnum
             FROM pg_depend d
             JOIN pg_attrdef ad ON ad.oid = d.objid
-            WHERE d.classid = 'pg_attrdef'::regclass AND d.refclassid = 'pg_class'::regclass)
+            WHERE d.classid = 'pg_attrdef'::regclass AND d.refclassid = 'pg_class'::regclass
+              AND d.refobjid IN (SELECT seqrelid FROM pg_sequence))
         SELECT DISTINCT ON (sc.oid)
                sn.nspname                                          AS schema_name,
                sc.relname                                          AS sequence_name,
