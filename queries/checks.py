@@ -58,15 +58,15 @@ def check_slow_queries(conn, caps: Capabilities, settings: Settings) -> Finding:
         order_by="mean time", min_calls=settings.slow_query_min_calls, limit=500))
     slow = statements.slow_statements(top, settings.slow_query_mean_ms,
                                       settings.slow_query_min_calls)
-    share = kpi.share
-    severity = ("red" if share is not None and share > settings.kpi_slow_share_target
-                else "amber" if len(slow) else "green")
-    share_text = "n/a" if share is None else f"{100 * share:.1f} %"
+    # red only when even the lower bound of the slow-call share misses the plan's target
+    kpi_state = kpi.state(settings.kpi_slow_share_target)
+    severity = ("red" if kpi_state == "red"
+                else "amber" if len(slow) or kpi_state == "amber" else "green")
     return Finding(
         "slow_queries", "Slow queries", severity, len(slow),
         f"{len(slow)} statements average ≥ {settings.slow_query_mean_ms:g} ms over ≥ "
-        f"{settings.slow_query_min_calls} calls. Calls in statements slower than "
-        f"{settings.kpi_slow_ms / 1000:g} s: {share_text} (target < "
+        f"{settings.slow_query_min_calls} calls. Calls slower than "
+        f"{settings.kpi_slow_ms / 1000:g} s: {kpi.text()} (target < "
         f"{100 * settings.kpi_slow_share_target:g} %). Slow statements hold connections and "
         "make pages wait.", page,
         # another role's statement has no queryid without pg_read_all_stats

@@ -138,32 +138,82 @@ def statements_info(conn: psycopg.Connection, ext: Extension) -> StatementsInfo:
 
 @dataclass
 class SlowQueryKpi:
-    slow_calls: int
+    """The plan's KPI, the share of calls slower than the threshold. pg_stat_statements keeps no
+    per-call times, only calls, mean, min and max per statement, so the count of slow calls is
+    known exactly only where a statement's max is not above the threshold (none slow) or its
+    min is (all slow); elsewhere it lies between bounds the mean, min and max allow:
+    at least max(1, n·(mean − T)/(max − T)) calls (the max itself is one), at most
+    min(n − 1, n·(mean − min)/(T − min)) (the min itself is not slow)."""
+    slow_calls_low: int
+    slow_calls_high: int
     total_calls: int
-    slow_statements: int
+    uncertain_statements: int    # statements whose calls straddle the threshold
     threshold_ms: float
 
     @property
-    def share(self) -> float | None:
-        return None if self.total_calls == 0 else self.slow_calls / self.total_calls
+    def exact(self) -> bool:
+        return self.slow_calls_low == self.slow_calls_high
+
+    @property
+    def share_low(self) -> float | None:
+        return None if self.total_calls == 0 else self.slow_calls_low / self.total_calls
+
+    @property
+    def share_high(self) -> float | None:
+        return None if self.total_calls == 0 else self.slow_calls_high / self.total_calls
+
+    def state(self, target: float) -> str:
+        """red only when even the lower bound misses the target; amber when only the upper
+        one does (it may or may not); grey without calls."""
+        if self.total_calls == 0:
+            return "grey"
+        return ("red" if self.share_low > target else "amber" if self.share_high > target
+                else "green")
+
+    def text(self) -> str:
+        """
+        >>> SlowQueryKpi(1, 60, 720, 1, 1000).text()
+        '0.1–8.3 % (bounds from min/mean/max)'
+        >>> SlowQueryKpi(40, 40, 720, 0, 1000).text()
+        '5.6 % (exact)'
+        """
+        if self.total_calls == 0:
+            return "n/a"
+        if self.exact:
+            return f"{100 * self.share_low:.1f} % (exact)"
+        return (f"{100 * self.share_low:.1f}–{100 * self.share_high:.1f} % "
+                "(bounds from min/mean/max)")
 
 
 def slow_query_kpi(conn: psycopg.Connection, ext: Extension, threshold_ms: float = 1000.0
                    ) -> SlowQueryKpi:
-    """The plan's KPI "slow queries (> 1 s) under 5 %": the share of calls that belong to
-    statements whose mean execution time exceeds the threshold, in the connected database,
-    without DB Pulse's own statements."""
+    """The plan's KPI "slow queries (> 1 s) under 5 %" in the connected database, without DB
+    Pulse's own statements: the bounds of SlowQueryKpi, summed over the statements."""
     row = conn.execute(sql.SQL("""
-        WITH entries AS ({entries})
-        SELECT coalesce(sum(calls) FILTER (WHERE mean_exec_ms > %(threshold)s), 0) AS slow_calls,
-               coalesce(sum(calls), 0)                                          AS total_calls,
-               count(*) FILTER (WHERE mean_exec_ms > %(threshold)s)             AS slow_statements
-        FROM entries
-        WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-          AND query NOT LIKE %(own_tag)s
+        WITH entries AS ({entries}),
+        judged AS (
+            SELECT calls::float8 AS n, mean_exec_ms AS mean, min_exec_ms AS low,
+                   max_exec_ms AS high, coalesce(minmax_partial, false) AS minmax_partial
+            FROM entries
+            WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+              AND query NOT LIKE %(own_tag)s AND calls > 0),
+        bounded AS (
+            SELECT n,
+                   CASE WHEN minmax_partial THEN 0            -- min/max miss calls: no bound
+                        WHEN high <= %(t)s THEN 0
+                        WHEN low > %(t)s THEN n
+                        ELSE greatest(1, ceil(n * (mean - %(t)s) / (high - %(t)s))) END AS k_low,
+                   CASE WHEN minmax_partial THEN least(n, floor(n * mean / %(t)s))
+                        WHEN high <= %(t)s THEN 0
+                        WHEN low > %(t)s THEN n
+                        ELSE least(n - 1, floor(n * (mean - low) / nullif(%(t)s - low, 0))) END AS k_high
+            FROM judged)
+        SELECT coalesce(sum(k_low), 0), coalesce(sum(k_high), 0), coalesce(sum(n), 0),
+               count(*) FILTER (WHERE k_low <> k_high)
+        FROM bounded
         """).format(entries=entries_query(ext)),
-        {"threshold": threshold_ms, "own_tag": "%" + OWN_STATEMENT_TAG}).fetchone()
-    return SlowQueryKpi(int(row[0]), int(row[1]), int(row[2]), threshold_ms)
+        {"t": threshold_ms, "own_tag": "%" + OWN_STATEMENT_TAG}).fetchone()
+    return SlowQueryKpi(int(row[0]), int(row[1]), int(row[2]), int(row[3]), threshold_ms)
 
 
 def slow_statements(frame: pd.DataFrame, mean_ms: float, min_calls: int) -> pd.DataFrame:

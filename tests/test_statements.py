@@ -62,9 +62,57 @@ def test_slow_query_kpi_counts_calls_of_slow_statements(workload, settings):
         ext = _ext(conn)
         none = statements.slow_query_kpi(conn, ext, threshold_ms=10_000)
         some = statements.slow_query_kpi(conn, ext, threshold_ms=20)  # pg_sleep(0.05) is slower
-    assert none.slow_calls == 0 and none.share == 0
-    assert some.slow_statements >= 1 and some.slow_calls >= 1
-    assert some.share == some.slow_calls / some.total_calls
+    assert none.slow_calls_high == 0 and none.share_high == 0 and none.exact
+    assert some.slow_calls_low >= 1 and some.slow_calls_high >= some.slow_calls_low
+
+
+def _calls(url, statement, seconds, times):
+    with psycopg.connect(url, autocommit=True) as conn:
+        for _ in range(times):
+            conn.execute(statement, (seconds,))
+
+
+def _kpi_on(url, settings, threshold_ms):
+    with monitoring_connection(url, settings) as conn:
+        return statements.slow_query_kpi(conn, _ext(conn), threshold_ms)
+
+
+def test_slow_call_share_bounds_hold_the_truth_that_a_mean_misses(scratch_database, settings):
+    """The issue's first case at a 20 ms threshold: 40 calls at 30 ms and 80 at 0 ms (mean
+    10 ms, under the threshold) among 600 fast calls. Truth: 40 / 720 = 5.6 %, over the 5 %
+    target; judged by the mean it was 0 %."""
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        conn.execute("SELECT pg_stat_statements_reset()")
+    _calls(scratch_database, "SELECT pg_sleep(%s) AS kpi_mixed", 0.03, 40)
+    _calls(scratch_database, "SELECT pg_sleep(%s) AS kpi_mixed", 0.0, 80)  # one statement: same type
+    _calls(scratch_database, "SELECT %s::int AS kpi_fast", 1, 600)
+    kpi = _kpi_on(scratch_database, settings, 20)
+    calls = kpi.total_calls
+    assert calls >= 720  # the reset and the extension's own calls may add a few
+    assert kpi.slow_calls_low <= 40 <= kpi.slow_calls_high
+    assert not kpi.exact and kpi.uncertain_statements == 1
+    assert kpi.state(0.05) == "amber"  # it may miss the target: not green, not red
+    assert "bounds" in kpi.text()
+
+
+def test_slow_call_share_is_not_red_when_only_a_mean_is_over(scratch_database, settings):
+    """The issue's second case at a 20 ms threshold: 2 calls at 110 ms and 8 at 0 ms (mean
+    22 ms, over the threshold) among 90 fast calls. Truth 2 %; by the mean it was 10 %, red."""
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        conn.execute("SELECT pg_stat_statements_reset()")
+    _calls(scratch_database, "SELECT pg_sleep(%s) AS kpi_spiky", 0.11, 2)
+    _calls(scratch_database, "SELECT pg_sleep(%s) AS kpi_spiky", 0.0, 8)
+    _calls(scratch_database, "SELECT %s::int AS kpi_fast", 1, 90)
+    kpi = _kpi_on(scratch_database, settings, 20)
+    assert kpi.slow_calls_low <= 2 <= kpi.slow_calls_high
+    assert kpi.state(0.05) != "red"
+    # exact where it can be: every call of a statement whose min is over the threshold
+    _calls(scratch_database, "SELECT pg_sleep(%s), 1 AS kpi_all_slow", 0.03, 30)  # its own queryid
+    exact_part = _kpi_on(scratch_database, settings, 20)
+    assert exact_part.slow_calls_low - kpi.slow_calls_low == 30
+    assert exact_part.state(0.05) == "red"  # 30+ of about 130 calls are certainly slow
 
 
 def test_detail_and_generic_plans_on_both_paths(workload, settings):

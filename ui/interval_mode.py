@@ -9,7 +9,7 @@ import streamlit as st
 
 from queries import history, statements
 from queries.config import Settings, Target
-from queries.review import slow_share
+from queries.review import SLOW_SHARE_ESTIMATE, slow_share
 from ui import loaders
 from ui.format import human_duration, percent
 from ui.widgets import judged_metric, show_problem
@@ -62,7 +62,7 @@ def show(target: Target, settings: Settings, flt: statements.StatementFilter,
 
     share = slow_share(deltas, settings.kpi_slow_ms)
     cols = st.columns(3)
-    judged_metric(cols[0], f"Calls slower than {settings.kpi_slow_ms / 1000:g} s",
+    judged_metric(cols[0], SLOW_SHARE_ESTIMATE.format(s=settings.kpi_slow_ms / 1000).capitalize(),
                   percent(share), "grey" if share is None else
                   "green" if share < settings.kpi_slow_share_target else "red",
                   f"< {percent(settings.kpi_slow_share_target, 0)}")

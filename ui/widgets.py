@@ -83,3 +83,10 @@ def own_objects_toggle() -> bool:
     return st.toggle("Show DB Pulse's own objects", value=False, key="show_own_objects",
                      help="DB Pulse keeps its audit log, ledger and snapshots in the schema "
                           "dbpulse; they are left out of findings and tables by default.")
+
+
+SLOW_SHARE_HELP = ("The plan's KPI: the share of calls slower than the threshold. "
+                   "pg_stat_statements keeps no time per call, only calls, mean, min and max per "
+                   "statement: it is exact where a statement's max is below the threshold (none "
+                   "slow) or its min above it (all slow), and bounds otherwise. Red only when "
+                   "even the lower bound misses the target, amber when only the upper one does.")

@@ -5,7 +5,7 @@ import streamlit as st
 
 from ui import loaders
 from ui.format import human_bytes, percent, state_for_ratio
-from ui.widgets import judged_metric, require_target, show_problem
+from ui.widgets import SLOW_SHARE_HELP, judged_metric, require_target, show_problem
 
 st.title("Optimization plan")
 target, settings = require_target()
@@ -18,10 +18,10 @@ data = loaded.value
 st.subheader("KPIs")
 cols = st.columns(4)
 kpi = data["kpi"]
-share = kpi.share if kpi else None
-judged_metric(cols[0], "Calls slower than 1 s", percent(share),
-              "grey" if share is None else "green" if share < settings.kpi_slow_share_target
-              else "red", f"< {percent(settings.kpi_slow_share_target, 0)}")
+judged_metric(cols[0], f"Calls slower than {settings.kpi_slow_ms / 1000:g} s",
+              kpi.text() if kpi else "n/a",
+              kpi.state(settings.kpi_slow_share_target) if kpi else "grey",
+              f"< {percent(settings.kpi_slow_share_target, 0)}", help=SLOW_SHARE_HELP)
 redis_rate = None
 if target.redis_url:
     redis = loaders.redis_overview(target.redis_url)

@@ -11,7 +11,7 @@ from queries import statements
 from queries.roles import PermissionDenied
 from ui import actions, interval_mode, loaders
 from ui.format import human_duration, percent
-from ui.widgets import judged_metric, require_target, show_problem
+from ui.widgets import SLOW_SHARE_HELP, judged_metric, require_target, show_problem
 
 st.title("Slow queries")
 target, settings = require_target()
@@ -54,12 +54,9 @@ st.caption(f"Cumulative {since}. {info.entries:,} statements tracked"
               else "") + ".")
 
 cols = st.columns(3)
-kpi_state = ("grey" if kpi.share is None else
-             "green" if kpi.share < settings.kpi_slow_share_target else "red")
-judged_metric(cols[0], f"Calls slower than {settings.kpi_slow_ms / 1000:g} s", percent(kpi.share),
-              kpi_state, f"< {percent(settings.kpi_slow_share_target, 0)}",
-              help="The plan's KPI: the share of calls that belong to statements whose mean "
-                   "execution time exceeds the threshold, in this database.")
+judged_metric(cols[0], f"Calls slower than {settings.kpi_slow_ms / 1000:g} s", kpi.text(),
+              kpi.state(settings.kpi_slow_share_target),
+              f"< {percent(settings.kpi_slow_share_target, 0)}", help=SLOW_SHARE_HELP)
 slow = statements.slow_statements(top, settings.slow_query_mean_ms, settings.slow_query_min_calls)
 cols[1].metric("Slow statements in this list", len(slow),
                help=f"mean ≥ {settings.slow_query_mean_ms:g} ms over ≥ "
