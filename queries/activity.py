@@ -52,7 +52,12 @@ def blocking_tree(frame: pd.DataFrame) -> pd.DataFrame:
     blocked, with its depth (0: blocks others and waits for nobody), what it waits for, since
     when, its statement, the sessions it blocks directly, and the statement that ends the
     block (end_sql). Blocked sessions are ordered under their blocker."""
-    waits = {int(p): [int(b) for b in (bs or [])] for p, bs in zip(frame["pid"], frame["blocked_by"])}
+    columns = ["depth", "pid", "state", "role_name", "transaction_seconds", "query_seconds",
+               "waits_for", "blocks", "query", "end_sql"]
+    waits = {int(p): [int(b) for b in bs] for p, bs in zip(frame["pid"], frame["blocked_by"])
+             if bs is not None and len(bs)}
+    if not waits:
+        return pd.DataFrame(columns=columns)  # the usual case: nobody waits
     blocks: dict[int, list[int]] = {}
     for pid, blockers in waits.items():
         for b in blockers:
@@ -85,8 +90,7 @@ def blocking_tree(frame: pd.DataFrame) -> pd.DataFrame:
                     "waits_for": waits.get(pid, []), "blocks": sorted(blocks.get(pid, [])),
                     "query": r["query"] if known else None,
                     "end_sql": end_session_sql(pid, state) if blocks.get(pid) else ""})
-    return pd.DataFrame(out, columns=["depth", "pid", "state", "role_name", "transaction_seconds",
-                                      "query_seconds", "waits_for", "blocks", "query", "end_sql"])
+    return pd.DataFrame(out, columns=columns)
 
 
 def end_session_sql(pid: int, state: str | None) -> str:
