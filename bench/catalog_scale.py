@@ -128,6 +128,12 @@ def functions(caps: capabilities.Capabilities) -> dict:
         "vacuum.sequences_near_max": vacuum.sequences_near_max,
         "cache.table_hit_rates": cache.table_hit_rates,
         "activity.sessions": activity.sessions,
+        # each check as run_all runs it: what a page or `check` waits for
+        "checks.check_slow_queries": lambda c: checks.check_slow_queries(c, caps, SETTINGS),
+        "checks.check_indexes": lambda c: checks.check_indexes(c, SETTINGS),
+        "checks.check_bloat": lambda c: checks.check_bloat(c, SETTINGS),
+        "checks.check_vacuum": lambda c: checks.check_vacuum(c, SETTINGS),
+        "checks.check_activity": lambda c: checks.check_activity(c, SETTINGS, caps),
         "checks.run_all (every check)": lambda c: checks.run_all(c, caps, SETTINGS),
     }
 
