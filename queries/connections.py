@@ -19,6 +19,7 @@ import psycopg
 from psycopg import conninfo, sql
 
 from queries.config import Settings
+from queries.secrets import redact_text
 
 MONITOR_APPLICATION_NAME = "dbpulse-monitor"
 ADMIN_APPLICATION_NAME = "dbpulse-admin"
@@ -51,6 +52,10 @@ class DatabaseProblem(Exception):
     message: str
     hint: str = ""
 
+    def __post_init__(self) -> None:
+        # the one way out of every problem text: no password leaves, even from a mistyped URL
+        self.message, self.hint = redact_text(self.message), redact_text(self.hint)
+
     def __str__(self) -> str:
         return f"{self.message} — {self.hint}" if self.hint else self.message
 
@@ -60,7 +65,7 @@ def redact(dsn: str) -> str:
     try:
         parts = conninfo.conninfo_to_dict(dsn)
     except psycopg.ProgrammingError:
-        return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", dsn)
+        return redact_text(dsn)
     host = parts.get("host", "localhost")
     return f"{parts.get('user', '?')}@{host}:{parts.get('port', 5432)}/{parts.get('dbname', '?')}"
 

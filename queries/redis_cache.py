@@ -10,12 +10,18 @@ from urllib.parse import urlsplit
 
 import redis
 
+from queries.secrets import redact_text
+
 
 @dataclass
 class RedisProblem(Exception):
     kind: str      # bad_url | unreachable | auth | timeout | error
     message: str
     hint: str = ""
+
+    def __post_init__(self) -> None:
+        # the one way out of every problem text: no password leaves, even from a mistyped URL
+        self.message, self.hint = redact_text(self.message), redact_text(self.hint)
 
     def __str__(self) -> str:
         return f"{self.message} — {self.hint}" if self.hint else self.message
@@ -51,12 +57,15 @@ class RedisOverview:
 
 
 def redact_url(url: str) -> str:
+    """The URL without its password; a malformed one masked as text, never rebuilt from parts
+    (its password may sit in the "path")."""
     try:
         parts = urlsplit(url)
-        host = parts.hostname or "?"
-        return f"{parts.scheme}://{host}:{parts.port or 6379}{parts.path}"
+        if parts.scheme and parts.hostname:
+            return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}{parts.path}"
     except ValueError:
-        return "<malformed url>"
+        pass
+    return redact_text(url)
 
 
 def describe_error(exc: Exception, url: str) -> RedisProblem:

@@ -27,6 +27,7 @@ from queries.connections import (
 )
 from queries.frames import to_frame
 from queries.roles import require_dba
+from queries.secrets import redact_text
 
 STATEMENT_COUNTERS = ["calls", "total_exec_ms", "total_plan_ms", "rows", "shared_blks_hit",
                       "shared_blks_read", "shared_blks_dirtied", "shared_blks_written",
@@ -90,6 +91,7 @@ def _statement_counters(conn: psycopg.Connection, ext: capabilities.Extension) -
           AND e.query NOT LIKE '%%dbpulse.%%'  -- untagged parts of DB Pulse's schema scripts
         GROUP BY e.queryid, e.userid, r.rolname
         """).format(entries=statements.entries_query(ext)), {"own_tag": "%" + OWN_STATEMENT_TAG}))
+    frame["query"] = frame["query"].map(redact_text)  # stored texts carry no password
     return frame
 
 

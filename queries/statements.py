@@ -21,6 +21,7 @@ from queries.config import Settings
 from queries.connections import OWN_STATEMENT_TAG
 from queries.frames import to_frame
 from queries.roles import require_dba
+from queries.secrets import redact_text
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql" / "statements"
 
@@ -111,6 +112,7 @@ def top_statements(conn: psycopg.Connection, ext: Extension,
               "own_tag": "%" + OWN_STATEMENT_TAG, "limit": flt.limit}
     cur = conn.execute(query, params)
     frame = to_frame(cur)
+    frame["query"] = frame["query"].map(redact_text)  # CREATE ROLE … PASSWORD '…' and such
     frame.attrs["insufficient_privilege"] = int((frame["query"] == INSUFFICIENT_PRIVILEGE).sum()) \
         if len(frame) else 0
     return frame
@@ -229,7 +231,11 @@ def statement_detail(conn: psycopg.Connection, ext: Extension, queryid: int, use
                                                        sql.Identifier("pg_stat_statements")),
                        (queryid, userid, dbid))
     row = cur.fetchone()
-    return None if row is None else dict(zip([c.name for c in cur.description], row))
+    if row is None:
+        return None
+    detail = dict(zip([c.name for c in cur.description], row))
+    detail["query"] = redact_text(detail.get("query"))
+    return detail
 
 
 EXPLAINABLE = re.compile(r"^\s*(/\*.*?\*/\s*)*(WITH|SELECT|INSERT|UPDATE|DELETE|MERGE|VALUES|TABLE)\b",
@@ -274,17 +280,32 @@ def plan_in_transaction(conn: psycopg.Connection, query: str, server_version_num
 
 
 def explain_analyze(admin_conn: psycopg.Connection, settings: Settings, query: str,
-                    params: list, timeout_ms: int = 10_000) -> str:
+                    params: list, run_as: int, timeout_ms: int = 10_000) -> str:
     """EXPLAIN ANALYZE executes the statement: DBA only, with the given parameter values, in a
-    transaction that is always rolled back."""
+    transaction that is always rolled back, and with the privileges of the role that ran it
+    (`run_as`, pg_stat_statements.userid) and never more: the admin connection takes that role
+    with SET LOCAL ROLE first, so the statement's functions see that role as current_user.
+    Refused when the role is gone or the admin role may not take it."""
     require_dba(settings, "EXPLAIN ANALYZE")
     if not EXPLAINABLE.match(query):
         raise ExplainError("Only SELECT, INSERT, UPDATE, DELETE and MERGE statements have a plan.")
     if len(params) != parameter_count(query):
         raise ExplainError(f"The statement has {parameter_count(query)} parameters; "
                            f"{len(params)} values were given.")
+    role = admin_conn.execute("SELECT rolname FROM pg_roles WHERE oid = %s", (run_as,)).fetchone()
+    if role is None:
+        raise ExplainError(f"The role that ran this statement (oid {run_as}) no longer exists: "
+                           "EXPLAIN ANALYZE runs only with that role's privileges, so it is "
+                           "refused.")
     try:
         with admin_conn.transaction(force_rollback=True):
+            try:
+                admin_conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role[0])))
+            except psycopg.errors.InsufficientPrivilege as exc:
+                raise ExplainError(
+                    f"Refused: the admin connection may not take the role {role[0]!r} that ran "
+                    "this statement, and EXPLAIN ANALYZE never runs it with more privileges "
+                    f"than that role has. Grant {role[0]} to the admin role to allow it.") from exc
             admin_conn.execute("SELECT set_config('statement_timeout', %s, true)",
                                (str(timeout_ms),))
             if params:

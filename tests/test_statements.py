@@ -137,13 +137,55 @@ def test_detail_and_generic_plans_on_both_paths(workload, settings):
 def test_explain_analyze_is_dba_only_and_rolled_back(workload, settings, dba_settings):
     query = 'DELETE FROM "Weird ""Name"" Table" WHERE id <= $1'
     with psycopg.connect(workload, autocommit=True) as conn:
+        me = conn.execute("SELECT oid FROM pg_roles WHERE rolname = current_user").fetchone()[0]
         with pytest.raises(PermissionDenied):
-            statements.explain_analyze(conn, settings, query, ["10"])
+            statements.explain_analyze(conn, settings, query, ["10"], me)
         with pytest.raises(statements.ExplainError, match="1 parameters"):
-            statements.explain_analyze(conn, dba_settings, query, [])
-        plan = statements.explain_analyze(conn, dba_settings, query, ["10"])
+            statements.explain_analyze(conn, dba_settings, query, [], me)
+        plan = statements.explain_analyze(conn, dba_settings, query, ["10"], me)
         assert "actual" in plan
         assert conn.execute('SELECT count(*) FROM "Weird ""Name"" Table"').fetchone()[0] == 1000
+
+
+def test_explain_analyze_runs_with_the_privileges_of_the_role_that_ran_it(scratch_database,
+                                                                         dba_settings):
+    """A SECURITY INVOKER function that would do more for a superuser: through the DBA's
+    EXPLAIN ANALYZE it sees the application's role, never the DBA's."""
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("""
+            CREATE TABLE items (id int PRIMARY KEY);
+            INSERT INTO items SELECT generate_series(1, 10);
+            CREATE SEQUENCE side_effects;
+            CREATE FUNCTION enrich(i int) RETURNS int LANGUAGE plpgsql SECURITY INVOKER AS $$
+            BEGIN
+                RAISE NOTICE 'enrich runs as %', current_user;
+                IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+                    PERFORM nextval('side_effects');  -- what only a superuser caller would do
+                END IF;
+                RETURN i;
+            END $$;
+        """)
+    with login_role(scratch_database, "app_role", "pw-app") as app_url:
+        with psycopg.connect(scratch_database, autocommit=True) as conn:
+            conn.execute("GRANT SELECT ON items TO app_role; GRANT USAGE ON SEQUENCE side_effects "
+                         "TO app_role")
+            app = conn.execute("SELECT oid FROM pg_roles WHERE rolname = 'app_role'").fetchone()[0]
+            seen = []
+            conn.add_notice_handler(lambda d: seen.append(d.message_primary))
+            plan = statements.explain_analyze(
+                conn, dba_settings, "SELECT enrich(id) FROM items WHERE id = $1", ["5"], app)
+            assert "actual" in plan and seen == ["enrich runs as app_role"]
+            assert conn.execute("SELECT last_value, is_called FROM side_effects").fetchone() == (
+                1, False)  # the superuser-only branch never ran
+            # a role the admin connection may not take: refused, with the reason
+            with login_role(scratch_database, "plain_admin", "pw-admin") as admin_url:
+                with psycopg.connect(admin_url, autocommit=True) as plain:
+                    with pytest.raises(statements.ExplainError, match="may not take the role"):
+                        statements.explain_analyze(plain, dba_settings,
+                                                   "SELECT 1 FROM items", [], app)
+            with pytest.raises(statements.ExplainError, match="no longer exists"):
+                statements.explain_analyze(conn, dba_settings, "SELECT 1", [], 4_000_000_000)
+        assert app_url
 
 
 def test_role_without_pg_read_all_stats_sees_insufficient_privilege(workload, settings):

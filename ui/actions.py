@@ -10,6 +10,7 @@ from queries import dbpulse_schema, statements
 from queries.audit import audited
 from queries.config import Settings, Target
 from queries.connections import DatabaseProblem, admin_connection
+from queries.secrets import redact_text
 from ui.loaders import Loaded, _load
 
 
@@ -48,9 +49,11 @@ def _audited_action(target: Target, settings: Settings, action: str, object_name
     return _admin_action(target, settings, run)
 
 
-def explain_analyze(target: Target, settings: Settings, query: str, params: list) -> Loaded:
-    return _audited_action(target, settings, "explain_analyze", query[:200], lambda conn:
-                           statements.explain_analyze(conn, settings, query, params))
+def explain_analyze(target: Target, settings: Settings, query: str, params: list,
+                    run_as: int) -> Loaded:
+    return _audited_action(target, settings, "explain_analyze", redact_text(query)[:200],
+                           lambda conn: statements.explain_analyze(conn, settings, query, params,
+                                                                   run_as))
 
 
 def exact_bloat(target: Target, settings: Settings, schema: str, name: str, is_index: bool,

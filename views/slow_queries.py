@@ -118,6 +118,8 @@ if detail.ok and detail.value:
 elif not detail.ok:
     show_problem("Could not read the statement", detail)
 
+st.caption("The generic plan runs on the read-only monitoring session within its time limit; "
+           "planning may still evaluate IMMUTABLE functions with constant arguments.")
 if st.button("Show the generic plan (EXPLAIN, not executed)"):
     plan = actions.explain_generic(target, settings, row.query if row.query_length <= 2000
                                    else detail.value["query"])
@@ -154,13 +156,17 @@ with st.expander("What-if: try a candidate index (hypopg)"):
 if settings.is_dba:
     with st.expander("EXPLAIN ANALYZE (DBA): runs the statement"):
         st.warning("EXPLAIN ANALYZE executes the statement for real (inside a transaction that is "
-                   "rolled back). A slow statement takes as long as it does; writes take locks "
-                   "until the rollback.")
+                   "rolled back), as the role that ran it"
+                   + (f" ({row.role_name})" if isinstance(row.role_name, str) else "")
+                   + " and with no more privileges than that role has. A slow statement takes as "
+                   "long as it does; writes take locks until the rollback; what is not "
+                   "transactional (a sequence, a file its functions write) is not undone.")
         n = statements.parameter_count(row.query)
         values = [st.text_input(f"${i + 1}", key=f"param_{i}") for i in range(n)]
         if st.checkbox("I understand that this runs the statement") and st.button("Run EXPLAIN ANALYZE"):
             try:
-                result = actions.explain_analyze(target, settings, detail.value["query"], values)
+                result = actions.explain_analyze(target, settings, detail.value["query"], values,
+                                                 int(row.userid))
             except PermissionDenied as exc:
                 st.error(str(exc))
             else:
