@@ -13,6 +13,7 @@ import psycopg
 from queries import audit
 from queries.config import Settings
 from queries.roles import require_dba
+from queries.secrets import redact_text
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "sql" / "dbpulse"
 # Any constant works; it only has to be the same for every DB Pulse process.
@@ -46,6 +47,20 @@ def pending_files(conn: psycopg.Connection) -> list[tuple[int, str, Path]]:
     return [f for f in schema_files() if f[0] not in done]
 
 
+def _mask_stored_secrets(conn: psycopg.Connection) -> None:
+    """Statement texts stored before DB Pulse masked passwords in them get masked now."""
+    if conn.execute("SELECT to_regclass('dbpulse.statement_texts')").fetchone()[0] is None:
+        return
+    with conn.transaction():
+        rows = conn.execute("SELECT queryid, userid, query FROM dbpulse.statement_texts "
+                            "WHERE query ~* 'password'").fetchall()
+        for queryid, userid, query in rows:
+            if redact_text(query) != query:
+                conn.execute("UPDATE dbpulse.statement_texts SET query = %s "
+                             "WHERE queryid = %s AND userid = %s",
+                             (redact_text(query), queryid, userid))
+
+
 def install(conn: psycopg.Connection, settings: Settings, *, actor: str, target: str) -> list[str]:
     """Apply the schema files not yet applied (DBA action). Returns the names applied."""
     require_dba(settings, "Installing the DB Pulse schema")
@@ -60,6 +75,7 @@ def install(conn: psycopg.Connection, settings: Settings, *, actor: str, target:
                              (version, name))
             applied.append(path.name)
         conn.execute(READER_GRANTS)
+        _mask_stored_secrets(conn)
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_KEY,))
     if applied:  # recorded afterwards: the audit table is one of the things installed

@@ -80,6 +80,14 @@ def test_a_password_in_a_statement_is_masked_everywhere(scratch_database, dba_se
             stored = conn.execute("SELECT string_agg(query, ' ') FROM dbpulse.statement_texts"
                                   ).fetchone()[0]
             assert "planted_secret" in stored and PLANTED not in stored
+        # a text stored by an older DB Pulse is masked by the next schema install
+        with psycopg.connect(scratch_database, autocommit=True) as conn:
+            conn.execute("INSERT INTO dbpulse.statement_texts (queryid, userid, query) "
+                         "VALUES (-1, 10, %s)", (f"ALTER USER x PASSWORD '{PLANTED}'",))
+        with admin_connection(scratch_database, dba_settings) as conn:
+            dbpulse_schema.install(conn, dba_settings, actor="t", target="t")
+            assert conn.execute("SELECT query FROM dbpulse.statement_texts WHERE queryid = -1"
+                                ).fetchone()[0] == "ALTER USER x PASSWORD '***'"
     finally:
         with psycopg.connect(scratch_database, autocommit=True) as conn:
             conn.execute("DROP ROLE IF EXISTS planted_secret")
