@@ -24,7 +24,7 @@ import pandas as pd
 import psycopg
 from pglast import ast, parse_sql
 from pglast.parser import ParseError, split
-from psycopg import conninfo
+from psycopg import conninfo, sql
 
 from queries import audit, dbpulse_schema
 from queries.config import Settings
@@ -49,6 +49,9 @@ class Statement:
     lock: str                 # the strongest table lock it takes, in plain words
     table: str | None         # the table it works on, schema-qualified when known
     index_name: str | None = None   # for index builds: the index to check afterwards
+    # CONCURRENTLY index work waits for every older transaction to end: that wait is not a wait
+    # for a lock that blocks anyone, so the short admin lock timeout must not cut it
+    waits_for_snapshots: bool = False
 
 
 @dataclass
@@ -99,19 +102,19 @@ def classify(text: str) -> Statement:
                          else "SHARE (blocks writes for the whole build)",
                          _relation(stmt.relation),
                          qualified(stmt.relation.schemaname or "public", stmt.idxname)
-                         if stmt.idxname else None)
+                         if stmt.idxname else None, waits_for_snapshots=bool(stmt.concurrent))
     if isinstance(stmt, ast.DropStmt):
         concurrent = bool(getattr(stmt, "concurrent", False))
         names = [_object_name(obj) for obj in (stmt.objects or ())]
         return Statement(text, concurrent,
                          "SHARE UPDATE EXCLUSIVE" if concurrent
                          else "ACCESS EXCLUSIVE on the object (and its table)",
-                         ", ".join(names) or None)
+                         ", ".join(names) or None, waits_for_snapshots=concurrent)
     if isinstance(stmt, ast.ReindexStmt):
         concurrent = any(getattr(p, "defname", "") == "concurrently" for p in (stmt.params or ()))
         return Statement(text, concurrent, "SHARE UPDATE EXCLUSIVE" if concurrent
                          else "ACCESS EXCLUSIVE on the index, SHARE on its table",
-                         _relation(stmt.relation))
+                         _relation(stmt.relation), waits_for_snapshots=concurrent)
     if isinstance(stmt, (ast.VacuumStmt, ast.AlterSystemStmt)):
         return Statement(text, True, "SHARE UPDATE EXCLUSIVE" if isinstance(stmt, ast.VacuumStmt)
                          else "none", None)
@@ -335,6 +338,7 @@ class IndexBuildProgress:
         import threading
 
         self.dsn, self.pid, self.progress = dsn, builder_pid, progress
+        self.waiting_for: str | None = None   # the last session the build waited for
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._poll, daemon=True)
 
@@ -351,14 +355,24 @@ class IndexBuildProgress:
             with psycopg.connect(self.dsn, autocommit=True, connect_timeout=5) as conn:
                 while not self.stop.wait(1.0):
                     row = conn.execute("""
-                        SELECT phase, blocks_done, blocks_total, tuples_done, tuples_total
-                        FROM pg_stat_progress_create_index WHERE pid = %s""",
-                                       (self.pid,)).fetchone()
+                        SELECT p.phase, p.blocks_done, p.blocks_total, p.tuples_done,
+                               p.tuples_total, p.current_locker_pid, a.state, a.usename,
+                               extract(epoch FROM now() - a.xact_start)::int,
+                               left(a.query, 80)
+                        FROM pg_stat_progress_create_index p
+                        LEFT JOIN pg_stat_activity a ON a.pid = nullif(p.current_locker_pid, 0)
+                        WHERE p.pid = %s""", (self.pid,)).fetchone()
                     if row:
-                        phase, bd, bt, td, tt = row
+                        phase, bd, bt, td, tt, locker, state, user, age, query = row
                         done = (f"{bd:,} of {bt:,} blocks" if bt else
                                 f"{td:,} of {tt:,} tuples" if tt else "")
                         self.progress(f"    index build: {phase} {done}".rstrip())
+                        if locker:
+                            self.waiting_for = (f"session {locker} ({user or '?'}, {state or '?'}"
+                                                f", transaction open {age or 0} s: "
+                                                f"{(query or '').strip()})")
+                            self.progress(f"    waiting for {self.waiting_for}; it must end "
+                                          "first (terminate it on the Activity page, or wait)")
         except psycopg.Error:
             return  # progress is a nicety; the build itself is what counts
 
@@ -380,6 +394,52 @@ def _groups(statements: list[Statement], start: int) -> list[tuple[int, list[Sta
         else:
             groups[-1][1].append(s)
     return groups
+
+
+def _run_alone(conn, settings: Settings, s: Statement, progress: Progress,
+               dsn: str | None) -> None:
+    """One statement outside a transaction. A CONCURRENTLY build waits as long as older
+    transactions need (no lock timeout: nobody waits behind it), reporting who it waits for;
+    if it fails, the INVALID index it leaves is dropped and the message says what it waited
+    for."""
+    if not s.waits_for_snapshots:
+        conn.execute(s.text)
+        return
+    existed = s.index_name is not None and _index_is_valid(conn, s.index_name) is not None
+    conn.execute("SELECT set_config('lock_timeout', '0', false)")
+    watcher = IndexBuildProgress(dsn, conn.info.backend_pid, progress) if dsn else None
+    try:
+        if watcher:
+            with watcher:
+                conn.execute(s.text)
+        else:
+            conn.execute(s.text)
+    except psycopg.Error as exc:
+        cause = str(exc).strip().splitlines()[0]
+        waited = (f" It was waiting for {watcher.waiting_for}." if watcher and
+                  watcher.waiting_for else "")
+        if s.index_name and not existed and _index_is_valid(conn, s.index_name) is False:
+            raise MigrationError(f"{cause}; {_drop_leftover(conn, settings, s.index_name)}"
+                                 f"{waited}") from exc
+        raise MigrationError(cause + waited) from exc
+    finally:
+        if not conn.closed:
+            conn.execute("SELECT set_config('lock_timeout', %s, false)",
+                         (str(settings.admin_lock_timeout_ms),))
+
+
+def _drop_leftover(conn, settings: Settings, index: str) -> str:
+    """Drop the INVALID index a failed build left; that drop waits for old transactions too, so
+    within the short lock timeout: if it cannot, say how to finish it."""
+    drop = sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.SQL(index))
+    try:
+        conn.execute("SELECT set_config('lock_timeout', %s, false)",
+                     (str(settings.admin_lock_timeout_ms),))
+        conn.execute(drop)
+        return f"the INVALID index {index} the build left was dropped."
+    except psycopg.Error:
+        return (f"the INVALID index {index} the build left is still there (dropping it waits "
+                f"for the same transactions): run {drop.as_string(conn)}; once they end.")
 
 
 def _run(conn, settings: Settings, migration: Migration, direction: str, actor: str,
@@ -407,11 +467,7 @@ def _run(conn, settings: Settings, migration: Migration, direction: str, actor: 
                 progress(f"{migration.version} [{first + offset + 1}/{len(statements)}] "
                          f"{s.text.strip().splitlines()[0][:100]}")
             if group[0].autocommit:
-                if group[0].index_name and dsn:
-                    with IndexBuildProgress(dsn, conn.info.backend_pid, progress):
-                        conn.execute(group[0].text)
-                else:
-                    conn.execute(group[0].text)
+                _run_alone(conn, settings, group[0], progress, dsn)
                 if group[0].index_name and _index_is_valid(conn, group[0].index_name) is False:
                     raise MigrationError(
                         f"index {group[0].index_name} was left INVALID by the concurrent build. "

@@ -115,13 +115,17 @@ def test_invalid_concurrent_unique_index_is_detected_fixed_and_resumed(demo_db, 
         "ON contacts (status);\n"
         "CREATE TABLE after_the_index (id int);\n")})
     found = migrations.discover(folder)
-    with pytest.raises(migrations.MigrationError, match="duplicate|could not create"):
+    with pytest.raises(migrations.MigrationError,
+                       match="(duplicate|could not create).*INVALID index .* was dropped"):
         _apply(demo_db, dba_settings, found)
-    with psycopg.connect(demo_db) as conn:
-        valid = conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = "
-                             "'idx_contacts_company_unique'::regclass").fetchone()[0]
-    assert valid is False and _runs(demo_db)[-1][2:4] == ("failed", 0)
-    # IF NOT EXISTS would now skip the INVALID index: the runner must notice it
+    # the build's INVALID leftover is gone: nothing slows writes, IF NOT EXISTS skips nothing
+    assert not _exists(demo_db, "idx_contacts_company_unique")
+    assert _runs(demo_db)[-1][2:4] == ("failed", 0)
+    # an INVALID index the run did not create (IF NOT EXISTS would skip it) is reported
+    with psycopg.connect(demo_db, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute("CREATE UNIQUE INDEX CONCURRENTLY idx_contacts_company_unique "
+                         "ON contacts (status)")
     with pytest.raises(migrations.MigrationError, match="INVALID.*DROP INDEX CONCURRENTLY"):
         _apply(demo_db, dba_settings, found)
     with psycopg.connect(demo_db, autocommit=True) as conn:  # the fix: dedupe, drop, re-run
@@ -333,3 +337,78 @@ def test_index_build_progress_is_reported_while_it_waits(scratch_database):
     builder.close()
     assert not thread.is_alive()
     assert any(m.strip().startswith("index build: waiting for") for m in messages), messages
+
+
+def test_a_concurrent_build_waits_for_a_long_transaction_instead_of_timing_out(
+        scratch_database, tmp_path):
+    """A 6 s REPEATABLE READ transaction elsewhere, a 1 s admin lock timeout: the build waits
+    for it, says whom it waits for, and succeeds when it ends."""
+    import threading
+    import time
+
+    from queries.config import Settings
+
+    settings = Settings(role="dba", admin_lock_timeout_ms=1000)
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE waits (id int); INSERT INTO waits SELECT generate_series(1, 100)")
+    folder = _dir(tmp_path, {"0001_build.sql": "CREATE INDEX CONCURRENTLY waits_id ON waits (id);\n"})
+    holder = psycopg.connect(scratch_database, application_name="long-reader")
+    holder.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    holder.execute("SELECT count(*) FROM waits").fetchone()
+    holder_pid = holder.info.backend_pid
+    messages = []
+    threading.Timer(6, holder.commit).start()
+    t0 = time.monotonic()
+    with admin_connection(scratch_database, settings) as conn:
+        done = migrations.apply(conn, settings, migrations.discover(folder), actor="t",
+                                target="t", dsn=scratch_database, progress=messages.append)
+    holder.close()
+    assert done == ["0001"] and time.monotonic() - t0 >= 5
+    assert any(f"waiting for session {holder_pid}" in m for m in messages), messages
+    with psycopg.connect(scratch_database) as conn:
+        assert conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = "
+                            "'waits_id'::regclass").fetchone()[0] is True
+        # the short lock timeout is back for everything else on that session kind
+    with admin_connection(scratch_database, settings) as conn:
+        assert conn.execute("SHOW lock_timeout").fetchone()[0] == "1s"
+
+
+def test_a_cancelled_build_drops_its_invalid_index_and_says_what_it_waited_for(
+        scratch_database, tmp_path):
+    import threading
+    import time
+
+    from queries.config import Settings
+
+    settings = Settings(role="dba", admin_lock_timeout_ms=1000)
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE waits (id int); INSERT INTO waits SELECT generate_series(1, 100)")
+    folder = _dir(tmp_path, {"0001_build.sql": "CREATE INDEX CONCURRENTLY waits_id ON waits (id);\n"})
+    holder = psycopg.connect(scratch_database, application_name="long-reader")
+    holder.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    holder.execute("SELECT count(*) FROM waits").fetchone()
+
+    def cancel_the_build():
+        time.sleep(3)
+        with psycopg.connect(scratch_database, autocommit=True) as dba:
+            dba.execute("SELECT pg_cancel_backend(pid) FROM pg_stat_progress_create_index")
+
+    threading.Thread(target=cancel_the_build).start()
+    holder_pid = holder.info.backend_pid
+    try:
+        with admin_connection(scratch_database, settings) as conn:
+            with pytest.raises(migrations.MigrationError) as caught:
+                migrations.apply(conn, settings, migrations.discover(folder), actor="t",
+                                 target="t", dsn=scratch_database)
+    finally:
+        holder.close()
+    message = str(caught.value)
+    assert "canceling statement" in message
+    assert f"waiting for session {holder_pid}" in message
+    # the long transaction still held its snapshot: the leftover could not be dropped yet, and
+    # the message says how; once it ended, that statement works
+    assert "is still there" in message and "DROP INDEX CONCURRENTLY IF EXISTS public.waits_id" \
+        in message
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("DROP INDEX CONCURRENTLY IF EXISTS public.waits_id")
+    assert not _exists(scratch_database, "waits_id")
