@@ -73,6 +73,26 @@ def _read(path: Path) -> str:
     except UnicodeDecodeError as exc:
         raise MigrationError(f"{path.name} is not UTF-8 text (byte {exc.start}); save it as "
                              "UTF-8") from exc
+    except IsADirectoryError as exc:
+        raise MigrationError(f"{path.name} is a folder, not a migration file: rename or move "
+                             "it") from exc
+    except OSError as exc:  # a symlink loop, a dangling link, no permission
+        raise MigrationError(f"{path.name} cannot be read: {exc.strerror or exc}") from exc
+
+
+def version_number(text: str, what: str) -> int:
+    """A version as given on the command line or the page ("0001" or "1").
+
+    >>> version_number("0003", "--up-to")
+    3
+    >>> version_number("0001; DROP TABLE x", "--up-to")
+    Traceback (most recent call last):
+    ...
+    queries.migrations.MigrationError: --up-to must be a migration version such as 0001, not '0001; DROP TABLE x'
+    """
+    if not re.fullmatch(r"\d{1,9}", text.strip()):
+        raise MigrationError(f"{what} must be a migration version such as 0001, not {text!r}")
+    return int(text)
 
 
 def _relation(node) -> str | None:
@@ -510,12 +530,13 @@ def apply(conn: psycopg.Connection, settings: Settings, migrations: list[Migrati
           progress: Progress = lambda message: None) -> list[str]:
     """Apply the pending (or failed) migrations in order, up to a version if given. Stops at
     the first failure. Returns the versions applied."""
+    limit = None if up_to is None else version_number(up_to, "--up-to")
     _prepare(conn, settings, actor, target, dsn)
     applied = []
     with _run_lock(conn):
         states = status(conn, migrations).set_index("version")["state"]
         for m in migrations:
-            if up_to is not None and int(m.version) > int(up_to):
+            if limit is not None and int(m.version) > limit:
                 break
             state = states[m.version]
             if state == "applied":
@@ -534,13 +555,14 @@ def rollback(conn: psycopg.Connection, settings: Settings, migrations: list[Migr
              actor: str, target: str, dsn: str, to: str | None = None,
              progress: Progress = lambda message: None) -> list[str]:
     """Roll back the last applied migration, or every applied one after version `to`."""
+    after = None if to is None else version_number(to, "--to")
     _prepare(conn, settings, actor, target, dsn)
     done = []
     with _run_lock(conn):
         states = status(conn, migrations).set_index("version")["state"]
         candidates = [m for m in reversed(migrations)
                       if states[m.version] != "pending"
-                      and (to is None or int(m.version) > int(to))]
+                      and (after is None or int(m.version) > after)]
         if to is None:
             candidates = candidates[:1]
         for m in candidates:

@@ -412,3 +412,31 @@ def test_a_cancelled_build_drops_its_invalid_index_and_says_what_it_waited_for(
     with psycopg.connect(scratch_database, autocommit=True) as conn:
         conn.execute("DROP INDEX CONCURRENTLY IF EXISTS public.waits_id")
     assert not _exists(scratch_database, "waits_id")
+
+
+def test_bad_migrate_arguments_and_files_give_one_line_errors(scratch_database, tmp_path):
+    env = {**os.environ, "DATABASE_URL": scratch_database, "DBPULSE_ROLE": "dba",
+           "DBPULSE_SECRETS_FILE": str(tmp_path / "none.toml")}
+    env.pop("DATABASE_ADMIN_URL", None)
+    good = _dir(tmp_path, {"0001_a.sql": "CREATE TABLE a (id int);\n"})
+
+    def cli(*args):
+        return subprocess.run([sys.executable, str(PROJECT_ROOT / "cli.py"), "migrate", *args],
+                              env=env, capture_output=True, text=True, timeout=120)
+
+    folder_named_sql = tmp_path / "with_folder"
+    (folder_named_sql / "0002_b.sql").mkdir(parents=True)
+    (folder_named_sql / "0001_a.sql").write_text("CREATE TABLE a (id int);\n")
+    looped = tmp_path / "with_loop"
+    looped.mkdir()
+    (looped / "0001_a.sql").symlink_to(looped / "0001_a.sql")
+    cases = [(("apply", "--dir", str(good), "--up-to", "0001; DROP TABLE a"), "--up-to must be"),
+             (("rollback", "--dir", str(good), "--to", "abc"), "--to must be"),
+             (("status", "--dir", str(folder_named_sql)), "0002_b.sql is a folder"),
+             (("status", "--dir", str(looped)), "0001_a.sql cannot be read")]
+    for args, expected in cases:
+        result = cli(*args)
+        assert result.returncode in (1, 2), (args, result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr and expected in result.stderr, (args,
+                                                                                 result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
