@@ -219,3 +219,28 @@ def test_unique_violation_under_concurrently_is_reported_and_logged(views_db, db
     [row] = _log(views_db)
     assert row[:4] == ("recent", "error", "dbpulse", True)
     assert _audit(views_db) == [("refresh_matview", "public.recent", "error")]
+
+
+def test_page_asks_again_when_the_view_lost_its_unique_index_since_it_was_listed(page_env,
+                                                                                 views_db):
+    page_env.setenv("DBPULSE_ROLE", "dba")
+    at = _page()  # the list says: refreshable CONCURRENTLY
+    assert at.selectbox[0].value is not None
+    with psycopg.connect(views_db, autocommit=True) as conn:
+        index = conn.execute("SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = "
+                             """'"Sales ""Daily"" MV"'::regclass""").fetchone()[0]
+        conn.execute(f"DROP INDEX {index}")
+    before = len(_log(views_db)) if _log_exists(views_db) else 0
+    [refresh] = [b for b in at.button if b.label == "Refresh now"]
+    refresh.click().run()  # within the cache time: the page still thinks CONCURRENTLY works
+    assert any("Confirm to run it anyway" in e.value for e in at.error), [e.value for e in at.error]
+    assert (len(_log(views_db)) if _log_exists(views_db) else 0) == before  # nothing ran
+    # the refused action cleared the cache: the next run asks for the confirmation
+    at.run()
+    assert any("cannot be refreshed CONCURRENTLY" in w.value for w in at.warning)
+
+
+def _log_exists(url):
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT to_regclass('dbpulse.matview_refresh_log') IS NOT NULL"
+                            ).fetchone()[0]

@@ -68,20 +68,24 @@ st.subheader("Refresh")
 labels = {i: f"{r.schema_name}.{r.view_name}" for i, r in views.iterrows()}
 chosen = st.selectbox("View", list(labels), format_func=labels.get)
 row = views.loc[chosen]
-blocking_ok = True
+# Only an explicit confirmation allows a blocking refresh. The core decides from the catalogue
+# as it is when the button is pressed: if the view lost its unique index since this list was
+# read, the refresh is refused and the page asks for the confirmation.
+confirmed_blocking = False
 if not row["concurrent_refresh"]:
     st.warning(f"{labels[chosen]} cannot be refreshed CONCURRENTLY: {row['why_not_concurrent']}. "
                "A plain refresh takes an ACCESS EXCLUSIVE lock: every query that reads the view "
                "waits until the refresh ends.")
-    blocking_ok = st.checkbox("Refresh anyway and block readers for its duration",
-                              key=f"confirm_{row['view_oid']}")
+    confirmed_blocking = st.checkbox("Refresh anyway and block readers for its duration",
+                                     key=f"confirm_{row['view_oid']}")
 running = st.session_state.get("dbpulse_refreshing")
-if st.button("Refresh now", disabled=bool(running) or not blocking_ok, type="primary"):
+if st.button("Refresh now", type="primary",
+             disabled=bool(running) or (not row["concurrent_refresh"] and not confirmed_blocking)):
     st.session_state["dbpulse_refreshing"] = labels[chosen]
     try:
         with st.spinner(f"Refreshing {labels[chosen]} ..."):
             result = actions.refresh_matview(target, settings, row["schema_name"],
-                                             row["view_name"], allow_blocking=blocking_ok)
+                                             row["view_name"], allow_blocking=confirmed_blocking)
     except PermissionDenied as exc:
         result = loaders.Loaded(problem=loaders.DatabaseProblem("refused", str(exc)))
     finally:
