@@ -174,6 +174,19 @@ def admin_connection(dsn: str, settings: Settings) -> Iterator[psycopg.Connectio
         conn.close()
 
 
+def _alive(conn: psycopg.Connection) -> bool:
+    """A pooled connection still answers (one round trip): after a server restart an idle
+    connection looks fine until it is used."""
+    if conn.closed or conn.broken:
+        return False
+    try:
+        conn.execute("SELECT 1")
+        return True
+    except psycopg.Error:
+        conn.close()
+        return False
+
+
 class MonitoringPool:
     """Keeps a few monitoring connections alive between page views: a new connection's first
     catalogue queries are several times slower (its relation cache is cold), and connecting
@@ -188,7 +201,10 @@ class MonitoringPool:
     def connection(self) -> Iterator[psycopg.Connection]:
         with self._lock:
             conn = self._idle.pop() if self._idle else None
-        if conn is None or conn.closed or conn.broken:
+        if conn is not None and not _alive(conn):
+            self.close()  # the server restarted or dropped us: every idle one is dead too
+            conn = None
+        if conn is None:
             conn = open_monitoring(self.dsn, self.settings)
         healthy = False
         try:

@@ -84,3 +84,47 @@ def test_redact_hides_passwords():
     assert "secret" not in redact("postgresql://me:secret@db.example.com:5433/app")
     assert redact("postgresql://me:secret@db.example.com:5433/app") == "me@db.example.com:5433/app"
     assert "secret" not in redact("postgresql://me:secret@db/app?broken=")
+
+
+def test_numbers_return_within_seconds_of_a_restart(tmp_path, monkeypatch):
+    """PostgreSQL stopped and started again under an open dashboard: the dead pooled
+    connections are noticed and the failure is not kept, so numbers come back at once."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from demo.stack import EmbeddedStack, free_port
+    from tests.conftest import PROJECT_ROOT
+    from ui import loaders
+
+    stack = EmbeddedStack(root=tmp_path / "restart", pg_port=free_port(), redis_port=free_port(),
+                          database="postgres", with_redis=False)
+    url = stack.up().state.database_url("postgres")
+    monkeypatch.setenv("DBPULSE_SECRETS_FILE", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    st.cache_data.clear()
+
+    def page():
+        at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=60)
+        at.run()
+        at.switch_page("views/buffer_cache.py").run()
+        assert not at.exception, at.exception
+        return at
+
+    try:
+        first = page()
+        assert not first.error  # numbers, and idle pooled connections kept
+        assert any(c.value.startswith("As of ") for c in first.caption)  # dated
+        stack.down()
+        loaders.buffer_cache_data.clear()  # the cached figures expire during the outage
+        assert any("not available" in e.value or "connect" in e.value.lower()
+                   for e in page().error)
+        stack.up()
+        back = time.monotonic()
+        while page().error:
+            assert time.monotonic() - back < 5, "still failing 5 s after the server is back"
+            time.sleep(0.5)
+        print(f"numbers back {time.monotonic() - back:.1f} s after the restart")
+    finally:
+        stack.destroy()
+        st.cache_data.clear()

@@ -4,6 +4,7 @@ briefly, so an unreachable server is not hammered on every rerun)."""
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -45,6 +46,56 @@ class Loaded:
         return self.problem is None
 
 
+FAILURE_TTL_S = 3.0  # a failure is shown again only this long: the server may be back
+
+
+class _Failed(Exception):
+    """Carries a failed Loaded out of st.cache_data, which caches only what returns."""
+
+    def __init__(self, loaded: Loaded):
+        super().__init__(str(loaded.problem))
+        self.loaded = loaded
+
+
+def cached(ttl: float):
+    """st.cache_data for a loader that returns a Loaded: a result is reused for `ttl` seconds,
+    a failure only for FAILURE_TTL_S, so numbers return within seconds of a server coming back
+    and a server that is down is not asked on every rerun."""
+    def wrap(fn: Callable) -> Callable:
+        def results(*args, **kwargs):
+            loaded = fn(*args, **kwargs)
+            if not loaded.ok:
+                raise _Failed(loaded)
+            return loaded
+
+        # st.cache_data keys a function by module, qualified name and source: give each
+        # loader's cache its own name, or they would share entries
+        results.__qualname__ = f"{fn.__qualname__}.results"
+        results = st.cache_data(ttl=ttl, show_spinner=False)(results)
+
+        failures: dict[str, tuple[float, Loaded]] = {}
+
+        @functools.wraps(fn)
+        def loader(*args, **kwargs):
+            key = repr((args, sorted(kwargs.items())))
+            recent = failures.get(key)
+            if recent and time.monotonic() - recent[0] < FAILURE_TTL_S:
+                return recent[1]
+            try:
+                return results(*args, **kwargs)
+            except _Failed as failed:
+                failures[key] = (time.monotonic(), failed.loaded)
+                return failed.loaded
+
+        def clear() -> None:
+            results.clear()
+            failures.clear()
+
+        loader.clear = clear
+        return loader
+    return wrap
+
+
 @st.cache_resource(show_spinner=False)
 def monitoring_pool(dsn: str, settings: Settings) -> MonitoringPool:
     return MonitoringPool(dsn, settings)
@@ -71,7 +122,7 @@ class PostgresOverview:
     findings: list
 
 
-@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+@cached(ttl=CACHE_TTL_S)
 def postgres_overview(dsn: str, settings: Settings) -> Loaded:
     def load(conn):
         caps = capabilities.detect(conn)
@@ -80,13 +131,13 @@ def postgres_overview(dsn: str, settings: Settings) -> Loaded:
     return _load(dsn, settings, load)
 
 
-@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+@cached(ttl=CACHE_TTL_S)
 def capabilities_and_identity(dsn: str, settings: Settings) -> Loaded:
     return _load(dsn, settings, lambda conn: (capabilities.detect(conn),
                                               server.server_identity(conn)))
 
 
-@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+@cached(ttl=CACHE_TTL_S)
 def statements_data(dsn: str, settings: Settings, flt: statements.StatementFilter) -> Loaded:
     def load(conn):
         caps = capabilities.detect(conn)
@@ -106,7 +157,7 @@ def statements_data(dsn: str, settings: Settings, flt: statements.StatementFilte
     return _load(dsn, settings, load)
 
 
-@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+@cached(ttl=CACHE_TTL_S)
 def indexes_data(dsn: str, settings: Settings, include_own: bool = False) -> Loaded:
     def load(conn):
         return {"review": checks.index_review(conn, settings, include_own),
@@ -115,7 +166,7 @@ def indexes_data(dsn: str, settings: Settings, include_own: bool = False) -> Loa
     return _load(dsn, settings, load)
 
 
-@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+@cached(ttl=CACHE_TTL_S)
 def bloat_data(dsn: str, settings: Settings) -> Loaded:
     def load(conn):
         stats = bloat.column_stats(conn)
@@ -126,14 +177,14 @@ def bloat_data(dsn: str, settings: Settings) -> Loaded:
     return _load(dsn, settings, load)
 
 
-@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+@cached(ttl=CACHE_TTL_S)
 def buffer_cache_data(dsn: str, settings: Settings) -> Loaded:
     return _load(dsn, settings, lambda conn: {
         "rates": cache.cache_hit_rates(conn), "tables": cache.table_hit_rates(conn),
         "identity": server.server_identity(conn)})
 
 
-@st.cache_data(ttl=min(CACHE_TTL_S, 5), show_spinner=False)
+@cached(ttl=min(CACHE_TTL_S, 5))
 def activity_data(dsn: str, settings: Settings) -> Loaded:
     return _load(dsn, settings, lambda conn: {
         "sessions": activity.sessions(conn), "connections": activity.connection_use(conn)})
@@ -155,12 +206,12 @@ def _load_redis(url: str, fn: Callable) -> Loaded:
     return Loaded(value, problem, datetime.now(timezone.utc), time.monotonic() - t0)
 
 
-@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+@cached(ttl=CACHE_TTL_S)
 def redis_overview(url: str) -> Loaded:
     return _load_redis(url, lambda client: redis_cache.redis_overview(client, url))
 
 
-@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+@cached(ttl=CACHE_TTL_S)
 def matviews_data(dsn: str, settings: Settings) -> Loaded:
     from queries import matviews
 
@@ -172,7 +223,7 @@ def matviews_data(dsn: str, settings: Settings) -> Loaded:
         "log": matviews.log_available(conn)})
 
 
-@st.cache_data(ttl=min(CACHE_TTL_S, 10), show_spinner=False)
+@cached(ttl=min(CACHE_TTL_S, 10))
 def redis_page_data(url: str, settings: Settings) -> Loaded:
     return _load_redis(url, lambda client: {
         "overview": redis_cache.redis_overview(client, url),
@@ -193,7 +244,7 @@ def _discover(settings: Settings):
         return None, Loaded(problem=DatabaseProblem("migrations", str(exc)))
 
 
-@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+@cached(ttl=CACHE_TTL_S)
 def migrations_data(dsn: str, settings: Settings) -> Loaded:
     from queries import migrations
 
@@ -211,7 +262,7 @@ def migrations_data(dsn: str, settings: Settings) -> Loaded:
     return _load(dsn, settings, load)
 
 
-@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+@cached(ttl=CACHE_TTL_S)
 def plan_data(dsn: str, settings: Settings) -> Loaded:
     from queries import matviews, migrations, plan_tracker
 
@@ -259,7 +310,7 @@ def _load_history(target: Target, settings: Settings, fn: Callable) -> Loaded:
                       loaded_at=datetime.now(timezone.utc))
 
 
-@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+@cached(ttl=CACHE_TTL_S)
 def snapshot_times(target: Target, settings: Settings) -> Loaded:
     from queries import history
 
@@ -267,7 +318,7 @@ def snapshot_times(target: Target, settings: Settings) -> Loaded:
                          lambda conn: history.snapshot_times(conn, target.history_source))
 
 
-@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+@cached(ttl=CACHE_TTL_S)
 def interval_statements(target: Target, settings: Settings, period) -> Loaded:
     from queries import history
 
@@ -279,7 +330,7 @@ def interval_statements(target: Target, settings: Settings, period) -> Loaded:
     return _load_history(target, settings, load)
 
 
-@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+@cached(ttl=CACHE_TTL_S)
 def review_data(target: Target, settings: Settings, previous, current) -> Loaded:
     from queries import history, review
 

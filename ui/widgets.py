@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import streamlit as st
 
 from ui.loaders import Loaded
@@ -21,6 +23,15 @@ def judged_metric(container, label: str, value: str, state: str, target_text: st
     with container:
         st.metric(label, value, help=help, border=True)
         st.badge(f"{word} ({target_text})", color=color, icon=icon)
+
+
+def as_of(loaded: Loaded) -> None:
+    """When the figures below were read: a page may show them from the cache for a while, and
+    during an outage the last ones stay up with their time."""
+    if loaded.loaded_at is not None:
+        age = (datetime.now(timezone.utc) - loaded.loaded_at).total_seconds()
+        st.caption(f"As of {loaded.loaded_at:%H:%M:%S} UTC"
+                   + (f" ({age:.0f} s ago, from the cache)" if age >= 2 else ""))
 
 
 def show_problem(what: str, loaded: Loaded) -> None:

@@ -8,7 +8,7 @@ from queries.roles import PermissionDenied
 from ui import loaders
 from ui.actions import end_session
 from ui.format import percent
-from ui.widgets import frame_or_note, require_target, show_problem
+from ui.widgets import as_of, frame_or_note, require_target, show_problem
 
 st.title("Activity")
 target, settings = require_target()
@@ -16,6 +16,7 @@ loaded = loaders.activity_data(target.database_url, settings)
 if not loaded.ok:
     show_problem("Session information is not available", loaded)
     st.stop()
+as_of(loaded)
 sessions, use = loaded.value["sessions"], loaded.value["connections"]
 tree = activity.blocking_tree(sessions)
 

@@ -11,7 +11,7 @@ from queries.roles import PermissionDenied
 from ui import loaders
 from ui.actions import exact_bloat
 from ui.format import human_bytes, percent
-from ui.widgets import frame_or_note, own_objects_toggle, require_target, show_problem
+from ui.widgets import as_of, frame_or_note, own_objects_toggle, require_target, show_problem
 
 st.title("Bloat and vacuum")
 target, settings = require_target()
@@ -19,6 +19,7 @@ loaded = loaders.bloat_data(target.database_url, settings)
 if not loaded.ok:
     show_problem("Bloat and vacuum statistics are not available", loaded)
     st.stop()
+as_of(loaded)
 data = loaded.value
 if not own_objects_toggle():
     data = {name: value[value["schema_name"] != OWN_SCHEMA]

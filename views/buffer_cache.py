@@ -5,7 +5,7 @@ import streamlit as st
 
 from ui import loaders
 from ui.format import human_duration, percent, state_for_ratio
-from ui.widgets import frame_or_note, judged_metric, require_target, show_problem
+from ui.widgets import as_of, frame_or_note, judged_metric, require_target, show_problem
 
 st.title("Buffer cache")
 target, settings = require_target()
@@ -13,6 +13,7 @@ loaded = loaders.buffer_cache_data(target.database_url, settings)
 if not loaded.ok:
     show_problem("Cache statistics are not available", loaded)
     st.stop()
+as_of(loaded)
 rates, tables, identity = loaded.value["rates"], loaded.value["tables"], loaded.value["identity"]
 since = ("since the statistics were last reset " f"{human_duration(identity.stats_age)} ago"
          if identity.stats_age else "since statistics collection began (never reset)")

@@ -8,7 +8,7 @@ import streamlit as st
 
 from ui import loaders
 from ui.format import human_bytes, human_duration
-from ui.widgets import frame_or_note, own_objects_toggle, require_target, show_problem
+from ui.widgets import as_of, frame_or_note, own_objects_toggle, require_target, show_problem
 
 st.title("Indexes")
 target, settings = require_target()
@@ -18,6 +18,7 @@ loaded = loaders.indexes_data(target.database_url, settings, include_own)
 if not loaded.ok:
     show_problem("Index statistics are not available", loaded)
     st.stop()
+as_of(loaded)
 data = loaded.value
 found = data["review"]
 identity = data["identity"]

@@ -7,7 +7,7 @@ import streamlit as st
 from queries.roles import PermissionDenied
 from ui import actions, loaders
 from ui.format import human_bytes
-from ui.widgets import frame_or_note, require_target, show_problem
+from ui.widgets import as_of, frame_or_note, require_target, show_problem
 
 st.title("Materialized views")
 target, settings = require_target()
@@ -15,6 +15,7 @@ loaded = loaders.matviews_data(target.database_url, settings)
 if not loaded.ok:
     show_problem("Materialized views are not available", loaded)
     st.stop()
+as_of(loaded)
 data = loaded.value
 views, history = data["views"], data["history"]
 

@@ -6,7 +6,7 @@ import streamlit as st
 from queries.roles import PermissionDenied
 from ui import actions, loaders
 from ui.format import human_bytes
-from ui.widgets import frame_or_note, require_target, show_problem
+from ui.widgets import as_of, frame_or_note, require_target, show_problem
 
 st.title("Migrations")
 target, settings = require_target()
@@ -14,6 +14,7 @@ loaded = loaders.migrations_data(target.database_url, settings)
 if not loaded.ok:
     show_problem("Migrations cannot be read", loaded)
     st.stop()
+as_of(loaded)
 data = loaded.value
 status = data["status"]
 st.caption("States come from DB Pulse's ledger (dbpulse.migration_runs): pending, applied, failed "

@@ -4,7 +4,7 @@ import streamlit as st
 
 from ui import loaders
 from ui.format import human_bytes, human_duration, percent, state_for_ratio
-from ui.widgets import finding_banner, judged_metric, require_target, show_problem
+from ui.widgets import as_of, finding_banner, judged_metric, require_target, show_problem
 
 st.title("Overview")
 target, settings = require_target()
@@ -18,6 +18,7 @@ pg = loaders.postgres_overview(target.database_url, settings)
 if not pg.ok:
     show_problem("PostgreSQL is not available", pg)
 else:
+    as_of(pg)
     identity, caps, hit = pg.value.identity, pg.value.capabilities, pg.value.cache_hit
     cols = st.columns(4)
     cols[0].metric("PostgreSQL", identity.version, help=identity.full_version)

@@ -5,7 +5,7 @@ import streamlit as st
 
 from ui import loaders
 from ui.format import human_bytes, percent, state_for_ratio
-from ui.widgets import SLOW_SHARE_HELP, judged_metric, require_target, show_problem
+from ui.widgets import SLOW_SHARE_HELP, as_of, judged_metric, require_target, show_problem
 
 st.title("Optimization plan")
 target, settings = require_target()
@@ -13,6 +13,7 @@ loaded = loaders.plan_data(target.database_url, settings)
 if not loaded.ok:
     show_problem("The plan cannot be tracked", loaded)
     st.stop()
+as_of(loaded)
 data = loaded.value
 
 st.subheader("KPIs")

@@ -10,7 +10,7 @@ import streamlit as st
 from queries import redis_cache
 from ui import loaders, redis_sampler
 from ui.format import human_bytes, human_duration, percent, state_for_ratio
-from ui.widgets import frame_or_note, judged_metric, require_target, show_problem
+from ui.widgets import as_of, frame_or_note, judged_metric, require_target, show_problem
 
 st.title("Redis cache")
 target, settings = require_target()
@@ -29,6 +29,7 @@ loaded = loaders.redis_page_data(url, settings)
 if not loaded.ok:
     show_problem("Redis is not available", loaded)
     st.stop()
+as_of(loaded)
 info, families = loaded.value["overview"], loaded.value["families"]
 samples = sampler.samples()
 target_text = f"> {percent(settings.redis_hit_rate_target, 0)}"

@@ -8,7 +8,7 @@ import streamlit as st
 from queries import history
 from reports import charts, weekly
 from ui import actions, loaders
-from ui.widgets import frame_or_note, require_target, show_problem
+from ui.widgets import as_of, frame_or_note, require_target, show_problem
 
 st.title("Weekly review")
 target, settings = require_target()
@@ -42,6 +42,7 @@ loaded = loaders.review_data(target, settings, previous, current)
 if not loaded.ok:
     show_problem("No review for this period", loaded)
     st.stop()
+as_of(loaded)
 review = loaded.value
 
 if review.synthetic:

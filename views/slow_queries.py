@@ -11,7 +11,7 @@ from queries import statements
 from queries.roles import PermissionDenied
 from ui import actions, interval_mode, loaders
 from ui.format import human_duration, percent
-from ui.widgets import SLOW_SHARE_HELP, judged_metric, require_target, show_problem
+from ui.widgets import SLOW_SHARE_HELP, as_of, judged_metric, require_target, show_problem
 
 st.title("Slow queries")
 target, settings = require_target()
@@ -42,6 +42,7 @@ loaded = loaders.statements_data(target.database_url, settings, flt)
 if not loaded.ok:
     show_problem("Query statistics are not available", loaded)
     st.stop()
+as_of(loaded)
 data = loaded.value
 info, kpi, top = data["info"], data["kpi"], data["top"]
 
