@@ -54,7 +54,8 @@ class DatabaseProblem(Exception):
 
     def __post_init__(self) -> None:
         # the one way out of every problem text: no password leaves, even from a mistyped URL
-        self.message, self.hint = redact_text(self.message), redact_text(self.hint)
+        # (hints are DB Pulse's own words, with example URLs that must stay readable)
+        self.message = redact_text(self.message)
 
     def __str__(self) -> str:
         return f"{self.message} — {self.hint}" if self.hint else self.message
