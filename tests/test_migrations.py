@@ -440,3 +440,37 @@ def test_bad_migrate_arguments_and_files_give_one_line_errors(scratch_database, 
         assert "Traceback" not in result.stderr and expected in result.stderr, (args,
                                                                                  result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_template_reply_rate_is_the_share_of_sent_messages_answered(scratch_database,
+                                                                    dba_settings):
+    """Hand-counted: template t1 on email was sent 3 times and answered once, t2 once and
+    answered once; two more inbound messages and one on another channel answer nothing."""
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute((PROJECT_ROOT / "sql" / "demo" / "schema.sql").read_text())
+        u, org = "00000000-0000-0000-0000-000000000001", "00000000-0000-0000-0000-0000000000aa"
+        a, b = "00000000-0000-0000-0000-00000000000a", "00000000-0000-0000-0000-00000000000b"
+        conn.execute("INSERT INTO users (id, idx, org_id, email, name) VALUES (%s, 1, %s, "
+                     "'u@x', 'u')", (u, org))
+        conn.execute("INSERT INTO contacts (id, user_id, org_id, name) VALUES (%s, %s, %s, 'a'), "
+                     "(%s, %s, %s, 'b')", (a, u, org, b, u, org))
+        events = [  # contact, direction, template, minute
+            (a, "outbound", "t1", 1), (a, "inbound", None, 2), (a, "inbound", None, 3),
+            (a, "outbound", "t1", 4), (a, "outbound", "t2", 5), (a, "inbound", None, 6),
+            (b, "outbound", "t1", 1)]
+        for contact, direction, template, minute in events:
+            conn.execute("INSERT INTO message_events (user_id, contact_id, channel, direction, "
+                         "autopilot_status, template_version, persona_variant, created_at) "
+                         "VALUES (%s, %s, 'email', %s, 'sent', %s, 'p', "
+                         "timestamptz '2026-11-01' + %s * interval '1 minute')",
+                         (u, contact, direction, template, minute))
+        conn.execute("INSERT INTO message_events (user_id, contact_id, channel, direction, "
+                     "created_at) VALUES (%s, %s, 'linkedin', 'inbound', "
+                     "timestamptz '2026-11-01 00:02')", (u, b))
+    found = [m for m in migrations.discover() if m.version == "0002"]
+    assert _apply(scratch_database, dba_settings, found) == ["0002"]
+    with psycopg.connect(scratch_database) as conn:
+        rows = conn.execute("SELECT template_version, sent_count, replies_received, reply_rate "
+                            "FROM mv_template_performance ORDER BY 1").fetchall()
+    assert [(t, s, r, float(rate)) for t, s, r, rate in rows] == [
+        ("t1", 3, 1, 33.33), ("t2", 1, 1, 100.0)]

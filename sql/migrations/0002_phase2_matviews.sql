@@ -8,7 +8,11 @@
 --   (1.3 s instead of 0.6 ms). One VOID function for pg_cron or DB Pulse, no trigger;
 -- - mv_template_performance (3.3) filtered template_version IS NOT NULL, which drops every inbound
 --   message, so its reply rate was always 0, and its correlated subquery was not scoped to the
---   user. Here replies are counted per user and channel, outbound per template;
+--   user. Reply rate here: of a template's sent messages, the share answered, in percent. A sent
+--   message counts as answered when the next message of the same conversation (user, contact,
+--   channel; by time) is an inbound one. Each inbound message answers at most one outbound (the
+--   one just before it), so the rate cannot exceed 100 %; messages without a contact cannot be
+--   matched to an answer and count as unanswered;
 -- - mv_hot_leads (5.1) had no user_id, and materialized views bypass row-level security: it showed
 --   every tenant's lead names, e-mails and phones to anyone who can read it. It carries user_id,
 --   leaves out e-mail and phone, and is readable only by its owner (grant it to the backend role).
@@ -28,25 +32,27 @@ CREATE UNIQUE INDEX IF NOT EXISTS mv_rlhf_sessions_daily_date
   ON public.mv_rlhf_sessions_daily (session_date);
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS public.mv_template_performance AS
-WITH outbound AS (
+WITH conversation AS (
+    SELECT user_id, contact_id, channel, direction, autopilot_status, template_version,
+           persona_variant,
+           lead(direction) OVER (PARTITION BY user_id, contact_id, channel
+                                 ORDER BY created_at, id) AS next_direction
+    FROM public.message_events
+),
+outbound AS (
     SELECT user_id, template_version, persona_variant, channel,
            count(*)                                                AS total_messages,
-           count(*) FILTER (WHERE autopilot_status = 'sent')       AS sent_count
-    FROM public.message_events
+           count(*) FILTER (WHERE autopilot_status = 'sent')       AS sent_count,
+           count(*) FILTER (WHERE autopilot_status = 'sent' AND contact_id IS NOT NULL
+                              AND next_direction = 'inbound')      AS replies_received
+    FROM conversation
     WHERE direction = 'outbound' AND template_version IS NOT NULL
     GROUP BY user_id, template_version, persona_variant, channel
-),
-inbound AS (
-    SELECT user_id, channel, count(*) AS replies_received
-    FROM public.message_events
-    WHERE direction = 'inbound'
-    GROUP BY user_id, channel
 )
-SELECT o.user_id, o.template_version, o.persona_variant, o.channel,
-       o.total_messages, o.sent_count,
-       round(100.0 * coalesce(i.replies_received, 0) / nullif(o.sent_count, 0), 2) AS reply_rate
-FROM outbound o
-LEFT JOIN inbound i ON i.user_id = o.user_id AND i.channel = o.channel;
+SELECT user_id, template_version, persona_variant, channel, total_messages, sent_count,
+       replies_received,
+       round(100.0 * replies_received / nullif(sent_count, 0), 2) AS reply_rate
+FROM outbound;
 
 CREATE UNIQUE INDEX IF NOT EXISTS mv_template_performance_key
   ON public.mv_template_performance (user_id, template_version, persona_variant, channel);
