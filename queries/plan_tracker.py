@@ -4,6 +4,7 @@ there, valid and used, and the seeds' hot queries before and after each applied 
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import psycopg
@@ -17,20 +18,39 @@ from queries.migrations import Migration
 
 # The seeds' hot queries (strategy document, section 2.1), recognised in pg_stat_statements by a
 # fragment of their normalized text as the SalesFlow backend (and the demo workload) sends them.
+# pg_stat_statements replaces constants with parameters numbered after the statement's own
+# ($3 for 'pending' in Q2, for 75 in Q9), so a constant is matched as "a constant or any $n".
 HOT_QUERIES = {
-    "Q1 message events list": "FROM message_events WHERE user_id = $1 AND autopilot_status = $2 "
-                              "ORDER BY created_at DESC",
-    "Q2 pending events": "autopilot_status = 'pending' AND channel = $2",
-    "Q3 P-score events": "FROM message_events WHERE user_id = $1 AND created_at >= $2",
-    "Q4 analytics dashboard": "FROM rlhf_feedback_sessions WHERE created_at >= $1",
-    "Q5 unified inbox": "FROM dm_conversations WHERE user_id = $1 AND status = $2 AND platform",
-    "Q6 contacts list": "FROM contacts WHERE user_id = $1 AND status = $2",
-    "Q7 deals list": "FROM deals WHERE org_id = $1",
-    "Q8 CRM notes": "FROM crm_notes WHERE user_id = $1 AND contact_id = $2",
-    # the constant 75 is numbered after the parameters: "p_score >= $3"
-    "Q9 hot leads": "FROM leads WHERE user_id = $1 AND p_score >= $",
-    "Q10 lead verifications": "FROM lead_verifications WHERE v_score >= $1",
+    "Q1 message events list": r"FROM message_events WHERE user_id = \$1 AND autopilot_status = "
+                              r"\$2 ORDER BY created_at DESC",
+    "Q2 pending events": r"autopilot_status = (?:'pending'|\$\d+) AND channel = \$\d+",
+    "Q3 P-score events": r"FROM message_events WHERE user_id = \$1 AND created_at >= \$2",
+    "Q4 analytics dashboard": r"FROM rlhf_feedback_sessions WHERE created_at >= \$1",
+    "Q5 unified inbox": r"FROM dm_conversations WHERE user_id = \$1 AND status = \$2 AND "
+                        r"platform",
+    "Q6 contacts list": r"FROM contacts WHERE user_id = \$1 AND status = \$2",
+    "Q7 deals list": r"FROM deals WHERE org_id = \$1",
+    "Q8 CRM notes": r"FROM crm_notes WHERE user_id = \$1 AND contact_id = \$2",
+    "Q9 hot leads": r"FROM leads WHERE user_id = \$1 AND p_score >= (?:75|\$\d+)",
+    "Q10 lead verifications": r"FROM lead_verifications WHERE v_score >= \$1",
 }
+_PATTERNS = {label: re.compile(pattern) for label, pattern in HOT_QUERIES.items()}
+# EXPLAIN (ANALYZE) of a hot query, DB Pulse's own or anyone's, is not the application's call
+_EXPLAIN = re.compile(r"^\s*(?:/\*.*?\*/\s*)*(?:EXPLAIN|PREPARE)\b", re.I | re.S)
+MIN_CALLS_FOR_A_TREND = 100  # fewer calls before or after: the change may be noise
+
+
+def hot_query_label(text: str) -> str | None:
+    """The hot query a statement text is, or None (never for an EXPLAIN of one).
+
+    >>> hot_query_label("SELECT * FROM message_events WHERE user_id = $1 AND "
+    ...                 "autopilot_status = $3 AND channel = $2 ORDER BY created_at ASC")
+    'Q2 pending events'
+    >>> hot_query_label("EXPLAIN (ANALYZE) SELECT * FROM leads WHERE user_id = $1 AND p_score >= $2")
+    """
+    if not isinstance(text, str) or _EXPLAIN.match(text):
+        return None
+    return next((label for label, p in _PATTERNS.items() if p.search(text)), None)
 
 
 def planned_objects(migrations: list[Migration]) -> list[dict]:
@@ -100,18 +120,23 @@ def hot_queries_before_after(conn: psycopg.Connection, pss: Extension,
     before = (run or {}).get("statements_before") or {}
     after = (run or {}).get("statements_after") or {}
     rows = []
-    for label, fragment in HOT_QUERIES.items():
-        ids = [q for q, (text, _, _) in now.items() if fragment in text]
+    labels = {q: hot_query_label(text) for q, (text, _, _) in now.items()}
+    for label in HOT_QUERIES:
+        ids = [q for q, found in labels.items() if found == label]
         b_calls = sum(before.get(q, [0, 0])[0] for q in ids)
         b_total = sum(before.get(q, [0, 0])[1] for q in ids)
         a_calls = sum(now[q][1] - after.get(q, [0, 0])[0] for q in ids)
         a_total = sum(now[q][2] - after.get(q, [0, 0])[1] for q in ids)
         mean_before = b_total / b_calls if b_calls else None
         mean_after = a_total / a_calls if a_calls and after else None
+        few = min(b_calls, a_calls if after else b_calls) < MIN_CALLS_FOR_A_TREND
         rows.append({"query": label, "calls_before": b_calls, "mean_ms_before": mean_before,
                      "calls_after": a_calls if after else None, "mean_ms_after": mean_after,
                      "change": None if not (mean_before and mean_after)
-                     else mean_after / mean_before - 1})
+                     else mean_after / mean_before - 1,
+                     "caveat": (f"few calls (under {MIN_CALLS_FOR_A_TREND} on a side): the "
+                                "change may be noise" if few and mean_before and mean_after
+                                else "")})
     return pd.DataFrame(rows)
 
 

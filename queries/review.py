@@ -15,7 +15,7 @@ import psycopg
 from queries import history
 from queries.config import Settings
 from queries.history import Period
-from queries.plan_tracker import HOT_QUERIES
+from queries.plan_tracker import hot_query_label
 
 MIN_CALLS_TO_COMPARE = 10   # fewer calls in either period: too noisy to call it a change
 MIN_MEAN_CHANGE = 0.10      # a smaller change of the mean is noise, not an improvement
@@ -101,10 +101,7 @@ class Review:
 def statement_label(query: str | None) -> str:
     """The seeds' name of a hot query (Q1 ...), else the start of its text."""
     text = query or "?"
-    for name, fragment in HOT_QUERIES.items():
-        if fragment in text:
-            return name
-    return " ".join(text.split())[:80]
+    return hot_query_label(text) or " ".join(text.split())[:80]
 
 
 # Over a period only calls and total time per statement are known (per-call times, min and max
@@ -126,7 +123,7 @@ def slow_share(deltas: pd.DataFrame, threshold_ms: float) -> float | None:
 def hot_query_mean(deltas: pd.DataFrame, name: str) -> float | None:
     if deltas.empty:
         return None
-    mine = deltas[deltas["query"].fillna("").str.contains(HOT_QUERIES[name], regex=False)]
+    mine = deltas[deltas["query"].map(hot_query_label) == name]
     calls = mine["calls"].astype(float).sum()
     return None if calls == 0 else float(mine["total_exec_ms"].astype(float).sum() / calls)
 

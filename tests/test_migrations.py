@@ -474,3 +474,31 @@ def test_template_reply_rate_is_the_share_of_sent_messages_answered(scratch_data
                             "FROM mv_template_performance ORDER BY 1").fetchall()
     assert [(t, s, r, float(rate)) for t, s, r, rate in rows] == [
         ("t1", 3, 1, 33.33), ("t2", 1, 1, 100.0)]
+
+
+def test_hot_queries_are_recognised_as_pg_stat_statements_stores_them(scratch_database):
+    """Q2's constant 'pending' and Q9's 75 are stored as parameters; an EXPLAIN ANALYZE of a
+    hot query is not the hot query."""
+    from queries.plan_tracker import hot_query_label
+
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute((PROJECT_ROOT / "sql" / "demo" / "schema.sql").read_text())
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        conn.execute("SELECT pg_stat_statements_reset()")
+        user = "00000000-0000-0000-0000-000000000001"
+        for channel in ("email", "linkedin"):  # exactly as the workload sends Q2
+            conn.execute("SELECT * FROM message_events WHERE user_id = %s AND autopilot_status = "
+                         "'pending' AND channel = %s ORDER BY created_at ASC LIMIT 100",
+                         (user, channel))
+        conn.execute("SELECT id, name, p_score FROM leads WHERE user_id = %s AND p_score >= 75 "
+                     "ORDER BY p_score DESC LIMIT 50", (user,))
+        conn.execute("EXPLAIN (ANALYZE) SELECT id, name, p_score FROM leads WHERE user_id = %s "
+                     "AND p_score >= 75 ORDER BY p_score DESC LIMIT 50", (user,))
+        rows = conn.execute("SELECT query, calls FROM pg_stat_statements WHERE dbid = (SELECT oid "
+                            "FROM pg_database WHERE datname = current_database())").fetchall()
+    labelled = {}
+    for text, calls in rows:
+        label = hot_query_label(text)
+        if label:
+            labelled[label] = labelled.get(label, 0) + calls
+    assert labelled == {"Q2 pending events": 2, "Q9 hot leads": 1}, rows

@@ -77,7 +77,8 @@ elif not applied:
 else:
     version = st.selectbox("Migration", applied, index=0)
     st.caption("Before: mean over all calls up to the migration's start. After: mean over the "
-               "calls since it finished.")
+               "calls since it finished. EXPLAIN runs of a query are not counted; a change "
+               "measured on fewer than 100 calls on either side carries a caveat.")
     st.dataframe(before_after[version], hide_index=True, width="stretch", column_config={
         "mean_ms_before": st.column_config.NumberColumn("mean ms before", format="%.2f"),
         "mean_ms_after": st.column_config.NumberColumn("mean ms after", format="%.2f"),
