@@ -24,7 +24,7 @@ import psycopg
 
 from queries import snapshots
 from queries.config import Settings
-from queries.plan_tracker import HOT_QUERIES
+from queries.plan_tracker import hot_query_label
 
 DAYS = 14
 PHASE1_LABEL = "apply 0001 phase1_indexes (synthetic demo history)"
@@ -46,7 +46,7 @@ def _volume(at: datetime, day: float) -> float:
 
 
 def _matches(query: str, name: str) -> bool:
-    return HOT_QUERIES[name] in (query or "")
+    return hot_query_label(query) == name
 
 
 def generate(template: snapshots.Snapshot, end: datetime, seed: int = 7, days: int = DAYS
