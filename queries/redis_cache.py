@@ -4,7 +4,9 @@ bounded SCAN sampling. Tolerates fields a Redis/Valkey version lacks (they stay 
 from __future__ import annotations
 
 import fnmatch
+import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -28,6 +30,44 @@ class RedisProblem(Exception):
         return f"{self.message} — {self.hint}" if self.hint else self.message
 
 
+class OwnTraffic:
+    """What DB Pulse itself sent to each Redis server (by run_id) from this process, so that no
+    figure it reports counts it: keyspace hits and misses its lookups caused (TTL counts as a
+    lookup on Redis 6.2, 7.x and Valkey; SCAN, MEMORY USAGE, DBSIZE and INFO do not) and its
+    commands by name. One lock serializes DB Pulse's own calls with the reading of the
+    counters, so a reading never sees half of them."""
+
+    def __init__(self):
+        self.lock = threading.RLock()
+        self._hits: Counter = Counter()
+        self._misses: Counter = Counter()
+        self._commands: dict[str, Counter] = {}
+
+    def record(self, server: str | None, command: str, calls: int = 1, hits: int = 0,
+               misses: int = 0) -> None:
+        if server is None:
+            return
+        with self.lock:
+            self._hits[server] += hits
+            self._misses[server] += misses
+            self._commands.setdefault(server, Counter())[command] += calls
+
+    def lookups(self, server: str | None) -> tuple[int, int]:
+        with self.lock:
+            return self._hits[server], self._misses[server]
+
+    def commands(self, server: str | None) -> Counter:
+        with self.lock:
+            return Counter(self._commands.get(server, Counter()))
+
+
+OWN = OwnTraffic()
+
+
+def _minus(value: int | None, own: int) -> int | None:
+    return None if value is None else value - own
+
+
 @dataclass
 class RedisOverview:
     server: str                  # "redis" or "valkey"
@@ -35,7 +75,7 @@ class RedisOverview:
     uptime_s: int | None
     keyspace_hits: int | None
     keyspace_misses: int | None
-    ops_per_sec: int | None
+    ops_per_sec: int | None      # Redis's own instantaneous figure: DB Pulse's commands included
     used_memory: int | None
     maxmemory: int | None        # 0 means no limit
     maxmemory_policy: str | None
@@ -95,9 +135,11 @@ def describe_error(exc: Exception, url: str) -> RedisProblem:
 def connect(url: str, timeout_s: float = 2.0) -> redis.Redis:
     """A client that fails within timeout_s rather than hanging the page."""
     try:
+        # no CLIENT SETINFO on each connection: fewer commands of DB Pulse's own in the counts
         client = redis.Redis.from_url(url, socket_timeout=timeout_s,
                                       socket_connect_timeout=timeout_s, decode_responses=True,
-                                      client_name="dbpulse-monitor")
+                                      client_name="dbpulse-monitor", lib_name=None,
+                                      lib_version=None)
         client.ping()
         return client
     except (redis.RedisError, ValueError, OSError) as exc:
@@ -120,10 +162,14 @@ def _int(info: dict, key: str) -> int | None:
 
 
 def redis_overview(client: redis.Redis, url: str = "") -> RedisOverview:
-    try:
-        info = client.info("all")
-    except redis.RedisError as exc:
-        raise describe_error(exc, url) from exc
+    """The server's figures, DB Pulse's own lookups and commands taken out."""
+    with OWN.lock:
+        try:
+            info = client.info("all")
+        except redis.RedisError as exc:
+            raise describe_error(exc, url) from exc
+        own_hits, own_misses = OWN.lookups(info.get("run_id"))
+        OWN.record(info.get("run_id"), "info")
     keyspace = {k: v for k, v in info.items() if k.startswith("db") and isinstance(v, dict)}
     keys = sum(v.get("keys", 0) for v in keyspace.values())
     server = "valkey" if "valkey_version" in info else "redis"
@@ -131,8 +177,8 @@ def redis_overview(client: redis.Redis, url: str = "") -> RedisOverview:
         server=server,
         version=str(info.get("valkey_version") or info.get("redis_version") or "unknown"),
         uptime_s=_int(info, "uptime_in_seconds"),
-        keyspace_hits=_int(info, "keyspace_hits"),
-        keyspace_misses=_int(info, "keyspace_misses"),
+        keyspace_hits=_minus(_int(info, "keyspace_hits"), own_hits),
+        keyspace_misses=_minus(_int(info, "keyspace_misses"), own_misses),
         ops_per_sec=_int(info, "instantaneous_ops_per_sec"),
         used_memory=_int(info, "used_memory"),
         maxmemory=_int(info, "maxmemory"),
@@ -164,14 +210,21 @@ class Sample:
 
 
 def take_sample(client: redis.Redis, url: str = "") -> Sample:
-    try:
-        info = client.info("all")
-    except redis.RedisError as exc:
-        raise describe_error(exc, url) from exc
-    return Sample(time.time(), info.get("run_id"), _int(info, "uptime_in_seconds"),
-                  _int(info, "keyspace_hits"), _int(info, "keyspace_misses"),
-                  _int(info, "total_commands_processed"), _int(info, "evicted_keys"),
-                  _int(info, "expired_keys"))
+    """The counters now, DB Pulse's own lookups and commands (this process's) taken out."""
+    with OWN.lock:
+        try:
+            info = client.info("all")
+        except redis.RedisError as exc:
+            raise describe_error(exc, url) from exc
+        server = info.get("run_id")
+        own_hits, own_misses = OWN.lookups(server)
+        own_commands = sum(OWN.commands(server).values())
+        OWN.record(server, "info")
+    return Sample(time.time(), server, _int(info, "uptime_in_seconds"),
+                  _minus(_int(info, "keyspace_hits"), own_hits),
+                  _minus(_int(info, "keyspace_misses"), own_misses),
+                  _minus(_int(info, "total_commands_processed"), own_commands),
+                  _int(info, "evicted_keys"), _int(info, "expired_keys"))
 
 
 @dataclass
@@ -232,23 +285,37 @@ def interval_hit_rate(samples: list[Sample], window_s: float) -> float | None:
 
 # --- commands and slow log --------------------------------------------------------------------
 
-def top_commands(client: redis.Redis, limit: int = 15) -> list[dict]:
-    try:
-        stats = client.info("commandstats")
-    except redis.RedisError:
-        return []  # some managed services disable it
-    rows = [{"command": name.removeprefix("cmdstat_"), "calls": int(v.get("calls", 0)),
+def top_commands(client: redis.Redis, limit: int = 15, server: str | None = None) -> list[dict]:
+    """The most called commands, DB Pulse's own calls from this process taken out (Redis 6.2
+    names a subcommand's calls by the command alone: "memory" for "memory|usage")."""
+    with OWN.lock:
+        try:
+            stats = client.info("commandstats")
+        except redis.RedisError:
+            return []  # some managed services disable it
+        own = OWN.commands(server)
+        OWN.record(server, "info")
+
+    def mine(name: str) -> int:
+        return own[name] + (0 if "|" in name else
+                            sum(n for c, n in own.items() if c.startswith(name + "|")))
+
+    rows = [{"command": name.removeprefix("cmdstat_"),
+             "calls": int(v.get("calls", 0)) - mine(name.removeprefix("cmdstat_")),
              "usec_per_call": float(v.get("usec_per_call", 0)),
              "rejected_calls": v.get("rejected_calls"), "failed_calls": v.get("failed_calls")}
             for name, v in stats.items() if isinstance(v, dict)]
-    return sorted(rows, key=lambda r: r["calls"], reverse=True)[:limit]
+    return sorted([r for r in rows if r["calls"] > 0], key=lambda r: r["calls"],
+                  reverse=True)[:limit]
 
 
-def slow_log(client: redis.Redis, limit: int = 20) -> list[dict]:
-    try:
-        entries = client.slowlog_get(limit)
-    except redis.RedisError:
-        return []
+def slow_log(client: redis.Redis, limit: int = 20, server: str | None = None) -> list[dict]:
+    with OWN.lock:
+        try:
+            entries = client.slowlog_get(limit)
+        except redis.RedisError:
+            return []
+        OWN.record(server, "slowlog|get")
     return [{"id": e.get("id"), "at": e.get("start_time"), "duration_us": e.get("duration"),
              "command": (e.get("command") or b"").decode(errors="replace")
              if isinstance(e.get("command"), bytes) else e.get("command")}
@@ -288,6 +355,7 @@ class FamilySample:
     memory_bytes: int
     ttl: dict                     # bucket -> count
     without_ttl: int
+    ttl_sampled: bool = True      # False: TTLs were not read (they cost keyspace lookups)
 
     @property
     def flagged(self) -> bool:
@@ -304,48 +372,62 @@ class KeySampling:
 
 
 def sample_key_families(client: redis.Redis, patterns: tuple = (), max_keys: int = 10_000,
-                        time_budget_s: float = 1.0, scan_count: int = 1000) -> KeySampling:
+                        time_budget_s: float = 1.0, scan_count: int = 1000, *,
+                        server: str | None = None, with_ttl: bool = False) -> KeySampling:
     """Group keys into families from a SCAN (never KEYS), bounded by a key count and a time
-    budget; TTLs and MEMORY USAGE of the sampled keys in pipelined batches."""
+    budget; MEMORY USAGE of the sampled keys in pipelined batches. Neither counts as a keyspace
+    hit or miss. TTLs only when asked (with_ttl): each TTL is a lookup Redis counts, so they are
+    recorded as DB Pulse's own and taken out of every hit rate this process reports."""
     t0 = time.monotonic()
     deadline = t0 + time_budget_s
     keys: list[str] = []
     cursor, complete = 0, False
-    while len(keys) < max_keys and time.monotonic() < deadline:
-        cursor, batch = client.scan(cursor=cursor, count=scan_count)
-        keys.extend(batch)
-        if cursor == 0:
-            complete = True
-            break
-    keys = keys[:max_keys]
-    ttls, sizes = [], []
-    for i in range(0, len(keys), 500):
-        chunk = keys[i:i + 500]
-        pipe = client.pipeline(transaction=False)
-        for key in chunk:
-            pipe.ttl(key)
-        ttls.extend(pipe.execute())
-        if time.monotonic() < deadline + time_budget_s:  # memory is a bonus, within budget
-            pipe = client.pipeline(transaction=False)
-            for key in chunk:
-                pipe.memory_usage(key, samples=0)
-            try:
-                sizes.extend(pipe.execute(raise_on_error=False))
-            except redis.RedisError:
+    with OWN.lock:
+        while len(keys) < max_keys and time.monotonic() < deadline:
+            cursor, batch = client.scan(cursor=cursor, count=scan_count)
+            OWN.record(server, "scan")
+            keys.extend(batch)
+            if cursor == 0:
+                complete = True
+                break
+        keys = keys[:max_keys]
+        ttls, sizes = [], []
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            if with_ttl:
+                pipe = client.pipeline(transaction=False)
+                for key in chunk:
+                    pipe.ttl(key)
+                replies = pipe.execute()
+                missing = sum(1 for t in replies if t == -2)  # gone since the SCAN: a miss
+                OWN.record(server, "ttl", len(chunk), hits=len(chunk) - missing, misses=missing)
+                ttls.extend(replies)
+            else:
+                ttls.extend([None] * len(chunk))
+            if time.monotonic() < deadline + time_budget_s:  # memory is a bonus, within budget
+                pipe = client.pipeline(transaction=False)
+                for key in chunk:
+                    pipe.memory_usage(key, samples=0)
+                try:
+                    sizes.extend(pipe.execute(raise_on_error=False))
+                except redis.RedisError:
+                    sizes.extend([None] * len(chunk))
+                OWN.record(server, "memory|usage", len(chunk))
+            else:
                 sizes.extend([None] * len(chunk))
-        else:
-            sizes.extend([None] * len(chunk))
-    dbsize = client.dbsize()
+        dbsize = client.dbsize()
+        OWN.record(server, "dbsize")
     groups: dict[str, FamilySample] = {}
     for key, ttl, size in zip(keys, ttls, sizes):
         name = family_of(key, patterns)
         group = groups.setdefault(name, FamilySample(name, 0, 0, 0, dict.fromkeys(TTL_BUCKETS, 0),
-                                                     0))
+                                                     0, with_ttl))
         group.sampled += 1
         group.memory_bytes += size if isinstance(size, int) else 0
-        bucket = ttl_bucket(int(ttl))
-        group.ttl[bucket] += 1
-        group.without_ttl += bucket == "no TTL"
+        if ttl is not None:
+            bucket = ttl_bucket(int(ttl))
+            group.ttl[bucket] += 1
+            group.without_ttl += bucket == "no TTL"
     for group in groups.values():
         group.estimated_total = (group.sampled if complete or not keys
                                  else round(group.sampled / len(keys) * dbsize))

@@ -93,6 +93,9 @@ def test_redis_page(app_env, redis_url):
     at = _page("redis")
     labels = {m.label for m in at.metric}
     assert {"Hit rate since start", "Hit rate, last 5 min", "Memory used"} <= labels
+    # TTLs are read only when asked: each one is a lookup Redis counts
+    assert not any("forgotten:" in w.value for w in at.warning)
+    at.toggle(key="redis_sample_ttls").set_value(True).run()
     assert any("forgotten:" in w.value for w in at.warning)
     client.delete("forgotten:1", "dashboard:test")
 

@@ -159,7 +159,8 @@ def test_key_families_are_sampled_and_a_family_without_ttl_is_flagged(private_re
     pipe.set("plainkey", "x")
     pipe.execute()
     sampling = redis_cache.sample_key_families(
-        client, ("dashboard:*", "idps:analytics:*", "idps:inbox:*"), max_keys=100_000)
+        client, ("dashboard:*", "idps:analytics:*", "idps:inbox:*"), max_keys=100_000,
+        with_ttl=True)
     families = {f.family: f for f in sampling.families}
     assert sampling.complete and sampling.sampled == sampling.dbsize == 1201
     assert families["dashboard:"].ttl["< 1 h"] == 300 and not families["dashboard:"].flagged
@@ -219,6 +220,76 @@ def test_valkey_works_too(valkey):
     overview = redis_cache.redis_overview(client, valkey)
     assert overview.server == "valkey" and int(overview.version.split(".")[0]) >= 8
     assert redis_cache.interval_hit_rate([first, second], 60) == 0.5
-    families = {f.family: f for f in redis_cache.sample_key_families(client, ("lead:*",)).families}
+    families = {f.family: f for f in redis_cache.sample_key_families(
+        client, ("lead:*",), with_ttl=True).families}
     assert families["lead:"].sampled == 2 and families["lead:"].flagged
     assert redis_cache.top_commands(client)
+
+
+@pytest.fixture(params=["redis", "valkey"])
+def fresh_server_url(request, private_redis):
+    if request.param == "redis":
+        port, _ = private_redis
+        return f"redis://:s3cret@127.0.0.1:{port}/0"
+    return request.getfixturevalue("valkey")
+
+
+def test_db_pulse_own_lookups_change_no_figure_it_reports(fresh_server_url):
+    """An application makes exactly 10,000 hits and 10,000 misses; DB Pulse meanwhile samples,
+    reads key families with their TTLs, top commands and the slow log as page views do. Every
+    figure DB Pulse reports is the application's alone: a 50 % hit rate, 20,000 commands."""
+    url = fresh_server_url
+    app = redis.Redis.from_url(url)
+    pipe = app.pipeline(transaction=False)
+    for i in range(2000):
+        pipe.set(f"lead:{i}", "x", ex=3600)
+    pipe.execute()
+    app.ping()
+    dbpulse = redis_cache.connect(url)
+    baseline = redis_cache.redis_overview(dbpulse, url)
+    first = redis_cache.take_sample(dbpulse, url)
+
+    def page_view():
+        overview = redis_cache.redis_overview(dbpulse, url)
+        redis_cache.sample_key_families(dbpulse, ("lead:*",), server=overview.run_id,
+                                        with_ttl=True)
+        redis_cache.top_commands(dbpulse, server=overview.run_id)
+        redis_cache.slow_log(dbpulse, server=overview.run_id)
+        return overview
+
+    for round_ in range(4):
+        pipe = app.pipeline(transaction=False)
+        for i in range(2500):
+            pipe.get(f"lead:{i % 2000}")      # a hit
+            pipe.get(f"absent:{round_}:{i}")  # a miss
+        pipe.execute()
+        page_view()
+        redis_cache.take_sample(dbpulse, url)
+    last = redis_cache.take_sample(dbpulse, url)
+    overview = page_view()
+    hits = overview.keyspace_hits - baseline.keyspace_hits
+    misses = overview.keyspace_misses - baseline.keyspace_misses
+    assert (hits, misses) == (10_000, 10_000)
+    total = redis_cache.Interval(first.at, last.at, last.hits - first.hits,
+                                 last.misses - first.misses, last.commands - first.commands, False)
+    assert total.hit_rate == 0.5 and total.commands == 20_000
+    assert redis_cache.interval_hit_rate(
+        [first] + [last], 3600) == 0.5
+    families = redis_cache.sample_key_families(dbpulse, ("lead:*",), server=overview.run_id,
+                                               with_ttl=True).families
+    assert {f.family: f.without_ttl for f in families} == {"lead:": 0}
+    commands = {r["command"]: r["calls"] for r in redis_cache.top_commands(
+        dbpulse, server=overview.run_id)}
+    assert commands.get("get") == 20_000
+    assert not {"ttl", "scan", "memory|usage", "memory", "dbsize"} & set(commands)
+
+
+def test_without_ttls_key_sampling_makes_no_lookup_at_all(fresh_server_url):
+    url = fresh_server_url
+    client = redis_cache.connect(url)
+    client.set("lead:1", "x")
+    before = client.info("stats")
+    redis_cache.sample_key_families(client, ("lead:*",))
+    after = client.info("stats")
+    assert (after["keyspace_hits"], after["keyspace_misses"]) == (
+        before["keyspace_hits"], before["keyspace_misses"])

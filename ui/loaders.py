@@ -190,19 +190,26 @@ def activity_data(dsn: str, settings: Settings) -> Loaded:
         "sessions": activity.sessions(conn), "connections": activity.connection_use(conn)})
 
 
+@st.cache_resource(show_spinner=False)
+def redis_client(url: str):
+    """One client per Redis URL for the whole dashboard: its connections are kept, so DB
+    Pulse's connection handshakes (which it cannot take out of Redis's command counts) happen
+    once, not on every page view."""
+    return redis_cache.connect(url)
+
+
 def _load_redis(url: str, fn: Callable) -> Loaded:
-    """Like _load, for Redis: a client for the call, closed afterwards."""
+    """Like _load, for Redis, on the shared client; a failure drops it, the next call
+    connects again."""
     t0 = time.monotonic()
     try:
-        client = redis_cache.connect(url)
-        try:
-            value, problem = fn(client), None
-        finally:
-            client.close()
+        value, problem = fn(redis_client(url)), None
     except RedisProblem as exc:
         value, problem = None, exc
+        redis_client.clear()
     except redis_cache.redis.RedisError as exc:  # e.g. the server went away mid-sampling
         value, problem = None, redis_cache.describe_error(exc, url)
+        redis_client.clear()
     return Loaded(value, problem, datetime.now(timezone.utc), time.monotonic() - t0)
 
 
@@ -224,14 +231,17 @@ def matviews_data(dsn: str, settings: Settings) -> Loaded:
 
 
 @cached(ttl=min(CACHE_TTL_S, 10))
-def redis_page_data(url: str, settings: Settings) -> Loaded:
-    return _load_redis(url, lambda client: {
-        "overview": redis_cache.redis_overview(client, url),
-        "families": redis_cache.sample_key_families(
-            client, settings.redis_key_families, settings.redis_sample_keys,
-            settings.redis_sample_seconds),
-        "commands": redis_cache.top_commands(client),
-        "slowlog": redis_cache.slow_log(client)})
+def redis_page_data(url: str, settings: Settings, with_ttl: bool = False) -> Loaded:
+    def load(client):
+        overview = redis_cache.redis_overview(client, url)
+        server = overview.run_id
+        return {"overview": overview,
+                "families": redis_cache.sample_key_families(
+                    client, settings.redis_key_families, settings.redis_sample_keys,
+                    settings.redis_sample_seconds, server=server, with_ttl=with_ttl),
+                "commands": redis_cache.top_commands(client, server=server),
+                "slowlog": redis_cache.slow_log(client, server=server)}
+    return _load_redis(url, load)
 
 
 def _discover(settings: Settings):

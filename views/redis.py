@@ -25,7 +25,11 @@ url = urls[shown]
 
 sampler = redis_sampler.sampler(url)
 sampler.sample_now()
-loaded = loaders.redis_page_data(url, settings)
+with_ttl = st.toggle("Read key TTLs too", value=False, key="redis_sample_ttls",
+                     help="Each TTL is a keyspace lookup that Redis counts as a hit or miss. "
+                          "DB Pulse records its own and takes them out of every hit rate it "
+                          "shows; another tool reading INFO would see them.")
+loaded = loaders.redis_page_data(url, settings, with_ttl)
 if not loaded.ok:
     show_problem("Redis is not available", loaded)
     st.stop()
@@ -36,7 +40,9 @@ target_text = f"> {percent(settings.redis_hit_rate_target, 0)}"
 
 st.caption(f"{info.server} {info.version}, up {human_duration(info.uptime_s)}. Cumulative "
            "figures count since the server started or its statistics were reset; interval "
-           f"figures come from the samples DB Pulse took while it ran ({len(samples)} so far).")
+           f"figures come from the samples DB Pulse took while it ran ({len(samples)} so far). "
+           "DB Pulse's own lookups and commands from this dashboard are taken out of every "
+           "figure.")
 
 cols = st.columns(4)
 judged_metric(cols[0], "Hit rate since start", percent(info.hit_rate),
@@ -46,8 +52,11 @@ judged_metric(cols[1], "Hit rate, last 5 min", percent(recent),
               state_for_ratio(recent, settings.redis_hit_rate_target, 0.10), target_text,
               help="From counter differences between DB Pulse's samples; an interval with a "
                    "restart or CONFIG RESETSTAT is left out, never counted as negative.")
-cols[2].metric("Operations per second", f"{info.ops_per_sec:,}" if info.ops_per_sec is not None
-               else "n/a")
+spans = redis_cache.intervals(samples)
+last = next((i for i in reversed(spans) if i.ops_per_sec is not None), None)
+cols[2].metric("Operations per second", "n/a" if last is None else f"{last.ops_per_sec:,.0f}",
+               help="Over the last interval between DB Pulse's samples, without DB Pulse's own "
+                    "commands (Redis's instantaneous figure would count them).")
 memory_help = ("maxmemory not set: Redis grows until the OS stops it" if not info.maxmemory
                else f"of maxmemory {human_bytes(info.maxmemory)}")
 cols[3].metric("Memory used", human_bytes(info.used_memory),
@@ -63,7 +72,6 @@ cols[2].metric("Clients: connected / blocked", f"{info.connected_clients if info
 cols[3].metric("Rejected connections", "n/a" if info.rejected_connections is None
                else f"{info.rejected_connections:,}")
 
-spans = redis_cache.intervals(samples)
 if spans:
     chart = pd.DataFrame({"time": [datetime.fromtimestamp(i.end) for i in spans],
                           "hit rate": [i.hit_rate for i in spans],
@@ -89,7 +97,8 @@ st.caption(f"Sampled with SCAN ({families.sampled:,} of {families.dbsize:,} keys
            "text before their first `:`. Totals are estimated from the sample.")
 if families.families:
     rows = [{"family": f.family, "keys sampled": f.sampled, "estimated keys": f.estimated_total,
-             "memory (sampled)": human_bytes(f.memory_bytes), **f.ttl,
+             "memory (sampled)": human_bytes(f.memory_bytes),
+             **(f.ttl if f.ttl_sampled else {"TTLs": "not read (switch on above)"}),
              "flag": "keys without TTL" if f.flagged else ""} for f in families.families]
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     flagged = [f for f in families.families if f.flagged]
@@ -104,7 +113,10 @@ else:
     st.caption("This database holds no keys.")
 
 st.subheader("Keyspace")
-frame_or_note(pd.DataFrame([{"database": db, **values} for db, values in info.keyspace.items()]),
+# keys without any TTL per database, from INFO alone (no lookups)
+frame_or_note(pd.DataFrame([{"database": db, **values,
+                             "without TTL": values.get("keys", 0) - values.get("expires", 0)}
+                            for db, values in info.keyspace.items()]),
               "No keys in any database.")
 
 cols = st.columns(2)
