@@ -269,13 +269,14 @@ def table_changes(conn: psycopg.Connection, source: str, period: Period) -> pd.D
 def matview_ages(conn: psycopg.Connection, source: str, period: Period,
                  max_age_minutes: float) -> pd.DataFrame:
     """Per materialized view: in how many snapshots of the period it was older than allowed
-    (or not populated), and the oldest it was seen."""
+    (or not populated), the oldest it was seen, and in how many its age was unknown."""
     return to_frame(conn.execute(sql.SQL("""
         WITH {snaps}
         SELECT m.schema_name, m.view_name, count(*) AS snapshots,
                count(*) FILTER (WHERE NOT m.populated OR m.last_refresh IS NULL
                                    OR m.age_minutes > %(max_age)s) AS over_max_age,
-               max(m.age_minutes) AS oldest_minutes
+               max(m.age_minutes) AS oldest_minutes,
+               count(*) FILTER (WHERE m.age_minutes IS NULL) AS age_unknown
         FROM snaps sn JOIN dbpulse.snapshot_matviews m ON m.snapshot_id = sn.id
         WHERE sn.seq > 1
         GROUP BY m.schema_name, m.view_name ORDER BY over_max_age DESC, m.view_name

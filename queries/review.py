@@ -259,7 +259,10 @@ def build_review(history_conn: psycopg.Connection, source: str, previous: Period
         return None if part.empty else history.ratio(part["blks_hit"], part["blks_read"])
 
     def oldest_view(frame):
-        return None if frame.empty else float(frame["oldest_minutes"].astype(float).max())
+        # a view whose age was unknown in a snapshot may have been the oldest: then so is this
+        if frame.empty or (frame["age_unknown"].astype(float) > 0).any():
+            return None
+        return float(frame["oldest_minutes"].astype(float).max())
 
     def bloat_total(frame):
         return None if frame.empty else float(frame["bloat_after"].astype(float).sum())

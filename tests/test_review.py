@@ -237,3 +237,27 @@ def test_a_previous_period_without_snapshots_gives_a_review_not_a_crash(scratch_
     assert result.improved.empty and result.regressed.empty
     assert any("nothing to compare with" in n for n in result.notes)
     assert "## Regressed most" in weekly.render_markdown(result, settings)
+
+
+def test_a_view_of_unknown_age_makes_the_oldest_view_unknown(scratch_database,
+                                                             dba_settings_module):
+    from queries import matviews
+
+    settings = dba_settings_module
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE src (id int PRIMARY KEY); INSERT INTO src VALUES (1); "
+                     "CREATE MATERIALIZED VIEW known_age AS SELECT id FROM src; "
+                     "CREATE UNIQUE INDEX ON known_age (id); "
+                     "CREATE MATERIALIZED VIEW unknown_age AS SELECT id FROM src")
+    with admin_connection(scratch_database, settings) as conn:
+        matviews.refresh(conn, settings, actor="t", target="t", schema="public",
+                         name="known_age")  # DB Pulse knows this refresh; nobody knows the other
+    first = _snap(scratch_database, settings, "ages")
+    second = _snap(scratch_database, settings, "ages")
+    third = _snap(scratch_database, settings, "ages")
+    previous = history.Period(first.taken_at, second.taken_at)
+    current = history.Period(second.taken_at, third.taken_at)
+    with monitoring_connection(scratch_database, settings) as conn:
+        result = review.build_review(conn, "ages", previous, current, settings, None)
+    kpi = {k.name: k for k in result.kpis}["Oldest materialized view seen"]
+    assert kpi.current is None and kpi.state == "grey"  # not "0 min, green"

@@ -31,11 +31,16 @@ judged_metric(cols[1], "Redis hit rate", percent(redis_rate),
               state_for_ratio(redis_rate, settings.redis_hit_rate_target, 0.10),
               f"> {percent(settings.redis_hit_rate_target, 0)}")
 views = data["views"]
-oldest = views["age_minutes"].max() if len(views) else None
-view_state = ("grey" if oldest is None or oldest != oldest else
+unknown_age = int(views["age_minutes"].isna().sum()) if len(views) else 0
+oldest = views["age_minutes"].max() if len(views) and not unknown_age else None
+view_state = ("grey" if oldest is None else
               "green" if oldest <= settings.matview_max_age_minutes else "red")
-judged_metric(cols[2], "Oldest plan view", "n/a" if view_state == "grey" else f"{oldest:.0f} min",
-              view_state, f"≤ {settings.matview_max_age_minutes:g} min")
+judged_metric(cols[2], "Oldest plan view",
+              f"unknown ({unknown_age} of {len(views)})" if unknown_age
+              else "n/a" if oldest is None else f"{oldest:.0f} min",
+              view_state, f"≤ {settings.matview_max_age_minutes:g} min",
+              help="A view whose last refresh DB Pulse cannot know (refreshed by someone else "
+                   "without the event trigger or pg_cron history) makes the oldest unknown.")
 status = data["status"]
 done = int((status["state"] == "applied").sum())
 cols[3].metric("Migrations applied", f"{done} / {len(status)}",
