@@ -80,7 +80,7 @@ class Review:
             parts.append(f"Biggest improvement: {top['label']}, mean {top['mean_ms_previous']:.2f}"
                          f" → {top['mean_ms_current']:.2f} ms ({top['mean_change']:+.0%}), "
                          f"{top['time_saved_ms'] / 1000:,.1f} s of database time saved"
-                         + (f" — after {self.migration_label}" if self.migration_label else ""))
+                         + (f" — {self.attribution}" if self.attribution else ""))
         if not self.regressed.empty:
             worst = self.regressed.iloc[0]
             parts.append(f"Biggest regression: {worst['label']}, mean "
@@ -89,13 +89,15 @@ class Review:
         return ". ".join(parts) + "." if parts else "No statement changed enough to compare."
 
     @property
-    def migration_label(self) -> str:
-        migrations = self.events[self.events["kind"] == "migration"] if not self.events.empty \
-            else self.events
-        if migrations.empty:
+    def attribution(self) -> str:
+        """To which migration the biggest improvement is owed, if one precedes it in time."""
+        if self.improved.empty:
             return ""
-        last = migrations.iloc[-1]
-        return f"{last['label']} ({last['at']:%Y-%m-%d %H:%M})"
+        top = self.improved.iloc[0]
+        series = self.statement_trend[self.statement_trend["queryid"] == top["queryid"]] \
+            if not self.statement_trend.empty else self.statement_trend
+        return attribute_change(series, top["mean_ms_previous"], top["mean_ms_current"],
+                                self.events)
 
 
 def statement_label(query: str | None) -> str:
@@ -126,6 +128,46 @@ def hot_query_mean(deltas: pd.DataFrame, name: str) -> float | None:
     mine = deltas[deltas["query"].map(hot_query_label) == name]
     calls = mine["calls"].astype(float).sum()
     return None if calls == 0 else float(mine["total_exec_ms"].astype(float).sum() / calls)
+
+
+def attribute_change(series: pd.DataFrame, mean_before: float, mean_after: float,
+                     events: pd.DataFrame, bucket_hours: int = 6) -> str:
+    """Which migration a statement's change follows, with how sure that is. The change is put
+    in the first time bucket from which every later bucket's mean is on the new side of the
+    midpoint between the two periods' means; a migration that finished within that bucket or
+    the one before it is credited. Otherwise none is, and the text says when it changed.
+
+    >>> t = pd.Timestamp("2026-11-10", tz="UTC"); h = pd.Timedelta(hours=6)
+    >>> series = pd.DataFrame({"bucket": [t, t + h, t + 2 * h, t + 3 * h],
+    ...                        "mean_exec_ms": [40.0, 41.0, 9.0, 10.0]})
+    >>> moved = pd.DataFrame({"at": [t + 2 * h + pd.Timedelta(hours=1)], "kind": ["migration"],
+    ...                       "label": ["apply 0001 phase1_indexes"]})
+    >>> attribute_change(series, 40.5, 9.5, moved)
+    'after apply 0001 phase1_indexes (2026-11-10 13:00): the change appeared between 2026-11-10 06:00 and 2026-11-10 18:00'
+    >>> late = moved.assign(at=[t + 3 * h + pd.Timedelta(hours=5)])
+    >>> attribute_change(series, 40.5, 9.5, late)
+    'no migration precedes it closely: it changed between 2026-11-10 06:00 and 2026-11-10 18:00'
+    """
+    if series.empty or not (mean_before == mean_before and mean_after == mean_after):
+        return ""
+    series = series.sort_values("bucket").reset_index(drop=True)
+    midpoint = (mean_before + mean_after) / 2
+    on_new_side = (series["mean_exec_ms"] <= midpoint) if mean_after < mean_before \
+        else (series["mean_exec_ms"] >= midpoint)
+    settled = on_new_side[::-1].cummin()[::-1]  # from here on, always on the new side
+    if not settled.any() or settled.iloc[0]:
+        return ""  # never settled, or already changed before the first bucket
+    first = int(settled.idxmax())
+    width = pd.Timedelta(hours=bucket_hours)
+    window_start, window_end = series["bucket"].iloc[first - 1], series["bucket"].iloc[first] + width
+    migrations = events[(events["kind"] == "migration") & (events["at"] >= window_start)
+                        & (events["at"] < window_end)] if not events.empty else events
+    if migrations.empty:
+        return (f"no migration precedes it closely: it changed between "
+                f"{window_start:%Y-%m-%d %H:%M} and {window_end:%Y-%m-%d %H:%M}")
+    last = migrations.sort_values("at").iloc[-1]
+    return (f"after {last['label']} ({last['at']:%Y-%m-%d %H:%M}): the change appeared between "
+            f"{window_start:%Y-%m-%d %H:%M} and {window_end:%Y-%m-%d %H:%M}")
 
 
 def compare_statements(previous: pd.DataFrame, current: pd.DataFrame) -> pd.DataFrame:
