@@ -247,15 +247,28 @@ def ledger(conn: psycopg.Connection) -> pd.DataFrame:
     if conn.execute("SELECT to_regclass('dbpulse.migration_runs')").fetchone()[0] is None:
         return pd.DataFrame(columns=["version", "name", "direction", "checksum", "run_by",
                                      "started_at", "finished_at", "outcome", "statements_total",
-                                     "statements_completed", "error"])
+                                     "statements_completed", "error", "statement_checksums"])
+    # statement_checksums arrived with schema file 005: read it so that older schemas work too
     return to_frame(conn.execute("""
         SELECT version, name, direction, checksum, run_by, started_at, finished_at, outcome,
-               statements_total, statements_completed, error
-        FROM dbpulse.migration_runs ORDER BY id DESC"""))
+               statements_total, statements_completed, error,
+               to_jsonb(r) -> 'statement_checksums' AS statement_checksums
+        FROM dbpulse.migration_runs r ORDER BY id DESC"""))
+
+
+def runner_active(conn: psycopg.Connection) -> bool:
+    """A migration runner holds the run lock right now (possibly in another process)."""
+    return conn.execute("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
+                        "AND objid = %s AND granted)", (RUN_LOCK_KEY,)).fetchone()[0]
+
+
+def statement_checksums(statements: list[Statement]) -> list[str]:
+    return [hashlib.sha256(s.text.strip().encode()).hexdigest()[:16] for s in statements]
 
 
 def status(conn: psycopg.Connection, migrations: list[Migration]) -> pd.DataFrame:
-    """Per migration: pending, applied, failed (with how far it got) or changed since applied."""
+    """Per migration: pending, applied, running, interrupted (its runner is gone), failed (with
+    how far it got) or changed since applied."""
     runs = ledger(conn)
     rows = []
     for m in migrations:
@@ -263,7 +276,11 @@ def status(conn: psycopg.Connection, migrations: list[Migration]) -> pd.DataFram
         last = mine.iloc[0] if len(mine) else None
         if last is None or (last["direction"] == "rollback" and last["outcome"] == "ok"):
             state = "pending"
-        elif last["outcome"] == "failed" or last["outcome"] == "running":
+        elif last["outcome"] == "running":
+            # the runner holds the run lock for as long as it lives: without it, it is gone
+            state = (f"running ({last['direction']})" if runner_active(conn)
+                     else f"interrupted ({last['direction']})")
+        elif last["outcome"] == "failed":
             state = f"failed ({last['direction']})"
         elif last["checksum"] != m.checksum:
             state = "changed since applied"
@@ -274,7 +291,8 @@ def status(conn: psycopg.Connection, migrations: list[Migration]) -> pd.DataFram
                      "completed": None if last is None else last["statements_completed"],
                      "last_run_by": None if last is None else last["run_by"],
                      "last_run_at": None if last is None else last["finished_at"],
-                     "error": None if last is None else last["error"],
+                     "error": "" if last is None or not isinstance(last["error"], str)
+                     else last["error"],
                      "has_rollback": m.rollback_path is not None})
     return pd.DataFrame(rows)
 
@@ -462,51 +480,95 @@ def _drop_leftover(conn, settings: Settings, index: str) -> str:
                 f"for the same transactions): run {drop.as_string(conn)}; once they end.")
 
 
+def _resume_point(last, migration: Migration, statements: list[Statement], direction: str,
+                  progress: Progress) -> int:
+    """Where a run continues: after the statements the last failed or interrupted run of the
+    same direction committed, when those are unchanged; else from the start (or refused)."""
+    if last is None or last["direction"] != direction or last["outcome"] not in ("failed",
+                                                                                 "running"):
+        return 0
+    done = int(last["statements_completed"])
+    if last["checksum"] == migration.checksum:
+        if done:
+            progress(f"{migration.version}: continuing after statement {done}")
+        return done
+    before = last["statement_checksums"] if isinstance(last["statement_checksums"], list) else None
+    now = statement_checksums(statements)
+    if before is None:
+        raise MigrationError(f"{migration.path.name} changed since its last run stopped after "
+                             f"{done} of {last['statements_total']} statements, and that run "
+                             "did not record its statements: check by hand what is applied")
+    changed = [i + 1 for i in range(done) if i >= len(now) or before[i] != now[i]]
+    if changed:
+        raise MigrationError(
+            f"{migration.path.name} changed since its last run, in statement(s) "
+            f"{', '.join(map(str, changed))} that already ran ({done} of "
+            f"{last['statements_total']} were done): restore them, or undo them by hand")
+    edited = [i + 1 for i in range(done, max(len(before), len(now)))
+              if i >= len(before) or i >= len(now) or before[i] != now[i]]
+    progress(f"{migration.version}: the file changed after the last run (statement(s) "
+             f"{', '.join(map(str, edited)) or 'none'}); statements 1-{done} are unchanged and "
+             f"done, continuing after them")
+    return done
+
+
 def _run(conn, settings: Settings, migration: Migration, direction: str, actor: str,
          progress: Progress, dsn: str | None = None) -> None:
     statements = migration.statements if direction == "apply" else migration.rollback_statements
     runs = ledger(conn)
     last = runs[runs["version"] == migration.version]
     last = last.iloc[0] if len(last) else None
-    start = 0
-    if last is not None and last["outcome"] == "failed" and last["direction"] == direction \
-            and last["checksum"] == migration.checksum:
-        start = int(last["statements_completed"])  # resume where the failed run stopped
-        progress(f"{migration.version}: resuming after statement {start}")
+    start = _resume_point(last, migration, statements, direction, progress)
     run_id = conn.execute("""
         INSERT INTO dbpulse.migration_runs (version, name, direction, checksum, run_by,
                                             statements_total, statements_completed,
-                                            statements_before)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
+                                            statements_before, statement_checksums)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
         (migration.version, migration.name, direction, migration.checksum, actor,
-         len(statements), start, json.dumps(_statement_counters(conn)))).fetchone()[0]
-    completed = start
+         len(statements), start, json.dumps(_statement_counters(conn)),
+         json.dumps(statement_checksums(statements)))).fetchone()[0]
+    completed = current = start
+
+    def mark(done: int) -> None:
+        conn.execute("UPDATE dbpulse.migration_runs SET statements_completed = %s "
+                     "WHERE id = %s", (done, run_id))
+
     try:
         for first, group in _groups(statements, start):
             for offset, s in enumerate(group):
                 progress(f"{migration.version} [{first + offset + 1}/{len(statements)}] "
                          f"{s.text.strip().splitlines()[0][:100]}")
             if group[0].autocommit:
-                _run_alone(conn, settings, group[0], progress, dsn)
-                if group[0].index_name and _index_is_valid(conn, group[0].index_name) is False:
+                current = first
+                s = group[0]
+                if first == start and start and s.index_name \
+                        and _index_is_valid(conn, s.index_name):
+                    # resumed right after a crash that came between the build and the ledger
+                    progress(f"    {s.index_name} exists and is valid: already done")
+                else:
+                    _run_alone(conn, settings, s, progress, dsn)
+                if s.index_name and _index_is_valid(conn, s.index_name) is False:
                     raise MigrationError(
-                        f"index {group[0].index_name} was left INVALID by the concurrent build. "
+                        f"index {s.index_name} was left INVALID by the concurrent build. "
                         f"Fix the cause, then DROP INDEX CONCURRENTLY IF EXISTS "
-                        f"{group[0].index_name}; and run again: the run continues here.")
+                        f"{s.index_name}; and run again: the run continues here.")
+                mark(first + 1)
             else:
+                # the group and its ledger line commit together: after a crash the ledger says
+                # exactly which statements took effect
                 with conn.transaction():
-                    for s in group:
+                    for offset, s in enumerate(group):
+                        current = first + offset
                         conn.execute(s.text)
+                    mark(first + len(group))
             completed = first + len(group)
-            conn.execute("UPDATE dbpulse.migration_runs SET statements_completed = %s "
-                         "WHERE id = %s", (completed, run_id))
     except (psycopg.Error, MigrationError) as exc:
         message = str(exc).strip().splitlines()[0]
         conn.execute("UPDATE dbpulse.migration_runs SET outcome = 'failed', finished_at = now(), "
-                     "error = %s WHERE id = %s",
-                     (f"statement {completed + 1}: {message}", run_id))
+                     "statements_completed = %s, error = %s WHERE id = %s",
+                     (completed, f"statement {current + 1}: {message}", run_id))
         raise MigrationError(f"{migration.path.name if direction == 'apply' else 'rollback of ' + migration.version}: "
-                             f"statement {completed + 1} failed: {message}. {completed} of "
+                             f"statement {current + 1} failed: {message}. {completed} of "
                              f"{len(statements)} statements are done; the ledger says so, and "
                              "the next run continues after them.") from exc
     conn.execute("UPDATE dbpulse.migration_runs SET outcome = 'ok', finished_at = now(), "

@@ -502,3 +502,93 @@ def test_hot_queries_are_recognised_as_pg_stat_statements_stores_them(scratch_da
         if label:
             labelled[label] = labelled.get(label, 0) + calls
     assert labelled == {"Q2 pending events": 2, "Q9 hot leads": 1}, rows
+
+
+def test_kill_9_mid_run_leaves_an_exact_ledger_and_the_rerun_repeats_nothing(
+        scratch_database, tmp_path):
+    import signal
+    import time
+
+    from queries.config import Settings
+
+    folder = _dir(tmp_path, {"0001_mixed.sql": (
+        "CREATE TABLE IF NOT EXISTS crash_rows (id int);\n"
+        "INSERT INTO crash_rows VALUES (1);\n"
+        "CREATE INDEX CONCURRENTLY crash_rows_id ON crash_rows (id);\n"
+        "INSERT INTO crash_rows VALUES (2);\n")})
+    env = {**os.environ, "DATABASE_URL": scratch_database, "DBPULSE_ROLE": "dba",
+           "DBPULSE_SECRETS_FILE": str(tmp_path / "none.toml")}
+    env.pop("DATABASE_ADMIN_URL", None)
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE other (id int)")
+    holder = psycopg.connect(scratch_database)  # an old snapshot: the build waits in statement 3
+    holder.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    holder.execute("SELECT count(*) FROM other").fetchone()
+    runner = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "cli.py"), "migrate", "apply",
+                               "--dir", str(folder)], env=env, stdout=subprocess.PIPE, text=True)
+    for line in runner.stdout:
+        if "[3/4]" in line:
+            break
+    time.sleep(1)
+    runner.send_signal(signal.SIGKILL)
+    runner.wait(10)
+    settings = Settings(role="dba")
+    found = migrations.discover(folder)
+    assert _status(scratch_database, settings, found)["0001"] == "running (apply)"  # its backend
+    holder.commit()  # the orphaned build finishes, its backend notices the client is gone
+    holder.close()
+    deadline = time.monotonic() + 20
+    while _status(scratch_database, settings, found)["0001"] != "interrupted (apply)":
+        assert time.monotonic() < deadline, _status(scratch_database, settings, found)
+        time.sleep(0.2)
+    assert _runs(scratch_database)[-1] == ("0001", "apply", "running", 2, 4)
+    messages = []
+    with admin_connection(scratch_database, settings) as conn:
+        assert migrations.apply(conn, settings, found, actor="t", target="t",
+                                dsn=scratch_database, progress=messages.append) == ["0001"]
+    assert any("continuing after statement 2" in m for m in messages), messages
+    with psycopg.connect(scratch_database) as conn:
+        assert conn.execute("SELECT array_agg(id ORDER BY id) FROM crash_rows").fetchone()[0] \
+            == [1, 2]  # no INSERT ran twice
+
+
+def test_a_failure_is_blamed_on_its_own_statement_and_an_edit_is_understood(
+        scratch_database, tmp_path):
+    from queries.config import Settings
+
+    settings = Settings(role="dba")
+    folder = _dir(tmp_path, {"0001_four.sql": (
+        "CREATE TABLE four_a (id int);\n"
+        "CREATE INDEX CONCURRENTLY four_a_id ON four_a (id);\n"
+        "INSERT INTO four_a VALUES (1);\n"
+        "INSERT INTO no_such_table VALUES (1);\n")})
+    with pytest.raises(migrations.MigrationError, match="statement 4 failed.*2 of 4"):
+        _apply(scratch_database, settings, migrations.discover(folder))
+    status = _admin_status(scratch_database, settings, folder)
+    assert status["state"] == "failed (apply)" and status["error"].startswith("statement 4:")
+    # the failing statement is fixed in the file: statements 1-2 are unchanged and done
+    (folder / "0001_four.sql").write_text(
+        "CREATE TABLE four_a (id int);\n"
+        "CREATE INDEX CONCURRENTLY four_a_id ON four_a (id);\n"
+        "INSERT INTO four_a VALUES (1);\n"
+        "INSERT INTO four_a VALUES (2);\n")
+    assert _apply(scratch_database, settings, migrations.discover(folder)) == ["0001"]
+    with psycopg.connect(scratch_database) as conn:
+        assert conn.execute("SELECT count(*) FROM four_a").fetchone()[0] == 2
+    # a statement that already ran, edited: refused, naming it
+    (tmp_path / "second").mkdir()
+    two = ("CREATE TABLE two_a (id int);\nCREATE INDEX CONCURRENTLY two_a_id ON two_a (id);\n"
+           "INSERT INTO nowhere VALUES (1);\n")
+    folder2 = _dir(tmp_path / "second", {"0002_two.sql": two})
+    with pytest.raises(migrations.MigrationError, match="2 of 3"):
+        _apply(scratch_database, settings, migrations.discover(folder2))
+    (folder2 / "0002_two.sql").write_text(two.replace("two_a (id int)", "two_a (id bigint)"))
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE nowhere (id int)")
+    with pytest.raises(migrations.MigrationError, match=r"statement\(s\) 1 that already ran"):
+        _apply(scratch_database, settings, migrations.discover(folder2))
+
+
+def _admin_status(url, settings, folder):
+    with admin_connection(url, settings) as conn:
+        return migrations.status(conn, migrations.discover(folder)).iloc[0]

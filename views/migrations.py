@@ -17,11 +17,17 @@ if not loaded.ok:
 as_of(loaded)
 data = loaded.value
 status = data["status"]
-st.caption("States come from DB Pulse's ledger (dbpulse.migration_runs): pending, applied, failed "
-           "(a re-run continues after the last completed statement) or changed since applied.")
+st.caption("States come from DB Pulse's ledger (dbpulse.migration_runs): pending, applied, running "
+           "(its runner holds the run lock now), interrupted (its runner is gone) or failed (a "
+           "re-run continues after the last statement whose effect committed), or changed "
+           "since applied.")
 st.dataframe(status.drop(columns=["error"]), hide_index=True, width="stretch")
-for row in status[status["state"].str.startswith("failed")].itertuples():
-    st.error(f"{row.version} {row.name}: {row.error}")
+for row in status[status["state"].str.startswith(("failed", "interrupted"))].itertuples():
+    st.error(f"{row.version} {row.name}: {row.state}, {row.completed} of {row.statements} "
+             f"statements done" + (f": {row.error}" if row.error else ""))
+for row in status[status["state"].str.startswith("running")].itertuples():
+    st.info(f"{row.version} {row.name}: running now, {row.completed} of {row.statements} "
+            "statements done")
 
 for m in data["migrations"]:
     findings = data["lint"][m.version]
