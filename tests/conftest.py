@@ -25,6 +25,9 @@ from queries.config import Settings  # noqa: E402
 # their servers apart
 TEST_DIR = Path(os.environ.get("DBPULSE_TEST_DIR", PROJECT_ROOT / ".dbpulse"))
 TEST_STACK_ROOT = TEST_DIR / "test"
+# pg_stat_statements_reset() alone empties it for every database the suite uses
+RESET_THIS_DATABASE = ("SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database "
+                       "WHERE datname = current_database()), 0)")
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from demo import loader
 from queries import migrations
 from queries.connections import admin_connection
 from queries.roles import PermissionDenied
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, RESET_THIS_DATABASE
 
 PLAN_OBJECTS = ["idx_message_events_user_status_created", "idx_leads_p_score_scored_at",
                 "mv_rlhf_sessions_daily", "mv_hot_leads", "idx_social_engagement_lead"]
@@ -484,7 +484,7 @@ def test_hot_queries_are_recognised_as_pg_stat_statements_stores_them(scratch_da
     with psycopg.connect(scratch_database, autocommit=True) as conn:
         conn.execute((PROJECT_ROOT / "sql" / "demo" / "schema.sql").read_text())
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        conn.execute("SELECT pg_stat_statements_reset()")
+        conn.execute(RESET_THIS_DATABASE)
         user = "00000000-0000-0000-0000-000000000001"
         for channel in ("email", "linkedin"):  # exactly as the workload sends Q2
             conn.execute("SELECT * FROM message_events WHERE user_id = %s AND autopilot_status = "

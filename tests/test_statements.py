@@ -6,7 +6,7 @@ import pytest
 from queries import capabilities, statements
 from queries.connections import OWN_STATEMENT_TAG, monitoring_connection
 from queries.roles import PermissionDenied
-from tests.conftest import login_role
+from tests.conftest import RESET_THIS_DATABASE, login_role
 
 
 def _ext(conn):
@@ -83,7 +83,7 @@ def test_slow_call_share_bounds_hold_the_truth_that_a_mean_misses(scratch_databa
     target; judged by the mean it was 0 %."""
     with psycopg.connect(scratch_database, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        conn.execute("SELECT pg_stat_statements_reset()")
+        conn.execute(RESET_THIS_DATABASE)
     _calls(scratch_database, "SELECT pg_sleep(%s) AS kpi_mixed", 0.03, 40)
     _calls(scratch_database, "SELECT pg_sleep(%s) AS kpi_mixed", 0.0, 80)  # one statement: same type
     _calls(scratch_database, "SELECT %s::int AS kpi_fast", 1, 600)
@@ -101,7 +101,7 @@ def test_slow_call_share_is_not_red_when_only_a_mean_is_over(scratch_database, s
     22 ms, over the threshold) among 90 fast calls. Truth 2 %; by the mean it was 10 %, red."""
     with psycopg.connect(scratch_database, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        conn.execute("SELECT pg_stat_statements_reset()")
+        conn.execute(RESET_THIS_DATABASE)
     _calls(scratch_database, "SELECT pg_sleep(%s) AS kpi_spiky", 0.11, 2)
     _calls(scratch_database, "SELECT pg_sleep(%s) AS kpi_spiky", 0.0, 8)
     _calls(scratch_database, "SELECT %s::int AS kpi_fast", 1, 90)
