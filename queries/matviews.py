@@ -100,24 +100,41 @@ def list_matviews(conn: psycopg.Connection, max_age_minutes: float = 15.0) -> pd
     # a counter reset (or a restart without stats) makes the difference negative: unknown
     writes = pd.to_numeric(frame["writes_since_refresh"], errors="coerce")
     frame["writes_since_refresh"] = writes.where(writes >= 0)
-    states = [_freshness(populated, age, changed, max_age_minutes) for populated, age, changed
+    others_logged = event_trigger_installed(conn)
+    states = [_freshness(populated, age, changed, max_age_minutes, others_logged)
+              for populated, age, changed
               in zip(frame["populated"], pd.to_numeric(frame["age_minutes"], errors="coerce"),
                      frame["writes_since_refresh"])]
-    frame["stale"] = [stale for stale, _ in states]
-    frame["freshness"] = [text for _, text in states]
+    frame["stale"] = [stale for stale, _, _ in states]
+    frame["freshness"] = [text for _, text, _ in states]
+    # an age DB Pulse cannot vouch for is unknown, not a number
+    frame["age_minutes"] = [age if known else None for (_, _, known), age
+                            in zip(states, frame["age_minutes"])]
     return frame
 
 
-def _freshness(populated: bool, age: float, writes: float, max_age: float) -> tuple[bool, str]:
-    """(stale, description). Older than the maximum is stale unless its source tables are
-    known to have had no writes since; an unknown refresh time counts as stale."""
+def _freshness(populated: bool, age: float, writes: float, max_age: float,
+               others_logged: bool = True) -> tuple[bool, str, bool]:
+    """(stale, description, age known). Older than the maximum is stale unless its sources are
+    known to have had no writes since; an unknown refresh time counts as stale. Without the
+    event trigger a refresh by anyone else is not logged: the logged age is only the longest
+    it can be, so "older than the maximum" becomes "unknown", never a confident "stale".
+
+    >>> _freshness(True, 30.0, 5, 15.0, others_logged=False)[1]
+    'unknown: DB Pulse refreshed it 30 min ago; refreshes by others are not recorded without the event trigger'
+    >>> _freshness(True, 3.0, 5, 15.0, others_logged=False)
+    (False, 'fresh: 3 min old', True)
+    """
     if not populated:
-        return True, "not populated"
+        return True, "not populated", False
     if pd.isna(age):
-        return True, "unknown: no refresh recorded"
+        return True, "unknown: no refresh recorded", False
     if age > max_age and writes != 0:
-        return True, f"stale: {age:.0f} min old (max {max_age:g})"
-    return False, f"fresh: {age:.0f} min old" + (", no writes since" if writes == 0 else "")
+        if not others_logged:
+            return True, (f"unknown: DB Pulse refreshed it {age:.0f} min ago; refreshes by "
+                          "others are not recorded without the event trigger"), False
+        return True, f"stale: {age:.0f} min old (max {max_age:g})", True
+    return False, f"fresh: {age:.0f} min old" + (", no writes since" if writes == 0 else ""), True
 
 
 def refresh_history(conn: psycopg.Connection, limit: int = 500) -> pd.DataFrame:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
 import psycopg
 import pytest
 import streamlit as st
@@ -244,3 +245,49 @@ def _log_exists(url):
     with psycopg.connect(url) as conn:
         return conn.execute("SELECT to_regclass('dbpulse.matview_refresh_log') IS NOT NULL"
                             ).fetchone()[0]
+
+
+def test_writes_through_partitions_and_views_are_seen(views_db, dba_settings):
+    with psycopg.connect(views_db, autocommit=True) as conn:
+        conn.execute("""
+            CREATE TABLE events (id int, day date) PARTITION BY RANGE (day);
+            CREATE TABLE events_old PARTITION OF events FOR VALUES FROM ('2000-01-01') TO ('2026-01-01');
+            CREATE TABLE events_new PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2100-01-01');
+            CREATE MATERIALIZED VIEW events_daily AS SELECT day, count(*) AS n FROM events GROUP BY day;
+            CREATE UNIQUE INDEX ON events_daily (day);
+            CREATE VIEW big_sales AS SELECT * FROM sales WHERE amount > 500;
+            CREATE MATERIALIZED VIEW big_sales_daily AS
+                SELECT day, count(*) AS n FROM big_sales GROUP BY day;
+            CREATE UNIQUE INDEX ON big_sales_daily (day);
+        """)
+    for name in ("events_daily", "big_sales_daily"):
+        _refresh(views_db, dba_settings, name)
+    with psycopg.connect(views_db, autocommit=True) as conn:
+        conn.execute("INSERT INTO events SELECT g, date '2026-06-01' + g % 9 "
+                     "FROM generate_series(1, 30) g")
+        conn.execute("UPDATE sales SET amount = amount + 1 WHERE id <= 20")
+    time.sleep(1.1)  # cumulative statistics arrive up to a second late
+    views = _views(views_db, dba_settings, max_age=60)
+    assert views.loc["events_daily", "writes_since_refresh"] == 30  # was 0: "no writes since"
+    assert views.loc["big_sales_daily", "writes_since_refresh"] == 20
+
+
+def test_without_the_event_trigger_an_old_logged_refresh_is_not_called_stale(views_db,
+                                                                              dba_settings):
+    _refresh(views_db, dba_settings, ODD)
+    with psycopg.connect(views_db, autocommit=True) as conn:
+        conn.execute("INSERT INTO sales SELECT g, current_date, 1 FROM generate_series(3001, 3010) g")
+        # someone else refreshes: DB Pulse cannot know without the trigger
+        conn.execute('REFRESH MATERIALIZED VIEW CONCURRENTLY "Sales ""Daily"" MV"')
+    time.sleep(1.1)
+    row = _views(views_db, dba_settings, max_age=0).loc[ODD]
+    assert row["freshness"].startswith("unknown: DB Pulse refreshed it")
+    assert pd.isna(row["age_minutes"])
+    with admin_connection(views_db, dba_settings) as conn:
+        matviews.install_event_trigger(conn, dba_settings, actor="tester", target="t")
+    with psycopg.connect(views_db, autocommit=True) as conn:
+        conn.execute('REFRESH MATERIALIZED VIEW CONCURRENTLY "Sales ""Daily"" MV"')
+        conn.execute("INSERT INTO sales SELECT g, current_date, 1 FROM generate_series(3011, 3015) g")
+    time.sleep(1.1)
+    row = _views(views_db, dba_settings, max_age=0).loc[ODD]
+    assert row["freshness"].startswith("stale:") and row["age_minutes"] >= 0
