@@ -291,3 +291,18 @@ def test_without_the_event_trigger_an_old_logged_refresh_is_not_called_stale(vie
     time.sleep(1.1)
     row = _views(views_db, dba_settings, max_age=0).loc[ODD]
     assert row["freshness"].startswith("stale:") and row["age_minutes"] >= 0
+
+
+def test_event_trigger_knows_a_concurrent_refresh_inside_a_function(views_db, dba_settings):
+    with admin_connection(views_db, dba_settings) as conn:
+        matviews.install_event_trigger(conn, dba_settings, actor="tester", target="t")
+    with psycopg.connect(views_db, autocommit=True) as conn:
+        conn.execute("""
+            CREATE FUNCTION refresh_both() RETURNS void LANGUAGE plpgsql AS $$
+            BEGIN
+                REFRESH MATERIALIZED VIEW CONCURRENTLY "Sales ""Daily"" MV";
+                REFRESH MATERIALIZED VIEW no_unique;
+            END $$""")
+        conn.execute("SELECT refresh_both()")
+    assert [(name, concurrent) for name, _, _, concurrent, _ in _log(views_db)] == [
+        (ODD, True), ("no_unique", False)]

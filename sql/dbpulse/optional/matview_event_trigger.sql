@@ -16,7 +16,13 @@ BEGIN
             (view_oid, schema_name, view_name, started_at, finished_at, was_concurrent,
              refreshed_by, recorded_by, outcome, source_writes)
         SELECT c.oid, n.nspname, c.relname, statement_timestamp(), clock_timestamp(),
-               current_query() ~* 'concurrently', session_user, 'event_trigger', 'ok',
+               -- a plain refresh holds ACCESS EXCLUSIVE on the view until the transaction
+               -- ends, a concurrent one only EXCLUSIVE: this holds inside a function too,
+               -- where the statement's text is not current_query()
+               NOT EXISTS (SELECT 1 FROM pg_locks l
+                           WHERE l.relation = c.oid AND l.pid = pg_backend_pid()
+                             AND l.mode = 'AccessExclusiveLock' AND l.granted),
+               session_user, 'event_trigger', 'ok',
                dbpulse.matview_source_writes(c.oid)
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE c.oid = command.objid;
