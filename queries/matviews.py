@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 import psycopg
+from pglast import ast, parse_sql
+from pglast.parser import ParseError
 from psycopg import sql
 
 from queries import audit, dbpulse_schema
@@ -100,6 +102,7 @@ def list_matviews(conn: psycopg.Connection, max_age_minutes: float = 15.0) -> pd
     # a counter reset (or a restart without stats) makes the difference negative: unknown
     writes = pd.to_numeric(frame["writes_since_refresh"], errors="coerce")
     frame["writes_since_refresh"] = writes.where(writes >= 0)
+    _merge_cron_refreshes(frame, cron_last_refreshes(conn))
     others_logged = event_trigger_installed(conn)
     states = [_freshness(populated, age, changed, max_age_minutes, others_logged)
               for populated, age, changed
@@ -111,6 +114,48 @@ def list_matviews(conn: psycopg.Connection, max_age_minutes: float = 15.0) -> pd
     frame["age_minutes"] = [age if known else None for (_, _, known), age
                             in zip(states, frame["age_minutes"])]
     return frame
+
+
+def cron_last_refreshes(conn: psycopg.Connection) -> dict[int, tuple]:
+    """view oid -> (start, end) of pg_cron's last successful run of a command that refreshes
+    it by name (a job that calls a function is not matched: its command names no view)."""
+    if not cron_readable(conn):
+        return {}
+    runs = conn.execute("""
+        SELECT command, max(start_time), max(end_time) FROM cron.job_run_details
+        WHERE status = 'succeeded' AND command ~* 'refresh\\s+materialized\\s+view'
+        GROUP BY command""").fetchall()
+    latest: dict[int, tuple] = {}
+    for command, started, ended in runs:
+        try:
+            parsed = parse_sql(command)
+        except ParseError:
+            continue
+        for raw in parsed:
+            if isinstance(raw.stmt, ast.RefreshMatViewStmt):
+                rel = raw.stmt.relation
+                oid = conn.execute("SELECT to_regclass(%s)::oid", (
+                    qualified(rel.schemaname or "public", rel.relname),)).fetchone()[0]
+                if oid is not None and (oid not in latest or latest[oid][1] < ended):
+                    latest[oid] = (started, ended)
+    return latest
+
+
+def _merge_cron_refreshes(frame: pd.DataFrame, cron: dict[int, tuple]) -> None:
+    """Where pg_cron refreshed a view after the last logged refresh, that run is the last one
+    (the writes since it are unknown: pg_cron does not record them)."""
+    now = datetime.now(timezone.utc)
+    for i, oid in enumerate(frame["view_oid"]):
+        run = cron.get(int(oid))
+        logged = frame.at[i, "last_refresh"]
+        if run is None or (pd.notna(logged) and logged >= run[1]):
+            continue
+        frame.at[i, "last_refresh"] = run[1]
+        frame.at[i, "last_duration_ms"] = (run[1] - run[0]).total_seconds() * 1000
+        frame.at[i, "recorded_by"] = "pg_cron"
+        frame.at[i, "refreshed_by"] = "pg_cron"
+        frame.at[i, "writes_since_refresh"] = None
+        frame.at[i, "age_minutes"] = (now - run[1]).total_seconds() / 60
 
 
 def _freshness(populated: bool, age: float, writes: float, max_age: float,
@@ -152,9 +197,23 @@ def refresh_history(conn: psycopg.Connection, limit: int = 500) -> pd.DataFrame:
         """, (limit,)))
 
 
+def cron_readable(conn: psycopg.Connection) -> bool:
+    """pg_cron's run history exists and this role may read it (pg_monitor alone may not:
+    GRANT USAGE ON SCHEMA cron and SELECT ON cron.job, cron.job_run_details to it)."""
+    # names in the schema are looked up only once its USAGE is known: the lookup itself
+    # would fail without it
+    usable = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'cron') "
+                          "AND has_schema_privilege('cron', 'USAGE')").fetchone()[0]
+    return usable and conn.execute("""
+        SELECT to_regclass('cron.job_run_details') IS NOT NULL
+               AND has_table_privilege('cron.job_run_details', 'SELECT')
+               AND has_table_privilege('cron.job', 'SELECT')""").fetchone()[0]
+
+
 def cron_refresh_runs(conn: psycopg.Connection, limit: int = 200) -> pd.DataFrame | None:
-    """pg_cron's runs of commands that refresh a materialized view; None without pg_cron."""
-    if conn.execute("SELECT to_regclass('cron.job_run_details')").fetchone()[0] is None:
+    """pg_cron's runs of commands that refresh a materialized view; None without pg_cron (or
+    without the right to read its history)."""
+    if not cron_readable(conn):
         return None
     return to_frame(conn.execute("""
         SELECT j.jobname, d.command, d.status, d.start_time, d.end_time, d.return_message

@@ -99,12 +99,20 @@ def pg15_url():
             pytest.fail("PostgreSQL 15 is missing; .ci/run should have installed postgresql-15")
         pytest.skip("PostgreSQL 15 not installed (apt-get install postgresql-15 "
                     "postgresql-15-hypopg)")
+    # pg_cron (Debian's postgresql-15-cron), preloaded, runs its jobs in salesflow15
+    cron = (PG15_BIN.parent / "lib" / "pg_cron.so").exists()
     stack = EmbeddedStack(root=TEST_DIR / "test-pg15", pg_port=free_port(),
-                          database="postgres", pg_bin_dir=PG15_BIN, with_redis=False)
+                          database="postgres", pg_bin_dir=PG15_BIN, with_redis=False,
+                          extra_settings={"shared_preload_libraries":
+                                          "'pg_stat_statements,pg_cron'",
+                                          "cron.database_name": "'salesflow15'",
+                                          "cron.use_background_workers": "on",
+                                          "max_worker_processes": "16"} if cron else None)
     stack.destroy()
     status = stack.up()
     url = create_database(status.state.database_url("postgres"), "salesflow15",
-                          "pg_stat_statements", "pgstattuple", "hypopg")
+                          "pg_stat_statements", "pgstattuple", "hypopg",
+                          *(["pg_cron"] if cron else []))
     loader.load(url, "small")
     yield url
     stack.destroy()
