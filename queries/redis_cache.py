@@ -42,6 +42,7 @@ class OwnTraffic:
         self._hits: Counter = Counter()
         self._misses: Counter = Counter()
         self._commands: dict[str, Counter] = {}
+        self._last_processed: dict[str, int] = {}
 
     def record(self, server: str | None, command: str, calls: int = 1, hits: int = 0,
                misses: int = 0) -> None:
@@ -59,6 +60,17 @@ class OwnTraffic:
     def commands(self, server: str | None) -> Counter:
         with self.lock:
             return Counter(self._commands.get(server, Counter()))
+
+    def seen(self, server: str | None, commands_processed: int | None) -> None:
+        """Called with every INFO read: when the server's command count went back (CONFIG
+        RESETSTAT), its counters restarted from zero and so does DB Pulse's own account."""
+        if server is None or commands_processed is None:
+            return
+        with self.lock:
+            if commands_processed < self._last_processed.get(server, 0):
+                self._hits[server] = self._misses[server] = 0
+                self._commands[server] = Counter()
+            self._last_processed[server] = commands_processed
 
 
 OWN = OwnTraffic()
@@ -168,6 +180,7 @@ def redis_overview(client: redis.Redis, url: str = "") -> RedisOverview:
             info = client.info("all")
         except redis.RedisError as exc:
             raise describe_error(exc, url) from exc
+        OWN.seen(info.get("run_id"), _int(info, "total_commands_processed"))
         own_hits, own_misses = OWN.lookups(info.get("run_id"))
         OWN.record(info.get("run_id"), "info")
     keyspace = {k: v for k, v in info.items() if k.startswith("db") and isinstance(v, dict)}
@@ -217,6 +230,7 @@ def take_sample(client: redis.Redis, url: str = "") -> Sample:
         except redis.RedisError as exc:
             raise describe_error(exc, url) from exc
         server = info.get("run_id")
+        OWN.seen(server, _int(info, "total_commands_processed"))
         own_hits, own_misses = OWN.lookups(server)
         own_commands = sum(OWN.commands(server).values())
         OWN.record(server, "info")

@@ -293,3 +293,17 @@ def test_without_ttls_key_sampling_makes_no_lookup_at_all(fresh_server_url):
     after = client.info("stats")
     assert (after["keyspace_hits"], after["keyspace_misses"]) == (
         before["keyspace_hits"], before["keyspace_misses"])
+
+
+def test_own_account_restarts_with_a_statistics_reset(fresh_server_url):
+    url = fresh_server_url
+    client = redis_cache.connect(url)
+    client.set("lead:1", "x", ex=100)
+    overview = redis_cache.redis_overview(client, url)
+    for _ in range(3):  # DB Pulse's own TTL lookups: 3 hits it must not report
+        redis_cache.sample_key_families(client, ("lead:*",), server=overview.run_id,
+                                        with_ttl=True)
+    client.config_resetstat()
+    client.get("lead:1")  # the application's one hit after the reset
+    after = redis_cache.redis_overview(client, url)
+    assert (after.keyspace_hits, after.keyspace_misses) == (1, 0)
