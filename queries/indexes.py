@@ -301,17 +301,15 @@ def judge_unused(frame: pd.DataFrame, min_size_bytes: int = 0,
     rows = frame[(frame["scans"] == 0) & ~frame["is_unique"] & ~frame["backs_constraint"]
                  & frame["is_valid"] & (frame["size_bytes"] >= min_size_bytes) & ~reported
                  & frame["parent_index_oid"].isna()]
-    candidates = set(rows["index_oid"])
-    keys_by_table: dict[int, list[ForeignKey]] = {}
-    for fk in foreign_keys:
-        keys_by_table.setdefault(fk.table_oid, []).append(fk)
-    on_fk_tables = frame[frame["table_oid"].isin(list(keys_by_table))]
+    # the keys no index outside the candidates supports: a candidate supporting one is kept
+    others = frame[~frame["index_oid"].isin(list(rows["index_oid"]))]
+    uncovered: dict[int, list[ForeignKey]] = {}
+    for fk in unsupported_keys(foreign_keys, others):
+        uncovered.setdefault(fk.table_oid, []).append(fk)
     findings = []
     for r in rows.sort_values("size_bytes", ascending=False).itertuples():
         name = qualified(r.schema_name, r.index_name)
-        needed_by = [fk for fk in keys_by_table.get(r.table_oid, []) if fk.supported_by(r)
-                     and not any(fk.supported_by(o) for o in on_fk_tables.itertuples()
-                                 if o.index_oid not in candidates)]
+        needed_by = [fk for fk in uncovered.get(r.table_oid, []) if fk.supported_by(r)]
         young = evidence.too_new(name) if evidence else None
         if needed_by:
             fk = needed_by[0]
@@ -453,19 +451,22 @@ class MissingIndexHint:
     fix: str | None
 
 
+def unsupported_keys(keys: list[ForeignKey], frame: pd.DataFrame) -> list[ForeignKey]:
+    """The foreign keys no index of the frame supports (ForeignKey.supported_by); only the
+    indexes of tables that have foreign keys are looked at."""
+    on_fk_tables = frame[frame["table_oid"].isin([fk.table_oid for fk in keys])]
+    by_table: dict[int, list] = {}
+    for r in on_fk_tables.itertuples():
+        by_table.setdefault(r.table_oid, []).append(r)
+    return [fk for fk in keys
+            if not any(fk.supported_by(r) for r in by_table.get(fk.table_oid, []))]
+
+
 def unindexed_foreign_keys(keys: list[ForeignKey], frame: pd.DataFrame) -> list[MissingIndexHint]:
     """Foreign keys with no valid index whose leading columns are the key's columns: deletes
     and updates on the referenced table scan this one, and joins on the key cannot use an index."""
-    leading: dict[int, list[list[int]]] = {}
-    usable = frame["is_valid"] & frame["predicate"].isna() & frame["table_oid"].isin(
-        [fk.table_oid for fk in keys])
-    for r in frame[usable].itertuples():
-        leading.setdefault(r.table_oid, []).append(list(r.columns[:r.key_count]))
     hints = []
-    for fk in keys:
-        n = len(fk.columns)
-        if any(sorted(lead[:n]) == sorted(fk.columns) for lead in leading.get(fk.table_oid, [])):
-            continue
+    for fk in unsupported_keys(keys, frame):
         cols = ", ".join(quote_ident(c) for c in fk.column_names)
         index_name = f"idx_{fk.table_name}_{'_'.join(fk.column_names)}"[:63]
         build = (f"CREATE INDEX IF NOT EXISTS {quote_ident(index_name)} "

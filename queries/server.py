@@ -46,3 +46,14 @@ def server_identity(conn: psycopg.Connection) -> ServerIdentity:
         """).fetchone()
     version, *rest = row
     return ServerIdentity(version.split()[0], *rest)
+
+
+def login_roles(conn: psycopg.Connection) -> list[str]:
+    """Roles that can log in: the choices of the slow-query page's role filter."""
+    return sorted(r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolcanlogin"))
+
+
+def connectable_databases(conn: psycopg.Connection) -> list[str]:
+    """Databases that accept connections: the choices of the database filter."""
+    return sorted(r[0] for r in conn.execute(
+        "SELECT datname FROM pg_database WHERE datallowconn"))

@@ -150,10 +150,8 @@ def statements_data(dsn: str, settings: Settings, flt: statements.StatementFilte
         return {"capabilities": caps, "info": statements.statements_info(conn, ext),
                 "kpi": statements.slow_query_kpi(conn, ext, settings.kpi_slow_ms),
                 "top": statements.top_statements(conn, ext, flt),
-                "roles": sorted(r[0] for r in conn.execute("SELECT rolname FROM pg_roles "
-                                                          "WHERE rolcanlogin")),
-                "databases": sorted(r[0] for r in conn.execute(
-                    "SELECT datname FROM pg_database WHERE datallowconn"))}
+                "roles": server.login_roles(conn),
+                "databases": server.connectable_databases(conn)}
     return _load(dsn, settings, load)
 
 
