@@ -161,3 +161,24 @@ def synthetic_history(database_url, redis_url):
                                       redis_urls=(redis_url,), taken_by="test")
     assert written == demo_history.DAYS * 24 + 1
     return "salesflow_test"
+
+
+PAGES = ["overview", "slow_queries", "indexes", "bloat", "buffer_cache", "activity", "redis",
+         "matviews", "plan", "migrations", "review"]
+
+
+def each_page(timeout: float = 90):
+    """Every dashboard page rendered in turn with the configuration in the environment, on a
+    clean cache: yields (page, AppTest) after the page has run."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    st.cache_data.clear()
+    try:
+        for page in PAGES:
+            at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=timeout)
+            at.run()
+            at.switch_page(f"views/{page}.py").run()
+            yield page, at
+    finally:
+        st.cache_data.clear()

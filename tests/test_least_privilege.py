@@ -15,10 +15,8 @@ from streamlit.testing.v1 import AppTest
 from queries import dbpulse_schema
 from queries.config import Settings
 from queries.connections import admin_connection, describe_error
-from tests.conftest import PROJECT_ROOT, login_role
+from tests.conftest import PROJECT_ROOT, each_page, login_role
 
-PAGES = ["overview", "slow_queries", "indexes", "bloat", "buffer_cache", "activity", "redis",
-         "matviews", "plan", "migrations", "review"]
 
 
 @pytest.fixture(params=["pg18", "pg15"])
@@ -48,17 +46,10 @@ def test_every_page_renders_without_a_permission_error(monitor, redis_url, monke
                                                        tmp_path):
     url, admin = monitor
     _env(monkeypatch, tmp_path, url, admin, redis_url)
-    st.cache_data.clear()
-    try:
-        for page in PAGES:
-            at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=90)
-            at.run()
-            at.switch_page(f"views/{page}.py").run()
-            assert not at.exception, (page, at.exception)
-            shown = [e.value for e in list(at.error) + list(at.warning)]
-            assert not [m for m in shown if "ermission denied" in m], (page, shown)
-    finally:
-        st.cache_data.clear()
+    for page, at in each_page():
+        assert not at.exception, (page, at.exception)
+        shown = [e.value for e in list(at.error) + list(at.warning)]
+        assert not [m for m in shown if "ermission denied" in m], (page, shown)
 
 
 def _cli(env, *args):

@@ -339,6 +339,18 @@ def test_index_build_progress_is_reported_while_it_waits(scratch_database):
     assert any(m.strip().startswith("index build: waiting for") for m in messages), messages
 
 
+def _build_behind_a_long_reader(url, tmp_path):
+    """A migration that builds an index CONCURRENTLY on `waits`, and a REPEATABLE READ
+    transaction that has read the table: its snapshot makes the build wait until it ends."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE waits (id int); INSERT INTO waits SELECT generate_series(1, 100)")
+    folder = _dir(tmp_path, {"0001_build.sql": "CREATE INDEX CONCURRENTLY waits_id ON waits (id);\n"})
+    holder = psycopg.connect(url, application_name="long-reader")
+    holder.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    holder.execute("SELECT count(*) FROM waits").fetchone()
+    return folder, holder
+
+
 def test_a_concurrent_build_waits_for_a_long_transaction_instead_of_timing_out(
         scratch_database, tmp_path):
     """A 6 s REPEATABLE READ transaction elsewhere, a 1 s admin lock timeout: the build waits
@@ -349,12 +361,7 @@ def test_a_concurrent_build_waits_for_a_long_transaction_instead_of_timing_out(
     from queries.config import Settings
 
     settings = Settings(role="dba", admin_lock_timeout_ms=1000)
-    with psycopg.connect(scratch_database, autocommit=True) as conn:
-        conn.execute("CREATE TABLE waits (id int); INSERT INTO waits SELECT generate_series(1, 100)")
-    folder = _dir(tmp_path, {"0001_build.sql": "CREATE INDEX CONCURRENTLY waits_id ON waits (id);\n"})
-    holder = psycopg.connect(scratch_database, application_name="long-reader")
-    holder.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-    holder.execute("SELECT count(*) FROM waits").fetchone()
+    folder, holder = _build_behind_a_long_reader(scratch_database, tmp_path)
     holder_pid = holder.info.backend_pid
     messages = []
     threading.Timer(6, holder.commit).start()
@@ -381,12 +388,7 @@ def test_a_cancelled_build_drops_its_invalid_index_and_says_what_it_waited_for(
     from queries.config import Settings
 
     settings = Settings(role="dba", admin_lock_timeout_ms=1000)
-    with psycopg.connect(scratch_database, autocommit=True) as conn:
-        conn.execute("CREATE TABLE waits (id int); INSERT INTO waits SELECT generate_series(1, 100)")
-    folder = _dir(tmp_path, {"0001_build.sql": "CREATE INDEX CONCURRENTLY waits_id ON waits (id);\n"})
-    holder = psycopg.connect(scratch_database, application_name="long-reader")
-    holder.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-    holder.execute("SELECT count(*) FROM waits").fetchone()
+    folder, holder = _build_behind_a_long_reader(scratch_database, tmp_path)
 
     def cancel_the_build():
         time.sleep(3)

@@ -41,9 +41,15 @@ def recorded_review(database_url, dba_settings_module):
             conn.execute(REGRESSING, (0.02,))
             conn.execute(IMPROVING, (0.001,))
     third = _snap(database_url, settings, source)
+    return _review_between(database_url, settings, source, first, second, third)
+
+
+def _review_between(url, settings, source, first, second, third):
+    """The review of the period second..third against first..second, with the watched
+    database's migration and refresh marks."""
     previous = history.Period(first.taken_at, second.taken_at)
     current = history.Period(second.taken_at, third.taken_at)
-    with monitoring_connection(database_url, settings) as conn:
+    with monitoring_connection(url, settings) as conn:
         return review.build_review(conn, source, previous, current, settings,
                                    history.target_events(conn, review.span(previous, current)))
 
@@ -213,11 +219,7 @@ def test_an_index_built_during_the_period_is_not_counted_as_unused(scratch_datab
     with psycopg.connect(scratch_database, autocommit=True) as conn:
         conn.execute("CREATE INDEX t_b ON t (b)")  # built now: no scans yet, proves nothing
     third = _snap(scratch_database, settings, "new-index")
-    previous = history.Period(first.taken_at, second.taken_at)
-    current = history.Period(second.taken_at, third.taken_at)
-    with monitoring_connection(scratch_database, settings) as conn:
-        result = review.build_review(conn, "new-index", previous, current, settings,
-                                     history.target_events(conn, review.span(previous, current)))
+    result = _review_between(scratch_database, settings, "new-index", first, second, third)
     kpis = {k.name: k for k in result.kpis}
     assert (kpis["Unused indexes"].previous, kpis["Unused indexes"].current) == (1, 1)  # t_a
 
@@ -255,9 +257,6 @@ def test_a_view_of_unknown_age_makes_the_oldest_view_unknown(scratch_database,
     first = _snap(scratch_database, settings, "ages")
     second = _snap(scratch_database, settings, "ages")
     third = _snap(scratch_database, settings, "ages")
-    previous = history.Period(first.taken_at, second.taken_at)
-    current = history.Period(second.taken_at, third.taken_at)
-    with monitoring_connection(scratch_database, settings) as conn:
-        result = review.build_review(conn, "ages", previous, current, settings, None)
+    result = _review_between(scratch_database, settings, "ages", first, second, third)
     kpi = {k.name: k for k in result.kpis}["Oldest materialized view seen"]
     assert kpi.current is None and kpi.state == "grey"  # not "0 min, green"
