@@ -1,4 +1,5 @@
-"""DB Pulse: the router. Registers the pages a role may see and draws the sidebar."""
+"""DB Pulse: the router. Nothing is drawn before the configuration is usable and the person has
+a role (ui/context.gate); then the pages and the sidebar."""
 
 import streamlit as st
 
@@ -18,8 +19,10 @@ PAGES = [
     st.Page("views/plan.py", title="Optimization plan", icon=":material/flag:"),
     st.Page("views/review.py", title="Weekly review", icon=":material/event_note:"),
     st.Page("views/activity.py", title="Activity", icon=":material/groups:"),
+    st.Page("views/audit.py", title="Audit log", icon=":material/history:"),
 ]
 
+context.gate()
 navigation = st.navigation(PAGES)
 context.sidebar()
 navigation.run()

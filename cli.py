@@ -1,8 +1,9 @@
 """DB Pulse without a browser: the embedded stack, the demo, checks and DBA actions.
 
-The CLI is run by an operator who holds the credentials, so it acts as DBA through the admin
-connection. Database commands take their target from DATABASE_URL / REDIS_URL /
-DATABASE_ADMIN_URL, or --target NAME from .streamlit/secrets.toml.
+The CLI acts as `cli:<os user>` with the configured role (`role` / DBPULSE_ROLE, or the [access]
+map when it names cli:<user>): DBA commands are refused, and audited as refused, for a viewer.
+Database commands take their target from DATABASE_URL / REDIS_URL / DATABASE_ADMIN_URL, or
+--target NAME from .streamlit/secrets.toml.
 """
 
 from __future__ import annotations
@@ -17,13 +18,9 @@ import sys
 import threading
 from pathlib import Path
 
-import psycopg
+from queries.connections import DatabaseProblem
 
 PROJECT_ROOT = Path(__file__).resolve().parent
-
-
-def _actor() -> str:
-    return f"cli:{getpass.getuser()}"
 
 
 def _stack(args):
@@ -34,11 +31,26 @@ def _stack(args):
     return EmbeddedStack(root=root, pg_port=args.pg_port, redis_port=args.redis_port)
 
 
-def _target_and_settings(args):
-    from queries.config import find_target, load_settings, load_targets
+def _acting(args):
+    """Who runs this command (cli:<os user>), with the role the configuration gives them, on
+    which target and with which settings."""
+    from queries import access
+    from queries.config import find_target, load_settings, load_targets, read_secrets
+    from queries.roles import Actor
 
-    settings = dataclasses.replace(load_settings(), role="dba")
-    return find_target(getattr(args, "target", None), load_targets()), settings
+    settings = load_settings()
+    target = find_target(getattr(args, "target", None), load_targets())
+    person = access.os_person("cli")
+    role = access.decide_role(access.load_policy(read_secrets(), settings), person, target.name)
+    return Actor(person.name, role, target, settings)
+
+
+def _demo_actor(target):
+    """The demo's own set-up acts as the DBA of the demo it builds."""
+    from queries.config import Settings
+    from queries.roles import Actor
+
+    return Actor(f"cli:{getpass.getuser()}", "dba", target, Settings(role="dba"))
 
 
 # -- stack -------------------------------------------------------------------------------------
@@ -67,8 +79,8 @@ def cmd_stack(args) -> int:
 def cmd_demo(args) -> int:
     from demo import loader
     from demo.stack import record_process
-    from queries import dbpulse_schema, matviews
-    from queries.config import Settings, Target
+    from queries import actions, matviews
+    from queries.config import Target
     from queries.connections import admin_connection
 
     stack = _stack(args)
@@ -85,22 +97,22 @@ def cmd_demo(args) -> int:
         print(f"loaded the {result.scale} demo in {result.seconds:.1f} s: "
               f"{result.row_counts['message_events']:,} message_events, "
               f"{result.row_counts['leads']:,} leads")
-    settings = Settings(role="dba")
-    with admin_connection(database_url, settings) as conn:
-        dbpulse_schema.install(conn, settings, actor=_actor(), target="demo")
-        if not matviews.event_trigger_installed(conn):  # so refreshes by anyone are logged
-            matviews.install_event_trigger(conn, settings, actor=_actor(), target="demo")
-        for view in matviews.list_matviews(conn).itertuples():
-            if view.last_refresh is None:  # a known start: fresh now, stale in 15 minutes
-                matviews.refresh(conn, settings, actor=_actor(), target="demo",
-                                 schema=view.schema_name, name=view.view_name,
-                                 allow_blocking=True)
     target = Target(name="demo", database_url=database_url, admin_url=database_url,
                     redis_urls=(redis_url,))
-    _demo_history(target, settings, redis_url)
+    who = _demo_actor(target)
+    actions.install_schema(who)
+    with admin_connection(database_url, who.settings) as conn:
+        installed = matviews.event_trigger_installed(conn)
+        unrefreshed = [v for v in matviews.list_matviews(conn).itertuples()
+                       if v.last_refresh is None]
+    if not installed:  # so refreshes by anyone are logged
+        actions.install_event_trigger(who)
+    for view in unrefreshed:  # a known start: fresh now, stale in 15 minutes
+        actions.refresh_view(who, view.schema_name, view.view_name, allow_blocking=True)
+    _demo_history(who, redis_url)
     if args.no_ui:
         return 0
-    threading.Thread(target=_snapshot_loop, args=(target, settings, args.snapshot_every * 60),
+    threading.Thread(target=_snapshot_loop, args=(who, args.snapshot_every * 60),
                      daemon=True).start()
 
     env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
@@ -131,13 +143,15 @@ def cmd_demo(args) -> int:
                     proc.kill()
 
 
-def _demo_history(target, settings, redis_url: str) -> None:
+def _demo_history(who, redis_url: str) -> None:
     """Two weeks of synthetic history (once), from the demo's real statements after a short
     warm-up of the workload, then a first real snapshot."""
     from demo import history as demo_history
     from demo.workload import Workload
+    from queries import actions
     from queries.connections import admin_connection, monitoring_connection
 
+    target, settings = who.target, who.settings
     with admin_connection(target.admin_url, settings) as history, \
             monitoring_connection(target.database_url, settings) as monitor:
         if demo_history.has_synthetic_history(history, target.history_source):
@@ -148,29 +162,27 @@ def _demo_history(target, settings, redis_url: str) -> None:
             workload.run(rate_per_s=500, duration_s=8)
         finally:
             workload.close()
-        written = demo_history.create(monitor, history, settings, source=target.history_source,
-                                      redis_urls=target.redis_urls, taken_by=_actor())
+        written = demo_history.create(monitor, history, who, source=target.history_source,
+                                      redis_urls=target.redis_urls)
     if written:
         print(f"wrote {written} hourly snapshots of synthetic demo history (two weeks, phase 1 "
               "in the middle)", flush=True)
     else:
         print("no synthetic history: pg_stat_statements is not readable in this database",
               flush=True)
-    from queries import snapshots
-
-    snapshots.snapshot_target(target, settings, _actor())
+    actions.take_snapshot(who)
 
 
-def _snapshot_loop(target, settings, every_s: float) -> None:
+def _snapshot_loop(who, every_s: float) -> None:
     """The demo's own cron: a snapshot every few minutes while the dashboard runs."""
     import time
 
-    from queries import snapshots
+    from queries import actions
 
     while True:
         time.sleep(every_s)
         try:
-            snapshots.snapshot_target(target, settings, _actor())
+            actions.take_snapshot(who)
         except Exception as exc:  # keep the demo running; say why this one was missed
             print(f"snapshot skipped: {exc}", file=sys.stderr, flush=True)
 
@@ -193,7 +205,8 @@ def cmd_check(args) -> int:
     from queries import capabilities, checks, redis_cache, server
     from queries.connections import DatabaseProblem, monitoring_connection
 
-    target, settings = _target_and_settings(args)
+    who = _acting(args)
+    target, settings = who.target, who.settings
     report: dict = {"target": target.name, "findings": []}
     failed = False
     try:
@@ -256,48 +269,52 @@ def _print_check(report: dict) -> None:
 
 def cmd_refresh(args) -> int:
     """Refresh one materialized view, or every stale one (for cron)."""
-    from queries import matviews
-    from queries.connections import admin_connection
+    from queries import actions, matviews
 
-    target, settings = _target_and_settings(args)
-    with admin_connection(target.admin_url, settings) as conn:
-        if args.stale:
-            outcomes = matviews.refresh_stale(conn, settings, actor=_actor(), target=target.name,
-                                              max_age_minutes=settings.matview_max_age_minutes,
-                                              allow_blocking=args.allow_blocking)
-            for name, outcome in outcomes:
-                print(f"{name}: {outcome}")
-            if not outcomes:
-                print("no stale materialized views")
-            return 1 if any("not refreshed" in o for _, o in outcomes) else 0
-        schema, _, name = args.name.rpartition(".")
-        try:
-            result = matviews.refresh(conn, settings, actor=_actor(), target=target.name,
-                                      schema=schema or "public", name=name,
-                                      allow_blocking=args.allow_blocking)
-        except matviews.RefreshRefused as exc:
-            hint = " (--allow-blocking confirms)" if "Confirm" in str(exc) else ""
-            print(f"not refreshed: {exc}{hint}", file=sys.stderr)
-            return 1
-        except psycopg.Error as exc:
-            print(f"refresh failed: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
-            return 1
+    who = _acting(args)
+    if args.stale:
+        outcomes = actions.refresh_stale(who, args.allow_blocking)
+        for name, outcome in outcomes:
+            print(f"{name}: {outcome}")
+        if not outcomes:
+            print("no stale materialized views")
+        return 1 if any("not refreshed" in o for _, o in outcomes) else 0
+    schema, _, name = args.name.rpartition(".")
+    try:
+        result = actions.refresh_view(who, schema or "public", name, args.allow_blocking)
+    except DatabaseProblem as problem:
+        hint = (" (--allow-blocking confirms)"
+                if problem.kind == matviews.BlockingNotConfirmed.kind else "")
+        print(f"not refreshed: {problem}{hint}", file=sys.stderr)
+        return 1
     print(f"refreshed {args.name} in {result.duration_ms:.0f} ms"
           + (" (concurrently)" if result.concurrently else " (plain, blocking readers)"))
     return 0
 
 
 def cmd_migrate(args) -> int:
-    """status | plan | apply | rollback of the prepared migrations (DBA, admin connection)."""
+    """status | plan | apply | rollback of the prepared migrations (admin connection)."""
     import pandas as pd
 
-    from queries import migrations
+    from queries import actions, migrations
     from queries.connections import admin_connection
 
-    target, settings = _target_and_settings(args)
-    directory = Path(args.dir) if args.dir else migrations.migrations_dir(settings)
-    found = migrations.discover(directory)
-    with admin_connection(target.admin_url, settings) as conn:
+    who = _acting(args)
+    if args.dir:
+        who = dataclasses.replace(who, settings=dataclasses.replace(who.settings,
+                                                                    migrations_dir=args.dir))
+    found = migrations.discover(migrations.migrations_dir(who.settings))
+    if args.action in ("apply", "rollback"):
+        try:
+            done = actions.migrate(who, args.action, args.up_to if args.action == "apply"
+                                   else args.to, progress=lambda m: print(m, flush=True))
+        except DatabaseProblem as problem:
+            print(f"stopped: {problem}", file=sys.stderr)
+            return 1
+        verb = "applied" if args.action == "apply" else "rolled back"
+        print(f"{verb}: {', '.join(done) if done else 'nothing to do'}")
+        return 0
+    with admin_connection(who.target.admin_url, who.settings) as conn:
         if args.action == "status":
             with pd.option_context("display.width", 200, "display.max_columns", 20):
                 print(migrations.status(conn, found).drop(columns=["error"]).to_string(index=False))
@@ -306,35 +323,20 @@ def cmd_migrate(args) -> int:
                     print(f"lint {m.path.name}:{finding['line']} [{finding['rule']}] "
                           f"{finding['explanation']}")
             return 0
-        if args.action == "plan":
-            states = migrations.status(conn, found).set_index("version")["state"]
-            for m in found:
-                if states[m.version] == "applied":
-                    continue
-                print(f"== {m.path.name} ({states[m.version]})")
-                with pd.option_context("display.width", 250, "display.max_colwidth", 70):
-                    print(migrations.plan(conn, m).to_string(index=False))
-            return 0
-        run = migrations.apply if args.action == "apply" else migrations.rollback
-        extra = {"up_to": args.up_to} if args.action == "apply" else {"to": args.to}
-        try:
-            done = run(conn, settings, found, actor=_actor(), target=target.name,
-                       dsn=target.admin_url, progress=lambda m: print(m, flush=True), **extra)
-        except migrations.MigrationError as exc:
-            print(f"stopped: {exc}", file=sys.stderr)
-            return 1
-    verb = "applied" if args.action == "apply" else "rolled back"
-    print(f"{verb}: {', '.join(done) if done else 'nothing to do'}")
-    return 0
+        states = migrations.status(conn, found).set_index("version")["state"]
+        for m in found:
+            if states[m.version] == "applied":
+                continue
+            print(f"== {m.path.name} ({states[m.version]})")
+            with pd.option_context("display.width", 250, "display.max_colwidth", 70):
+                print(migrations.plan(conn, m).to_string(index=False))
+        return 0
 
 
 def cmd_schema(args) -> int:
-    from queries import dbpulse_schema
-    from queries.connections import admin_connection
+    from queries import actions
 
-    target, settings = _target_and_settings(args)
-    with admin_connection(target.admin_url, settings) as conn:
-        applied = dbpulse_schema.install(conn, settings, actor=_actor(), target=target.name)
+    applied = actions.install_schema(_acting(args))
     print("applied: " + (", ".join(applied) if applied else "nothing, the schema is current"))
     return 0
 
@@ -342,10 +344,11 @@ def cmd_schema(args) -> int:
 # -- history -----------------------------------------------------------------------------------
 def cmd_snapshot(args) -> int:
     """Store one snapshot of the counters (run it from cron, e.g. hourly) and prune old ones."""
-    from queries import snapshots
+    from queries import actions
 
-    target, settings = _target_and_settings(args)
-    result = snapshots.snapshot_target(target, settings, _actor())
+    who = _acting(args)
+    target, settings = who.target, who.settings
+    result = actions.take_snapshot(who)
     print(f"snapshot {result.snapshot_id} of {target.history_source} at "
           f"{result.taken_at:%Y-%m-%d %H:%M:%S %Z}: {result.statements} statements, "
           f"collected in {result.collect_ms:.0f} ms, stored in {result.store_ms:.0f} ms"
@@ -377,7 +380,8 @@ def cmd_report(args) -> int:
     from queries.connections import DatabaseProblem, monitoring_connection
     from reports import weekly
 
-    target, settings = _target_and_settings(args)
+    who = _acting(args)
+    target, settings = who.target, who.settings
     out = Path(args.out)
     fmt = {".html": "html", ".htm": "html", ".md": "md"}.get(out.suffix.lower())
     if fmt is None:
@@ -493,13 +497,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "refresh" and not (args.stale or args.name):
         parser.error("refresh needs a view name or --stale")
+    from queries.access import AccessRefused
     from queries.config import ConfigError
-    from queries.connections import DatabaseProblem
     from queries.redis_cache import RedisProblem
 
     try:
         return args.func(args)
-    except (ConfigError, DatabaseProblem, RedisProblem) as exc:
+    except (ConfigError, DatabaseProblem, RedisProblem, AccessRefused) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # StackError, LoadError, MigrationError: plainly, no traceback

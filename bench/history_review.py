@@ -24,7 +24,8 @@ from demo import loader  # noqa: E402
 from demo.stack import PROJECT_ROOT, EmbeddedStack, create_database, free_port  # noqa: E402
 from demo.workload import Workload  # noqa: E402
 from queries import dbpulse_schema, history, review, snapshots  # noqa: E402
-from queries.config import Settings  # noqa: E402
+from queries.config import Settings, Target  # noqa: E402
+from queries.roles import Actor  # noqa: E402
 from queries.connections import admin_connection, monitoring_connection  # noqa: E402
 
 HISTORY_TABLES = ["snapshots", "snapshot_statements", "statement_texts", "snapshot_tables",
@@ -65,11 +66,12 @@ def main() -> None:
         workload = Workload(url, redis_url, seed=1)
         workload.run(rate_per_s=1000, duration_s=20)
         workload.close()
+        bench = Actor("bench", "dba", Target("bench", url, url), settings)
         with admin_connection(url, settings) as hist, monitoring_connection(url, settings) as mon:
-            dbpulse_schema.install(hist, settings, actor="bench", target="bench")
+            dbpulse_schema.install(hist, bench)
             before = history_bytes(hist)
-            real = [snapshots.take(mon, hist, settings, source="real", redis_urls=(redis_url,),
-                                   taken_by="bench") for _ in range(10)]
+            real = [snapshots.take(mon, hist, bench, source="real", redis_urls=(redis_url,))
+                    for _ in range(10)]
             figures["statements_per_snapshot"] = real[-1].statements
             figures["snapshot_collect_ms_median"] = round(
                 statistics.median(r.collect_ms for r in real), 1)
@@ -79,8 +81,8 @@ def main() -> None:
             figures["bytes_per_snapshot_after_the_first"] = round(
                 (history_bytes(hist) - before) / len(real))
             t0 = time.perf_counter()
-            written = demo_history.create(mon, hist, settings, source="salesflow",
-                                          redis_urls=(redis_url,), taken_by="bench",
+            written = demo_history.create(mon, hist, bench, source="salesflow",
+                                          redis_urls=(redis_url,),
                                           days=args.days)
             figures["synthetic_snapshots"] = written
             figures["synthetic_write_s"] = round(time.perf_counter() - t0, 1)

@@ -22,7 +22,8 @@ import psycopg  # noqa: E402
 from demo import loader  # noqa: E402
 from demo.stack import PROJECT_ROOT, EmbeddedStack, create_database, free_port  # noqa: E402
 from queries import migrations  # noqa: E402
-from queries.config import Settings  # noqa: E402
+from queries.config import Settings, Target  # noqa: E402
+from queries.roles import Actor  # noqa: E402
 from queries.connections import admin_connection  # noqa: E402
 
 QUERIES = {
@@ -70,8 +71,8 @@ def main() -> None:
         found = migrations.discover()
         t0 = time.perf_counter()
         with admin_connection(url, settings) as conn:
-            migrations.apply(conn, settings, found, actor="bench", target="bench", dsn=url,
-                             up_to="0001")
+            migrations.apply(conn, Actor("bench", "dba", Target("bench", url, url), settings),
+                             found, up_to="0001")
         apply_s = time.perf_counter() - t0
         after = measure(url, users, args.runs)
     finally:

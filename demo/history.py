@@ -23,7 +23,7 @@ import numpy as np
 import psycopg
 
 from queries import snapshots
-from queries.config import Settings
+from queries.roles import Actor
 from queries.plan_tracker import hot_query_label
 
 DAYS = 14
@@ -140,21 +140,22 @@ def generate(template: snapshots.Snapshot, end: datetime, seed: int = 7, days: i
     return out, phase1_at
 
 
-def create(monitor_conn: psycopg.Connection, history_conn: psycopg.Connection,
-           settings: Settings, *, source: str, redis_urls: tuple[str, ...], taken_by: str,
-           end: datetime | None = None, days: int = DAYS) -> int:
+def create(monitor_conn: psycopg.Connection, history_conn: psycopg.Connection, who: Actor, *,
+           source: str, redis_urls: tuple[str, ...], end: datetime | None = None,
+           days: int = DAYS) -> int:
     """Write the synthetic history unless this source has one already; returns how many
     snapshots were written."""
     if has_synthetic_history(history_conn, source):
         return 0
-    template = snapshots.collect(monitor_conn, source, redis_urls, settings.matview_max_age_minutes)
+    template = snapshots.collect(monitor_conn, source, redis_urls,
+                                 who.settings.matview_max_age_minutes)
     if template.statements.empty:
         return 0
     end = end or datetime.now(timezone.utc) - timedelta(minutes=5)
     generated, phase1_at = generate(template, end, days=days)
     with history_conn.transaction():
         for snap in generated:
-            snapshots.store(history_conn, snap, settings, taken_by=taken_by, synthetic=True)
+            snapshots.store(history_conn, snap, who, synthetic=True)
         history_conn.execute("""
             INSERT INTO dbpulse.history_events (source, at, kind, label, synthetic)
             VALUES (%s, %s, 'migration', %s, true)""", (source, phase1_at, PHASE1_LABEL))

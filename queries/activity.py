@@ -7,10 +7,9 @@ from dataclasses import dataclass
 import pandas as pd
 import psycopg
 
-from queries.config import Settings
 from queries.connections import OWN_APPLICATION_PREFIX
 from queries.frames import to_frame
-from queries.roles import require_dba
+from queries.roles import ActionError, Actor
 
 
 def sessions(conn: psycopg.Connection) -> pd.DataFrame:
@@ -134,15 +133,16 @@ def connection_use(conn: psycopg.Connection) -> ConnectionUse:
     return ConnectionUse(used, max_conn, reserved)
 
 
-class SessionGone(Exception):
+class SessionGone(ActionError):
     """The session to cancel or terminate is no longer there (or is not a client session)."""
 
+    kind = "gone"
 
-def end_session(admin_conn: psycopg.Connection, settings: Settings, pid: int,
-                terminate: bool) -> str:
+
+def end_session(admin_conn: psycopg.Connection, who: Actor, pid: int, terminate: bool) -> str:
     """Cancel a session's statement or terminate the session (DBA action). Checked again at
     the moment of the action: the pid must still be a client backend other than this one."""
-    require_dba(settings, "Terminating a session" if terminate else "Cancelling a statement")
+    who.require_dba("Terminating a session" if terminate else "Cancelling a statement")
     row = admin_conn.execute("""
         SELECT state FROM pg_stat_activity
         WHERE pid = %s AND backend_type = 'client backend' AND pid <> pg_backend_pid()""",

@@ -1,7 +1,9 @@
-"""The audit log of DBA actions (table dbpulse.audit_log)."""
+"""The audit log (table dbpulse.audit_log): every DBA action and every refusal, with the person,
+role, target, parameters, duration and outcome."""
 
 from __future__ import annotations
 
+import json
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -11,26 +13,34 @@ import pandas as pd
 import psycopg
 
 from queries.frames import to_frame
+from queries.roles import Actor, Refused
+from queries.secrets import redact_text
 
 
-def record(conn: psycopg.Connection, *, actor: str, role: str, action: str, target: str,
-           object_name: str | None, started_at: datetime, duration_ms: float, outcome: str,
-           detail: str | None = None) -> None:
+def record(conn: psycopg.Connection, who: Actor, *, action: str, object_name: str | None,
+           started_at: datetime, duration_ms: float, outcome: str, detail: str | None = None,
+           parameters: dict | None = None) -> None:
     conn.execute(
         """
-        INSERT INTO dbpulse.audit_log
-            (started_at, actor, role, action, target, object_name, duration_ms, outcome, detail)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+        INSERT INTO dbpulse.audit_log (started_at, actor, role, action, target, object_name,
+                                       duration_ms, outcome, detail, parameters)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
         """,
-        (started_at, actor, role, action, target, object_name, round(duration_ms, 1), outcome,
-         detail))
+        (started_at, who.person, who.role, action, who.target.name, object_name,
+         round(duration_ms, 1), outcome, redact_text(detail) if detail else detail,
+         redact_text(json.dumps(parameters, default=str)) if parameters else None))
+
+
+def log_exists(conn: psycopg.Connection) -> bool:
+    return conn.execute("SELECT to_regclass('dbpulse.audit_log') IS NOT NULL").fetchone()[0]
 
 
 @contextmanager
-def audited(conn: psycopg.Connection, *, actor: str, role: str, action: str, target: str,
-            object_name: str | None = None) -> Iterator[dict]:
+def audited(conn: psycopg.Connection, who: Actor, action: str, object_name: str | None = None,
+            parameters: dict | None = None) -> Iterator[dict]:
     """Run a block as an audited action. The block may put a note in the yielded dict's
-    "detail"; a failure is recorded with its error and raised again.
+    "detail"; a refusal is recorded as 'refused', any other failure as 'error' with its
+    message, and raised again.
 
     Needs an autocommit connection outside any transaction block, so that the audit row is
     written even when the action's own transaction fails."""
@@ -42,22 +52,45 @@ def audited(conn: psycopg.Connection, *, actor: str, role: str, action: str, tar
     try:
         yield note
     except Exception as exc:
-        record(conn, actor=actor, role=role, action=action, target=target,
-               object_name=object_name, started_at=started_at,
-               duration_ms=(time.monotonic() - t0) * 1000, outcome="error",
-               detail=f"{type(exc).__name__}: {exc}")
+        refused = isinstance(exc, Refused)
+        record(conn, who, action=action, object_name=object_name, started_at=started_at,
+               duration_ms=(time.monotonic() - t0) * 1000,
+               outcome="refused" if refused else "error",
+               detail=str(exc) if refused else f"{type(exc).__name__}: {exc}",
+               parameters=parameters)
         raise
-    record(conn, actor=actor, role=role, action=action, target=target, object_name=object_name,
-           started_at=started_at, duration_ms=(time.monotonic() - t0) * 1000, outcome="ok",
-           detail=note["detail"])
+    record(conn, who, action=action, object_name=object_name, started_at=started_at,
+           duration_ms=(time.monotonic() - t0) * 1000, outcome="ok", detail=note["detail"],
+           parameters=parameters)
 
 
-def recent_actions(conn: psycopg.Connection, limit: int = 100) -> pd.DataFrame:
+def actions(conn: psycopg.Connection, *, since: datetime | None = None,
+            until: datetime | None = None, person: str | None = None,
+            action: str | None = None, target: str | None = None,
+            limit: int = 1000) -> pd.DataFrame:
+    """The audit rows matching every filter given, newest first."""
     cur = conn.execute(
         """
-        SELECT started_at, actor, role, action, target, object_name, duration_ms, outcome, detail
+        SELECT started_at, actor AS person, role, action, target, object_name,
+               parameters::text AS parameters, outcome, duration_ms::float8 AS duration_ms,
+               detail
         FROM dbpulse.audit_log
-        ORDER BY started_at DESC
-        LIMIT %s
-        """, (limit,))
+        WHERE (%(since)s::timestamptz IS NULL OR started_at >= %(since)s)
+          AND (%(until)s::timestamptz IS NULL OR started_at < %(until)s)
+          AND (%(person)s::text IS NULL OR actor = %(person)s)
+          AND (%(action)s::text IS NULL OR action = %(action)s)
+          AND (%(target)s::text IS NULL OR target = %(target)s)
+        ORDER BY started_at DESC, id DESC
+        LIMIT %(limit)s
+        """, {"since": since, "until": until, "person": person, "action": action,
+              "target": target, "limit": limit})
     return to_frame(cur)
+
+
+def choices(conn: psycopg.Connection) -> dict[str, list[str]]:
+    """The people, actions and targets the log holds, for the page's filters."""
+    row = conn.execute("""
+        SELECT array(SELECT DISTINCT actor FROM dbpulse.audit_log ORDER BY 1),
+               array(SELECT DISTINCT action FROM dbpulse.audit_log ORDER BY 1),
+               array(SELECT DISTINCT target FROM dbpulse.audit_log ORDER BY 1)""").fetchone()
+    return {"person": row[0], "action": row[1], "target": row[2]}

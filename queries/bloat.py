@@ -22,10 +22,9 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from queries.config import Settings
 from queries.frames import to_frame
 from queries.identifiers import qualified
-from queries.roles import require_dba
+from queries.roles import Actor
 
 MAXALIGN = 8
 PAGE_HEADER = 24
@@ -298,22 +297,22 @@ def index_fix_sql(schema: str, index: str) -> str:
     return f"REINDEX INDEX CONCURRENTLY {qualified(schema, index)};"
 
 
-def _exact(admin_conn: psycopg.Connection, settings: Settings, function: str, schema: str,
+def _exact(admin_conn: psycopg.Connection, who: Actor, function: str, schema: str,
            name: str, extension_schema: str) -> dict:
-    require_dba(settings, "Measuring exact bloat")
+    who.require_dba("Measuring exact bloat")
     cur = admin_conn.execute(sql.SQL("SELECT * FROM {}.{}({}::regclass)").format(
         sql.Identifier(extension_schema), sql.Identifier(function),
         sql.Literal(qualified(schema, name))))
     return dict(zip([c.name for c in cur.description], cur.fetchone()))
 
 
-def exact_table_bloat(admin_conn: psycopg.Connection, settings: Settings, schema: str,
+def exact_table_bloat(admin_conn: psycopg.Connection, who: Actor, schema: str,
                       table: str, extension_schema: str = "public") -> dict:
     """pgstattuple_approx on one table (DBA action: it reads the relation)."""
-    return _exact(admin_conn, settings, "pgstattuple_approx", schema, table, extension_schema)
+    return _exact(admin_conn, who, "pgstattuple_approx", schema, table, extension_schema)
 
 
-def exact_index_bloat(admin_conn: psycopg.Connection, settings: Settings, schema: str,
+def exact_index_bloat(admin_conn: psycopg.Connection, who: Actor, schema: str,
                       index: str, extension_schema: str = "public") -> dict:
     """pgstatindex on one B-tree index (DBA action: it reads the whole index)."""
-    return _exact(admin_conn, settings, "pgstatindex", schema, index, extension_schema)
+    return _exact(admin_conn, who, "pgstatindex", schema, index, extension_schema)

@@ -67,7 +67,9 @@ class Target:
 
 @dataclass(frozen=True)
 class Settings:
-    role: str = "viewer"                 # "viewer" or "dba"
+    # the role of the local operator (single-user local mode) and of the CLI: "viewer" unless
+    # they opt in to "dba"; signed-in people get theirs from [access] (queries/access.py)
+    role: str = "viewer"
     statement_timeout_ms: int = 5_000    # monitoring reads
     lock_timeout_ms: int = 1_000
     connect_timeout_s: int = 3
@@ -100,10 +102,6 @@ class Settings:
     history_retention_days: int = 90       # snapshots older than this are pruned
     connections_amber_share: float = 0.80
     connections_red_share: float = 0.95
-
-    @property
-    def is_dba(self) -> bool:
-        return self.role == "dba"
 
 
 ROLES = ("viewer", "dba")

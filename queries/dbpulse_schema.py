@@ -11,8 +11,7 @@ from pathlib import Path
 import psycopg
 
 from queries import audit
-from queries.config import Settings
-from queries.roles import require_dba
+from queries.roles import Actor
 from queries.secrets import redact_text
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "sql" / "dbpulse"
@@ -61,9 +60,9 @@ def _mask_stored_secrets(conn: psycopg.Connection) -> None:
                              (redact_text(query), queryid, userid))
 
 
-def install(conn: psycopg.Connection, settings: Settings, *, actor: str, target: str) -> list[str]:
+def install(conn: psycopg.Connection, who: Actor) -> list[str]:
     """Apply the schema files not yet applied (DBA action). Returns the names applied."""
-    require_dba(settings, "Installing the DB Pulse schema")
+    who.require_dba("Installing the DB Pulse schema")
     started_at, t0 = datetime.now(timezone.utc), time.monotonic()
     applied = []
     conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK_KEY,))
@@ -79,8 +78,8 @@ def install(conn: psycopg.Connection, settings: Settings, *, actor: str, target:
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_KEY,))
     if applied:  # recorded afterwards: the audit table is one of the things installed
-        audit.record(conn, actor=actor, role=settings.role, action="install_schema",
-                     target=target, object_name="dbpulse", started_at=started_at,
+        audit.record(conn, who, action="install_schema", object_name="dbpulse",
+                     started_at=started_at,
                      duration_ms=(time.monotonic() - t0) * 1000, outcome="ok",
                      detail="applied " + ", ".join(applied))
     return applied

@@ -19,11 +19,9 @@ from pglast import ast, parse_sql
 from pglast.parser import ParseError
 from psycopg import sql
 
-from queries import audit, dbpulse_schema
-from queries.config import Settings
 from queries.frames import to_frame
 from queries.identifiers import qualified
-from queries.roles import require_dba
+from queries.roles import Actor, Refused
 
 EVENT_TRIGGER_SQL = (Path(__file__).resolve().parent.parent / "sql" / "dbpulse" / "optional"
                      / "matview_event_trigger.sql")
@@ -31,8 +29,14 @@ EVENT_TRIGGER_NAME = "dbpulse_log_matview_refresh"
 REFRESH_LOCK_CLASS = 0x0DB9_0002  # advisory lock (class, view oid): one refresh per view
 
 
-class RefreshRefused(RuntimeError):
+class RefreshRefused(Refused):
     """The refresh was not started; the message says why."""
+
+
+class BlockingNotConfirmed(RefreshRefused):
+    """Only a plain, reader-blocking refresh is possible and it was not confirmed."""
+
+    kind = "not_confirmed"
 
 
 def log_available(conn: psycopg.Connection) -> bool:
@@ -246,21 +250,20 @@ def _view(conn: psycopg.Connection, schema: str, name: str) -> tuple[int, bool, 
     return row
 
 
-def refresh(conn: psycopg.Connection, settings: Settings, *, actor: str, target: str,
-            schema: str, name: str, allow_blocking: bool = False,
-            lock_timeout_ms: int | None = None) -> RefreshResult:
-    """Refresh one view (DBA action, on the admin connection in autocommit).
+def refresh(conn: psycopg.Connection, who: Actor, *, schema: str, name: str,
+            allow_blocking: bool = False, lock_timeout_ms: int | None = None) -> RefreshResult:
+    """Refresh one view (DBA action, on the admin connection in autocommit; audited by the
+    caller, queries/actions.py).
 
     CONCURRENTLY when the view is populated and has a usable unique index; otherwise a plain
     refresh, which takes an ACCESS EXCLUSIVE lock that blocks readers for its duration, only
     with allow_blocking. A second refresh of the same view while one runs is refused.
-    Every attempt that starts is written to the refresh log and the audit log."""
-    require_dba(settings, "Refreshing a materialized view")
-    dbpulse_schema.install(conn, settings, actor=actor, target=target)
+    Every attempt that starts is written to the refresh log."""
+    who.require_dba("Refreshing a materialized view")
     view_oid, populated, has_unique = _view(conn, schema, name)
     concurrently = bool(populated and has_unique)
     if not concurrently and not allow_blocking:
-        raise RefreshRefused(
+        raise BlockingNotConfirmed(
             f"{qualified(schema, name)} cannot be refreshed CONCURRENTLY ("
             + ("it is not populated yet" if not populated else "it has no unique index on plain "
                "columns") + "). A plain refresh takes an ACCESS EXCLUSIVE lock: every reader of "
@@ -273,21 +276,18 @@ def refresh(conn: psycopg.Connection, settings: Settings, *, actor: str, target:
         sql.SQL("CONCURRENTLY ") if concurrently else sql.SQL(""),
         sql.Identifier(schema), sql.Identifier(name))
     started_at, t0 = datetime.now(timezone.utc), time.monotonic()
-    timeout = settings.admin_lock_timeout_ms if lock_timeout_ms is None else lock_timeout_ms
+    timeout = who.settings.admin_lock_timeout_ms if lock_timeout_ms is None else lock_timeout_ms
     try:
-        with audit.audited(conn, actor=actor, role=settings.role, action="refresh_matview",
-                           target=target, object_name=qualified(schema, name)) as note:
-            try:
-                with conn.transaction():
-                    conn.execute("SELECT set_config('lock_timeout', %s, true), "
-                                 "set_config('dbpulse.refreshing', 'on', true)", (str(timeout),))
-                    conn.execute(statement)
-            except psycopg.Error as exc:
-                _log(conn, view_oid, schema, name, started_at, concurrently, actor, "error",
-                     str(exc).strip().splitlines()[0])
-                raise
-            _log(conn, view_oid, schema, name, started_at, concurrently, actor, "ok", None)
-            note["detail"] = "concurrently" if concurrently else "plain (blocking)"
+        try:
+            with conn.transaction():
+                conn.execute("SELECT set_config('lock_timeout', %s, true), "
+                             "set_config('dbpulse.refreshing', 'on', true)", (str(timeout),))
+                conn.execute(statement)
+        except psycopg.Error as exc:
+            _log(conn, view_oid, schema, name, started_at, concurrently, who.person, "error",
+                 str(exc).strip().splitlines()[0])
+            raise
+        _log(conn, view_oid, schema, name, started_at, concurrently, who.person, "ok", None)
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s, %s::int)", (REFRESH_LOCK_CLASS, view_oid))
     return RefreshResult(schema, name, concurrently, (time.monotonic() - t0) * 1000)
@@ -303,19 +303,19 @@ def _log(conn, view_oid, schema, name, started_at, concurrently, actor, outcome,
         """, (view_oid, schema, name, started_at, concurrently, actor, outcome, detail, view_oid))
 
 
-def refresh_stale(conn: psycopg.Connection, settings: Settings, *, actor: str, target: str,
-                  max_age_minutes: float, allow_blocking: bool = False) -> list[tuple[str, str]]:
-    """Refresh every stale view; returns (qualified name, outcome) per view, and goes on past
-    failures so one bad view does not keep the others stale."""
-    require_dba(settings, "Refreshing materialized views")
-    dbpulse_schema.install(conn, settings, actor=actor, target=target)
+def refresh_stale(conn: psycopg.Connection, who: Actor,
+                  allow_blocking: bool = False) -> list[tuple[str, str]]:
+    """Refresh every view older than the settings' maximum age; returns (qualified name,
+    outcome) per view, and goes on past failures so one bad view does not keep the others
+    stale."""
+    who.require_dba("Refreshing materialized views")
     outcomes = []
-    for row in list_matviews(conn, max_age_minutes).itertuples():
+    for row in list_matviews(conn, who.settings.matview_max_age_minutes).itertuples():
         if not row.stale:
             continue
         try:
-            result = refresh(conn, settings, actor=actor, target=target, schema=row.schema_name,
-                             name=row.view_name, allow_blocking=allow_blocking)
+            result = refresh(conn, who, schema=row.schema_name, name=row.view_name,
+                             allow_blocking=allow_blocking)
             outcomes.append((qualified(row.schema_name, row.view_name),
                              f"refreshed in {result.duration_ms:.0f} ms"
                              + (" (concurrently)" if result.concurrently else "")))
@@ -325,12 +325,8 @@ def refresh_stale(conn: psycopg.Connection, settings: Settings, *, actor: str, t
     return outcomes
 
 
-def install_event_trigger(conn: psycopg.Connection, settings: Settings, *, actor: str,
-                          target: str) -> None:
+def install_event_trigger(conn: psycopg.Connection, who: Actor) -> None:
     """DBA action; needs a superuser (Supabase: the postgres role)."""
-    require_dba(settings, "Installing the refresh event trigger")
-    dbpulse_schema.install(conn, settings, actor=actor, target=target)
-    with audit.audited(conn, actor=actor, role=settings.role, action="install_event_trigger",
-                       target=target, object_name=EVENT_TRIGGER_NAME):
-        with conn.transaction():
-            conn.execute(EVENT_TRIGGER_SQL.read_text())
+    who.require_dba("Installing the refresh event trigger")
+    with conn.transaction():
+        conn.execute(EVENT_TRIGGER_SQL.read_text())

@@ -26,11 +26,11 @@ from pglast import ast, parse_sql
 from pglast.parser import ParseError, split
 from psycopg import conninfo, sql
 
-from queries import audit, dbpulse_schema
+from queries import dbpulse_schema
 from queries.config import Settings
 from queries.frames import to_frame
 from queries.identifiers import qualified
-from queries.roles import require_dba
+from queries.roles import ActionError, Actor, Refused
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "sql" / "migrations"
 RUN_LOCK_KEY = 0x0DB9_0003  # session advisory lock: one runner at a time
@@ -38,8 +38,16 @@ FILE_NAME = re.compile(r"^(\d+)_([A-Za-z0-9_\-]+)\.sql$")
 POOLER_PORTS = {6543}        # Supabase's transaction pooler
 
 
-class MigrationError(RuntimeError):
+class MigrationError(ActionError):
     """A migration cannot be read, planned or run; the message says why."""
+
+    kind = "migration"
+
+
+class RunInProgress(MigrationError, Refused):
+    """Another runner holds the run lock: refused, not failed."""
+
+    kind = "refused"
 
 
 @dataclass
@@ -152,6 +160,17 @@ def classify(text: str) -> Statement:
         return Statement(text, False, "none on existing tables",
                          _relation(getattr(stmt, "relation", None)))
     return Statement(text, False, "depends on the statement", None)
+
+
+def blocks_others(statement: Statement) -> bool:
+    """Whether the statement's lock stops the application's reads or writes while it runs.
+
+    >>> blocks_others(classify("CREATE INDEX CONCURRENTLY i ON t (a)"))
+    False
+    >>> blocks_others(classify("CREATE INDEX i ON t (a)"))
+    True
+    """
+    return "block" in statement.lock or statement.lock.startswith("ACCESS EXCLUSIVE")
 
 
 def parse_statements(text: str, name: str) -> list[Statement]:
@@ -346,7 +365,7 @@ def _run_lock(conn: psycopg.Connection) -> Iterator[None]:
         """, (RUN_LOCK_KEY,)).fetchone()
     who = (f"{holder[0]} ({holder[1] or 'unknown application'}"
            f"{', ' + holder[2] if holder[2] else ''})") if holder else "another session"
-    raise MigrationError(f"a migration run is in progress by {who}; wait for it to finish")
+    raise RunInProgress(f"a migration run is in progress by {who}; wait for it to finish")
 
 
 def _statement_counters(conn: psycopg.Connection) -> dict | None:
@@ -512,8 +531,8 @@ def _resume_point(last, migration: Migration, statements: list[Statement], direc
     return done
 
 
-def _run(conn, settings: Settings, migration: Migration, direction: str, actor: str,
-         progress: Progress, dsn: str | None = None) -> None:
+def _run(conn, who: Actor, migration: Migration, direction: str, progress: Progress,
+         dsn: str | None = None) -> None:
     statements = migration.statements if direction == "apply" else migration.rollback_statements
     runs = ledger(conn)
     last = runs[runs["version"] == migration.version]
@@ -524,7 +543,7 @@ def _run(conn, settings: Settings, migration: Migration, direction: str, actor: 
                                             statements_total, statements_completed,
                                             statements_before, statement_checksums)
         VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
-        (migration.version, migration.name, direction, migration.checksum, actor,
+        (migration.version, migration.name, direction, migration.checksum, who.person,
          len(statements), start, json.dumps(_statement_counters(conn)),
          json.dumps(statement_checksums(statements)))).fetchone()[0]
     completed = current = start
@@ -546,7 +565,7 @@ def _run(conn, settings: Settings, migration: Migration, direction: str, actor: 
                     # resumed right after a crash that came between the build and the ledger
                     progress(f"    {s.index_name} exists and is valid: already done")
                 else:
-                    _run_alone(conn, settings, s, progress, dsn)
+                    _run_alone(conn, who.settings, s, progress, dsn)
                 if s.index_name and _index_is_valid(conn, s.index_name) is False:
                     raise MigrationError(
                         f"index {s.index_name} was left INVALID by the concurrent build. "
@@ -576,24 +595,24 @@ def _run(conn, settings: Settings, migration: Migration, direction: str, actor: 
                  (json.dumps(_statement_counters(conn)), run_id))
 
 
-def _prepare(conn, settings: Settings, actor: str, target: str, dsn: str) -> None:
-    require_dba(settings, "Running migrations")
+def _prepare(conn, who: Actor, dsn: str) -> None:
+    who.require_dba("Running migrations")
     refuse_pooler(dsn)
     if not conn.autocommit:
         raise MigrationError("migrations need an autocommit admin connection")
-    dbpulse_schema.install(conn, settings, actor=actor, target=target)
+    dbpulse_schema.install(conn, who)
     conn.execute("SELECT set_config('lock_timeout', %s, false), "
                  "set_config('statement_timeout', '0', false)",  # index builds take long
-                 (str(settings.admin_lock_timeout_ms),))
+                 (str(who.settings.admin_lock_timeout_ms),))
 
 
-def apply(conn: psycopg.Connection, settings: Settings, migrations: list[Migration], *,
-          actor: str, target: str, dsn: str, up_to: str | None = None,
-          progress: Progress = lambda message: None) -> list[str]:
-    """Apply the pending (or failed) migrations in order, up to a version if given. Stops at
-    the first failure. Returns the versions applied."""
+def apply(conn: psycopg.Connection, who: Actor, migrations: list[Migration], *,
+          up_to: str | None = None, progress: Progress = lambda message: None) -> list[str]:
+    """Apply the pending (or failed) migrations in order, up to a version if given, on the
+    target's admin connection. Stops at the first failure. Returns the versions applied."""
     limit = None if up_to is None else version_number(up_to, "--up-to")
-    _prepare(conn, settings, actor, target, dsn)
+    dsn = who.target.admin_url
+    _prepare(conn, who, dsn)
     applied = []
     with _run_lock(conn):
         states = status(conn, migrations).set_index("version")["state"]
@@ -606,19 +625,17 @@ def apply(conn: psycopg.Connection, settings: Settings, migrations: list[Migrati
             if state == "changed since applied":
                 raise MigrationError(f"{m.path.name} changed since it was applied (checksum "
                                      "differs): roll it back first or restore the file")
-            with audit.audited(conn, actor=actor, role=settings.role, action="migrate_apply",
-                               target=target, object_name=m.path.name):
-                _run(conn, settings, m, "apply", actor, progress, dsn)
+            _run(conn, who, m, "apply", progress, dsn)
             applied.append(m.version)
     return applied
 
 
-def rollback(conn: psycopg.Connection, settings: Settings, migrations: list[Migration], *,
-             actor: str, target: str, dsn: str, to: str | None = None,
-             progress: Progress = lambda message: None) -> list[str]:
+def rollback(conn: psycopg.Connection, who: Actor, migrations: list[Migration], *,
+             to: str | None = None, progress: Progress = lambda message: None) -> list[str]:
     """Roll back the last applied migration, or every applied one after version `to`."""
     after = None if to is None else version_number(to, "--to")
-    _prepare(conn, settings, actor, target, dsn)
+    dsn = who.target.admin_url
+    _prepare(conn, who, dsn)
     done = []
     with _run_lock(conn):
         states = status(conn, migrations).set_index("version")["state"]
@@ -630,8 +647,6 @@ def rollback(conn: psycopg.Connection, settings: Settings, migrations: list[Migr
         for m in candidates:
             if m.rollback_path is None:
                 raise MigrationError(f"{m.path.name} has no rollback file")
-            with audit.audited(conn, actor=actor, role=settings.role, action="migrate_rollback",
-                               target=target, object_name=m.rollback_path.name):
-                _run(conn, settings, m, "rollback", actor, progress, dsn)
+            _run(conn, who, m, "rollback", progress, dsn)
             done.append(m.version)
     return done

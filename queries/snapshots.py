@@ -19,14 +19,9 @@ import psycopg
 from psycopg import sql
 
 from queries import bloat, capabilities, indexes, matviews, redis_cache, statements
-from queries.config import Settings, Target
-from queries.connections import (
-    OWN_STATEMENT_TAG,
-    admin_connection,
-    monitoring_connection,
-)
+from queries.connections import OWN_STATEMENT_TAG
 from queries.frames import to_frame
-from queries.roles import require_dba
+from queries.roles import Actor
 from queries.secrets import redact_text
 
 STATEMENT_COUNTERS = ["calls", "total_exec_ms", "total_plan_ms", "rows", "shared_blks_hit",
@@ -226,11 +221,11 @@ def _copy(conn: psycopg.Connection, table: str, columns: list[str], rows: list[t
             copy.write_row(row)
 
 
-def store(conn: psycopg.Connection, snap: Snapshot, settings: Settings, *, taken_by: str,
+def store(conn: psycopg.Connection, snap: Snapshot, who: Actor, *,
           synthetic: bool = False) -> int:
     """Write one snapshot in one transaction (all of it or nothing) on the history connection;
     returns its id. Query texts already known are not stored again."""
-    require_dba(settings, "Taking a snapshot")
+    who.require_dba("Taking a snapshot")
     with conn.transaction():
         # durable even where the server commits asynchronously: a crash must not lose history
         conn.execute("SET LOCAL synchronous_commit = on")
@@ -239,7 +234,7 @@ def store(conn: psycopg.Connection, snap: Snapshot, settings: Settings, *, taken
                 server_version_num, server_started_at, pss_version, pss_stats_reset, pss_dealloc,
                 db_stats_reset, blks_hit, blks_read, xact_commit, xact_rollback, collect_ms)
             VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
-            (snap.taken_at, snap.source, taken_by, synthetic, snap.server_version_num,
+            (snap.taken_at, snap.source, who.person, synthetic, snap.server_version_num,
              snap.server_started_at, snap.pss_version, snap.pss_stats_reset, snap.pss_dealloc,
              snap.db_stats_reset, snap.blks_hit, snap.blks_read, snap.xact_commit,
              snap.xact_rollback, snap.collect_ms)).fetchone()[0]
@@ -295,26 +290,16 @@ class SnapshotResult:
     store_ms: float
 
 
-def take(monitor_conn: psycopg.Connection, history_conn: psycopg.Connection, settings: Settings,
-         *, source: str, redis_urls: tuple[str, ...], taken_by: str) -> SnapshotResult:
-    """Collect, store and prune: what `cli.py snapshot` and the dashboard's button do."""
-    require_dba(settings, "Taking a snapshot")
-    snap = collect(monitor_conn, source, redis_urls, settings.matview_max_age_minutes)
+def take(monitor_conn: psycopg.Connection, history_conn: psycopg.Connection, who: Actor, *,
+         source: str | None = None, redis_urls: tuple[str, ...] | None = None) -> SnapshotResult:
+    """Collect, store and prune (the target's source and Redis unless others are given): what
+    `cli.py snapshot`, the agent and the dashboard's button run, through queries/actions.py."""
+    who.require_dba("Taking a snapshot")
+    snap = collect(monitor_conn, source or who.target.history_source,
+                   who.target.redis_urls if redis_urls is None else redis_urls,
+                   who.settings.matview_max_age_minutes)
     t0 = time.monotonic()
-    snapshot_id = store(history_conn, snap, settings, taken_by=taken_by)
-    pruned = prune(history_conn, settings.history_retention_days)
+    snapshot_id = store(history_conn, snap, who)
+    pruned = prune(history_conn, who.settings.history_retention_days)
     return SnapshotResult(snapshot_id, snap.taken_at, len(snap.statements), snap.problems, pruned,
                           snap.collect_ms, (time.monotonic() - t0) * 1000)
-
-
-def snapshot_target(target: Target, settings: Settings, taken_by: str) -> SnapshotResult:
-    """Take one snapshot of a configured target: collect on a monitoring connection, store on
-    the history database's admin connection (installing DB Pulse's schema there first)."""
-    from queries import dbpulse_schema
-
-    require_dba(settings, "Taking a snapshot")
-    with admin_connection(target.history_write_url, settings) as history, \
-            monitoring_connection(target.database_url, settings) as monitor:
-        dbpulse_schema.install(history, settings, actor=taken_by, target=target.name)
-        return take(monitor, history, settings, source=target.history_source,
-                    redis_urls=target.redis_urls, taken_by=taken_by)

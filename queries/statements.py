@@ -17,10 +17,9 @@ import psycopg
 from psycopg import sql
 
 from queries.capabilities import Extension
-from queries.config import Settings
 from queries.connections import OWN_STATEMENT_TAG
 from queries.frames import to_frame
-from queries.roles import require_dba
+from queries.roles import ActionError, Actor
 from queries.secrets import redact_text
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql" / "statements"
@@ -242,8 +241,10 @@ EXPLAINABLE = re.compile(r"^\s*(/\*.*?\*/\s*)*(WITH|SELECT|INSERT|UPDATE|DELETE|
                          re.I | re.S)
 
 
-class ExplainError(RuntimeError):
-    pass
+class ExplainError(ActionError):
+    """A plan cannot be made or the statement may not run; the message says why."""
+
+    kind = "explain"
 
 
 def parameter_count(query: str) -> int:
@@ -279,14 +280,14 @@ def plan_in_transaction(conn: psycopg.Connection, query: str, server_version_num
     return "\n".join(r[0] for r in rows)
 
 
-def explain_analyze(admin_conn: psycopg.Connection, settings: Settings, query: str,
+def explain_analyze(admin_conn: psycopg.Connection, who: Actor, query: str,
                     params: list, run_as: int, timeout_ms: int = 10_000) -> str:
     """EXPLAIN ANALYZE executes the statement: DBA only, with the given parameter values, in a
     transaction that is always rolled back, and with the privileges of the role that ran it
     (`run_as`, pg_stat_statements.userid) and never more: the admin connection takes that role
     with SET LOCAL ROLE first, so the statement's functions see that role as current_user.
     Refused when the role is gone or the admin role may not take it."""
-    require_dba(settings, "EXPLAIN ANALYZE")
+    who.require_dba("EXPLAIN ANALYZE")
     if not EXPLAINABLE.match(query):
         raise ExplainError("Only SELECT, INSERT, UPDATE, DELETE and MERGE statements have a plan.")
     if len(params) != parameter_count(query):

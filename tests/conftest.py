@@ -19,7 +19,8 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 from demo import loader  # noqa: E402
 from demo.stack import EmbeddedStack, create_database, free_port  # noqa: E402
-from queries.config import Settings  # noqa: E402
+from queries.config import Settings, Target  # noqa: E402
+from queries.roles import Actor  # noqa: E402
 
 # DBPULSE_TEST_DIR lets two runs of the suite (say, one file while the whole suite runs) keep
 # their servers apart
@@ -119,6 +120,12 @@ def pg15_url():
 
 
 @contextmanager
+def as_actor(settings: Settings, url: str = "", name: str = "t",
+             person: str = "tester") -> Actor:
+    """The Actor a test acts as: `person` with the settings' role on a target of one URL."""
+    return Actor(person, settings.role, Target(name, url, url), settings)
+
+
 def login_role(url: str, role: str, password: str):
     """A plain login role (no monitoring grants) for the duration of a test; yields its URL."""
     with psycopg.connect(url, autocommit=True) as conn:
@@ -155,10 +162,10 @@ def synthetic_history(database_url, redis_url):
     workload.close()
     with admin_connection(database_url, settings) as hist, \
             monitoring_connection(database_url, settings) as mon:
-        dbpulse_schema.install(hist, settings, actor="test", target="test")
+        dbpulse_schema.install(hist, as_actor(settings))
         demo_history.remove(hist, "salesflow_test")
-        written = demo_history.create(mon, hist, settings, source="salesflow_test",
-                                      redis_urls=(redis_url,), taken_by="test")
+        written = demo_history.create(mon, hist, as_actor(settings), source="salesflow_test",
+                                      redis_urls=(redis_url,))
     assert written == demo_history.DAYS * 24 + 1
     return "salesflow_test"
 

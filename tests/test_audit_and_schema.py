@@ -4,6 +4,7 @@ import pytest
 from queries import audit, dbpulse_schema
 from queries.connections import admin_connection
 from queries.roles import PermissionDenied
+from tests.conftest import as_actor
 
 
 def _audit_rows(url):
@@ -15,14 +16,14 @@ def _audit_rows(url):
 def test_viewer_cannot_install_the_schema(scratch_database, settings):
     with admin_connection(scratch_database, settings) as conn:
         with pytest.raises(PermissionDenied, match="needs the DBA role"):
-            dbpulse_schema.install(conn, settings, actor="tester", target="t")
+            dbpulse_schema.install(conn, as_actor(settings))
         assert conn.execute("SELECT to_regnamespace('dbpulse')").fetchone()[0] is None
 
 
 def test_install_is_idempotent_and_audited(scratch_database, dba_settings):
     with admin_connection(scratch_database, dba_settings) as conn:
-        first = dbpulse_schema.install(conn, dba_settings, actor="tester", target="t")
-        second = dbpulse_schema.install(conn, dba_settings, actor="tester", target="t")
+        first = dbpulse_schema.install(conn, as_actor(dba_settings))
+        second = dbpulse_schema.install(conn, as_actor(dba_settings))
     assert first == [path.name for _, _, path in dbpulse_schema.schema_files()]
     assert second == []
     rows = _audit_rows(scratch_database)
@@ -34,20 +35,20 @@ def test_install_is_idempotent_and_audited(scratch_database, dba_settings):
 
 def test_audited_records_success_and_failure(scratch_database, dba_settings):
     with admin_connection(scratch_database, dba_settings) as conn:
-        dbpulse_schema.install(conn, dba_settings, actor="tester", target="t")
-        with audit.audited(conn, actor="ann", role="dba", action="demo_ok", target="t",
-                           object_name='public."Odd Name"') as note:
+        dbpulse_schema.install(conn, as_actor(dba_settings))
+        ann = as_actor(dba_settings, person="ann")
+        with audit.audited(conn, ann, "demo_ok", object_name='public."Odd Name"') as note:
             note["detail"] = "fine"
         with pytest.raises(psycopg.errors.DivisionByZero):
-            with audit.audited(conn, actor="ann", role="dba", action="demo_fail", target="t"):
+            with audit.audited(conn, ann, "demo_fail"):
                 with conn.transaction():
                     conn.execute("CREATE TABLE half_done (a int)")
                     conn.execute("SELECT 1 / 0")
         with pytest.raises(ValueError, match="autocommit"):
             with conn.transaction():
-                with audit.audited(conn, actor="ann", role="dba", action="nested", target="t"):
+                with audit.audited(conn, ann, "nested"):
                     pass
-        frame = audit.recent_actions(conn)
+        frame = audit.actions(conn)
     assert list(frame["action"][:2]) == ["demo_fail", "demo_ok"]
     failed = frame.iloc[0]
     assert failed["outcome"] == "error" and "DivisionByZero" in failed["detail"]

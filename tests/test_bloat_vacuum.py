@@ -9,6 +9,7 @@ import pytest
 from queries import bloat, vacuum
 from queries.connections import monitoring_connection
 from queries.roles import PermissionDenied
+from tests.conftest import as_actor
 
 # The estimate ignores padding between columns inside a row and the few bytes a page cannot
 # fill; on these tables (fixed-width columns and short text) it lands within 8 percentage
@@ -101,10 +102,10 @@ def test_index_estimate_and_reindex_fix(tables, settings):
 def test_exact_measurement_is_a_dba_action(tables, settings, dba_settings):
     with psycopg.connect(tables, autocommit=True) as conn:
         with pytest.raises(PermissionDenied):
-            bloat.exact_table_bloat(conn, settings, "public", "churned")
-        result = bloat.exact_table_bloat(conn, dba_settings, "public", "Quoted Name")
+            bloat.exact_table_bloat(conn, as_actor(settings), "public", "churned")
+        result = bloat.exact_table_bloat(conn, as_actor(dba_settings), "public", "Quoted Name")
         assert result["dead_tuple_percent"] > 30
-        index = bloat.exact_index_bloat(conn, dba_settings, "public", "churned_pkey")
+        index = bloat.exact_index_bloat(conn, as_actor(dba_settings), "public", "churned_pkey")
         assert index["leaf_pages"] > 0
 
 

@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from demo.stack import free_port
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, as_actor
 
 CHROMIUM = os.environ.get("DBPULSE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -184,8 +184,7 @@ def test_apply_phase_1_in_chromium(dashboard, database_url):
     finally:
         settings = Settings(role="dba")
         with admin_connection(database_url, settings) as conn:
-            migrations.rollback(conn, settings, migrations.discover(), actor="test",
-                                target="t", dsn=database_url, to="0")
+            migrations.rollback(conn, as_actor(settings, database_url), migrations.discover(), to="0")
 
 
 def test_weekly_review_and_its_html_offline(synthetic_history, dashboard, tmp_path):

@@ -53,7 +53,7 @@ def test_unknown_target_and_no_target_are_clear_errors():
 def test_settings_from_secrets_and_environment_with_environment_winning():
     secrets = {"role": "dba", "settings": {"statement_timeout_ms": 9000, "cache_ttl_s": 10}}
     settings = load_settings({"DBPULSE_CACHE_TTL_S": "5"}, secrets)
-    assert settings.role == "dba" and settings.is_dba
+    assert settings.role == "dba"
     assert settings.statement_timeout_ms == 9000
     assert settings.cache_ttl_s == 5
     assert settings.redis_hit_rate_target == Settings().redis_hit_rate_target

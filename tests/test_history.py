@@ -12,9 +12,11 @@ import pytest
 import redis
 
 from demo.stack import EmbeddedStack, create_database, free_port, redis_server_binary
-from queries import dbpulse_schema, history, snapshots
+from queries import actions, dbpulse_schema, history, snapshots
 from queries.config import Target
+from queries.roles import Actor
 from queries.connections import DatabaseProblem, admin_connection, monitoring_connection
+from tests.conftest import as_actor
 
 PROBE = "SELECT count(*) AS history_probe FROM contacts WHERE name = %s"
 
@@ -26,9 +28,9 @@ def _source() -> str:
 def _snap(url, settings, source, redis_urls=()):
     with admin_connection(url, settings) as history_conn, \
             monitoring_connection(url, settings) as monitor:
-        dbpulse_schema.install(history_conn, settings, actor="test", target="test")
-        return snapshots.take(monitor, history_conn, settings, source=source,
-                              redis_urls=redis_urls, taken_by="test")
+        dbpulse_schema.install(history_conn, as_actor(settings))
+        return snapshots.take(monitor, history_conn, as_actor(settings), source=source,
+                              redis_urls=redis_urls)
 
 
 def _run(url, n, statement=PROBE):
@@ -179,14 +181,14 @@ def test_unreachable_history_database_is_a_clear_error(database_url, dba_setting
     target = Target("t", database_url, database_url,
                     history_url=f"postgresql://nobody:x@127.0.0.1:{closed_port}/history")
     with pytest.raises(DatabaseProblem) as problem:
-        snapshots.snapshot_target(target, dba_settings, "test")
+        actions.take_snapshot(Actor("tester", "dba", target, dba_settings))
     assert problem.value.kind == "unreachable"
 
 
 def test_separate_history_database(servers, database_url, dba_settings):
     history_url = create_database(servers[0], f"history_{uuid.uuid4().hex[:6]}")
     target = Target("t", database_url, database_url, history_url=history_url)
-    result = snapshots.snapshot_target(target, dba_settings, "test")
+    result = actions.take_snapshot(Actor("tester", "dba", target, dba_settings))
     with psycopg.connect(history_url) as conn:
         assert conn.execute("SELECT source FROM dbpulse.snapshots WHERE id = %s",
                             (result.snapshot_id,)).fetchone() == ("salesflow_test",)

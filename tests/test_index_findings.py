@@ -11,6 +11,7 @@ import pytest
 from demo import loader
 from queries import checks, dbpulse_schema, indexes, migrations
 from queries.connections import admin_connection, monitoring_connection
+from tests.conftest import as_actor
 
 
 def _review(url, settings, evidence=None, include_own=False):
@@ -139,8 +140,7 @@ def test_indexes_built_by_a_recent_migration_are_too_new_to_judge(scratch_databa
     loader.load(scratch_database, "small")
     found = migrations.discover()
     with admin_connection(scratch_database, dba_settings) as conn:
-        migrations.apply(conn, dba_settings, found[:1], actor="tester", target="t",
-                         dsn=scratch_database)
+        migrations.apply(conn, as_actor(dba_settings, scratch_database), found[:1])
     built = {s.index_name.split(".")[-1] for s in found[0].statements if s.index_name}
     assert built
     with monitoring_connection(scratch_database, dba_settings) as conn:
@@ -231,7 +231,7 @@ def test_fix_sql_is_valid_for_names_that_need_quoting(scratch_database, settings
 
 def test_own_objects_are_hidden_unless_asked_for(scratch_database, dba_settings):
     with admin_connection(scratch_database, dba_settings) as conn:
-        dbpulse_schema.install(conn, dba_settings, actor="tester", target="t")
+        dbpulse_schema.install(conn, as_actor(dba_settings))
     shown = _review(scratch_database, dba_settings)
     everything = _review(scratch_database, dba_settings, include_own=True)
     assert indexes.OWN_SCHEMA not in set(shown.all["schema_name"])

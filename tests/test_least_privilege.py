@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 from queries import dbpulse_schema
 from queries.config import Settings
 from queries.connections import admin_connection, describe_error
-from tests.conftest import PROJECT_ROOT, each_page, login_role
+from tests.conftest import PROJECT_ROOT, as_actor, each_page, login_role
 
 
 
@@ -25,7 +25,7 @@ def monitor(request, tmp_path):
     installed DB Pulse's schema through the admin URL."""
     admin = request.getfixturevalue("database_url" if request.param == "pg18" else "pg15_url")
     with admin_connection(admin, Settings(role="dba")) as conn:
-        dbpulse_schema.install(conn, Settings(role="dba"), actor="tester", target="t")
+        dbpulse_schema.install(conn, as_actor(Settings(role="dba")))
     with login_role(admin, "least_monitor", "pw-least") as url:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute("GRANT pg_monitor TO least_monitor")

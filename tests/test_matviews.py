@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 from queries import matviews
 from queries.connections import admin_connection, monitoring_connection
 from queries.roles import PermissionDenied
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, as_actor
 
 ODD = 'Sales "Daily" MV'
 
@@ -55,7 +55,7 @@ def _audit(url):
 
 def _refresh(url, settings, name, **kw):
     with admin_connection(url, settings) as conn:
-        return matviews.refresh(conn, settings, actor="tester", target="t", schema="public",
+        return matviews.refresh(conn, as_actor(settings), schema="public",
                                 name=name, **kw)
 
 
@@ -137,7 +137,7 @@ def test_lock_timeout_and_one_refresh_at_a_time(views_db, dba_settings):
 
 def test_event_trigger_logs_refreshes_by_anyone(views_db, dba_settings):
     with admin_connection(views_db, dba_settings) as conn:
-        matviews.install_event_trigger(conn, dba_settings, actor="tester", target="t")
+        matviews.install_event_trigger(conn, as_actor(dba_settings))
         assert matviews.event_trigger_installed(conn)
     with psycopg.connect(views_db, autocommit=True) as conn:
         conn.execute('REFRESH MATERIALIZED VIEW CONCURRENTLY "Sales ""Daily"" MV"')
@@ -150,7 +150,7 @@ def test_event_trigger_logs_refreshes_by_anyone(views_db, dba_settings):
 
 def test_refresh_stale_goes_on_past_failures(views_db, dba_settings):
     with admin_connection(views_db, dba_settings) as conn:
-        outcomes = dict(matviews.refresh_stale(conn, dba_settings, actor="tester", target="t",
+        outcomes = dict(matviews.refresh_stale(conn, as_actor(dba_settings),
                                                max_age_minutes=15))
     assert outcomes['public."Sales ""Daily"" MV"'].startswith("refreshed")
     assert outcomes["public.no_unique"].startswith("not refreshed")
@@ -284,7 +284,7 @@ def test_without_the_event_trigger_an_old_logged_refresh_is_not_called_stale(vie
     assert row["freshness"].startswith("unknown: DB Pulse refreshed it")
     assert pd.isna(row["age_minutes"])
     with admin_connection(views_db, dba_settings) as conn:
-        matviews.install_event_trigger(conn, dba_settings, actor="tester", target="t")
+        matviews.install_event_trigger(conn, as_actor(dba_settings))
     with psycopg.connect(views_db, autocommit=True) as conn:
         conn.execute('REFRESH MATERIALIZED VIEW CONCURRENTLY "Sales ""Daily"" MV"')
         conn.execute("INSERT INTO sales SELECT g, current_date, 1 FROM generate_series(3011, 3015) g")
@@ -295,7 +295,7 @@ def test_without_the_event_trigger_an_old_logged_refresh_is_not_called_stale(vie
 
 def test_event_trigger_knows_a_concurrent_refresh_inside_a_function(views_db, dba_settings):
     with admin_connection(views_db, dba_settings) as conn:
-        matviews.install_event_trigger(conn, dba_settings, actor="tester", target="t")
+        matviews.install_event_trigger(conn, as_actor(dba_settings))
     with psycopg.connect(views_db, autocommit=True) as conn:
         conn.execute("""
             CREATE FUNCTION refresh_both() RETURNS void LANGUAGE plpgsql AS $$

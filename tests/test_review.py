@@ -12,6 +12,7 @@ import cli
 from queries import dbpulse_schema, history, review, snapshots
 from queries.connections import admin_connection, monitoring_connection
 from reports import weekly
+from tests.conftest import as_actor
 
 REGRESSING = "SELECT pg_sleep(%s) AS review_regression_probe"
 IMPROVING = "SELECT 1 AS review_improvement_probe, pg_sleep(%s)"  # aliases alone share a queryid
@@ -19,9 +20,8 @@ IMPROVING = "SELECT 1 AS review_improvement_probe, pg_sleep(%s)"  # aliases alon
 
 def _snap(url, settings, source):
     with admin_connection(url, settings) as hist, monitoring_connection(url, settings) as mon:
-        dbpulse_schema.install(hist, settings, actor="test", target="test")
-        return snapshots.take(mon, hist, settings, source=source, redis_urls=(),
-                              taken_by="test")
+        dbpulse_schema.install(hist, as_actor(settings))
+        return snapshots.take(mon, hist, as_actor(settings), source=source, redis_urls=())
 
 
 @pytest.fixture(scope="module")
@@ -252,7 +252,7 @@ def test_a_view_of_unknown_age_makes_the_oldest_view_unknown(scratch_database,
                      "CREATE UNIQUE INDEX ON known_age (id); "
                      "CREATE MATERIALIZED VIEW unknown_age AS SELECT id FROM src")
     with admin_connection(scratch_database, settings) as conn:
-        matviews.refresh(conn, settings, actor="t", target="t", schema="public",
+        matviews.refresh(conn, as_actor(settings), schema="public",
                          name="known_age")  # DB Pulse knows this refresh; nobody knows the other
     first = _snap(scratch_database, settings, "ages")
     second = _snap(scratch_database, settings, "ages")

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from queries import capabilities, dbpulse_schema, snapshots, statements
 from queries.connections import admin_connection, monitoring_connection
-from tests.conftest import PROJECT_ROOT, each_page
+from tests.conftest import PROJECT_ROOT, as_actor, each_page
 
 PLANTED = "Planted-Pw-7731"
 TYPOS = {"DATABASE_URL": f"postgress://app:{PLANTED}@127.0.0.1:1/db",
@@ -62,9 +62,8 @@ def test_a_password_in_a_statement_is_masked_everywhere(scratch_database, dba_se
             assert PLANTED not in detail["query"]
         with admin_connection(scratch_database, dba_settings) as hist, \
                 monitoring_connection(scratch_database, dba_settings) as mon:
-            dbpulse_schema.install(hist, dba_settings, actor="t", target="t")
-            snapshots.take(mon, hist, dba_settings, source="secrets", redis_urls=(),
-                           taken_by="t")
+            dbpulse_schema.install(hist, as_actor(dba_settings))
+            snapshots.take(mon, hist, as_actor(dba_settings), source="secrets", redis_urls=())
         with psycopg.connect(scratch_database) as conn:
             stored = conn.execute("SELECT string_agg(query, ' ') FROM dbpulse.statement_texts"
                                   ).fetchone()[0]
@@ -74,7 +73,7 @@ def test_a_password_in_a_statement_is_masked_everywhere(scratch_database, dba_se
             conn.execute("INSERT INTO dbpulse.statement_texts (queryid, userid, query) "
                          "VALUES (-1, 10, %s)", (f"ALTER USER x PASSWORD '{PLANTED}'",))
         with admin_connection(scratch_database, dba_settings) as conn:
-            dbpulse_schema.install(conn, dba_settings, actor="t", target="t")
+            dbpulse_schema.install(conn, as_actor(dba_settings))
             assert conn.execute("SELECT query FROM dbpulse.statement_texts WHERE queryid = -1"
                                 ).fetchone()[0] == "ALTER USER x PASSWORD '***'"
     finally:

@@ -6,7 +6,7 @@ import pytest
 from queries import capabilities, statements
 from queries.connections import OWN_STATEMENT_TAG, monitoring_connection
 from queries.roles import PermissionDenied
-from tests.conftest import RESET_THIS_DATABASE, login_role
+from tests.conftest import RESET_THIS_DATABASE, as_actor, login_role
 
 
 def _ext(conn):
@@ -139,10 +139,10 @@ def test_explain_analyze_is_dba_only_and_rolled_back(workload, settings, dba_set
     with psycopg.connect(workload, autocommit=True) as conn:
         me = conn.execute("SELECT oid FROM pg_roles WHERE rolname = current_user").fetchone()[0]
         with pytest.raises(PermissionDenied):
-            statements.explain_analyze(conn, settings, query, ["10"], me)
+            statements.explain_analyze(conn, as_actor(settings), query, ["10"], me)
         with pytest.raises(statements.ExplainError, match="1 parameters"):
-            statements.explain_analyze(conn, dba_settings, query, [], me)
-        plan = statements.explain_analyze(conn, dba_settings, query, ["10"], me)
+            statements.explain_analyze(conn, as_actor(dba_settings), query, [], me)
+        plan = statements.explain_analyze(conn, as_actor(dba_settings), query, ["10"], me)
         assert "actual" in plan
         assert conn.execute('SELECT count(*) FROM "Weird ""Name"" Table"').fetchone()[0] == 1000
 
@@ -173,7 +173,7 @@ def test_explain_analyze_runs_with_the_privileges_of_the_role_that_ran_it(scratc
             seen = []
             conn.add_notice_handler(lambda d: seen.append(d.message_primary))
             plan = statements.explain_analyze(
-                conn, dba_settings, "SELECT enrich(id) FROM items WHERE id = $1", ["5"], app)
+                conn, as_actor(dba_settings), "SELECT enrich(id) FROM items WHERE id = $1", ["5"], app)
             assert "actual" in plan and seen == ["enrich runs as app_role"]
             assert conn.execute("SELECT last_value, is_called FROM side_effects").fetchone() == (
                 1, False)  # the superuser-only branch never ran
@@ -181,10 +181,10 @@ def test_explain_analyze_runs_with_the_privileges_of_the_role_that_ran_it(scratc
             with login_role(scratch_database, "plain_admin", "pw-admin") as admin_url:
                 with psycopg.connect(admin_url, autocommit=True) as plain:
                     with pytest.raises(statements.ExplainError, match="may not take the role"):
-                        statements.explain_analyze(plain, dba_settings,
+                        statements.explain_analyze(plain, as_actor(dba_settings),
                                                    "SELECT 1 FROM items", [], app)
             with pytest.raises(statements.ExplainError, match="no longer exists"):
-                statements.explain_analyze(conn, dba_settings, "SELECT 1", [], 4_000_000_000)
+                statements.explain_analyze(conn, as_actor(dba_settings), "SELECT 1", [], 4_000_000_000)
         assert app_url
 
 

@@ -347,3 +347,30 @@ def review_data(target: Target, settings: Settings, previous, current) -> Loaded
         conn, review.span(previous, current)))
     return _load_history(target, settings, lambda conn: review.build_review(
         conn, target.history_source, previous, current, settings, marks.value))
+
+
+def audit_data(target: Target, settings: Settings, **filters) -> Loaded:
+    """The audit rows matching the filters (not cached: a page opened after an action must show
+    it), from the target's database and, when snapshots live elsewhere, the history database,
+    where snapshot and pruning rows are written."""
+    import pandas as pd
+
+    from queries import audit
+
+    def load(conn):
+        if not audit.log_exists(conn):
+            return None
+        return {"rows": audit.actions(conn, **filters), "choices": audit.choices(conn)}
+
+    sources = [target.database_url] + ([target.history_read_url] if target.history_url else [])
+    parts = [_load(dsn, settings, load) for dsn in sources]
+    failed = next((p for p in parts if not p.ok), None)
+    if failed:
+        return failed
+    found = [p.value for p in parts if p.value is not None]
+    if not found:
+        return Loaded(None, loaded_at=parts[0].loaded_at)
+    rows = pd.concat([f["rows"] for f in found], ignore_index=True).sort_values(
+        "started_at", ascending=False, kind="stable")
+    choices = {k: sorted({v for f in found for v in f["choices"][k]}) for k in found[0]["choices"]}
+    return Loaded({"rows": rows, "choices": choices}, loaded_at=parts[0].loaded_at)

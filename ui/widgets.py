@@ -73,20 +73,33 @@ def frame_or_note(frame, empty_note: str, **kwargs) -> None:
 
 
 def require_target():
-    """The chosen target and settings, or stop the page with what to configure."""
+    """Who acts on which target with which settings (an Actor), or stop the page with what to
+    configure or why this person has no role there."""
+    from queries.access import AccessRefused
+    from queries.config import ConfigError
     from ui import context
 
     try:
-        target, settings = context.current_target(), context.settings()
-    except ValueError as exc:
+        target = context.current_target()
+        if target is None:
+            st.info("Configure a database to watch: set DATABASE_URL and REDIS_URL, or add a "
+                    "target to .streamlit/secrets.toml. See the README, section “Use it on your "
+                    "own database”.")
+            st.stop()
+        return context.actor(target)
+    except ConfigError as exc:
         st.error(f"Configuration problem: {exc}")
-        st.stop()
-    if target is None:
-        st.info("Configure a database to watch: set DATABASE_URL and REDIS_URL, or add a target "
-                "to .streamlit/secrets.toml. See the README, section “Use it on your own "
-                "database”.")
-        st.stop()
-    return target, settings
+    except (AccessRefused, context.NotSignedIn) as exc:
+        st.error(str(exc) or "Sign in first.")
+    st.stop()
+
+
+def dba_note(who) -> None:
+    """Said above every DBA action a viewer sees: the core refuses it, and the refusal is
+    logged."""
+    if not who.is_dba:
+        st.caption(f"You are a **{who.role}** on {who.target.name}: DBA actions are refused "
+                   "and the refusal is written to the audit log.")
 
 
 def own_objects_toggle() -> bool:

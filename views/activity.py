@@ -4,14 +4,15 @@ use; a DBA can cancel a statement or terminate a session."""
 import streamlit as st
 
 from queries import activity
-from queries.roles import PermissionDenied
 from ui import loaders
 from ui.actions import end_session
 from ui.format import percent
-from ui.widgets import as_of, frame_or_note, require_target, show_problem
+from ui.confirm import action_button
+from ui.widgets import as_of, dba_note, frame_or_note, require_target, show_problem
 
 st.title("Activity")
-target, settings = require_target()
+who = require_target()
+target, settings = who.target, who.settings
 loaded = loaders.activity_data(target.database_url, settings)
 if not loaded.ok:
     show_problem("Session information is not available", loaded)
@@ -39,9 +40,8 @@ else:
                         "blocks", "query", "end_sql"]], hide_index=True, width="stretch")
 
 st.subheader("Cancel or terminate a session")
-if not settings.is_dba:
-    st.caption("Cancelling a statement or terminating a session is a DBA action.")
-elif sessions.empty:
+dba_note(who)
+if sessions.empty:
     st.caption("No other client sessions.")
 else:
     roots = set(tree[tree["depth"] == 0]["pid"]) if not tree.empty else set()
@@ -50,7 +50,7 @@ else:
     pid = st.selectbox("Session", pids, format_func=lambda p: (
         f"{p} — {by_pid.loc[p, 'state'] or 'unknown'}, {by_pid.loc[p, 'role_name'] or '?'}"
         + (" (root blocker)" if p in roots else "")))
-    state = by_pid.loc[pid, "state"] if pid is not None else None
+    state = by_pid.loc[pid, "state"]
     suggested = 1 if isinstance(state, str) and state.startswith("idle") else 0
     how = st.radio("Action", ["Cancel its statement", "Terminate the session"], index=suggested,
                    horizontal=True, key="end_session_how")
@@ -59,20 +59,29 @@ else:
         st.caption("Suggested for this session: " + activity.end_session_sql(pid, state))
     st.code(f"SELECT {'pg_terminate_backend' if terminate else 'pg_cancel_backend'}({pid});",
             language="sql")
-    sure = st.checkbox(f"I want to {'terminate session' if terminate else 'cancel the statement of'} "
-                       f"{pid}" + (": its open transaction is rolled back" if terminate else ""),
-                       key="end_session_sure")
-    if st.button("Terminate" if terminate else "Cancel", disabled=not sure, type="primary"):
-        try:
-            result = end_session(target, settings, int(pid), terminate)
-        except PermissionDenied as exc:
-            st.error(str(exc))
+    blocks = tree.loc[tree["pid"] == pid, "blocks"] if not tree.empty else []
+    waiting = len(blocks.iloc[0]) if len(blocks) else 0
+    seconds = by_pid.loc[pid, "transaction_seconds"]
+    explanation = (
+        f"Session **{pid}** ({by_pid.loc[pid, 'role_name'] or '?'}, {state or 'unknown'}"
+        + (f", transaction open {seconds:,.0f} s" if seconds == seconds and seconds is not None
+           else "") + "): "
+        + ("its connection is closed and its open transaction rolled back; the application sees "
+           "an error on that connection." if terminate else
+           "its running statement is cancelled; the application sees an error for it.")
+        + (f" {waiting} waiting session(s) go on once its locks are released." if waiting
+           else ""))
+    result = action_button(who, f"end_session_{pid}", "Terminate" if terminate else "Cancel",
+                           lambda: end_session(who, int(pid), terminate),
+                           title="Terminate a session" if terminate else "Cancel a statement",
+                           explanation=explanation,
+                           confirm_text=str(pid) if terminate else None)
+    if result is not None:
+        if result.ok:
+            st.success(result.value)
+            loaders.activity_data.clear()
         else:
-            if result.ok:
-                st.success(result.value)
-                loaders.activity_data.clear()
-            else:
-                show_problem("Nothing done", result)
+            show_problem("Nothing done", result)
 
 st.subheader("Sessions")
 st.caption(f"As of {loaded.loaded_at:%H:%M:%S} UTC (reload the page to refresh). Long-running "

@@ -7,14 +7,14 @@ import streamlit as st
 from queries import bloat
 from queries.indexes import OWN_SCHEMA
 from queries.identifiers import qualified
-from queries.roles import PermissionDenied
 from ui import loaders
 from ui.actions import exact_bloat
 from ui.format import human_bytes, percent
 from ui.widgets import as_of, frame_or_note, own_objects_toggle, require_target, show_problem
 
 st.title("Bloat and vacuum")
-target, settings = require_target()
+who = require_target()
+target, settings = who.target, who.settings
 loaded = loaders.bloat_data(target.database_url, settings)
 if not loaded.ok:
     show_problem("Bloat and vacuum statistics are not available", loaded)
@@ -65,7 +65,7 @@ with st.expander("Exact figures (pgstattuple)"):
     if not pgstattuple.installed:
         st.info("pgstattuple is not installed: CREATE EXTENSION pgstattuple; "
                 "(on Supabase: Database > Extensions).")
-    elif not settings.is_dba:
+    elif not who.is_dba:
         st.caption("Measuring exactly reads the whole relation: a DBA action.")
     else:
         # (schema, name, is_index): names may hold dots and quotes, so never split a label
@@ -75,16 +75,11 @@ with st.expander("Exact figures (pgstattuple)"):
                               + (" (index)" if c[2] else ""))
         if choice and st.button("Measure exactly (reads the relation)"):
             schema, name, is_index = choice
-            try:
-                result = exact_bloat(target, settings, schema, name, is_index,
-                                     pgstattuple.schema)
-            except PermissionDenied as exc:
-                st.error(str(exc))
+            result = exact_bloat(who, schema, name, is_index, pgstattuple.schema)
+            if result.ok:
+                st.json({k: str(v) for k, v in result.value.items()})
             else:
-                if result.ok:
-                    st.json({k: str(v) for k, v in result.value.items()})
-                else:
-                    show_problem("Measuring failed", result)
+                show_problem("Measuring failed", result)
 
 st.subheader("Vacuum")
 st.caption("Autovacuum triggers when dead rows exceed threshold + scale factor × rows "

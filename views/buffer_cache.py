@@ -8,7 +8,8 @@ from ui.format import human_duration, percent, state_for_ratio
 from ui.widgets import as_of, frame_or_note, judged_metric, require_target, show_problem
 
 st.title("Buffer cache")
-target, settings = require_target()
+who = require_target()
+target, settings = who.target, who.settings
 loaded = loaders.buffer_cache_data(target.database_url, settings)
 if not loaded.ok:
     show_problem("Cache statistics are not available", loaded)

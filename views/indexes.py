@@ -11,7 +11,8 @@ from ui.format import human_bytes, human_duration
 from ui.widgets import as_of, frame_or_note, own_objects_toggle, require_target, show_problem
 
 st.title("Indexes")
-target, settings = require_target()
+who = require_target()
+target, settings = who.target, who.settings
 include_own = own_objects_toggle()
 
 loaded = loaders.indexes_data(target.database_url, settings, include_own)

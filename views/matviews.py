@@ -4,13 +4,14 @@ DBA's refresh actions."""
 import plotly.express as px
 import streamlit as st
 
-from queries.roles import PermissionDenied
 from ui import actions, loaders
+from ui.confirm import action_button
 from ui.format import human_bytes
-from ui.widgets import as_of, frame_or_note, require_target, show_problem
+from ui.widgets import as_of, dba_note, frame_or_note, require_target, show_problem
 
 st.title("Materialized views")
-target, settings = require_target()
+who = require_target()
+target, settings = who.target, who.settings
 loaded = loaders.matviews_data(target.database_url, settings)
 if not loaded.ok:
     show_problem("Materialized views are not available", loaded)
@@ -61,54 +62,64 @@ if data["cron"] is not None:
     frame_or_note(data["cron"], "pg_cron has run no refresh.")
 
 # --- DBA actions ------------------------------------------------------------------------------
-if not settings.is_dba:
-    st.caption("Refreshing views is for the DBA role.")
-    st.stop()
-
 st.subheader("Refresh")
+dba_note(who)
 labels = {i: f"{r.schema_name}.{r.view_name}" for i, r in views.iterrows()}
 chosen = st.selectbox("View", list(labels), format_func=labels.get)
 row = views.loc[chosen]
-# Only an explicit confirmation allows a blocking refresh. The core decides from the catalogue
-# as it is when the button is pressed: if the view lost its unique index since this list was
-# read, the refresh is refused and the page asks for the confirmation.
-confirmed_blocking = False
+
+
+def refresh_chosen(allow_blocking: bool):
+    with st.spinner(f"Refreshing {labels[chosen]} ..."):
+        result = actions.refresh_matview(who, row["schema_name"], row["view_name"],
+                                         allow_blocking=allow_blocking)
+    loaders.matviews_data.clear()  # the page must not contradict what was just done
+    return result
+
+
+# A blocking refresh is confirmed in a dialog that names the lock and the last duration, by
+# typing the view's name. The core decides from the catalogue as it is at the click: if the view
+# lost its unique index since this list was read, the refresh is refused and the page asks.
+last_ms = row["last_duration_ms"]
+took = (f"The last refresh took {last_ms / 1000:,.1f} s; expect about as long."
+        if last_ms == last_ms and last_ms is not None else
+        "No refresh of it has been timed yet: it takes as long as running the view's query.")
 if not row["concurrent_refresh"]:
     st.warning(f"{labels[chosen]} cannot be refreshed CONCURRENTLY: {row['why_not_concurrent']}. "
                "A plain refresh takes an ACCESS EXCLUSIVE lock: every query that reads the view "
                "waits until the refresh ends.")
-    confirmed_blocking = st.checkbox("Refresh anyway and block readers for its duration",
-                                     key=f"confirm_{row['view_oid']}")
-running = st.session_state.get("dbpulse_refreshing")
-if st.button("Refresh now", type="primary",
-             disabled=bool(running) or (not row["concurrent_refresh"] and not confirmed_blocking)):
-    st.session_state["dbpulse_refreshing"] = labels[chosen]
-    try:
-        with st.spinner(f"Refreshing {labels[chosen]} ..."):
-            result = actions.refresh_matview(target, settings, row["schema_name"],
-                                             row["view_name"], allow_blocking=confirmed_blocking)
-    except PermissionDenied as exc:
-        result = loaders.Loaded(problem=loaders.DatabaseProblem("refused", str(exc)))
-    finally:
-        st.session_state.pop("dbpulse_refreshing", None)
-    loaders.matviews_data.clear()
+result = action_button(
+    who, f"refresh_{row['view_oid']}", "Refresh now",
+    lambda: refresh_chosen(allow_blocking=not row["concurrent_refresh"]),
+    title="Blocking refresh",
+    explanation="" if row["concurrent_refresh"] else (
+        f"**{labels[chosen]}** is refreshed with an ACCESS EXCLUSIVE lock: every query that reads "
+        f"it waits until the refresh ends. {took}"),
+    confirm_text=None if row["concurrent_refresh"] else labels[chosen])
+if result is not None:
     if result.ok:
         st.success(f"Refreshed {labels[chosen]} in {result.value.duration_ms:.0f} ms"
                    + (" (concurrently)." if result.value.concurrently else "."))
     else:
-        st.error(f"Not refreshed: {result.problem.message}")
+        show_problem("Not refreshed", result)
 
 allow_blocking_all = st.checkbox("When refreshing all stale views, also refresh those that block "
                                  "readers")
-if st.button(f"Refresh all stale views ({len(stale)})", disabled=stale.empty or bool(running)):
-    with st.spinner("Refreshing stale views ..."):
-        result = actions.refresh_stale(target, settings, allow_blocking_all)
+blocking_stale = stale[~stale["concurrent_refresh"]]
+result = action_button(
+    who, "refresh_stale", f"Refresh all stale views ({len(stale)})",
+    lambda: actions.refresh_stale(who, allow_blocking_all), title="Refresh stale views",
+    explanation=(f"{len(blocking_stale)} of them block their readers while refreshing: "
+                 + ", ".join(f"{r.schema_name}.{r.view_name}" for r in blocking_stale.itertuples())
+                 + ".") if allow_blocking_all and len(blocking_stale) else "",
+    disabled=stale.empty)
+if result is not None:
     loaders.matviews_data.clear()
     if result.ok:
         for name, outcome in result.value:
             (st.error if "not refreshed" in outcome else st.success)(f"{name}: {outcome}")
     else:
-        st.error(result.problem.message)
+        show_problem("Not refreshed", result)
 
 if not data["event_trigger"]:
     with st.expander("Log refreshes by anyone (event trigger)"):
@@ -116,10 +127,11 @@ if not data["event_trigger"]:
                    "that writes to DB Pulse's refresh log, so refreshes by pg_cron, psql or the "
                    "application are known too. Needs a superuser (on Supabase: the postgres "
                    "role).")
-        if st.button("Install the event trigger"):
-            result = actions.install_event_trigger(target, settings)
+        result = action_button(who, "event_trigger", "Install the event trigger",
+                               lambda: actions.install_event_trigger(who))
+        if result is not None:
             loaders.matviews_data.clear()
             if result.ok:
                 st.success("Installed: every refresh is logged from now on.")
             else:
-                st.error(f"Not installed: {result.problem.message} {result.problem.hint}")
+                show_problem("Not installed", result)

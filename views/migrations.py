@@ -3,13 +3,29 @@ apply and rollback."""
 
 import streamlit as st
 
-from queries.roles import PermissionDenied
+from queries.migrations import blocks_others
 from ui import actions, loaders
+from ui.confirm import action_button
 from ui.format import human_bytes
-from ui.widgets import as_of, frame_or_note, require_target, show_problem
+from ui.widgets import as_of, dba_note, frame_or_note, require_target, show_problem
+
+
+def run_with_progress(direction: str, until: str | None):
+    st.session_state["dbpulse_migrating"] = True
+    try:
+        with st.status("Running ...", expanded=True) as box:
+            result = actions.run_migrations(who, direction, until, progress=box.write)
+            box.update(label="Done" if result.ok else "Stopped",
+                       state="complete" if result.ok else "error")
+    finally:
+        st.session_state["dbpulse_migrating"] = False
+    loaders.migrations_data.clear()  # the page must not contradict what was just done
+    return result
+
 
 st.title("Migrations")
-target, settings = require_target()
+who = require_target()
+target, settings = who.target, who.settings
 loaded = loaders.migrations_data(target.database_url, settings)
 if not loaded.ok:
     show_problem("Migrations cannot be read", loaded)
@@ -47,40 +63,58 @@ for m in data["migrations"]:
 st.subheader("Ledger")
 frame_or_note(data["ledger"], "No migration has run here yet.")
 
-if not settings.is_dba:
-    st.caption("Applying and rolling back migrations is for the DBA role.")
-    st.stop()
-
 st.subheader("Apply or roll back")
+dba_note(who)
 pending = list(status[status["state"] != "applied"]["version"])
 applied = list(status[status["state"] != "pending"]["version"])
+by_version = {m.version: m for m in data["migrations"]}
 cols = st.columns(2)
 with cols[0]:
-    up_to = st.selectbox("Apply pending migrations up to", pending or ["(none)"],
-                         index=max(len(pending) - 1, 0), disabled=not pending)
-    apply_clicked = st.button("Apply", type="primary", disabled=not pending
-                              or st.session_state.get("dbpulse_migrating", False))
+    # the next migration only, unless the DBA chooses to go further
+    up_to = st.selectbox("Apply pending migrations up to", pending or ["(none)"], index=0,
+                         disabled=not pending)
+    chosen = [by_version[v] for v in pending if v <= up_to] if pending else []
+    lines, risky = [], False
+    for m in chosen:
+        plan = data["plans"].get(m.version)
+        for s in m.statements:
+            if blocks_others(s):
+                risky = True
+                size = None
+                if plan is not None and s.table:
+                    sizes = plan.loc[plan["table"] == s.table, "table_bytes"].dropna()
+                    size = human_bytes(sizes.iloc[0]) if len(sizes) else None
+                lines.append(f"- **{m.version}** `{s.text.strip().splitlines()[0][:90]}`: "
+                             f"{s.lock} on {s.table or 'its objects'}"
+                             + (f" ({size})" if size else "") + " for the whole statement")
+    explanation = (f"This applies **{', '.join(m.version for m in chosen)}** "
+                   f"({sum(len(m.statements) for m in chosen)} statements) on "
+                   f"**{target.name}**.\n\n"
+                   + ("These statements block the application while they run; an index build "
+                      "takes as long as reading the whole table, minutes on large ones:\n\n"
+                      + "\n".join(lines) if risky else
+                      "Every statement lets reads and writes go on (CONCURRENTLY index builds wait "
+                      "for transactions already open, then build without blocking)."))
+    applied_result = action_button(
+        who, "migrate_apply", "Apply", lambda: run_with_progress("apply", up_to),
+        title="Apply migrations", explanation=explanation,
+        confirm_text=chosen[-1].version if risky or len(chosen) > 1 else None,
+        disabled=not pending or st.session_state.get("dbpulse_migrating", False))
 with cols[1]:
-    rollback_clicked = st.button("Roll back the last applied migration",
-                                 disabled=not applied
-                                 or st.session_state.get("dbpulse_migrating", False))
+    last = by_version.get(applied[-1]) if applied else None
+    rolled_result = action_button(
+        who, "migrate_rollback", "Roll back the last applied migration",
+        lambda: run_with_progress("rollback", None), title="Roll back",
+        explanation=(f"This runs the rollback file of **{last.version} {last.name}** on "
+                     f"**{target.name}**: what it built is dropped, and queries that used it "
+                     "slow down again.") if last else "",
+        confirm_text=last.version if last else None,
+        disabled=not applied or st.session_state.get("dbpulse_migrating", False))
 
-if apply_clicked or rollback_clicked:
-    st.session_state["dbpulse_migrating"] = True
-    try:
-        with st.status("Running ...", expanded=True) as box:
-            result = actions.run_migrations(target, settings,
-                                            "apply" if apply_clicked else "rollback",
-                                            up_to if apply_clicked else None, progress=box.write)
-            box.update(label="Done" if result.ok else "Stopped",
-                       state="complete" if result.ok else "error")
-    except PermissionDenied as exc:
-        result = loaders.Loaded(problem=loaders.DatabaseProblem("refused", str(exc)))
-    finally:
-        st.session_state["dbpulse_migrating"] = False
-    loaders.migrations_data.clear()
+for result, verb in ((applied_result, "Applied: "), (rolled_result, "Rolled back: ")):
+    if result is None:
+        continue
     if result.ok:
-        st.success(("Applied: " if apply_clicked else "Rolled back: ")
-                   + (", ".join(result.value) or "nothing to do"))
+        st.success(verb + (", ".join(result.value) or "nothing to do"))
     else:
-        st.error(result.problem.message)
+        show_problem("Not done", result)

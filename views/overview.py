@@ -7,7 +7,8 @@ from ui.format import human_bytes, human_duration, percent, state_for_ratio
 from ui.widgets import as_of, finding_banner, judged_metric, require_target, show_problem
 
 st.title("Overview")
-target, settings = require_target()
+who = require_target()
+target, settings = who.target, who.settings
 
 st.caption(f"Target **{target.name}**")
 

@@ -8,7 +8,8 @@ from ui.format import human_bytes, percent, state_for_ratio
 from ui.widgets import SLOW_SHARE_HELP, as_of, judged_metric, require_target, show_problem
 
 st.title("Optimization plan")
-target, settings = require_target()
+who = require_target()
+target, settings = who.target, who.settings
 loaded = loaders.plan_data(target.database_url, settings)
 if not loaded.ok:
     show_problem("The plan cannot be tracked", loaded)

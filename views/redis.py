@@ -13,7 +13,8 @@ from ui.format import human_bytes, human_duration, percent, state_for_ratio
 from ui.widgets import as_of, frame_or_note, judged_metric, require_target, show_problem
 
 st.title("Redis cache")
-target, settings = require_target()
+who = require_target()
+target, settings = who.target, who.settings
 if not target.redis_urls:
     st.info("No Redis configured for this target: set REDIS_URL (or redis_url in "
             "secrets.toml; a list for several instances).")

@@ -11,7 +11,8 @@ from ui import actions, loaders
 from ui.widgets import as_of, frame_or_note, require_target, show_problem
 
 st.title("Weekly review")
-target, settings = require_target()
+who = require_target()
+target, settings = who.target, who.settings
 
 now = datetime.now(timezone.utc).replace(second=0, microsecond=0)  # a stable cache key
 cols = st.columns([2, 1, 2])
@@ -24,11 +25,11 @@ current = history.Period(end - timedelta(days=int(days)), end)
 previous = history.Period(current.start - timedelta(days=int(days)), current.start)
 cols[2].caption(f"This period: {current.label()} UTC  \nCompared with: {previous.label()} UTC")
 
-if settings.is_dba:
+if who.is_dba:
     with st.sidebar:
         if st.button("Take a snapshot now", help="Store the counters now (cron does it "
                      "regularly: python cli.py snapshot)"):
-            result = actions.take_snapshot(target, settings)
+            result = actions.take_snapshot(who)
             if result.ok:
                 st.success(f"Snapshot {result.value.snapshot_id} stored "
                            f"({result.value.statements} statements).")

@@ -8,13 +8,13 @@ import plotly.express as px
 import streamlit as st
 
 from queries import statements
-from queries.roles import PermissionDenied
 from ui import actions, interval_mode, loaders
 from ui.format import human_duration, percent
 from ui.widgets import SLOW_SHARE_HELP, as_of, judged_metric, require_target, show_problem
 
 st.title("Slow queries")
-target, settings = require_target()
+who = require_target()
+target, settings = who.target, who.settings
 
 with st.expander("Filters", expanded=False):
     cols = st.columns(4)
@@ -130,7 +130,7 @@ if st.button("Show the generic plan (EXPLAIN, not executed)"):
         st.warning(plan.problem.message)
 
 with st.expander("What-if: try a candidate index (hypopg)"):
-    if not settings.is_dba:
+    if not who.is_dba:
         st.caption("Trying candidate indexes is for the DBA role.")
     else:
         st.caption("A hypothetical index (hypopg) exists only for this comparison: nothing is "
@@ -154,7 +154,7 @@ with st.expander("What-if: try a candidate index (hypopg)"):
                 cols[0].code(outcome.plan_before, language="text")
                 cols[1].code(outcome.plan_after, language="text")
 
-if settings.is_dba:
+if who.is_dba:
     with st.expander("EXPLAIN ANALYZE (DBA): runs the statement"):
         st.warning("EXPLAIN ANALYZE executes the statement for real (inside a transaction that is "
                    "rolled back), as the role that ran it"
@@ -165,13 +165,8 @@ if settings.is_dba:
         n = statements.parameter_count(row.query)
         values = [st.text_input(f"${i + 1}", key=f"param_{i}") for i in range(n)]
         if st.checkbox("I understand that this runs the statement") and st.button("Run EXPLAIN ANALYZE"):
-            try:
-                result = actions.explain_analyze(target, settings, detail.value["query"], values,
-                                                 int(row.userid))
-            except PermissionDenied as exc:
-                st.error(str(exc))
+            result = actions.explain_analyze(who, detail.value["query"], values, int(row.userid))
+            if result.ok:
+                st.code(result.value, language="text")
             else:
-                if result.ok:
-                    st.code(result.value, language="text")
-                else:
-                    st.error(result.problem.message)
+                st.error(result.problem.message)

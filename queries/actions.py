@@ -1,0 +1,165 @@
+"""Every DBA action, for the pages and the CLI alike, with one ceremony (`perform`): open the
+admin connection, refuse and audit a person without the DBA role, install DB Pulse's schema
+(the audit log), run the action audited with its parameters, and turn every failure into a
+DatabaseProblem, a refusal included. The functions they call check the role again."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Callable, TypeVar
+
+import psycopg
+
+from queries import audit, dbpulse_schema
+from queries.connections import DatabaseProblem, admin_connection, describe_error
+from queries.roles import ActionError, Actor, PermissionDenied, Refused
+from queries.secrets import redact_text
+
+T = TypeVar("T")
+
+
+def perform(who: Actor, action: str, what: str, fn: Callable[[psycopg.Connection], T], *,
+            object_name: str | None = None, parameters: dict | None = None,
+            describe: Callable[[T], str] | None = None, dsn: str | None = None) -> T:
+    """Run fn(admin connection) as `who`; `what` names the action for a refusal ("Refreshing a
+    materialized view"). The audit row goes to the database of `dsn` (the target's admin URL
+    unless given): a person without the DBA role gets a 'refused' row there, when DB Pulse's
+    schema exists, and nothing else happens."""
+    dsn = dsn or who.target.admin_url
+    try:
+        with admin_connection(dsn, who.settings) as conn:
+            if not who.is_dba:
+                _refuse(conn, who, action, object_name, parameters, who.denial(what))
+            dbpulse_schema.install(conn, who)
+            with audit.audited(conn, who, action, object_name, parameters) as note:
+                value = fn(conn)
+                note["detail"] = describe(value) if describe else None
+            return value
+    except (Refused, ActionError) as exc:
+        raise DatabaseProblem(exc.kind, str(exc)) from exc
+    except DatabaseProblem:
+        raise
+    except psycopg.Error as exc:
+        raise describe_error(exc, dsn) from exc
+
+
+def _refuse(conn: psycopg.Connection, who: Actor, action: str, object_name: str | None,
+            parameters: dict | None, reason: str) -> None:
+    if audit.log_exists(conn):
+        audit.record(conn, who, action=action, object_name=object_name,
+                     started_at=datetime.now(timezone.utc), duration_ms=0, outcome="refused",
+                     detail=reason, parameters=parameters)
+    else:  # a viewer's click installs nothing; the refusal is still said
+        reason += " (Not recorded: DB Pulse's schema is not installed on this target.)"
+    raise PermissionDenied(reason)
+
+
+# -- the actions -------------------------------------------------------------------------------
+def install_schema(who: Actor) -> list[str]:
+    return perform(who, "install_schema", "Installing the DB Pulse schema",
+                   lambda conn: dbpulse_schema.install(conn, who), object_name="dbpulse")
+
+
+def refresh_view(who: Actor, schema: str, name: str, allow_blocking: bool = False):
+    from queries import matviews
+    from queries.identifiers import qualified
+
+    return perform(who, "refresh_matview", "Refreshing a materialized view",
+                   lambda conn: matviews.refresh(conn, who, schema=schema, name=name,
+                                                 allow_blocking=allow_blocking),
+                   object_name=qualified(schema, name),
+                   parameters={"allow_blocking": allow_blocking},
+                   describe=lambda r: f"{r.duration_ms:.0f} ms, "
+                   + ("concurrently" if r.concurrently else "plain (blocking readers)"))
+
+
+def refresh_stale(who: Actor, allow_blocking: bool = False) -> list[tuple[str, str]]:
+    from queries import matviews
+
+    return perform(who, "refresh_stale", "Refreshing materialized views",
+                   lambda conn: matviews.refresh_stale(conn, who, allow_blocking),
+                   parameters={"allow_blocking": allow_blocking,
+                               "max_age_minutes": who.settings.matview_max_age_minutes},
+                   describe=lambda outcomes: "; ".join(f"{n}: {o}" for n, o in outcomes)
+                   or "no stale view")
+
+
+def install_event_trigger(who: Actor) -> None:
+    from queries import matviews
+
+    return perform(who, "install_event_trigger", "Installing the refresh event trigger",
+                   lambda conn: matviews.install_event_trigger(conn, who),
+                   object_name=matviews.EVENT_TRIGGER_NAME)
+
+
+def migrate(who: Actor, direction: str, until: str | None = None, progress=print) -> list[str]:
+    """Apply (up to a version) or roll back (to a version, else the last one)."""
+    from queries import migrations
+
+    found = migrations.discover(migrations.migrations_dir(who.settings))
+    if direction == "apply":
+        run = lambda conn: migrations.apply(conn, who, found, up_to=until,  # noqa: E731
+                                            progress=progress)
+        parameters = {"up_to": until}
+    else:
+        run = lambda conn: migrations.rollback(conn, who, found, to=until,  # noqa: E731
+                                               progress=progress)
+        parameters = {"to": until}
+    return perform(who, f"migrate_{direction}", "Running migrations", run,
+                   parameters=parameters,
+                   describe=lambda done: (("applied " if direction == "apply" else "rolled back ")
+                                          + ", ".join(done)) if done else "nothing to do")
+
+
+def take_snapshot(who: Actor):
+    """One snapshot into the target's history database, where its audit row goes too; pruning
+    past the retention gets a row of its own."""
+    from queries import snapshots
+    from queries.connections import monitoring_connection
+
+    def run(history: psycopg.Connection):
+        t0 = time.monotonic()
+        with monitoring_connection(who.target.database_url, who.settings) as monitor:
+            result = snapshots.take(monitor, history, who)
+        if result.pruned:
+            audit.record(history, who, action="prune_history", object_name="dbpulse.snapshots",
+                         started_at=datetime.now(timezone.utc),
+                         duration_ms=(time.monotonic() - t0) * 1000, outcome="ok",
+                         detail=f"pruned {result.pruned} snapshots older than "
+                                f"{who.settings.history_retention_days} days",
+                         parameters={"retention_days": who.settings.history_retention_days})
+        return result
+    return perform(who, "snapshot", "Taking a snapshot", run,
+                   object_name=who.target.history_source, dsn=who.target.history_write_url,
+                   describe=lambda r: f"snapshot {r.snapshot_id}: {r.statements} statements"
+                   + (f"; pruned {r.pruned}" if r.pruned else ""))
+
+
+def explain_analyze(who: Actor, query: str, params: list, run_as: int) -> str:
+    from queries import statements
+
+    return perform(who, "explain_analyze", "EXPLAIN ANALYZE",
+                   lambda conn: statements.explain_analyze(conn, who, query, params, run_as),
+                   object_name=redact_text(query)[:200],
+                   parameters={"run_as_oid": run_as, "values": len(params)})
+
+
+def measure_bloat(who: Actor, schema: str, name: str, is_index: bool,
+                  extension_schema: str) -> dict:
+    from queries import bloat
+    from queries.identifiers import qualified
+
+    measure = bloat.exact_index_bloat if is_index else bloat.exact_table_bloat
+    return perform(who, "measure_bloat", "Measuring exact bloat",
+                   lambda conn: measure(conn, who, schema, name, extension_schema),
+                   object_name=qualified(schema, name), parameters={"index": is_index})
+
+
+def end_session(who: Actor, pid: int, terminate: bool) -> str:
+    from queries import activity
+
+    return perform(who, "terminate_backend" if terminate else "cancel_backend",
+                   "Terminating a session" if terminate else "Cancelling a statement",
+                   lambda conn: activity.end_session(conn, who, pid, terminate),
+                   object_name=f"pid {pid}", parameters={"pid": pid}, describe=str)

@@ -1,0 +1,38 @@
+"""The button of a DBA action, with a confirmation that fits its risk: a dialog that says what
+will be locked and for how long, and for the riskiest ones asks to type the object's name. A
+viewer's press goes straight to the core, which refuses it and logs the refusal."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import streamlit as st
+
+from queries.roles import Actor
+from ui.loaders import Loaded
+
+
+def _dialog(key: str, explanation: str, confirm_text: str | None, go_label: str,
+            run: Callable[[], Loaded]) -> None:
+    st.markdown(explanation)
+    ready = True
+    if confirm_text:
+        typed = st.text_input(f"Type **{confirm_text}** to confirm", key=f"{key}_typed")
+        ready = typed.strip() == confirm_text
+    if st.button(go_label, type="primary", disabled=not ready, key=f"{key}_go"):
+        st.session_state[f"{key}_result"] = run()
+        st.rerun()
+
+
+def action_button(who: Actor, key: str, label: str, run: Callable[[], Loaded], *,
+                  title: str = "", explanation: str = "", confirm_text: str | None = None,
+                  disabled: bool = False) -> Loaded | None:
+    """Draw the button; return the action's result once, on the run after it finished. With
+    an explanation, a DBA confirms in a dialog first."""
+    if st.button(label, key=f"{key}_button", type="primary", disabled=disabled):
+        if who.is_dba and explanation:
+            st.dialog(title or label, width="large")(_dialog)(key, explanation, confirm_text,
+                                                              label, run)
+        else:
+            st.session_state[f"{key}_result"] = run()
+    return st.session_state.pop(f"{key}_result", None)
