@@ -124,11 +124,13 @@ def cmd_demo(args) -> int:
     record_process(stack.root, "workload", workload.pid)
     dashboard = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "app.py"),
-         "--server.port", str(args.port), "--server.headless", "true"],
+         "--server.port", str(args.port), "--server.headless", "true",
+         "--server.address", "127.0.0.1"],  # single-user local mode: this machine only
         env=env, cwd=PROJECT_ROOT)
     record_process(stack.root, "dashboard", dashboard.pid)
-    print(f"\nDB Pulse is serving http://localhost:{args.port}  (Ctrl-C stops the dashboard and "
-          "the workload; `python cli.py stack down` stops the servers)\n", flush=True)
+    print(f"\nDB Pulse is serving http://127.0.0.1:{args.port} to this machine only, in "
+          "single-user local mode as DBA (Ctrl-C stops the dashboard and the workload; "
+          "`python cli.py stack down` stops the servers)\n", flush=True)
     try:
         return dashboard.wait()
     except KeyboardInterrupt:
@@ -141,6 +143,29 @@ def cmd_demo(args) -> int:
                     proc.wait(10)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+
+
+def cmd_serve(args) -> int:
+    """Serve the dashboard, after checking that this configuration may serve on this address:
+    a DBA without sign-in only on 127.0.0.1."""
+    from queries import access
+    from queries.config import load_settings, read_secrets
+
+    problem = access.start_problem(access.load_policy(read_secrets(), load_settings()),
+                                   args.address)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    secrets = Path(os.environ.get("DBPULSE_SECRETS_FILE")
+                   or PROJECT_ROOT / ".streamlit" / "secrets.toml")
+    command = [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "app.py"),
+               "--server.port", str(args.port), "--server.address", args.address]
+    if secrets.exists():  # st.login reads [auth] from the same file DB Pulse reads
+        command += ["--secrets.files", str(secrets)]
+    # Streamlit's server would replace a loopback peer by the X-Forwarded-For client; the
+    # proxy-header mode must see the proxy's own address
+    env = {**os.environ, "FORWARDED_ALLOW_IPS": ""}
+    return subprocess.call(command, env=env, cwd=PROJECT_ROOT)
 
 
 def _demo_history(who, redis_url: str) -> None:
@@ -437,6 +462,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="minutes between the demo's history snapshots")
     stack_ports(p)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("serve", help="serve the dashboard (refused for a DBA without sign-in on a "
+                       "network address)")
+    p.add_argument("--address", default="127.0.0.1", help="listen address (default 127.0.0.1: "
+                   "single-user local mode; another address needs sign-in for DBA actions)")
+    p.add_argument("--port", type=int, default=8501)
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("workload", help="run the SalesFlow workload (the demo starts it)")
     p.add_argument("--database-url", required=True)

@@ -21,17 +21,21 @@ T = TypeVar("T")
 
 def perform(who: Actor, action: str, what: str, fn: Callable[[psycopg.Connection], T], *,
             object_name: str | None = None, parameters: dict | None = None,
-            describe: Callable[[T], str] | None = None, dsn: str | None = None) -> T:
+            describe: Callable[[T], str] | None = None, dsn: str | None = None,
+            audit_here: bool = True) -> T:
     """Run fn(admin connection) as `who`; `what` names the action for a refusal ("Refreshing a
     materialized view"). The audit row goes to the database of `dsn` (the target's admin URL
     unless given): a person without the DBA role gets a 'refused' row there, when DB Pulse's
-    schema exists, and nothing else happens."""
+    schema exists, and nothing else happens. `audit_here=False` is for the one action that
+    writes its own row (the schema install, whose row needs the table it creates)."""
     dsn = dsn or who.target.admin_url
     try:
         with admin_connection(dsn, who.settings) as conn:
             if not who.is_dba:
                 _refuse(conn, who, action, object_name, parameters, who.denial(what))
-            dbpulse_schema.install(conn, who)
+            installed = dbpulse_schema.install(conn, who)
+            if not audit_here:
+                return installed
             with audit.audited(conn, who, action, object_name, parameters) as note:
                 value = fn(conn)
                 note["detail"] = describe(value) if describe else None
@@ -57,8 +61,8 @@ def _refuse(conn: psycopg.Connection, who: Actor, action: str, object_name: str 
 
 # -- the actions -------------------------------------------------------------------------------
 def install_schema(who: Actor) -> list[str]:
-    return perform(who, "install_schema", "Installing the DB Pulse schema",
-                   lambda conn: dbpulse_schema.install(conn, who), object_name="dbpulse")
+    return perform(who, "install_schema", "Installing the DB Pulse schema", lambda conn: None,
+                   object_name="dbpulse", audit_here=False)
 
 
 def refresh_view(who: Actor, schema: str, name: str, allow_blocking: bool = False):

@@ -119,13 +119,13 @@ def pg15_url():
     stack.destroy()
 
 
-@contextmanager
 def as_actor(settings: Settings, url: str = "", name: str = "t",
              person: str = "tester") -> Actor:
     """The Actor a test acts as: `person` with the settings' role on a target of one URL."""
     return Actor(person, settings.role, Target(name, url, url), settings)
 
 
+@contextmanager
 def login_role(url: str, role: str, password: str):
     """A plain login role (no monitoring grants) for the duration of a test; yields its URL."""
     with psycopg.connect(url, autocommit=True) as conn:
@@ -171,7 +171,7 @@ def synthetic_history(database_url, redis_url):
 
 
 PAGES = ["overview", "slow_queries", "indexes", "bloat", "buffer_cache", "activity", "redis",
-         "matviews", "plan", "migrations", "review"]
+         "matviews", "plan", "migrations", "review", "audit"]
 
 
 def each_page(timeout: float = 90):

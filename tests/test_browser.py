@@ -131,17 +131,27 @@ def test_matview_refresh_button_by_role(dashboard, database_url):
             # the role the dashboard was started with, as its sidebar states it
             sidebar = " ".join(page.locator("[data-testid=stSidebar]").inner_text().split())
             role = "dba" if "Role: dba" in sidebar else "viewer"
-            buttons = page.get_by_role("button", name="Refresh now")
-            if role == "viewer":
-                assert buttons.count() == 0
-                page.get_by_text("Refreshing views is for the DBA role").wait_for(timeout=10_000)
-            else:
-                page.get_by_text("Refresh anyway and block readers").click()
-                buttons.click()
+            page.get_by_role("button", name="Refresh now").click()
+            if role == "viewer":  # refused by the core, with who and why
+                page.get_by_text("needs the DBA role").wait_for(timeout=30_000)
+            else:  # a blocking refresh: a dialog names the lock and asks for the view's name
+                dialog = page.get_by_role("dialog")
+                dialog.get_by_text("ACCESS EXCLUSIVE").wait_for(timeout=30_000)
+                go = dialog.get_by_role("button", name="Refresh now")
+                disabled_before = go.is_disabled()
+                dialog.get_by_label("Type public.mv_deal_pipeline to confirm").fill(
+                    "public.mv_deal_pipeline")
+                dialog.get_by_label("Type public.mv_deal_pipeline to confirm").press("Enter")
+                go.click()
                 page.get_by_text("Refreshed public.mv_deal_pipeline").wait_for(timeout=60_000)
         finally:
             browser.close()
+    with psycopg.connect(database_url) as conn:
+        last = conn.execute("SELECT role, outcome FROM dbpulse.audit_log WHERE action = "
+                            "'refresh_matview' ORDER BY id DESC LIMIT 1").fetchone()
+    assert last == (role, "ok" if role == "dba" else "refused")
     if role == "dba":
+        assert disabled_before
         with psycopg.connect(database_url) as conn:
             assert conn.execute("SELECT count(*) FROM dbpulse.matview_refresh_log WHERE "
                                 "view_name = 'mv_deal_pipeline' AND recorded_by = 'dbpulse'"
@@ -173,6 +183,10 @@ def test_apply_phase_1_in_chromium(dashboard, database_url):
             page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
                                    timeout=60_000)
             page.get_by_role("button", name="Apply", exact=True).click()
+            dialog = page.get_by_role("dialog")
+            dialog.get_by_text("Every statement lets reads and writes go on").wait_for(
+                timeout=30_000)
+            dialog.get_by_role("button", name="Apply", exact=True).click()
             page.get_by_text("Applied: 0001").wait_for(timeout=120_000)
         finally:
             browser.close()

@@ -12,8 +12,9 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from queries import matviews
-from queries.connections import admin_connection, monitoring_connection
+from queries import actions, dbpulse_schema, matviews
+from queries.config import Settings
+from queries.connections import DatabaseProblem, admin_connection, monitoring_connection
 from queries.roles import PermissionDenied
 from tests.conftest import PROJECT_ROOT, as_actor
 
@@ -53,10 +54,15 @@ def _audit(url):
                             "WHERE action = 'refresh_matview' ORDER BY id").fetchall()
 
 
+def _ready(conn, settings):
+    """DB Pulse's schema, which queries/actions.perform installs before any action."""
+    dbpulse_schema.install(conn, as_actor(Settings(role="dba")))
+    return as_actor(settings)
+
+
 def _refresh(url, settings, name, **kw):
     with admin_connection(url, settings) as conn:
-        return matviews.refresh(conn, as_actor(settings), schema="public",
-                                name=name, **kw)
+        return matviews.refresh(conn, _ready(conn, settings), schema="public", name=name, **kw)
 
 
 def test_listing_before_any_refresh_says_unknown(views_db, settings):
@@ -72,7 +78,7 @@ def test_listing_before_any_refresh_says_unknown(views_db, settings):
 
 
 def test_concurrent_refresh_of_a_quoted_name_is_logged(views_db, dba_settings):
-    result = _refresh(views_db, dba_settings, ODD)
+    result = actions.refresh_view(as_actor(dba_settings, views_db), "public", ODD)
     assert result.concurrently
     assert _log(views_db) == [(ODD, "ok", "dbpulse", True, None)]
     assert _audit(views_db) == [("refresh_matview", 'public."Sales ""Daily"" MV"', "ok")]
@@ -106,8 +112,9 @@ def test_failed_refresh_is_logged_exactly(views_db, dba_settings):
         conn.execute("CREATE MATERIALIZED VIEW fragile AS SELECT id, 100 / amount AS x FROM sales")
         conn.execute("CREATE UNIQUE INDEX ON fragile (id)")
         conn.execute("UPDATE sales SET amount = 0 WHERE id = 1")
-    with pytest.raises(psycopg.errors.DivisionByZero):
-        _refresh(views_db, dba_settings, "fragile")
+    with pytest.raises(DatabaseProblem) as failed:
+        actions.refresh_view(as_actor(dba_settings, views_db), "public", "fragile")
+    assert isinstance(failed.value.__cause__, psycopg.errors.DivisionByZero)
     [row] = _log(views_db)
     assert row[:3] == ("fragile", "error", "dbpulse") and "division by zero" in row[4]
     assert _audit(views_db) == [("refresh_matview", "public.fragile", "error")]
@@ -137,7 +144,7 @@ def test_lock_timeout_and_one_refresh_at_a_time(views_db, dba_settings):
 
 def test_event_trigger_logs_refreshes_by_anyone(views_db, dba_settings):
     with admin_connection(views_db, dba_settings) as conn:
-        matviews.install_event_trigger(conn, as_actor(dba_settings))
+        matviews.install_event_trigger(conn, _ready(conn, dba_settings))
         assert matviews.event_trigger_installed(conn)
     with psycopg.connect(views_db, autocommit=True) as conn:
         conn.execute('REFRESH MATERIALIZED VIEW CONCURRENTLY "Sales ""Daily"" MV"')
@@ -150,15 +157,15 @@ def test_event_trigger_logs_refreshes_by_anyone(views_db, dba_settings):
 
 def test_refresh_stale_goes_on_past_failures(views_db, dba_settings):
     with admin_connection(views_db, dba_settings) as conn:
-        outcomes = dict(matviews.refresh_stale(conn, as_actor(dba_settings),
-                                               max_age_minutes=15))
+        outcomes = dict(matviews.refresh_stale(conn, _ready(conn, dba_settings)))
     assert outcomes['public."Sales ""Daily"" MV"'].startswith("refreshed")
     assert outcomes["public.no_unique"].startswith("not refreshed")
     assert outcomes["public.never_filled"].startswith("not refreshed")
 
 
 def _cli(url, *args):
-    env = {**os.environ, "DATABASE_URL": url, "DBPULSE_SECRETS_FILE": "/nonexistent"}
+    env = {**os.environ, "DATABASE_URL": url, "DBPULSE_SECRETS_FILE": "/nonexistent",
+           "DBPULSE_ROLE": "dba"}
     env.pop("DATABASE_ADMIN_URL", None)
     return subprocess.run([sys.executable, str(PROJECT_ROOT / "cli.py"), "refresh", *args],
                           env=env, capture_output=True, text=True, timeout=120)
@@ -192,11 +199,20 @@ def _page():
     return at
 
 
-def test_page_for_a_viewer_has_no_refresh(page_env):
+def test_page_for_a_viewer_refuses_and_logs_a_refresh(page_env, views_db):
     page_env.setenv("DBPULSE_ROLE", "viewer")
+    with admin_connection(views_db, Settings(role="dba")) as conn:
+        _ready(conn, Settings(role="dba"))
     at = _page()
-    assert not [b for b in at.button if b.label.startswith("Refresh") and b.label != "Refresh data"]
-    assert any("for the DBA role" in c.value for c in at.caption)
+    assert any("DBA actions are refused" in c.value for c in at.caption)
+    [refresh] = [b for b in at.button if b.label == "Refresh now"]
+    refresh.click().run()
+    assert not at.exception, at.exception
+    assert any("needs the DBA role" in e.value for e in at.error), [e.value for e in at.error]
+    assert _log(views_db) == []                                   # nothing refreshed
+    with psycopg.connect(views_db) as conn:
+        assert conn.execute("SELECT role, outcome FROM dbpulse.audit_log WHERE action = "
+                            "'refresh_matview'").fetchall() == [("viewer", "refused")]
 
 
 def test_page_refresh_as_dba(page_env, views_db):
@@ -215,8 +231,9 @@ def test_unique_violation_under_concurrently_is_reported_and_logged(views_db, db
                      "WHERE id <= 10")
         conn.execute("CREATE UNIQUE INDEX ON recent (day)")
         conn.execute("UPDATE sales SET day = current_date WHERE id = 2")  # two rows, one day
-    with pytest.raises(psycopg.errors.UniqueViolation):
-        _refresh(views_db, dba_settings, "recent")
+    with pytest.raises(DatabaseProblem) as failed:
+        actions.refresh_view(as_actor(dba_settings, views_db), "public", "recent")
+    assert isinstance(failed.value.__cause__, psycopg.errors.UniqueViolation)
     [row] = _log(views_db)
     assert row[:4] == ("recent", "error", "dbpulse", True)
     assert _audit(views_db) == [("refresh_matview", "public.recent", "error")]
@@ -284,7 +301,7 @@ def test_without_the_event_trigger_an_old_logged_refresh_is_not_called_stale(vie
     assert row["freshness"].startswith("unknown: DB Pulse refreshed it")
     assert pd.isna(row["age_minutes"])
     with admin_connection(views_db, dba_settings) as conn:
-        matviews.install_event_trigger(conn, as_actor(dba_settings))
+        matviews.install_event_trigger(conn, _ready(conn, dba_settings))
     with psycopg.connect(views_db, autocommit=True) as conn:
         conn.execute('REFRESH MATERIALIZED VIEW CONCURRENTLY "Sales ""Daily"" MV"')
         conn.execute("INSERT INTO sales SELECT g, current_date, 1 FROM generate_series(3011, 3015) g")
@@ -295,7 +312,7 @@ def test_without_the_event_trigger_an_old_logged_refresh_is_not_called_stale(vie
 
 def test_event_trigger_knows_a_concurrent_refresh_inside_a_function(views_db, dba_settings):
     with admin_connection(views_db, dba_settings) as conn:
-        matviews.install_event_trigger(conn, as_actor(dba_settings))
+        matviews.install_event_trigger(conn, _ready(conn, dba_settings))
     with psycopg.connect(views_db, autocommit=True) as conn:
         conn.execute("""
             CREATE FUNCTION refresh_both() RETURNS void LANGUAGE plpgsql AS $$

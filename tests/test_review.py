@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 import cli
-from queries import dbpulse_schema, history, review, snapshots
+from queries import actions, dbpulse_schema, history, review, snapshots
 from queries.connections import admin_connection, monitoring_connection
 from reports import weekly
 from tests.conftest import as_actor
@@ -141,6 +141,10 @@ def test_cli_report_writes_html_and_markdown(synthetic_history, database_url, mo
 def test_cli_snapshot(database_url, monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("DBPULSE_SECRETS_FILE", str(tmp_path / "none.toml"))
     monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("DBPULSE_ROLE", "viewer")
+    assert cli.main(["snapshot"]) == 2                       # the CLI honours the role
+    assert "Taking a snapshot needs the DBA role" in capsys.readouterr().err
+    monkeypatch.setenv("DBPULSE_ROLE", "dba")
     assert cli.main(["snapshot"]) == 0
     assert "statements" in capsys.readouterr().out
     monkeypatch.setenv("HISTORY_DATABASE_URL", "postgresql://x:y@127.0.0.1:1/none")
@@ -243,17 +247,14 @@ def test_a_previous_period_without_snapshots_gives_a_review_not_a_crash(scratch_
 
 def test_a_view_of_unknown_age_makes_the_oldest_view_unknown(scratch_database,
                                                              dba_settings_module):
-    from queries import matviews
-
     settings = dba_settings_module
     with psycopg.connect(scratch_database, autocommit=True) as conn:
         conn.execute("CREATE TABLE src (id int PRIMARY KEY); INSERT INTO src VALUES (1); "
                      "CREATE MATERIALIZED VIEW known_age AS SELECT id FROM src; "
                      "CREATE UNIQUE INDEX ON known_age (id); "
                      "CREATE MATERIALIZED VIEW unknown_age AS SELECT id FROM src")
-    with admin_connection(scratch_database, settings) as conn:
-        matviews.refresh(conn, as_actor(settings), schema="public",
-                         name="known_age")  # DB Pulse knows this refresh; nobody knows the other
+    # DB Pulse knows this refresh; nobody knows the other
+    actions.refresh_view(as_actor(settings, scratch_database), "public", "known_age")
     first = _snap(scratch_database, settings, "ages")
     second = _snap(scratch_database, settings, "ages")
     third = _snap(scratch_database, settings, "ages")

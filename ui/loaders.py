@@ -349,7 +349,7 @@ def review_data(target: Target, settings: Settings, previous, current) -> Loaded
         conn, target.history_source, previous, current, settings, marks.value))
 
 
-def audit_data(target: Target, settings: Settings, **filters) -> Loaded:
+def audit_data(where: Target, settings: Settings, **filters) -> Loaded:
     """The audit rows matching the filters (not cached: a page opened after an action must show
     it), from the target's database and, when snapshots live elsewhere, the history database,
     where snapshot and pruning rows are written."""
@@ -362,7 +362,7 @@ def audit_data(target: Target, settings: Settings, **filters) -> Loaded:
             return None
         return {"rows": audit.actions(conn, **filters), "choices": audit.choices(conn)}
 
-    sources = [target.database_url] + ([target.history_read_url] if target.history_url else [])
+    sources = [where.database_url] + ([where.history_read_url] if where.history_url else [])
     parts = [_load(dsn, settings, load) for dsn in sources]
     failed = next((p for p in parts if not p.ok), None)
     if failed:
