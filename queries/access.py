@@ -15,6 +15,7 @@ Pure functions: the UI asks, the core checks the decided role for each action.
 
 from __future__ import annotations
 
+import base64
 import getpass
 import ipaddress
 import json
@@ -278,9 +279,8 @@ def proxy_person(policy: AccessPolicy, headers: Mapping[str, str], peer: str | N
 def probe_provider(auth: Mapping, timeout_s: float = 3.0) -> str | None:
     """What is wrong with the identity provider configuration, found without a user: the
     discovery document must load, and the token endpoint must not reject the client's
-    credentials (a client-credentials request answers invalid_client to a wrong secret and
-    something else to a right one). None when nothing is known to be wrong. Never names a
-    secret."""
+    credentials (sent as sign-in sends them, HTTP Basic). None when nothing is known to be
+    wrong. Never names a secret."""
     providers = {name: v for name, v in auth.items() if isinstance(v, Mapping)} or {"": auth}
     for name, config in providers.items():
         merged = {**{k: v for k, v in auth.items() if not isinstance(v, Mapping)}, **config}
@@ -298,12 +298,18 @@ def probe_provider(auth: Mapping, timeout_s: float = 3.0) -> str | None:
         token_url = metadata.get("token_endpoint")
         if not token_url or not merged.get("client_secret"):
             continue
-        body = urllib.parse.urlencode({"grant_type": "client_credentials",
-                                       "client_id": merged["client_id"],
-                                       "client_secret": merged["client_secret"]}).encode()
+        # a code that cannot exist: the provider authenticates the client first (invalid_client
+        # for a wrong secret) and only then rejects the code (invalid_grant)
+        body = urllib.parse.urlencode({"grant_type": "authorization_code",
+                                       "code": "dbpulse-credentials-probe",
+                                       "redirect_uri": merged.get("redirect_uri", "")}).encode()
+        basic = base64.b64encode(
+            f"{urllib.parse.quote(str(merged['client_id']), safe='')}:"
+            f"{urllib.parse.quote(str(merged['client_secret']), safe='')}".encode()).decode()
         try:
-            urllib.request.urlopen(urllib.request.Request(token_url, data=body),
-                                   timeout=timeout_s).close()
+            urllib.request.urlopen(urllib.request.Request(
+                token_url, data=body, headers={"Authorization": f"Basic {basic}"}),
+                timeout=timeout_s).close()
         except urllib.error.HTTPError as exc:
             try:
                 error = json.load(exc).get("error")

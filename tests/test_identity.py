@@ -263,3 +263,42 @@ def test_an_exposed_dba_without_sign_in_is_refused_at_start(tmp_path, database_u
                     args=("--server.address", "0.0.0.0")) as (url, _):
         text = _page_text(url)
     assert "will not serve DBA actions on 0.0.0.0" in text and "Overview" not in text
+
+
+def _sign_in_page(tmp_path, monkeypatch, database_url, auth: dict):
+    """The page someone not signed in sees, drawn by AppTest (nobody is signed in there)."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    lines = ["[auth]"] + [f'{k} = "{v}"' for k, v in auth.items()]
+    (tmp_path / "auth.toml").write_text("\n".join(lines) + "\n")
+    monkeypatch.setenv("DBPULSE_SECRETS_FILE", str(tmp_path / "auth.toml"))
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    st.cache_data.clear()
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=60)
+    at.secrets["auth"] = auth
+    at.run()
+    assert not at.exception, at.exception
+    shown = [e.value for e in at.error] + [m.value for m in at.markdown]
+    return " ".join(shown), [b.label for b in at.button], at
+
+
+def test_a_wrong_client_secret_and_an_unreachable_provider_are_said_before_sign_in(
+        tmp_path, monkeypatch, database_url, closed_port):
+    with _provider() as provider:
+        client_id, client_secret = _register(provider, "http://127.0.0.1:1/oauth2callback")
+        auth = {"redirect_uri": "http://127.0.0.1:1/oauth2callback", "cookie_secret": COOKIE_SECRET,
+                "client_id": client_id, "client_secret": client_secret,
+                "server_metadata_url": f"{provider}/.well-known/openid-configuration"}
+        right, buttons, at = _sign_in_page(tmp_path, monkeypatch, database_url, auth)
+        wrong, _, _ = _sign_in_page(tmp_path, monkeypatch, database_url,
+                                    {**auth, "client_secret": "Wrong-Secret-77"})
+    gone, _, _ = _sign_in_page(tmp_path, monkeypatch, database_url, {
+        **auth, "server_metadata_url": f"http://127.0.0.1:{closed_port}/.well-known/x"})
+    assert "Sign in" in buttons and "Sign-in is not possible" not in right
+    assert not at.metric and not at.dataframe                  # nothing shown before sign-in
+    assert "rejects DB Pulse's client_id or client_secret" in wrong
+    assert "cannot be reached" in gone and str(closed_port) in gone
+    for text in (right, wrong, gone):
+        assert client_secret not in text and "Wrong-Secret-77" not in text
+        assert COOKIE_SECRET not in text

@@ -50,7 +50,7 @@ def person(rules: access.AccessPolicy) -> access.Person:
         return access.os_person("local")
     if rules.mode == "proxy":
         return access.proxy_person(rules, dict(st.context.headers), st.context.ip_address)
-    if not st.user.is_logged_in:
+    if not st.user.get("is_logged_in", False):
         raise NotSignedIn()
     return access.oidc_person(rules, st.user.to_dict(), time.time())
 
@@ -104,7 +104,7 @@ def gate() -> None:
         st.stop()
     except access.AccessRefused as exc:
         st.error(str(exc), icon=":material/block:")
-        if rules.mode == "oidc" and st.user.is_logged_in:
+        if rules.mode == "oidc" and st.user.get("is_logged_in", False):
             st.button("Sign in again", on_click=st.login)
             st.button("Sign out", on_click=st.logout)
         st.stop()
