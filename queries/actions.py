@@ -6,8 +6,9 @@ DatabaseProblem, a refusal included. The functions they call check the role agai
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Callable, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 import psycopg
 
@@ -19,33 +20,38 @@ from queries.secrets import redact_text
 T = TypeVar("T")
 
 
-def perform(who: Actor, action: str, what: str, fn: Callable[[psycopg.Connection], T], *,
-            object_name: str | None = None, parameters: dict | None = None,
-            describe: Callable[[T], str] | None = None, dsn: str | None = None,
-            audit_here: bool = True) -> T:
-    """Run fn(admin connection) as `who`; `what` names the action for a refusal ("Refreshing a
-    materialized view"). The audit row goes to the database of `dsn` (the target's admin URL
-    unless given): a person without the DBA role gets a 'refused' row there, when DB Pulse's
-    schema exists, and nothing else happens. `audit_here=False` is for the one action that
-    writes its own row (the schema install, whose row needs the table it creates)."""
+@contextmanager
+def _ceremony(who: Actor, action: str, what: str, object_name: str | None,
+              parameters: dict | None, dsn: str | None) -> Iterator[tuple]:
+    """The admin connection of `dsn` (the target's admin URL unless given), after the role
+    check (a refusal is written there, when DB Pulse's schema exists, and nothing else happens)
+    and DB Pulse's schema install; yields (connection, schema files applied now). Every failure
+    inside leaves as a DatabaseProblem."""
     dsn = dsn or who.target.admin_url
     try:
         with admin_connection(dsn, who.settings) as conn:
             if not who.is_dba:
                 _refuse(conn, who, action, object_name, parameters, who.denial(what))
-            installed = dbpulse_schema.install(conn, who)
-            if not audit_here:
-                return installed
-            with audit.audited(conn, who, action, object_name, parameters) as note:
-                value = fn(conn)
-                note["detail"] = describe(value) if describe else None
-            return value
+            yield conn, dbpulse_schema.install(conn, who)
     except (Refused, ActionError) as exc:
         raise DatabaseProblem(exc.kind, str(exc)) from exc
     except DatabaseProblem:
         raise
     except psycopg.Error as exc:
         raise describe_error(exc, dsn) from exc
+
+
+def perform(who: Actor, action: str, what: str, fn: Callable[[psycopg.Connection], T], *,
+            object_name: str | None = None, parameters: dict | None = None,
+            describe: Callable[[T], str] | None = None, dsn: str | None = None) -> T:
+    """Run fn(admin connection) as `who`, audited with its parameters and, when `describe`
+    says it, a note on the result; `what` names the action in a refusal ("Refreshing a
+    materialized view")."""
+    with _ceremony(who, action, what, object_name, parameters, dsn) as (conn, _):
+        with audit.audited(conn, who, action, object_name, parameters) as note:
+            value = fn(conn)
+            note["detail"] = describe(value) if describe else None
+        return value
 
 
 def _refuse(conn: psycopg.Connection, who: Actor, action: str, object_name: str | None,
@@ -61,8 +67,10 @@ def _refuse(conn: psycopg.Connection, who: Actor, action: str, object_name: str 
 
 # -- the actions -------------------------------------------------------------------------------
 def install_schema(who: Actor) -> list[str]:
-    return perform(who, "install_schema", "Installing the DB Pulse schema", lambda conn: None,
-                   object_name="dbpulse", audit_here=False)
+    # the install writes its own row: it creates the table the row goes to
+    with _ceremony(who, "install_schema", "Installing the DB Pulse schema", "dbpulse", None,
+                   None) as (_, applied):
+        return applied
 
 
 def refresh_view(who: Actor, schema: str, name: str, allow_blocking: bool = False):

@@ -198,7 +198,8 @@ def test_apply_phase_1_in_chromium(dashboard, database_url):
     finally:
         settings = Settings(role="dba")
         with admin_connection(database_url, settings) as conn:
-            migrations.rollback(conn, as_actor(settings, database_url), migrations.discover(), to="0")
+            migrations.rollback(conn, as_actor(settings, database_url), migrations.discover(),
+                                to="0")
 
 
 def test_weekly_review_and_its_html_offline(synthetic_history, dashboard, tmp_path):

@@ -376,7 +376,8 @@ def test_a_concurrent_build_waits_for_a_long_transaction_instead_of_timing_out(
     threading.Timer(6, holder.commit).start()
     t0 = time.monotonic()
     with admin_connection(scratch_database, settings) as conn:
-        done = migrations.apply(conn, as_actor(settings, scratch_database), migrations.discover(folder), progress=messages.append)
+        done = migrations.apply(conn, as_actor(settings, scratch_database),
+                                migrations.discover(folder), progress=messages.append)
     holder.close()
     assert done == ["0001"] and time.monotonic() - t0 >= 5
     assert any(f"waiting for session {holder_pid}" in m for m in messages), messages
@@ -408,7 +409,8 @@ def test_a_cancelled_build_drops_its_invalid_index_and_says_what_it_waited_for(
     try:
         with admin_connection(scratch_database, settings) as conn:
             with pytest.raises(migrations.MigrationError) as caught:
-                migrations.apply(conn, as_actor(settings, scratch_database), migrations.discover(folder))
+                migrations.apply(conn, as_actor(settings, scratch_database),
+                                 migrations.discover(folder))
     finally:
         holder.close()
     message = str(caught.value)
@@ -553,7 +555,8 @@ def test_kill_9_mid_run_leaves_an_exact_ledger_and_the_rerun_repeats_nothing(
     assert _runs(scratch_database)[-1] == ("0001", "apply", "running", 2, 4)
     messages = []
     with admin_connection(scratch_database, settings) as conn:
-        assert migrations.apply(conn, as_actor(settings, scratch_database), found, progress=messages.append) == ["0001"]
+        assert migrations.apply(conn, as_actor(settings, scratch_database), found,
+                                progress=messages.append) == ["0001"]
     assert any("continuing after statement 2" in m for m in messages), messages
     with psycopg.connect(scratch_database) as conn:
         assert conn.execute("SELECT array_agg(id ORDER BY id) FROM crash_rows").fetchone()[0] \

@@ -173,7 +173,8 @@ def test_explain_analyze_runs_with_the_privileges_of_the_role_that_ran_it(scratc
             seen = []
             conn.add_notice_handler(lambda d: seen.append(d.message_primary))
             plan = statements.explain_analyze(
-                conn, as_actor(dba_settings), "SELECT enrich(id) FROM items WHERE id = $1", ["5"], app)
+                conn, as_actor(dba_settings), "SELECT enrich(id) FROM items WHERE id = $1", ["5"],
+                app)
             assert "actual" in plan and seen == ["enrich runs as app_role"]
             assert conn.execute("SELECT last_value, is_called FROM side_effects").fetchone() == (
                 1, False)  # the superuser-only branch never ran
@@ -184,7 +185,8 @@ def test_explain_analyze_runs_with_the_privileges_of_the_role_that_ran_it(scratc
                         statements.explain_analyze(plain, as_actor(dba_settings),
                                                    "SELECT 1 FROM items", [], app)
             with pytest.raises(statements.ExplainError, match="no longer exists"):
-                statements.explain_analyze(conn, as_actor(dba_settings), "SELECT 1", [], 4_000_000_000)
+                statements.explain_analyze(conn, as_actor(dba_settings), "SELECT 1", [],
+                                           4_000_000_000)
         assert app_url
 
 
