@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -74,9 +75,11 @@ class StackStatus:
     state: StackState | None
 
     def env_lines(self) -> list[str]:
+        """`export` lines, so `eval "$(cli.py stack status)"` reaches the commands run next."""
         if self.state is None:
             return []
-        return [f"DATABASE_URL={self.state.database_url()}", f"REDIS_URL={self.state.redis_url()}"]
+        return [f"export DATABASE_URL={shlex.quote(self.state.database_url())}",
+                f"export REDIS_URL={shlex.quote(self.state.redis_url())}"]
 
 
 def _pg_bin_path() -> Path:

@@ -44,10 +44,11 @@ def test_up_reuse_status_and_down(own_stack):
     # status prints lines a shell can eval, and the URLs work
     status = _cli("stack", "status", env_root=own_stack.root)
     assert status.returncode == 0
-    env = dict(line.split("=", 1) for line in status.stdout.splitlines()
-               if line and not line.startswith("#"))
+    env = dict(shlex.split(line.removeprefix("export "))[0].split("=", 1)
+               for line in status.stdout.splitlines() if line and not line.startswith("#"))
     assert set(env) == {"DATABASE_URL", "REDIS_URL"}
-    evaluated = subprocess.run(["bash", "-c", 'eval "$(cat)"; echo "$DATABASE_URL"'],
+    # exported: the next command (a child process, like `cli.py check`) sees them
+    evaluated = subprocess.run(["bash", "-c", 'eval "$(cat)"; bash -c "printenv DATABASE_URL"'],
                                input=status.stdout, capture_output=True, text=True)
     assert evaluated.stdout.strip() == env["DATABASE_URL"]
     with psycopg.connect(env["DATABASE_URL"], connect_timeout=5) as conn:
@@ -57,7 +58,7 @@ def test_up_reuse_status_and_down(own_stack):
         assert conn.execute("SHOW pg_stat_statements.track_planning").fetchone()[0] == "on"
         assert conn.execute("SHOW track_functions").fetchone()[0] == "all"
     assert redis.Redis.from_url(env["REDIS_URL"]).ping()
-    assert shlex.split(status.stdout.splitlines()[1])  # plain KEY=VALUE, shell-safe
+    assert status.stdout.splitlines()[1].startswith("export DATABASE_URL=")
 
     down = _cli("stack", "down", env_root=own_stack.root)
     assert down.returncode == 0
