@@ -242,3 +242,42 @@ def test_weekly_review_and_its_html_offline(synthetic_history, dashboard, tmp_pa
     assert [u for u in requested if not u.startswith("file:")] == []
     assert "Biggest improvement: Q1 message events list" in text
     assert "Synthetic demo data" in text
+
+
+def test_activity_refreshes_itself(dashboard, database_url):
+    """A blocked session that appears after the page was drawn shows up without a reload."""
+    import threading
+
+    import psycopg
+    from playwright.sync_api import sync_playwright
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS activity_probe (id int)")
+    holder = psycopg.connect(database_url)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.goto(f"{dashboard}/activity", wait_until="domcontentloaded")
+                blocked = page.locator("[data-testid=stMetric]", has_text="Blocked sessions")
+                blocked.wait_for(timeout=60_000)
+                before = blocked.inner_text()
+                holder.execute("LOCK TABLE activity_probe")     # then idle in its transaction
+
+                def wait():
+                    with psycopg.connect(database_url) as waiter:
+                        waiter.execute("SET lock_timeout = '30s'")
+                        waiter.execute("SELECT * FROM activity_probe")
+                threading.Thread(target=wait, daemon=True).start()
+                t0 = time.monotonic()
+                page.locator("[data-testid=stMetric]",
+                             has_text="Blocked sessions").filter(has_text="1").wait_for(
+                    timeout=30_000)
+                seen_after = time.monotonic() - t0
+            finally:
+                browser.close()
+    finally:
+        holder.close()
+    assert before.split()[-1] == "0"
+    assert seen_after < 15, seen_after   # a few seconds, with no reload

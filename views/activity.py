@@ -1,43 +1,63 @@
 """Activity: who blocks whom first, then sessions now, long-running statements, connections in
-use; a DBA can cancel a statement or terminate a session."""
+use, refreshing itself every few seconds; a DBA can cancel a statement or terminate a session."""
 
 import streamlit as st
 
 from queries import activity
 from ui import loaders
 from ui.actions import end_session
-from ui.format import percent
 from ui.confirm import action_button
+from ui.format import percent
 from ui.widgets import as_of, dba_note, frame_or_note, require_target, show_problem
+
+REFRESH_S = 5  # the loader's cache lives as long, so each refresh reads the server once
 
 st.title("Activity")
 who = require_target()
 target, settings = who.target, who.settings
-loaded = loaders.activity_data(target.database_url, settings)
-if not loaded.ok:
-    show_problem("Session information is not available", loaded)
-    st.stop()
-as_of(loaded)
-sessions, use = loaded.value["sessions"], loaded.value["connections"]
-tree = activity.blocking_tree(sessions)
 
-cols = st.columns(3)
-cols[0].metric("Connections in use", f"{use.used} / {use.available}", help=(
-    f"max_connections {use.max_connections}, {use.reserved} reserved for superusers"))
-cols[1].metric("Share", percent(use.share, 0))
-cols[2].metric("Blocked sessions", int((tree["depth"] > 0).sum()))
 
-st.subheader("Who blocks whom")
-if tree.empty:
-    st.caption("No session waits for a lock another session holds.")
-else:
-    st.caption("Root blockers first (depth 0), each followed by the sessions waiting for it. "
-               "Ending a root blocker releases the whole tree; a session idle in a transaction "
-               "runs no statement, so only terminating it releases its locks.")
-    shown = tree.assign(session=[("  " * d) + ("└ " if d else "") + str(p)
-                                 for d, p in zip(tree["depth"], tree["pid"])])
-    st.dataframe(shown[["session", "state", "role_name", "transaction_seconds", "waits_for",
-                        "blocks", "query", "end_sql"]], hide_index=True, width="stretch")
+def sessions_now():
+    """The sessions, connection use and blocking tree, or stop with the problem."""
+    loaded = loaders.activity_data(target.database_url, settings)
+    if not loaded.ok:
+        show_problem("Session information is not available", loaded)
+        st.stop()
+    sessions = loaded.value["sessions"]
+    return loaded, sessions, loaded.value["connections"], activity.blocking_tree(sessions)
+
+
+@st.fragment(run_every=REFRESH_S)
+def live() -> None:
+    """Redrawn every few seconds on its own; the actions below keep their choices meanwhile."""
+    loaded, sessions, use, tree = sessions_now()
+    as_of(loaded)
+    st.caption(f"This part refreshes itself every {REFRESH_S} s. Long-running means over "
+               f"{settings.long_query_s:g} s.")
+    cols = st.columns(3)
+    cols[0].metric("Connections in use", f"{use.used} / {use.available}", help=(
+        f"max_connections {use.max_connections}, {use.reserved} reserved for superusers"))
+    cols[1].metric("Share", percent(use.share, 0))
+    cols[2].metric("Blocked sessions", int((tree["depth"] > 0).sum()))
+
+    st.subheader("Who blocks whom")
+    if tree.empty:
+        st.caption("No session waits for a lock another session holds.")
+    else:
+        st.caption("Root blockers first (depth 0), each followed by the sessions waiting for it. "
+                   "Ending a root blocker releases the whole tree; a session idle in a "
+                   "transaction runs no statement, so only terminating it releases its locks.")
+        shown = tree.assign(session=[("  " * d) + ("└ " if d else "") + str(p)
+                                     for d, p in zip(tree["depth"], tree["pid"])])
+        st.dataframe(shown[["session", "state", "role_name", "transaction_seconds", "waits_for",
+                            "blocks", "query", "end_sql"]], hide_index=True, width="stretch")
+
+    st.subheader("Sessions")
+    frame_or_note(sessions, "No other client sessions.")
+
+
+live()
+_, sessions, _, tree = sessions_now()
 
 st.subheader("Cancel or terminate a session")
 dba_note(who)
@@ -82,8 +102,3 @@ else:
             loaders.activity_data.clear()
         else:
             show_problem("Nothing done", result)
-
-st.subheader("Sessions")
-st.caption(f"As of {loaded.loaded_at:%H:%M:%S} UTC (reload the page to refresh). Long-running "
-           f"means over {settings.long_query_s:g} s.")
-frame_or_note(sessions, "No other client sessions.")
