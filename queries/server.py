@@ -28,6 +28,25 @@ class ServerIdentity:
     def stats_age(self) -> timedelta | None:
         return None if self.stats_reset is None else self.now - self.stats_reset
 
+    def stats_window(self) -> str:
+        """Since when the cumulative statistics count, in words.
+
+        >>> start, now = datetime(2026, 11, 20, 8, 0), datetime(2026, 11, 22, 8, 0)
+        >>> ServerIdentity("18.6", 180006, "", "db", 0, start, now, None, False).stats_window()
+        'since 2026-11-20 08:00 (server start) or before: no reset is recorded, and PostgreSQL 15 and later keep statistics across clean restarts'
+        >>> ServerIdentity("14.9", 140009, "", "db", 0, start, now, None, False).stats_window()
+        'since 2026-11-20 08:00 (server start; no reset is recorded)'
+        >>> ServerIdentity("18.6", 180006, "", "db", 0, start, now, now, False).stats_window()
+        'since 2026-11-22 08:00 (last reset)'
+        """
+        if self.stats_reset is not None:
+            return f"since {self.stats_reset:%Y-%m-%d %H:%M} (last reset)"
+        start = f"{self.started_at:%Y-%m-%d %H:%M}"
+        if self.version_num >= 150000:
+            return (f"since {start} (server start) or before: no reset is recorded, and "
+                    "PostgreSQL 15 and later keep statistics across clean restarts")
+        return f"since {start} (server start; no reset is recorded)"
+
 
 def server_identity(conn: psycopg.Connection) -> ServerIdentity:
     row = conn.execute(

@@ -37,6 +37,10 @@ def test_overview_shows_live_numbers(app_env):
     assert metrics["Buffer cache hit rate"].endswith("%")
     assert metrics["Redis hit rate"].endswith("%") or metrics["Redis hit rate"] == "n/a"
     assert "MB" in metrics["Database size"]
+    # the test server's statistics were never reset: a time, not "never reset"
+    since = next(m for m in at.metric if m.label == "Statistics since")
+    assert since.value.endswith("or before") and since.value[:3].isalpha()
+    assert "(server start) or before" in since.help
     assert not at.error
     capability_table = at.dataframe[0].value
     assert "pg_stat_statements" in set(capability_table["capability"])

@@ -4,7 +4,7 @@ import plotly.express as px
 import streamlit as st
 
 from ui import loaders
-from ui.format import human_duration, percent, state_for_ratio
+from ui.format import percent, state_for_ratio
 from ui.widgets import as_of, frame_or_note, judged_metric, require_target, show_problem
 
 st.title("Buffer cache")
@@ -16,9 +16,7 @@ if not loaded.ok:
     st.stop()
 as_of(loaded)
 rates, tables, identity = loaded.value["rates"], loaded.value["tables"], loaded.value["identity"]
-since = ("since the statistics were last reset " f"{human_duration(identity.stats_age)} ago"
-         if identity.stats_age else "since statistics collection began (never reset)")
-st.caption(f"Cumulative {since}: a recent change shows slowly in these figures.")
+st.caption(f"Cumulative {identity.stats_window()}: a recent change shows slowly in these figures.")
 
 target_text = f"≥ {percent(settings.buffer_cache_hit_threshold, 0)}"
 cols = st.columns(3)

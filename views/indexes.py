@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from ui import loaders
-from ui.format import human_bytes, human_duration
+from ui.format import human_bytes
 from ui.widgets import as_of, frame_or_note, own_objects_toggle, require_target, show_problem
 
 st.title("Indexes")
@@ -23,9 +23,7 @@ as_of(loaded)
 data = loaded.value
 found = data["review"]
 identity = data["identity"]
-since = ("statistics never reset" if identity.stats_age is None
-         else f"statistics reset {human_duration(identity.stats_age)} ago")
-st.caption(f"Scan counts are cumulative ({since}; server up {human_duration(identity.uptime)}). "
+st.caption(f"Scan counts are cumulative, {identity.stats_window()}. "
            "An index unused over a short period may still serve a monthly report.")
 
 

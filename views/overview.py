@@ -28,10 +28,10 @@ else:
     cols[2].metric("Database size", human_bytes(identity.database_size_bytes),
                    help=f"database {identity.database}")
     cols[3].metric("Statistics since",
-                   "never reset" if identity.stats_age is None
-                   else f"{human_duration(identity.stats_age)} ago",
-                   help="Cumulative figures (cache hit rate, index usage) count from here. "
-                        "DB Pulse never resets them.")
+                   f"{identity.stats_reset or identity.started_at:%b %d %H:%M}"
+                   + ("" if identity.stats_reset else " or before"),
+                   help=f"Cumulative figures (cache hit rate, index usage) count "
+                        f"{identity.stats_window()}. DB Pulse never resets them.")
 
     state = state_for_ratio(hit.database, settings.buffer_cache_hit_threshold)
     cols = st.columns(4)
