@@ -31,7 +31,7 @@ class Extension:
 @dataclass
 class CapabilityIssue:
     name: str
-    severity: str   # "red" breaks a page, "amber" limits a feature
+    severity: str   # "red" breaks a page, "amber" limits a feature, "info" an optional extra
     message: str
     fix: str
 
@@ -137,10 +137,10 @@ def _issues(caps: Capabilities) -> list[CapabilityIssue]:
         ext = caps.extensions[name]
         if ext.installed:
             continue
-        message = f"{name} is not installed: no {why}."
+        message = f"Optional: {name} is not installed, so there is no {why}."
         if not ext.available:
             message += (f" The server does not ship it: install {package} on the server "
                         "(on Supabase: Database > Extensions), then create it.")
-        issues.append(CapabilityIssue(name, "amber", message,
+        issues.append(CapabilityIssue(name, "info", message,
                                       f"CREATE EXTENSION IF NOT EXISTS {name};"))
     return issues

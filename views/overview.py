@@ -67,11 +67,17 @@ else:
                  "status": f"role {caps.current_user} " + ("can" if caps.can_read_all_stats
                                                             else "cannot") + " read all statistics"})
     st.dataframe(rows, hide_index=True, width="stretch")
-    for issue in caps.issues:
+    for issue in [i for i in caps.issues if i.severity != "info"]:
         box = st.error if issue.severity == "red" else st.warning
         box(issue.message, icon=":material/error:" if issue.severity == "red"
             else ":material/warning:")
         st.code(issue.fix, language="sql")
+    optional = [i for i in caps.issues if i.severity == "info"]
+    if optional:  # extras, not problems: no warning colour
+        with st.expander(f"Optional extensions not installed ({len(optional)})"):
+            for issue in optional:
+                st.markdown(issue.message)
+                st.code(issue.fix, language="sql")
 
 # --- Redis ------------------------------------------------------------------------------------
 st.subheader("Redis cache")
