@@ -269,11 +269,11 @@ def cmd_check(args) -> int:
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:
-        _print_check(report)
+        _print_check(report, verbose=args.verbose)
     return 1 if failed else 0
 
 
-def _print_check(report: dict) -> None:
+def _print_check(report: dict, verbose: bool = False) -> None:
     pg = report.get("postgres", {})
     if "error" in pg:
         print(f"PostgreSQL: ERROR {pg['error']}\n  {pg['hint']}")
@@ -281,8 +281,15 @@ def _print_check(report: dict) -> None:
         print(f"PostgreSQL {pg['version']}, database {pg['database']}")
     for f in report["findings"]:
         print(f"[{f['severity'].upper():5}] {f['title']}: {f['summary']}")
-        for name in f["objects"][:10]:
+        shown = f["objects"] if verbose else f["objects"][:10]
+        for name in shown:
             print(f"          {name}")
+        if len(shown) < len(f["objects"]):
+            print(f"          ... {len(shown)} of {len(f['objects'])} shown (--verbose lists all "
+                  "and the fix)")
+        if verbose and f.get("fix"):
+            print("        fix:\n" + "\n".join(f"          {line}"
+                                              for line in f["fix"].splitlines()))
     for r in report.get("redis", []):
         if "error" in r:
             print(f"Redis {r['url']}: ERROR {r['error']}")
@@ -480,6 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="run the health checks; exit 1 when any is red")
     p.add_argument("--target", help="a target name from .streamlit/secrets.toml")
     p.add_argument("--json", action="store_true", help="print the findings as JSON")
+    p.add_argument("--verbose", action="store_true",
+                   help="every object of each finding, and the SQL that fixes it")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("refresh", help="refresh a materialized view, or all stale ones (DBA)")

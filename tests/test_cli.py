@@ -36,6 +36,27 @@ def test_check_prints_a_readable_report(database_url, redis_url, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "[AMBER] Duplicate and redundant indexes" in result.stdout
     assert "overall: amber" in result.stdout
+    assert "fix:" not in result.stdout
+    verbose = _cli("check", "--verbose", env={"DATABASE_URL": database_url,
+                                              "REDIS_URL": redis_url,
+                                              "DBPULSE_SECRETS_FILE": str(tmp_path / "none.toml")})
+    assert "fix:" in verbose.stdout and "DROP INDEX CONCURRENTLY" in verbose.stdout
+
+
+def test_check_says_how_many_objects_it_left_out(capsys):
+    import cli
+
+    finding = {"severity": "amber", "title": "Unused indexes", "summary": "13 unused",
+               "objects": [f"public.i{n}" for n in range(13)], "fix": "DROP INDEX i0;"}
+    report = {"postgres": {"version": "18", "database": "d"}, "findings": [finding],
+              "status": "amber"}
+    cli._print_check(report)
+    short = capsys.readouterr().out
+    cli._print_check(report, verbose=True)
+    full = capsys.readouterr().out
+    assert "public.i9" in short and "public.i10" not in short
+    assert "10 of 13 shown (--verbose lists all and the fix)" in short
+    assert "public.i12" in full and "DROP INDEX i0;" in full and "of 13 shown" not in full
 
 
 def test_check_fails_clearly_when_unreachable(closed_port, tmp_path):
