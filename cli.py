@@ -348,8 +348,7 @@ def cmd_migrate(args) -> int:
         return 0
     with admin_connection(who.target.admin_url, who.settings) as conn:
         if args.action == "status":
-            with pd.option_context("display.width", 200, "display.max_columns", 20):
-                print(migrations.status(conn, found).drop(columns=["error"]).to_string(index=False))
+            print("\n".join(_status_lines(migrations.status(conn, found))))
             for m in found:
                 for finding in migrations.lint(m):
                     print(f"lint {m.path.name}:{finding['line']} [{finding['rule']}] "
@@ -363,6 +362,21 @@ def cmd_migrate(args) -> int:
             with pd.option_context("display.width", 250, "display.max_colwidth", 70):
                 print(migrations.plan(conn, m).to_string(index=False))
         return 0
+
+
+def _status_lines(status) -> list[str]:
+    """The migrations' states as a plain table: whole numbers, no NaN, minutes in UTC."""
+    import pandas as pd
+
+    rows = [("version", "name", "state", "done", "last run")]
+    for r in status.itertuples():
+        done = f"{int(r.completed)}/{r.statements}" if pd.notna(r.completed) else "-"
+        when = (f"{pd.Timestamp(r.last_run_at).tz_convert('UTC'):%Y-%m-%d %H:%M} UTC by "
+                f"{r.last_run_by}" if pd.notna(r.last_run_at) else "never")
+        rows.append((r.version, r.name, r.state, done, when))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(4)]
+    return ["  ".join(str(v).ljust(w) for v, w in zip(row[:4], widths)) + "  " + row[4]
+            for row in rows]
 
 
 def cmd_schema(args) -> int:

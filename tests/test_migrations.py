@@ -213,7 +213,10 @@ def test_cli_migrate(demo_db):
     assert applied.returncode == 0 and "applied: 0001" in applied.stdout
     assert "[13/13]" in applied.stdout
     status = cli("status").stdout
-    assert "phase1_indexes applied" in " ".join(status.split())
+    assert "phase1_indexes applied 13/13" in " ".join(status.split())
+    assert " UTC by cli:" in status and "0002 phase2_matviews pending - never" in " ".join(
+        status.split())
+    assert not any(raw in status for raw in ("NaN", "NaT", "None", "13.0"))
     assert cli("rollback").returncode == 0
     missing = cli("status", "--dir", "/nonexistent/migrations")
     assert missing.returncode == 2 and "does not exist" in missing.stderr
