@@ -5,6 +5,7 @@ shown before the configuration is usable and the person has a role on the target
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from datetime import datetime
 
 import streamlit as st
@@ -73,7 +74,8 @@ def _sign_in() -> None:
     problem = _provider_problem()
     if problem:
         st.error(problem, icon=":material/error:")
-    providers = [k for k, v in st.secrets.get("auth", {}).items() if isinstance(v, dict)]
+    # named providers are sub-tables ([auth.google]); without any, [auth] itself is the one
+    providers = [k for k, v in st.secrets.get("auth", {}).items() if isinstance(v, Mapping)]
     for provider in providers or [None]:
         st.button(f"Sign in with {provider}" if provider else "Sign in", type="primary",
                   on_click=st.login, args=(provider,) if provider else (),
