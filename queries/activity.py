@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pandas as pd
 import psycopg
 
+from queries.columns import DATABASE, ROLE, Column
 from queries.connections import OWN_APPLICATION_PREFIX
 from queries.frames import to_frame
 from queries.roles import ActionError, Actor
@@ -155,3 +156,25 @@ def end_session(admin_conn: psycopg.Connection, who: Actor, pid: int, terminate:
         raise SessionGone(f"{function}({pid}) returned false: the session ended meanwhile")
     return (f"terminated session {pid} (its transaction rolled back)" if terminate
             else f"cancelled the statement of session {pid} (it was {row[0]})")
+
+
+# How these frames are shown (ui/tables.py)
+SESSION_COLUMNS = {
+    "pid": Column("Session", width="small", pinned=True),
+    "state": Column("State", width="small"),
+    "role_name": ROLE, "database_name": DATABASE,
+    "application_name": Column("Application"), "client": Column("Client", missing="local"),
+    "wait_event": Column("Waiting for"),
+    "query_seconds": Column("Statement running", "number", unit="s", digits=0),
+    "transaction_seconds": Column("Transaction open", "number", unit="s", digits=0),
+    "blocked_by": Column("Blocked by", "list"),
+    "query": Column("Statement", width="large"),
+}
+BLOCKING_COLUMNS = {
+    "session": Column("Session", pinned=True, help="Root blockers first, each followed by the "
+                                                  "sessions waiting for it"),
+    "state": Column("State", width="small"), "role_name": ROLE,
+    "transaction_seconds": Column("Transaction open", "number", unit="s", digits=0),
+    "waits_for": Column("Waits for", "list"), "blocks": Column("Blocks", "list"),
+    "query": Column("Statement", width="large"), "end_sql": Column("Ends it"),
+}

@@ -12,6 +12,7 @@ from typing import Iterator
 import pandas as pd
 import psycopg
 
+from queries.columns import Column
 from queries.frames import to_frame
 from queries.roles import Actor, Refused
 from queries.secrets import redact_text
@@ -94,3 +95,15 @@ def choices(conn: psycopg.Connection) -> dict[str, list[str]]:
                array(SELECT DISTINCT action FROM dbpulse.audit_log ORDER BY 1),
                array(SELECT DISTINCT target FROM dbpulse.audit_log ORDER BY 1)""").fetchone()
     return {"person": row[0], "action": row[1], "target": row[2]}
+
+
+# How these frames are shown (ui/tables.py)
+ACTION_COLUMNS = {
+    "started_at": Column("When", "time"), "person": Column("Person", pinned=True),
+    "role": Column("Role", width="small"), "action": Column("Action"),
+    "target": Column("Target", width="small"), "object_name": Column("Object"),
+    "parameters": Column("Parameters", width="medium"),
+    "outcome": Column("Outcome", width="small"),
+    "duration_ms": Column("Took", "number", unit="ms", digits=0),
+    "detail": Column("Detail", width="large"),
+}

@@ -22,6 +22,7 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
+from queries.columns import INDEX, SCHEMA, SIZE, TABLE, Column
 from queries.frames import to_frame
 from queries.identifiers import qualified
 from queries.roles import Actor
@@ -316,3 +317,22 @@ def exact_index_bloat(admin_conn: psycopg.Connection, who: Actor, schema: str,
                       index: str, extension_schema: str = "public") -> dict:
     """pgstatindex on one B-tree index (DBA action: it reads the whole index)."""
     return _exact(admin_conn, who, "pgstatindex", schema, index, extension_schema)
+
+
+# How these frames are shown (ui/tables.py); an empty estimate is "unknown" (see stats_note)
+TABLE_BLOAT_COLUMNS = {
+    "schema_name": SCHEMA, "table_name": TABLE, "size_bytes": SIZE,
+    "bloat_bytes": Column("Bloat", "bytes", help="Estimated space beyond what the rows need"),
+    "bloat_ratio": Column("Bloat share", "share"),
+    "toast_bytes": Column("TOAST", "bytes", help="Not estimated"),
+    "fillfactor": Column("Fillfactor", "count", unit="%"),
+    "stats_note": Column("Note", width="large"),
+}
+INDEX_BLOAT_COLUMNS = {
+    "schema_name": SCHEMA, "table_name": TABLE, "index_name": INDEX, "size_bytes": SIZE,
+    "bloat_bytes": Column("Bloat", "bytes"), "bloat_ratio": Column("Bloat share", "share"),
+    "stats_note": Column("Note", width="large"),
+}
+EXACT_COLUMNS = {  # pgstattuple's figures, one row per measure
+    "measure": Column("Measure"), "value": Column("Value", "number", digits=2),
+}

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pandas as pd
 import psycopg
 
+from queries.columns import SCHEMA, TABLE, Column
 from queries.frames import to_frame
 
 
@@ -58,3 +59,15 @@ def table_hit_rates(conn: psycopg.Connection, limit: int = 100) -> pd.DataFrame:
         LIMIT %s
         """, (limit,))
     return to_frame(cur)
+
+
+# How these frames are shown (ui/tables.py)
+TABLE_HIT_COLUMNS = {
+    "schema_name": SCHEMA, "table_name": TABLE,
+    "table_blocks_read": Column("Table blocks read", "count",
+                                help="8 kB blocks not found in shared buffers"),
+    "table_hit_rate": Column("Table hit rate", "percent", digits=2),
+    "index_blocks_read": Column("Index blocks read", "count"),
+    "index_hit_rate": Column("Index hit rate", "percent", digits=2),
+    "toast_blocks_read": Column("TOAST blocks read", "count"),
+}

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
+from queries.columns import Column
 from queries.identifiers import quote_ident
 
 OPTIONAL_EXTENSIONS = ("pg_stat_statements", "pgstattuple", "hypopg", "pg_cron")
@@ -144,3 +145,21 @@ def _issues(caps: Capabilities) -> list[CapabilityIssue]:
         issues.append(CapabilityIssue(name, "info", message,
                                       f"CREATE EXTENSION IF NOT EXISTS {name};"))
     return issues
+
+
+def capability_rows(caps: Capabilities) -> list[dict]:
+    """What DB Pulse can use here, one line per extension and privilege, in words."""
+    rows = [{"capability": ext.name, "ok": ext.installed,
+             "status": (f"installed {ext.installed_version} in schema {ext.schema}"
+                        if ext.installed else "available, not installed" if ext.available
+                        else "not available on the server")}
+            for ext in caps.extensions.values()]
+    rows.append({"capability": "pg_read_all_stats", "ok": caps.can_read_all_stats,
+                 "status": f"role {caps.current_user} "
+                           + ("can" if caps.can_read_all_stats else "cannot")
+                           + " read every session's statistics"})
+    return rows
+
+
+CAPABILITY_COLUMNS = {"capability": Column("Capability"), "ok": Column("Ready", "flag"),
+                      "status": Column("Status", width="large")}

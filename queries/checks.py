@@ -19,6 +19,22 @@ OWN_SCHEMA = indexes.OWN_SCHEMA  # DB Pulse's own tables are not the application
 SEVERITY_ORDER = {"red": 0, "amber": 1, "grey": 2, "green": 3}
 
 
+def counted(n: int, word: str, plural: str | None = None) -> str:
+    """
+    >>> counted(1, "table"), counted(3, "index", "indexes"), counted(0, "sequence")
+    ('1 table', '3 indexes', '0 sequences')
+    """
+    return f"{n:,} {word if n == 1 else plural or word + 's'}"
+
+
+def are(n: int) -> str:
+    return "is" if n == 1 else "are"
+
+
+def was(n: int) -> str:
+    return "was" if n == 1 else "were"
+
+
 def state_for_ratio(ratio: float | None, target: float, amber_margin: float = 0.05) -> str:
     """green at or above target, amber within the margin below it, red further below,
     grey when there is nothing to judge yet."""
@@ -64,7 +80,7 @@ def check_slow_queries(conn, caps: Capabilities, settings: Settings) -> Finding:
                 else "amber" if len(slow) or kpi_state == "amber" else "green")
     return Finding(
         "slow_queries", "Slow queries", severity, len(slow),
-        f"{len(slow)} statements average ≥ {settings.slow_query_mean_ms:g} ms over ≥ "
+        f"{counted(len(slow), 'statement')} average{'s' if len(slow) == 1 else ''} ≥ {settings.slow_query_mean_ms:g} ms over ≥ "
         f"{settings.slow_query_min_calls} calls. Calls slower than "
         f"{settings.kpi_slow_ms / 1000:g} s: {kpi.text()} (target < "
         f"{100 * settings.kpi_slow_share_target:g} %). Slow statements hold connections and "
@@ -94,17 +110,20 @@ def check_indexes(conn, settings: Settings) -> list[Finding]:
                   "(the Indexes page says why)." if waiting else "")
     return [
         Finding("unused_indexes", "Unused indexes", "amber" if unused else "green", len(unused),
-                f"{len(unused)} indexes were never scanned since the statistics reset; "
+                f"{counted(len(unused), 'index', 'indexes')} {was(len(unused))} never scanned since "
+                f"the statistics reset; "
                 f"each slows every write and takes {wasted // 1024:,} kB with the duplicates."
                 + not_judged,
                 page, [f.qualified_name for f in unused], "\n".join(f.fix for f in unused)),
         Finding("duplicate_indexes", "Duplicate and redundant indexes",
                 "amber" if duplicates else "green", len(duplicates),
-                f"{len(duplicates)} indexes are covered by another index on the same table: "
+                f"{counted(len(duplicates), 'index', 'indexes')} {are(len(duplicates))} covered by "
+                "another index on the same table: "
                 "writes maintain both, reads need one.", page,
                 [f.qualified_name for f in duplicates], "\n".join(f.fix for f in duplicates)),
         Finding("invalid_indexes", "Invalid indexes", "red" if invalid else "green", len(invalid),
-                f"{len(invalid)} indexes are INVALID (a concurrent build failed): they are "
+                f"{counted(len(invalid), 'index', 'indexes')} {are(len(invalid))} INVALID (a concurrent "
+                "build failed): they are "
                 "maintained on every write and never used.", page,
                 [f.qualified_name for f in invalid], "\n".join(f.fix for f in invalid)),
         Finding("unindexed_foreign_keys", "Foreign keys without an index",
@@ -137,13 +156,14 @@ def check_bloat(conn, settings: Settings) -> Finding:
                  if not f.empty]
     unknown = sum(int(f["bloat_ratio"].isna().sum()) for f in relations)
     known = sum(len(f) for f in relations) - unknown
-    unknown_text = (f" Bloat is unknown for {unknown} relations (the Bloat page says why: "
+    unknown_text = (f" Bloat is unknown for {counted(unknown, 'relation')} (the Bloat page says why: "
                     "missing or unreadable statistics, deduplicated B-tree indexes)."
                     if unknown else "")
     severity = "amber" if count else "grey" if unknown and not known else "green"
     return Finding(
         "bloat", "Table and index bloat (estimate)", severity, count,
-        f"{len(bad_tables)} tables and {len(bad_indexes)} indexes are at least "
+        f"{counted(len(bad_tables), 'table')} and {counted(len(bad_indexes), 'index', 'indexes')} "
+        f"{are(count)} at least "
         f"{100 * settings.bloat_min_ratio:g} % bloated (about {total / 1048576:.1f} MB, "
         "estimated): scans read the empty space too." + unknown_text, "bloat",
         [qualified(r.schema_name, r.table_name) for r in bad_tables.itertuples()]
@@ -171,13 +191,13 @@ def check_vacuum(conn, settings: Settings) -> list[Finding]:
     sequences = sequences[sequences["readable"].astype(bool)]
     seq_severity = ("red" if (sequences["used_share"] >= 0.9).any()
                     else "amber" if len(sequences) else "grey" if len(unreadable) else "green")
-    cannot_read = (f" {len(unreadable)} sequences cannot be read by the monitoring role, so "
+    cannot_read = (f" {counted(len(unreadable), 'sequence')} cannot be read by the monitoring role, so "
                    "their use is unknown: grant it SELECT on them (or pg_read_all_data)."
                    if len(unreadable) else "")
     return [
         Finding("vacuum", "Vacuum falling behind", "amber" if len(behind) else "green",
                 len(behind),
-                f"{len(behind)} tables hold at least twice the dead rows that should have "
+                f"{counted(len(behind), 'table')} hold{'s' if len(behind) == 1 else ''} at least twice the dead rows that should have "
                 f"triggered autovacuum ({len(disabled)} with autovacuum switched off): dead rows "
                 "bloat the table and slow scans.", "bloat",
                 [qualified(r.schema_name, r.table_name) for r in behind.itertuples()],
@@ -190,7 +210,7 @@ def check_vacuum(conn, settings: Settings) -> list[Finding]:
                 "VACUUM (FREEZE, VERBOSE);  -- in the oldest database; find blockers first: "
                 "long transactions, prepared transactions, stale replication slots"),
         Finding("sequences", "Sequences near their maximum", seq_severity, len(sequences),
-                f"{len(sequences)} sequences have used 75 % or more of their range (or of the "
+                f"{counted(len(sequences), 'sequence')} {'has' if len(sequences) == 1 else 'have'} used 75 % or more of their range (or of the "
                 "integer column they feed): inserts fail when they run out." + cannot_read,
                 "bloat",
                 [qualified(r.schema_name, r.sequence_name) for r in sequences.itertuples()],
@@ -237,8 +257,9 @@ def check_activity(conn, settings: Settings, caps: Capabilities | None = None) -
     findings = [
         Finding("long_running", "Long-running queries and idle transactions",
                 "amber" if long_count else "green", long_count,
-                f"{len(slow)} statements have run over {settings.long_query_s:g} s and "
-                f"{len(idle)} sessions sit idle in a transaction over "
+                f"{counted(len(slow), 'statement')} {'has' if len(slow) == 1 else 'have'} run over {settings.long_query_s:g} s and "
+                f"{counted(len(idle), 'session')} sit{'s' if len(idle) == 1 else ''} idle in a "
+                f"transaction over "
                 f"{settings.idle_in_transaction_s:g} s: they hold locks and stop vacuum.",
                 "activity", [f"pid {p}" for p in list(slow["pid"]) + list(idle["pid"])],
                 "\n".join(activity.end_session_sql(p, s) for p, s in
@@ -246,7 +267,7 @@ def check_activity(conn, settings: Settings, caps: Capabilities | None = None) -
                               list(slow["state"]) + list(idle["state"])))),
         Finding("blocked_sessions", "Blocked sessions", "red" if len(blocked) else "green",
                 len(blocked),
-                f"{len(blocked)} sessions wait for a lock another session holds"
+                f"{counted(len(blocked), 'session')} wait{'s' if len(blocked) == 1 else ''} for a lock another session holds"
                 + (f"; the root blockers: pids {', '.join(map(str, tree[tree['depth'] == 0]['pid']))}"
                    if len(tree) else "") + ".", "activity",
                 [f"pid {p} blocked by {list(b)}" for p, b in zip(blocked["pid"],

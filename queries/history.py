@@ -24,6 +24,7 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
+from queries.columns import STATEMENT, Column
 from queries.frames import to_frame
 from queries.snapshots import STATEMENT_COUNTERS
 
@@ -410,3 +411,24 @@ def window_period(choice: str, now: datetime) -> Period:
     spans = {"last hour": timedelta(hours=1), "last day": timedelta(days=1),
              "last week": timedelta(days=7)}
     return Period(now - spans[choice], now)
+
+
+# How these frames are shown (ui/tables.py)
+INTERVAL_COLUMNS = {
+    "query": STATEMENT,
+    "calls": Column("Calls", "count"),
+    "total_exec_ms": Column("Total time", "number", unit="ms", digits=0),
+    "mean_exec_ms": Column("Mean", "number", unit="ms", digits=2),
+    "share_of_total_time": Column("Share of time", "share"),
+    "rows": Column("Rows", "count"),
+    "shared_blks_read": Column("Blocks read", "count"),
+    "temp_blks": Column("Temp blocks", "count"),
+    "io_ms": Column("I/O time", "number", unit="ms", digits=0),
+    "restarts": Column("Counter restarts", "count",
+                       help="Times this statement's counters started again inside the interval "
+                            "(a reset or eviction); calls between the snapshot before a restart "
+                            "and the restart itself are not counted, so the figure is a lower "
+                            "bound."),
+    "role_name": Column("Role", width="small"),
+    "queryid": Column("Query id", width="small"),
+}

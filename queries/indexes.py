@@ -16,6 +16,7 @@ import pandas as pd
 import psycopg
 
 from queries import migrations
+from queries.columns import INDEX, SCHEMA, SIZE, TABLE, Column
 from queries.frames import to_frame
 from queries.identifiers import qualified, quote_ident
 
@@ -543,3 +544,36 @@ def sequential_scan_heavy(conn: psycopg.Connection, min_rows: int = 10_000,
         ORDER BY s.seq_tup_read DESC
         """, (min_rows, min_avg_rows))
     return to_frame(cur)
+
+
+# How these frames are shown (ui/tables.py)
+FINDING_COLUMNS = {
+    "schema_name": SCHEMA, "table_name": TABLE, "index_name": INDEX,
+    "size_bytes": SIZE, "reason": Column("Why", width="large"),
+}
+JUDGED_COLUMNS = {"verdict": Column("Verdict", width="small",
+                                    help="drop: no scans and old enough to judge; kept: "
+                                         "supports a foreign key; too new: no evidence yet"),
+                  **FINDING_COLUMNS}
+FOREIGN_KEY_COLUMNS = {"schema_name": SCHEMA, "table_name": TABLE,
+                       "columns": Column("Key columns"), "reason": Column("Why", width="large")}
+SEQ_SCAN_COLUMNS = {
+    "schema_name": SCHEMA, "table_name": TABLE,
+    "seq_scans": Column("Sequential scans", "count"),
+    "rows_read_by_seq_scans": Column("Rows read by them", "count"),
+    "avg_rows_per_seq_scan": Column("Rows per scan", "count"),
+    "index_scans": Column("Index scans", "count"),
+    "seq_scan_share": Column("Sequential share", "percent",
+                             help="Of all scans of the table"),
+    "live_rows": Column("Live rows", "count"),
+    "size_bytes": SIZE,
+}
+ALL_INDEX_COLUMNS = {
+    "schema_name": SCHEMA, "table_name": TABLE, "index_name": INDEX,
+    "access_method": Column("Method", width="small"), "size_bytes": SIZE,
+    "scans": Column("Scans", "count", help="Index scans since the statistics began"),
+    "last_scan": Column("Last scan", "time", help="PostgreSQL 16+; empty: never scanned or "
+                                                  "older server"),
+    "is_unique": Column("Unique", "flag"), "is_valid": Column("Valid", "flag"),
+    "predicate": Column("Partial on", help="The WHERE of a partial index"),
+}

@@ -19,6 +19,7 @@ from pglast import ast, parse_sql
 from pglast.parser import ParseError
 from psycopg import sql
 
+from queries.columns import SCHEMA, SIZE, Column
 from queries.frames import to_frame
 from queries.identifiers import qualified
 from queries.roles import Actor, Refused
@@ -330,3 +331,33 @@ def install_event_trigger(conn: psycopg.Connection, who: Actor) -> None:
     who.require_dba("Installing the refresh event trigger")
     with conn.transaction():
         conn.execute(EVENT_TRIGGER_SQL.read_text())
+
+
+# How these frames are shown (ui/tables.py)
+VIEW_COLUMNS = {
+    "view_name": Column("View", pinned=True), "schema_name": SCHEMA,
+    "freshness": Column("Freshness", width="medium"),
+    "last_refresh": Column("Last refresh", "time"),
+    "last_duration_ms": Column("Took", "number", unit="ms", digits=0),
+    "refreshed_by": Column("By", missing="unknown"),
+    "writes_since_refresh": Column("Source writes since", "count",
+                                   help="Rows inserted, updated or deleted in the tables the "
+                                        "view reads, since its last refresh"),
+    "size_bytes": SIZE,
+    "unique_index": Column("Unique index", missing="none",
+                           help="Needed for REFRESH … CONCURRENTLY"),
+    "why_not_concurrent": Column("Why not concurrently", width="medium"),
+    "source_tables": Column("Reads", "list"),
+}
+HISTORY_COLUMNS = {
+    "view_name": Column("View", pinned=True), "finished_at": Column("Finished", "time"),
+    "duration_ms": Column("Took", "number", unit="ms", digits=0),
+    "concurrently": Column("Concurrently", "flag"), "refreshed_by": Column("By"),
+    "recorded_by": Column("Logged by", width="small"), "outcome": Column("Outcome", width="small"),
+    "detail": Column("Detail", width="large"),
+}
+CRON_RUN_COLUMNS = {
+    "jobname": Column("pg_cron job", pinned=True), "command": Column("Command", width="large"),
+    "status": Column("Status", width="small"), "start_time": Column("Started", "time"),
+    "end_time": Column("Ended", "time"), "return_message": Column("Message", width="medium"),
+}

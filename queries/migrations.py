@@ -27,6 +27,7 @@ from pglast.parser import ParseError, split
 from psycopg import conninfo, sql
 
 from queries import dbpulse_schema
+from queries.columns import Column
 from queries.config import Settings
 from queries.frames import to_frame
 from queries.identifiers import qualified
@@ -650,3 +651,30 @@ def rollback(conn: psycopg.Connection, who: Actor, migrations: list[Migration], 
             _run(conn, who, m, "rollback", progress, dsn)
             done.append(m.version)
     return done
+
+
+# How these frames are shown (ui/tables.py)
+STATUS_COLUMNS = {
+    "version": Column("Version", width="small", pinned=True), "name": Column("Migration"),
+    "state": Column("State"),
+    "completed": Column("Statements done", "count", help="Of the last run"),
+    "statements": Column("Statements", "count"),
+    "last_run_by": Column("Last run by", missing="never"),
+    "last_run_at": Column("Last run", "time"),
+}
+LEDGER_COLUMNS = {
+    "version": Column("Version", width="small", pinned=True), "name": Column("Migration"),
+    "direction": Column("Direction", width="small"), "outcome": Column("Outcome", width="small"),
+    "statements_completed": Column("Statements done", "count"),
+    "statements_total": Column("Statements", "count"),
+    "run_by": Column("Run by"), "started_at": Column("Started", "time"),
+    "finished_at": Column("Finished", "time"), "error": Column("Error", width="large"),
+}
+PLAN_COLUMNS = {
+    "#": Column("#", "count", width="small"), "statement": Column("Statement", width="large"),
+    "runs": Column("Runs"), "lock": Column("Lock it takes", width="medium"),
+    "table": Column("On", missing="its own objects"),
+    "table_bytes": Column("Table size", "bytes"), "table_rows": Column("Table rows", "count"),
+}
+LINT_COLUMNS = {"rule": Column("squawk rule"), "line": Column("Line", "count", width="small"),
+                "explanation": Column("Why", width="large")}

@@ -12,6 +12,7 @@ from pglast import ast, parse_sql
 from psycopg import sql
 
 from queries.capabilities import Extension
+from queries.columns import SIZE, Column
 from queries.frames import to_frame
 from queries.identifiers import qualified
 from queries.migrations import Migration
@@ -149,3 +150,22 @@ def latest_apply(conn: psycopg.Connection, version: str) -> dict | None:
         ORDER BY id DESC LIMIT 1""", (version,)).fetchone()
     return None if row is None else {"finished_at": row[0], "statements_before": row[1],
                                      "statements_after": row[2]}
+
+
+# How these frames are shown (ui/tables.py)
+OBJECT_COLUMNS = {
+    "version": Column("Migration", width="small"), "kind": Column("Kind", width="small"),
+    "name": Column("Object", pinned=True), "present": Column("Present", "flag"),
+    "valid": Column("Valid", "flag"), "size_bytes": SIZE,
+    "uses": Column("Uses", "count", help="Index scans, reads of a view or calls of a function "
+                                        "since the statistics began"),
+}
+BEFORE_AFTER_COLUMNS = {
+    "query": Column("Hot query", pinned=True),
+    "calls_before": Column("Calls before", "count"),
+    "mean_ms_before": Column("Mean before", "number", unit="ms", digits=2),
+    "calls_after": Column("Calls after", "count"),
+    "mean_ms_after": Column("Mean after", "number", unit="ms", digits=2),
+    "change": Column("Change", "percent", digits=0),
+    "caveat": Column("Caveat", width="large"),
+}

@@ -8,10 +8,12 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 import redis
 
+from queries.columns import Column
 from queries.secrets import redact_text
 
 
@@ -330,7 +332,8 @@ def slow_log(client: redis.Redis, limit: int = 20, server: str | None = None) ->
         except redis.RedisError:
             return []
         OWN.record(server, "slowlog|get")
-    return [{"id": e.get("id"), "at": e.get("start_time"), "duration_us": e.get("duration"),
+    return [{"id": e.get("id"), "at": datetime.fromtimestamp(e["start_time"], timezone.utc)
+             if e.get("start_time") is not None else None, "duration_us": e.get("duration"),
              "command": (e.get("command") or b"").decode(errors="replace")
              if isinstance(e.get("command"), bytes) else e.get("command")}
             for e in entries]
@@ -447,3 +450,46 @@ def sample_key_families(client: redis.Redis, patterns: tuple = (), max_keys: int
                                  else round(group.sampled / len(keys) * dbsize))
     families = sorted(groups.values(), key=lambda g: g.estimated_total, reverse=True)
     return KeySampling(families, len(keys), dbsize, complete, time.monotonic() - t0)
+
+
+def family_rows(sampling: KeySampling) -> list[dict]:
+    """One row per key family, TTL buckets in words ("not read" when they were not sampled)."""
+    return [{"family": f.family, "sampled": f.sampled, "estimated_total": f.estimated_total,
+             "memory_bytes": f.memory_bytes,
+             "ttls": ", ".join(f"{bucket} {n:,}" for bucket, n in f.ttl.items() if n)
+             if f.ttl_sampled else "not read (switch on above)",
+             "without_ttl": f.without_ttl if f.ttl_sampled else None}
+            for f in sampling.families]
+
+
+def keyspace_rows(info: RedisOverview) -> list[dict]:
+    """Keys, keys with an expiry and without one per database, from INFO alone (no lookups)."""
+    return [{"database": db, "keys": values.get("keys", 0), "expires": values.get("expires", 0),
+             "without_ttl": values.get("keys", 0) - values.get("expires", 0),
+             "avg_ttl_s": values["avg_ttl"] / 1000 if values.get("avg_ttl") else None}
+            for db, values in info.keyspace.items()]
+
+
+# How these rows are shown (ui/tables.py)
+FAMILY_COLUMNS = {
+    "family": Column("Key family", pinned=True), "sampled": Column("Keys sampled", "count"),
+    "estimated_total": Column("Estimated keys", "count", help="Scaled up from the sample"),
+    "memory_bytes": Column("Memory of the sample", "bytes"),
+    "ttls": Column("Time to live", width="large"),
+    "without_ttl": Column("Never expire", "count", help="Sampled keys without a TTL"),
+}
+KEYSPACE_COLUMNS = {
+    "database": Column("Database"), "keys": Column("Keys", "count"),
+    "expires": Column("With a TTL", "count"), "without_ttl": Column("Without a TTL", "count"),
+    "avg_ttl_s": Column("Mean TTL", "number", unit="s", digits=0,
+                        help="Redis's estimate over keys with a TTL"),
+}
+COMMAND_COLUMNS = {
+    "command": Column("Command", pinned=True), "calls": Column("Calls", "count"),
+    "usec_per_call": Column("Per call", "number", unit="µs", digits=1),
+    "failed_calls": Column("Failed", "count"), "rejected_calls": Column("Rejected", "count"),
+}
+SLOWLOG_COLUMNS = {
+    "at": Column("When", "time"), "duration_us": Column("Took", "count", unit="µs"),
+    "command": Column("Command", width="large"),
+}

@@ -17,6 +17,7 @@ import psycopg
 from psycopg import sql
 
 from queries.capabilities import Extension
+from queries.columns import DATABASE, ROLE, STATEMENT, Column
 from queries.connections import OWN_STATEMENT_TAG
 from queries.frames import to_frame
 from queries.roles import ActionError, Actor
@@ -223,18 +224,55 @@ def slow_statements(frame: pd.DataFrame, mean_ms: float, min_calls: int) -> pd.D
 
 
 def statement_detail(conn: psycopg.Connection, ext: Extension, queryid: int, userid: int,
-                     dbid: int) -> dict | None:
-    """Every counter of one statement, with its full text."""
-    cur = conn.execute(sql.SQL("SELECT * FROM {}.{} WHERE queryid = %s AND userid = %s "
-                               "AND dbid = %s").format(sql.Identifier(ext.schema),
-                                                       sql.Identifier("pg_stat_statements")),
-                       (queryid, userid, dbid))
+                     dbid: int | None = None) -> dict | None:
+    """Every counter of one statement, with its full text; without a database id (a statement
+    from the stored history), the one in the connected database."""
+    cur = conn.execute(sql.SQL(
+        "SELECT * FROM {}.{} WHERE queryid = %s AND userid = %s AND dbid = coalesce(%s::oid, "
+        "(SELECT oid FROM pg_database WHERE datname = current_database()))").format(
+            sql.Identifier(ext.schema), sql.Identifier("pg_stat_statements")),
+        (queryid, userid, dbid))
     row = cur.fetchone()
     if row is None:
         return None
     detail = dict(zip([c.name for c in cur.description], row))
     detail["query"] = redact_text(detail.get("query"))
     return detail
+
+
+def queryid_text(queryid) -> str:
+    """A query id as PostgreSQL prints it, also when pandas holds it as a float.
+
+    >>> queryid_text(-1118924422343236163), queryid_text(42.0), queryid_text(None)
+    ('-1118924422343236163', '42', 'hidden')
+    """
+    if queryid is None or queryid != queryid:
+        return "hidden"
+    return str(int(queryid))
+
+
+def counter_rows(detail: dict) -> list[dict]:
+    """pg_stat_statements' counters of one statement in words, times in ms, for a table.
+
+    >>> counter_rows({"query": "SELECT 1", "calls": 1200, "mean_exec_time": 0.25, "toplevel": True})
+    [{'counter': 'calls', 'value': '1,200'}, {'counter': 'mean exec time', 'value': '0.25 ms'}, {'counter': 'toplevel', 'value': 'yes'}]
+    """
+    rows = []
+    for name, value in detail.items():
+        if name in ("query", "queryid", "userid", "dbid"):
+            continue
+        if isinstance(value, bool):
+            text = "yes" if value else "no"
+        elif isinstance(value, int):
+            text = f"{value:,}"
+        elif isinstance(value, float):
+            text = f"{value:,.2f}" + (" ms" if name.endswith("_time") else "")
+        elif isinstance(value, datetime):
+            text = f"{value:%Y-%m-%d %H:%M} UTC"
+        else:
+            text = "" if value is None else str(value)
+        rows.append({"counter": name.replace("_", " "), "value": text})
+    return rows
 
 
 EXPLAINABLE = re.compile(r"^\s*(/\*.*?\*/\s*)*(WITH|SELECT|INSERT|UPDATE|DELETE|MERGE|VALUES|TABLE)\b",
@@ -325,3 +363,30 @@ def _explain_with_values(conn: psycopg.Connection, query: str, params: list) -> 
         placeholders)).fetchall()
     conn.execute("DEALLOCATE dbpulse_analyze")
     return rows
+
+
+# How these frames are shown (ui/tables.py)
+TOP_COLUMNS = {
+    "query": STATEMENT,
+    "calls": Column("Calls", "count"),
+    "total_exec_ms": Column("Total time", "number", unit="ms", digits=0,
+                            help="Execution time of all calls together"),
+    "mean_exec_ms": Column("Mean", "number", unit="ms", digits=2),
+    "max_exec_ms": Column("Slowest call", "number", unit="ms", digits=1),
+    "share_of_total_time": Column("Share of time", "share",
+                                  help="Of the execution time of every statement tracked"),
+    "rows": Column("Rows", "count", help="Rows returned or changed, all calls together"),
+    "shared_blks_read": Column("Blocks read", "count",
+                               help="8 kB blocks read from disk or the OS cache, not shared "
+                                    "buffers"),
+    "temp_blks": Column("Temp blocks", "count",
+                        help="Blocks written to temporary files: work_mem was too small"),
+    "io_ms": Column("I/O time", "number", unit="ms", digits=0,
+                    help="Needs track_io_timing; otherwise 0"),
+    "role_name": ROLE,
+    "database_name": DATABASE,
+    "queryid": Column("Query id", width="small"),
+}
+LIST_COLUMNS = {"slow": Column("Slow", "flag", help="Mean over the slow-query threshold"),
+                **TOP_COLUMNS}
+COUNTER_COLUMNS = {"counter": Column("Counter"), "value": Column("Value")}

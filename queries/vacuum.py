@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import psycopg
 
+from queries.columns import SCHEMA, TABLE, Column
 from queries.frames import to_frame
 from queries.identifiers import qualified, quote_ident
 
@@ -139,3 +140,38 @@ def widen_sql(row) -> str:
     if row.sequence_type in ("smallint", "integer"):
         lines.append(f"ALTER SEQUENCE {qualified(row.schema_name, row.sequence_name)} AS bigint;")
     return "\n".join(lines)
+
+
+# How these frames are shown (ui/tables.py)
+VACUUM_COLUMNS = {
+    "schema_name": SCHEMA, "table_name": TABLE,
+    "live_rows": Column("Live rows", "count"), "dead_rows": Column("Dead rows", "count"),
+    "autovacuum_enabled": Column("Autovacuum", "flag"),
+    "autovacuum_trigger_rows": Column("Vacuum at dead rows", "count",
+                                      help="threshold + scale factor × rows"),
+    "trigger_progress": Column("Towards the trigger", "percent", digits=0,
+                               help="Dead rows against the trigger point: over 100 % it is due; "
+                                    "far over, autovacuum is not keeping up or is off"),
+    "last_vacuum": Column("Last vacuum", "time", missing="never"),
+    "last_autovacuum": Column("Last autovacuum", "time"),
+    "last_analyze": Column("Last analyze", "time"),
+    "last_autoanalyze": Column("Last autoanalyze", "time"),
+}
+WRAPAROUND_COLUMNS = {
+    "database_name": Column("Database", pinned=True),
+    "xid_age": Column("Transaction age", "count",
+                      help="Transactions since the oldest unfrozen one"),
+    "freeze_max_age": Column("Forced freeze at", "count"),
+    "share_of_limit": Column("Share of the limit", "percent", digits=3,
+                             help="Of the 2^31 transactions after which PostgreSQL stops "
+                                  "accepting writes"),
+}
+SEQUENCE_COLUMNS = {
+    "schema_name": SCHEMA, "sequence_name": Column("Sequence", pinned=True),
+    "used_share": Column("Used", "percent", digits=2,
+                         help="Of the largest value the column (or the sequence) can hold"),
+    "last_value": Column("Last value", "count"),
+    "effective_max": Column("Largest possible", "count"),
+    "table_name": TABLE, "column_name": Column("Column"),
+    "column_type": Column("Column type", width="small"),
+}

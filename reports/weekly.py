@@ -113,7 +113,7 @@ def render_markdown(review: Review, settings: Settings) -> str:
     for title, header, rows in sections(review, settings):
         lines += [f"## {title}", ""]
         if not rows:
-            lines += ["None.", ""]
+            lines += ["Nothing in this period.", ""]
             continue
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "---|" * len(header))

@@ -144,6 +144,9 @@ def test_matview_refresh_button_by_role(dashboard, database_url):
                 typed.press("Enter")
                 go.click()
                 page.get_by_text("Refreshed public.mv_deal_pipeline").wait_for(timeout=60_000)
+                page.wait_for_selector(
+                    "[data-testid=stApp][data-test-script-state=notRunning]", timeout=60_000)
+                after = _cells(page)  # the table drawn after the refresh, without a reload
         finally:
             browser.close()
     if role == "dba":
@@ -152,16 +155,24 @@ def test_matview_refresh_button_by_role(dashboard, database_url):
                                 "'refresh_matview' ORDER BY id DESC LIMIT 1").fetchone()
         assert last == ("dba", "ok")
         assert disabled_before
+        row = after.index("mv_deal_pipeline")  # View, Schema, Freshness, ... in that order
+        assert after[row + 2].startswith("fresh"), after[row:row + 6]
         with psycopg.connect(database_url) as conn:
             assert conn.execute("SELECT count(*) FROM dbpulse.matview_refresh_log WHERE "
                                 "view_name = 'mv_deal_pipeline' AND recorded_by = 'dbpulse'"
                                 ).fetchone()[0] >= 1
 
 
+def _cells(page) -> list[str]:
+    """The text of every data-grid cell on the page (the grid's accessible copy)."""
+    return page.locator("[data-testid=stDataFrame] td[role=gridcell]").all_inner_texts()
+
+
 @pytest.mark.parametrize("dashboard", ["dba"], indirect=True)
 def test_apply_phase_1_in_chromium(dashboard, database_url):
-    """Apply phase 1 from the Migrations page as a DBA, then roll it back so the shared demo
-    database stays as the other tests expect it."""
+    """Apply phase 1 from the Migrations page as a DBA: the state table, the ledger and the
+    rollback button follow at once; roll it back from the page, so the shared demo database
+    stays as the other tests expect it."""
     import psycopg
     from playwright.sync_api import sync_playwright
 
@@ -188,14 +199,32 @@ def test_apply_phase_1_in_chromium(dashboard, database_url):
                 timeout=30_000)
             dialog.get_by_role("button", name="Apply", exact=True).click()
             page.get_by_text("Applied: 0001").wait_for(timeout=120_000)
+            page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
+                                   timeout=60_000)
+            # the page agrees with what it just did, without a reload
+            applied_cells = _cells(page)
+            ledger_empty = page.get_by_text("No migration has run here yet").count()
+            rollback = page.get_by_role("button", name="Roll back the last applied migration")
+            rollback_enabled = rollback.is_enabled()
+            rollback.click()
+            dialog = page.get_by_role("dialog")
+            typed = dialog.locator("input[type=text]")
+            typed.fill("0001")
+            typed.press("Enter")
+            dialog.get_by_role("button", name="Roll back the last applied migration").click()
+            page.get_by_text("Rolled back: 0001").wait_for(timeout=120_000)
+            page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
+                                   timeout=60_000)
+            rolled_cells = _cells(page)
         finally:
             browser.close()
     try:
+        assert "applied" in applied_cells and ledger_empty == 0 and rollback_enabled
+        assert "applied" not in rolled_cells and "rollback" in rolled_cells
         with psycopg.connect(database_url) as conn:
             assert conn.execute("SELECT to_regclass('idx_message_events_user_status_created') "
-                                "IS NOT NULL").fetchone()[0]
-            assert conn.execute("SELECT to_regclass('mv_hot_leads')").fetchone()[0] is None
-    finally:
+                                "IS NULL").fetchone()[0]
+    finally:  # whatever failed above, the shared database goes back to no migration applied
         settings = Settings(role="dba")
         with admin_connection(database_url, settings) as conn:
             migrations.rollback(conn, as_actor(settings, database_url), migrations.discover(),

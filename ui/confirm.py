@@ -20,8 +20,15 @@ def _dialog(key: str, explanation: str, confirm_text: str | None, go_label: str,
         typed = st.text_input(f"Type **{confirm_text}** to confirm", key=f"{key}_typed")
         ready = typed.strip() == confirm_text
     if st.button(go_label, type="primary", disabled=not ready, key=f"{key}_go"):
-        st.session_state[f"{key}_result"] = run()
-        st.rerun()
+        _run_and_redraw(key, run)
+
+
+def _run_and_redraw(key: str, run: Callable[[], Loaded]) -> None:
+    """Run the action, forget every cached figure and draw the page again: the tables above
+    the button were drawn before the action ran, and must not contradict it."""
+    st.session_state[f"{key}_result"] = run()
+    st.cache_data.clear()
+    st.rerun()
 
 
 def action_button(who: Actor, key: str, label: str, run: Callable[[], Loaded], *,
@@ -34,5 +41,5 @@ def action_button(who: Actor, key: str, label: str, run: Callable[[], Loaded], *
             st.dialog(title or label, width="large")(_dialog)(key, explanation, confirm_text,
                                                               label, run)
         else:
-            st.session_state[f"{key}_result"] = run()
+            _run_and_redraw(key, run)
     return st.session_state.pop(f"{key}_result", None)

@@ -10,7 +10,7 @@ import streamlit as st
 from queries import history, statements
 from queries.config import Settings, Target
 from queries.review import SLOW_SHARE_ESTIMATE, slow_share
-from ui import loaders
+from ui import loaders, tables
 from ui.format import human_duration, percent
 from ui.widgets import judged_metric, show_problem
 
@@ -41,14 +41,15 @@ def _choose_period(target: Target, settings: Settings) -> history.Period | None:
 
 
 def show(target: Target, settings: Settings, flt: statements.StatementFilter,
-         order_by: str) -> None:
+         order_by: str):
+    """The interval's statements, listed; returns them for the detail below (None: nothing)."""
     period = _choose_period(target, settings)
     if period is None:
-        return
+        return None
     loaded = loaders.interval_statements(target, settings, period)
     if not loaded.ok:
         show_problem("Nothing to compare in this interval", loaded)
-        return
+        return None
     cov, deltas = loaded.value["coverage"], loaded.value["statements"]
     st.caption(f"Between the snapshots of {cov.baseline_at:%Y-%m-%d %H:%M} and "
                f"{cov.last_at:%Y-%m-%d %H:%M} UTC ({human_duration(cov.last_at - cov.baseline_at)},"
@@ -74,23 +75,11 @@ def show(target: Target, settings: Settings, flt: statements.StatementFilter,
     top = history.filter_statements(deltas, flt)
     if top.empty:
         st.info("No statement ran in this interval, or none matches the filters.")
-        return
+        return None
     chart = top.head(15).assign(label=lambda f: f["query"].fillna("?").str.slice(0, 60))
     st.plotly_chart(px.bar(chart, x=statements.ORDER_BY[order_by], y="label", orientation="h",
                            labels={"label": ""}, title=f"Top statements by {order_by}, "
                            "in the interval")
                     .update_layout(yaxis={"autorange": "reversed"}, height=420), width="stretch")
-    table = top[["query", "calls", "total_exec_ms", "mean_exec_ms", "share_of_total_time", "rows",
-                 "shared_blks_read", "temp_blks", "io_ms", "restarts", "role_name", "queryid"]]
-    st.dataframe(table, hide_index=True, width="stretch", column_config={
-        "share_of_total_time": st.column_config.ProgressColumn(
-            "share of time", min_value=0, max_value=1, format="percent"),
-        "total_exec_ms": st.column_config.NumberColumn("total ms", format="%.0f"),
-        "mean_exec_ms": st.column_config.NumberColumn("mean ms", format="%.2f"),
-        "io_ms": st.column_config.NumberColumn("I/O ms", format="%.0f"),
-        "restarts": st.column_config.NumberColumn(
-            "counter restarts", help="Times this statement's counters started again inside the "
-            "interval (a reset or eviction); calls between the snapshot before a restart and "
-            "the restart itself are not counted, so the figure is a lower bound."),
-        "queryid": st.column_config.TextColumn("queryid"),
-    })
+    tables.show(top, history.INTERVAL_COLUMNS)
+    return top

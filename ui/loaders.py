@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 import streamlit as st
@@ -336,6 +336,17 @@ def interval_statements(target: Target, settings: Settings, period) -> Loaded:
         return {"coverage": cov,
                 "statements": history.statement_deltas(conn, target.history_source, period)}
     return _load_history(target, settings, load)
+
+
+@cached(ttl=CACHE_TTL_S)
+def statement_history(target: Target, settings: Settings, queryid: int, days: int = 7) -> Loaded:
+    """One statement's calls and mean time per hour over the stored snapshots."""
+    from queries import history
+
+    now = datetime.now(timezone.utc)
+    period = history.Period(now - timedelta(days=days), now)
+    return _load_history(target, settings, lambda conn: history.statement_series(
+        conn, target.history_source, period, [queryid], bucket_hours=1))
 
 
 @cached(ttl=CACHE_TTL_S)

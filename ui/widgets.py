@@ -34,6 +34,21 @@ def as_of(loaded: Loaded) -> None:
                    + (f" ({age:.0f} s ago, from the cache)" if age >= 2 else ""))
 
 
+def page(title: str):
+    """Every page's opening: its title, then who acts on which target (or stop with why not)."""
+    st.title(title)
+    return require_target()
+
+
+def value_or_stop(loaded: Loaded, what_failed: str):
+    """The loaded figures with the time they were read, or the problem and the page stops."""
+    if not loaded.ok:
+        show_problem(what_failed, loaded)
+        st.stop()
+    as_of(loaded)
+    return loaded.value
+
+
 def show_problem(what: str, loaded: Loaded) -> None:
     st.error(f"**{what}:** {loaded.problem.message}", icon=":material/error:")
     if loaded.problem.hint:
@@ -52,7 +67,7 @@ def finding_banner(finding) -> None:
         finding.severity]
     icon = {"red": ":material/error:", "amber": ":material/warning:",
             "green": ":material/check_circle:", "grey": ":material/help:"}[finding.severity]
-    box(f"**{finding.title}** — {finding.count}: {finding.summary}", icon=icon)
+    box(f"**{finding.title}**: {finding.summary}", icon=icon)
     page = PAGE_FILES.get(finding.page)
     if finding.severity in ("red", "amber", "grey") and (finding.objects or finding.fix):
         with st.expander(f"Objects and fix for “{finding.title}”"):
@@ -63,13 +78,6 @@ def finding_banner(finding) -> None:
             if page:
                 st.page_link(page, label=f"Details on the {finding.page.replace('_', ' ')} page",
                              icon=":material/arrow_forward:")
-
-
-def frame_or_note(frame, empty_note: str, **kwargs) -> None:
-    if frame is None or len(frame) == 0:
-        st.caption(empty_note)
-    else:
-        st.dataframe(frame, hide_index=True, width="stretch", **kwargs)
 
 
 def require_target():

@@ -4,16 +4,15 @@ use, refreshing itself every few seconds; a DBA can cancel a statement or termin
 import streamlit as st
 
 from queries import activity
-from ui import loaders
+from ui import loaders, tables
 from ui.actions import end_session
 from ui.confirm import action_button
 from ui.format import percent
-from ui.widgets import as_of, dba_note, frame_or_note, require_target, show_problem
+from ui.widgets import as_of, dba_note, page, show_problem
 
 REFRESH_S = 5  # the loader's cache lives as long, so each refresh reads the server once
 
-st.title("Activity")
-who = require_target()
+who = page("Activity")
 target, settings = who.target, who.settings
 
 
@@ -49,11 +48,10 @@ def live() -> None:
                    "transaction runs no statement, so only terminating it releases its locks.")
         shown = tree.assign(session=[("  " * d) + ("└ " if d else "") + str(p)
                                      for d, p in zip(tree["depth"], tree["pid"])])
-        st.dataframe(shown[["session", "state", "role_name", "transaction_seconds", "waits_for",
-                            "blocks", "query", "end_sql"]], hide_index=True, width="stretch")
+        tables.show(shown, activity.BLOCKING_COLUMNS)
 
     st.subheader("Sessions")
-    frame_or_note(sessions, "No other client sessions.")
+    tables.show(sessions, activity.SESSION_COLUMNS, "No other client sessions.", max_rows=500)
 
 
 live()
@@ -99,6 +97,5 @@ else:
     if result is not None:
         if result.ok:
             st.success(result.value)
-            loaders.activity_data.clear()
         else:
             show_problem("Nothing done", result)

@@ -5,11 +5,11 @@ from datetime import datetime, time, timedelta, timezone
 
 import streamlit as st
 
-from ui import loaders
-from ui.widgets import as_of, require_target, show_problem
+from queries import audit
+from ui import loaders, tables
+from ui.widgets import page, value_or_stop
 
-st.title("Audit log")
-who = require_target()
+who = page("Audit log")
 target, settings = who.target, who.settings
 st.caption("Every DBA action and every refusal, written by DB Pulse in the database it acted on "
            "(dbpulse.audit_log): the person (signed-in e-mail, cli:<user> for the command line, "
@@ -33,11 +33,7 @@ loaded = loaders.audit_data(target, settings, since=since, until=until,
                             person=None if person == ANY else person,
                             action=None if action == ANY else action,
                             target=None if on_target == ANY else on_target, limit=5000)
-if not loaded.ok:
-    show_problem("The audit log cannot be read", loaded)
-    st.stop()
-as_of(loaded)
-if loaded.value is None:
+if value_or_stop(loaded, "The audit log cannot be read") is None:
     st.info("Nothing has been done here through DB Pulse yet: its schema (and the audit log) is "
             "installed by the first DBA action.")
     st.stop()
@@ -51,17 +47,7 @@ metric_cols[3].metric("Refused", f"{counts.get('refused', 0):,}")
 if rows.empty:
     st.caption("No action matches these filters.")
     st.stop()
-st.dataframe(rows, hide_index=True, width="stretch", column_config={
-    "started_at": st.column_config.DatetimeColumn("When (UTC)", format="YYYY-MM-DD HH:mm:ss"),
-    "person": st.column_config.TextColumn("Person"),
-    "role": st.column_config.TextColumn("Role"),
-    "action": st.column_config.TextColumn("Action"),
-    "target": st.column_config.TextColumn("Target"),
-    "object_name": st.column_config.TextColumn("Object"),
-    "parameters": st.column_config.TextColumn("Parameters"),
-    "outcome": st.column_config.TextColumn("Outcome"),
-    "duration_ms": st.column_config.NumberColumn("Duration (ms)", format="%.0f"),
-    "detail": st.column_config.TextColumn("Detail", width="large")})
+tables.show(rows, audit.ACTION_COLUMNS)
 st.download_button("Download CSV", rows.to_csv(index=False).encode(),
                    file_name=f"dbpulse-audit-{target.name}-{first_day}-{last_day}.csv",
                    mime="text/csv")

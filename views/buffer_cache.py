@@ -3,19 +3,16 @@
 import plotly.express as px
 import streamlit as st
 
-from ui import loaders
+from queries import cache
+from ui import loaders, tables
 from ui.format import percent, state_for_ratio
-from ui.widgets import as_of, frame_or_note, judged_metric, require_target, show_problem
+from ui.widgets import judged_metric, page, value_or_stop
 
-st.title("Buffer cache")
-who = require_target()
+who = page("Buffer cache")
 target, settings = who.target, who.settings
-loaded = loaders.buffer_cache_data(target.database_url, settings)
-if not loaded.ok:
-    show_problem("Cache statistics are not available", loaded)
-    st.stop()
-as_of(loaded)
-rates, tables, identity = loaded.value["rates"], loaded.value["tables"], loaded.value["identity"]
+data = value_or_stop(loaders.buffer_cache_data(target.database_url, settings),
+                     "Cache statistics are not available")
+rates, per_table, identity = data["rates"], data["tables"], data["identity"]
 st.caption(f"Cumulative {identity.stats_window()}: a recent change shows slowly in these figures.")
 
 target_text = f"≥ {percent(settings.buffer_cache_hit_threshold, 0)}"
@@ -26,11 +23,11 @@ for col, label, value in ((cols[0], "Database", rates.database), (cols[1], "Tabl
                   state_for_ratio(value, settings.buffer_cache_hit_threshold), target_text)
 
 st.subheader("Tables with the most disk reads")
-if not tables.empty:
-    st.plotly_chart(px.bar(tables.head(15), x=["table_blocks_read", "index_blocks_read"],
-                           y="table_name", orientation="h", barmode="stack",
-                           labels={"value": "blocks read from disk", "table_name": ""})
+if not per_table.empty:
+    chart = per_table.head(15).rename(columns={"table_blocks_read": "table",
+                                               "index_blocks_read": "its indexes"})
+    st.plotly_chart(px.bar(chart, x=["table", "its indexes"], y="table_name", orientation="h",
+                           barmode="stack", labels={"value": "8 kB blocks read from disk",
+                                                    "table_name": "", "variable": "read from"})
                     .update_layout(yaxis={"autorange": "reversed"}, height=380), width="stretch")
-frame_or_note(tables, "No table statistics yet.", column_config={
-    "table_hit_rate": st.column_config.NumberColumn("table hit rate", format="percent"),
-    "index_hit_rate": st.column_config.NumberColumn("index hit rate", format="percent")})
+tables.show(per_table, cache.TABLE_HIT_COLUMNS, "No table statistics yet.", max_rows=200)

@@ -6,36 +6,27 @@ from dataclasses import asdict
 import pandas as pd
 import streamlit as st
 
-from ui import loaders
+from queries import indexes
+from ui import loaders, tables
 from ui.format import human_bytes
-from ui.widgets import as_of, frame_or_note, own_objects_toggle, require_target, show_problem
+from ui.widgets import own_objects_toggle, page, value_or_stop
 
-st.title("Indexes")
-who = require_target()
+who = page("Indexes")
 target, settings = who.target, who.settings
 include_own = own_objects_toggle()
-
-loaded = loaders.indexes_data(target.database_url, settings, include_own)
-if not loaded.ok:
-    show_problem("Index statistics are not available", loaded)
-    st.stop()
-as_of(loaded)
-data = loaded.value
+data = value_or_stop(loaders.indexes_data(target.database_url, settings, include_own),
+                     "Index statistics are not available")
 found = data["review"]
 identity = data["identity"]
 st.caption(f"Scan counts are cumulative, {identity.stats_window()}. "
            "An index unused over a short period may still serve a monthly report.")
 
 
-def findings_table(findings, empty_note, with_verdict=False):
+def findings_table(findings, empty_note, columns=indexes.FINDING_COLUMNS):
     if not findings:
         st.caption(empty_note)
         return
-    frame = pd.DataFrame([asdict(f) for f in findings])
-    frame["size"] = frame["size_bytes"].map(human_bytes)
-    shown = ["schema_name", "table_name", "index_name", "size", "reason"]
-    st.dataframe(frame[(["verdict"] if with_verdict else []) + shown], hide_index=True,
-                 width="stretch")
+    tables.show(pd.DataFrame([asdict(f) for f in findings]), columns, max_rows=500)
     fixes = [f.fix for f in findings if f.fix]
     if fixes:
         st.code("\n".join(fixes), language="sql")
@@ -55,7 +46,7 @@ st.caption(f"No scans since the statistics reset; at least {human_bytes(settings
            f"key. *Too new*: built (or statistics reset) less than "
            f"{settings.unused_index_min_age_days:g} days ago, known from DB Pulse's migration "
            "ledger and snapshots; zero scans over so short a time prove nothing.")
-findings_table(found.judged, "No unused indexes.", with_verdict=True)
+findings_table(found.judged, "No unused indexes.", indexes.JUDGED_COLUMNS)
 
 st.subheader("Duplicate and redundant indexes")
 st.caption("Same table, method, expressions and predicate, and the columns are a leading prefix "
@@ -69,16 +60,14 @@ findings_table(found.invalid, "No invalid indexes.")
 st.subheader("Missing-index hints")
 fk = found.foreign_keys
 if fk:
-    st.dataframe(pd.DataFrame([asdict(h) for h in fk])[["schema_name", "table_name", "reason"]],
-                 hide_index=True, width="stretch")
+    tables.show(pd.DataFrame([asdict(h) for h in fk]), indexes.FOREIGN_KEY_COLUMNS)
     st.code("\n".join(h.fix for h in fk if h.fix), language="sql")
 else:
     st.caption("Every foreign key has an index leading with its columns.")
 st.markdown("**Tables read mostly by sequential scans**")
-frame_or_note(data["seq_scans"], "No table is read mostly by large sequential scans.")
+tables.show(data["seq_scans"], indexes.SEQ_SCAN_COLUMNS,
+            "No table is read mostly by large sequential scans.")
 
 st.subheader("All indexes")
-all_indexes = found.all.assign(size=lambda f: f["size_bytes"].map(human_bytes))
-st.dataframe(all_indexes[["schema_name", "table_name", "index_name", "access_method", "size",
-                          "scans", "last_scan", "is_unique", "is_valid", "predicate"]]
-             .sort_values("scans"), hide_index=True, width="stretch")
+st.caption("Least scanned first.")
+tables.show(found.all.sort_values("scans"), indexes.ALL_INDEX_COLUMNS, max_rows=1000)

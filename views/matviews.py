@@ -4,20 +4,15 @@ DBA's refresh actions."""
 import plotly.express as px
 import streamlit as st
 
-from ui import actions, loaders
+from queries import matviews
+from ui import actions, loaders, tables
 from ui.confirm import action_button
-from ui.format import human_bytes
-from ui.widgets import as_of, dba_note, frame_or_note, require_target, show_problem
+from ui.widgets import dba_note, page, show_problem, value_or_stop
 
-st.title("Materialized views")
-who = require_target()
+who = page("Materialized views")
 target, settings = who.target, who.settings
-loaded = loaders.matviews_data(target.database_url, settings)
-if not loaded.ok:
-    show_problem("Materialized views are not available", loaded)
-    st.stop()
-as_of(loaded)
-data = loaded.value
+data = value_or_stop(loaders.matviews_data(target.database_url, settings),
+                     "Materialized views are not available")
 views, history = data["views"], data["history"]
 
 if data["event_trigger"]:
@@ -41,14 +36,7 @@ cols[0].metric("Materialized views", len(views))
 cols[1].metric("Stale or unknown", len(stale))
 cols[2].metric("Refreshable concurrently", int(views["concurrent_refresh"].sum()))
 
-table = views.assign(size=views["size_bytes"].map(human_bytes))
-st.dataframe(table[["schema_name", "view_name", "freshness", "last_refresh", "last_duration_ms",
-                    "refreshed_by", "recorded_by", "writes_since_refresh", "size", "populated",
-                    "unique_index", "why_not_concurrent", "source_tables"]],
-             hide_index=True, width="stretch",
-             column_config={"last_duration_ms": st.column_config.NumberColumn(
-                 "last duration ms", format="%.0f")})
-
+tables.show(views, matviews.VIEW_COLUMNS)
 if not history.empty:
     st.subheader("Refresh history")
     chart = history.assign(view=history["schema_name"] + "." + history["view_name"])
@@ -56,10 +44,10 @@ if not history.empty:
                                symbol="outcome", labels={"duration_ms": "duration (ms)",
                                                          "finished_at": ""}),
                     width="stretch")
-    frame_or_note(history, "")
+    tables.show(history, matviews.HISTORY_COLUMNS, max_rows=200)
 if data["cron"] is not None:
     st.subheader("pg_cron runs")
-    frame_or_note(data["cron"], "pg_cron has run no refresh.")
+    tables.show(data["cron"], matviews.CRON_RUN_COLUMNS, "pg_cron has run no refresh.")
 
 # --- DBA actions ------------------------------------------------------------------------------
 st.subheader("Refresh")
@@ -73,7 +61,6 @@ def refresh_chosen(allow_blocking: bool):
     with st.spinner(f"Refreshing {labels[chosen]} ..."):
         result = actions.refresh_matview(who, row["schema_name"], row["view_name"],
                                          allow_blocking=allow_blocking)
-    loaders.matviews_data.clear()  # the page must not contradict what was just done
     return result
 
 
@@ -114,7 +101,6 @@ result = action_button(
                  + ".") if allow_blocking_all and len(blocking_stale) else "",
     disabled=stale.empty)
 if result is not None:
-    loaders.matviews_data.clear()
     if result.ok:
         for name, outcome in result.value:
             (st.error if "not refreshed" in outcome else st.success)(f"{name}: {outcome}")
@@ -130,7 +116,6 @@ if not data["event_trigger"]:
         result = action_button(who, "event_trigger", "Install the event trigger",
                                lambda: actions.install_event_trigger(who))
         if result is not None:
-            loaders.matviews_data.clear()
             if result.ok:
                 st.success("Installed: every refresh is logged from now on.")
             else:

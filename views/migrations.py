@@ -3,11 +3,14 @@ apply and rollback."""
 
 import streamlit as st
 
+import pandas as pd
+
+from queries import migrations
 from queries.migrations import blocks_others
-from ui import actions, loaders
+from ui import actions, loaders, tables
 from ui.confirm import action_button
 from ui.format import human_bytes
-from ui.widgets import as_of, dba_note, frame_or_note, require_target, show_problem
+from ui.widgets import dba_note, page, show_problem, value_or_stop
 
 
 def run_with_progress(direction: str, until: str | None):
@@ -19,25 +22,19 @@ def run_with_progress(direction: str, until: str | None):
                        state="complete" if result.ok else "error")
     finally:
         st.session_state["dbpulse_migrating"] = False
-    loaders.migrations_data.clear()  # the page must not contradict what was just done
     return result
 
 
-st.title("Migrations")
-who = require_target()
+who = page("Migrations")
 target, settings = who.target, who.settings
-loaded = loaders.migrations_data(target.database_url, settings)
-if not loaded.ok:
-    show_problem("Migrations cannot be read", loaded)
-    st.stop()
-as_of(loaded)
-data = loaded.value
+data = value_or_stop(loaders.migrations_data(target.database_url, settings),
+                     "Migrations cannot be read")
 status = data["status"]
 st.caption("States come from DB Pulse's ledger (dbpulse.migration_runs): pending, applied, running "
            "(its runner holds the run lock now), interrupted (its runner is gone) or failed (a "
            "re-run continues after the last statement whose effect committed), or changed "
            "since applied.")
-st.dataframe(status.drop(columns=["error"]), hide_index=True, width="stretch")
+tables.show(status, migrations.STATUS_COLUMNS)
 for row in status[status["state"].str.startswith(("failed", "interrupted"))].itertuples():
     st.error(f"{row.version} {row.name}: {row.state}, {row.completed} of {row.statements} "
              f"statements done" + (f": {row.error}" if row.error else ""))
@@ -52,16 +49,15 @@ for m in data["migrations"]:
                      f"{len(findings)} lint notes"):
         if plan is not None:
             st.markdown("**Plan**")
-            st.dataframe(plan.assign(table_size=plan["table_bytes"].map(
-                lambda b: human_bytes(b) if b == b and b is not None else "")).drop(
-                columns=["table_bytes"]), hide_index=True, width="stretch")
+            tables.show(plan, migrations.PLAN_COLUMNS)
         if findings:
             st.markdown("**squawk**")
-            st.dataframe(findings, hide_index=True, width="stretch")
+            tables.show(pd.DataFrame(findings), migrations.LINT_COLUMNS)
         st.code(m.path.read_text(), language="sql")
 
 st.subheader("Ledger")
-frame_or_note(data["ledger"], "No migration has run here yet.")
+tables.show(data["ledger"], migrations.LEDGER_COLUMNS, "No migration has run here yet.",
+            max_rows=200)
 
 st.subheader("Apply or roll back")
 dba_note(who)

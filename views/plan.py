@@ -3,19 +3,15 @@ the seeds' KPIs next to the measured values, and the hot queries before and afte
 
 import streamlit as st
 
-from ui import loaders
-from ui.format import human_bytes, percent, state_for_ratio
-from ui.widgets import SLOW_SHARE_HELP, as_of, judged_metric, require_target, show_problem
+from queries import migrations, plan_tracker
+from ui import loaders, tables
+from ui.format import percent, state_for_ratio
+from ui.widgets import SLOW_SHARE_HELP, judged_metric, page, value_or_stop
 
-st.title("Optimization plan")
-who = require_target()
+who = page("Optimization plan")
 target, settings = who.target, who.settings
-loaded = loaders.plan_data(target.database_url, settings)
-if not loaded.ok:
-    show_problem("The plan cannot be tracked", loaded)
-    st.stop()
-as_of(loaded)
-data = loaded.value
+data = value_or_stop(loaders.plan_data(target.database_url, settings),
+                     "The plan cannot be tracked")
 
 st.subheader("KPIs")
 cols = st.columns(4)
@@ -48,8 +44,7 @@ cols[3].metric("Migrations applied", f"{done} / {len(status)}",
                help="Dashboard p95 < 500 ms is measured by the application, not the database.")
 
 st.subheader("Phases")
-st.dataframe(status[["version", "name", "state", "completed", "statements", "last_run_by",
-                     "last_run_at"]], hide_index=True, width="stretch")
+tables.show(status, migrations.STATUS_COLUMNS)
 st.page_link("views/migrations.py", label="Apply or roll back on the Migrations page",
              icon=":material/arrow_forward:")
 
@@ -65,9 +60,7 @@ if not objects.empty:
                    help="Index scans, reads of a view, calls of a function since the statistics "
                         "began. An object the plan's own queries never use costs writes for "
                         "nothing.")
-    st.dataframe(objects.assign(size=objects["size_bytes"].map(
-        lambda b: human_bytes(b) if b == b and b is not None else "")).drop(
-        columns=["size_bytes"]), hide_index=True, width="stretch")
+    tables.show(objects, plan_tracker.OBJECT_COLUMNS)
     if len(unused):
         st.warning("Never used so far: " + ", ".join(unused["name"]) + ". Give the workload "
                    "time; if it stays so, the object is a candidate for the rollback.")
@@ -85,7 +78,4 @@ else:
     st.caption("Before: mean over all calls up to the migration's start. After: mean over the "
                "calls since it finished. EXPLAIN runs of a query are not counted; a change "
                "measured on fewer than 100 calls on either side carries a caveat.")
-    st.dataframe(before_after[version], hide_index=True, width="stretch", column_config={
-        "mean_ms_before": st.column_config.NumberColumn("mean ms before", format="%.2f"),
-        "mean_ms_after": st.column_config.NumberColumn("mean ms after", format="%.2f"),
-        "change": st.column_config.NumberColumn("change", format="percent")})
+    tables.show(before_after[version], plan_tracker.BEFORE_AFTER_COLUMNS)

@@ -8,12 +8,11 @@ import plotly.express as px
 import streamlit as st
 
 from queries import redis_cache
-from ui import loaders, redis_sampler
+from ui import loaders, redis_sampler, tables
 from ui.format import human_bytes, human_duration, percent, state_for_ratio
-from ui.widgets import as_of, frame_or_note, judged_metric, require_target, show_problem
+from ui.widgets import judged_metric, page, value_or_stop
 
-st.title("Redis cache")
-who = require_target()
+who = page("Redis cache")
 target, settings = who.target, who.settings
 if not target.redis_urls:
     st.info("No Redis configured for this target: set REDIS_URL (or redis_url in "
@@ -30,12 +29,9 @@ with_ttl = st.toggle("Read key TTLs too", value=False, key="redis_sample_ttls",
                      help="Each TTL is a keyspace lookup that Redis counts as a hit or miss. "
                           "DB Pulse records its own and takes them out of every hit rate it "
                           "shows; another tool reading INFO would see them.")
-loaded = loaders.redis_page_data(url, settings, with_ttl)
-if not loaded.ok:
-    show_problem("Redis is not available", loaded)
-    st.stop()
-as_of(loaded)
-info, families = loaded.value["overview"], loaded.value["families"]
+loaded = value_or_stop(loaders.redis_page_data(url, settings, with_ttl),
+                       "Redis is not available")
+info, families = loaded["overview"], loaded["families"]
 samples = sampler.samples()
 target_text = f"> {percent(settings.redis_hit_rate_target, 0)}"
 
@@ -97,11 +93,7 @@ st.caption(f"Sampled with SCAN ({families.sampled:,} of {families.dbsize:,} keys
            + ", ".join(f"`{p}`" for p in settings.redis_key_families) + "; other keys by the "
            "text before their first `:`. Totals are estimated from the sample.")
 if families.families:
-    rows = [{"family": f.family, "keys sampled": f.sampled, "estimated keys": f.estimated_total,
-             "memory (sampled)": human_bytes(f.memory_bytes),
-             **(f.ttl if f.ttl_sampled else {"TTLs": "not read (switch on above)"}),
-             "flag": "keys without TTL" if f.flagged else ""} for f in families.families]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    tables.show(pd.DataFrame(redis_cache.family_rows(families)), redis_cache.FAMILY_COLUMNS)
     flagged = [f for f in families.families if f.flagged]
     if flagged:
         st.warning("Families with keys that never expire: "
@@ -114,16 +106,15 @@ else:
     st.caption("This database holds no keys.")
 
 st.subheader("Keyspace")
-# keys without any TTL per database, from INFO alone (no lookups)
-frame_or_note(pd.DataFrame([{"database": db, **values,
-                             "without TTL": values.get("keys", 0) - values.get("expires", 0)}
-                            for db, values in info.keyspace.items()]),
-              "No keys in any database.")
+tables.show(pd.DataFrame(redis_cache.keyspace_rows(info)), redis_cache.KEYSPACE_COLUMNS,
+            "No keys in any database.")
 
 cols = st.columns(2)
 with cols[0]:
     st.markdown("**Top commands**")
-    frame_or_note(pd.DataFrame(loaded.value["commands"]), "INFO commandstats is not available.")
+    tables.show(pd.DataFrame(loaded["commands"]), redis_cache.COMMAND_COLUMNS,
+                "INFO commandstats is not available.")
 with cols[1]:
     st.markdown("**Slow log**")
-    frame_or_note(pd.DataFrame(loaded.value["slowlog"]), "The slow log is empty.")
+    tables.show(pd.DataFrame(loaded["slowlog"]), redis_cache.SLOWLOG_COLUMNS,
+                "The slow log is empty.")

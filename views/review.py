@@ -2,16 +2,14 @@
 
 from datetime import datetime, time, timedelta, timezone
 
-import pandas as pd
 import streamlit as st
 
 from queries import history
 from reports import charts, weekly
-from ui import actions, loaders
-from ui.widgets import as_of, frame_or_note, require_target, show_problem
+from ui import actions, loaders, tables
+from ui.widgets import page, show_problem, value_or_stop
 
-st.title("Weekly review")
-who = require_target()
+who = page("Weekly review")
 target, settings = who.target, who.settings
 
 now = datetime.now(timezone.utc).replace(second=0, microsecond=0)  # a stable cache key
@@ -39,12 +37,8 @@ if who.is_dba:
             else:
                 show_problem("No snapshot taken", result)
 
-loaded = loaders.review_data(target, settings, previous, current)
-if not loaded.ok:
-    show_problem("No review for this period", loaded)
-    st.stop()
-as_of(loaded)
-review = loaded.value
+review = value_or_stop(loaders.review_data(target, settings, previous, current),
+                       "No review for this period")
 
 if review.synthetic:
     st.warning("**Synthetic demo data.** " + weekly.SYNTHETIC_NOTE, icon=":material/science:")
@@ -68,7 +62,7 @@ sections = weekly.sections(review, settings)
 st.plotly_chart(charts.statement_trend(review), width="stretch")
 for title, header, rows in sections[1:]:
     st.subheader(title)
-    frame_or_note(pd.DataFrame(rows, columns=header) if rows else None, "None.")
+    tables.show_text(header, rows, "Nothing in this period.")
 left, right = st.columns(2)
 left.plotly_chart(charts.redis_trend(review, settings.redis_hit_rate_target), width="stretch")
 right.plotly_chart(charts.buffer_trend(review), width="stretch")

@@ -1,5 +1,6 @@
-"""Slow queries: the top statements from pg_stat_statements, the slow-query KPI, and a statement's
-detail with its generic plan."""
+"""Slow queries: the top statements from pg_stat_statements (since the reset, or between two
+snapshots), the slow-query KPI, and one statement's detail: its counters, its time over the
+stored snapshots, its generic plan, a what-if index and EXPLAIN ANALYZE."""
 
 from datetime import datetime, timezone
 
@@ -8,12 +9,11 @@ import plotly.express as px
 import streamlit as st
 
 from queries import statements
-from ui import actions, interval_mode, loaders
+from ui import actions, interval_mode, loaders, tables
 from ui.format import human_duration, percent
-from ui.widgets import SLOW_SHARE_HELP, as_of, judged_metric, require_target, show_problem
+from ui.widgets import SLOW_SHARE_HELP, judged_metric, page, show_problem, value_or_stop
 
-st.title("Slow queries")
-who = require_target()
+who = page("Slow queries")
 target, settings = who.target, who.settings
 
 with st.expander("Filters", expanded=False):
@@ -35,102 +35,119 @@ mode = st.segmented_control("Counting", ["since the last reset", "between snapsh
                             default="since the last reset",
                             help="Between snapshots: what happened in an interval, from the "
                                  "differences of stored snapshots (nothing is reset).")
-if mode == "between snapshots":
-    interval_mode.show(target, settings, flt, order_by)
+
+
+def live_list():
+    """The statements since the last reset, listed and charted; None when there are none."""
+    data = value_or_stop(loaders.statements_data(target.database_url, settings, flt),
+                         "Query statistics are not available")
+    info, kpi, top = data["info"], data["kpi"], data["top"]
+
+    since = ("since pg_stat_statements was reset "
+             f"{human_duration(datetime.now(timezone.utc) - info.stats_reset)} ago"
+             if info.stats_reset else "since the server started collecting (no reset recorded)")
+    st.caption(f"Cumulative {since}. {info.entries:,} statements tracked"
+               + (f" of at most {info.max_entries:,}" if info.max_entries else "")
+               + (f"; {info.dealloc:,} evicted to make room (least-used first)" if info.dealloc
+                  else "") + ".")
+
+    cols = st.columns(3)
+    judged_metric(cols[0], f"Calls slower than {settings.kpi_slow_ms / 1000:g} s", kpi.text(),
+                  kpi.state(settings.kpi_slow_share_target),
+                  f"< {percent(settings.kpi_slow_share_target, 0)}", help=SLOW_SHARE_HELP)
+    slow = statements.slow_statements(top, settings.slow_query_mean_ms,
+                                      settings.slow_query_min_calls)
+    cols[1].metric("Slow statements in this list", len(slow),
+                   help=f"mean ≥ {settings.slow_query_mean_ms:g} ms over ≥ "
+                        f"{settings.slow_query_min_calls} calls")
+    cols[2].metric("Calls counted", f"{kpi.total_calls:,}")
+
+    if top.attrs.get("insufficient_privilege"):
+        st.warning(f"{top.attrs['insufficient_privilege']} statements show as "
+                   "<insufficient privilege>: this role cannot read other roles' statements. "
+                   "Grant it: GRANT pg_monitor TO the monitoring role.")
+
+    if top.empty:
+        st.info("No statements match the filters yet.")
+        return None
+
+    chart = top.head(15).assign(label=lambda f: f["query"].str.slice(0, 60))
+    st.plotly_chart(px.bar(chart, x=statements.ORDER_BY[order_by], y="label", orientation="h",
+                           labels={"label": ""}, title=f"Top statements by {order_by}")
+                    .update_layout(yaxis={"autorange": "reversed"}, height=420),
+                    width="stretch")
+
+    tables.show(top.assign(slow=top.index.isin(slow.index)), statements.LIST_COLUMNS)
+    return top
+
+
+top = (interval_mode.show(target, settings, flt, order_by) if mode == "between snapshots"
+       else live_list())
+if top is None:
     st.stop()
-loaded = loaders.statements_data(target.database_url, settings, flt)
-if not loaded.ok:
-    show_problem("Query statistics are not available", loaded)
-    st.stop()
-as_of(loaded)
-data = loaded.value
-info, kpi, top = data["info"], data["kpi"], data["top"]
 
-since = ("since pg_stat_statements was reset "
-         f"{human_duration(datetime.now(timezone.utc) - info.stats_reset)} ago"
-         if info.stats_reset else "since the server started collecting (no reset recorded)")
-st.caption(f"Cumulative {since}. {info.entries:,} statements tracked"
-           + (f" of at most {info.max_entries:,}" if info.max_entries else "")
-           + (f"; {info.dealloc:,} evicted to make room (least-used first)" if info.dealloc
-              else "") + ".")
-
-cols = st.columns(3)
-judged_metric(cols[0], f"Calls slower than {settings.kpi_slow_ms / 1000:g} s", kpi.text(),
-              kpi.state(settings.kpi_slow_share_target),
-              f"< {percent(settings.kpi_slow_share_target, 0)}", help=SLOW_SHARE_HELP)
-slow = statements.slow_statements(top, settings.slow_query_mean_ms, settings.slow_query_min_calls)
-cols[1].metric("Slow statements in this list", len(slow),
-               help=f"mean ≥ {settings.slow_query_mean_ms:g} ms over ≥ "
-                    f"{settings.slow_query_min_calls} calls")
-cols[2].metric("Calls counted", f"{kpi.total_calls:,}")
-
-if top.attrs.get("insufficient_privilege"):
-    st.warning(f"{top.attrs['insufficient_privilege']} statements show as "
-               "<insufficient privilege>: this role cannot read other roles' statements. "
-               "Grant it: GRANT pg_monitor TO the monitoring role.")
-
-if top.empty:
-    st.info("No statements match the filters yet.")
-    st.stop()
-
-chart = top.head(15).assign(label=lambda f: f["query"].str.slice(0, 60))
-st.plotly_chart(px.bar(chart, x=statements.ORDER_BY[order_by], y="label", orientation="h",
-                       labels={"label": ""}, title=f"Top statements by {order_by}")
-                .update_layout(yaxis={"autorange": "reversed"}, height=420),
-                width="stretch")
-
-table = top[["query", "calls", "total_exec_ms", "mean_exec_ms", "max_exec_ms", "share_of_total_time",
-             "rows", "shared_blks_read", "temp_blks", "io_ms", "role_name", "database_name",
-             "queryid"]].copy()
-table["slow"] = table.index.isin(slow.index)
-st.dataframe(table, hide_index=True, width="stretch", column_config={
-    "share_of_total_time": st.column_config.ProgressColumn("share of time", min_value=0,
-                                                           max_value=1, format="percent"),
-    "total_exec_ms": st.column_config.NumberColumn("total ms", format="%.0f"),
-    "mean_exec_ms": st.column_config.NumberColumn("mean ms", format="%.2f"),
-    "max_exec_ms": st.column_config.NumberColumn("max ms", format="%.1f"),
-    "io_ms": st.column_config.NumberColumn("I/O ms", format="%.0f"),
-    "queryid": st.column_config.TextColumn("queryid"),
-})
-
-# --- detail -----------------------------------------------------------------------------------
+# --- detail: the same for both ways of counting ----------------------------------------------
 st.subheader("Statement detail")
-labels = {i: f"{row.query[:90]}  (queryid {row.queryid})" for i, row in top.iterrows()}
+labels = {i: f"{str(row.query)[:90]}  (queryid {_id})" for i, row in top.iterrows()
+          for _id in [statements.queryid_text(row.queryid)]}
 chosen = st.selectbox("Statement", list(labels), format_func=labels.get)
 row = top.loc[chosen]
 if pd.isna(row.queryid):
     st.info("This statement belongs to another role: without pg_read_all_stats (part of "
             "pg_monitor) PostgreSQL hides its id and text, so there is no detail or plan.")
     st.stop()
-detail = actions.statement_detail(target, settings, int(row.queryid), int(row.userid),
-                                  int(row.dbid))
-if detail.ok and detail.value:
-    counters = detail.value
-    st.code(counters.get("query", ""), language="sql")
+queryid = int(row.queryid)
+dbid = int(row.dbid) if "dbid" in row and not pd.isna(row.dbid) else None
+detail = actions.statement_detail(target, settings, queryid, int(row.userid), dbid)
+counters = detail.value if detail.ok else None
+query_text = counters["query"] if counters else str(row.query)
+st.code(query_text, language="sql")
+if counters:
     plan_ms, exec_ms = counters.get("total_plan_time"), counters.get("total_exec_time")
     if plan_ms:
         cols = st.columns(3)
         cols[0].metric("Planning, total", f"{plan_ms:,.0f} ms")
         cols[1].metric("Execution, total", f"{exec_ms:,.0f} ms")
         cols[2].metric("Planning share", percent(plan_ms / max(plan_ms + exec_ms, 1e-9)))
-    with st.expander("Every counter"):
-        st.json({k: (str(v) if not isinstance(v, (int, float, type(None))) else v)
-                 for k, v in counters.items() if k != "query"})
-elif not detail.ok:
+    with st.expander("Every counter (pg_stat_statements)"):
+        tables.show(pd.DataFrame(statements.counter_rows(counters)), statements.COUNTER_COLUMNS)
+elif detail.ok:
+    st.caption("pg_stat_statements no longer holds this statement (evicted or reset): the text "
+               "above is the stored one.")
+else:
     show_problem("Could not read the statement", detail)
+
+series = loaders.statement_history(target, settings, queryid)
+if series.ok and not series.value.empty:
+    trend = series.value.rename(columns={"bucket": "hour", "mean_exec_ms": "mean time (ms)",
+                                         "calls": "calls"})
+    st.plotly_chart(px.line(trend, x="hour", y="mean time (ms)", markers=True,
+                            hover_data={"calls": ":,"},
+                            title="Mean time per hour over the stored snapshots, last 7 days")
+                    .update_layout(height=300, xaxis_title=""), width="stretch")
+else:
+    st.caption("No stored snapshots hold this statement in the last 7 days: its time over days "
+               "appears here once snapshots are taken (python cli.py snapshot, hourly).")
 
 st.caption("The generic plan runs on the read-only monitoring session within its time limit; "
            "planning may still evaluate IMMUTABLE functions with constant arguments.")
 if st.button("Show the generic plan (EXPLAIN, not executed)"):
-    plan = actions.explain_generic(target, settings, row.query if row.query_length <= 2000
-                                   else detail.value["query"])
+    plan = actions.explain_generic(target, settings, query_text)
     if plan.ok:
         st.code(plan.value, language="text")
     else:
         st.warning(plan.problem.message)
 
+caps = loaders.capabilities_and_identity(target.database_url, settings)
+hypopg = caps.value[0].extension("hypopg") if caps.ok else None
 with st.expander("What-if: try a candidate index (hypopg)"):
-    if not who.is_dba:
+    if hypopg is None or not hypopg.installed:
+        st.caption("Needs the hypopg extension, which is not installed in this database"
+                   + (" (available: CREATE EXTENSION hypopg;)." if hypopg and hypopg.available
+                      else "; it is not available on this server (on Debian: the package "
+                           "postgresql-NN-hypopg).") + " Without it, compare plans after "
+                   "building the index on a copy.")
+    elif not who.is_dba:
         st.caption("Trying candidate indexes is for the DBA role.")
     else:
         st.caption("A hypothetical index (hypopg) exists only for this comparison: nothing is "
@@ -139,8 +156,7 @@ with st.expander("What-if: try a candidate index (hypopg)"):
         candidate = st.text_input("Candidate", placeholder="CREATE INDEX ON public.message_events "
                                   "(user_id, autopilot_status, created_at DESC)")
         if st.button("Compare plans") and candidate:
-            result = actions.what_if(target, settings, detail.value["query"] if detail.ok
-                                     and detail.value else row.query, candidate)
+            result = actions.what_if(target, settings, query_text, candidate)
             if not result.ok:
                 st.warning(result.problem.message)
             else:
@@ -158,14 +174,14 @@ if who.is_dba:
     with st.expander("EXPLAIN ANALYZE (DBA): runs the statement"):
         st.warning("EXPLAIN ANALYZE executes the statement for real (inside a transaction that is "
                    "rolled back), as the role that ran it"
-                   + (f" ({row.role_name})" if isinstance(row.role_name, str) else "")
+                   + (f" ({row.role_name})" if isinstance(row.get("role_name"), str) else "")
                    + " and with no more privileges than that role has. A slow statement takes as "
                    "long as it does; writes take locks until the rollback; what is not "
                    "transactional (a sequence, a file its functions write) is not undone.")
-        n = statements.parameter_count(row.query)
+        n = statements.parameter_count(query_text)
         values = [st.text_input(f"${i + 1}", key=f"param_{i}") for i in range(n)]
         if st.checkbox("I understand that this runs the statement") and st.button("Run EXPLAIN ANALYZE"):
-            result = actions.explain_analyze(who, detail.value["query"], values, int(row.userid))
+            result = actions.explain_analyze(who, query_text, values, int(row.userid))
             if result.ok:
                 st.code(result.value, language="text")
             else:

@@ -1,0 +1,86 @@
+"""Every page read in a real browser as a new user would, as a viewer and as a DBA: no raw
+values (None, NaN, NaT, JSON) and no SQL aliases as headers; a screenshot of each page at
+1440×900; on a phone the Overview's first health banner comes before the details."""
+
+import re
+
+import pytest
+
+from tests.conftest import PAGES
+from tests.test_browser import CHROMIUM, CHROMIUM_FLAGS, dashboard  # noqa: F401  (fixture)
+
+RAW_WORDS = re.compile(r"\b(None|NaN|NaT|nan)\b")
+SNAKE_CASE = re.compile(r"^[a-z0-9]+(_[a-z0-9]+)+$")
+RAW_JSON = re.compile(r"[{\[]\s*\"\w+\"\s*:")
+
+
+def _settle(page) -> None:
+    page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
+                           timeout=90_000)
+    page.wait_for_timeout(1200)  # the data grids draw after the script has finished
+
+
+def _read(page) -> tuple[str, list[str], list[str]]:
+    """The page's visible text, its table headers and its table cells (the grid keeps an
+    accessible copy of what it draws on its canvas)."""
+    main = page.locator("[data-testid=stMain]").inner_text()
+    headers = page.locator("[data-testid=stDataFrame] th[role=columnheader]").all_inner_texts()
+    cells = page.locator("[data-testid=stDataFrame] td[role=gridcell]").all_inner_texts()
+    return main, headers, cells
+
+
+@pytest.mark.parametrize("dashboard", ["viewer", "dba"], indirect=True)
+def test_every_page_reads_without_raw_values_or_aliases(synthetic_history, dashboard,
+                                                        tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    problems, tables_seen = [], 0
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 900})
+            for name in PAGES:
+                page.goto(f"{dashboard}/{'' if name == 'overview' else name}",
+                          wait_until="domcontentloaded")
+                _settle(page)
+                page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
+                main, headers, cells = _read(page)
+                tables_seen += bool(headers)
+                for header in headers:
+                    if SNAKE_CASE.match(header.strip()):
+                        problems.append(f"{name}: header {header!r}")
+                for text in [main] + cells:
+                    for raw in RAW_WORDS.findall(text) + RAW_JSON.findall(text):
+                        problems.append(f"{name}: {raw!r} in {text[:120]!r}")
+                if page.locator("[data-testid=stException]").count():
+                    problems.append(f"{name}: an exception is shown")
+        finally:
+            browser.close()
+    assert problems == []
+    assert tables_seen >= 9  # the check read real tables, not empty pages
+
+
+def test_overview_on_a_phone_shows_health_first(dashboard, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 390, "height": 844})
+            page.goto(dashboard, wait_until="domcontentloaded")
+            page.locator("[data-testid=stMetric]", has_text="Buffer cache hit rate").wait_for(
+                timeout=60_000)
+            _settle(page)
+            page.screenshot(path=str(tmp_path / "overview-phone.png"), full_page=True)
+            first_banner = page.locator("[data-testid=stAlert]").first.bounding_box()
+            buffer = page.locator("[data-testid=stMetric]",
+                                  has_text="Buffer cache hit rate").bounding_box()
+            redis = page.locator("[data-testid=stMetric]",
+                                 has_text="Redis hit rate").bounding_box()
+            details = page.get_by_role("heading", name="PostgreSQL").bounding_box()
+        finally:
+            browser.close()
+    # the first health banner is on the first screen, the hit rates follow, details after
+    assert first_banner["y"] < 844, first_banner
+    assert first_banner["y"] < buffer["y"] < details["y"]
+    assert redis["y"] < details["y"]

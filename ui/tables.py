@@ -1,0 +1,118 @@
+"""One way to show a query's frame: its column specification (queries/columns.py) decides the
+headers, units, formats and widths, so pages stay thin and no page formats numbers by hand."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+import pandas as pd
+import streamlit as st
+
+from queries.columns import Column
+
+MISSING = "—"  # an empty number or time: not measured, not applicable
+SAFE_INTEGER = 2 ** 53  # beyond it the browser's numbers lose digits: shown as text instead
+
+
+def _text(value, missing: str) -> str:
+    """
+    >>> _text(None, "never"), _text(float("nan"), ""), _text(["a", "b"], ""), _text({"k": 1}, "")
+    ('never', '', 'a, b', 'k: 1')
+    >>> _text(4321.0, ""), _text('{"up_to": "0001"}', "")
+    ('4321', 'up_to: 0001')
+    """
+    if value is None or (isinstance(value, float) and value != value) or value is pd.NaT:
+        return missing
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # an id column that pandas made float because of a gap
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}: {_text(v, '')}" for k, v in value.items())
+    if isinstance(value, (list, tuple, set)):
+        return ", ".join(_text(v, "") for v in value)
+    if isinstance(value, str) and value[:1] in "{[":
+        try:  # a JSON document stored as text reads like the mapping it holds
+            return _text(json.loads(value), missing)
+        except ValueError:
+            return value
+    return str(value)
+
+
+def prepare(frame: pd.DataFrame, columns: dict[str, Column]) -> tuple[pd.DataFrame, dict]:
+    """The frame's spec'd columns, in the spec's order, with values fit for their kind, and the
+    column configuration that draws them. A spec'd column the frame lacks is an error: a
+    renamed alias must not silently vanish from a page."""
+    missing = [name for name in columns if name not in frame.columns]
+    if missing:
+        raise KeyError(f"columns {missing} are specified but not in the frame")
+    shown = frame[list(columns)].copy()
+    config = {}
+    for name, col in columns.items():
+        common = {"help": col.help, "width": col.width, "pinned": col.pinned or None}
+        values = shown[name]
+        if col.kind in ("count", "number", "bytes", "percent"):
+            numbers = pd.to_numeric(values, errors="coerce").astype(float)
+            if col.kind == "count" and (numbers.abs() >= SAFE_INTEGER).any():
+                shown[name] = [MISSING if v != v else f"{int(v):,}" for v in
+                               pd.to_numeric(values, errors="coerce")]
+                config[name] = st.column_config.TextColumn(col.header, **common)
+                continue
+            if col.kind == "percent":
+                shown[name] = (100 * numbers).round(col.digits)
+                fmt = f"%.{col.digits}f %%"
+            elif col.kind == "bytes":
+                shown[name], fmt = numbers, "bytes"
+            else:
+                shown[name] = numbers.round(0 if col.kind == "count" else col.digits)
+                fmt = "localized"
+            config[name] = st.column_config.NumberColumn(col.header, format=fmt, **common)
+        elif col.kind == "share":
+            shown[name] = pd.to_numeric(values, errors="coerce").astype(float)
+            config[name] = st.column_config.ProgressColumn(col.header, min_value=0, max_value=1,
+                                                           format="percent", **common)
+        elif col.kind == "time":
+            shown[name] = pd.to_datetime(values, utc=True, errors="coerce")
+            config[name] = st.column_config.DatetimeColumn(col.header, format="YYYY-MM-DD HH:mm",
+                                                           timezone="UTC", **common)
+        elif col.kind == "flag":
+            shown[name] = values.map(lambda v: bool(v) if v is not None and v == v else None)
+            config[name] = st.column_config.CheckboxColumn(col.header, **common)
+        elif col.kind == "list":
+            shown[name] = values.map(lambda v: [str(x) for x in v]
+                                     if isinstance(v, (list, tuple, set)) else
+                                     [] if v is None or v != v else [str(v)])
+            config[name] = st.column_config.ListColumn(col.header, **common)
+        else:
+            shown[name] = values.map(lambda v: _text(v, col.missing))
+            config[name] = st.column_config.TextColumn(col.header, **common)
+    return shown, config
+
+
+def show(frame: pd.DataFrame | None, columns: dict[str, Column], empty_note: str = "", *,
+         max_rows: int | None = None, missing: str = MISSING, height: int | None = None,
+         key: str | None = None) -> None:
+    """Draw the frame as its spec says; the first `max_rows` rows (the frame comes worst first)
+    with a caption saying how many were left out, or the note when there is nothing."""
+    if frame is None or len(frame) == 0:
+        if empty_note:
+            st.caption(empty_note)
+        return
+    total = len(frame)
+    if max_rows is not None and total > max_rows:
+        frame = frame.head(max_rows)
+    shown, config = prepare(frame, columns)
+    st.dataframe(shown, hide_index=True, width="stretch", column_config=config,
+                 placeholder=missing, height=height or "auto", key=key)
+    if len(frame) < total:
+        st.caption(f"The first {len(frame):,} of {total:,} rows.")
+
+
+def show_text(header: list[str], rows: list[list[str]], empty_note: str = "") -> None:
+    """A table whose cells are already worded (the weekly review's sections, shared with its
+    Markdown and HTML exports)."""
+    if not rows:
+        if empty_note:
+            st.caption(empty_note)
+        return
+    frame = pd.DataFrame(rows, columns=[h[:1].upper() + h[1:] for h in header])
+    st.dataframe(frame, hide_index=True, width="stretch", placeholder=MISSING)
