@@ -134,6 +134,24 @@ def connection_use(conn: psycopg.Connection) -> ConnectionUse:
     return ConnectionUse(used, max_conn, reserved)
 
 
+def connections_by_client(conn: psycopg.Connection) -> pd.DataFrame:
+    """Client connections grouped by role, application and address, with their states: who
+    holds the connections (DB Pulse's own are marked)."""
+    return to_frame(conn.execute("""
+        SELECT usename AS role_name, application_name,
+               coalesce(host(client_addr), 'local socket') AS client,
+               count(*) AS connections,
+               count(*) FILTER (WHERE state = 'active') AS active,
+               count(*) FILTER (WHERE state = 'idle') AS idle,
+               count(*) FILTER (WHERE state LIKE 'idle in transaction%%') AS idle_in_transaction,
+               extract(epoch FROM now() - min(backend_start)) AS oldest_seconds,
+               application_name LIKE %s AS own
+        FROM pg_stat_activity
+        WHERE backend_type = 'client backend'
+        GROUP BY usename, application_name, client_addr
+        ORDER BY connections DESC, role_name""", (OWN_APPLICATION_PREFIX + "%",)))
+
+
 class SessionGone(ActionError):
     """The session to cancel or terminate is no longer there (or is not a client session)."""
 
@@ -177,4 +195,13 @@ BLOCKING_COLUMNS = {
     "transaction_seconds": Column("Transaction open", "number", unit="s", digits=0),
     "waits_for": Column("Waits for", "list"), "blocks": Column("Blocks", "list"),
     "query": Column("Statement", width="large"), "end_sql": Column("Ends it"),
+}
+CONNECTION_COLUMNS = {
+    "role_name": Column("Role", pinned=True), "application_name": Column("Application"),
+    "client": Column("Client address"), "connections": Column("Connections", "count"),
+    "active": Column("Active", "count"), "idle": Column("Idle", "count"),
+    "idle_in_transaction": Column("Idle in transaction", "count"),
+    "oldest_seconds": Column("Oldest", "number", unit="s", digits=0,
+                             help="Age of the oldest of these connections"),
+    "own": Column("DB Pulse", "flag", help="DB Pulse's own connections"),
 }

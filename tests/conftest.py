@@ -170,8 +170,8 @@ def synthetic_history(database_url, redis_url):
     return "salesflow_test"
 
 
-PAGES = ["overview", "slow_queries", "indexes", "bloat", "buffer_cache", "activity", "redis",
-         "matviews", "plan", "migrations", "review", "audit"]
+PAGES = ["overview", "slow_queries", "indexes", "bloat", "buffer_cache", "space", "settings",
+         "activity", "redis", "matviews", "plan", "migrations", "review", "audit"]
 
 
 def each_page(timeout: float = 90):

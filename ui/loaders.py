@@ -185,7 +185,35 @@ def buffer_cache_data(dsn: str, settings: Settings) -> Loaded:
 @cached(ttl=min(CACHE_TTL_S, 5))
 def activity_data(dsn: str, settings: Settings) -> Loaded:
     return _load(dsn, settings, lambda conn: {
-        "sessions": activity.sessions(conn), "connections": activity.connection_use(conn)})
+        "sessions": activity.sessions(conn), "connections": activity.connection_use(conn),
+        "by_client": activity.connections_by_client(conn)})
+
+
+@cached(ttl=CACHE_TTL_S)
+def tune_data(dsn: str, settings: Settings) -> Loaded:
+    from queries import tune
+
+    return _load(dsn, settings, lambda conn: {
+        "advice": tune.advise(tune.read_settings(conn), tune.read_evidence(conn)),
+        "identity": server.server_identity(conn)})
+
+
+@cached(ttl=CACHE_TTL_S)
+def space_data(target: Target, settings: Settings) -> Loaded:
+    """Sizes now from the watched database; growth from the history when there is one."""
+    from queries import history, space
+
+    loaded = _load(target.database_url, settings, lambda conn: {
+        "tables": space.table_space(conn), "indexes": space.index_space(conn)})
+    if not loaded.ok:
+        return loaded
+    now = datetime.now(timezone.utc)
+    changes = _load_history(target, settings, lambda conn: history.table_changes(
+        conn, target.history_source, history.Period(now - timedelta(days=7), now)))
+    loaded.value["tables"] = space.with_growth(loaded.value["tables"],
+                                               changes.value if changes.ok else None)
+    loaded.value["growth_known"] = changes.ok
+    return loaded
 
 
 @st.cache_resource(show_spinner=False)

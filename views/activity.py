@@ -50,6 +50,8 @@ def live() -> None:
                                      for d, p in zip(tree["depth"], tree["pid"])])
         tables.show(shown, activity.BLOCKING_COLUMNS)
 
+    st.subheader("Connections by role, application and client")
+    tables.show(loaded.value["by_client"], activity.CONNECTION_COLUMNS, max_rows=200)
     st.subheader("Sessions")
     tables.show(sessions, activity.SESSION_COLUMNS, "No other client sessions.", max_rows=500)
 
