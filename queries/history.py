@@ -18,7 +18,7 @@ one at or before its end; `Coverage` says which snapshots that actually was.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 import psycopg
@@ -46,6 +46,32 @@ def weekly_periods(now: datetime, days: int = 7) -> tuple[Period, Period]:
     """The last `days` against the `days` before (previous, current)."""
     current = Period(now - timedelta(days=days), now)
     return Period(current.start - timedelta(days=days), current.start), current
+
+
+def calendar_week(now: datetime, weeks_back: int = 1) -> Period:
+    """A whole ISO week in UTC, Monday 00:00 to the next Monday 00:00: 1 is the last finished
+    week, 2 the one before, 0 the week so far.
+
+    >>> p = calendar_week(datetime(2026, 11, 22, 20, 5, tzinfo=timezone.utc))  # a Sunday
+    >>> p.start.isoformat(), p.end.isoformat()
+    ('2026-11-09T00:00:00+00:00', '2026-11-16T00:00:00+00:00')
+    >>> calendar_week(datetime(2026, 11, 23, 0, 0, tzinfo=timezone.utc)).start.day  # Monday
+    16
+    """
+    monday = datetime.combine(now.date() - timedelta(days=now.weekday()), datetime.min.time(),
+                              tzinfo=timezone.utc)
+    start = monday - timedelta(weeks=weeks_back)
+    return Period(start, min(start + timedelta(weeks=1), now))
+
+
+def last_day(period: Period):
+    """The last day a period covers (one ending at midnight covers the day before).
+
+    >>> last_day(Period(datetime(2026, 11, 9, tzinfo=timezone.utc),
+    ...                 datetime(2026, 11, 16, tzinfo=timezone.utc))).isoformat()
+    '2026-11-15'
+    """
+    return (period.end - timedelta(microseconds=1)).date()
 
 
 @dataclass

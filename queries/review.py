@@ -352,3 +352,52 @@ def build_review(history_conn: psycopg.Connection, source: str, previous: Period
         if not views_cur.empty else views_cur,
         statement_trend=statement_trend, redis_trend=redis_trend, buffer_trend=buffer_trend,
         events=events, notes=notes)
+
+
+def statement_texts(review: Review, limit: int = 10, width: int = 400) -> list[dict]:
+    """The statements behind the labels of the review's tables (Q1 …, or a text's start), with
+    the calls each side so a reader can weigh the change."""
+    seen, rows = set(), []
+    for frame in (review.improved, review.regressed, review.new_slow):
+        for r in frame.head(limit).itertuples():
+            if r.label in seen:
+                continue
+            seen.add(r.label)
+            rows.append({"label": r.label, "calls_before": getattr(r, "calls_previous", None),
+                         "calls_now": getattr(r, "calls_current", getattr(r, "calls", None)),
+                         "text": " ".join(str(r.query or "?").split())[:width]})
+    return rows
+
+
+def next_steps(review: Review, settings: Settings, limit: int = 8) -> list[str]:
+    """A short list for the meeting, most pressing first: the KPIs that miss their target, the
+    regressions, new slow statements, indexes no longer used, views left stale, thin data."""
+    steps = [f"{k.name} misses its target ({k.target_text}): {_short(k)}."
+             for k in review.kpis if k.state == "red"]
+    for r in review.regressed.head(3).itertuples():
+        steps.append(f"Find out why {r.label} slowed down (mean {r.mean_ms_previous:.2f} → "
+                     f"{r.mean_ms_current:.2f} ms over {r.calls_current:,.0f} calls): look at "
+                     "its plan on the Slow queries page.")
+    for r in review.new_slow.head(3).itertuples():
+        steps.append(f"New slow statement {r.label} ({float(r.mean_exec_ms):,.1f} ms mean over "
+                     f"{float(r.calls):,.0f} calls): check its plan and indexes.")
+    for r in review.newly_unused_indexes.head(3).itertuples():
+        steps.append(f"Index {r.schema_name}.{r.index_name} was not scanned this period "
+                     f"({float(r.scans_previous):,.0f} scans before): check whether the code "
+                     "that used it changed before dropping it.")
+    for r in review.matview_breaches.head(3).itertuples():
+        steps.append(f"View {r.schema_name}.{r.view_name} was older than "
+                     f"{settings.matview_max_age_minutes:g} min in {int(r.over_max_age)} of "
+                     f"{int(r.snapshots)} snapshots: refresh it more often (pg_cron).")
+    if review.coverage_current.snapshots < 24:
+        steps.append(f"Only {review.coverage_current.snapshots} snapshots in this period: take "
+                     "one every hour (python cli.py snapshot from cron) so the next review "
+                     "compares more.")
+    return steps[:limit] or ["Nothing needs action: every KPI with a target meets it and no "
+                             "statement regressed."]
+
+
+def _short(kpi: Kpi) -> str:
+    value = "n/a" if kpi.current is None else (
+        f"{kpi.current:.2f} %" if kpi.unit == "%" else f"{kpi.current:,.1f} {kpi.unit}")
+    return f"now {value}"

@@ -34,12 +34,26 @@ def _mark_events(fig: go.Figure, events: pd.DataFrame) -> go.Figure:
 
 
 def _boundary(fig: go.Figure, review: Review) -> go.Figure:
+    """The line between the two periods; the time axis covers exactly the two periods (marks of
+    refreshes or the last snapshot must not stretch it past the review)."""
+    fig.update_xaxes(range=[review.previous.start, review.current.end])
     fig.add_shape(type="line", x0=review.current.start, x1=review.current.start, y0=0, y1=1,
                   yref="paper", line={"color": "#999", "width": 1})
     fig.add_annotation(x=review.current.start, y=0, yref="paper", text="this period →",
                        showarrow=False, xanchor="left", yanchor="bottom",
                        font={"size": 10, "color": "#666"})
     return fig
+
+
+def _mean_axis(means: pd.Series | None) -> dict:
+    """Logarithmic only when the statements' means span more than two decades, and then with a
+    labelled tick per decade only (plotly labels minor log ticks 2…9 by their first digit)."""
+    values = pd.to_numeric(means, errors="coerce").dropna() if means is not None else []
+    values = [v for v in values if v > 0]
+    if len(values) and max(values) / min(values) > 100:
+        return {"title": "mean ms (log scale)", "type": "log", "dtick": 1,
+                "exponentformat": "none"}
+    return {"title": "mean ms", "rangemode": "tozero"}
 
 
 def statement_trend(review: Review) -> go.Figure:
@@ -49,7 +63,8 @@ def statement_trend(review: Review) -> go.Figure:
         fig.add_trace(go.Scatter(x=part["bucket"], y=part["mean_exec_ms"].astype(float),
                                  mode="lines", name=label[:60]))
     fig.update_layout(title=_title(review, "Mean time of the statements that changed most"),
-                      yaxis={"title": "mean ms", "type": "log"}, height=380,
+                      yaxis=_mean_axis(trend["mean_exec_ms"] if not trend.empty else None),
+                      height=380,
                       legend={"orientation": "h", "y": -0.2}, margin={"t": 60})
     return _mark_events(_boundary(fig, review), review.events)
 

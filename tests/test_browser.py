@@ -3,6 +3,7 @@
 Uses Debian's chromium (.ci/run installs it); Playwright cannot download browsers here."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -265,9 +266,17 @@ def test_weekly_review_and_its_html_offline(synthetic_history, dashboard, tmp_pa
             drawn = view.evaluate("document.querySelectorAll('.plotly-graph-div .main-svg')"
                                   ".length")
             text = view.inner_text("body")
+            strokes = view.evaluate(
+                "Array.from(document.querySelectorAll('.plotly-graph-div .scatterlayer "
+                "path.js-line')).map(p => getComputedStyle(p).stroke)")
         finally:
             browser.close()
     assert charts == 3 and drawn >= 3
+    # drawn in colour as the dashboard shows them, not black: Streamlit's plotly template
+    # holds placeholders (#000001, #000002 …) that only its browser app turns into colours
+    channels = [[int(c) for c in re.findall(r"\d+", s)[:3]] for s in strokes]
+    assert channels and all(sum(rgb) > 120 for rgb in channels), strokes
+    assert len(set(strokes)) >= 3, strokes
     assert [u for u in requested if not u.startswith("file:")] == []
     assert "Biggest improvement: Q1 message events list" in text
     assert "Synthetic demo data" in text

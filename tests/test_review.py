@@ -3,7 +3,7 @@ statement that regressed and one that improved, and the demo's synthetic two wee
 
 import html.parser
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import psycopg
 import pytest
@@ -188,9 +188,23 @@ def test_review_page_for_a_period_without_snapshots(synthetic_history, database_
     at = _app(monkeypatch, tmp_path, database_url, redis_url, role="viewer")
     at.switch_page("views/review.py").run()
     assert not [b for b in at.sidebar.button if b.label == "Take a snapshot now"]
+    next(s for s in at.selectbox if s.label == "Period").select("Ending on a day").run()
     at.date_input[0].set_value(date(2021, 1, 1)).run()
     assert not at.exception
     assert any("No snapshots" in e.value for e in at.error)
+
+
+def test_review_page_calendar_week(synthetic_history, database_url, redis_url, monkeypatch,
+                                   tmp_path):
+    """The last calendar week runs Monday to Monday and is compared with the week before."""
+    at = _app(monkeypatch, tmp_path, database_url, redis_url, role="viewer")
+    at.switch_page("views/review.py").run()
+    next(s for s in at.selectbox if s.label == "Period").select("Last calendar week").run()
+    assert not at.exception
+    period = history.calendar_week(datetime.now(timezone.utc), 1)
+    shown = " ".join(c.value for c in at.caption)
+    assert f"This period: {period.label()} UTC" in shown
+    assert period.start.weekday() == 0 and (period.end - period.start).days == 7
 
 
 def test_slow_queries_interval_mode(synthetic_history, database_url, redis_url, monkeypatch,
@@ -261,3 +275,24 @@ def test_a_view_of_unknown_age_makes_the_oldest_view_unknown(scratch_database,
     result = _review_between(scratch_database, settings, "ages", first, second, third)
     kpi = {k.name: k for k in result.kpis}["Oldest materialized view seen"]
     assert kpi.current is None and kpi.state == "grey"  # not "0 min, green"
+
+
+def test_the_meeting_gets_next_steps_sample_sizes_and_the_texts(recorded_review,
+                                                                dba_settings_module):
+    """The regression recorded above (12 calls each side, 1 ms -> 20 ms) is the first thing to
+    look at; each table row carries its calls; the text behind a label is there in full."""
+    steps = review.next_steps(recorded_review, dba_settings_module)
+    regression = next(s for s in steps if s.startswith("Find out why"))
+    assert "review_regression_probe" in regression and "over 12 calls" in regression
+    texts = {t["label"]: t for t in review.statement_texts(recorded_review)}
+    probe = next(t for label, t in texts.items() if "review_regression_probe" in label)
+    assert (probe["calls_before"], probe["calls_now"]) == (12, 12)
+    assert "pg_sleep" in probe["text"]
+    markdown = weekly.render_markdown(recorded_review, dba_settings_module)
+    todo = markdown.split("## What to do next")[1].split("## ")[0]
+    assert "- Find out why" in todo
+    regressed = markdown.split("## Regressed most")[1].split("## ")[0]
+    assert "| calls before | calls now |" in regressed and "| 12 | 12 |" in regressed
+    page = weekly.render_html(recorded_review, dba_settings_module)
+    assert "Statements behind the labels" in page and "`" not in page.split("<h1>")[1].split(
+        "<script")[0]  # backticks became <code>, none shows literally

@@ -114,5 +114,8 @@ def show_text(header: list[str], rows: list[list[str]], empty_note: str = "") ->
         if empty_note:
             st.caption(empty_note)
         return
+    if len(header) == 1:  # a list, not a table
+        st.markdown("\n".join(f"- {row[0]}" for row in rows))
+        return
     frame = pd.DataFrame(rows, columns=[h[:1].upper() + h[1:] for h in header])
     st.dataframe(frame, hide_index=True, width="stretch", placeholder=MISSING)

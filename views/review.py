@@ -13,15 +13,24 @@ who = page("Weekly review")
 target, settings = who.target, who.settings
 
 now = datetime.now(timezone.utc).replace(second=0, microsecond=0)  # a stable cache key
-cols = st.columns([2, 1, 2])
-days = cols[1].number_input("Days per period", min_value=1, max_value=90, value=7)
-end_day = cols[0].date_input("Period ends on", value=now.date(), max_value=now.date(),
-                             help="The period ends at the end of this day (or now, for today).")
-end = now if end_day == now.date() else datetime.combine(end_day + timedelta(days=1), time.min,
-                                                         tzinfo=timezone.utc)
-current = history.Period(end - timedelta(days=int(days)), end)
-previous = history.Period(current.start - timedelta(days=int(days)), current.start)
-cols[2].caption(f"This period: {current.label()} UTC  \nCompared with: {previous.label()} UTC")
+PRESETS = ["Last 7 days", "Last calendar week", "The calendar week before", "Ending on a day"]
+cols = st.columns([2, 1, 1, 2])
+preset = cols[0].selectbox("Period", PRESETS, help="Calendar weeks run Monday 00:00 to Monday "
+                           "00:00 UTC and are compared with the week before.")
+if preset == "Ending on a day":
+    days = cols[2].number_input("Days per period", min_value=1, max_value=90, value=7)
+    end_day = cols[1].date_input("Ends on", value=now.date(), max_value=now.date(),
+                                 help="The period ends at the end of this day (or now, today).")
+    end = now if end_day == now.date() else datetime.combine(
+        end_day + timedelta(days=1), time.min, tzinfo=timezone.utc)
+    current = history.Period(end - timedelta(days=int(days)), end)
+elif preset == "Last 7 days":
+    current = history.Period(now - timedelta(days=7), now)
+else:
+    current = history.calendar_week(now, 1 if preset == "Last calendar week" else 2)
+length = current.end - current.start
+previous = history.Period(current.start - length, current.start)
+cols[3].caption(f"This period: {current.label()} UTC  \nCompared with: {previous.label()} UTC")
 
 if who.is_dba:
     with st.sidebar:
@@ -48,10 +57,11 @@ st.subheader("KPI scorecard")
 kpi_cols = st.columns(5)
 for i, kpi in enumerate(review.kpis):
     with kpi_cols[i % 5]:
-        delta = None if kpi.previous is None or kpi.current is None \
-            else weekly.kpi_value(kpi, kpi.current - kpi.previous)
-        st.metric(kpi.name, weekly.kpi_value(kpi, kpi.current), delta=delta,
-                  delta_color="normal" if kpi.higher_is_better else "inverse", border=True,
+        change = weekly.kpi_change(kpi)
+        st.metric(kpi.name, weekly.kpi_value(kpi, kpi.current),
+                  delta=change or ("no change" if kpi.trend == "same" else None),
+                  delta_color=("normal" if kpi.higher_is_better else "inverse") if change
+                  else "off", delta_arrow="auto" if change else "off", border=True,
                   help=f"Previous period: {weekly.kpi_value(kpi, kpi.previous)}"
                        + (f"; target {kpi.target_text}" if kpi.target_text else ""))
         if kpi.target_text:
@@ -73,7 +83,7 @@ if review.notes:
             st.write("- " + note)
 
 st.subheader("Export")
-name = f"dbpulse-review-{review.source}-{current.end:%Y-%m-%d}"
+name = f"dbpulse-review-{review.source}-{history.last_day(current):%Y-%m-%d}"
 cols = st.columns(2)
 # rendered on click only: the HTML carries plotly.js (a few MB)
 cols[0].download_button("HTML report (self-contained)",
