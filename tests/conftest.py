@@ -5,7 +5,11 @@ servers named by TEST_DATABASE_URL / TEST_REDIS_URL."""
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
+import time
+import urllib.request
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -189,3 +193,45 @@ def each_page(timeout: float = 90):
             yield page, at
     finally:
         st.cache_data.clear()
+
+
+# --- a real browser on a real dashboard (Debian's chromium; .ci/run installs it) ----------
+CHROMIUM = os.environ.get("DBPULSE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def require_chromium():
+    if os.path.exists(CHROMIUM) or shutil.which(CHROMIUM):
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{CHROMIUM} is missing; .ci/run should have installed it")
+    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+
+
+@pytest.fixture(params=["viewer"])
+def dashboard(request, tmp_path, database_url, redis_url):
+    """A running dashboard; the role is the fixture's parameter (viewer unless a test says)."""
+    require_chromium()
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
+           "DBPULSE_SECRETS_FILE": str(tmp_path / "none.toml"), "DBPULSE_ROLE": request.param}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "app.py"),
+         "--server.port", str(port), "--server.headless", "true",
+         "--browser.gatherUsageStats", "false"],
+        cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.terminate()
+        pytest.fail("streamlit did not become healthy within 60 s")
+    yield url
+    proc.terminate()
+    proc.wait(10)

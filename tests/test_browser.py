@@ -2,58 +2,12 @@
 
 Uses Debian's chromium (.ci/run installs it); Playwright cannot download browsers here."""
 
-import os
 import re
-import shutil
-import subprocess
-import sys
 import time
-import urllib.request
 
 import pytest
 
-from demo.stack import free_port
-from tests.conftest import PROJECT_ROOT, as_actor
-
-CHROMIUM = os.environ.get("DBPULSE_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-def _require_chromium():
-    if os.path.exists(CHROMIUM) or shutil.which(CHROMIUM):
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"{CHROMIUM} is missing; .ci/run should have installed it")
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-
-
-@pytest.fixture(params=["viewer"])
-def dashboard(request, tmp_path, database_url, redis_url):
-    """A running dashboard; the role is the fixture's parameter (viewer unless a test says)."""
-    _require_chromium()
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
-           "DBPULSE_SECRETS_FILE": str(tmp_path / "none.toml"), "DBPULSE_ROLE": request.param}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "app.py"),
-         "--server.port", str(port), "--server.headless", "true",
-         "--browser.gatherUsageStats", "false"],
-        cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.terminate()
-        pytest.fail("streamlit did not become healthy within 60 s")
-    yield url
-    proc.terminate()
-    proc.wait(10)
+from tests.conftest import CHROMIUM, CHROMIUM_FLAGS, as_actor
 
 
 def test_overview_in_chromium(dashboard, tmp_path):

@@ -20,7 +20,7 @@ from queries import migrations
 from queries.config import Settings
 from queries.connections import admin_connection
 from tests.conftest import PROJECT_ROOT, as_actor
-from tests.test_browser import CHROMIUM, CHROMIUM_FLAGS, _require_chromium
+from tests.conftest import CHROMIUM, CHROMIUM_FLAGS, require_chromium
 
 COOKIE_SECRET = "cookie-secret-for-the-suite-Zq81"
 
@@ -72,7 +72,7 @@ def _set_user(provider: str, email: str, groups: list[str]) -> None:
 
 @contextmanager
 def _dashboard(tmp_path, database_url, secrets: str, *, role="viewer", port=None, args=()):
-    _require_chromium()
+    require_chromium()
     port = port or free_port()
     secrets_file = tmp_path / "secrets.toml"
     secrets_file.write_text(secrets)

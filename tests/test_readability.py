@@ -6,8 +6,7 @@ import re
 
 import pytest
 
-from tests.conftest import PAGES
-from tests.test_browser import CHROMIUM, CHROMIUM_FLAGS, dashboard  # noqa: F401  (fixture)
+from tests.conftest import CHROMIUM, CHROMIUM_FLAGS, PAGES
 
 RAW_WORDS = re.compile(r"\b(None|NaN|NaT|nan)\b")
 SNAKE_CASE = re.compile(r"^[a-z0-9]+(_[a-z0-9]+)+$")
