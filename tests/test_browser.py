@@ -273,3 +273,46 @@ def test_activity_refreshes_itself(dashboard, database_url):
         holder.close()
     assert before.split()[-1] == "0"
     assert seen_after < 15, seen_after   # a few seconds, with no reload
+
+
+@pytest.mark.parametrize("dashboard", ["dba"], indirect=True)
+def test_terminate_from_activity_and_the_page_follows(dashboard, database_url):
+    """A DBA terminates a session idle in a transaction through the dialog (typing its pid);
+    the sessions table drawn next no longer lists it, without a reload."""
+    import psycopg
+    from playwright.sync_api import sync_playwright
+
+    holder = psycopg.connect(database_url, application_name="terminate-probe")
+    holder.execute("SELECT 1")  # leaves the session idle in a transaction
+    pid = str(holder.info.backend_pid)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.goto(f"{dashboard}/activity", wait_until="domcontentloaded")
+                page.get_by_text("Cancel or terminate a session").wait_for(timeout=60_000)
+                page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
+                                       timeout=60_000)
+                page.wait_for_timeout(1000)
+                before = _cells(page)
+                page.locator("[data-testid=stSelectbox]", has_text="Session").click()
+                page.get_by_role("option", name=pid, exact=False).first.click()
+                page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
+                                       timeout=60_000)
+                page.get_by_role("button", name="Terminate", exact=True).click()
+                dialog = page.get_by_role("dialog")
+                typed = dialog.locator("input[type=text]")
+                typed.fill(pid)
+                typed.press("Enter")
+                dialog.get_by_role("button", name="Terminate", exact=True).click()
+                page.get_by_text(f"terminated session {pid}").wait_for(timeout=60_000)
+                page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
+                                       timeout=60_000)
+                page.wait_for_timeout(1000)
+                after = _cells(page)
+            finally:
+                browser.close()
+    finally:
+        holder.close()
+    assert pid in before and pid not in after

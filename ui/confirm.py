@@ -43,3 +43,9 @@ def action_button(who: Actor, key: str, label: str, run: Callable[[], Loaded], *
         else:
             _run_and_redraw(key, run)
     return st.session_state.pop(f"{key}_result", None)
+
+
+def last_result(key: str) -> Loaded | None:
+    """The result of an action whose button is no longer drawn (what it acted on is gone, as a
+    terminated session), once."""
+    return st.session_state.pop(f"{key}_result", None)

@@ -6,7 +6,7 @@ import streamlit as st
 from queries import activity
 from ui import loaders, tables
 from ui.actions import end_session
-from ui.confirm import action_button
+from ui.confirm import action_button, last_result
 from ui.format import percent
 from ui.widgets import as_of, dba_note, page, show_problem
 
@@ -61,6 +61,7 @@ _, sessions, _, tree = sessions_now()
 
 st.subheader("Cancel or terminate a session")
 dba_note(who)
+result = None
 if sessions.empty:
     st.caption("No other client sessions.")
 else:
@@ -91,13 +92,14 @@ else:
            "its running statement is cancelled; the application sees an error for it.")
         + (f" {waiting} waiting session(s) go on once its locks are released." if waiting
            else ""))
-    result = action_button(who, f"end_session_{pid}", "Terminate" if terminate else "Cancel",
+    result = action_button(who, "end_session", "Terminate" if terminate else "Cancel",
                            lambda: end_session(who, int(pid), terminate),
                            title="Terminate a session" if terminate else "Cancel a statement",
                            explanation=explanation,
                            confirm_text=str(pid) if terminate else None)
-    if result is not None:
-        if result.ok:
-            st.success(result.value)
-        else:
-            show_problem("Nothing done", result)
+result = result or last_result("end_session")  # the session may be gone from the list now
+if result is not None:
+    if result.ok:
+        st.success(result.value)
+    else:
+        show_problem("Nothing done", result)
