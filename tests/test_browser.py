@@ -316,3 +316,31 @@ def test_terminate_from_activity_and_the_page_follows(dashboard, database_url):
     finally:
         holder.close()
     assert pid in before and pid not in after
+
+
+@pytest.mark.parametrize("dashboard", ["dba"], indirect=True)
+def test_a_snapshot_taken_on_the_review_page_is_counted_at_once(synthetic_history, dashboard):
+    from playwright.sync_api import sync_playwright
+
+    def snapshots_this_period(page) -> int:
+        text = page.locator("[data-testid=stCaptionContainer]",
+                            has_text="This period:").filter(has_text="snapshots").first
+        return int(re.search(r"This period: (\d+) snapshots", text.inner_text()).group(1))
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{dashboard}/review", wait_until="domcontentloaded")
+            page.get_by_text("KPI scorecard").wait_for(timeout=60_000)
+            page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
+                                   timeout=60_000)
+            before = snapshots_this_period(page)
+            page.get_by_role("button", name="Take a snapshot now").click()
+            page.get_by_text("stored").first.wait_for(timeout=60_000)
+            page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
+                                   timeout=60_000)
+            after = snapshots_this_period(page)
+        finally:
+            browser.close()
+    assert after == before + 1

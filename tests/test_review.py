@@ -296,3 +296,17 @@ def test_the_meeting_gets_next_steps_sample_sizes_and_the_texts(recorded_review,
     page = weekly.render_html(recorded_review, dba_settings_module)
     assert "Statements behind the labels" in page and "`" not in page.split("<h1>")[1].split(
         "<script")[0]  # backticks became <code>, none shows literally
+
+
+def test_charts_cover_exactly_the_two_periods(recorded_review, dba_settings_module):
+    """Refresh marks or the newest snapshot must not stretch a time axis past the review."""
+    from reports import charts
+
+    for figure in (charts.statement_trend(recorded_review),
+                   charts.redis_trend(recorded_review, dba_settings_module.redis_hit_rate_target),
+                   charts.buffer_trend(recorded_review)):
+        start, end = figure.layout.xaxis.range
+        assert (start, end) == (recorded_review.previous.start, recorded_review.current.end)
+    mean_axis = charts.statement_trend(recorded_review).layout.yaxis
+    # 1 ms and 20 ms statements: a linear axis from 0 (log only beyond two decades)
+    assert mean_axis.type != "log" and mean_axis.rangemode == "tozero"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-import plotly.express as px
 import streamlit as st
 
 from queries import history, statements
@@ -12,7 +11,7 @@ from queries.config import Settings, Target
 from queries.review import SLOW_SHARE_ESTIMATE, slow_share
 from ui import loaders, tables
 from ui.format import human_duration, percent
-from ui.widgets import judged_metric, show_problem
+from ui.widgets import judged_metric, show_problem, top_statements_chart
 
 PRESETS = ["last hour", "last day", "last week", "two snapshots"]
 
@@ -76,10 +75,6 @@ def show(target: Target, settings: Settings, flt: statements.StatementFilter,
     if top.empty:
         st.info("No statement ran in this interval, or none matches the filters.")
         return None
-    chart = top.head(15).assign(label=lambda f: f["query"].fillna("?").str.slice(0, 60))
-    st.plotly_chart(px.bar(chart, x=statements.ORDER_BY[order_by], y="label", orientation="h",
-                           labels={"label": ""}, title=f"Top statements by {order_by}, "
-                           "in the interval")
-                    .update_layout(yaxis={"autorange": "reversed"}, height=420), width="stretch")
+    top_statements_chart(top, order_by, f"Top statements by {order_by}, in the interval")
     tables.show(top, history.INTERVAL_COLUMNS)
     return top

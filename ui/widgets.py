@@ -122,3 +122,17 @@ SLOW_SHARE_HELP = ("The plan's KPI: the share of calls slower than the threshold
                    "statement: it is exact where a statement's max is below the threshold (none "
                    "slow) or its min above it (all slow), and bounds otherwise. Red only when "
                    "even the lower bound misses the target, amber when only the upper one does.")
+
+
+def top_statements_chart(top, order_by: str, title: str) -> None:
+    """The first 15 statements as horizontal bars of the ranking column, labelled with its
+    header and unit."""
+    import plotly.express as px
+
+    from queries import statements
+
+    column = statements.ORDER_BY[order_by]
+    chart = top.head(15).assign(label=top.head(15)["query"].fillna("?").str.slice(0, 60))
+    st.plotly_chart(px.bar(chart, x=column, y="label", orientation="h", title=title,
+                           labels={"label": "", column: statements.TOP_COLUMNS[column].header})
+                    .update_layout(yaxis={"autorange": "reversed"}, height=420), width="stretch")

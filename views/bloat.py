@@ -33,7 +33,8 @@ if not table_bloat.empty:
     shown = table_bloat[table_bloat["pages"] > 0]
     st.plotly_chart(px.bar(shown.head(15), x="bloat_bytes", y="table_name", orientation="h",
                            labels={"bloat_bytes": "estimated bloat (bytes)", "table_name": ""})
-                    .update_layout(yaxis={"autorange": "reversed"}, height=380), width="stretch")
+                    .update_layout(yaxis={"autorange": "reversed"}, xaxis_tickformat=".2s",
+                                   height=380), width="stretch")
     tables.show(shown, bloat.TABLE_BLOAT_COLUMNS, max_rows=100, missing="unknown")
     worst = shown[shown["bloat_ratio"] >= settings.bloat_min_ratio]
     if len(worst):

@@ -12,7 +12,8 @@ from ui.widgets import page, show_problem, value_or_stop
 who = page("Weekly review")
 target, settings = who.target, who.settings
 
-now = datetime.now(timezone.utc).replace(second=0, microsecond=0)  # a stable cache key
+# to the end of the current minute: a stable cache key that still holds a snapshot just taken
+now = datetime.now(timezone.utc).replace(second=0, microsecond=0) + timedelta(minutes=1)
 PRESETS = ["Last 7 days", "Last calendar week", "The calendar week before", "Ending on a day"]
 cols = st.columns([2, 1, 1, 2])
 preset = cols[0].selectbox("Period", PRESETS, help="Calendar weeks run Monday 00:00 to Monday "
@@ -48,6 +49,11 @@ if who.is_dba:
 
 review = value_or_stop(loaders.review_data(target, settings, previous, current),
                        "No review for this period")
+for label, cov in (("This period", review.coverage_current),
+                   ("The one before", review.coverage_previous)):
+    st.caption(f"{label}: {cov.snapshots} snapshots"
+               + (f", {cov.baseline_at:%Y-%m-%d %H:%M} to {cov.last_at:%Y-%m-%d %H:%M} UTC"
+                  if cov.snapshots else ""))
 
 if review.synthetic:
     st.warning("**Synthetic demo data.** " + weekly.SYNTHETIC_NOTE, icon=":material/science:")

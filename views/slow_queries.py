@@ -11,7 +11,8 @@ import streamlit as st
 from queries import statements
 from ui import actions, interval_mode, loaders, tables
 from ui.format import human_duration, percent
-from ui.widgets import SLOW_SHARE_HELP, judged_metric, page, show_problem, value_or_stop
+from ui.widgets import (SLOW_SHARE_HELP, judged_metric, page, show_problem,
+                        top_statements_chart, value_or_stop)
 
 who = page("Slow queries")
 target, settings = who.target, who.settings
@@ -71,11 +72,7 @@ def live_list():
         st.info("No statements match the filters yet.")
         return None
 
-    chart = top.head(15).assign(label=lambda f: f["query"].str.slice(0, 60))
-    st.plotly_chart(px.bar(chart, x=statements.ORDER_BY[order_by], y="label", orientation="h",
-                           labels={"label": ""}, title=f"Top statements by {order_by}")
-                    .update_layout(yaxis={"autorange": "reversed"}, height=420),
-                    width="stretch")
+    top_statements_chart(top, order_by, f"Top statements by {order_by}")
 
     tables.show(top.assign(slow=top.index.isin(slow.index)), statements.LIST_COLUMNS)
     return top
