@@ -71,7 +71,8 @@ def test_overview_on_a_phone_shows_health_first(dashboard, tmp_path):
                 timeout=60_000)
             _settle(page)
             page.screenshot(path=str(tmp_path / "overview-phone.png"), full_page=True)
-            first_banner = page.locator("[data-testid=stAlert]").first.bounding_box()
+            first_banner = page.locator("[data-testid=stMain] [data-testid=stAlert]").first \
+                .bounding_box()
             buffer = page.locator("[data-testid=stMetric]",
                                   has_text="Buffer cache hit rate").bounding_box()
             redis = page.locator("[data-testid=stMetric]",
