@@ -11,6 +11,7 @@ PAGES = {  # grouped as a DBA looks: what is wrong now, where the space and time
     "Now": [
         st.Page("views/overview.py", title="Overview", icon=":material/monitor_heart:",
                 default=True),
+        st.Page("views/fleet.py", title="Fleet", icon=":material/dns:"),
         st.Page("views/slow_queries.py", title="Slow queries", icon=":material/speed:"),
         st.Page("views/activity.py", title="Activity", icon=":material/groups:"),
         st.Page("views/redis.py", title="Redis cache", icon=":material/bolt:"),

@@ -226,51 +226,37 @@ def cmd_workload(args) -> int:
 
 # -- check -------------------------------------------------------------------------------------
 def cmd_check(args) -> int:
-    """Run the health checks on the target; exit 1 when any is red or a server is unreachable."""
-    from queries import capabilities, checks, redis_cache, server
-    from queries.connections import DatabaseProblem, monitoring_connection
+    """Run the health checks on the target (or every configured target, concurrently); exit 1
+    when any is red or a server is unreachable."""
+    from queries import fleet
+    from queries.config import load_targets
 
     who = _acting(args)
-    target, settings = who.target, who.settings
-    report: dict = {"target": target.name, "findings": []}
-    failed = False
-    try:
-        with monitoring_connection(target.database_url, settings) as conn:
-            identity = server.server_identity(conn)
-            caps = capabilities.detect(conn)
-            findings = checks.run_all(conn, caps, settings)
-        report["postgres"] = {
-            "version": identity.version, "database": identity.database,
-            "uptime_s": round(identity.uptime.total_seconds()),
-            "database_size_bytes": identity.database_size_bytes,
-            "stats_reset": identity.stats_reset.isoformat() if identity.stats_reset else None,
-            "extensions": {n: e.installed_version for n, e in caps.extensions.items()},
-            "can_read_all_stats": caps.can_read_all_stats,
-            "capability_issues": [dataclasses.asdict(i) for i in caps.issues],
-        }
-        report["findings"] = [f.as_dict() for f in findings]
-        failed |= checks.worst_severity(findings) == "red"
-    except DatabaseProblem as problem:
-        report["postgres"] = {"error": problem.message, "hint": problem.hint}
-        failed = True
-    for url in target.redis_urls:
-        entry: dict = {"url": redis_cache.redact_url(url)}
-        try:
-            client = redis_cache.connect(url)
-            overview = redis_cache.redis_overview(client, url)
-            client.close()
-            entry.update(version=overview.version, hit_rate=overview.hit_rate, keys=overview.keys)
-        except redis_cache.RedisProblem as problem:
-            entry.update(error=problem.message, hint=problem.hint)
-            failed = True
-        report.setdefault("redis", []).append(entry)
-    report["status"] = "red" if failed else checks.worst_severity(
-        [checks.Finding(**f) for f in report["findings"]])
+    if args.all_targets:
+        reports = fleet.fleet_reports(load_targets(), who.settings,
+                                      time_limit_s=args.time_limit)
+        if args.json:
+            print(json.dumps(reports, indent=2, default=str))
+        else:
+            _print_fleet(fleet.summary_rows(reports))
+        return 1 if any(r["status"] in ("red", "down") for r in reports) else 0
+    report = fleet.target_report(who.target, who.settings)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:
         _print_check(report, verbose=args.verbose)
-    return 1 if failed else 0
+    return 1 if report["status"] == "red" else 0
+
+
+def _print_fleet(rows: list[dict]) -> None:
+    """One line per target, worst first."""
+    width = max(len(r["target"]) for r in rows) if rows else 6
+    for r in rows:
+        buffer, redis = r["buffer_hit_rate"], r["redis_hit_rate"]
+        rate = "" if buffer is None else f", buffer hit {100 * buffer:.2f} %"
+        redis = "" if redis is None else f", Redis hit {100 * redis:.1f} %"
+        print(f"{r['target']:<{width}}  {r['status'].upper():5}  {r['postgres']}{rate}{redis}"
+              + (f"; {r['red']} red, {r['amber']} amber: {r['worst']}" if r["worst"] else ""))
 
 
 def _print_check(report: dict, verbose: bool = False) -> None:
@@ -503,6 +489,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the findings as JSON")
     p.add_argument("--verbose", action="store_true",
                    help="every object of each finding, and the SQL that fixes it")
+    p.add_argument("--all-targets", action="store_true",
+                   help="every configured target side by side, read concurrently")
+    p.add_argument("--time-limit", type=float, default=10.0,
+                   help="seconds a target may take before it is shown as down (--all-targets)")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("refresh", help="refresh a materialized view, or all stale ones (DBA)")

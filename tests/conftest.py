@@ -174,7 +174,7 @@ def synthetic_history(database_url, redis_url):
     return "salesflow_test"
 
 
-PAGES = ["overview", "slow_queries", "indexes", "bloat", "buffer_cache", "space", "settings",
+PAGES = ["overview", "fleet", "slow_queries", "indexes", "bloat", "buffer_cache", "space", "settings",
          "activity", "redis", "matviews", "plan", "migrations", "review", "audit"]
 
 

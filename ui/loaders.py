@@ -189,6 +189,14 @@ def activity_data(dsn: str, settings: Settings) -> Loaded:
         "by_client": activity.connections_by_client(conn)})
 
 
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def fleet_data(targets: tuple[Target, ...], settings: Settings, time_limit_s: float) -> list:
+    """Every target's health, read concurrently (a down target is a row, not a failure)."""
+    from queries import fleet
+
+    return fleet.fleet_reports(list(targets), settings, time_limit_s)
+
+
 @cached(ttl=CACHE_TTL_S)
 def tune_data(dsn: str, settings: Settings) -> Loaded:
     from queries import tune

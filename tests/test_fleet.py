@@ -1,0 +1,90 @@
+"""Several targets side by side: a healthy one, one with a red finding, one that is down; read
+concurrently, the down one shown as down without delaying the others."""
+
+import json
+import time
+
+import psycopg
+
+from queries import fleet
+from queries.config import Settings, Target
+from tests.test_cli import _cli
+
+
+def _targets(database_url, scratch_database, closed_port):
+    return [Target("demo", database_url, database_url),
+            Target("broken", scratch_database, scratch_database),
+            Target("down", f"postgresql://postgres@127.0.0.1:{closed_port}/x",
+                   f"postgresql://postgres@127.0.0.1:{closed_port}/x")]
+
+
+def _plant_invalid_index(url):
+    """An INVALID index (a failed concurrent build): a red finding."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int)")
+        conn.execute("INSERT INTO t VALUES (1), (1)")
+        try:
+            conn.execute("CREATE UNIQUE INDEX CONCURRENTLY t_id_key ON t (id)")
+        except psycopg.errors.UniqueViolation:
+            pass
+
+
+def test_fleet_worst_first_with_a_down_target(database_url, scratch_database, closed_port):
+    _plant_invalid_index(scratch_database)
+    settings = Settings(connect_timeout_s=3)
+    t0 = time.monotonic()
+    reports = fleet.fleet_reports(_targets(database_url, scratch_database, closed_port),
+                                  settings, time_limit_s=20)
+    elapsed = time.monotonic() - t0
+    assert [r["target"] for r in reports] == ["down", "broken", "demo"]  # worst first
+    assert [r["status"] for r in reports] == ["down", "red", "amber"]
+    broken = {f["check"]: f for f in reports[1]["findings"]}
+    assert broken["invalid_indexes"]["objects"] == ["public.t_id_key"]
+    rows = {r["target"]: r for r in fleet.summary_rows(reports)}
+    assert "Invalid indexes (1)" in rows["broken"]["worst"]
+    assert rows["down"]["buffer_hit_rate"] is None and rows["down"]["postgres"]
+    assert 0 < rows["demo"]["buffer_hit_rate"] <= 1
+    assert elapsed < 15, elapsed  # the down target did not hold the others up
+
+
+def test_a_hung_target_is_down_at_the_time_limit(database_url):
+    """A target whose server accepts the connection and never answers (a listening socket
+    nobody serves) is down at the limit; the others are there."""
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(5)
+    port = silent.getsockname()[1]
+    try:
+        hung = Target("hung", f"postgresql://postgres@127.0.0.1:{port}/x",
+                      f"postgresql://postgres@127.0.0.1:{port}/x")
+        t0 = time.monotonic()
+        reports = fleet.fleet_reports([Target("demo", database_url, database_url), hung],
+                                      Settings(connect_timeout_s=30), time_limit_s=3)
+        elapsed = time.monotonic() - t0
+    finally:
+        silent.close()
+    by_name = {r["target"]: r for r in reports}
+    assert by_name["hung"]["status"] == "down"
+    assert by_name["hung"]["postgres"]["error"] == "no answer within 3 s"
+    assert by_name["demo"]["status"] in ("green", "amber")
+    assert elapsed < 6, elapsed
+
+
+def test_cli_check_all_targets(database_url, scratch_database, closed_port, tmp_path):
+    _plant_invalid_index(scratch_database)
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text(f'[targets.demo]\ndatabase_url = "{database_url}"\n'
+                       f'[targets.broken]\ndatabase_url = "{scratch_database}"\n'
+                       f'[targets.down]\ndatabase_url = '
+                       f'"postgresql://postgres@127.0.0.1:{closed_port}/x"\n')
+    env = {"DBPULSE_SECRETS_FILE": str(secrets), "DATABASE_URL": ""}
+    text = _cli("check", "--all-targets", env=env)
+    assert text.returncode == 1  # a target is red, one is down
+    lines = text.stdout.splitlines()
+    assert lines[0].startswith("down") and "DOWN" in lines[0]
+    assert lines[1].startswith("broken") and "RED" in lines[1] and "Invalid indexes" in lines[1]
+    assert lines[2].startswith("demo")
+    as_json = json.loads(_cli("check", "--all-targets", "--json", env=env).stdout)
+    assert [r["target"] for r in as_json] == ["down", "broken", "demo"]

@@ -1,0 +1,32 @@
+"""Fleet: every configured target's health side by side, worst first; a target that is down is
+shown as down without delaying the others."""
+
+import pandas as pd
+import streamlit as st
+
+from queries import fleet
+from queries.access import AccessRefused
+from ui import context, loaders, tables
+from ui.widgets import page
+
+TIME_LIMIT_S = 8.0
+
+who = page("Fleet")
+visible = []
+for target in context.targets():
+    try:
+        context.actor(target)  # a person without a role on a target does not see it
+        visible.append(target)
+    except AccessRefused:
+        pass
+reports = loaders.fleet_data(tuple(visible), who.settings, TIME_LIMIT_S)
+rows = pd.DataFrame(fleet.summary_rows(reports))
+counts = rows["status"].value_counts() if len(rows) else {}
+cols = st.columns(4)
+cols[0].metric("Targets", len(rows))
+cols[1].metric("Down", int(counts.get("down", 0)))
+cols[2].metric("Red", int(counts.get("red", 0)))
+cols[3].metric("Amber", int(counts.get("amber", 0)))
+st.caption(f"Read concurrently; a target that has not answered within {TIME_LIMIT_S:g} s is "
+           "shown as down. Choose a target in the sidebar for its pages.")
+tables.show(rows, fleet.FLEET_COLUMNS, "No target is configured.")
