@@ -310,6 +310,54 @@ def cmd_refresh(args) -> int:
     return 0
 
 
+def cmd_schedule(args) -> int:
+    """list | set | pause | resume | remove the pg_cron refresh schedule of a view (DBA)."""
+    from queries import actions, schedules
+    from queries.connections import monitoring_connection
+
+    who = _acting(args)
+    if args.action == "list":
+        with monitoring_connection(who.target.database_url, who.settings) as conn:
+            place = schedules.cron_place(conn)
+            if not place.readable:
+                print(schedules.HOW_TO_ENABLE if not place.installed else
+                      "pg_cron is installed but this role may not read cron.job: GRANT USAGE "
+                      "ON SCHEMA cron and SELECT ON cron.job, cron.job_run_details to it")
+                return 1
+            jobs = schedules.schedules(conn)
+        for job in jobs.itertuples():
+            last = ("never run" if job.last_status is None else
+                    f"last {job.last_status} {job.last_start:%Y-%m-%d %H:%M} UTC"
+                    + (f" in {job.last_ms:,.0f} ms" if job.last_ms == job.last_ms else ""))
+            nxt = f"next {job.next_run:%H:%M} UTC" if job.next_run else "paused" \
+                if not job.active else "next run unknown"
+            print(f"{job.jobname}  [{job.schedule}]  {nxt}; {last}"
+                  + (f"; {job.failure_streak} failures in a row: {job.last_error}"
+                     if job.failure_streak else ""))
+        if jobs.empty:
+            print("no pg_cron job refreshes a materialized view here")
+        return 0
+    if not args.view:
+        print(f"schedule {args.action} needs a view: schema.view", file=sys.stderr)
+        return 2
+    schema, _, name = args.view.rpartition(".")
+    schema = schema or "public"
+    try:
+        if args.action == "set":
+            job = actions.schedule_refresh(who, schema, name, args.every, args.allow_blocking)
+            print(f"scheduled {args.view} [{args.every}] as pg_cron job {job}")
+        elif args.action in ("pause", "resume"):
+            actions.pause_schedule(who, schema, name, active=args.action == "resume")
+            print(f"{args.action}d the schedule of {args.view}")
+        else:
+            actions.remove_schedule(who, schema, name)
+            print(f"removed the schedule of {args.view}")
+    except DatabaseProblem as problem:
+        print(f"not done: {problem}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_migrate(args) -> int:
     """status | plan | apply | rollback of the prepared migrations (admin connection)."""
     import pandas as pd
@@ -494,6 +542,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-limit", type=float, default=10.0,
                    help="seconds a target may take before it is shown as down (--all-targets)")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("schedule", help="pg_cron refresh schedules of materialized views")
+    p.add_argument("action", choices=["list", "set", "pause", "resume", "remove"])
+    p.add_argument("view", nargs="?", help="schema.view (schema defaults to public)")
+    p.add_argument("--every", default="*/10 * * * *",
+                   help="a cron expression pg_cron accepts (default: every 10 minutes)")
+    p.add_argument("--allow-blocking", action="store_true",
+                   help="schedule a plain refresh for a view that cannot be refreshed "
+                        "CONCURRENTLY (every run locks its readers out)")
+    p.add_argument("--target")
+    p.set_defaults(func=cmd_schedule)
 
     p = sub.add_parser("refresh", help="refresh a materialized view, or all stale ones (DBA)")
     p.add_argument("name", nargs="?", help="schema.view (schema defaults to public); names "

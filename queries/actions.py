@@ -86,6 +86,38 @@ def refresh_view(who: Actor, schema: str, name: str, allow_blocking: bool = Fals
                    + ("concurrently" if r.concurrently else "plain (blocking readers)"))
 
 
+def schedule_refresh(who: Actor, schema: str, name: str, expression: str,
+                     allow_blocking: bool = False) -> int:
+    from queries import schedules
+    from queries.identifiers import qualified
+
+    return perform(who, "schedule_refresh", "Scheduling a refresh",
+                   lambda conn: schedules.schedule(conn, who, schema, name, expression,
+                                                   allow_blocking),
+                   object_name=qualified(schema, name),
+                   parameters={"schedule": expression, "allow_blocking": allow_blocking},
+                   describe=lambda job: f"pg_cron job {job}")
+
+
+def pause_schedule(who: Actor, schema: str, name: str, active: bool) -> None:
+    from queries import schedules
+    from queries.identifiers import qualified
+
+    return perform(who, "resume_schedule" if active else "pause_schedule",
+                   "Resuming a schedule" if active else "Pausing a schedule",
+                   lambda conn: schedules.set_active(conn, who, schema, name, active),
+                   object_name=qualified(schema, name))
+
+
+def remove_schedule(who: Actor, schema: str, name: str) -> None:
+    from queries import schedules
+    from queries.identifiers import qualified
+
+    return perform(who, "unschedule_refresh", "Removing a schedule",
+                   lambda conn: schedules.unschedule(conn, who, schema, name),
+                   object_name=qualified(schema, name))
+
+
 def refresh_stale(who: Actor, allow_blocking: bool = False) -> list[tuple[str, str]]:
     from queries import matviews
 

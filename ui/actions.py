@@ -68,6 +68,19 @@ def refresh_matview(who: Actor, schema: str, name: str, allow_blocking: bool) ->
     return _outcome(actions.refresh_view, who, schema, name, allow_blocking)
 
 
+def schedule_refresh(who: Actor, schema: str, name: str, expression: str,
+                     allow_blocking: bool) -> Loaded:
+    return _outcome(actions.schedule_refresh, who, schema, name, expression, allow_blocking)
+
+
+def pause_schedule(who: Actor, schema: str, name: str, active: bool) -> Loaded:
+    return _outcome(actions.pause_schedule, who, schema, name, active)
+
+
+def remove_schedule(who: Actor, schema: str, name: str) -> Loaded:
+    return _outcome(actions.remove_schedule, who, schema, name)
+
+
 def refresh_stale(who: Actor, allow_blocking: bool) -> Loaded:
     return _outcome(actions.refresh_stale, who, allow_blocking)
 

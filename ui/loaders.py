@@ -254,14 +254,18 @@ def redis_overview(url: str) -> Loaded:
 
 @cached(ttl=CACHE_TTL_S)
 def matviews_data(dsn: str, settings: Settings) -> Loaded:
-    from queries import matviews
+    from queries import matviews, schedules
 
-    return _load(dsn, settings, lambda conn: {
-        "views": matviews.list_matviews(conn, settings.matview_max_age_minutes),
-        "history": matviews.refresh_history(conn),
-        "cron": matviews.cron_refresh_runs(conn),
-        "event_trigger": matviews.event_trigger_installed(conn),
-        "log": matviews.log_available(conn)})
+    def load(conn):
+        place = schedules.cron_place(conn)
+        return {"views": matviews.list_matviews(conn, settings.matview_max_age_minutes),
+                "history": matviews.refresh_history(conn),
+                "cron": matviews.cron_refresh_runs(conn),
+                "cron_place": place,
+                "schedules": schedules.schedules(conn) if place.readable else None,
+                "event_trigger": matviews.event_trigger_installed(conn),
+                "log": matviews.log_available(conn)}
+    return _load(dsn, settings, load)
 
 
 @cached(ttl=min(CACHE_TTL_S, 10))

@@ -4,9 +4,9 @@ DBA's refresh actions."""
 import plotly.express as px
 import streamlit as st
 
-from queries import matviews
+from queries import matviews, schedules
 from ui import actions, loaders, tables
-from ui.confirm import action_button
+from ui.confirm import action_button, last_result
 from ui.widgets import dba_note, page, show_problem, value_or_stop
 
 who = page("Materialized views")
@@ -53,12 +53,12 @@ if data["cron"] is not None:
 st.subheader("Refresh")
 dba_note(who)
 labels = {i: f"{r.schema_name}.{r.view_name}" for i, r in views.iterrows()}
-chosen = st.selectbox("View", list(labels), format_func=labels.get)
-row = views.loc[chosen]
+label = st.selectbox("View", list(labels.values()))
+row = views.loc[next(i for i, name in labels.items() if name == label)]
 
 
 def refresh_chosen(allow_blocking: bool):
-    with st.spinner(f"Refreshing {labels[chosen]} ..."):
+    with st.spinner(f"Refreshing {label} ..."):
         result = actions.refresh_matview(who, row["schema_name"], row["view_name"],
                                          allow_blocking=allow_blocking)
     return result
@@ -72,7 +72,7 @@ took = (f"The last refresh took {last_ms / 1000:,.1f} s; expect about as long."
         if last_ms == last_ms and last_ms is not None else
         "No refresh of it has been timed yet: it takes as long as running the view's query.")
 if not row["concurrent_refresh"]:
-    st.warning(f"{labels[chosen]} cannot be refreshed CONCURRENTLY: {row['why_not_concurrent']}. "
+    st.warning(f"{label} cannot be refreshed CONCURRENTLY: {row['why_not_concurrent']}. "
                "A plain refresh takes an ACCESS EXCLUSIVE lock: every query that reads the view "
                "waits until the refresh ends.")
 result = action_button(
@@ -80,12 +80,12 @@ result = action_button(
     lambda: refresh_chosen(allow_blocking=not row["concurrent_refresh"]),
     title="Blocking refresh",
     explanation="" if row["concurrent_refresh"] else (
-        f"**{labels[chosen]}** is refreshed with an ACCESS EXCLUSIVE lock: every query that reads "
+        f"**{label}** is refreshed with an ACCESS EXCLUSIVE lock: every query that reads "
         f"it waits until the refresh ends. {took}"),
-    confirm_text=None if row["concurrent_refresh"] else labels[chosen])
+    confirm_text=None if row["concurrent_refresh"] else label)
 if result is not None:
     if result.ok:
-        st.success(f"Refreshed {labels[chosen]} in {result.value.duration_ms:.0f} ms"
+        st.success(f"Refreshed {label} in {result.value.duration_ms:.0f} ms"
                    + (" (concurrently)." if result.value.concurrently else "."))
     else:
         show_problem("Not refreshed", result)
@@ -106,6 +106,62 @@ if result is not None:
             (st.error if "not refreshed" in outcome else st.success)(f"{name}: {outcome}")
     else:
         show_problem("Not refreshed", result)
+
+# --- schedules (pg_cron) ----------------------------------------------------------------------
+st.subheader("Refresh schedules (pg_cron)")
+place = data["cron_place"]
+if not place.installed:
+    st.info(schedules.unavailable_text(place), icon=":material/schedule:")
+elif data["schedules"] is None:
+    st.info("pg_cron is installed but this role may not read its jobs: GRANT USAGE ON SCHEMA "
+            "cron and SELECT ON cron.job, cron.job_run_details to it.")
+else:
+    jobs = data["schedules"]
+    failing = jobs[jobs["failure_streak"] > 0]
+    for job in failing.itertuples():
+        st.error(f"**{job.jobname}**: its last {job.failure_streak} run(s) failed: "
+                 f"{job.last_error}")
+    tables.show(jobs, schedules.SCHEDULE_COLUMNS, "No pg_cron job refreshes a view yet.")
+    st.caption("Times in UTC, as pg_cron reads its schedules. DB Pulse's jobs are named "
+               f"{schedules.JOB_PREFIX}schema.view; other jobs that refresh a view are listed "
+               "too.")
+    cols = st.columns([2, 1])
+    every = cols[0].text_input("Schedule (cron expression)", value=schedules.DEFAULT_EVERY,
+                               help="Minute hour day month weekday, UTC; pg_cron 1.5+ also "
+                                    "takes '30 seconds'. The plan: every 10–15 minutes.")
+    scheduled = set(jobs["jobname"]) if not jobs.empty else set()
+    has_job = schedules.job_name(row["schema_name"], row["view_name"]) in scheduled
+    blocking = not row["concurrent_refresh"]
+    result = action_button(
+        who, "schedule", f"Schedule {label}",
+        lambda: actions.schedule_refresh(who, row["schema_name"], row["view_name"], every,
+                                         allow_blocking=blocking),
+        title="Schedule a blocking refresh",
+        explanation=(f"Every run of this schedule refreshes **{label}** with an "
+                     "ACCESS EXCLUSIVE lock: queries that read it wait each time. "
+                     f"{took}") if blocking else "",
+        confirm_text=label if blocking else None)
+    if has_job:
+        job = jobs[jobs["jobname"] == schedules.job_name(row["schema_name"], row["view_name"])]
+        active = bool(job["active"].iloc[0])
+        cols = st.columns(2)
+        with cols[0]:
+            paused = action_button(who, "pause_schedule", "Pause" if active else "Resume",
+                                   lambda: actions.pause_schedule(
+                                       who, row["schema_name"], row["view_name"], not active))
+        with cols[1]:
+            removed = action_button(who, "remove_schedule", "Remove the schedule",
+                                    lambda: actions.remove_schedule(
+                                        who, row["schema_name"], row["view_name"]))
+        result = result or paused or removed
+    for key in ("schedule", "pause_schedule", "remove_schedule"):
+        result = result or last_result(key)
+    if result is not None:
+        if result.ok:
+            st.success("Done: " + (f"pg_cron job {result.value}" if result.value else
+                                   "the schedule is changed."))
+        else:
+            show_problem("Not done", result)
 
 if not data["event_trigger"]:
     with st.expander("Log refreshes by anyone (event trigger)"):

@@ -1,0 +1,149 @@
+"""pg_cron refresh schedules on Debian's PostgreSQL 15 with pg_cron preloaded (the suite's
+pg15 server): scheduled from DB Pulse, run by pg_cron, listed with the run and the failure."""
+
+import time
+from datetime import datetime, timezone
+
+import psycopg
+import pytest
+
+from queries import actions, schedules
+from queries.config import Settings
+from queries.connections import DatabaseProblem
+from tests.conftest import as_actor
+from tests.test_cli import _cli
+
+
+@pytest.fixture
+def cron_url(pg15_url):
+    with psycopg.connect(pg15_url, autocommit=True) as conn:
+        if conn.execute("SELECT to_regclass('cron.job')").fetchone()[0] is None:
+            pytest.skip("pg_cron is not installed here (postgresql-15-cron)")
+        conn.execute("DROP MATERIALIZED VIEW IF EXISTS sched_ok, sched_fail")
+        conn.execute("DROP TABLE IF EXISTS sched_src")
+        conn.execute("CREATE TABLE sched_src (n int)")
+        conn.execute("INSERT INTO sched_src VALUES (1)")
+        conn.execute("CREATE MATERIALIZED VIEW sched_ok AS SELECT 1 AS id, count(*) AS n "
+                     "FROM sched_src")
+        conn.execute("CREATE UNIQUE INDEX ON sched_ok (id)")
+        # refreshes only while sched_src has rows: emptied below, so its runs fail
+        conn.execute("CREATE MATERIALIZED VIEW sched_fail AS SELECT 1 / count(*) AS x "
+                     "FROM sched_src")
+    yield pg15_url
+    with psycopg.connect(pg15_url, autocommit=True) as conn:
+        conn.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname LIKE %s",
+                     (schedules.JOB_PREFIX + "%",))
+
+
+def test_a_view_scheduled_from_db_pulse_is_refreshed_by_pg_cron(cron_url):
+    dba = as_actor(Settings(role="dba"), cron_url, name="pg15", person="ann@example.com")
+    job = actions.schedule_refresh(dba, "public", "sched_ok", "* * * * *")
+    with pytest.raises(DatabaseProblem, match="cannot be refreshed CONCURRENTLY"):
+        actions.schedule_refresh(dba, "public", "sched_fail", "* * * * *")  # no unique index
+    actions.schedule_refresh(dba, "public", "sched_fail", "* * * * *", allow_blocking=True)
+    with psycopg.connect(cron_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM sched_src")  # from now on sched_fail divides by zero
+        listed = schedules.schedules(conn).set_index("jobname")
+    ok = listed.loc["dbpulse-refresh-public.sched_ok"]
+    assert ok.jobid == job and ok.active and ok.last_status is None
+    assert ok.command == "REFRESH MATERIALIZED VIEW CONCURRENTLY public.sched_ok"
+    assert listed.loc["dbpulse-refresh-public.sched_fail"].command == \
+        "REFRESH MATERIALIZED VIEW public.sched_fail"
+    assert ok.next_run > datetime.now(timezone.utc)
+    assert ok.next_run.second == 0
+
+    deadline = time.monotonic() + 80  # pg_cron runs jobs on the minute
+    while True:
+        with psycopg.connect(cron_url) as conn:
+            listed = schedules.schedules(conn).set_index("jobname")
+        ran = listed["last_status"].isin(["succeeded", "failed"])
+        if ran.all():
+            break
+        assert time.monotonic() < deadline, "pg_cron ran no job within 80 s"
+        time.sleep(2)
+    ok, failed = (listed.loc[f"dbpulse-refresh-public.{v}"] for v in ("sched_ok", "sched_fail"))
+    assert ok.last_status == "succeeded" and ok.failure_streak == 0 and ok.last_ms >= 0
+    assert failed.last_status == "failed" and failed.failure_streak >= 1
+    assert "division by zero" in failed.last_error
+    with psycopg.connect(cron_url) as conn:
+        assert conn.execute("SELECT n FROM sched_ok").fetchone()[0] == 0  # refreshed: empty now
+        audited = conn.execute("SELECT actor, outcome, parameters->>'schedule' FROM "
+                               "dbpulse.audit_log WHERE action = 'schedule_refresh' "
+                               "ORDER BY id").fetchall()
+    assert audited[0] == ("ann@example.com", "ok", "* * * * *")
+    assert ("ann@example.com", "error", "* * * * *") in audited  # the refused blocking one
+
+
+def test_pause_resume_remove_and_bad_input(cron_url):
+    dba = as_actor(Settings(role="dba"), cron_url, name="pg15")
+    viewer = as_actor(Settings(role="viewer"), cron_url, name="pg15", person="bob@example.com")
+    with pytest.raises(DatabaseProblem, match="pg_cron refused the schedule 'every tuesday'"):
+        actions.schedule_refresh(dba, "public", "sched_ok", "every tuesday")
+    with pytest.raises(DatabaseProblem) as refused:
+        actions.schedule_refresh(viewer, "public", "sched_ok", "*/10 * * * *")
+    assert refused.value.kind == "refused"
+    actions.schedule_refresh(dba, "public", "sched_ok", "*/10 * * * *")
+    actions.pause_schedule(dba, "public", "sched_ok", active=False)
+    with psycopg.connect(cron_url) as conn:
+        row = schedules.schedules(conn).set_index("jobname").loc[
+            "dbpulse-refresh-public.sched_ok"]
+    assert not row.active and row.next_run is None
+    actions.schedule_refresh(dba, "public", "sched_ok", "*/15 * * * *")  # change it
+    actions.pause_schedule(dba, "public", "sched_ok", active=True)
+    with psycopg.connect(cron_url) as conn:
+        jobs = schedules.schedules(conn)
+    mine = jobs[jobs["jobname"] == "dbpulse-refresh-public.sched_ok"]
+    assert len(mine) == 1 and mine.iloc[0].schedule == "*/15 * * * *" and mine.iloc[0].active
+    actions.remove_schedule(dba, "public", "sched_ok")
+    with pytest.raises(DatabaseProblem, match="has no refresh schedule"):
+        actions.remove_schedule(dba, "public", "sched_ok")
+
+
+def test_a_job_of_that_name_owned_by_another_role_is_refused(cron_url):
+    with psycopg.connect(cron_url, autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS cron_other")
+        conn.execute("CREATE ROLE cron_other")
+        conn.execute("GRANT USAGE ON SCHEMA cron TO cron_other")
+        conn.execute("SET ROLE cron_other")
+        conn.execute("SELECT cron.schedule('dbpulse-refresh-public.sched_ok', '0 * * * *', "
+                     "'SELECT 1')")
+        conn.execute("RESET ROLE")
+    dba = as_actor(Settings(role="dba"), cron_url, name="pg15")
+    with pytest.raises(DatabaseProblem, match="owned by cron_other"):
+        actions.schedule_refresh(dba, "public", "sched_ok", "*/10 * * * *")
+
+
+def test_without_pg_cron_it_says_how_to_enable_it(scratch_database):
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("CREATE MATERIALIZED VIEW v AS SELECT 1 AS id")
+        place = schedules.cron_place(conn)
+    assert not place.installed
+    dba = as_actor(Settings(role="dba"), scratch_database, name="scratch")
+    with pytest.raises(DatabaseProblem, match="pg_cron is not available in this database"):
+        actions.schedule_refresh(dba, "public", "v", "*/10 * * * *")
+
+
+def test_cli_schedule(cron_url, tmp_path):
+    env = {"DATABASE_URL": cron_url, "DBPULSE_SECRETS_FILE": str(tmp_path / "none.toml"),
+           "DBPULSE_ROLE": "dba"}
+    made = _cli("schedule", "set", "public.sched_ok", "--every", "*/10 * * * *", env=env)
+    assert made.returncode == 0, made.stderr
+    listed = _cli("schedule", "list", env=env)
+    assert "dbpulse-refresh-public.sched_ok  [*/10 * * * *]  next" in listed.stdout
+    refused = _cli("schedule", "set", "public.sched_ok", env={**env, "DBPULSE_ROLE": "viewer"})
+    assert refused.returncode == 1 and "DBA" in refused.stderr
+
+
+def test_the_page_schedules_a_view_and_lists_it(cron_url, monkeypatch, tmp_path):
+    from tests.test_review import _app
+
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    at = _app(monkeypatch, tmp_path, cron_url, "", role="dba")
+    at.switch_page("views/matviews.py").run()
+    assert not at.exception
+    next(s for s in at.selectbox if s.label == "View").select("public.sched_ok").run()
+    next(b for b in at.button if b.label == "Schedule public.sched_ok").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("Done: pg_cron job" in s.value for s in at.success)
+    jobs = next(d.value for d in at.dataframe if "schedule" in d.value.columns)
+    assert "dbpulse-refresh-public.sched_ok" in set(jobs["jobname"])  # listed at once
