@@ -358,6 +358,38 @@ def cmd_schedule(args) -> int:
     return 0
 
 
+def cmd_agent(args) -> int:
+    """Run by itself: per target, checks and KPIs every cycle, history snapshots when due,
+    alerts on changes, /metrics for Prometheus; one line per target and cycle."""
+    from datetime import timedelta
+
+    from agent.alerts import Alerter, channels_from, policy_from
+    from agent.metrics import serve
+    from agent.runner import Agent
+    from queries import access
+    from queries.config import find_target, load_settings, load_targets, read_secrets
+    from queries.roles import Actor
+
+    settings, secrets = load_settings(), read_secrets()
+    targets = (load_targets() if args.all_targets
+               else [find_target(args.target, load_targets())])
+    rules, person = access.load_policy(secrets, settings), access.os_person("cli")
+
+    def actor_for(target):
+        return Actor(person.name, access.decide_role(rules, person, target.name), target,
+                     settings)
+
+    config = secrets.get("alerts", {})
+    agent = Agent(targets, settings, Alerter(channels_from(config), policy_from(config)),
+                  snapshot_every=timedelta(minutes=args.snapshot_every), actor_for=actor_for,
+                  log=lambda line: print(line, flush=True))
+    if args.metrics_port:
+        serve(agent.last, args.metrics_port, args.metrics_address)
+        print(f"metrics on http://{args.metrics_address}:{args.metrics_port}/metrics",
+              flush=True)
+    return agent.run(args.every, once=args.once)
+
+
 def cmd_migrate(args) -> int:
     """status | plan | apply | rollback of the prepared migrations (admin connection)."""
     import pandas as pd
@@ -542,6 +574,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-limit", type=float, default=10.0,
                    help="seconds a target may take before it is shown as down (--all-targets)")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("agent", help="run by itself: checks, snapshots, alerts, /metrics")
+    p.add_argument("--every", type=float, default=60, help="seconds between cycles")
+    p.add_argument("--snapshot-every", type=float, default=60, help="minutes between snapshots")
+    p.add_argument("--metrics-port", type=int, default=0, help="serve /metrics here (0: off)")
+    p.add_argument("--metrics-address", default="127.0.0.1")
+    p.add_argument("--all-targets", action="store_true", help="every configured target")
+    p.add_argument("--once", action="store_true", help="one cycle, then exit")
+    p.add_argument("--target")
+    p.set_defaults(func=cmd_agent)
 
     p = sub.add_parser("schedule", help="pg_cron refresh schedules of materialized views")
     p.add_argument("action", choices=["list", "set", "pause", "resume", "remove"])

@@ -1,0 +1,214 @@
+"""Alerts: one message when a check turns red or a target goes down, one when it recovers; not
+one per cycle. Quiet hours hold messages back (they are sent when the quiet hours end); a
+condition still red is repeated only after the repeat interval. Channels: a generic JSON
+webhook, a Slack-compatible incoming webhook, e-mail over SMTP. A message a channel could not
+take is kept and sent again with back-off: none is lost, and a broken channel cannot make a
+storm."""
+
+from __future__ import annotations
+
+import json
+import smtplib
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from email.message import EmailMessage
+from typing import Callable
+
+PAGE_OF_CHECK = {"slow_queries": "slow_queries", "unused_indexes": "indexes",
+                 "duplicate_indexes": "indexes", "invalid_indexes": "indexes",
+                 "unindexed_foreign_keys": "indexes", "bloat": "bloat", "vacuum": "bloat",
+                 "wraparound": "bloat", "sequences": "bloat", "long_running": "activity",
+                 "blocked_sessions": "activity", "connections": "activity",
+                 "matviews": "matviews", "buffer_cache": "buffer_cache", "down": ""}
+
+
+@dataclass(frozen=True)
+class Alert:
+    target: str
+    check: str
+    title: str
+    state: str            # "red" (or "down") when it fires, "recovered" when it clears
+    summary: str
+    at: datetime
+    link: str = ""        # the page that explains it
+
+    def text(self) -> str:
+        head = (f"[{self.target}] {self.title}: recovered" if self.state == "recovered"
+                else f"[{self.target}] {self.title} is {self.state.upper()}")
+        return head + (f" — {self.summary}" if self.summary else "") \
+            + (f"\n{self.link}" if self.link else "")
+
+    def as_dict(self) -> dict:
+        return {"target": self.target, "check": self.check, "title": self.title,
+                "state": self.state, "summary": self.summary, "at": self.at.isoformat(),
+                "link": self.link}
+
+
+@dataclass
+class Policy:
+    quiet_from: time | None = None      # e.g. 22:00 UTC
+    quiet_until: time | None = None     # e.g. 07:00 UTC
+    repeat_after: timedelta | None = None  # None: never repeat a condition still red
+    dashboard_url: str = ""
+
+    def quiet(self, now: datetime) -> bool:
+        """
+        >>> p = Policy(time(22), time(7))
+        >>> p.quiet(datetime(2026, 1, 1, 23, 0)), p.quiet(datetime(2026, 1, 1, 12, 0))
+        (True, False)
+        """
+        if self.quiet_from is None or self.quiet_until is None:
+            return False
+        t = now.time()
+        if self.quiet_from <= self.quiet_until:
+            return self.quiet_from <= t < self.quiet_until
+        return t >= self.quiet_from or t < self.quiet_until
+
+
+def conditions(report: dict) -> dict[str, tuple[str, str, str]]:
+    """The red conditions of one target's report (queries.fleet.target_report): check ->
+    (title, state, summary)."""
+    if report["status"] == "down" or "error" in report.get("postgres", {}):
+        return {"down": ("PostgreSQL", "down", report.get("postgres", {}).get("error", ""))}
+    found = {f["check"]: (f["title"], "red", f["summary"])
+             for f in report["findings"] if f["severity"] == "red"}
+    for entry in report.get("redis", []):
+        if "error" in entry:
+            found[f"redis {entry['url']}"] = (f"Redis {entry['url']}", "down", entry["error"])
+    return found
+
+
+@dataclass
+class Alerter:
+    """Remembers what is red per target and turns changes into alerts for the channels."""
+    channels: list[Callable[[Alert], None]]
+    policy: Policy = field(default_factory=Policy)
+    active: dict = field(default_factory=dict)     # (target, check) -> last sent at
+    pending: list = field(default_factory=list)    # [alert, channel index, attempts, not before]
+    sent: int = 0
+    failures: int = 0
+    last_error: str = ""
+
+    def observe(self, target: str, report: dict, now: datetime) -> list[Alert]:
+        """Compare this cycle with the last; queue an alert per change (and per repeat due)."""
+        current = conditions(report)
+        new = []
+        for check, (title, state, summary) in current.items():
+            key = (target, check)
+            last = self.active.get(key)
+            repeat = (last is not None and self.policy.repeat_after is not None
+                      and now - last >= self.policy.repeat_after)
+            if last is None or repeat:
+                self.active[key] = now
+                new.append(self._alert(target, check, title, state, summary, now))
+        for key in [k for k in self.active if k[0] == target and k[1] not in current]:
+            del self.active[key]
+            new.append(self._alert(target, key[1], key[1].replace("_", " ").capitalize()
+                                   if key[1] != "down" else "PostgreSQL", "recovered", "", now))
+        for alert in new:
+            for i in range(len(self.channels)):
+                self.pending.append([alert, i, 0, now])
+        return new
+
+    def _alert(self, target, check, title, state, summary, now) -> Alert:
+        page = PAGE_OF_CHECK.get(check.split(" ")[0], "")
+        link = (f"{self.policy.dashboard_url.rstrip('/')}/{page}"
+                if self.policy.dashboard_url else "")
+        return Alert(target, check, title, state, summary, now, link)
+
+    def flush(self, now: datetime) -> int:
+        """Send what is due (not in quiet hours); a failure is kept with back-off (1, 2, 4 …
+        cycles' worth of minutes, at most an hour). Returns the messages sent."""
+        if self.policy.quiet(now):
+            return 0
+        sent, keep = 0, []
+        for item in self.pending:
+            alert, channel, attempts, not_before = item
+            if now < not_before:
+                keep.append(item)
+                continue
+            try:
+                self.channels[channel](alert)
+                sent += 1
+            except Exception as exc:  # noqa: BLE001  (any channel failure: keep and retry)
+                self.failures += 1
+                delay = timedelta(minutes=min(60, 2 ** attempts))
+                keep.append([alert, channel, attempts + 1, now + delay])
+                self.last_error = f"{type(exc).__name__}: {exc}"
+        self.pending = keep
+        self.sent += sent
+        return sent
+
+
+# --- channels ---------------------------------------------------------------------------------
+
+def _post(url: str, payload: dict, timeout_s: float) -> None:
+    request = urllib.request.Request(url, data=json.dumps(payload).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        if response.status >= 300:
+            raise OSError(f"webhook answered {response.status}")
+
+
+def webhook(url: str, timeout_s: float = 5.0) -> Callable[[Alert], None]:
+    """A generic webhook: the alert as JSON."""
+    return lambda alert: _post(url, alert.as_dict(), timeout_s)
+
+
+def slack(url: str, timeout_s: float = 5.0) -> Callable[[Alert], None]:
+    """A Slack-compatible incoming webhook (also Mattermost, Rocket.Chat): {"text": …}."""
+    return lambda alert: _post(url, {"text": alert.text()}, timeout_s)
+
+
+def email(host: str, port: int, sender: str, recipients: list[str], *, user: str = "",
+          password: str = "", starttls: bool = False,
+          timeout_s: float = 10.0) -> Callable[[Alert], None]:
+    def send(alert: Alert) -> None:
+        message = EmailMessage()
+        message["Subject"] = alert.text().splitlines()[0]
+        message["From"] = sender
+        message["To"] = ", ".join(recipients)
+        message.set_content(alert.text())
+        with smtplib.SMTP(host, port, timeout=timeout_s) as smtp:
+            if starttls:
+                smtp.starttls()
+            if user:
+                smtp.login(user, password)
+            smtp.send_message(message)
+    return send
+
+
+def channels_from(config: dict) -> list[Callable[[Alert], None]]:
+    """The channels of an [alerts] settings table: webhook_url, slack_url, and smtp_host,
+    smtp_port, smtp_from, smtp_to (a list), smtp_user, smtp_password, smtp_starttls."""
+    found = []
+    if config.get("webhook_url"):
+        found.append(webhook(config["webhook_url"]))
+    if config.get("slack_url"):
+        found.append(slack(config["slack_url"]))
+    if config.get("smtp_host"):
+        found.append(email(config["smtp_host"], int(config.get("smtp_port", 25)),
+                           config.get("smtp_from", "dbpulse@localhost"),
+                           list(config.get("smtp_to", [])), user=config.get("smtp_user", ""),
+                           password=config.get("smtp_password", ""),
+                           starttls=bool(config.get("smtp_starttls", False))))
+    return found
+
+
+def policy_from(config: dict) -> Policy:
+    """The [alerts] settings: quiet_hours = "22:00-07:00" (UTC), repeat_minutes, dashboard_url.
+
+    >>> p = policy_from({"quiet_hours": "22:00-07:00", "repeat_minutes": 240})
+    >>> p.quiet_from, p.quiet_until, p.repeat_after
+    (datetime.time(22, 0), datetime.time(7, 0), datetime.timedelta(seconds=14400))
+    """
+    quiet = config.get("quiet_hours")
+    start = end = None
+    if quiet:
+        first, _, last = str(quiet).partition("-")
+        start, end = time.fromisoformat(first.strip()), time.fromisoformat(last.strip())
+    repeat = config.get("repeat_minutes")
+    return Policy(start, end, timedelta(minutes=float(repeat)) if repeat else None,
+                  config.get("dashboard_url", ""))

@@ -1,0 +1,168 @@
+"""The agent's cycle, per target: measure (checks, KPIs, top statements, view ages, scans), take
+a history snapshot when one is due, turn changes into alerts, keep the figures for /metrics,
+and log one line. A target that is down is measured as down and tried again next cycle; an
+advisory lock held on each target for the agent's life keeps a second agent off it."""
+
+from __future__ import annotations
+
+import getpass
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+
+import psycopg
+
+from agent.alerts import Alerter
+from agent.metrics import LastCycle, TargetFigures
+from queries import actions, capabilities, fleet, matviews, statements
+from queries.config import Settings, Target
+from queries.connections import DatabaseProblem, monitoring_connection
+from queries.review import statement_label
+from queries.roles import Actor
+
+AGENT_LOCK_KEY = 0x44425041  # "DBPA": one agent per target database
+TOP_STATEMENTS = 10           # bounded labels for Prometheus
+
+
+class AlreadyRunning(RuntimeError):
+    pass
+
+
+def hold_lock(target: Target, settings: Settings) -> psycopg.Connection:
+    """A session that holds the agent's advisory lock on the target for as long as it lives."""
+    conn = psycopg.connect(target.database_url, autocommit=True,
+                           connect_timeout=settings.connect_timeout_s,
+                           application_name="dbpulse-agent-lock")
+    if not conn.execute("SELECT pg_try_advisory_lock(%s)", (AGENT_LOCK_KEY,)).fetchone()[0]:
+        holder = conn.execute(
+            "SELECT a.pid, a.client_addr, a.backend_start FROM pg_locks l JOIN pg_stat_activity "
+            "a USING (pid) WHERE l.locktype = 'advisory' AND l.objid = %s AND l.granted",
+            (AGENT_LOCK_KEY & 0xFFFFFFFF,)).fetchone()
+        conn.close()
+        raise AlreadyRunning(f"another agent already runs on target {target.name}"
+                             + (f" (session {holder[0]} from {holder[1] or 'a local socket'}, "
+                                f"since {holder[2]:%Y-%m-%d %H:%M} UTC)" if holder else ""))
+    return conn
+
+
+def measure(target: Target, settings: Settings) -> TargetFigures:
+    """The figures of one target now; only the report when PostgreSQL is down."""
+    report = fleet.target_report(target, settings)
+    figures = TargetFigures(report)
+    if "error" in report.get("postgres", {}):
+        return figures
+    with monitoring_connection(target.database_url, settings) as conn:
+        caps = capabilities.detect(conn)
+        if caps.has_pg_stat_statements:
+            ext = caps.extension("pg_stat_statements")
+            kpi = statements.slow_query_kpi(conn, ext, settings.kpi_slow_ms)
+            figures.slow_calls = (kpi.slow_calls_low, kpi.slow_calls_high, kpi.total_calls)
+            top = statements.top_statements(conn, ext, statements.StatementFilter(
+                limit=TOP_STATEMENTS))
+            figures.statements = [
+                {"queryid": statements.queryid_text(r.queryid), "label": statement_label(r.query),
+                 "calls": int(r.calls), "exec_ms": float(r.total_exec_ms)}
+                for r in top.itertuples() if r.queryid == r.queryid]
+        views = matviews.list_matviews(conn, settings.matview_max_age_minutes)
+        figures.view_ages = {f"{r.schema_name}.{r.view_name}":
+                             None if r.age_minutes != r.age_minutes else float(r.age_minutes)
+                             for r in views.itertuples()}
+        figures.index_scans, figures.seq_scans = conn.execute(
+            "SELECT coalesce(sum(idx_scan), 0)::bigint, coalesce(sum(seq_scan), 0)::bigint "
+            "FROM pg_stat_user_tables").fetchone()
+    return figures
+
+
+@dataclass
+class Agent:
+    targets: list[Target]
+    settings: Settings
+    alerter: Alerter
+    last: LastCycle = field(default_factory=LastCycle)
+    snapshot_every: timedelta = timedelta(hours=1)
+    log: Callable[[str], None] = print
+    actor_for: Callable[[Target], Actor] | None = None  # who takes the snapshots
+    locks: dict = field(default_factory=dict)
+    next_snapshot: dict = field(default_factory=dict)
+
+    def actor(self, target: Target) -> Actor:
+        if self.actor_for is not None:
+            return self.actor_for(target)
+        return Actor(f"cli:{getpass.getuser()}", self.settings.role, target, self.settings)
+
+    def claim(self) -> list[Target]:
+        """Take the lock of every target; those another agent holds are left to it (logged).
+        A target that is down is claimed when it comes back."""
+        mine = []
+        for target in self.targets:
+            try:
+                self._lock(target)
+                mine.append(target)
+            except AlreadyRunning as exc:
+                self.log(f"skipping {target.name}: {exc}")
+            except psycopg.OperationalError:
+                mine.append(target)  # down now: locked on a later cycle
+        return mine
+
+    def _lock(self, target: Target) -> None:
+        held = self.locks.get(target.name)
+        if held is not None and not held.closed and not held.broken:
+            return
+        self.locks[target.name] = hold_lock(target, self.settings)
+
+    def cycle(self, targets: list[Target], now: datetime | None = None) -> None:
+        for target in targets:
+            now = now or datetime.now(timezone.utc)
+            t0 = time.monotonic()
+            notes = []
+            try:
+                self._lock(target)  # again after a restart of the server
+            except psycopg.OperationalError:
+                pass  # down: the measurement says so
+            except AlreadyRunning as exc:
+                self.log(f"{now:%H:%M:%S} {target.name}: {exc}; not measured")
+                continue
+            try:
+                figures = measure(target, self.settings)
+            except DatabaseProblem as problem:  # went away between the checks and the rest
+                figures = TargetFigures({"target": target.name, "findings": [],
+                                         "status": "down", "postgres": {"error": str(problem)}})
+            report = figures.report
+            up = "error" not in report.get("postgres", {})
+            if up and now >= self.next_snapshot.get(target.name, now):
+                try:
+                    snap = actions.take_snapshot(self.actor(target))
+                    notes.append(f"snapshot {snap.snapshot_id}")
+                    self.next_snapshot[target.name] = now + self.snapshot_every
+                except DatabaseProblem as problem:
+                    notes.append(f"no snapshot: {problem}")
+                    self.next_snapshot[target.name] = now + min(self.snapshot_every,
+                                                                timedelta(minutes=5))
+            fired = self.alerter.observe(target.name, report, now)
+            seconds = time.monotonic() - t0
+            self.last.store(target.name, figures, seconds, failed=not up)
+            red = sum(f["severity"] == "red" for f in report["findings"])
+            amber = sum(f["severity"] == "amber" for f in report["findings"])
+            self.log(f"{now:%Y-%m-%d %H:%M:%S} {target.name}: {report['status']}"
+                     + (f" ({report['postgres']['error']})" if not up else
+                        f", {red} red, {amber} amber")
+                     + "".join(f"; {n}" for n in notes)
+                     + (f"; {len(fired)} alert(s)" if fired else "") + f"; {seconds:.2f} s")
+        sent = self.alerter.flush(now or datetime.now(timezone.utc))
+        if sent or self.alerter.pending:
+            self.log(f"alerts: {sent} sent, {len(self.alerter.pending)} waiting"
+                     + (f" (last error: {self.alerter.last_error})"
+                        if self.alerter.pending and self.alerter.last_error else ""))
+
+    def run(self, every_s: float, once: bool = False) -> int:
+        targets = self.claim()
+        if not targets:
+            self.log("no target left to watch: every one has an agent already")
+            return 2
+        while True:
+            started = time.monotonic()
+            self.cycle(targets)
+            if once:
+                return 0
+            time.sleep(max(0.0, every_s - (time.monotonic() - started)))

@@ -1,0 +1,214 @@
+"""The agent against real servers and real receivers: alerts reach a webhook, a Slack-compatible
+endpoint and an SMTP server once when a check turns red and once when it recovers; a receiver
+that fails is retried, nothing lost; /metrics parses and equals what the checks found, served
+from the last cycle; a second agent on a target is refused."""
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import psycopg
+import pytest
+from psycopg import conninfo, sql
+
+from agent import alerts
+from agent.metrics import serve
+from agent.runner import Agent, AlreadyRunning, hold_lock
+from demo.stack import free_port
+from queries.config import Settings, Target
+from tests.conftest import PROJECT_ROOT
+
+
+class Receiver:
+    """An HTTP server that records JSON posts per path; answers 500 to the first `fail` posts."""
+
+    def __init__(self, fail: int = 0):
+        self.posts: dict[str, list] = {}
+        self.fail = fail
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if receiver.fail > 0:
+                    receiver.fail -= 1
+                    self.send_response(500)
+                else:
+                    receiver.posts.setdefault(self.path, []).append(body)
+                    self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+@pytest.fixture
+def smtp():
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.handlers import Sink
+
+    class Keep(Sink):
+        def __init__(self):
+            self.messages = []
+
+        async def handle_DATA(self, server, session, envelope):
+            self.messages.append(envelope.content.decode())
+            return "250 OK"
+
+    handler = Keep()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller, handler
+    controller.stop()
+
+
+def _plant_invalid_index(url):
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int)")
+        conn.execute("INSERT INTO t VALUES (1), (1)")
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute("CREATE UNIQUE INDEX CONCURRENTLY t_id_key ON t (id)")
+
+
+def test_one_alert_when_red_one_when_recovered_on_every_channel(scratch_database, smtp):
+    controller, mailbox = smtp
+    hooks = Receiver()
+    try:
+        alerter = alerts.Alerter(alerts.channels_from({
+            "webhook_url": f"{hooks.url}/hook", "slack_url": f"{hooks.url}/slack",
+            "smtp_host": "127.0.0.1", "smtp_port": controller.port, "smtp_to": ["dba@example.com"]
+        }), alerts.Policy(dashboard_url="http://dbpulse.example"))
+        target = Target("scratch", scratch_database, scratch_database)
+        agent = Agent([target], Settings(role="viewer"), alerter, log=lambda line: None)
+        agent.cycle([target])                       # green: nothing to say
+        _plant_invalid_index(scratch_database)
+        agent.cycle([target])                       # red: one message per channel
+        agent.cycle([target])                       # still red: nothing new
+        with psycopg.connect(scratch_database, autocommit=True) as conn:
+            conn.execute("DROP INDEX t_id_key")
+        agent.cycle([target])                       # recovered: one message per channel
+    finally:
+        hooks.close()
+    hook, chat = hooks.posts["/hook"], hooks.posts["/slack"]
+    assert [p["state"] for p in hook] == ["red", "recovered"]
+    assert hook[0]["check"] == "invalid_indexes" and hook[0]["target"] == "scratch"
+    assert hook[0]["link"] == "http://dbpulse.example/indexes"
+    assert [p["text"].splitlines()[0] for p in chat] == [
+        "[scratch] Invalid indexes is RED — 1 index is INVALID (a concurrent build failed): "
+        "they are maintained on every write and never used.",
+        "[scratch] Invalid indexes: recovered"]
+    assert len(mailbox.messages) == 2
+    assert "Subject: [scratch] Invalid indexes is RED" in mailbox.messages[0]
+
+
+def test_a_failing_receiver_is_retried_with_back_off_and_nothing_is_lost(scratch_database):
+    hooks = Receiver(fail=2)
+    try:
+        alerter = alerts.Alerter([alerts.webhook(f"{hooks.url}/hook")])
+        down = Target("down", "postgresql://postgres@127.0.0.1:1/x",
+                      "postgresql://postgres@127.0.0.1:1/x")
+        agent = Agent([down], Settings(connect_timeout_s=2), alerter, log=lambda line: None)
+        now = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+        agent.cycle([down], now)                    # down: the alert fails (500)
+        assert len(alerter.pending) == 1 and alerter.failures == 1
+        agent.cycle([down], now + timedelta(seconds=30))  # backing off: not sent again yet
+        assert alerter.failures == 1 and not hooks.posts
+        agent.cycle([down], now + timedelta(minutes=2))   # second failure, waits 2 min
+        agent.cycle([down], now + timedelta(minutes=5))   # delivered, once
+    finally:
+        hooks.close()
+    assert [p["state"] for p in hooks.posts["/hook"]] == ["down"]
+    assert alerter.pending == [] and alerter.failures == 2
+
+
+def test_quiet_hours_hold_messages_until_they_end():
+    sent = []
+    alerter = alerts.Alerter([sent.append], alerts.policy_from({"quiet_hours": "22:00-07:00"}))
+    report = {"status": "red", "postgres": {}, "findings": [
+        {"check": "wraparound", "title": "Transaction ID wraparound", "severity": "red",
+         "summary": "close to the limit", "count": 1}]}
+    night = datetime(2026, 11, 22, 23, 0, tzinfo=timezone.utc)
+    alerter.observe("prod", report, night)
+    assert alerter.flush(night) == 0 and sent == []
+    assert alerter.flush(night.replace(hour=7, minute=5) + timedelta(days=1)) == 1
+    assert sent[0].check == "wraparound"
+
+
+def test_metrics_parse_equal_the_checks_and_come_from_the_last_cycle(scratch_database):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    _plant_invalid_index(scratch_database)
+    target = Target("scratch", scratch_database, scratch_database)
+    agent = Agent([target], Settings(role="viewer"), alerts.Alerter([]), log=lambda line: None)
+    agent.cycle([target])
+    report = agent.last.targets["scratch"].report
+    port = free_port()
+    server = serve(agent.last, port)
+    with psycopg.connect(conninfo.make_conninfo(scratch_database, dbname="postgres"),
+                         autocommit=True) as conn:  # the database goes away
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(
+            sql.Identifier(conninfo.conninfo_to_dict(scratch_database)["dbname"])))
+    try:
+        t0 = time.monotonic()
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+        scrape_s = time.monotonic() - t0
+    finally:
+        server.shutdown()
+    samples = {}
+    for family in text_string_to_metric_families(text.decode()):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    assert samples[("dbpulse_up", (("target", "scratch"),))] == 1.0
+    assert samples[("dbpulse_buffer_cache_hit_ratio", (("target", "scratch"),))] == \
+        pytest.approx(report["postgres"]["buffer_hit_rate"])
+    invalid = next(f for f in report["findings"] if f["check"] == "invalid_indexes")
+    assert samples[("dbpulse_findings", (("check", "invalid_indexes"), ("severity", "red"),
+                                         ("target", "scratch")))] == invalid["count"] == 1
+    assert ("dbpulse_cycle_seconds", (("target", "scratch"),)) in samples
+    assert scrape_s < 0.2, scrape_s  # from memory: the database is gone
+
+
+def test_a_second_agent_on_a_target_is_refused(database_url, tmp_path):
+    target = Target("demo", database_url, database_url)
+    first = hold_lock(target, Settings())
+    try:
+        with pytest.raises(AlreadyRunning, match="another agent already runs on target demo"):
+            hold_lock(target, Settings())
+        second = subprocess.run(
+            [sys.executable, str(PROJECT_ROOT / "cli.py"), "agent", "--once"],
+            env={"PATH": "/usr/bin:/bin", "DATABASE_URL": database_url,
+                 "DBPULSE_SECRETS_FILE": str(tmp_path / "none.toml")},
+            capture_output=True, text=True, timeout=120)
+    finally:
+        first.close()
+    assert second.returncode == 2
+    assert "another agent already runs on target env" in second.stdout
+
+
+def test_grafana_dashboard_draws_the_plans_four_panels_from_our_metrics():
+    from agent.metrics import LastCycle
+
+    board = json.loads((PROJECT_ROOT / "agent" / "grafana-dashboard.json").read_text())
+    assert board["title"] and board["schemaVersion"] >= 30
+    panels = board["panels"]
+    assert [p["title"] for p in panels] == ["Query latency", "Cache hit rate",
+                                            "Index scans against sequential scans",
+                                            "Slow queries per hour"]
+    names = {m.name for m in LastCycle().collect()}
+    for panel in panels:
+        assert panel["type"] == "timeseries" and panel["gridPos"]["w"] > 0
+        for query in panel["targets"]:
+            used = {n for n in names if n in query["expr"]}
+            assert used, (panel["title"], query["expr"])
