@@ -382,7 +382,7 @@ def cmd_agent(args) -> int:
     config = secrets.get("alerts", {})
     agent = Agent(targets, settings, Alerter(channels_from(config), policy_from(config)),
                   snapshot_every=timedelta(minutes=args.snapshot_every), actor_for=actor_for,
-                  log=lambda line: print(line, flush=True))
+                  refresh_stale=args.refresh_stale, log=lambda line: print(line, flush=True))
     if args.metrics_port:
         serve(agent.last, args.metrics_port, args.metrics_address)
         print(f"metrics on http://{args.metrics_address}:{args.metrics_port}/metrics",
@@ -581,6 +581,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int, default=0, help="serve /metrics here (0: off)")
     p.add_argument("--metrics-address", default="127.0.0.1")
     p.add_argument("--all-targets", action="store_true", help="every configured target")
+    p.add_argument("--refresh-stale", action="store_true",
+                   help="refresh stale views each cycle (CONCURRENTLY only), with back-off "
+                        "after a failure; for targets where pg_cron does not")
     p.add_argument("--once", action="store_true", help="one cycle, then exit")
     p.add_argument("--target")
     p.set_defaults(func=cmd_agent)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
+import pandas as pd
 import psycopg
 
 from agent.alerts import Alerter
@@ -66,7 +67,7 @@ def measure(target: Target, settings: Settings) -> TargetFigures:
                 for r in top.itertuples() if r.queryid == r.queryid]
         views = matviews.list_matviews(conn, settings.matview_max_age_minutes)
         figures.view_ages = {f"{r.schema_name}.{r.view_name}":
-                             None if r.age_minutes != r.age_minutes else float(r.age_minutes)
+                             None if pd.isna(r.age_minutes) else float(r.age_minutes)
                              for r in views.itertuples()}
         figures.index_scans, figures.seq_scans = conn.execute(
             "SELECT coalesce(sum(idx_scan), 0)::bigint, coalesce(sum(seq_scan), 0)::bigint "
@@ -83,8 +84,10 @@ class Agent:
     snapshot_every: timedelta = timedelta(hours=1)
     log: Callable[[str], None] = print
     actor_for: Callable[[Target], Actor] | None = None  # who takes the snapshots
+    refresh_stale: bool = False   # refresh stale views (where pg_cron does not)
     locks: dict = field(default_factory=dict)
     next_snapshot: dict = field(default_factory=dict)
+    refresh_retry: dict = field(default_factory=dict)  # target -> (failures, not before)
 
     def actor(self, target: Target) -> Actor:
         if self.actor_for is not None:
@@ -139,6 +142,8 @@ class Agent:
                     notes.append(f"no snapshot: {problem}")
                     self.next_snapshot[target.name] = now + min(self.snapshot_every,
                                                                 timedelta(minutes=5))
+            if up and self.refresh_stale:
+                notes += self._refresh(target, now)
             fired = self.alerter.observe(target.name, report, now)
             seconds = time.monotonic() - t0
             self.last.store(target.name, figures, seconds, failed=not up)
@@ -154,6 +159,25 @@ class Agent:
             self.log(f"alerts: {sent} sent, {len(self.alerter.pending)} waiting"
                      + (f" (last error: {self.alerter.last_error})"
                         if self.alerter.pending and self.alerter.last_error else ""))
+
+    def _refresh(self, target: Target, now: datetime) -> list[str]:
+        """Refresh the stale views that can be refreshed CONCURRENTLY; after a failure wait
+        1, 2, 4 … minutes (at most an hour) before trying that target again."""
+        failures, not_before = self.refresh_retry.get(target.name, (0, now))
+        if now < not_before:
+            return [f"refresh retried after {not_before:%H:%M:%S}"]
+        try:
+            outcomes = actions.refresh_stale(self.actor(target), allow_blocking=False)
+            failed = [f"{name}: {outcome}" for name, outcome in outcomes
+                      if outcome.startswith("not refreshed")]
+        except DatabaseProblem as problem:
+            failed, outcomes = [str(problem)], []
+        if failed:
+            wait = timedelta(minutes=min(60, 2 ** failures))
+            self.refresh_retry[target.name] = (failures + 1, now + wait)
+            return [f"refresh failed ({'; '.join(failed)}), next try in {wait}"]
+        self.refresh_retry.pop(target.name, None)
+        return [f"refreshed {len(outcomes)} stale view(s)"] if outcomes else []
 
     def run(self, every_s: float, once: bool = False) -> int:
         targets = self.claim()

@@ -212,3 +212,74 @@ def test_grafana_dashboard_draws_the_plans_four_panels_from_our_metrics():
         for query in panel["targets"]:
             used = {n for n in names if n in query["expr"]}
             assert used, (panel["title"], query["expr"])
+
+
+def test_the_agents_snapshots_keep_the_redis_hit_rate_for_every_dashboard(
+        scratch_database, redis_url, monkeypatch, tmp_path):
+    """Two agent cycles with exactly 30 hits and 10 misses between them: the Redis page (a
+    dashboard started afterwards, no samples of its own) shows 75 % from the stored snapshots."""
+    import redis
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from ui import loaders
+
+    target = Target("env", scratch_database, scratch_database, (redis_url,))
+    agent = Agent([target], Settings(role="dba"), alerts.Alerter([]),
+                  snapshot_every=timedelta(0), log=lambda line: None)
+    client = redis.Redis.from_url(redis_url)
+    client.set("agent-probe", "x")
+    agent.cycle([target])
+    for _ in range(30):
+        client.get("agent-probe")
+    for _ in range(10):
+        client.get("agent-probe-missing")
+    agent.cycle([target])
+    client.delete("agent-probe")
+    st.cache_data.clear()
+    series = loaders.redis_history(target, Settings()).value
+    assert float(series["hit_rate"].iloc[-1]) == pytest.approx(0.75)
+
+    monkeypatch.setenv("DBPULSE_SECRETS_FILE", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("DATABASE_URL", scratch_database)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=60).run()
+    at.switch_page("views/redis.py").run()
+    assert not at.exception
+    assert any("From the snapshots the agent" in c.value for c in at.caption)
+
+
+def test_the_agent_refreshes_stale_views_and_backs_off_after_a_failure(scratch_database):
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE src (id int PRIMARY KEY)")
+        conn.execute("CREATE MATERIALIZED VIEW mv AS SELECT id FROM src")
+        conn.execute("CREATE UNIQUE INDEX ON mv (id)")
+    target = Target("scratch", scratch_database, scratch_database)
+    lines = []
+    agent = Agent([target], Settings(role="dba", matview_max_age_minutes=15), alerts.Alerter([]),
+                  snapshot_every=timedelta(days=1), refresh_stale=True, log=lines.append)
+    now = datetime.now(timezone.utc)
+    agent.cycle([target], now)
+    assert "refreshed 1 stale view(s)" in lines[-1]
+    agent.cycle([target], now + timedelta(seconds=60))
+    assert "refreshed" not in lines[-1]  # fresh now: nothing to do
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        logged = conn.execute("SELECT count(*) FROM dbpulse.matview_refresh_log "
+                              "WHERE view_name = 'mv' AND outcome = 'ok'").fetchone()[0]
+        conn.execute("INSERT INTO src VALUES (1)")  # a write since the refresh: stale later
+        conn.execute("REVOKE SELECT ON src FROM PUBLIC")
+        conn.execute("ALTER MATERIALIZED VIEW mv OWNER TO pg_monitor")  # cannot read src now
+    assert logged == 1
+    agent.locks["scratch"].close()
+    # a maximum age so short that the view is stale at once: the agent tries, fails, waits
+    agent = Agent([target], Settings(role="dba", matview_max_age_minutes=0.001),
+                  alerts.Alerter([]), snapshot_every=timedelta(days=1), refresh_stale=True,
+                  log=lines.append)
+    time.sleep(0.2)
+    later = now + timedelta(hours=1)
+    agent.cycle([target], later)
+    assert "refresh failed" in lines[-1] and "next try in 0:01:00" in lines[-1]
+    agent.cycle([target], later + timedelta(seconds=30))
+    assert "refresh retried after" in lines[-1]  # backing off, not hammering
+    agent.cycle([target], later + timedelta(minutes=2))
+    assert "next try in 0:02:00" in lines[-1]

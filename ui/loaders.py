@@ -390,6 +390,17 @@ def statement_history(target: Target, settings: Settings, queryid: int, days: in
 
 
 @cached(ttl=CACHE_TTL_S)
+def redis_history(target: Target, settings: Settings, hours: int = 24) -> Loaded:
+    """The Redis hit rate between stored snapshots (the agent's or cron's): it outlives the
+    dashboard process and is the same for every dashboard."""
+    from queries import history
+
+    now = datetime.now(timezone.utc)
+    return _load_history(target, settings, lambda conn: history.redis_series(
+        conn, target.history_source, history.Period(now - timedelta(hours=hours), now)))
+
+
+@cached(ttl=CACHE_TTL_S)
 def review_data(target: Target, settings: Settings, previous, current) -> Loaded:
     from queries import history, review
 

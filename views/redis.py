@@ -86,6 +86,20 @@ else:
     st.caption("The interval chart fills in as DB Pulse samples (every "
                f"{redis_sampler.SAMPLE_EVERY_S} s while the dashboard runs).")
 
+stored = loaders.redis_history(target, settings)
+series = stored.value[stored.value["instance"] == shown] if stored.ok else None
+if series is not None and len(series):
+    stored_chart = px.line(series.assign(hit_rate=series["hit_rate"].astype(float)),
+                           x="taken_at", y="hit_rate", markers=True,
+                           title="Hit rate between stored snapshots, last 24 hours",
+                           labels={"taken_at": "", "hit_rate": "hit rate"})
+    stored_chart.add_hline(y=settings.redis_hit_rate_target, line_dash="dot",
+                           annotation_text="target")
+    st.plotly_chart(stored_chart.update_layout(yaxis_tickformat=".0%", height=300),
+                    width="stretch")
+    st.caption("From the snapshots the agent (or cron) stores: kept across dashboard restarts "
+               "and the same in every dashboard.")
+
 st.subheader("Key families")
 st.caption(f"Sampled with SCAN ({families.sampled:,} of {families.dbsize:,} keys in this "
            f"database{', all of them' if families.complete else ''}; "
