@@ -1,0 +1,141 @@
+"""Benchmark: what the agent costs the database it watches, and how fast /metrics answers.
+
+Loads the demo into a database of its own, runs the demo workload for `--duration` seconds
+while the agent cycles every `--every` seconds (checks, KPIs, a snapshot), and compares DB
+Pulse's own statements (tagged /* dbpulse */) with all statements in pg_stat_statements over
+that time (differences, nothing is reset). Then scrapes /metrics, which answers from the last
+cycle. Prints one JSON object.
+
+Run against the embedded stack: eval "$(.venv/bin/python cli.py stack status)";
+.venv/bin/python bench/agent_cost.py [--scale default] [--duration 180] [--every 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import sys
+import threading
+import time
+import urllib.request
+from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import psycopg  # noqa: E402
+from psycopg import sql  # noqa: E402
+
+from agent.alerts import Alerter  # noqa: E402
+from agent.metrics import serve  # noqa: E402
+from agent.runner import Agent  # noqa: E402
+from demo import loader  # noqa: E402
+from demo.stack import create_database, free_port  # noqa: E402
+from demo.workload import Workload  # noqa: E402
+from queries.config import Settings, Target  # noqa: E402
+from queries.connections import OWN_STATEMENT_TAG  # noqa: E402
+
+DATABASE = "agent_cost"
+GOAL_SHARE, GOAL_SCRAPE_MS = 0.01, 200
+
+
+def exec_ms(url: str) -> tuple[float, float]:
+    """(DB Pulse's own, all) cumulative execution time in this database, in ms."""
+    with psycopg.connect(url) as conn:
+        return conn.execute("""
+            SELECT coalesce(sum(total_exec_time) FILTER (WHERE query LIKE %s), 0),
+                   coalesce(sum(total_exec_time), 0)
+            FROM pg_stat_statements
+            WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())""",
+                            ("%" + OWN_STATEMENT_TAG,)).fetchone()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scale", default="default")
+    parser.add_argument("--duration", type=float, default=180)
+    parser.add_argument("--every", type=float, default=60)
+    parser.add_argument("--rate", type=float, default=50, help="workload operations per second")
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)
+    base, redis_url = os.environ["DATABASE_URL"], os.environ.get("REDIS_URL", "")
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(DATABASE)))
+    url = create_database(base, DATABASE, "pg_stat_statements")
+    loader.load(url, args.scale)
+    target = Target(DATABASE, url, url, (redis_url,) if redis_url else ())
+    agent = Agent([target], Settings(role="dba"), Alerter([]),
+                  snapshot_every=timedelta(hours=1), log=lambda line: None)
+    workload = Workload(url, redis_url or None, seed=7)
+    own_before, all_before = exec_ms(url)
+    worker = threading.Thread(target=workload.run, kwargs={"rate_per_s": args.rate,
+                                                            "duration_s": args.duration})
+    worker.start()
+    cycles, own_per_cycle, started = [], [], time.monotonic()
+    while time.monotonic() - started < args.duration:
+        t0 = time.monotonic()
+        own_t0 = exec_ms(url)[0]
+        agent.cycle([target])
+        own_per_cycle.append(exec_ms(url)[0] - own_t0)
+        cycles.append(time.monotonic() - t0)
+        time.sleep(max(0.0, args.every - (time.monotonic() - t0)))
+    worker.join()
+    workload.close()
+    own_after, all_after = exec_ms(url)
+    own, total = own_after - own_before, all_after - all_before
+
+    port = free_port()
+    server = serve(agent.last, port)
+    scrapes = []
+    for _ in range(20):
+        t0 = time.perf_counter()
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+        scrapes.append((time.perf_counter() - t0) * 1000)
+    server.shutdown()
+    for held in agent.locks.values():
+        held.close()
+    share = own / total if total else None
+    # steady state: a cycle without a snapshot every `every` s, a snapshot every hour (the first
+    # cycle took one), against the workload's statement time per second
+    checks_ms = statistics.median(own_per_cycle[1:]) if len(own_per_cycle) > 1 else None
+    snapshot_ms = own_per_cycle[0] - (checks_ms or 0)
+    steady = ((checks_ms / args.every + snapshot_ms / 3600) / ((total - own) / args.duration)
+              if checks_ms is not None and total > own else None)
+    with psycopg.connect(url) as conn:
+        top_own = conn.execute("""
+            SELECT round(total_exec_time::numeric, 1), calls, left(regexp_replace(query, '\\s+',
+                   ' ', 'g'), 90)
+            FROM pg_stat_statements WHERE query LIKE %s
+              AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+            ORDER BY total_exec_time DESC LIMIT 5""", ("%" + OWN_STATEMENT_TAG,)).fetchall()
+    with psycopg.connect(base, autocommit=True) as conn:
+        version = conn.execute("SHOW server_version").fetchone()[0]
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(DATABASE)))
+    print(json.dumps({
+        "postgresql": version, "scale": args.scale, "duration_s": args.duration,
+        "cycle_every_s": args.every, "cycles": len(cycles), "workload_rate_per_s": args.rate,
+        "cpu_count": os.cpu_count(), "load_average": [round(v, 2) for v in os.getloadavg()],
+        "cycle_s": {"median": round(statistics.median(cycles), 3), "max": round(max(cycles), 3)},
+        "own_exec_ms": round(own, 1), "all_exec_ms": round(total, 1),
+        "own_share_measured": None if share is None else round(share, 5),
+        "own_ms_per_cycle": [round(v, 1) for v in own_per_cycle],
+        "own_share_steady": None if steady is None else round(steady, 5),
+        "steady_method": "median cycle without snapshot / every + first cycle's extra "
+                         "(the snapshot) / 3600 s, against the workload's statement time per s",
+        "goal_share": GOAL_SHARE,
+        "steady_within_goal": steady is not None and steady <= GOAL_SHARE,
+        "own_top_statements": [[float(ms), calls, text] for ms, calls, text in top_own],
+        "scrape_ms": {"median": round(statistics.median(scrapes), 2),
+                      "max": round(max(scrapes), 2)},
+        "goal_scrape_ms": GOAL_SCRAPE_MS,
+        "scrape_within_goal": statistics.median(scrapes) <= GOAL_SCRAPE_MS,
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
