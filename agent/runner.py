@@ -18,7 +18,7 @@ from agent.alerts import Alerter
 from agent.metrics import LastCycle, TargetFigures
 from queries import actions, capabilities, fleet, matviews, statements
 from queries.config import Settings, Target
-from queries.connections import DatabaseProblem, monitoring_connection
+from queries.connections import DatabaseProblem
 from queries.review import statement_label
 from queries.roles import Actor
 
@@ -48,13 +48,11 @@ def hold_lock(target: Target, settings: Settings) -> psycopg.Connection:
 
 
 def measure(target: Target, settings: Settings) -> TargetFigures:
-    """The figures of one target now; only the report when PostgreSQL is down."""
-    report = fleet.target_report(target, settings)
-    figures = TargetFigures(report)
-    if "error" in report.get("postgres", {}):
-        return figures
-    with monitoring_connection(target.database_url, settings) as conn:
-        caps = capabilities.detect(conn)
+    """The figures of one target now, on one connection; only the report when PostgreSQL is
+    down."""
+    figures = TargetFigures({})
+
+    def kpis(conn: psycopg.Connection, caps: capabilities.Capabilities) -> None:
         if caps.has_pg_stat_statements:
             ext = caps.extension("pg_stat_statements")
             kpi = statements.slow_query_kpi(conn, ext, settings.kpi_slow_ms)
@@ -72,6 +70,9 @@ def measure(target: Target, settings: Settings) -> TargetFigures:
         figures.index_scans, figures.seq_scans = conn.execute(
             "SELECT coalesce(sum(idx_scan), 0)::bigint, coalesce(sum(seq_scan), 0)::bigint "
             "FROM pg_stat_user_tables").fetchone()
+
+    figures.report = fleet.target_report(target, settings, also=kpis)
+    figures.report.pop("also", None)
     return figures
 
 

@@ -77,10 +77,11 @@ def _extensions(conn: psycopg.Connection) -> dict[str, Extension]:
 
 def _statements_loaded(conn: psycopg.Connection, ext: Extension) -> bool | None:
     """pg_stat_statements can be installed but not preloaded; reading it is the reliable probe
-    (shared_preload_libraries itself is hidden from roles without pg_read_all_settings)."""
+    (shared_preload_libraries itself is hidden from roles without pg_read_all_settings). Read
+    without the statement texts: the texts live in a file the plain view reads whole."""
     if not ext.installed:
         return None
-    query = sql.SQL("SELECT 1 FROM {}.pg_stat_statements LIMIT 1").format(
+    query = sql.SQL("SELECT 1 FROM {}.pg_stat_statements(false) LIMIT 1").format(
         sql.Identifier(ext.schema))
     try:
         conn.execute(query)

@@ -8,6 +8,9 @@ from __future__ import annotations
 import dataclasses
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
+from typing import Callable
+
+import psycopg
 
 from queries import cache, capabilities, checks, redis_cache, server
 from queries.columns import Column
@@ -17,9 +20,12 @@ from queries.connections import DatabaseProblem, monitoring_connection
 SEVERITY_RANK = {"down": -1, **checks.SEVERITY_ORDER}
 
 
-def target_report(target: Target, settings: Settings) -> dict:
+def target_report(target: Target, settings: Settings,
+                  also: Callable[[psycopg.Connection, capabilities.Capabilities], object]
+                  | None = None) -> dict:
     """One target's health: PostgreSQL identity, checks and buffer hit rate, each Redis's hit
-    rate; a server that cannot be reached is an error entry, and makes the target red."""
+    rate; a server that cannot be reached is an error entry, and makes the target red. `also`
+    reads more on the same connection (the agent's KPIs): its result is report["also"]."""
     t0 = time.monotonic()
     report: dict = {"target": target.name, "findings": []}
     failed = False
@@ -29,6 +35,8 @@ def target_report(target: Target, settings: Settings) -> dict:
             caps = capabilities.detect(conn)
             findings = checks.run_all(conn, caps, settings)
             hit = cache.cache_hit_rates(conn)
+            if also is not None:
+                report["also"] = also(conn, caps)
         report["postgres"] = {
             "version": identity.version, "database": identity.database,
             "uptime_s": round(identity.uptime.total_seconds()),
