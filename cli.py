@@ -382,7 +382,8 @@ def cmd_agent(args) -> int:
     config = secrets.get("alerts", {})
     agent = Agent(targets, settings, Alerter(channels_from(config), policy_from(config)),
                   snapshot_every=timedelta(minutes=args.snapshot_every), actor_for=actor_for,
-                  refresh_stale=args.refresh_stale, log=lambda line: print(line, flush=True))
+                  refresh_stale=args.refresh_stale, state_path=Path(args.state_file),
+                  log=lambda line: print(line, flush=True))
     if args.metrics_port:
         serve(agent.last, args.metrics_port, args.metrics_address)
         print(f"metrics on http://{args.metrics_address}:{args.metrics_port}/metrics",
@@ -584,6 +585,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refresh-stale", action="store_true",
                    help="refresh stale views each cycle (CONCURRENTLY only), with back-off "
                         "after a failure; for targets where pg_cron does not")
+    p.add_argument("--state-file", default=".dbpulse/agent-state.json",
+                   help="what is red and what is still to send, kept across restarts")
     p.add_argument("--once", action="store_true", help="one cycle, then exit")
     p.add_argument("--target")
     p.set_defaults(func=cmd_agent)

@@ -14,6 +14,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Callable
 
 PAGE_OF_CHECK = {"slow_queries": "slow_queries", "unused_indexes": "indexes",
@@ -90,6 +91,26 @@ class Alerter:
     sent: int = 0
     failures: int = 0
     last_error: str = ""
+
+    def save(self, path: Path) -> None:
+        """What is red and what is still to send, so that a restarted agent neither says again
+        what it said nor forgets what it could not send (written whole, then renamed)."""
+        state = {"active": [[t, c, at.isoformat()] for (t, c), at in self.active.items()],
+                 "pending": [[a.as_dict(), ch, n, nb.isoformat()]
+                             for a, ch, n, nb in self.pending]}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps(state))
+        partial.replace(path)
+
+    def load(self, path: Path) -> None:
+        if not path.exists():
+            return
+        state = json.loads(path.read_text())
+        self.active = {(t, c): datetime.fromisoformat(at) for t, c, at in state["active"]}
+        self.pending = [[Alert(**{**a, "at": datetime.fromisoformat(a["at"])}), ch, n,
+                         datetime.fromisoformat(nb)] for a, ch, n, nb in state["pending"]
+                        if ch < len(self.channels)]
 
     def observe(self, target: str, report: dict, now: datetime) -> list[Alert]:
         """Compare this cycle with the last; queue an alert per change (and per repeat due)."""

@@ -9,6 +9,7 @@ import getpass
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Callable
 
 import pandas as pd
@@ -86,6 +87,7 @@ class Agent:
     log: Callable[[str], None] = print
     actor_for: Callable[[Target], Actor] | None = None  # who takes the snapshots
     refresh_stale: bool = False   # refresh stale views (where pg_cron does not)
+    state_path: Path | None = None  # the alerts' memory across restarts
     locks: dict = field(default_factory=dict)
     next_snapshot: dict = field(default_factory=dict)
     refresh_retry: dict = field(default_factory=dict)  # target -> (failures, not before)
@@ -156,6 +158,8 @@ class Agent:
                      + "".join(f"; {n}" for n in notes)
                      + (f"; {len(fired)} alert(s)" if fired else "") + f"; {seconds:.2f} s")
         sent = self.alerter.flush(now or datetime.now(timezone.utc))
+        if self.state_path is not None:
+            self.alerter.save(self.state_path)
         if sent or self.alerter.pending:
             self.log(f"alerts: {sent} sent, {len(self.alerter.pending)} waiting"
                      + (f" (last error: {self.alerter.last_error})"
@@ -181,6 +185,8 @@ class Agent:
         return [f"refreshed {len(outcomes)} stale view(s)"] if outcomes else []
 
     def run(self, every_s: float, once: bool = False) -> int:
+        if self.state_path is not None:
+            self.alerter.load(self.state_path)
         targets = self.claim()
         if not targets:
             self.log("no target left to watch: every one has an agent already")

@@ -283,3 +283,28 @@ def test_the_agent_refreshes_stale_views_and_backs_off_after_a_failure(scratch_d
     assert "refresh retried after" in lines[-1]  # backing off, not hammering
     agent.cycle([target], later + timedelta(minutes=2))
     assert "next try in 0:02:00" in lines[-1]
+
+
+def test_a_restarted_agent_neither_repeats_nor_forgets(tmp_path):
+    """Red and announced before the restart: not announced again after it. Not delivered
+    before the restart (the receiver was down): delivered after it."""
+    state = tmp_path / "agent-state.json"
+    red = {"status": "red", "postgres": {}, "findings": [
+        {"check": "invalid_indexes", "title": "Invalid indexes", "severity": "red",
+         "summary": "1 index is INVALID", "count": 1}]}
+    now = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+
+    def broken(alert):
+        raise OSError("connection refused")
+
+    first = alerts.Alerter([broken])
+    first.observe("prod", red, now)
+    first.flush(now)
+    first.save(state)
+    delivered = []
+    second = alerts.Alerter([delivered.append])
+    second.load(state)
+    assert second.observe("prod", red, now + timedelta(minutes=1)) == []  # nothing new
+    second.flush(now + timedelta(minutes=2))
+    assert [(a.target, a.check, a.state) for a in delivered] == [
+        ("prod", "invalid_indexes", "red")]
