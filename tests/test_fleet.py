@@ -88,3 +88,33 @@ def test_cli_check_all_targets(database_url, scratch_database, closed_port, tmp_
     assert lines[2].startswith("demo")
     as_json = json.loads(_cli("check", "--all-targets", "--json", env=env).stdout)
     assert [r["target"] for r in as_json] == ["down", "broken", "demo"]
+
+
+def test_twenty_targets_in_the_sidebar_and_on_the_fleet_page(database_url, closed_port,
+                                                             monkeypatch, tmp_path):
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import PROJECT_ROOT
+
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text("".join(f'[targets.t{n:02d}]\ndatabase_url = "{database_url}"\n'
+                               for n in range(19))
+                       + f'[targets.t19]\ndatabase_url = '
+                         f'"postgresql://postgres@127.0.0.1:{closed_port}/x"\n')
+    monkeypatch.setenv("DBPULSE_SECRETS_FILE", str(secrets))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    st.cache_data.clear()
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=90).run()
+    choice = next(s for s in at.sidebar.selectbox if s.label == "Target")
+    assert len(choice.options) == 20
+    choice.select("t07").run()
+    assert not at.exception
+    assert any("Target **t07**" in c.value for c in at.caption)
+    at.switch_page("views/fleet.py").run()
+    assert not at.exception
+    rows = next(d.value for d in at.dataframe if "worst" in d.value.columns)
+    assert len(rows) == 20 and rows.iloc[0]["target"] == "t19"  # the down one first
+    assert rows.iloc[0]["status"] == "down" and set(rows["status"][1:]) <= {"amber", "green"}
+    st.cache_data.clear()
