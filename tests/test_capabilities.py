@@ -69,3 +69,26 @@ def test_names_in_shown_sql_are_quoted():
     assert quote_ident('Odd "Role"') == '"Odd ""Role"""'
     assert quote_ident("user") == '"user"'
     assert qualified("public", "Leads 2024") == 'public."Leads 2024"'
+
+
+def test_installed_but_not_preloaded_is_told_apart(tmp_path, settings):
+    """On a server without pg_stat_statements in shared_preload_libraries, CREATE EXTENSION
+    works but the view records nothing: the probe (which reads it without the texts) says
+    so, with the fix."""
+    from demo.stack import EmbeddedStack, free_port
+
+    stack = EmbeddedStack(root=tmp_path / "no-preload", pg_port=free_port(), database="postgres",
+                          with_redis=False, extra_settings={"shared_preload_libraries": "''"})
+    status = stack.up()
+    try:
+        url = status.state.database_url("postgres")
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        with monitoring_connection(url, settings) as conn:
+            caps = capabilities.detect(conn)
+    finally:
+        stack.destroy()
+    assert caps.extension("pg_stat_statements").installed
+    assert caps.pg_stat_statements_loaded is False and not caps.has_pg_stat_statements
+    issue = next(i for i in caps.issues if i.name == "pg_stat_statements")
+    assert "not loaded" in issue.message and "shared_preload_libraries" in issue.fix
