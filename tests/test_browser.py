@@ -101,7 +101,9 @@ def test_matview_refresh_button_by_role(dashboard, database_url):
                 page.get_by_text("Refreshed public.mv_deal_pipeline").wait_for(timeout=60_000)
                 page.wait_for_selector(
                     "[data-testid=stApp][data-test-script-state=notRunning]", timeout=60_000)
-                after = _cells(page)  # the table drawn after the refresh, without a reload
+                # the table drawn after the refresh, without a reload
+                after = _cells_once(page, lambda c: "mv_deal_pipeline" in c and c[
+                    c.index("mv_deal_pipeline") + 2].startswith("fresh"))
         finally:
             browser.close()
     if role == "dba":
@@ -121,6 +123,22 @@ def test_matview_refresh_button_by_role(dashboard, database_url):
 def _cells(page) -> list[str]:
     """The text of every data-grid cell on the page (the grid's accessible copy)."""
     return page.locator("[data-testid=stDataFrame] td[role=gridcell]").all_inner_texts()
+
+
+def _cells_once(page, ready, timeout_s: float = 15) -> list[str]:
+    """The cells as soon as `ready(cells)` holds (the grid redraws its copy a moment after the
+    script has finished; nothing is reloaded), or as they are at the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        cells = _cells(page)
+        if ready(cells) or time.monotonic() > deadline:
+            return cells
+        page.wait_for_timeout(250)
+
+
+def _state_of(version: str):
+    """A test on the cells: the migration's State cell (Version, Migration, State …) is there."""
+    return lambda cells: version in cells and cells.index(version) + 2 < len(cells)
 
 
 @pytest.mark.parametrize("dashboard", ["dba"], indirect=True)
@@ -157,7 +175,8 @@ def test_apply_phase_1_in_chromium(dashboard, database_url):
             page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
                                    timeout=60_000)
             # the page agrees with what it just did, without a reload
-            applied_cells = _cells(page)
+            applied_cells = _cells_once(page, lambda c: _state_of("0001")(c) and c[
+                c.index("0001") + 2] == "applied")
             ledger_empty = page.get_by_text("No migration has run here yet").count()
             rollback = page.get_by_role("button", name="Roll back the last applied migration")
             rollback_enabled = rollback.is_enabled()
@@ -170,7 +189,8 @@ def test_apply_phase_1_in_chromium(dashboard, database_url):
             page.get_by_text("Rolled back: 0001").wait_for(timeout=120_000)
             page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
                                    timeout=60_000)
-            rolled_cells = _cells(page)
+            rolled_cells = _cells_once(page, lambda c: _state_of("0001")(c) and c[
+                c.index("0001") + 2] == "pending")
         finally:
             browser.close()
     try:
