@@ -316,8 +316,7 @@ def test_terminate_from_activity_and_the_page_follows(dashboard, database_url):
                 page.get_by_text("Cancel or terminate a session").wait_for(timeout=60_000)
                 page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
                                        timeout=60_000)
-                page.wait_for_timeout(1000)
-                before = _cells(page)
+                before = _cells_once(page, lambda c: pid in c)
                 page.locator("[data-testid=stSelectbox]", has_text="Session").click()
                 page.get_by_role("option", name=pid, exact=False).first.click()
                 page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
@@ -331,8 +330,7 @@ def test_terminate_from_activity_and_the_page_follows(dashboard, database_url):
                 page.get_by_text(f"terminated session {pid}").wait_for(timeout=60_000)
                 page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
                                        timeout=60_000)
-                page.wait_for_timeout(1000)
-                after = _cells(page)
+                after = _cells_once(page, lambda c: pid not in c)
             finally:
                 browser.close()
     finally:
