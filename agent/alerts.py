@@ -17,12 +17,6 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Callable
 
-PAGE_OF_CHECK = {"slow_queries": "slow_queries", "unused_indexes": "indexes",
-                 "duplicate_indexes": "indexes", "invalid_indexes": "indexes",
-                 "unindexed_foreign_keys": "indexes", "bloat": "bloat", "vacuum": "bloat",
-                 "wraparound": "bloat", "sequences": "bloat", "long_running": "activity",
-                 "blocked_sessions": "activity", "connections": "activity",
-                 "matviews": "matviews", "buffer_cache": "buffer_cache", "down": ""}
 
 
 @dataclass(frozen=True)
@@ -68,16 +62,17 @@ class Policy:
         return t >= self.quiet_from or t < self.quiet_until
 
 
-def conditions(report: dict) -> dict[str, tuple[str, str, str]]:
+def conditions(report: dict) -> dict[str, tuple[str, str, str, str]]:
     """The red conditions of one target's report (queries.fleet.target_report): check ->
-    (title, state, summary)."""
+    (title, state, summary, the page that explains it: the finding's own)."""
     if report["status"] == "down" or "error" in report.get("postgres", {}):
-        return {"down": ("PostgreSQL", "down", report.get("postgres", {}).get("error", ""))}
-    found = {f["check"]: (f["title"], "red", f["summary"])
+        return {"down": ("PostgreSQL", "down", report.get("postgres", {}).get("error", ""), "")}
+    found = {f["check"]: (f["title"], "red", f["summary"], f["page"])
              for f in report["findings"] if f["severity"] == "red"}
     for entry in report.get("redis", []):
         if "error" in entry:
-            found[f"redis {entry['url']}"] = (f"Redis {entry['url']}", "down", entry["error"])
+            found[f"redis {entry['url']}"] = (f"Redis {entry['url']}", "down", entry["error"],
+                                              "")
     return found
 
 
@@ -86,7 +81,7 @@ class Alerter:
     """Remembers what is red per target and turns changes into alerts for the channels."""
     channels: list[Callable[[Alert], None]]
     policy: Policy = field(default_factory=Policy)
-    active: dict = field(default_factory=dict)     # (target, check) -> last sent at
+    active: dict = field(default_factory=dict)     # (target, check) -> (last sent at, page)
     pending: list = field(default_factory=list)    # [alert, channel index, attempts, not before]
     sent: int = 0
     failures: int = 0
@@ -95,7 +90,8 @@ class Alerter:
     def save(self, path: Path) -> None:
         """What is red and what is still to send, so that a restarted agent neither says again
         what it said nor forgets what it could not send (written whole, then renamed)."""
-        state = {"active": [[t, c, at.isoformat()] for (t, c), at in self.active.items()],
+        state = {"active": [[t, c, at.isoformat(), page]
+                            for (t, c), (at, page) in self.active.items()],
                  "pending": [[a.as_dict(), ch, n, nb.isoformat()]
                              for a, ch, n, nb in self.pending]}
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,7 +103,8 @@ class Alerter:
         if not path.exists():
             return
         state = json.loads(path.read_text())
-        self.active = {(t, c): datetime.fromisoformat(at) for t, c, at in state["active"]}
+        self.active = {(t, c): (datetime.fromisoformat(at), page)
+                       for t, c, at, page in state["active"]}
         self.pending = [[Alert(**{**a, "at": datetime.fromisoformat(a["at"])}), ch, n,
                          datetime.fromisoformat(nb)] for a, ch, n, nb in state["pending"]
                         if ch < len(self.channels)]
@@ -116,25 +113,25 @@ class Alerter:
         """Compare this cycle with the last; queue an alert per change (and per repeat due)."""
         current = conditions(report)
         new = []
-        for check, (title, state, summary) in current.items():
+        for check, (title, state, summary, page) in current.items():
             key = (target, check)
             last = self.active.get(key)
             repeat = (last is not None and self.policy.repeat_after is not None
-                      and now - last >= self.policy.repeat_after)
+                      and now - last[0] >= self.policy.repeat_after)
             if last is None or repeat:
-                self.active[key] = now
-                new.append(self._alert(target, check, title, state, summary, now))
+                self.active[key] = (now, page)
+                new.append(self._alert(target, check, title, state, summary, now, page))
         for key in [k for k in self.active if k[0] == target and k[1] not in current]:
-            del self.active[key]
+            _, page = self.active.pop(key)
             new.append(self._alert(target, key[1], key[1].replace("_", " ").capitalize()
-                                   if key[1] != "down" else "PostgreSQL", "recovered", "", now))
+                                   if key[1] != "down" else "PostgreSQL", "recovered", "", now,
+                                   page))
         for alert in new:
             for i in range(len(self.channels)):
                 self.pending.append([alert, i, 0, now])
         return new
 
-    def _alert(self, target, check, title, state, summary, now) -> Alert:
-        page = PAGE_OF_CHECK.get(check.split(" ")[0], "")
+    def _alert(self, target, check, title, state, summary, now, page) -> Alert:
         link = (f"{self.policy.dashboard_url.rstrip('/')}/{page}"
                 if self.policy.dashboard_url else "")
         return Alert(target, check, title, state, summary, now, link)

@@ -79,16 +79,16 @@ def fleet_reports(targets: list[Target], settings: Settings, time_limit_s: float
     reports = []
     for future, target in futures.items():
         if future in done and future.exception() is None:
-            reports.append(future.result())
+            report = future.result()
+            if "error" in report["postgres"]:  # unreachable: down, whatever else it found
+                report["status"] = "down"
+            reports.append(report)
         else:
             reason = (f"no answer within {time_limit_s:g} s" if future not in done
                       else f"failed: {type(future.exception()).__name__}")
             reports.append({"target": target.name, "findings": [], "status": "down",
                             "postgres": {"error": reason, "hint": ""}, "seconds": None})
     pool.shutdown(wait=False, cancel_futures=True)  # a hung target does not hold the caller
-    for r in reports:
-        if "error" in r.get("postgres", {}):
-            r["status"] = "down"
     return sorted(reports, key=lambda r: (SEVERITY_RANK.get(r["status"], 9), r["target"]))
 
 

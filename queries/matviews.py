@@ -238,7 +238,20 @@ class RefreshResult:
     duration_ms: float
 
 
-def _view(conn: psycopg.Connection, schema: str, name: str) -> tuple[int, bool, bool]:
+def blocking_reason(populated: bool, has_unique: bool) -> str | None:
+    """Why REFRESH … CONCURRENTLY is impossible for a view, or None when it is possible.
+
+    >>> blocking_reason(True, True), blocking_reason(False, True)
+    (None, 'it is not populated yet')
+    """
+    if populated and has_unique:
+        return None
+    return ("it is not populated yet" if not populated
+            else "it has no unique index on plain columns")
+
+
+def view_state(conn: psycopg.Connection, schema: str, name: str) -> tuple[int, bool, bool]:
+    """(oid, populated, has a unique index usable by REFRESH … CONCURRENTLY)."""
     row = conn.execute("""
         SELECT c.oid, c.relispopulated,
                EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisunique
@@ -261,14 +274,14 @@ def refresh(conn: psycopg.Connection, who: Actor, *, schema: str, name: str,
     with allow_blocking. A second refresh of the same view while one runs is refused.
     Every attempt that starts is written to the refresh log."""
     who.require_dba("Refreshing a materialized view")
-    view_oid, populated, has_unique = _view(conn, schema, name)
-    concurrently = bool(populated and has_unique)
+    view_oid, populated, has_unique = view_state(conn, schema, name)
+    reason = blocking_reason(populated, has_unique)
+    concurrently = reason is None
     if not concurrently and not allow_blocking:
         raise BlockingNotConfirmed(
-            f"{qualified(schema, name)} cannot be refreshed CONCURRENTLY ("
-            + ("it is not populated yet" if not populated else "it has no unique index on plain "
-               "columns") + "). A plain refresh takes an ACCESS EXCLUSIVE lock: every reader of "
-            "the view waits until it finishes. Confirm to run it anyway.")
+            f"{qualified(schema, name)} cannot be refreshed CONCURRENTLY ({reason}). A plain "
+            "refresh takes an ACCESS EXCLUSIVE lock: every reader of the view waits until it "
+            "finishes. Confirm to run it anyway.")
     got = conn.execute("SELECT pg_try_advisory_lock(%s, %s::int)",
                        (REFRESH_LOCK_CLASS, view_oid)).fetchone()[0]
     if not got:

@@ -106,8 +106,7 @@ def schedules(conn: psycopg.Connection, now: datetime | None = None) -> pd.DataF
                last.status AS last_status, last.start_time AS last_start,
                extract(epoch FROM last.end_time - last.start_time) * 1000 AS last_ms,
                CASE WHEN last.status = 'failed' THEN last.return_message END AS last_error,
-               coalesce(streak.failures, 0) AS failure_streak,
-               (SELECT count(*) FROM runs WHERE runs.jobid = j.jobid) AS runs_kept
+               coalesce(streak.failures, 0) AS failure_streak
         FROM cron.job j
         LEFT JOIN runs last ON last.jobid = j.jobid AND last.n = 1
         LEFT JOIN streak ON streak.jobid = j.jobid
@@ -154,14 +153,13 @@ def schedule(admin_conn: psycopg.Connection, who: Actor, schema: str, view: str,
 
     who.require_dba("Scheduling a refresh")
     _require_cron(admin_conn)
-    _, populated, unique = matviews._view(admin_conn, schema, view)
-    concurrently = populated and unique
+    reason = matviews.blocking_reason(*matviews.view_state(admin_conn, schema, view)[1:])
+    concurrently = reason is None
     if not concurrently and not allow_blocking:
         raise ScheduleError(
-            f"{qualified(schema, view)} cannot be refreshed CONCURRENTLY ("
-            + ("it is not populated yet" if not populated else "it has no unique index on "
-               "plain columns") + "): every scheduled run would lock its readers out; "
-            "allow a blocking refresh explicitly, or add a unique index first")
+            f"{qualified(schema, view)} cannot be refreshed CONCURRENTLY ({reason}): every "
+            "scheduled run would lock its readers out; allow a blocking refresh explicitly, or "
+            "add a unique index first")
     name = job_name(schema, view)
     command = refresh_command(schema, view, concurrently)
     user = admin_conn.execute("SELECT current_user").fetchone()[0]

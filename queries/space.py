@@ -9,9 +9,6 @@ import psycopg
 from queries.columns import INDEX, SCHEMA, SIZE, TABLE, Column
 from queries.frames import to_frame
 
-SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
-
-
 def table_space(conn: psycopg.Connection, limit: int = 200) -> pd.DataFrame:
     """The largest tables and materialized views, biggest first. Sizes from the files (exact
     now); rows are the planner's estimate."""

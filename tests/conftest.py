@@ -209,6 +209,12 @@ def require_chromium():
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
 
 
+def wait_idle(page, timeout: int = 60_000) -> None:
+    """Until the Streamlit app in the page has finished its script run."""
+    page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
+                           timeout=timeout)
+
+
 @pytest.fixture(params=["viewer"])
 def dashboard(request, tmp_path, database_url, redis_url):
     """A running dashboard; the role is the fixture's parameter (viewer unless a test says)."""

@@ -138,7 +138,7 @@ def test_quiet_hours_hold_messages_until_they_end():
     alerter = alerts.Alerter([sent.append], alerts.policy_from({"quiet_hours": "22:00-07:00"}))
     report = {"status": "red", "postgres": {}, "findings": [
         {"check": "wraparound", "title": "Transaction ID wraparound", "severity": "red",
-         "summary": "close to the limit", "count": 1}]}
+         "summary": "close to the limit", "count": 1, "page": "bloat"}]}
     night = datetime(2026, 11, 22, 23, 0, tzinfo=timezone.utc)
     alerter.observe("prod", report, night)
     assert alerter.flush(night) == 0 and sent == []
@@ -291,7 +291,7 @@ def test_a_restarted_agent_neither_repeats_nor_forgets(tmp_path):
     state = tmp_path / "agent-state.json"
     red = {"status": "red", "postgres": {}, "findings": [
         {"check": "invalid_indexes", "title": "Invalid indexes", "severity": "red",
-         "summary": "1 index is INVALID", "count": 1}]}
+         "summary": "1 index is INVALID", "count": 1, "page": "indexes"}]}
     now = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
 
     def broken(alert):

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.conftest import CHROMIUM, CHROMIUM_FLAGS, as_actor
+from tests.conftest import CHROMIUM, CHROMIUM_FLAGS, as_actor, wait_idle
 
 
 def test_overview_in_chromium(dashboard, tmp_path):
@@ -18,12 +18,10 @@ def test_overview_in_chromium(dashboard, tmp_path):
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(dashboard, wait_until="domcontentloaded")
-            page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
-                                   timeout=60_000)
+            wait_idle(page)
             page.locator("[data-testid=stMetric]", has_text="Buffer cache hit rate").wait_for(
                 timeout=30_000)
-            page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
-                                   timeout=60_000)
+            wait_idle(page)
             metrics = page.locator("[data-testid=stMetric]").all_inner_texts()
             page.screenshot(path=str(tmp_path / "overview.png"), full_page=True)
         finally:
@@ -56,8 +54,7 @@ def test_slow_queries_and_indexes_in_chromium(dashboard, database_url):
             page.get_by_label("Statement text contains").press("Enter")
             # the chart's axis labels are plain SVG text: the filtered list has arrived
             page.get_by_text("FROM leads WHERE status").first.wait_for(timeout=60_000)
-            page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
-                                   timeout=60_000)
+            wait_idle(page)
             page.get_by_role("button", name="Show the generic plan").click()
             page.locator("code", has_text="Scan").first.wait_for(timeout=30_000)
             # the deep link went through the router: its sidebar lists every page
@@ -81,8 +78,7 @@ def test_matview_refresh_button_by_role(dashboard, database_url):
             page.goto(f"{dashboard}/matviews", wait_until="domcontentloaded")
             page.locator("[data-testid=stMetric]", has_text="Stale or unknown").wait_for(
                 timeout=60_000)
-            page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
-                                   timeout=60_000)
+            wait_idle(page)
             # the role the dashboard was started with, as its sidebar states it
             sidebar = " ".join(page.locator("[data-testid=stSidebar]").inner_text().split())
             role = "dba" if "Role: dba" in sidebar else "viewer"
@@ -99,8 +95,7 @@ def test_matview_refresh_button_by_role(dashboard, database_url):
                 typed.press("Enter")
                 go.click()
                 page.get_by_text("Refreshed public.mv_deal_pipeline").wait_for(timeout=60_000)
-                page.wait_for_selector(
-                    "[data-testid=stApp][data-test-script-state=notRunning]", timeout=60_000)
+                wait_idle(page)
                 # the table drawn after the refresh, without a reload
                 after = _cells_once(page, lambda c: "mv_deal_pipeline" in c and c[
                     c.index("mv_deal_pipeline") + 2].startswith("fresh"))
@@ -159,21 +154,18 @@ def test_apply_phase_1_in_chromium(dashboard, database_url):
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"{dashboard}/migrations", wait_until="domcontentloaded")
             page.get_by_role("button", name="Apply", exact=True).wait_for(timeout=60_000)
-            page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
-                                   timeout=60_000)
+            wait_idle(page)
             page.get_by_text("Apply pending migrations up to").wait_for()
             page.locator("[data-testid=stSelectbox]", has_text="Apply pending").click()
             page.get_by_role("option", name="0001").click()
-            page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
-                                   timeout=60_000)
+            wait_idle(page)
             page.get_by_role("button", name="Apply", exact=True).click()
             dialog = page.get_by_role("dialog")
             dialog.get_by_text("Every statement lets reads and writes go on").wait_for(
                 timeout=30_000)
             dialog.get_by_role("button", name="Apply", exact=True).click()
             page.get_by_text("Applied: 0001").wait_for(timeout=120_000)
-            page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
-                                   timeout=60_000)
+            wait_idle(page)
             # the page agrees with what it just did, without a reload
             applied_cells = _cells_once(page, lambda c: _state_of("0001")(c) and c[
                 c.index("0001") + 2] == "applied")
@@ -187,8 +179,7 @@ def test_apply_phase_1_in_chromium(dashboard, database_url):
             typed.press("Enter")
             dialog.get_by_role("button", name="Roll back the last applied migration").click()
             page.get_by_text("Rolled back: 0001").wait_for(timeout=120_000)
-            page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
-                                   timeout=60_000)
+            wait_idle(page)
             rolled_cells = _cells_once(page, lambda c: _state_of("0001")(c) and c[
                 c.index("0001") + 2] == "pending")
         finally:
@@ -221,8 +212,7 @@ def test_weekly_review_and_its_html_offline(synthetic_history, dashboard, tmp_pa
             page.get_by_text("Biggest improvement: Q1 message events list").first.wait_for(
                 timeout=60_000)
             page.get_by_text("Synthetic demo data").first.wait_for(timeout=10_000)
-            page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
-                                   timeout=60_000)
+            wait_idle(page)
             # plotly is loaded lazily: wait for the third chart to be drawn
             page.locator("[data-testid=stPlotlyChart]").nth(2).wait_for(timeout=60_000)
             with page.expect_download(timeout=60_000) as download:
@@ -314,13 +304,11 @@ def test_terminate_from_activity_and_the_page_follows(dashboard, database_url):
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
                 page.goto(f"{dashboard}/activity", wait_until="domcontentloaded")
                 page.get_by_text("Cancel or terminate a session").wait_for(timeout=60_000)
-                page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
-                                       timeout=60_000)
+                wait_idle(page)
                 before = _cells_once(page, lambda c: pid in c)
                 page.locator("[data-testid=stSelectbox]", has_text="Session").click()
                 page.get_by_role("option", name=pid, exact=False).first.click()
-                page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
-                                       timeout=60_000)
+                wait_idle(page)
                 page.get_by_role("button", name="Terminate", exact=True).click()
                 dialog = page.get_by_role("dialog")
                 typed = dialog.locator("input[type=text]")
@@ -328,8 +316,7 @@ def test_terminate_from_activity_and_the_page_follows(dashboard, database_url):
                 typed.press("Enter")
                 dialog.get_by_role("button", name="Terminate", exact=True).click()
                 page.get_by_text(f"terminated session {pid}").wait_for(timeout=60_000)
-                page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
-                                       timeout=60_000)
+                wait_idle(page)
                 after = _cells_once(page, lambda c: pid not in c)
             finally:
                 browser.close()
@@ -353,13 +340,11 @@ def test_a_snapshot_taken_on_the_review_page_is_counted_at_once(synthetic_histor
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"{dashboard}/review", wait_until="domcontentloaded")
             page.get_by_text("KPI scorecard").wait_for(timeout=60_000)
-            page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
-                                   timeout=60_000)
+            wait_idle(page)
             before = snapshots_this_period(page)
             page.get_by_role("button", name="Take a snapshot now").click()
             page.get_by_text("stored").first.wait_for(timeout=60_000)
-            page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
-                                   timeout=60_000)
+            wait_idle(page)
             after = snapshots_this_period(page)
         finally:
             browser.close()

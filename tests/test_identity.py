@@ -19,8 +19,8 @@ from demo.stack import free_port
 from queries import migrations
 from queries.config import Settings
 from queries.connections import admin_connection
-from tests.conftest import PROJECT_ROOT, as_actor
-from tests.conftest import CHROMIUM, CHROMIUM_FLAGS, require_chromium
+from tests.conftest import (CHROMIUM, CHROMIUM_FLAGS, PROJECT_ROOT, as_actor,
+                            require_chromium, wait_idle)
 
 COOKIE_SECRET = "cookie-secret-for-the-suite-Zq81"
 
@@ -92,8 +92,7 @@ def _dashboard(tmp_path, database_url, secrets: str, *, role="viewer", port=None
 
 
 def _settled(page) -> None:
-    page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
-                           timeout=60_000)
+    wait_idle(page)
 
 
 def _sidebar(page) -> str:

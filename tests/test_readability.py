@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.conftest import CHROMIUM, CHROMIUM_FLAGS, PAGES
+from tests.conftest import CHROMIUM, CHROMIUM_FLAGS, PAGES, wait_idle
 
 RAW_WORDS = re.compile(r"\b(None|NaN|NaT|nan)\b")
 SNAKE_CASE = re.compile(r"^[a-z0-9]+(_[a-z0-9]+)+$")
@@ -14,8 +14,7 @@ RAW_JSON = re.compile(r"[{\[]\s*\"\w+\"\s*:")
 
 
 def _settle(page) -> None:
-    page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
-                           timeout=90_000)
+    wait_idle(page, 90_000)
     page.wait_for_timeout(1200)  # the data grids draw after the script has finished
 
 

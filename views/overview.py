@@ -34,8 +34,8 @@ else:
 cols = st.columns(2)
 if pg.ok:
     hit = pg.value.cache_hit
-    state = state_for_ratio(hit.database, settings.buffer_cache_hit_threshold)
-    judged_metric(cols[0], "Buffer cache hit rate", percent(hit.database, 2), state,
+    buffer_state = state_for_ratio(hit.database, settings.buffer_cache_hit_threshold)
+    judged_metric(cols[0], "Buffer cache hit rate", percent(hit.database, 2), buffer_state,
                   f"≥ {percent(settings.buffer_cache_hit_threshold, 0)}",
                   help="Share of block reads served from shared buffers, cumulative since the "
                        "statistics reset.")
@@ -73,7 +73,7 @@ if pg.ok:
     cols[0].metric("Tables hit rate", percent(hit.tables, 2))
     cols[1].metric("Indexes hit rate", percent(hit.indexes, 2))
     cols[2].metric("Blocks read from disk", f"{hit.blocks_read:,}")
-    if state_for_ratio(hit.database, settings.buffer_cache_hit_threshold) in ("amber", "red"):
+    if buffer_state in ("amber", "red"):
         st.warning("The buffer cache hit rate is below its target: the working set does not fit "
                    "in shared_buffers, or queries scan large tables. Look at sequential scans and "
                    "consider raising shared_buffers.")
