@@ -1,9 +1,10 @@
-"""Benchmark: every check's query function on a big catalogue.
+"""Benchmark: every check's job on a big catalogue, against the goals of issue 15.
 
 Builds, in a scratch database of its own embedded server: 1,000 schemas, 5,000 tables, 20,000
 indexes (multi-column, partial, expression, unique, hash, BRIN, and some duplicates), 5,000
-distinct statements in pg_stat_statements, all tables analyzed. Then times each function: the
-first run on a new connection (cold relation cache) and min/median/max of warm runs.
+distinct statements in pg_stat_statements, all tables analyzed. Then times each check's job: the
+first run on a new connection (cold relation cache) and min/median/max of warm runs, each
+against its goal and beside the fastest peer's figure for the same job.
 
 Prints one JSON object. Run: .venv/bin/python bench/catalog_scale.py [--keep] [--runs 5]
 (--keep leaves the server and catalogue for the next run, which then skips the build.)
@@ -13,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -23,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psycopg  # noqa: E402
 
 from demo.stack import PROJECT_ROOT, EmbeddedStack, create_database, free_port  # noqa: E402
-from queries import activity, bloat, cache, capabilities, checks, indexes, statements, vacuum  # noqa: E402
+from queries import bloat, cache, capabilities, checks, indexes, migrations, statements, vacuum  # noqa: E402
 from queries.config import Settings  # noqa: E402
 from queries.connections import open_monitoring  # noqa: E402
 
@@ -85,57 +88,60 @@ def timed(url: str, fn, runs: int) -> dict:
             "max_ms": round(max(warm) * 1000, 1)}
 
 
-def functions(caps: capabilities.Capabilities) -> dict:
+# The goals of issue 15, in ms, for each check's whole job on this catalogue: half the time of
+# the fastest peer's SQL for the same job (within 5 ms of it where the peer takes under 50 ms).
+# The peers' figures were measured beside them from outside; their SQL is not ours and is not
+# here. run_all is every check at once, as the Overview and `check` run them.
+PEER_MS = {"unused indexes": 69, "index bloat": 504, "table bloat": 267, "top statements": 10,
+           "slow-query check": 10, "vacuum": 38, "duplicates": 737, "invalid": 1434}
+GOAL_MS = {"unused indexes": 35, "index bloat": 250, "table bloat": 130, "top statements": 15,
+           "slow-query check": 15, "vacuum": 20, "duplicates": 370, "invalid": 200,
+           "run_all": 500}
+
+
+def jobs(caps: capabilities.Capabilities) -> dict:
+    """Each check's whole job, as `check` or a page runs it on its own."""
     ext = caps.extension("pg_stat_statements")
-
-    def index_checks(conn):
-        frame = indexes.list_indexes(conn)
-        duplicates = indexes.duplicate_indexes(frame)
-        indexes.unused_indexes(frame, 0, duplicates)
-        indexes.invalid_indexes(conn, frame)
-        indexes.unindexed_foreign_keys(indexes.foreign_keys(conn), frame)
-
-    listed = {}
-
-    def on_list(fn):
-        """time a check on an index list made once, as checks.check_indexes does"""
-        def run(conn):
-            if "frame" not in listed:
-                listed["frame"] = indexes.list_indexes(conn)
-            return fn(conn, listed["frame"])
-        return run
-
+    evidence_age = timedelta(days=SETTINGS.unused_index_min_age_days)
     return {
-        "capabilities.detect": capabilities.detect,
-        "statements.top_statements": lambda c: statements.top_statements(
+        "unused indexes": lambda c: indexes.unused_review(
+            c, SETTINGS.unused_index_min_bytes,
+            indexes.usage_evidence(c, migrations.migrations_dir(SETTINGS), evidence_age)),
+        "index bloat": bloat.index_bloat,
+        "table bloat": bloat.table_bloat,
+        "top statements": lambda c: statements.top_statements(
             c, ext, statements.StatementFilter(limit=50)),
-        "statements.slow_query_kpi": lambda c: statements.slow_query_kpi(c, ext),
-        "indexes.list_indexes": indexes.list_indexes,
-        "indexes.duplicate_indexes (on the list)": on_list(
-            lambda c, f: indexes.duplicate_indexes(f)),
-        "indexes.unused_indexes (on the list)": on_list(
-            lambda c, f: indexes.unused_indexes(f, 0, indexes.duplicate_indexes(f))),
-        "indexes.invalid_indexes (on the list)": on_list(indexes.invalid_indexes),
-        "indexes.unindexed_foreign_keys (on the list)": on_list(
-            lambda c, f: indexes.unindexed_foreign_keys(indexes.foreign_keys(c), f)),
-        "all index checks (list + four checks)": index_checks,
-        "indexes.sequential_scan_heavy": indexes.sequential_scan_heavy,
-        "bloat.column_stats (shared by both)": bloat.column_stats,
-        "bloat.table_bloat (with its column_stats)": bloat.table_bloat,
-        "bloat.index_bloat (with its column_stats)": bloat.index_bloat,
-        "vacuum.vacuum_status": vacuum.vacuum_status,
-        "vacuum.wraparound": vacuum.wraparound,
-        "vacuum.sequences_near_max": vacuum.sequences_near_max,
-        "cache.table_hit_rates": cache.table_hit_rates,
-        "activity.sessions": activity.sessions,
-        # each check as run_all runs it: what a page or `check` waits for
-        "checks.check_slow_queries": lambda c: checks.check_slow_queries(c, caps, SETTINGS),
+        "slow-query check": lambda c: checks.check_slow_queries(c, caps, SETTINGS),
+        "vacuum": lambda c: vacuum.vacuum_status(c, checks.VACUUM_MIN_DEAD_ROWS),
+        "duplicates": indexes.duplicate_review,
+        "invalid": indexes.invalid_review,
+        "run_all": lambda c: checks.run_all(c, caps, SETTINGS),
+    }
+
+
+def diagnostics() -> dict:
+    """Parts worth watching when a job gets slower."""
+    return {
+        "indexes.list_indexes (every index)": indexes.list_indexes,
+        "indexes.list_indexes (the checks' scope)": lambda c: indexes.list_indexes(
+            c, "checks", SETTINGS.unused_index_min_bytes),
+        "bloat.column_stats": bloat.column_stats,
         "checks.check_indexes": lambda c: checks.check_indexes(c, SETTINGS),
         "checks.check_bloat": lambda c: checks.check_bloat(c, SETTINGS),
-        "checks.check_vacuum": lambda c: checks.check_vacuum(c, SETTINGS),
-        "checks.check_activity": lambda c: checks.check_activity(c, SETTINGS, caps),
-        "checks.run_all (every check)": lambda c: checks.run_all(c, caps, SETTINGS),
+        "cache.table_hit_rates": cache.table_hit_rates,
     }
+
+
+def judged(figures: dict, name: str) -> dict:
+    goal = GOAL_MS[name]
+    out = {**figures, "goal_ms": goal, "warm_met": figures["median_ms"] <= goal}
+    if name != "run_all":  # the goal for run_all is warm only
+        out["cold_met"] = figures["first_ms"] <= goal
+    if name in PEER_MS:
+        out["peer_ms"] = PEER_MS[name]
+        out["ratio_warm"] = round(figures["median_ms"] / PEER_MS[name], 2)
+        out["ratio_cold"] = round(figures["first_ms"] / PEER_MS[name], 2)
+    return out
 
 
 def main() -> None:
@@ -174,8 +180,14 @@ def main() -> None:
         conn = open_monitoring(url, SETTINGS)
         caps = capabilities.detect(conn)
         conn.close()
-        result["functions"] = {name: timed(url, fn, args.runs)
-                               for name, fn in functions(caps).items()}
+        result["load_before"] = os.getloadavg()
+        result["jobs"] = {name: judged(timed(url, fn, args.runs), name)
+                          for name, fn in jobs(caps).items()}
+        result["all_goals_met"] = all(j["warm_met"] and j.get("cold_met", True)
+                                      for j in result["jobs"].values())
+        result["diagnostics"] = {name: timed(url, fn, args.runs)
+                                 for name, fn in diagnostics().items()}
+        result["load_after"] = os.getloadavg()
     finally:
         if args.keep:
             stack.down()  # keep the data folder, stop the processes

@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
-import pandas as pd
 import psycopg
 
 from queries import activity, bloat, cache, indexes, matviews, migrations, statements, vacuum
@@ -17,6 +16,7 @@ from queries.identifiers import qualified, quote_ident
 
 OWN_SCHEMA = indexes.OWN_SCHEMA  # DB Pulse's own tables are not the application's problem
 SEVERITY_ORDER = {"red": 0, "amber": 1, "grey": 2, "green": 3}
+VACUUM_MIN_DEAD_ROWS = 1000  # fewer dead rows than this are not worth a finding
 
 
 def counted(n: int, word: str, plural: str | None = None) -> str:
@@ -69,25 +69,23 @@ def check_slow_queries(conn, caps: Capabilities, settings: Settings) -> Finding:
                        "pg_stat_statements is not available here, so statements cannot be judged.",
                        page, fix="CREATE EXTENSION IF NOT EXISTS pg_stat_statements;")
     ext = caps.extension("pg_stat_statements")
-    kpi = statements.slow_query_kpi(conn, ext, settings.kpi_slow_ms)
-    top = statements.top_statements(conn, ext, statements.StatementFilter(
-        order_by="mean time", min_calls=settings.slow_query_min_calls, limit=500))
-    slow = statements.slow_statements(top, settings.slow_query_mean_ms,
-                                      settings.slow_query_min_calls)
+    kpi = statements.slow_query_kpi(conn, ext, settings.kpi_slow_ms,
+                                    settings.slow_query_mean_ms, settings.slow_query_min_calls)
+    slow = kpi.slow_statements
     # red only when even the lower bound of the slow-call share misses the plan's target
     kpi_state = kpi.state(settings.kpi_slow_share_target)
     severity = ("red" if kpi_state == "red"
-                else "amber" if len(slow) or kpi_state == "amber" else "green")
+                else "amber" if slow or kpi_state == "amber" else "green")
     return Finding(
-        "slow_queries", "Slow queries", severity, len(slow),
-        f"{counted(len(slow), 'statement')} average{'s' if len(slow) == 1 else ''} ≥ {settings.slow_query_mean_ms:g} ms over ≥ "
+        "slow_queries", "Slow queries", severity, slow,
+        f"{counted(slow, 'statement')} average{'s' if slow == 1 else ''} ≥ {settings.slow_query_mean_ms:g} ms over ≥ "
         f"{settings.slow_query_min_calls} calls. Calls slower than "
         f"{settings.kpi_slow_ms / 1000:g} s: {kpi.text()} (target < "
         f"{100 * settings.kpi_slow_share_target:g} %). Slow statements hold connections and "
         "make pages wait.", page,
         # another role's statement has no queryid without pg_read_all_stats
-        objects=[f"queryid {int(q)}" if pd.notna(q) else "a statement of another role (its id "
-                 "and text need pg_read_all_stats)" for q in slow["queryid"].head(20)],
+        objects=[f"queryid {int(q)}" if q is not None else "a statement of another role (its id "
+                 "and text need pg_read_all_stats)" for q in kpi.slowest_queryids],
         fix="-- look at the plan of each on the Slow queries page; the Indexes page lists "
             "missing-index hints")
 
@@ -172,8 +170,8 @@ def check_bloat(conn, settings: Settings) -> Finding:
 
 
 def check_vacuum(conn, settings: Settings) -> list[Finding]:
-    status = vacuum.vacuum_status(conn)
-    behind = status[(status["trigger_progress"] >= 2) & (status["dead_rows"] >= 1000)
+    status = vacuum.vacuum_status(conn, VACUUM_MIN_DEAD_ROWS)
+    behind = status[(status["trigger_progress"] >= 2)
                     & (status["schema_name"] != OWN_SCHEMA)]
     disabled = behind[~behind["autovacuum_enabled"]]
     fixes = []

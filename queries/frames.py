@@ -12,14 +12,20 @@ NUMBER_OIDS = {20, 21, 23, 26, 700, 701, 1700}  # int8, int2, int4, oid, float4,
 
 
 def to_frame(cur: psycopg.Cursor) -> pd.DataFrame:
-    columns = [c.name for c in cur.description]
-    # object dtype keeps text as Python str/None (pandas 3 would make Arrow strings: slow to
-    # iterate row by row, and missing values become NaN)
-    frame = pd.DataFrame(cur.fetchall(), columns=columns, dtype=object)
-    for column in cur.description:
-        series = frame[column.name]
-        if column.type_code in BOOL_OIDS and not series.isna().any():
-            frame[column.name] = series.astype(bool)
+    """Column by column: building an object frame row by row and converting it afterwards
+    costs four times as much on the tens of thousands of rows of a big catalogue."""
+    rows = cur.fetchall()
+    values = list(zip(*rows)) if rows else [()] * len(cur.description)
+    data = {}  # by position: two columns may share a name
+    for position, (column, cells) in enumerate(zip(cur.description, values)):
+        # object dtype keeps text as Python str/None (pandas 3 would make Arrow strings: slow
+        # to iterate row by row, and missing values become NaN)
+        series = pd.Series(cells, dtype=object)
+        if column.type_code in BOOL_OIDS and None not in cells:
+            series = series.astype(bool)
         elif column.type_code in NUMBER_OIDS:
-            frame[column.name] = pd.to_numeric(series, errors="coerce")
+            series = pd.to_numeric(series, errors="coerce")
+        data[position] = series
+    frame = pd.DataFrame(data, columns=range(len(cur.description)))
+    frame.columns = [c.name for c in cur.description]
     return frame

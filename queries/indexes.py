@@ -15,22 +15,65 @@ from pathlib import Path
 import pandas as pd
 import psycopg
 
-from queries import migrations
+from queries import migrations, server
 from queries.columns import INDEX, SCHEMA, SIZE, TABLE, Column
 from queries.frames import to_frame
 from queries.identifiers import qualified, quote_ident
 
 
-def list_indexes(conn: psycopg.Connection) -> pd.DataFrame:
-    """Every index outside the system schemas with what the checks need.
+# Which indexes a read fetches: each check needs only the indexes it can report on or must look
+# at, a small share of a big catalogue. Each scope is a superset of what its check decides on:
+# the decisions stay in the Python below, so a scoped read finds exactly what the whole list does.
+SCOPES = {
+    # tables holding an index without scans: the candidates and their neighbours (a duplicate
+    # is not reported twice; a foreign key may need the candidate)
+    "unused": """i.indrelid IN (
+        SELECT ui.indrelid FROM pg_class uc JOIN pg_index ui ON ui.indexrelid = uc.oid
+        WHERE NOT ui.indisunique AND ui.indisvalid
+          AND (uc.relkind = 'I' OR uc.relkind = 'i' AND
+               -- the size first (CASE keeps the order): the statistics lookup costs more
+               CASE WHEN uc.relpages::bigint * current_setting('block_size')::int
+                         >= %(min_size_bytes)s
+                    THEN pg_stat_get_numscans(uc.oid) = 0 ELSE false END))""",
+    # indexes sharing table, method, first key column and whether they have expressions and a
+    # predicate with another: the only ones that can cover each other
+    "duplicates": """i.indexrelid IN (
+        SELECT a.indexrelid FROM pg_index a
+        JOIN pg_index b ON b.indrelid = a.indrelid AND b.indexrelid <> a.indexrelid
+                       AND b.indkey[0] = a.indkey[0]
+                       AND (b.indexprs IS NULL) = (a.indexprs IS NULL)
+                       AND (b.indpred IS NULL) = (a.indpred IS NULL)
+        JOIN pg_class ac ON ac.oid = a.indexrelid
+        JOIN pg_class bc ON bc.oid = b.indexrelid AND bc.relam = ac.relam)""",
+    "invalid": "NOT i.indisvalid",
+    "foreign_keys": "i.indrelid IN (SELECT conrelid FROM pg_constraint WHERE contype = 'f')",
+}
+USER_SCHEMAS = ("n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') "
+                "AND n.nspname NOT LIKE 'pg_temp%%' AND n.nspname NOT LIKE 'pg_toast_temp%%'")
+SCOPES["checks"] = " OR ".join(f"({SCOPES[name]})" for name in
+                               ("unused", "duplicates", "invalid", "foreign_keys"))
+
+
+def list_indexes(conn: psycopg.Connection, scope: str | None = None, min_size_bytes: int = 0,
+                 limit: int | None = None) -> pd.DataFrame:
+    """The indexes outside the system schemas (those of a SCOPES entry, else all) with what the
+    checks need; with `limit`, only the least scanned (largest first among equals).
 
     Kept cheap for catalogues of tens of thousands of indexes: scan counts come straight from
     the statistics functions (not the pg_stat_all_indexes view), sizes from pg_class.relpages
     (as of the last VACUUM, ANALYZE or build, instead of a file-system call per index), and
-    column names from one query per catalogue rather than a subquery per index."""
+    column names from one query for the tables read rather than a subquery per index. A
+    partitioned index has no scans or pages of its own: it gets the sums over its partitions'
+    indexes, so it is judged by what they saw."""
     version = conn.info.server_version
     last_scan = "pg_stat_get_lastscan(i.indexrelid)" if version >= 160000 else "NULL::timestamptz"
     nulls_not_distinct = "i.indnullsnotdistinct" if version >= 150000 else "false"
+    order = "ORDER BY scans, size_bytes DESC, i.indexrelid LIMIT %(limit)s" if limit else ""
+    # the scope first, on its own: the few wanted indexes are then looked up by oid (the
+    # planner knows how many) instead of the whole catalogue being joined and then filtered
+    wanted = None if scope is None else [oid for oid, in conn.execute(
+        f"SELECT i.indexrelid FROM pg_index i WHERE {SCOPES[scope]}",
+        {"min_size_bytes": min_size_bytes})]
     frame = to_frame(conn.execute(f"""
         SELECT n.nspname                                         AS schema_name,
                t.relname                                         AS table_name,
@@ -38,7 +81,7 @@ def list_indexes(conn: psycopg.Connection) -> pd.DataFrame:
                i.indexrelid                                      AS index_oid,
                i.indrelid                                        AS table_oid,
                am.amname                                         AS access_method,
-               string_to_array(i.indkey::text, ' ')::int[]       AS columns,
+               i.indkey::int2[]                                  AS columns,
                i.indnkeyatts                                     AS key_count,
                i.indclass::text                                  AS opclasses,
                i.indcollation::text                              AS collations,
@@ -57,8 +100,16 @@ def list_indexes(conn: psycopg.Connection) -> pd.DataFrame:
                                                                  AS expressions,
                CASE WHEN i.indpred IS NOT NULL THEN pg_get_expr(i.indpred, i.indrelid) END
                                                                  AS predicate,
-               c.relpages::bigint * current_setting('block_size')::int AS size_bytes,
-               pg_stat_get_numscans(i.indexrelid)                AS scans,
+               CASE WHEN c.relkind = 'I' THEN
+                    (SELECT coalesce(sum(pc.relpages), 0) FROM pg_partition_tree(c.oid) p
+                     JOIN pg_class pc ON pc.oid = p.relid WHERE p.isleaf)
+                    ELSE c.relpages END::bigint * %(block_size)s
+                                                                 AS size_bytes,
+               CASE WHEN c.relkind = 'I' THEN
+                    (SELECT coalesce(sum(pg_stat_get_numscans(p.relid)), 0)
+                     FROM pg_partition_tree(c.oid) p WHERE p.isleaf)
+                    ELSE pg_stat_get_numscans(i.indexrelid) END::bigint
+                                                                 AS scans,
                {last_scan}                                       AS last_scan
         FROM pg_index i
         JOIN pg_class c ON c.oid = i.indexrelid
@@ -70,48 +121,38 @@ def list_indexes(conn: psycopg.Connection) -> pd.DataFrame:
         -- a unique index a foreign key points at cannot be dropped while the key exists
         LEFT JOIN (SELECT DISTINCT conindid FROM pg_constraint WHERE contype = 'f') referenced
                ON referenced.conindid = i.indexrelid
-        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
-          AND n.nspname NOT LIKE 'pg_temp%%' AND n.nspname NOT LIKE 'pg_toast_temp%%'
-        """))
+        WHERE {USER_SCHEMAS} AND {"true" if wanted is None else "i.indexrelid = ANY(%(wanted)s::oid[])"}
+        {order}
+        """, {"wanted": wanted, "limit": limit, "block_size": server.block_size(conn)},
+        binary=True))
     frame["backs_constraint"] = frame["constraint_type"].notna() | frame["referenced_by_fk"]
     frame["is_partitioned"] = frame["is_partitioned"].astype(bool)
-    _roll_up_partitions(frame)
-    names = table_column_names(conn)
+    names = table_column_names(conn, frame["table_oid"].unique().tolist())
     frame["column_names"] = [
         [names.get(table, [])[n - 1] if 0 < n <= len(names.get(table, [])) else None
          for n in cols] for table, cols in zip(frame["table_oid"], frame["columns"])]
-    return frame
+    # one order whatever the scope, so which of two twins is named does not depend on it
+    return frame if limit else frame.sort_values("index_oid", ignore_index=True)
 
 
-def table_column_names(conn: psycopg.Connection) -> dict[int, list[str]]:
+def count_indexes(conn: psycopg.Connection) -> int:
+    """How many indexes list_indexes(conn) would return."""
+    return conn.execute(f"""
+        SELECT count(*) FROM pg_index i
+        JOIN pg_class t ON t.oid = i.indrelid
+        JOIN pg_namespace n ON n.oid = t.relnamespace
+        WHERE {USER_SCHEMAS}
+        """, {{}}).fetchone()[0]
+
+
+def table_column_names(conn: psycopg.Connection, table_oids: list[int]) -> dict[int, list[str]]:
     """table oid -> its column names by attnum (position attnum - 1, dropped ones included)."""
     return dict(conn.execute("""
         SELECT a.attrelid, array_agg(a.attname ORDER BY a.attnum)
         FROM pg_attribute a
-        WHERE a.attnum > 0
-          AND a.attrelid IN (SELECT indrelid FROM pg_index)
+        WHERE a.attnum > 0 AND a.attrelid = ANY(%s::oid[])
         GROUP BY a.attrelid
-        """).fetchall())
-
-
-def _roll_up_partitions(frame: pd.DataFrame) -> None:
-    """A partitioned index has no scans or pages of its own: its partitions' indexes do. Give it
-    the sum over its partitions (recursively), so it is judged by what its partitions saw."""
-    if not frame["is_partitioned"].any():
-        return
-    children: dict[int, list[int]] = {}
-    for oid, parent in zip(frame["index_oid"], frame["parent_index_oid"]):
-        if pd.notna(parent):
-            children.setdefault(int(parent), []).append(int(oid))
-
-    def total(oid: int, own: dict) -> float:
-        kids = children.get(oid)
-        return own.get(oid, 0) if not kids else sum(total(k, own) for k in kids)
-
-    mask = frame["is_partitioned"]
-    for column in ("scans", "size_bytes"):
-        own = dict(zip(frame["index_oid"].astype(int), frame[column]))
-        frame.loc[mask, column] = [total(int(o), own) for o in frame.loc[mask, "index_oid"]]
+        """, (table_oids,)).fetchall())
 
 
 def drop_sql(schema: str, index: str, partitioned: bool = False) -> str:
@@ -489,7 +530,6 @@ OWN_SCHEMA = "dbpulse"  # DB Pulse's own objects: not the application's problem
 @dataclass
 class IndexReview:
     """Every index finding of one database, from one catalogue read."""
-    all: pd.DataFrame
     duplicates: list[IndexFinding]
     judged: list[IndexFinding]          # indexes without scans, each with its verdict
     invalid: list[IndexFinding]
@@ -507,19 +547,41 @@ class IndexReview:
         """DB Pulse's own indexes left out (the default on every page and in every check)."""
         def mine(items):
             return [f for f in items if f.schema_name != OWN_SCHEMA]
-        return IndexReview(self.all[self.all["schema_name"] != OWN_SCHEMA], mine(self.duplicates),
-                           mine(self.judged), mine(self.invalid), mine(self.foreign_keys))
+        return IndexReview(mine(self.duplicates), mine(self.judged), mine(self.invalid),
+                           mine(self.foreign_keys))
 
 
 def review(conn: psycopg.Connection, min_size_bytes: int, evidence: UsageEvidence,
            frame: pd.DataFrame | None = None) -> IndexReview:
-    frame = list_indexes(conn) if frame is None else frame
+    """Every index finding from one read of the indexes the checks need (or of `frame`)."""
+    frame = list_indexes(conn, "checks", min_size_bytes) if frame is None else frame
     keys = foreign_keys(conn)
     duplicates = duplicate_indexes(frame)
-    return IndexReview(frame, duplicates,
+    return IndexReview(duplicates,
                        judge_unused(frame, min_size_bytes, duplicates, foreign_keys=keys,
                                     evidence=evidence),
                        invalid_indexes(conn, frame), unindexed_foreign_keys(keys, frame))
+
+
+# Each check on its own, reading only its scope: what `cli.py check` and the benchmark time;
+# review() gives the same findings from one read.
+def unused_review(conn: psycopg.Connection, min_size_bytes: int,
+                  evidence: UsageEvidence) -> list[IndexFinding]:
+    frame = list_indexes(conn, "unused", min_size_bytes)
+    return judge_unused(frame, min_size_bytes, duplicate_indexes(frame),
+                        foreign_keys=foreign_keys(conn), evidence=evidence)
+
+
+def duplicate_review(conn: psycopg.Connection) -> list[IndexFinding]:
+    return duplicate_indexes(list_indexes(conn, "duplicates"))
+
+
+def invalid_review(conn: psycopg.Connection) -> list[IndexFinding]:
+    return invalid_indexes(conn, list_indexes(conn, "invalid"))
+
+
+def foreign_key_review(conn: psycopg.Connection) -> list[MissingIndexHint]:
+    return unindexed_foreign_keys(foreign_keys(conn), list_indexes(conn, "foreign_keys"))
 
 
 def sequential_scan_heavy(conn: psycopg.Connection, min_rows: int = 10_000,

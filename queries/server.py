@@ -76,3 +76,9 @@ def connectable_databases(conn: psycopg.Connection) -> list[str]:
     """Databases that accept connections: the choices of the database filter."""
     return sorted(r[0] for r in conn.execute(
         "SELECT datname FROM pg_database WHERE datallowconn"))
+
+
+def block_size(conn: psycopg.Connection) -> int:
+    """The server's page size, passed to catalogue queries as a number: current_setting() in a
+    query is called again for every row."""
+    return int(conn.execute("SELECT current_setting('block_size')").fetchone()[0])

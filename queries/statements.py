@@ -85,27 +85,35 @@ def top_statements(conn: psycopg.Connection, ext: Extension,
     query = sql.SQL("""
         WITH entries AS ({entries}),
         scoped AS (
-            SELECT e.*, r.rolname AS role_name, d.datname AS database_name,
+            SELECT e.*,
                    e.total_exec_ms / nullif(sum(e.total_exec_ms) OVER (), 0) AS share_of_total_time
             FROM entries e
-            LEFT JOIN pg_roles r ON r.oid = e.userid
-            LEFT JOIN pg_database d ON d.oid = e.dbid
-            WHERE %(database)s = '*' OR d.datname = coalesce(%(database)s, current_database())
+            WHERE %(database)s = '*' OR e.dbid = (SELECT oid FROM pg_database
+                                                  WHERE datname = coalesce(%(database)s,
+                                                                           current_database()))
+        ),
+        top AS (
+            SELECT * FROM scoped
+            WHERE calls >= %(min_calls)s
+              AND (%(role)s::text IS NULL
+                   OR userid = (SELECT oid FROM pg_roles WHERE rolname = %(role)s))
+              AND (%(text)s::text IS NULL OR strpos(lower(query), lower(%(text)s)) > 0)
+              AND NOT (%(hide_own)s AND query LIKE %(own_tag)s)
+            ORDER BY {order} DESC NULLS LAST
+            LIMIT %(limit)s
         )
-        SELECT queryid, userid, dbid, role_name, database_name,
+        -- names only for the rows kept
+        SELECT queryid, userid, dbid, r.rolname AS role_name, d.datname AS database_name,
                left(query, 2000)  AS query,
                length(query)      AS query_length,
                calls, total_exec_ms, mean_exec_ms, max_exec_ms, stddev_exec_ms, total_plan_ms,
                rows, shared_blks_hit, shared_blks_read, temp_blks, io_ms, share_of_total_time,
                shared_blks_hit::float8 / nullif(shared_blks_hit + shared_blks_read, 0)
                                   AS cache_hit_rate
-        FROM scoped
-        WHERE calls >= %(min_calls)s
-          AND (%(role)s::text IS NULL OR role_name = %(role)s)
-          AND (%(text)s::text IS NULL OR strpos(lower(query), lower(%(text)s)) > 0)
-          AND NOT (%(hide_own)s AND query LIKE %(own_tag)s)
+        FROM top
+        LEFT JOIN pg_roles r ON r.oid = top.userid
+        LEFT JOIN pg_database d ON d.oid = top.dbid
         ORDER BY {order} DESC NULLS LAST
-        LIMIT %(limit)s
         """).format(entries=entries_query(ext), order=sql.Identifier(ORDER_BY[flt.order_by]))
     params = {"database": flt.database, "role": flt.role, "min_calls": flt.min_calls,
               "text": flt.text or None, "hide_own": flt.hide_own,
@@ -151,6 +159,10 @@ class SlowQueryKpi:
     total_calls: int
     uncertain_statements: int    # statements whose calls straddle the threshold
     threshold_ms: float
+    # when asked for: the statements averaging at least slow_mean_ms over at least min_calls
+    # calls, and the ids of the slowest 20 of them (None: another role's, unreadable)
+    slow_statements: int = 0
+    slowest_queryids: tuple = ()
 
     @property
     def exact(self) -> bool:
@@ -187,20 +199,23 @@ class SlowQueryKpi:
                 "(bounds from min/mean/max)")
 
 
-def slow_query_kpi(conn: psycopg.Connection, ext: Extension, threshold_ms: float = 1000.0
-                   ) -> SlowQueryKpi:
+def slow_query_kpi(conn: psycopg.Connection, ext: Extension, threshold_ms: float = 1000.0,
+                   slow_mean_ms: float | None = None, min_calls: int = 1) -> SlowQueryKpi:
     """The plan's KPI "slow queries (> 1 s) under 5 %" in the connected database, without DB
-    Pulse's own statements: the bounds of SlowQueryKpi, summed over the statements."""
+    Pulse's own statements: the bounds of SlowQueryKpi, summed over the statements; with
+    slow_mean_ms, also the statements slow on average (the slow-query check), from the same
+    read of pg_stat_statements."""
     row = conn.execute(sql.SQL("""
         WITH entries AS ({entries}),
         judged AS (
             SELECT calls::float8 AS n, mean_exec_ms AS mean, min_exec_ms AS low,
-                   max_exec_ms AS high, coalesce(minmax_partial, false) AS minmax_partial
+                   max_exec_ms AS high, coalesce(minmax_partial, false) AS minmax_partial,
+                   queryid, calls >= %(min_calls)s AND mean_exec_ms >= %(slow_mean)s AS slow
             FROM entries
             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
               AND query NOT LIKE %(own_tag)s AND calls > 0),
         bounded AS (
-            SELECT n,
+            SELECT n, queryid, mean, slow,
                    CASE WHEN minmax_partial THEN 0            -- min/max miss calls: no bound
                         WHEN high <= %(t)s THEN 0
                         WHEN low > %(t)s THEN n
@@ -211,11 +226,15 @@ def slow_query_kpi(conn: psycopg.Connection, ext: Extension, threshold_ms: float
                         ELSE least(n - 1, floor(n * (mean - low) / nullif(%(t)s - low, 0))) END AS k_high
             FROM judged)
         SELECT coalesce(sum(k_low), 0), coalesce(sum(k_high), 0), coalesce(sum(n), 0),
-               count(*) FILTER (WHERE k_low <> k_high)
+               count(*) FILTER (WHERE k_low <> k_high),
+               count(*) FILTER (WHERE slow),
+               (array_agg(queryid ORDER BY mean DESC) FILTER (WHERE slow))[1:20]
         FROM bounded
         """).format(entries=entries_query(ext)),
-        {"t": threshold_ms, "own_tag": "%" + OWN_STATEMENT_TAG}).fetchone()
-    return SlowQueryKpi(int(row[0]), int(row[1]), int(row[2]), int(row[3]), threshold_ms)
+        {"t": threshold_ms, "own_tag": "%" + OWN_STATEMENT_TAG, "min_calls": min_calls,
+         "slow_mean": slow_mean_ms}).fetchone()
+    return SlowQueryKpi(int(row[0]), int(row[1]), int(row[2]), int(row[3]), threshold_ms,
+                        int(row[4]), tuple(row[5] or ()))
 
 
 def slow_statements(frame: pd.DataFrame, mean_ms: float, min_calls: int) -> pd.DataFrame:

@@ -14,42 +14,57 @@ from queries.identifiers import qualified, quote_ident
 XID_LIMIT = 2_147_483_647
 
 
-def vacuum_status(conn: psycopg.Connection) -> pd.DataFrame:
-    """Per table: dead rows, last (auto)vacuum and (auto)analyze, and where autovacuum will
-    trigger (autovacuum_vacuum_threshold + scale_factor * rows, per-table settings first)."""
+def vacuum_status(conn: psycopg.Connection, min_dead_rows: int = 0) -> pd.DataFrame:
+    """Per table with at least `min_dead_rows` dead rows: dead rows, last (auto)vacuum and
+    (auto)analyze, and where autovacuum will trigger (autovacuum_vacuum_threshold +
+    scale_factor * rows, per-table settings first). Read from pg_class and the statistics
+    functions: pg_stat_user_tables also sums every index's scans per table, which is most of
+    its cost on a big catalogue and not needed here."""
     return to_frame(conn.execute("""
-        WITH options AS (
-            SELECT c.oid,
-                   max(o.option_value) FILTER (WHERE o.option_name = 'autovacuum_enabled')
-                                                                   AS enabled,
-                   max(o.option_value) FILTER (WHERE o.option_name = 'autovacuum_vacuum_threshold')
-                                                                   AS threshold,
-                   max(o.option_value) FILTER (WHERE o.option_name = 'autovacuum_vacuum_scale_factor')
-                                                                   AS scale_factor
+        WITH defaults AS MATERIALIZED (  -- once, not once per table
+            SELECT current_setting('autovacuum')::bool                           AS enabled,
+                   current_setting('autovacuum_vacuum_threshold')::int           AS threshold,
+                   current_setting('autovacuum_vacuum_scale_factor')::float8     AS scale_factor,
+                   current_setting('block_size')::int                            AS block_size),
+        tables AS MATERIALIZED (
+            SELECT c.oid, n.nspname, c.relname, c.reltuples, c.relpages, c.relfrozenxid,
+                   c.reloptions, pg_stat_get_dead_tuples(c.oid) AS dead_rows
             FROM pg_class c
-            CROSS JOIN LATERAL pg_options_to_table(c.reloptions) o
-            WHERE c.reloptions IS NOT NULL
-            GROUP BY c.oid
-        )
-        SELECT s.schemaname                                        AS schema_name,
-               s.relname                                           AS table_name,
-               s.n_live_tup                                        AS live_rows,
-               s.n_dead_tup                                        AS dead_rows,
-               s.n_dead_tup::float8 / nullif(s.n_live_tup + s.n_dead_tup, 0) AS dead_share,
-               s.last_vacuum, s.last_autovacuum, s.last_analyze, s.last_autoanalyze,
-               s.n_mod_since_analyze                               AS changed_since_analyze,
-               coalesce(o.enabled::bool, current_setting('autovacuum')::bool) AS autovacuum_enabled,
-               coalesce(o.threshold::int, current_setting('autovacuum_vacuum_threshold')::int)
-                 + coalesce(o.scale_factor::float8,
-                            current_setting('autovacuum_vacuum_scale_factor')::float8)
-                   * greatest(c.reltuples, 0)                      AS autovacuum_trigger_rows,
-               age(c.relfrozenxid)                                 AS xid_age,
-               c.relpages::bigint * current_setting('block_size')::int AS table_bytes
-        FROM pg_stat_user_tables s
-        JOIN pg_class c ON c.oid = s.relid
-        LEFT JOIN options o ON o.oid = s.relid
-        ORDER BY s.n_dead_tup DESC
-        """)).assign(trigger_progress=lambda f: f["dead_rows"] / f["autovacuum_trigger_rows"].clip(lower=1))
+            JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.relkind IN ('r', 'm', 'p')
+              -- the tables pg_stat_user_tables lists
+              AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+              AND n.nspname !~ '^pg_toast')
+        SELECT t.nspname                                           AS schema_name,
+               t.relname                                           AS table_name,
+               pg_stat_get_live_tuples(t.oid)                      AS live_rows,
+               t.dead_rows,
+               t.dead_rows::float8
+                 / nullif(pg_stat_get_live_tuples(t.oid) + t.dead_rows, 0) AS dead_share,
+               pg_stat_get_last_vacuum_time(t.oid)                 AS last_vacuum,
+               pg_stat_get_last_autovacuum_time(t.oid)             AS last_autovacuum,
+               pg_stat_get_last_analyze_time(t.oid)                AS last_analyze,
+               pg_stat_get_last_autoanalyze_time(t.oid)            AS last_autoanalyze,
+               pg_stat_get_mod_since_analyze(t.oid)                AS changed_since_analyze,
+               coalesce(o.enabled::bool, d.enabled)                AS autovacuum_enabled,
+               coalesce(o.threshold::int, d.threshold)
+                 + coalesce(o.scale_factor::float8, d.scale_factor) * greatest(t.reltuples, 0)
+                                                                   AS autovacuum_trigger_rows,
+               age(t.relfrozenxid)                                 AS xid_age,
+               t.relpages::bigint * d.block_size                   AS table_bytes
+        FROM tables t
+        CROSS JOIN defaults d
+        LEFT JOIN LATERAL (
+            SELECT max(option_value) FILTER (WHERE option_name = 'autovacuum_enabled') AS enabled,
+                   max(option_value) FILTER (WHERE option_name = 'autovacuum_vacuum_threshold')
+                                                                   AS threshold,
+                   max(option_value) FILTER (WHERE option_name = 'autovacuum_vacuum_scale_factor')
+                                                                   AS scale_factor
+            FROM pg_options_to_table(t.reloptions)) o ON t.reloptions IS NOT NULL
+        WHERE t.dead_rows >= %s
+        ORDER BY t.dead_rows DESC, t.oid
+        """, (min_dead_rows,))).assign(
+        trigger_progress=lambda f: f["dead_rows"] / f["autovacuum_trigger_rows"].clip(lower=1))
 
 
 def wraparound(conn: psycopg.Connection) -> pd.DataFrame:

@@ -234,7 +234,7 @@ def test_own_objects_are_hidden_unless_asked_for(scratch_database, dba_settings)
         dbpulse_schema.install(conn, as_actor(dba_settings))
     shown = _review(scratch_database, dba_settings)
     everything = _review(scratch_database, dba_settings, include_own=True)
-    assert indexes.OWN_SCHEMA not in set(shown.all["schema_name"])
-    assert indexes.OWN_SCHEMA in set(everything.all["schema_name"])
+    # DB Pulse's own tables have indexes nobody scanned yet: found only when asked for
+    assert indexes.OWN_SCHEMA in {f.schema_name for f in everything.judged}
     assert all(f.schema_name != indexes.OWN_SCHEMA
                for f in shown.judged + shown.duplicates + shown.invalid)

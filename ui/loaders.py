@@ -155,10 +155,17 @@ def statements_data(dsn: str, settings: Settings, flt: statements.StatementFilte
     return _load(dsn, settings, load)
 
 
+ALL_INDEXES_SHOWN = 1000  # a page never sends the whole catalogue to the browser
+
+
 @cached(ttl=CACHE_TTL_S)
 def indexes_data(dsn: str, settings: Settings, include_own: bool = False) -> Loaded:
     def load(conn):
+        least_scanned = indexes.list_indexes(conn, limit=ALL_INDEXES_SHOWN)
+        if not include_own:
+            least_scanned = least_scanned[least_scanned["schema_name"] != indexes.OWN_SCHEMA]
         return {"review": checks.index_review(conn, settings, include_own),
+                "least_scanned": least_scanned, "index_count": indexes.count_indexes(conn),
                 "seq_scans": indexes.sequential_scan_heavy(conn),
                 "identity": server.server_identity(conn)}
     return _load(dsn, settings, load)

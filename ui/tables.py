@@ -90,14 +90,15 @@ def prepare(frame: pd.DataFrame, columns: dict[str, Column]) -> tuple[pd.DataFra
 
 def show(frame: pd.DataFrame | None, columns: dict[str, Column], empty_note: str = "", *,
          max_rows: int | None = None, missing: str = MISSING, height: int | None = None,
-         key: str | None = None) -> None:
+         key: str | None = None, total: int | None = None) -> None:
     """Draw the frame as its spec says; the first `max_rows` rows (the frame comes worst first)
-    with a caption saying how many were left out, or the note when there is nothing."""
+    with a caption saying how many were left out, or the note when there is nothing. `total`:
+    how many rows the frame was already cut from, when the query read only the first."""
     if frame is None or len(frame) == 0:
         if empty_note:
             st.caption(empty_note)
         return
-    total = len(frame)
+    total = max(total or 0, len(frame))
     if max_rows is not None and total > max_rows:
         frame = frame.head(max_rows)
     shown, config = prepare(frame, columns)
