@@ -44,7 +44,7 @@ def _align(n: pd.Series) -> pd.Series:
     return np.ceil(n / MAXALIGN) * MAXALIGN
 
 
-def column_stats(conn: psycopg.Connection) -> pd.DataFrame:
+def column_stats(conn: psycopg.Connection, tables: list[int] | None = None) -> pd.DataFrame:
     """One row per analyzed column: its expected width and the alignment it needs. Fixed-width
     types align by typalign; short varlena values (1-byte header) do not align. pg_stats
     truncates a varlena column's average width to an integer: half a byte is added back, or
@@ -52,10 +52,13 @@ def column_stats(conn: psycopg.Connection) -> pd.DataFrame:
 
     A role that may read pg_statistic (a superuser) reads it by object ids; any other reads
     pg_stats, which checks the column privilege per row and names objects, so they are mapped
-    back by name: the same figures, three times the cost on a big catalogue."""
+    back by name: the same figures, three times the cost on a big catalogue. `tables`: only
+    these tables' columns (by oid), else every table's."""
     direct = conn.execute(
         "SELECT has_table_privilege('pg_catalog.pg_statistic', 'SELECT')").fetchone()[0]
-    frame = to_frame(conn.execute(STATS_BY_OID if direct else STATS_BY_NAME, binary=True))
+    frame = to_frame(conn.execute(STATS_BY_OID if direct else STATS_BY_NAME,
+                                  {"tables": None if tables is None else list(tables)},
+                                  binary=True))
     return frame.sort_values(["relid", "attnum"], kind="stable")
 
 
@@ -76,6 +79,7 @@ STATS_BY_NAME = f"""
         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = s.attname
         JOIN pg_type t ON t.oid = a.atttypid
         WHERE s.schemaname NOT IN ('pg_catalog', 'information_schema')
+          AND (%(tables)s::oid[] IS NULL OR c.oid = ANY(%(tables)s::oid[]))
         """
 STATS_BY_OID = f"""
         SELECT s.relid, s.attnum, {STATS_FIGURES}
@@ -86,7 +90,14 @@ STATS_BY_OID = f"""
         JOIN pg_attribute a ON a.attrelid = s.relid AND a.attnum = s.attnum AND NOT a.attisdropped
         JOIN pg_type t ON t.oid = a.atttypid
         WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+          AND (%(tables)s::oid[] IS NULL OR s.relid = ANY(%(tables)s::oid[]))
         """
+
+
+def _only(tables: pd.Series, min_size_bytes: int) -> list[int] | None:
+    """The tables whose statistics are needed: all (None) when every relation is read, which
+    is cheaper than a list of thousands of oids."""
+    return tables.unique().tolist() if min_size_bytes > 0 else None
 
 
 def _row_widths(columns: pd.DataFrame) -> pd.DataFrame:
@@ -147,9 +158,12 @@ RELATION_COLUMNS = """
 """
 
 
-def table_bloat(conn: psycopg.Connection, stats: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Tables and materialized views. `stats` (from column_stats) can be shared with
-    index_bloat: reading pg_stats is most of the cost on a big catalogue."""
+def table_bloat(conn: psycopg.Connection, stats: pd.DataFrame | None = None,
+                min_size_bytes: int = 0) -> pd.DataFrame:
+    """Tables and materialized views of at least `min_size_bytes` (a smaller one cannot hold
+    more bloat than that). `stats` (from column_stats) can be shared with index_bloat: reading
+    the column statistics is most of the cost on a big catalogue; without it, only the
+    statistics of the tables read are."""
     frame = to_frame(conn.execute(f"""
         SELECT {RELATION_COLUMNS},
                c.relname                                   AS table_name,
@@ -168,10 +182,12 @@ def table_bloat(conn: psycopg.Connection, stats: pd.DataFrame | None = None) -> 
         WHERE c.relkind IN ('r', 'm')
           AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
           AND n.nspname NOT LIKE 'pg_temp%%'
-        """, {"default_fillfactor": 100, "block_size": server.block_size(conn)}, binary=True))
+          AND c.relpages::bigint * %(block_size)s >= %(min_size)s
+        """, {"default_fillfactor": 100, "block_size": server.block_size(conn),
+              "min_size": min_size_bytes}, binary=True))
     if frame.empty:
         return frame
-    stats = column_stats(conn) if stats is None else stats
+    stats = column_stats(conn, _only(frame["relid"], min_size_bytes)) if stats is None else stats
     frame = frame.join(_row_widths(stats), on="relid")
     bitmap = np.where(frame["max_null_frac"].fillna(0) > 0,
                       np.ceil(frame["bitmap_columns"] / 8), 0)  # dropped columns count here
@@ -193,9 +209,11 @@ def table_bloat(conn: psycopg.Connection, stats: pd.DataFrame | None = None) -> 
     return _finish(frame, expected, missing, notes)
 
 
-def index_bloat(conn: psycopg.Connection, stats: pd.DataFrame | None = None) -> pd.DataFrame:
-    """B-tree indexes; key column widths come from their table's column statistics
-    (expression columns have none: 8 bytes are assumed and the row is flagged)."""
+def index_bloat(conn: psycopg.Connection, stats: pd.DataFrame | None = None,
+                min_size_bytes: int = 0) -> pd.DataFrame:
+    """B-tree indexes of at least `min_size_bytes`; key column widths come from their table's
+    column statistics (expression columns have none: 8 bytes are assumed and the row is
+    flagged)."""
     frame = to_frame(conn.execute(f"""
         -- the table's statistics once per table, not once for each of its indexes
         WITH analyzed AS MATERIALIZED (
@@ -225,11 +243,14 @@ def index_bloat(conn: psycopg.Connection, stats: pd.DataFrame | None = None) -> 
         JOIN pg_am am ON am.oid = c.relam AND am.amname = 'btree'
         WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
           AND n.nspname NOT LIKE 'pg_temp%%'
+          AND c.relpages::bigint * %(block_size)s >= %(min_size)s
         """, {"default_fillfactor": 90, "block_size": server.block_size(conn),
+              "min_size": min_size_bytes,
               "deduplication": conn.info.server_version >= 130000}, binary=True))
     if frame.empty:
         return frame
-    stats = column_stats(conn) if stats is None else stats
+    stats = (column_stats(conn, _only(frame["table_oid"], min_size_bytes)) if stats is None
+             else stats)
     frame = frame.join(_key_widths(frame, stats))
     bitmap = np.where(frame["max_null_frac"] > 0, MAXALIGN, 0)
     entry = _align(INDEX_TUPLE_HEADER + bitmap + frame["data_width"].astype(float)) + LINE_POINTER

@@ -134,9 +134,9 @@ def check_indexes(conn, settings: Settings) -> list[Finding]:
 
 
 def check_bloat(conn, settings: Settings) -> Finding:
-    stats = bloat.column_stats(conn)
-    tables = bloat.table_bloat(conn, stats)
-    idx = bloat.index_bloat(conn, stats)
+    # a relation smaller than the minimum cannot be a finding: only bigger ones are estimated
+    tables = bloat.table_bloat(conn, min_size_bytes=settings.bloat_min_bytes)
+    idx = bloat.index_bloat(conn, min_size_bytes=settings.bloat_min_bytes)
 
     def bloated(frame):
         if frame.empty:
@@ -147,14 +147,16 @@ def check_bloat(conn, settings: Settings) -> Finding:
 
     bad_tables, bad_indexes = bloated(tables), bloated(idx)
     count = len(bad_tables) + len(bad_indexes)
-    total = int(bad_tables["bloat_bytes"].sum() + bad_indexes["bloat_bytes"].sum()) if count else 0
+    # an empty estimate has no columns (nothing was big enough to estimate)
+    total = int(sum(f["bloat_bytes"].sum() for f in (bad_tables, bad_indexes) if len(f)))
     fixes = [bloat.table_fix_sql(r.schema_name, r.table_name) for r in bad_tables.itertuples()]
     fixes += [bloat.index_fix_sql(r.schema_name, r.index_name) for r in bad_indexes.itertuples()]
     relations = [f[(f["schema_name"] != OWN_SCHEMA) & (f["pages"] > 0)] for f in (tables, idx)
                  if not f.empty]
     unknown = sum(int(f["bloat_ratio"].isna().sum()) for f in relations)
     known = sum(len(f) for f in relations) - unknown
-    unknown_text = (f" Bloat is unknown for {counted(unknown, 'relation')} (the Bloat page says why: "
+    unknown_text = (f" Bloat is unknown for {counted(unknown, 'relation')} of at least "
+                    f"{settings.bloat_min_bytes / 1048576:g} MB (the Bloat page says why: "
                     "missing or unreadable statistics, deduplicated B-tree indexes)."
                     if unknown else "")
     severity = "amber" if count else "grey" if unknown and not known else "green"

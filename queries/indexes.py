@@ -142,7 +142,7 @@ def count_indexes(conn: psycopg.Connection) -> int:
         JOIN pg_class t ON t.oid = i.indrelid
         JOIN pg_namespace n ON n.oid = t.relnamespace
         WHERE {USER_SCHEMAS}
-        """, {{}}).fetchone()[0]
+        """, {}).fetchone()[0]
 
 
 def table_column_names(conn: psycopg.Connection, table_oids: list[int]) -> dict[int, list[str]]:

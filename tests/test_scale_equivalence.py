@@ -1,0 +1,174 @@
+"""The checks read only what they can judge (issue 15): a scope of the indexes, relations over
+the bloat minimum, tables with dead rows, one read of pg_stat_statements. Here the narrow
+reads are compared with reading everything, on a catalogue holding every case the decisions
+know: exact and prefix duplicates, twins, unique and NULLS NOT DISTINCT variants, partial and
+expression indexes, a partitioned index whose partitions saw scans, foreign keys with and
+without an index, an invalid index, big and small unused indexes, bloated big and small
+tables, slow and fast statements."""
+
+from datetime import timedelta
+
+import pandas as pd
+import psycopg
+import pytest
+
+from queries import bloat, capabilities, checks, indexes, statements, vacuum
+from queries.config import Settings
+from queries.connections import monitoring_connection
+
+CATALOGUE = """
+    CREATE EXTENSION pg_stat_statements;
+    CREATE TABLE t (id int PRIMARY KEY, a int, b int, c text, d int, e boolean);
+    INSERT INTO t SELECT i, i % 50, i % 7, 'v' || (i % 500), i % 11, i % 2 = 0
+        FROM generate_series(1, 20000) i;
+    CREATE INDEX t_a ON t (a);
+    CREATE INDEX t_a_again ON t (a);
+    CREATE INDEX t_ab ON t (a, b);
+    CREATE INDEX t_ab_desc ON t (a, b DESC);
+    CREATE INDEX t_b_partial ON t (b) WHERE e;
+    CREATE INDEX t_b_partial_2 ON t (b, d) WHERE e;
+    CREATE INDEX t_lower_c ON t (lower(c));
+    CREATE INDEX t_lower_c_2 ON t (lower(c));
+    CREATE INDEX t_hash_b ON t USING hash (b);
+    CREATE UNIQUE INDEX t_id_plain ON t (id);
+    CREATE UNIQUE INDEX t_id_nnd ON t (id) NULLS NOT DISTINCT;
+    CREATE INDEX t_d_big_unused ON t (d, c);
+    CREATE TABLE small (id int PRIMARY KEY, x int);
+    INSERT INTO small SELECT i, i FROM generate_series(1, 50) i;
+    CREATE INDEX small_x ON small (x);
+    CREATE TABLE parent (id int PRIMARY KEY, code int UNIQUE);
+    INSERT INTO parent SELECT i, i FROM generate_series(1, 500) i;
+    CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent (id),
+                        parent_code int REFERENCES parent (code), note text);
+    INSERT INTO child SELECT i, 1 + i % 500, 1 + i % 500, 'n' || i FROM generate_series(1, 5000) i;
+    CREATE INDEX child_parent ON child (parent_id);
+    CREATE INDEX child_parent_note ON child (parent_id, note);
+    CREATE TABLE events (id int, at date, kind int) PARTITION BY RANGE (at);
+    CREATE TABLE events_1 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2026-07-01');
+    CREATE TABLE events_2 PARTITION OF events FOR VALUES FROM ('2026-07-01') TO ('2027-01-01');
+    INSERT INTO events SELECT i, date '2026-01-01' + (i % 360), i % 5
+        FROM generate_series(1, 8000) i;
+    CREATE INDEX events_kind ON events (kind);
+    CREATE INDEX events_at ON events (at);
+    CREATE TABLE churn (id int PRIMARY KEY, filler text) WITH (autovacuum_enabled = off);
+    INSERT INTO churn SELECT i, repeat('x', 200) FROM generate_series(1, 30000) i;
+    DELETE FROM churn WHERE id % 10 <> 0;
+    CREATE TABLE churn_small (id int, filler text) WITH (autovacuum_enabled = off);
+    INSERT INTO churn_small SELECT i, 'y' FROM generate_series(1, 2000) i;
+    DELETE FROM churn_small WHERE id > 10;
+    CREATE TABLE dup (k int);
+    INSERT INTO dup VALUES (1), (1);
+"""
+
+
+@pytest.fixture
+def catalogue(scratch_database):
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute(CATALOGUE)
+        with pytest.raises(psycopg.errors.UniqueViolation):  # leaves an INVALID index
+            conn.execute("CREATE UNIQUE INDEX CONCURRENTLY dup_k ON dup (k)")
+        conn.execute("ANALYZE")
+        conn.execute("SELECT pg_stat_statements_reset()")
+        conn.execute("SET enable_seqscan = off")
+        for i in range(30):  # scans on one partition's index only, and on a few others
+            conn.execute("SELECT count(*) FROM events WHERE kind = %s", (i % 5,))
+            conn.execute("SELECT count(*) FROM t WHERE a = %s", (i,))
+            conn.execute("SELECT * FROM small WHERE id = %s", (i,))
+        conn.execute("SELECT pg_sleep(0.12)")  # slow on average, once
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        conn.execute("CREATE INDEX events_kind_again ON events (kind)")  # its twin, unscanned
+    return scratch_database
+
+
+SIZES = [0, 65_536]
+
+
+@pytest.mark.parametrize("min_size", SIZES)
+def test_index_checks_find_from_their_scopes_what_the_whole_catalogue_shows(catalogue,
+                                                                            min_size):
+    with monitoring_connection(catalogue, Settings(statement_timeout_ms=30_000)) as conn:
+        evidence = indexes.usage_evidence(conn, None, timedelta(0))
+        whole = indexes.review(conn, min_size, evidence, indexes.list_indexes(conn))
+        scoped = indexes.review(conn, min_size, evidence)
+        alone = (indexes.unused_review(conn, min_size, evidence),
+                 indexes.duplicate_review(conn), indexes.invalid_review(conn),
+                 indexes.foreign_key_review(conn))
+        everything = indexes.list_indexes(conn)
+    # the catalogue holds what each decision needs, so equality means something
+    names = {f.index_name for f in whole.duplicates}
+    assert {"t_a_again", "t_lower_c_2", "events_kind_again", "child_parent"} & names
+    assert "t_id_plain" in names and "t_id_nnd" not in names and "t_ab_desc" not in names
+    assert [f.index_name for f in whole.invalid] == ["dup_k"]
+    assert "child_parent_code_fkey" in whole.foreign_keys[0].reason
+    partitioned = everything.set_index("index_name").loc["events_kind", "scans"]
+    assert partitioned >= 30  # its partitions' scans, summed (one query scans both)
+    judged = {f.index_name for f in whole.judged}
+    assert "events_kind" not in judged and "t_d_big_unused" in judged
+    assert ("small_x" in judged) == (min_size == 0)
+    # and the narrow reads find exactly the same
+    assert scoped == whole
+    assert alone == (whole.judged, whole.duplicates, whole.invalid, whole.foreign_keys)
+
+
+def test_least_scanned_list_is_the_head_of_the_whole_list(catalogue):
+    with monitoring_connection(catalogue, Settings()) as conn:
+        everything = indexes.list_indexes(conn)
+        head = indexes.list_indexes(conn, limit=5)
+        total = indexes.count_indexes(conn)
+    assert total == len(everything) and len(head) == 5
+    expected = everything.sort_values(["scans", "size_bytes", "index_oid"],
+                                      ascending=[True, False, True]).head(5)
+    assert list(head["index_name"]) == list(expected["index_name"])
+
+
+def test_bloat_check_estimates_only_what_can_be_a_finding_and_finds_the_same(catalogue):
+    settings = Settings(statement_timeout_ms=30_000, bloat_min_bytes=1_048_576,
+                        bloat_min_ratio=0.3)
+    with monitoring_connection(catalogue, settings) as conn:
+        stats = bloat.column_stats(conn)
+        tables, idx = bloat.table_bloat(conn, stats), bloat.index_bloat(conn, stats)
+        finding = checks.check_bloat(conn, settings)
+        big_tables = bloat.table_bloat(conn, min_size_bytes=settings.bloat_min_bytes)
+    expected = [f"public.{r.table_name}" for r in tables.itertuples()
+                if r.bloat_ratio >= 0.3 and r.bloat_bytes >= settings.bloat_min_bytes]
+    expected += [f"public.{r.index_name}" for r in idx.itertuples()
+                 if r.bloat_ratio >= 0.3 and r.bloat_bytes >= settings.bloat_min_bytes]
+    assert "public.churn" in expected  # 90 % of its rows deleted, never vacuumed
+    assert "churn_small" in set(tables["table_name"])  # bloated, but under the minimum
+    assert sorted(finding.objects) == sorted(expected) and finding.count == len(expected)
+    # the big tables' figures are the same whether estimated alone or with the whole catalogue
+    whole = tables.set_index("relid").loc[big_tables["relid"]]
+    pd.testing.assert_series_equal(whole["bloat_bytes"].reset_index(drop=True),
+                                   big_tables["bloat_bytes"], check_names=False)
+
+
+def test_vacuum_check_reads_tables_with_dead_rows_as_the_statistics_view_shows_them(
+        catalogue):
+    with monitoring_connection(catalogue, Settings()) as conn:
+        status = vacuum.vacuum_status(conn)
+        behind = vacuum.vacuum_status(conn, checks.VACUUM_MIN_DEAD_ROWS)
+        view = pd.DataFrame(conn.execute("""
+            SELECT relname, n_live_tup, n_dead_tup, n_mod_since_analyze
+            FROM pg_stat_user_tables""").fetchall(),
+            columns=["table_name", "live_rows", "dead_rows", "changed_since_analyze"])
+    assert len(status) == len(view)
+    mine = status.set_index("table_name")[["live_rows", "dead_rows", "changed_since_analyze"]]
+    assert mine.sort_index().to_dict("index") == view.set_index("table_name").sort_index(
+        ).to_dict("index")
+    assert list(behind["table_name"]) == list(
+        status[status["dead_rows"] >= checks.VACUUM_MIN_DEAD_ROWS]["table_name"])
+    assert behind.iloc[0]["table_name"] == "churn" and behind.iloc[0]["dead_rows"] == 27000
+    assert not behind.iloc[0]["autovacuum_enabled"]
+
+
+def test_slow_query_check_counts_from_one_read_what_the_statement_list_shows(catalogue):
+    settings = Settings(slow_query_mean_ms=100, slow_query_min_calls=1)
+    with monitoring_connection(catalogue, settings) as conn:
+        caps = capabilities.detect(conn)
+        ext = caps.extension("pg_stat_statements")
+        finding = checks.check_slow_queries(conn, caps, settings)
+        top = statements.top_statements(conn, ext, statements.StatementFilter(
+            order_by="mean time", limit=5000))
+    slow = statements.slow_statements(top, 100, 1)
+    assert len(slow) == 1 and "pg_sleep" in slow.iloc[0]["query"]
+    assert finding.count == 1 and finding.objects == [f"queryid {int(slow.iloc[0]['queryid'])}"]
