@@ -31,7 +31,7 @@ def target_report(target: Target, settings: Settings,
     failed = False
     try:
         with monitoring_connection(target.database_url, settings) as conn:
-            identity = server.server_identity(conn)
+            identity = server.server_identity(conn, with_size=True)
             caps = capabilities.detect(conn)
             findings = checks.run_all(conn, caps, settings)
             hit = cache.cache_hit_rates(conn)

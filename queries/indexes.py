@@ -54,10 +54,22 @@ SCOPES["checks"] = " OR ".join(f"({SCOPES[name]})" for name in
                                ("unused", "duplicates", "invalid", "foreign_keys"))
 
 
+# A partitioned index has no pages or scans of its own: the sums over its partitions' indexes
+SIZE_BYTES = """CASE WHEN c.relkind = 'I' THEN
+                    (SELECT coalesce(sum(pc.relpages), 0) FROM pg_partition_tree(c.oid) p
+                     JOIN pg_class pc ON pc.oid = p.relid WHERE p.isleaf)
+                    ELSE c.relpages END::bigint * %(block_size)s"""
+SCANS = """CASE WHEN c.relkind = 'I' THEN
+                    (SELECT coalesce(sum(pg_stat_get_numscans(p.relid)), 0)
+                     FROM pg_partition_tree(c.oid) p WHERE p.isleaf)
+                    ELSE pg_stat_get_numscans(i.indexrelid) END::bigint"""
+
+
 def list_indexes(conn: psycopg.Connection, scope: str | None = None, min_size_bytes: int = 0,
                  limit: int | None = None) -> pd.DataFrame:
     """The indexes outside the system schemas (those of a SCOPES entry, else all) with what the
-    checks need; with `limit`, only the least scanned (largest first among equals).
+    checks need; with `limit`, only that many of them, the least scanned (largest first among
+    equals).
 
     Kept cheap for catalogues of tens of thousands of indexes: scan counts come straight from
     the statistics functions (not the pg_stat_all_indexes view), sizes from pg_class.relpages
@@ -68,12 +80,25 @@ def list_indexes(conn: psycopg.Connection, scope: str | None = None, min_size_by
     version = conn.info.server_version
     last_scan = "pg_stat_get_lastscan(i.indexrelid)" if version >= 160000 else "NULL::timestamptz"
     nulls_not_distinct = "i.indnullsnotdistinct" if version >= 150000 else "false"
-    order = "ORDER BY scans, size_bytes DESC, i.indexrelid LIMIT %(limit)s" if limit else ""
-    # the scope first, on its own: the few wanted indexes are then looked up by oid (the
-    # planner knows how many) instead of the whole catalogue being joined and then filtered
-    wanted = None if scope is None else [oid for oid, in conn.execute(
-        f"SELECT i.indexrelid FROM pg_index i WHERE {SCOPES[scope]}",
-        {"min_size_bytes": min_size_bytes})]
+    block_size = server.block_size(conn)
+    # the scope (or the least scanned) first, on its own: the few wanted indexes are then
+    # looked up by oid (the planner knows how many) instead of the whole catalogue being
+    # joined, its expressions decompiled, and then filtered
+    wanted = None
+    if limit:
+        wanted = [oid for oid, in conn.execute(f"""
+            SELECT i.indexrelid FROM pg_index i
+            JOIN pg_class c ON c.oid = i.indexrelid
+            JOIN pg_class t ON t.oid = i.indrelid
+            JOIN pg_namespace n ON n.oid = t.relnamespace
+            WHERE {USER_SCHEMAS} AND ({SCOPES[scope] if scope else "true"})
+            ORDER BY {SCANS}, {SIZE_BYTES} DESC, i.indexrelid
+            LIMIT %(limit)s""", {"limit": limit, "block_size": block_size,
+                                 "min_size_bytes": min_size_bytes})]
+    elif scope is not None:
+        wanted = [oid for oid, in conn.execute(
+            f"SELECT i.indexrelid FROM pg_index i WHERE {SCOPES[scope]}",
+            {"min_size_bytes": min_size_bytes})]
     frame = to_frame(conn.execute(f"""
         SELECT n.nspname                                         AS schema_name,
                t.relname                                         AS table_name,
@@ -100,16 +125,8 @@ def list_indexes(conn: psycopg.Connection, scope: str | None = None, min_size_by
                                                                  AS expressions,
                CASE WHEN i.indpred IS NOT NULL THEN pg_get_expr(i.indpred, i.indrelid) END
                                                                  AS predicate,
-               CASE WHEN c.relkind = 'I' THEN
-                    (SELECT coalesce(sum(pc.relpages), 0) FROM pg_partition_tree(c.oid) p
-                     JOIN pg_class pc ON pc.oid = p.relid WHERE p.isleaf)
-                    ELSE c.relpages END::bigint * %(block_size)s
-                                                                 AS size_bytes,
-               CASE WHEN c.relkind = 'I' THEN
-                    (SELECT coalesce(sum(pg_stat_get_numscans(p.relid)), 0)
-                     FROM pg_partition_tree(c.oid) p WHERE p.isleaf)
-                    ELSE pg_stat_get_numscans(i.indexrelid) END::bigint
-                                                                 AS scans,
+               {SIZE_BYTES}                                      AS size_bytes,
+               {SCANS}                                           AS scans,
                {last_scan}                                       AS last_scan
         FROM pg_index i
         JOIN pg_class c ON c.oid = i.indexrelid
@@ -122,17 +139,18 @@ def list_indexes(conn: psycopg.Connection, scope: str | None = None, min_size_by
         LEFT JOIN (SELECT DISTINCT conindid FROM pg_constraint WHERE contype = 'f') referenced
                ON referenced.conindid = i.indexrelid
         WHERE {USER_SCHEMAS} AND {"true" if wanted is None else "i.indexrelid = ANY(%(wanted)s::oid[])"}
-        {order}
-        """, {"wanted": wanted, "limit": limit, "block_size": server.block_size(conn)},
-        binary=True))
+        """, {"wanted": wanted, "block_size": block_size}, binary=True))
     frame["backs_constraint"] = frame["constraint_type"].notna() | frame["referenced_by_fk"]
     frame["is_partitioned"] = frame["is_partitioned"].astype(bool)
     names = table_column_names(conn, frame["table_oid"].unique().tolist())
     frame["column_names"] = [
         [names.get(table, [])[n - 1] if 0 < n <= len(names.get(table, [])) else None
          for n in cols] for table, cols in zip(frame["table_oid"], frame["columns"])]
+    if limit:
+        return frame.sort_values(["scans", "size_bytes", "index_oid"],
+                                 ascending=[True, False, True], ignore_index=True)
     # one order whatever the scope, so which of two twins is named does not depend on it
-    return frame if limit else frame.sort_values("index_oid", ignore_index=True)
+    return frame.sort_values("index_oid", ignore_index=True)
 
 
 def count_indexes(conn: psycopg.Connection) -> int:

@@ -14,7 +14,7 @@ class ServerIdentity:
     version_num: int             # e.g. 180006
     full_version: str
     database: str
-    database_size_bytes: int
+    database_size_bytes: int | None  # read only when asked: it visits every file
     started_at: datetime
     now: datetime
     stats_reset: datetime | None  # pg_stat_database.stats_reset of this database
@@ -48,21 +48,24 @@ class ServerIdentity:
         return f"since {start} (server start; no reset is recorded)"
 
 
-def server_identity(conn: psycopg.Connection) -> ServerIdentity:
+def server_identity(conn: psycopg.Connection, with_size: bool = False) -> ServerIdentity:
+    """With `with_size`, also the database's size: pg_database_size() visits every file of the
+    database, tens of milliseconds on a catalogue of tens of thousands of relations."""
     row = conn.execute(
         """
         SELECT current_setting('server_version')               AS version,
                current_setting('server_version_num')::int      AS version_num,
                version()                                       AS full_version,
                current_database()                              AS database,
-               pg_database_size(current_database())            AS database_size_bytes,
+               CASE WHEN %s THEN pg_database_size(current_database()) END
+                                                               AS database_size_bytes,
                pg_postmaster_start_time()                      AS started_at,
                now()                                           AS now,
                d.stats_reset                                   AS stats_reset,
                pg_is_in_recovery()                             AS in_recovery
         FROM pg_stat_database d
         WHERE d.datname = current_database()
-        """).fetchone()
+        """, (with_size,)).fetchone()
     version, *rest = row
     return ServerIdentity(version.split()[0], *rest)
 

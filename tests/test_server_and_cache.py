@@ -8,11 +8,13 @@ from queries.connections import monitoring_connection
 
 def test_server_identity(database_url, settings):
     with monitoring_connection(database_url, settings) as conn:
-        identity = server.server_identity(conn)
+        identity = server.server_identity(conn, with_size=True)
         expected_size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+        without_size = server.server_identity(conn)
     assert identity.version.split(".")[0] == str(identity.version_num // 10000)
     assert identity.database == "salesflow_test"
     assert abs(identity.database_size_bytes - expected_size) < 1_000_000
+    assert without_size.database_size_bytes is None  # not read unless asked for
     assert timedelta(0) <= identity.uptime < timedelta(days=365)
 
 

@@ -126,7 +126,8 @@ class PostgresOverview:
 def postgres_overview(dsn: str, settings: Settings) -> Loaded:
     def load(conn):
         caps = capabilities.detect(conn)
-        return PostgresOverview(server.server_identity(conn), caps, cache.cache_hit_rates(conn),
+        return PostgresOverview(server.server_identity(conn, with_size=True), caps,
+                                cache.cache_hit_rates(conn),
                                 checks.run_all(conn, caps, settings))
     return _load(dsn, settings, load)
 
@@ -172,10 +173,12 @@ def indexes_data(dsn: str, settings: Settings, include_own: bool = False) -> Loa
 
 
 @cached(ttl=CACHE_TTL_S)
-def bloat_data(dsn: str, settings: Settings) -> Loaded:
+def bloat_data(dsn: str, settings: Settings, min_size_bytes: int = 0) -> Loaded:
+    """Relations of at least min_size_bytes estimated (every one with 0)."""
     def load(conn):
-        stats = bloat.column_stats(conn)
-        return {"tables": bloat.table_bloat(conn, stats), "indexes": bloat.index_bloat(conn, stats),
+        stats = None if min_size_bytes else bloat.column_stats(conn)  # shared when all are read
+        return {"tables": bloat.table_bloat(conn, stats, min_size_bytes),
+                "indexes": bloat.index_bloat(conn, stats, min_size_bytes),
                 "vacuum": vacuum.vacuum_status(conn), "wraparound": vacuum.wraparound(conn),
                 "sequences": vacuum.sequences_near_max(conn),
                 "capabilities": capabilities.detect(conn)}

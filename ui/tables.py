@@ -90,22 +90,33 @@ def prepare(frame: pd.DataFrame, columns: dict[str, Column]) -> tuple[pd.DataFra
 
 def show(frame: pd.DataFrame | None, columns: dict[str, Column], empty_note: str = "", *,
          max_rows: int | None = None, missing: str = MISSING, height: int | None = None,
-         key: str | None = None, total: int | None = None) -> None:
-    """Draw the frame as its spec says; the first `max_rows` rows (the frame comes worst first)
-    with a caption saying how many were left out, or the note when there is nothing. `total`:
-    how many rows the frame was already cut from, when the query read only the first."""
+         key: str | None = None, total: int | None = None) -> pd.DataFrame | None:
+    """Draw the frame as its spec says, or the note when there is nothing. The frame comes
+    worst first: with more than `max_rows` rows, one page of them is drawn at a time, with a
+    page selector (the browser never gets thousands of rows at once). `total`: how many rows
+    the frame was already cut from, when the query read only the first. Returns the rows
+    drawn, so a page can show the fixes of exactly those."""
     if frame is None or len(frame) == 0:
         if empty_note:
             st.caption(empty_note)
-        return
-    total = max(total or 0, len(frame))
-    if max_rows is not None and total > max_rows:
-        frame = frame.head(max_rows)
+        return frame
+    read, total = len(frame), max(total or 0, len(frame))
+    start = 0
+    if max_rows is not None and len(frame) > max_rows:
+        pages = -(-len(frame) // max_rows)
+        number = st.number_input(
+            f"Page of {pages:,}", min_value=1, max_value=pages, value=1, step=1,
+            key=f"page:{key or '|'.join(columns)}:{empty_note}",
+            help=f"{max_rows:,} rows a page, worst first")
+        start = (int(number) - 1) * max_rows
+        frame = frame.iloc[start:start + max_rows]
     shown, config = prepare(frame, columns)
     st.dataframe(shown, hide_index=True, width="stretch", column_config=config,
                  placeholder=missing, height=height or "auto", key=key)
     if len(frame) < total:
-        st.caption(f"The first {len(frame):,} of {total:,} rows.")
+        of = f"the first {read:,} of {total:,}" if read < total else f"{total:,}"
+        st.caption(f"Rows {start + 1:,}–{start + len(frame):,} of {of}.")
+    return frame
 
 
 def show_text(header: list[str], rows: list[list[str]], empty_note: str = "") -> None:

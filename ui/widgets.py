@@ -61,6 +61,9 @@ PAGE_FILES = {"slow_queries": "views/slow_queries.py", "indexes": "views/indexes
               "activity": "views/activity.py", "matviews": "views/matviews.py"}
 
 
+BANNER_ITEMS = 50  # objects and fix lines a banner shows; the rest are on its page
+
+
 def finding_banner(finding) -> None:
     """A green/amber/red banner with the count, a link to the page and the fix."""
     box = {"red": st.error, "amber": st.warning, "green": st.success, "grey": st.info}[
@@ -72,9 +75,17 @@ def finding_banner(finding) -> None:
     if finding.severity in ("red", "amber", "grey") and (finding.objects or finding.fix):
         with st.expander(f"Objects and fix for “{finding.title}”"):
             if finding.objects:
-                st.write(", ".join(f"`{o}`" for o in finding.objects[:50]))
+                more = len(finding.objects) - BANNER_ITEMS
+                st.write(", ".join(f"`{o}`" for o in finding.objects[:BANNER_ITEMS])
+                         + (f" and {more:,} more" if more > 0 else ""))
             if finding.fix:
-                st.code(finding.fix, language="sql")
+                lines = finding.fix.splitlines()
+                st.code("\n".join(lines[:BANNER_ITEMS]), language="sql")
+                if len(lines) > BANNER_ITEMS:  # thousands of lines would slow the browser
+                    st.download_button(f"Download all {len(lines):,} lines of the fix",
+                                       finding.fix + "\n", file_name=f"{finding.check}.sql",
+                                       mime="application/sql", icon=":material/download:",
+                                       key=f"fix-{finding.check}")
             if page:
                 st.page_link(page, label=f"Details on the {finding.page.replace('_', ' ')} page",
                              icon=":material/arrow_forward:")

@@ -11,12 +11,17 @@ from queries.indexes import OWN_SCHEMA
 from queries.identifiers import qualified
 from ui import loaders, tables
 from ui.actions import exact_bloat
-from ui.format import percent
+from ui.format import human_bytes, percent
 from ui.widgets import own_objects_toggle, page, show_problem, value_or_stop
 
 who = page("Bloat and vacuum")
 target, settings = who.target, who.settings
-data = value_or_stop(loaders.bloat_data(target.database_url, settings),
+small_too = st.toggle(
+    f"Also estimate relations under {human_bytes(settings.bloat_min_bytes)}", value=False,
+    help="They cannot hold more bloat than that (the minimum of the bloat check); on a "
+         "catalogue of thousands of small relations, estimating them all takes seconds.")
+data = value_or_stop(loaders.bloat_data(target.database_url, settings,
+                                        0 if small_too else settings.bloat_min_bytes),
                      "Bloat and vacuum statistics are not available")
 if not own_objects_toggle():
     data = {name: value[value["schema_name"] != OWN_SCHEMA]
@@ -28,15 +33,18 @@ st.caption("Estimated from the planner statistics (row widths, null fractions, a
            "fillfactor): space the table has beyond what its rows need. An empty bloat cell is "
            "unknown, with the reason in the note (never analyzed, statistics missing or "
            "unreadable, B-tree deduplication); TOAST is not estimated.")
+at_least = "" if small_too else f" of at least {human_bytes(settings.bloat_min_bytes)}"
 table_bloat = data["tables"]
-if not table_bloat.empty:
+if table_bloat.empty:
+    st.caption(f"No table{at_least}.")
+else:
     shown = table_bloat[table_bloat["pages"] > 0]
     st.plotly_chart(px.bar(shown.head(15), x="bloat_bytes", y="table_name", orientation="h",
                            labels={"bloat_bytes": "estimated bloat (bytes)", "table_name": ""})
                     .update_layout(yaxis={"autorange": "reversed"}, xaxis_tickformat=".2s",
                                    height=380), width="stretch")
     tables.show(shown, bloat.TABLE_BLOAT_COLUMNS, max_rows=100, missing="unknown")
-    worst = shown[shown["bloat_ratio"] >= settings.bloat_min_ratio]
+    worst = shown[shown["bloat_ratio"] >= settings.bloat_min_ratio].head(20)  # most bytes first
     if len(worst):
         st.code("\n".join(bloat.table_fix_sql(r.schema_name, r.table_name)
                           for r in worst.itertuples()), language="sql")
@@ -44,7 +52,7 @@ if not table_bloat.empty:
 st.subheader("B-tree index bloat (estimate)")
 idx = data["indexes"]
 tables.show(idx[idx["pages"] > 0] if not idx.empty else idx, bloat.INDEX_BLOAT_COLUMNS,
-            "No B-tree indexes.", max_rows=100, missing="unknown")
+            f"No B-tree index{at_least}.", max_rows=100, missing="unknown")
 
 caps = data["capabilities"]
 pgstattuple = caps.extension("pgstattuple")

@@ -11,6 +11,8 @@ from ui import loaders, tables
 from ui.format import human_bytes
 from ui.widgets import own_objects_toggle, page, value_or_stop
 
+FINDINGS_PER_PAGE = 50
+
 who = page("Indexes")
 target, settings = who.target, who.settings
 include_own = own_objects_toggle()
@@ -22,14 +24,22 @@ st.caption(f"Scan counts are cumulative, {identity.stats_window()}. "
            "An index unused over a short period may still serve a monthly report.")
 
 
-def findings_table(findings, empty_note, columns=indexes.FINDING_COLUMNS):
+def findings_table(findings, empty_note, key, columns=indexes.FINDING_COLUMNS):
+    """One page of the findings (largest first) with the fixes of that page; every fix as a
+    file when there are more."""
     if not findings:
         st.caption(empty_note)
         return
-    tables.show(pd.DataFrame([asdict(f) for f in findings]), columns, max_rows=500)
-    fixes = [f.fix for f in findings if f.fix]
+    shown = tables.show(pd.DataFrame([asdict(f) for f in findings]), columns,
+                        max_rows=FINDINGS_PER_PAGE, key=key)
+    fixes = [fix for fix in shown["fix"] if fix]
     if fixes:
         st.code("\n".join(fixes), language="sql")
+    every_fix = [f.fix for f in findings if f.fix]
+    if len(every_fix) > len(fixes):
+        st.download_button(f"Download all {len(every_fix):,} fixes", "\n".join(every_fix) + "\n",
+                           file_name=f"{key}.sql", mime="application/sql",
+                           icon=":material/download:", key=f"download-{key}")
 
 
 cols = st.columns(4)
@@ -46,28 +56,25 @@ st.caption(f"No scans since the statistics reset; at least {human_bytes(settings
            f"key. *Too new*: built (or statistics reset) less than "
            f"{settings.unused_index_min_age_days:g} days ago, known from DB Pulse's migration "
            "ledger and snapshots; zero scans over so short a time prove nothing.")
-findings_table(found.judged, "No unused indexes.", indexes.JUDGED_COLUMNS)
+findings_table(found.judged, "No unused indexes.", "unused", indexes.JUDGED_COLUMNS)
 
 st.subheader("Duplicate and redundant indexes")
 st.caption("Same table, method, expressions and predicate, and the columns are a leading prefix "
            "of another index's. The one backing a constraint is always kept.")
-findings_table(found.duplicates, "No duplicate indexes.")
+findings_table(found.duplicates, "No duplicate indexes.", "duplicates")
 
 st.subheader("Invalid indexes")
 st.caption("Left by a failed CREATE INDEX CONCURRENTLY: maintained on writes, never read.")
-findings_table(found.invalid, "No invalid indexes.")
+findings_table(found.invalid, "No invalid indexes.", "invalid")
 
 st.subheader("Missing-index hints")
-fk = found.foreign_keys
-if fk:
-    tables.show(pd.DataFrame([asdict(h) for h in fk]), indexes.FOREIGN_KEY_COLUMNS)
-    st.code("\n".join(h.fix for h in fk if h.fix), language="sql")
-else:
-    st.caption("Every foreign key has an index leading with its columns.")
+findings_table(found.foreign_keys, "Every foreign key has an index leading with its columns.",
+               "foreign_keys", indexes.FOREIGN_KEY_COLUMNS)
 st.markdown("**Tables read mostly by sequential scans**")
 tables.show(data["seq_scans"], indexes.SEQ_SCAN_COLUMNS,
             "No table is read mostly by large sequential scans.")
 
 st.subheader("All indexes")
 st.caption("Least scanned first.")
-tables.show(data["least_scanned"], indexes.ALL_INDEX_COLUMNS, total=data["index_count"])
+tables.show(data["least_scanned"], indexes.ALL_INDEX_COLUMNS, max_rows=100,
+            total=data["index_count"])
