@@ -50,8 +50,8 @@ SCOPES = {
 }
 USER_SCHEMAS = ("n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') "
                 "AND n.nspname NOT LIKE 'pg_temp%%' AND n.nspname NOT LIKE 'pg_toast_temp%%'")
-SCOPES["checks"] = " OR ".join(f"({SCOPES[name]})" for name in
-                               ("unused", "duplicates", "invalid", "foreign_keys"))
+# what all the index checks together need: the union of their scopes
+CHECK_SCOPES = ("unused", "duplicates", "invalid", "foreign_keys")
 
 
 # A partitioned index has no pages or scans of its own: the sums over its partitions' indexes
@@ -67,9 +67,9 @@ SCANS = """CASE WHEN c.relkind = 'I' THEN
 
 def list_indexes(conn: psycopg.Connection, scope: str | None = None, min_size_bytes: int = 0,
                  limit: int | None = None) -> pd.DataFrame:
-    """The indexes outside the system schemas (those of a SCOPES entry, else all) with what the
-    checks need; with `limit`, only that many of them, the least scanned (largest first among
-    equals).
+    """The indexes outside the system schemas (those of a SCOPES entry or of all the checks,
+    else all of them) with what the checks need; with `limit`, only that many of all the
+    indexes, the least scanned (largest first among equals).
 
     Kept cheap for catalogues of tens of thousands of indexes: scan counts come straight from
     the statistics functions (not the pg_stat_all_indexes view), sizes from pg_class.relpages
@@ -91,13 +91,15 @@ def list_indexes(conn: psycopg.Connection, scope: str | None = None, min_size_by
             JOIN pg_class c ON c.oid = i.indexrelid
             JOIN pg_class t ON t.oid = i.indrelid
             JOIN pg_namespace n ON n.oid = t.relnamespace
-            WHERE {USER_SCHEMAS} AND ({SCOPES[scope] if scope else "true"})
+            WHERE {USER_SCHEMAS}
             ORDER BY {SCANS}, {SIZE_BYTES} DESC, i.indexrelid
             LIMIT %(limit)s""", {"limit": limit, "block_size": block_size,
                                  "min_size_bytes": min_size_bytes})]
     elif scope is not None:
-        wanted = [oid for oid, in conn.execute(
-            f"SELECT i.indexrelid FROM pg_index i WHERE {SCOPES[scope]}",
+        # a UNION, not an OR: each part keeps its own plan
+        wanted = [oid for oid, in conn.execute(" UNION ".join(
+            f"SELECT i.indexrelid FROM pg_index i WHERE {SCOPES[part]}"
+            for part in (CHECK_SCOPES if scope == "checks" else (scope,))),
             {"min_size_bytes": min_size_bytes})]
     frame = to_frame(conn.execute(f"""
         SELECT n.nspname                                         AS schema_name,
