@@ -1,13 +1,16 @@
-"""Benchmark: what the agent costs the database it watches, and how fast /metrics answers.
+"""Benchmark: what DB Pulse costs the database it watches, and how fast /metrics answers.
 
 Loads the demo into a database of its own, runs the demo workload for `--duration` seconds
-while the agent cycles every `--every` seconds (checks, KPIs, a snapshot), and compares DB
-Pulse's own statements (tagged /* dbpulse */) with all statements in pg_stat_statements over
-that time (differences, nothing is reset). Then scrapes /metrics, which answers from the last
-cycle. Prints one JSON object.
+while the watcher works every `--every` seconds, and compares DB Pulse's own statements
+(tagged /* dbpulse */) with all statements in pg_stat_statements over that time (differences,
+nothing is reset). Watchers: the agent (checks, KPIs, a snapshot; goal under 1 %, issue 16),
+or the Overview page's loads as a browser left open on it runs them once its cache expires
+(goal under 0.5 %, issue 15). For the agent, then scrapes /metrics, which answers from the
+last cycle. Prints one JSON object.
 
 Run against the embedded stack: eval "$(.venv/bin/python cli.py stack status)";
-.venv/bin/python bench/agent_cost.py [--scale default] [--duration 180] [--every 60]
+.venv/bin/python bench/agent_cost.py [--watcher agent|overview] [--scale default]
+    [--duration 180] [--every 60]
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ from queries.config import Settings, Target  # noqa: E402
 from queries.connections import OWN_STATEMENT_TAG  # noqa: E402
 
 DATABASE = "agent_cost"
-GOAL_SHARE, GOAL_SCRAPE_MS = 0.01, 200
+GOAL_SHARE = {"agent": 0.01, "overview": 0.005}
+GOAL_SCRAPE_MS = 200
 
 
 def exec_ms(url: str) -> tuple[float, float]:
@@ -59,6 +63,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=180)
     parser.add_argument("--every", type=float, default=60)
     parser.add_argument("--rate", type=float, default=50, help="workload operations per second")
+    parser.add_argument("--watcher", choices=sorted(GOAL_SHARE), default="agent")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     base, redis_url = os.environ["DATABASE_URL"], os.environ.get("REDIS_URL", "")
@@ -70,6 +75,16 @@ def main() -> None:
     target = Target(DATABASE, url, url, (redis_url,) if redis_url else ())
     agent = Agent([target], Settings(role="dba"), Alerter([]),
                   snapshot_every=timedelta(hours=1), log=lambda line: None)
+    if args.watcher == "overview":
+        from ui import loaders
+
+        load_overview = loaders.postgres_overview.__wrapped__  # what the page loads, uncached
+
+        def watch():
+            assert load_overview(url, Settings()).ok
+    else:
+        def watch():
+            agent.cycle([target])
     workload = Workload(url, redis_url or None, seed=7)
     own_before, all_before = exec_ms(url)
     worker = threading.Thread(target=workload.run, kwargs={"rate_per_s": args.rate,
@@ -79,7 +94,7 @@ def main() -> None:
     while time.monotonic() - started < args.duration:
         t0 = time.monotonic()
         own_t0 = exec_ms(url)[0]
-        agent.cycle([target])
+        watch()
         own_per_cycle.append(exec_ms(url)[0] - own_t0)
         cycles.append(time.monotonic() - t0)
         time.sleep(max(0.0, args.every - (time.monotonic() - t0)))
@@ -88,21 +103,22 @@ def main() -> None:
     own_after, all_after = exec_ms(url)
     own, total = own_after - own_before, all_after - all_before
 
-    port = free_port()
-    server = serve(agent.last, port)
     scrapes = []
-    for _ in range(20):
-        t0 = time.perf_counter()
-        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
-        scrapes.append((time.perf_counter() - t0) * 1000)
-    server.shutdown()
+    if args.watcher == "agent":
+        port = free_port()
+        server = serve(agent.last, port)
+        for _ in range(20):
+            t0 = time.perf_counter()
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+            scrapes.append((time.perf_counter() - t0) * 1000)
+        server.shutdown()
     for held in agent.locks.values():
         held.close()
     share = own / total if total else None
-    # steady state: a cycle without a snapshot every `every` s, a snapshot every hour (the first
-    # cycle took one), against the workload's statement time per second
+    # steady state: a cycle without a snapshot every `every` s, a snapshot every hour (the
+    # agent's first cycle took one), against the workload's statement time per second
     checks_ms = statistics.median(own_per_cycle[1:]) if len(own_per_cycle) > 1 else None
-    snapshot_ms = own_per_cycle[0] - (checks_ms or 0)
+    snapshot_ms = own_per_cycle[0] - (checks_ms or 0) if args.watcher == "agent" else 0
     steady = ((checks_ms / args.every + snapshot_ms / 3600) / ((total - own) / args.duration)
               if checks_ms is not None and total > own else None)
     with psycopg.connect(url) as conn:
@@ -116,7 +132,9 @@ def main() -> None:
         version = conn.execute("SHOW server_version").fetchone()[0]
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
             sql.Identifier(DATABASE)))
+    goal = GOAL_SHARE[args.watcher]
     print(json.dumps({
+        "watcher": args.watcher,
         "postgresql": version, "scale": args.scale, "duration_s": args.duration,
         "cycle_every_s": args.every, "cycles": len(cycles), "workload_rate_per_s": args.rate,
         "cpu_count": os.cpu_count(), "load_average": [round(v, 2) for v in os.getloadavg()],
@@ -126,14 +144,16 @@ def main() -> None:
         "own_ms_per_cycle": [round(v, 1) for v in own_per_cycle],
         "own_share_steady": None if steady is None else round(steady, 5),
         "steady_method": "median cycle without snapshot / every + first cycle's extra "
-                         "(the snapshot) / 3600 s, against the workload's statement time per s",
-        "goal_share": GOAL_SHARE,
-        "steady_within_goal": steady is not None and steady <= GOAL_SHARE,
+                         "(the agent's snapshot) / 3600 s, against the workload's statement "
+                         "time per s",
+        "goal_share": goal,
+        "steady_within_goal": steady is not None and steady <= goal,
         "own_top_statements": [[float(ms), calls, text] for ms, calls, text in top_own],
-        "scrape_ms": {"median": round(statistics.median(scrapes), 2),
-                      "max": round(max(scrapes), 2)},
-        "goal_scrape_ms": GOAL_SCRAPE_MS,
-        "scrape_within_goal": statistics.median(scrapes) <= GOAL_SCRAPE_MS,
+        **({"scrape_ms": {"median": round(statistics.median(scrapes), 2),
+                          "max": round(max(scrapes), 2)},
+            "goal_scrape_ms": GOAL_SCRAPE_MS,
+            "scrape_within_goal": statistics.median(scrapes) <= GOAL_SCRAPE_MS}
+           if scrapes else {}),
     }, indent=2))
 
 

@@ -91,15 +91,28 @@ def history_installed(conn: psycopg.Connection) -> bool:
     return conn.execute("SELECT to_regclass('dbpulse.snapshots') IS NOT NULL").fetchone()[0]
 
 
-# The snapshots of a period, each with what changed since the one before it.
-SNAPS = """
+def _snaps(complete: str = "true") -> str:
+    """The snapshots of a period, each with what changed since the one before it.
+
+    `complete` says which snapshots hold every row of a kind (statements: only some do, the
+    others only what changed; tables and indexes: every one). The window starts at the last
+    complete snapshot at or before the period's baseline, so a value stored before the period
+    is carried into it; only the snapshots after the baseline are `counted`, and
+    `complete_before` is when the last complete one before each was taken."""
+    return f"""
     bounds AS (
-        SELECT coalesce((SELECT max(taken_at) FROM dbpulse.snapshots
-                         WHERE source = %(source)s AND taken_at <= %(start)s), %(start)s) AS lo),
+        SELECT lo, coalesce((SELECT max(s.taken_at) FROM dbpulse.snapshots s
+                             WHERE s.source = %(source)s AND s.taken_at <= lo AND {complete}),
+                            lo) AS base
+        FROM (SELECT coalesce((SELECT max(taken_at) FROM dbpulse.snapshots
+                               WHERE source = %(source)s AND taken_at <= %(start)s),
+                              %(start)s) AS lo) period),
     snaps AS (
-        SELECT s.id, s.taken_at, s.synthetic,
+        SELECT s.id, s.taken_at, s.synthetic, s.taken_at > bounds.lo AS counted,
                row_number() OVER w                                    AS seq,
                lag(s.taken_at) OVER w                                 AS prev_taken_at,
+               max(s.taken_at) FILTER (WHERE {complete})
+                   OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS complete_before,
                -- the first snapshot only sets the baseline; demo and real never mix
                coalesce(lag(s.synthetic) OVER w <> s.synthetic, true) AS incomparable,
                lag(s.pss_version) OVER w IS DISTINCT FROM s.pss_version AS pss_changed,
@@ -109,26 +122,38 @@ SNAPS = """
                s.pss_dealloc - lag(s.pss_dealloc) OVER w             AS evicted,
                s.pss_version, s.blks_hit, s.blks_read, s.xact_commit, s.xact_rollback
         FROM dbpulse.snapshots s, bounds
-        WHERE s.source = %(source)s AND s.taken_at >= bounds.lo AND s.taken_at <= %(end)s
+        WHERE s.source = %(source)s AND s.taken_at >= bounds.base AND s.taken_at <= %(end)s
         WINDOW w AS (ORDER BY s.taken_at, s.id))
 """
 
-# per kind of row: its table, key, counters, and what makes a pair unusable or a fresh start
+
+SNAPS = _snaps()  # every snapshot holds every row of these kinds
+
+# per kind of row: its table, key, counters, what makes a pair unusable or a fresh start, and
+# the snapshots that hold every row of it
 KINDS = {
     "statements": ("snapshot_statements", ["queryid", "userid"], STATEMENT_COUNTERS,
-                   "sn.pss_changed", "sn.pss_reset OR t.stats_since > sn.prev_taken_at"),
+                   "sn.pss_changed", "sn.pss_reset OR t.stats_since > sn.prev_taken_at",
+                   "s.statements_complete"),
     "indexes": ("snapshot_indexes", ["schema_name", "index_name"], ["scans"],
-                "false", "sn.db_reset"),
+                "false", "sn.db_reset", "true"),
     "tables": ("snapshot_tables", ["schema_name", "table_name"],
                ["seq_scans", "index_scans", "rows_inserted", "rows_updated", "rows_deleted",
-                "heap_blks_hit", "heap_blks_read"], "false", "sn.db_reset"),
+                "heap_blks_hit", "heap_blks_read"], "false", "sn.db_reset", "true"),
 }
 
 
+def _kind_snaps(kind: str) -> sql.Composable:
+    return sql.SQL(_snaps(KINDS[kind][5]))
+
+
 def _deltas_cte(kind: str) -> sql.Composable:
-    """CTE `deltas`: one row per (key, snapshot) with each counter's difference to the snapshot
-    before and `how` it was counted: diff, fresh (restarted: the value itself) or skip."""
-    table, keys, counters, skip_if, fresh_if = KINDS[kind]
+    """CTE `deltas`: one row per (key, snapshot) with each counter's difference to the row
+    before and `how` it was counted: diff, fresh (restarted: the value itself) or skip. A row
+    stored before is the value until this one (statements are stored only when they change),
+    unless a complete snapshot came between without the key: then it was gone (evicted) and
+    this row counts as fresh."""
+    table, keys, counters, skip_if, fresh_if, _ = KINDS[kind]
     key_list = sql.SQL(", ").join(sql.SQL("t.") + sql.Identifier(k) for k in keys)
     part_keys = sql.SQL(", ").join(sql.Identifier(k) for k in keys)
     values = sql.SQL(", ").join(
@@ -146,18 +171,22 @@ def _deltas_cte(kind: str) -> sql.Composable:
     return sql.SQL("""
     pairs AS (
         SELECT {key_list}, sn.seq, sn.taken_at, sn.synthetic,
-               sn.incomparable OR {skip_if} AS skip, coalesce({fresh_if}, false) AS fresh,
-               lag(sn.seq) OVER e AS prev_seq, {values}
+               NOT sn.counted OR sn.incomparable OR {skip_if} AS skip,
+               coalesce({fresh_if}, false) AS fresh,
+               -- the key was there all along since its row before
+               coalesce(lag(sn.taken_at) OVER e >= coalesce(sn.complete_before, '-infinity'),
+                        false) AS continued,
+               {values}
         FROM snaps sn JOIN dbpulse.{table} t ON t.snapshot_id = sn.id
         WINDOW e AS (PARTITION BY {key_list} ORDER BY sn.seq)),
     classified AS (
         SELECT *, CASE WHEN skip THEN 'skip'
-                       WHEN prev_seq = seq - 1 AND NOT fresh AND NOT ({went_down}) THEN 'diff'
+                       WHEN continued AND NOT fresh AND NOT ({went_down}) THEN 'diff'
                        ELSE 'fresh' END AS how
         FROM pairs),
     deltas AS (
         SELECT {part_keys}, seq, taken_at, synthetic, how,
-               how = 'fresh' AND prev_seq = seq - 1 AS restarted, {differences}
+               how = 'fresh' AND continued AS restarted, {differences}
         FROM classified)
     """).format(key_list=key_list, skip_if=sql.SQL(skip_if), fresh_if=sql.SQL(fresh_if),
                 values=values, table=sql.Identifier(table), went_down=went_down,
@@ -227,7 +256,7 @@ def statement_deltas(conn: psycopg.Connection, source: str, period: Period) -> p
         LEFT JOIN dbpulse.statement_texts t USING (queryid, userid)
         WHERE s.calls > 0
         ORDER BY s.total_exec_ms DESC
-        """).format(snaps=sql.SQL(SNAPS), deltas=_deltas_cte("statements"), sums=sums),
+        """).format(snaps=_kind_snaps("statements"), deltas=_deltas_cte("statements"), sums=sums),
         _params(source, period)))
     return frame
 
@@ -245,7 +274,7 @@ def statement_series(conn: psycopg.Connection, source: str, period: Period,
         FROM deltas
         WHERE how <> 'skip' AND queryid = ANY(%(ids)s)
         GROUP BY queryid, bucket ORDER BY bucket
-        """).format(snaps=sql.SQL(SNAPS), deltas=_deltas_cte("statements")),
+        """).format(snaps=_kind_snaps("statements"), deltas=_deltas_cte("statements")),
         {**_params(source, period), "ids": list(queryids), "bucket": bucket_hours * 3600}))
 
 
@@ -265,7 +294,7 @@ def index_scans(conn: psycopg.Connection, source: str, period: Period) -> pd.Dat
         JOIN snaps sn ON sn.seq = s.last_seq
         JOIN dbpulse.snapshot_indexes i ON i.snapshot_id = sn.id
              AND i.schema_name = s.schema_name AND i.index_name = s.index_name
-        """).format(snaps=sql.SQL(SNAPS), deltas=_deltas_cte("indexes")), _params(source, period)))
+        """).format(snaps=_kind_snaps("indexes"), deltas=_deltas_cte("indexes")), _params(source, period)))
 
 
 def table_changes(conn: psycopg.Connection, source: str, period: Period) -> pd.DataFrame:
@@ -289,7 +318,7 @@ def table_changes(conn: psycopg.Connection, source: str, period: Period) -> pd.D
         LEFT JOIN dbpulse.snapshot_tables a ON a.snapshot_id = ends.first_id
              AND a.schema_name = b.schema_name AND a.table_name = b.table_name
         LEFT JOIN activity act ON act.schema_name = b.schema_name AND act.table_name = b.table_name
-        """).format(snaps=sql.SQL(SNAPS), deltas=_deltas_cte("tables"), sums=sums),
+        """).format(snaps=_kind_snaps("tables"), deltas=_deltas_cte("tables"), sums=sums),
         _params(source, period))).loc[:, lambda f: ~f.columns.duplicated()]
 
 

@@ -210,34 +210,105 @@ def _rows(frame: pd.DataFrame, columns: list[str]) -> list[tuple]:
             for row in values.itertuples(index=False, name=None)]
 
 
-def _copy(conn: psycopg.Connection, table: str, columns: list[str], rows: list[tuple]) -> None:
+def _copy(conn: psycopg.Connection, table: str | sql.Composable, columns: list[str],
+          rows: list[tuple]) -> None:
+    """COPY into a dbpulse table (by name) or any other (a composable)."""
     if not rows:
         return
+    target = sql.SQL("dbpulse.") + sql.Identifier(table) if isinstance(table, str) else table
     # tagged by hand: COPY does not go through TaggedConnection.execute
-    statement = sql.SQL("COPY dbpulse.{} ({}) FROM STDIN\n" + OWN_STATEMENT_TAG).format(
-        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))
+    statement = sql.SQL("COPY {} ({}) FROM STDIN\n" + OWN_STATEMENT_TAG).format(
+        target, sql.SQL(", ").join(map(sql.Identifier, columns)))
     with conn.cursor() as cur, cur.copy(statement) as copy:
         for row in rows:
             copy.write_row(row)
 
 
+# a complete snapshot (every statement stored) at least this often: a period's baseline is
+# then at most this far back, and pruning keeps one
+COMPLETE_EVERY = timedelta(days=1)
+
+
+def _stores_every_statement(conn: psycopg.Connection, snap: Snapshot, synthetic: bool) -> bool:
+    """Whether this snapshot must hold every statement: the source's first, one whose
+    counters cannot be compared with the snapshot before (pg_stat_statements reset, upgraded
+    or evicting entries, a server restart, a switch between demo and real history, a snapshot
+    older than the last one), or the last complete one is COMPLETE_EVERY old."""
+    before = conn.execute("""
+        SELECT taken_at, synthetic, server_started_at, pss_version, pss_stats_reset, pss_dealloc,
+               (SELECT max(taken_at) FROM dbpulse.snapshots
+                WHERE source = %(source)s AND statements_complete) AS last_complete
+        FROM dbpulse.snapshots WHERE source = %(source)s
+        ORDER BY taken_at DESC, id DESC LIMIT 1""", {"source": snap.source}).fetchone()
+    if before is None:
+        return True
+    taken_at, was_synthetic, started, version, reset, dealloc, last_complete = before
+    return (snap.taken_at <= taken_at or was_synthetic != synthetic
+            or started != snap.server_started_at or version != snap.pss_version
+            or reset != snap.pss_stats_reset or (snap.pss_dealloc or 0) > (dealloc or 0)
+            or last_complete is None or snap.taken_at - last_complete >= COMPLETE_EVERY)
+
+
+def _store_statements(conn: psycopg.Connection, snapshot_id: int, snap: Snapshot,
+                      complete: bool) -> int:
+    """Every statement of a complete snapshot, else only those whose counters changed since
+    the row stored before for this source (or that are new). Returns how many were stored."""
+    columns = ["snapshot_id", "queryid", "userid"] + STATEMENT_COUNTERS + ["stats_since"]
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS dbpulse_new_statements "
+                 "(LIKE dbpulse.snapshot_statements) ON COMMIT DELETE ROWS")
+    conn.execute("TRUNCATE dbpulse_new_statements")  # several snapshots may share a transaction
+    _copy(conn, sql.Identifier("dbpulse_new_statements"), columns,
+          _rows(snap.statements.assign(snapshot_id=snapshot_id), columns))
+    def values(alias: str) -> sql.Composable:
+        return sql.SQL(", ").join(sql.Identifier(alias, c)
+                                  for c in STATEMENT_COUNTERS + ["stats_since"])
+    return conn.execute(sql.SQL("""
+        WITH last AS (  -- each statement's last stored row since the last complete snapshot
+            SELECT DISTINCT ON (t.queryid, t.userid) t.*
+            FROM dbpulse.snapshot_statements t
+            JOIN dbpulse.snapshots s ON s.id = t.snapshot_id
+            WHERE s.source = %(source)s AND s.id <> %(id)s
+              AND s.taken_at >= (SELECT max(taken_at) FROM dbpulse.snapshots
+                                 WHERE source = %(source)s AND statements_complete
+                                   AND id <> %(id)s)
+            ORDER BY t.queryid, t.userid, s.taken_at DESC, s.id DESC)
+        INSERT INTO dbpulse.snapshot_statements
+        SELECT n.* FROM dbpulse_new_statements n
+        WHERE %(complete)s OR NOT EXISTS (
+            SELECT 1 FROM last l WHERE l.queryid = n.queryid AND l.userid = n.userid
+              AND ROW({last}) IS NOT DISTINCT FROM ROW({new}))
+        """).format(last=values("l"), new=values("n")),
+        {"source": snap.source, "id": snapshot_id, "complete": complete}).rowcount
+
+
+@dataclass
+class Stored:
+    snapshot_id: int
+    statements: int           # statement rows written: the changed ones, or all when complete
+    complete: bool
+
+
 def store(conn: psycopg.Connection, snap: Snapshot, who: Actor, *,
-          synthetic: bool = False) -> int:
-    """Write one snapshot in one transaction (all of it or nothing) on the history connection;
-    returns its id. Query texts already known are not stored again."""
+          synthetic: bool = False) -> Stored:
+    """Write one snapshot in one transaction (all of it or nothing) on the history connection.
+    Query texts already known are not stored again; statements only when they changed, unless
+    the snapshot must be complete (_stores_every_statement)."""
     who.require_dba("Taking a snapshot")
     with conn.transaction():
         # durable even where the server commits asynchronously: a crash must not lose history
         conn.execute("SET LOCAL synchronous_commit = on")
+        complete = _stores_every_statement(conn, snap, synthetic)
         snapshot_id = conn.execute("""
             INSERT INTO dbpulse.snapshots (taken_at, source, taken_by, synthetic,
                 server_version_num, server_started_at, pss_version, pss_stats_reset, pss_dealloc,
-                db_stats_reset, blks_hit, blks_read, xact_commit, xact_rollback, collect_ms)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
+                db_stats_reset, blks_hit, blks_read, xact_commit, xact_rollback, collect_ms,
+                statements_complete)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+            RETURNING id""",
             (snap.taken_at, snap.source, who.person, synthetic, snap.server_version_num,
              snap.server_started_at, snap.pss_version, snap.pss_stats_reset, snap.pss_dealloc,
              snap.db_stats_reset, snap.blks_hit, snap.blks_read, snap.xact_commit,
-             snap.xact_rollback, snap.collect_ms)).fetchone()[0]
+             snap.xact_rollback, snap.collect_ms, complete)).fetchone()[0]
         if not snap.statements.empty:
             # one statement for all texts (executemany would lose the own-statement tag)
             ids, users, roles, texts = zip(*_rows(snap.statements,
@@ -247,11 +318,9 @@ def store(conn: psycopg.Connection, snap: Snapshot, who: Actor, *,
                 SELECT t.*, %s FROM unnest(%s::bigint[], %s::oid[], %s::text[], %s::text[]) AS t
                 ON CONFLICT DO NOTHING""", (snap.taken_at, list(ids), list(users), list(roles),
                                             list(texts)))
-        columns = ["queryid", "userid"] + STATEMENT_COUNTERS + ["stats_since"]
+        stored = (_store_statements(conn, snapshot_id, snap, complete)
+                  if not snap.statements.empty else 0)
         tagged = lambda frame: frame.assign(snapshot_id=snapshot_id)  # noqa: E731
-        _copy(conn, "snapshot_statements", ["snapshot_id"] + columns,
-              _rows(tagged(snap.statements), ["snapshot_id"] + columns)
-              if not snap.statements.empty else [])
         for table, frame, cols in (("snapshot_tables", snap.tables, TABLE_COLUMNS),
                                    ("snapshot_indexes", snap.indexes, INDEX_COLUMNS),
                                    ("snapshot_matviews", snap.matviews, MATVIEW_COLUMNS),
@@ -260,16 +329,22 @@ def store(conn: psycopg.Connection, snap: Snapshot, who: Actor, *,
             if not frame.empty:
                 _copy(conn, table, ["snapshot_id"] + cols, _rows(tagged(frame),
                                                                  ["snapshot_id"] + cols))
-    return snapshot_id
+    return Stored(snapshot_id, stored, complete)
 
 
 def prune(conn: psycopg.Connection, retention_days: int, now: datetime | None = None) -> int:
     """Delete snapshots older than the retention (their rows go with them) and the statement
-    texts no remaining snapshot refers to. Returns how many snapshots were deleted."""
+    texts no remaining snapshot refers to; of each source, the last complete snapshot before
+    the cutoff stays, as the baseline the statements stored after it are carried from.
+    Returns how many snapshots were deleted."""
     cutoff = (now or datetime.now(timezone.utc)) - timedelta(days=retention_days)
     with conn.transaction():
-        deleted = conn.execute("DELETE FROM dbpulse.snapshots WHERE taken_at < %s",
-                               (cutoff,)).rowcount
+        deleted = conn.execute("""
+            DELETE FROM dbpulse.snapshots s
+            WHERE s.taken_at < least(%(cutoff)s, (
+                SELECT max(c.taken_at) FROM dbpulse.snapshots c
+                WHERE c.source = s.source AND c.statements_complete
+                  AND c.taken_at <= %(cutoff)s))""", {"cutoff": cutoff}).rowcount
         if deleted:
             conn.execute("""
                 DELETE FROM dbpulse.statement_texts t
@@ -283,11 +358,13 @@ def prune(conn: psycopg.Connection, retention_days: int, now: datetime | None = 
 class SnapshotResult:
     snapshot_id: int
     taken_at: datetime
-    statements: int
+    statements: int          # read from pg_stat_statements
     problems: list[str]
     pruned: int
     collect_ms: float
     store_ms: float
+    statements_stored: int = 0   # of them, those that changed (all in a complete snapshot)
+    complete: bool = True
 
 
 def take(monitor_conn: psycopg.Connection, history_conn: psycopg.Connection, who: Actor, *,
@@ -299,7 +376,8 @@ def take(monitor_conn: psycopg.Connection, history_conn: psycopg.Connection, who
                    who.target.redis_urls if redis_urls is None else redis_urls,
                    who.settings.matview_max_age_minutes)
     t0 = time.monotonic()
-    snapshot_id = store(history_conn, snap, who)
+    stored = store(history_conn, snap, who)
     pruned = prune(history_conn, who.settings.history_retention_days)
-    return SnapshotResult(snapshot_id, snap.taken_at, len(snap.statements), snap.problems, pruned,
-                          snap.collect_ms, (time.monotonic() - t0) * 1000)
+    return SnapshotResult(stored.snapshot_id, snap.taken_at, len(snap.statements), snap.problems,
+                          pruned, snap.collect_ms, (time.monotonic() - t0) * 1000,
+                          stored.statements, stored.complete)

@@ -59,16 +59,24 @@ def test_snapshot_stores_counters_and_each_text_once(database_url, dba_settings)
     _run(database_url, 7)
     second = _snap(database_url, dba_settings, source)
     assert first.statements > 0 and not first.problems
+    # the source's first snapshot holds every statement; the next only those that changed
+    assert first.complete and first.statements_stored == first.statements
+    assert not second.complete and 0 < second.statements_stored < second.statements
     with monitoring_connection(database_url, dba_settings) as conn:
         rows = conn.execute("SELECT count(*), count(DISTINCT (queryid, userid)) FROM "
                             "dbpulse.snapshot_statements WHERE snapshot_id = %s",
                             (second.snapshot_id,)).fetchone()
-        assert rows[0] == rows[1] == second.statements
+        assert rows[0] == rows[1] == second.statements_stored
+        stored_probe = conn.execute(
+            "SELECT s.calls FROM dbpulse.snapshot_statements s JOIN dbpulse.statement_texts t "
+            "USING (queryid, userid) WHERE s.snapshot_id = %s AND t.query LIKE "
+            "'%%history_probe%%'", (second.snapshot_id,)).fetchall()
+        assert [c for c, in stored_probe] == [7]  # new since the first: stored
         texts = conn.execute("SELECT count(*) FROM dbpulse.statement_texts t WHERE EXISTS ("
                              "SELECT 1 FROM dbpulse.snapshot_statements s WHERE s.snapshot_id "
                              "= %s AND s.queryid = t.queryid AND s.userid = t.userid)",
-                             (second.snapshot_id,)).fetchone()[0]
-        assert texts == second.statements  # one text per statement, not one per snapshot
+                             (first.snapshot_id,)).fetchone()[0]
+        assert texts == first.statements  # one text per statement, not one per snapshot
         own = conn.execute("SELECT count(*) FROM dbpulse.statement_texts WHERE query LIKE "
                            "'%%dbpulse.snapshot%%'").fetchone()[0]
         assert own == 0  # DB Pulse's own writes are not part of the history
@@ -155,22 +163,36 @@ def test_periods_with_no_or_one_snapshot_say_so(database_url, dba_settings):
             history.require_usable(history.coverage(conn, source, period), period)
 
 
-def test_prune_deletes_old_snapshots_and_their_texts(database_url, dba_settings):
+def _age(url, settings, snapshot_id, days):
+    with admin_connection(url, settings) as conn:
+        conn.execute("UPDATE dbpulse.snapshots SET taken_at = now() - make_interval(days => %s) "
+                     "WHERE id = %s", (days, snapshot_id))
+
+
+def test_prune_deletes_old_snapshots_and_their_texts_but_keeps_the_baseline(database_url,
+                                                                           dba_settings):
     source = _source()
     old = _snap(database_url, dba_settings, source)
-    recent = _snap(database_url, dba_settings, source)
+    _age(database_url, dba_settings, old.snapshot_id, 100)
     with admin_connection(database_url, dba_settings) as conn:
-        conn.execute("UPDATE dbpulse.snapshots SET taken_at = now() - interval '100 days' "
-                     "WHERE id = %s", (old.snapshot_id,))
         conn.execute("INSERT INTO dbpulse.statement_texts (queryid, userid, query) VALUES "
                      "(-42, 0, 'only in the old snapshot')")
         conn.execute("INSERT INTO dbpulse.snapshot_statements (snapshot_id, queryid, userid, "
                      "calls, total_exec_ms) VALUES (%s, -42, 0, 1, 1)", (old.snapshot_id,))
-        deleted = snapshots.prune(conn, 90)
-        assert deleted >= 1
-        left = conn.execute("SELECT id FROM dbpulse.snapshots WHERE source = %s",
-                            (source,)).fetchall()
-        assert left == [(recent.snapshot_id,)]
+    # the last complete one is 100 days old: this one is complete; the old one is still the
+    # last complete one before the retention, so it stays
+    baseline = _snap(database_url, dba_settings, source)
+    assert old.complete and baseline.complete and baseline.pruned == 0
+    _age(database_url, dba_settings, baseline.snapshot_id, 95)
+    recent = _snap(database_url, dba_settings, source)  # its pruning: now the old one goes
+    assert recent.pruned == 1
+    with admin_connection(database_url, dba_settings) as conn:
+        assert snapshots.prune(conn, 90) == 0
+        left = conn.execute("SELECT id FROM dbpulse.snapshots WHERE source = %s ORDER BY "
+                            "taken_at", (source,)).fetchall()
+        # past the retention too, but the last complete one before it: the statements stored
+        # after it are carried from it
+        assert left == [(baseline.snapshot_id,), (recent.snapshot_id,)]
         assert conn.execute("SELECT count(*) FROM dbpulse.statement_texts WHERE queryid = -42"
                             ).fetchone()[0] == 0
         assert conn.execute("SELECT count(*) FROM dbpulse.snapshot_statements WHERE snapshot_id "
