@@ -334,9 +334,9 @@ def store(conn: psycopg.Connection, snap: Snapshot, who: Actor, *,
 
 def prune(conn: psycopg.Connection, retention_days: int, now: datetime | None = None) -> int:
     """Delete snapshots older than the retention (their rows go with them) and the statement
-    texts no remaining snapshot refers to; of each source, the last complete snapshot before
-    the cutoff stays, as the baseline the statements stored after it are carried from.
-    Returns how many snapshots were deleted."""
+    texts no remaining snapshot refers to. When a source's first snapshot inside the
+    retention holds only changed statements, the last complete one before it stays, with those
+    between: its statements are carried from them. Returns how many snapshots were deleted."""
     cutoff = (now or datetime.now(timezone.utc)) - timedelta(days=retention_days)
     with conn.transaction():
         deleted = conn.execute("""
@@ -344,7 +344,9 @@ def prune(conn: psycopg.Connection, retention_days: int, now: datetime | None = 
             WHERE s.taken_at < least(%(cutoff)s, (
                 SELECT max(c.taken_at) FROM dbpulse.snapshots c
                 WHERE c.source = s.source AND c.statements_complete
-                  AND c.taken_at <= %(cutoff)s))""", {"cutoff": cutoff}).rowcount
+                  AND c.taken_at <= (SELECT min(f.taken_at) FROM dbpulse.snapshots f
+                                     WHERE f.source = s.source AND f.taken_at >= %(cutoff)s)))
+            """, {"cutoff": cutoff}).rowcount
         if deleted:
             conn.execute("""
                 DELETE FROM dbpulse.statement_texts t

@@ -2,6 +2,7 @@
 Redis restart are counted from zero, never negative or as the whole history; pruning; periods
 with too few snapshots; an unreachable or separate history database."""
 
+import dataclasses
 import subprocess
 import time
 import uuid
@@ -163,35 +164,34 @@ def test_periods_with_no_or_one_snapshot_say_so(database_url, dba_settings):
             history.require_usable(history.coverage(conn, source, period), period)
 
 
-def _age(url, settings, snapshot_id, days):
+def _age(url, settings, snapshot_id, hours):
     with admin_connection(url, settings) as conn:
-        conn.execute("UPDATE dbpulse.snapshots SET taken_at = now() - make_interval(days => %s) "
-                     "WHERE id = %s", (days, snapshot_id))
+        conn.execute("UPDATE dbpulse.snapshots SET taken_at = taken_at "
+                     "- make_interval(hours => %s) WHERE id = %s", (hours, snapshot_id))
 
 
-def test_prune_deletes_old_snapshots_and_their_texts_but_keeps_the_baseline(database_url,
-                                                                           dba_settings):
+def test_prune_deletes_old_snapshots_and_their_texts_but_keeps_a_baseline(database_url,
+                                                                          dba_settings):
     source = _source()
+    dba_settings = dataclasses.replace(dba_settings, history_retention_days=3650)  # prune here
     old = _snap(database_url, dba_settings, source)
-    _age(database_url, dba_settings, old.snapshot_id, 100)
+    _age(database_url, dba_settings, old.snapshot_id, 100 * 24)
     with admin_connection(database_url, dba_settings) as conn:
         conn.execute("INSERT INTO dbpulse.statement_texts (queryid, userid, query) VALUES "
                      "(-42, 0, 'only in the old snapshot')")
         conn.execute("INSERT INTO dbpulse.snapshot_statements (snapshot_id, queryid, userid, "
                      "calls, total_exec_ms) VALUES (%s, -42, 0, 1, 1)", (old.snapshot_id,))
-    # the last complete one is 100 days old: this one is complete; the old one is still the
-    # last complete one before the retention, so it stays
-    baseline = _snap(database_url, dba_settings, source)
-    assert old.complete and baseline.complete and baseline.pruned == 0
-    _age(database_url, dba_settings, baseline.snapshot_id, 95)
-    recent = _snap(database_url, dba_settings, source)  # its pruning: now the old one goes
-    assert recent.pruned == 1
+    baseline = _snap(database_url, dba_settings, source)  # the last complete is 100 days old
+    _age(database_url, dba_settings, baseline.snapshot_id, 1)
+    recent = _snap(database_url, dba_settings, source)    # only what changed in the hour
+    assert old.complete and baseline.complete and not recent.complete
     with admin_connection(database_url, dba_settings) as conn:
-        assert snapshots.prune(conn, 90) == 0
+        # the cutoff between the baseline and the recent one: the baseline is past it, but
+        # the recent one's statements are carried from it, so it stays
+        deleted = snapshots.prune(conn, 90, now=recent.taken_at + timedelta(days=90, minutes=-30))
+        assert deleted == 1
         left = conn.execute("SELECT id FROM dbpulse.snapshots WHERE source = %s ORDER BY "
                             "taken_at", (source,)).fetchall()
-        # past the retention too, but the last complete one before it: the statements stored
-        # after it are carried from it
         assert left == [(baseline.snapshot_id,), (recent.snapshot_id,)]
         assert conn.execute("SELECT count(*) FROM dbpulse.statement_texts WHERE queryid = -42"
                             ).fetchone()[0] == 0
