@@ -166,15 +166,18 @@ class Agent:
                         if self.alerter.pending and self.alerter.last_error else ""))
 
     def _refresh(self, target: Target, now: datetime) -> list[str]:
-        """Refresh the stale views that can be refreshed CONCURRENTLY; after a failure wait
-        1, 2, 4 … minutes (at most an hour) before trying that target again."""
+        """Refresh the stale views that can be refreshed CONCURRENTLY and no pg_cron job
+        refreshes; after a failure wait 1, 2, 4 … minutes (at most an hour) before trying that
+        target again."""
         failures, not_before = self.refresh_retry.get(target.name, (0, now))
         if now < not_before:
             return [f"refresh retried after {not_before:%H:%M:%S}"]
         try:
-            outcomes = actions.refresh_stale(self.actor(target), allow_blocking=False)
+            outcomes = actions.refresh_stale(self.actor(target), allow_blocking=False,
+                                             leave_scheduled=True)
             failed = [f"{name}: {outcome}" for name, outcome in outcomes
                       if outcome.startswith("not refreshed")]
+            outcomes = [o for o in outcomes if not o[1].startswith("left to pg_cron")]
         except DatabaseProblem as problem:
             failed, outcomes = [str(problem)], []
         if failed:

@@ -1,6 +1,7 @@
 """Benchmark: the fleet overview over 20 databases on one server, a few with findings, plus
-one target that is down. Times the concurrent read (queries/fleet.py) and the Fleet page drawn
-by Streamlit's AppTest. Prints one JSON object.
+one target that is down. Times the concurrent read (queries/fleet.py), the Fleet page drawn by
+Streamlit's AppTest, and the page in headless Chromium (a fresh dashboard each run). Prints one
+JSON object.
 
 Run against the embedded stack: eval "$(.venv/bin/python cli.py stack status)";
 .venv/bin/python bench/fleet.py [--targets 20] [--runs 5]
@@ -85,6 +86,34 @@ def page_seconds(targets: list[Target], runs: int) -> list[float]:
     return values
 
 
+def browser_seconds(targets: list[Target], runs: int) -> tuple[list[float], list[float]]:
+    """The Fleet page in headless Chromium: opened by its address on a fresh dashboard (empty
+    caches, Streamlit's own scripts loaded too), then again by its sidebar link from the cache."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import pages_in_browser as browser
+    from playwright.sync_api import sync_playwright
+
+    secrets = Path(tempfile.mkdtemp()) / "secrets.toml"
+    secrets.write_text("".join(f'[targets.{t.name}]\ndatabase_url = "{t.database_url}"\n'
+                               for t in targets))
+    first, cached = [], []
+    for _ in range(runs):
+        proc, base = browser.serve("", "", str(secrets))
+        try:
+            with sync_playwright() as p:
+                chromium = p.chromium.launch(executable_path=browser.CHROMIUM,
+                                             args=browser.FLAGS)
+                page = chromium.new_page(viewport={"width": 1440, "height": 900})
+                first.append(browser.drawn_seconds(page, f"{base}/fleet", "Fleet"))
+                browser.navigated_seconds(page, "Audit log", "Audit log")
+                cached.append(browser.navigated_seconds(page, "Fleet", "Fleet"))
+                chromium.close()
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    return first, cached
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--targets", type=int, default=20)
@@ -102,6 +131,7 @@ def main() -> None:
             reads.append(time.perf_counter() - t0)
             statuses = {r["target"]: r["status"] for r in reports}
         page = page_seconds(targets, args.runs)
+        in_browser, from_cache = browser_seconds(targets, args.runs)
     finally:
         drop(base_url, args.targets)
     with psycopg.connect(base_url) as conn:
@@ -111,7 +141,11 @@ def main() -> None:
         "load_average": [round(v, 2) for v in os.getloadavg()],
         "read_all_s": {"median": round(statistics.median(reads), 3), "max": round(max(reads), 3)},
         "fleet_page_s": {"median": round(statistics.median(page), 3), "max": round(max(page), 3)},
-        "goal_s": GOAL_S, "within_goal": statistics.median(page) <= GOAL_S,
+        "fleet_page_in_chromium_s": {"median": round(statistics.median(in_browser), 3),
+                                     "max": round(max(in_browser), 3)},
+        "fleet_page_in_chromium_from_cache_s": round(statistics.median(from_cache), 3),
+        "goal_s": GOAL_S, "within_goal": max(statistics.median(page),
+                                             statistics.median(in_browser)) <= GOAL_S,
         "statuses": {s: list(statuses.values()).count(s) for s in set(statuses.values())},
     }, indent=2))
 

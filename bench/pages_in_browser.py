@@ -48,11 +48,14 @@ FINISHED = """title => {
 }"""
 
 
-def serve(database_url: str, redis_url: str) -> tuple[subprocess.Popen, str]:
+def serve(database_url: str, redis_url: str, secrets_file: str | None = None
+          ) -> tuple[subprocess.Popen, str]:
+    """A dashboard on a free port, as a viewer, watching the URLs (or the targets of a
+    secrets file)."""
     port = free_port()
     env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
            "DBPULSE_ROLE": "viewer",
-           "DBPULSE_SECRETS_FILE": str(Path(tempfile.mkdtemp()) / "none.toml")}
+           "DBPULSE_SECRETS_FILE": secrets_file or str(Path(tempfile.mkdtemp()) / "none.toml")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "app.py"),
          "--server.port", str(port), "--server.headless", "true",

@@ -118,12 +118,15 @@ def remove_schedule(who: Actor, schema: str, name: str) -> None:
                    object_name=qualified(schema, name))
 
 
-def refresh_stale(who: Actor, allow_blocking: bool = False) -> list[tuple[str, str]]:
+def refresh_stale(who: Actor, allow_blocking: bool = False,
+                  leave_scheduled: bool = False) -> list[tuple[str, str]]:
     from queries import matviews
 
     return perform(who, "refresh_stale", "Refreshing materialized views",
-                   lambda conn: matviews.refresh_stale(conn, who, allow_blocking),
+                   lambda conn: matviews.refresh_stale(conn, who, allow_blocking,
+                                                       leave_scheduled),
                    parameters={"allow_blocking": allow_blocking,
+                               "leave_scheduled": leave_scheduled,
                                "max_age_minutes": who.settings.matview_max_age_minutes},
                    describe=lambda outcomes: "; ".join(f"{n}: {o}" for n, o in outcomes)
                    or "no stale view")

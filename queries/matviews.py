@@ -317,15 +317,24 @@ def _log(conn, view_oid, schema, name, started_at, concurrently, actor, outcome,
         """, (view_oid, schema, name, started_at, concurrently, actor, outcome, detail, view_oid))
 
 
-def refresh_stale(conn: psycopg.Connection, who: Actor,
-                  allow_blocking: bool = False) -> list[tuple[str, str]]:
+def refresh_stale(conn: psycopg.Connection, who: Actor, allow_blocking: bool = False,
+                  leave_scheduled: bool = False) -> list[tuple[str, str]]:
     """Refresh every view older than the settings' maximum age; returns (qualified name,
     outcome) per view, and goes on past failures so one bad view does not keep the others
-    stale."""
+    stale. With leave_scheduled, a view an active pg_cron job refreshes is left to it (the
+    agent: two refreshers would only wait for each other's lock)."""
+    from queries import schedules
+
     who.require_dba("Refreshing materialized views")
+    scheduled = schedules.scheduled_views(conn) if leave_scheduled else {}
     outcomes = []
     for row in list_matviews(conn, who.settings.matview_max_age_minutes).itertuples():
         if not row.stale:
+            continue
+        job = scheduled.get((row.schema_name, row.view_name))
+        if job:
+            outcomes.append((qualified(row.schema_name, row.view_name),
+                             f"left to pg_cron ({job})"))
             continue
         try:
             result = refresh(conn, who, schema=row.schema_name, name=row.view_name,

@@ -4,6 +4,8 @@ its last runs from cron.job_run_details and its current failure streak."""
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -206,3 +208,45 @@ SCHEDULE_COLUMNS = {
     "last_error": Column("Last error", width="large"),
     "command": Column("Command", width="medium"),
 }
+
+
+REFRESH_TARGET = re.compile(r"^\s*refresh\s+materialized\s+view\s+(?:concurrently\s+)?(.+?)\s*;?\s*$",
+                            re.IGNORECASE | re.DOTALL)
+
+
+def refreshed_view(command: str) -> tuple[str, str] | None:
+    """The (schema, view) a job's command refreshes, when it is one plain REFRESH; a name
+    without a schema is taken as public, an unquoted one folded to lower case as PostgreSQL
+    does.
+
+    >>> refreshed_view("REFRESH MATERIALIZED VIEW CONCURRENTLY public.mv_deal_pipeline")
+    ('public', 'mv_deal_pipeline')
+    >>> refreshed_view('refresh materialized view "Sales"."Odd View";')
+    ('Sales', 'Odd View')
+    >>> refreshed_view("REFRESH MATERIALIZED VIEW MV_Totals"), refreshed_view("SELECT 1")
+    (('public', 'mv_totals'), None)
+    """
+    match = REFRESH_TARGET.match(command or "")
+    if not match:
+        return None
+    parts = re.findall(r'"((?:[^"]|"")*)"|([^."\s]+)', match.group(1))
+    names = [quoted.replace('""', '"') if quoted else plain.lower() for quoted, plain in parts]
+    if len(names) == 1:
+        return ("public", names[0])
+    return (names[0], names[1]) if len(names) == 2 else None
+
+
+def scheduled_views(conn: psycopg.Connection) -> dict[tuple[str, str], str]:
+    """(schema, view) -> the name (or id) of an active pg_cron job that refreshes it in this
+    database; empty where pg_cron is not installed here or not readable."""
+    place = cron_place(conn)
+    if not (place.installed and place.readable):
+        return {}
+    jobs = schedules(conn)
+    jobs = jobs[jobs["active"].astype(bool) & (jobs["database"] == place.here)]
+    found = {}
+    for name, jobid, command in zip(jobs["jobname"], jobs["jobid"], jobs["command"]):
+        view = refreshed_view(command)
+        if view:
+            found[view] = name or f"job {jobid}"
+    return found

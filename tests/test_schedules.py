@@ -147,3 +147,26 @@ def test_the_page_schedules_a_view_and_lists_it(cron_url, monkeypatch, tmp_path)
     assert any("Done: pg_cron job" in s.value for s in at.success)
     jobs = next(d.value for d in at.dataframe if "schedule" in d.value.columns)
     assert "dbpulse-refresh-public.sched_ok" in set(jobs["jobname"])  # listed at once
+
+
+def test_stale_views_a_pg_cron_job_refreshes_are_left_to_it(cron_url):
+    dba = as_actor(Settings(role="dba", matview_max_age_minutes=0), cron_url, name="pg15",
+                   person="ann@example.com")
+    actions.schedule_refresh(dba, "public", "sched_ok", "0 3 * * *")  # not before 03:00
+    with psycopg.connect(cron_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO sched_src VALUES (2)")  # a write since: both views stale
+        # another role's job, written by hand, for the other view
+        conn.execute("SELECT cron.schedule('dbpulse-refresh-by-hand', '0 4 * * *', "
+                     "'refresh materialized view SCHED_FAIL;')")
+    try:
+        left = {name: outcome for name, outcome in actions.refresh_stale(dba, leave_scheduled=True)
+                if "sched_" in name}  # the server's other views are not this test's
+        assert left == {"public.sched_ok": "left to pg_cron (dbpulse-refresh-public.sched_ok)",
+                        "public.sched_fail": "left to pg_cron (dbpulse-refresh-by-hand)"}
+        actions.pause_schedule(dba, "public", "sched_ok", False)  # a paused job refreshes nothing
+        done = dict(actions.refresh_stale(dba, leave_scheduled=True))
+        assert done["public.sched_ok"].startswith("refreshed in")
+        assert done["public.sched_fail"].startswith("left to pg_cron")
+    finally:
+        with psycopg.connect(cron_url, autocommit=True) as conn:
+            conn.execute("SELECT cron.unschedule('dbpulse-refresh-by-hand')")
