@@ -77,6 +77,9 @@ def measure(target: Target, settings: Settings) -> TargetFigures:
     return figures
 
 
+DOWN_RETRY_MAX_MINUTES = 5  # a target that is down is tried at least this often
+
+
 @dataclass
 class Agent:
     targets: list[Target]
@@ -91,6 +94,7 @@ class Agent:
     locks: dict = field(default_factory=dict)
     next_snapshot: dict = field(default_factory=dict)
     refresh_retry: dict = field(default_factory=dict)  # target -> (failures, not before)
+    down_retry: dict = field(default_factory=dict)  # target -> (failures in a row, not before)
 
     def actor(self, target: Target) -> Actor:
         if self.actor_for is not None:
@@ -122,6 +126,11 @@ class Agent:
             now = now or datetime.now(timezone.utc)
             t0 = time.monotonic()
             notes = []
+            failures, not_before = self.down_retry.get(target.name, (0, now))
+            if now < not_before:  # down: tried again after 1, 2, 4, then every 5 minutes
+                self.log(f"{now:%Y-%m-%d %H:%M:%S} {target.name}: down ({failures} failed "
+                         f"tries in a row), next try after {not_before:%H:%M:%S}")
+                continue
             try:
                 self._lock(target)  # again after a restart of the server
             except psycopg.OperationalError:
@@ -136,6 +145,11 @@ class Agent:
                                          "status": "down", "postgres": {"error": str(problem)}})
             report = figures.report
             up = "error" not in report.get("postgres", {})
+            if up:
+                self.down_retry.pop(target.name, None)
+            else:
+                self.down_retry[target.name] = (failures + 1, now + timedelta(
+                    minutes=min(DOWN_RETRY_MAX_MINUTES, 2 ** failures)))
             if up and now >= self.next_snapshot.get(target.name, now):
                 try:
                     snap = actions.take_snapshot(self.actor(target))

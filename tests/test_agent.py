@@ -133,6 +133,30 @@ def test_a_failing_receiver_is_retried_with_back_off_and_nothing_is_lost(scratch
     assert alerter.pending == [] and alerter.failures == 2
 
 
+def test_a_target_that_stays_down_is_tried_less_often_and_measured_when_back(database_url):
+    lines = []
+    down = Target("down", "postgresql://postgres@127.0.0.1:1/x",
+                  "postgresql://postgres@127.0.0.1:1/x")
+    agent = Agent([down], Settings(connect_timeout_s=2), alerts.Alerter([]), log=lines.append)
+    now = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+    for minute in range(0, 16):  # one cycle a minute for a quarter of an hour
+        agent.cycle([down], now + timedelta(minutes=minute))
+    tried = [line for line in lines if "next try" not in line]
+    # tried at 0, 1, 3, 7, 12 min: waits of 1, 2, 4, then 5 minutes; a line every minute
+    assert [line[11:16] for line in tried] == ["12:00", "12:01", "12:03", "12:07", "12:12"]
+    assert all("Cannot connect" in line for line in tried) and len(lines) == 16
+    assert "down (4 failed tries in a row), next try after 12:12:00" in lines[8]
+    # the server is back (the same target name, now reachable): measured on the next try
+    back = Target("down", database_url, database_url)
+    agent.cycle([back], now + timedelta(minutes=16))
+    assert "next try" in lines[-1]
+    agent.cycle([back], now + timedelta(minutes=17))
+    assert "Cannot connect" not in lines[-1] and " red, " in lines[-1]  # measured: its counts
+    assert "down" not in agent.down_retry
+    for held in agent.locks.values():
+        held.close()
+
+
 def test_quiet_hours_hold_messages_until_they_end():
     sent = []
     alerter = alerts.Alerter([sent.append], alerts.policy_from({"quiet_hours": "22:00-07:00"}))
