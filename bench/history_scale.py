@@ -82,6 +82,7 @@ def main() -> None:
     parser.add_argument("--statements", type=int, default=5000)
     parser.add_argument("--hot", type=int, default=500)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--keep", action="store_true", help="leave the server and its data")
     args = parser.parse_args()
     settings = Settings(role="dba", statement_timeout_ms=60_000, history_retention_days=3650)
     stack = EmbeddedStack(root=PROJECT_ROOT / ".dbpulse" / "bench-history-scale",
@@ -136,7 +137,10 @@ def main() -> None:
                         "cpu_count": os.cpu_count(),
                         "load_average": [round(v, 2) for v in os.getloadavg()]})
     finally:
-        stack.destroy()
+        if args.keep:
+            print(f"kept: {url}", file=sys.stderr)
+        else:
+            stack.destroy()
     print(json.dumps(figures, indent=2))
 
 

@@ -179,7 +179,7 @@ def _deltas_cte(kind: str) -> sql.Composable:
                {values}
         FROM snaps sn JOIN dbpulse.{table} t ON t.snapshot_id = sn.id
         WINDOW e AS (PARTITION BY {key_list} ORDER BY sn.seq)),
-    classified AS (
+    classified AS MATERIALIZED (  -- how each row counts, decided once (not per counter)
         SELECT *, CASE WHEN skip THEN 'skip'
                        WHEN continued AND NOT fresh AND NOT ({went_down}) THEN 'diff'
                        ELSE 'fresh' END AS how
