@@ -161,8 +161,7 @@ def _deltas_cte(kind: str) -> sql.Composable:
                                                          p=sql.Identifier("prev_" + c))
         for c in counters)
     went_down = sql.SQL(" OR ").join(
-        sql.SQL("coalesce({c} < {p}, false)").format(c=sql.Identifier(c),
-                                                     p=sql.Identifier("prev_" + c))
+        sql.SQL("coalesce(t.{c} < lag(t.{c}) OVER e, false)").format(c=sql.Identifier(c))
         for c in counters)
     differences = sql.SQL(", ").join(
         sql.SQL("CASE how WHEN 'diff' THEN greatest({c} - {p}, 0) WHEN 'fresh' THEN {c} "
@@ -176,12 +175,14 @@ def _deltas_cte(kind: str) -> sql.Composable:
                -- the key was there all along since its row before
                coalesce(lag(sn.taken_at) OVER e >= coalesce(sn.complete_before, '-infinity'),
                         false) AS continued,
+               -- here, once per row: a later CASE would repeat it for every counter
+               {went_down} AS went_down,
                {values}
         FROM snaps sn JOIN dbpulse.{table} t ON t.snapshot_id = sn.id
         WINDOW e AS (PARTITION BY {key_list} ORDER BY sn.seq)),
-    classified AS MATERIALIZED (  -- how each row counts, decided once (not per counter)
+    classified AS (
         SELECT *, CASE WHEN skip THEN 'skip'
-                       WHEN continued AND NOT fresh AND NOT ({went_down}) THEN 'diff'
+                       WHEN continued AND NOT fresh AND NOT went_down THEN 'diff'
                        ELSE 'fresh' END AS how
         FROM pairs),
     deltas AS (

@@ -254,16 +254,20 @@ def _store_statements(conn: psycopg.Connection, snapshot_id: int, snap: Snapshot
     """Every statement of a complete snapshot, else only those whose counters changed since
     the row stored before for this source (or that are new). Returns how many were stored."""
     columns = ["snapshot_id", "queryid", "userid"] + STATEMENT_COUNTERS + ["stats_since"]
+    rows = _rows(snap.statements.assign(snapshot_id=snapshot_id), columns)
+    if complete:
+        _copy(conn, "snapshot_statements", columns, rows)
+        return len(rows)
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS dbpulse_new_statements "
                  "(LIKE dbpulse.snapshot_statements) ON COMMIT DELETE ROWS")
     conn.execute("TRUNCATE dbpulse_new_statements")  # several snapshots may share a transaction
-    _copy(conn, sql.Identifier("dbpulse_new_statements"), columns,
-          _rows(snap.statements.assign(snapshot_id=snapshot_id), columns))
+    _copy(conn, sql.Identifier("dbpulse_new_statements"), columns, rows)
+
     def values(alias: str) -> sql.Composable:
         return sql.SQL(", ").join(sql.Identifier(alias, c)
                                   for c in STATEMENT_COUNTERS + ["stats_since"])
     return conn.execute(sql.SQL("""
-        WITH last AS (  -- each statement's last stored row since the last complete snapshot
+        WITH last AS MATERIALIZED (  -- each statement's last row since the last complete snapshot
             SELECT DISTINCT ON (t.queryid, t.userid) t.*
             FROM dbpulse.snapshot_statements t
             JOIN dbpulse.snapshots s ON s.id = t.snapshot_id
@@ -274,11 +278,11 @@ def _store_statements(conn: psycopg.Connection, snapshot_id: int, snap: Snapshot
             ORDER BY t.queryid, t.userid, s.taken_at DESC, s.id DESC)
         INSERT INTO dbpulse.snapshot_statements
         SELECT n.* FROM dbpulse_new_statements n
-        WHERE %(complete)s OR NOT EXISTS (
+        WHERE NOT EXISTS (  -- an anti-join: one pass over each side
             SELECT 1 FROM last l WHERE l.queryid = n.queryid AND l.userid = n.userid
               AND ROW({last}) IS NOT DISTINCT FROM ROW({new}))
         """).format(last=values("l"), new=values("n")),
-        {"source": snap.source, "id": snapshot_id, "complete": complete}).rowcount
+        {"source": snap.source, "id": snapshot_id}).rowcount
 
 
 @dataclass
