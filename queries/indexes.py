@@ -32,8 +32,7 @@ SCOPES = {
         WHERE NOT ui.indisunique AND ui.indisvalid
           AND (uc.relkind = 'I' OR uc.relkind = 'i' AND
                -- the size first (CASE keeps the order): the statistics lookup costs more
-               CASE WHEN uc.relpages::bigint * current_setting('block_size')::int
-                         >= %(min_size_bytes)s
+               CASE WHEN uc.relpages::bigint * %(block_size)s >= %(min_size_bytes)s
                     THEN pg_stat_get_numscans(uc.oid) = 0 ELSE false END))""",
     # indexes sharing table, method, first key column and whether they have expressions and a
     # predicate with another: the only ones that can cover each other
@@ -93,14 +92,14 @@ def list_indexes(conn: psycopg.Connection, scope: str | None = None, min_size_by
             JOIN pg_namespace n ON n.oid = t.relnamespace
             WHERE {USER_SCHEMAS}
             ORDER BY {SCANS}, {SIZE_BYTES} DESC, i.indexrelid
-            LIMIT %(limit)s""", {"limit": limit, "block_size": block_size,
-                                 "min_size_bytes": min_size_bytes})]
+            LIMIT %(limit)s""", {"limit": limit, "block_size": block_size})]
     elif scope is not None:
         # a UNION, not an OR: each part keeps its own plan
         wanted = [oid for oid, in conn.execute(" UNION ".join(
             f"SELECT i.indexrelid FROM pg_index i WHERE {SCOPES[part]}"
             for part in (CHECK_SCOPES if scope == "checks" else (scope,))),
-            {"min_size_bytes": min_size_bytes})]
+            {"min_size_bytes": min_size_bytes, "block_size": block_size})]
+    only = "true" if wanted is None else "i.indexrelid = ANY(%(wanted)s::oid[])"
     frame = to_frame(conn.execute(f"""
         SELECT n.nspname                                         AS schema_name,
                t.relname                                         AS table_name,
@@ -140,7 +139,7 @@ def list_indexes(conn: psycopg.Connection, scope: str | None = None, min_size_by
         -- a unique index a foreign key points at cannot be dropped while the key exists
         LEFT JOIN (SELECT DISTINCT conindid FROM pg_constraint WHERE contype = 'f') referenced
                ON referenced.conindid = i.indexrelid
-        WHERE {USER_SCHEMAS} AND {"true" if wanted is None else "i.indexrelid = ANY(%(wanted)s::oid[])"}
+        WHERE {USER_SCHEMAS} AND {only}
         """, {"wanted": wanted, "block_size": block_size}, binary=True))
     frame["backs_constraint"] = frame["constraint_type"].notna() | frame["referenced_by_fk"]
     frame["is_partitioned"] = frame["is_partitioned"].astype(bool)

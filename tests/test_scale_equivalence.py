@@ -172,3 +172,15 @@ def test_slow_query_check_counts_from_one_read_what_the_statement_list_shows(cat
     slow = statements.slow_statements(top, 100, 1)
     assert len(slow) == 1 and "pg_sleep" in slow.iloc[0]["query"]
     assert finding.count == 1 and finding.objects == [f"queryid {int(slow.iloc[0]['queryid'])}"]
+
+
+def test_column_statistics_read_by_oid_equal_those_read_through_pg_stats(catalogue):
+    """A superuser reads pg_statistic directly; any other role reads pg_stats: the same rows."""
+    from queries.frames import to_frame
+
+    with monitoring_connection(catalogue, Settings()) as conn:
+        frames = [to_frame(conn.execute(query, {"tables": None}, binary=True))
+                  .sort_values(["relid", "attnum"], ignore_index=True)
+                  for query in (bloat.STATS_BY_OID, bloat.STATS_BY_NAME)]
+    assert len(frames[0]) > 20  # every analyzed column of the catalogue's tables
+    pd.testing.assert_frame_equal(frames[0], frames[1])
