@@ -106,7 +106,8 @@ def show(frame: pd.DataFrame | None, columns: dict[str, Column], empty_note: str
         pages = -(-len(frame) // max_rows)
         number = st.number_input(
             f"Page of {pages:,}", min_value=1, max_value=pages, value=1, step=1,
-            key=f"page:{key or '|'.join(columns)}:{empty_note}",
+            # a new selector when the number of pages changes: the old choice may be past it
+            key=f"page:{key or '|'.join(columns)}:{empty_note}:{pages}",
             help=f"{max_rows:,} rows a page, worst first")
         start = (int(number) - 1) * max_rows
         frame = frame.iloc[start:start + max_rows]
