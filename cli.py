@@ -463,8 +463,10 @@ def cmd_snapshot(args) -> int:
     target, settings = who.target, who.settings
     result = actions.take_snapshot(who)
     print(f"snapshot {result.snapshot_id} of {target.history_source} at "
-          f"{result.taken_at:%Y-%m-%d %H:%M:%S %Z}: {result.statements} statements, "
-          f"collected in {result.collect_ms:.0f} ms, stored in {result.store_ms:.0f} ms"
+          f"{result.taken_at:%Y-%m-%d %H:%M:%S %Z}: {result.statements} statements "
+          + ("(all stored: a complete snapshot), " if result.complete else
+             f"({result.statements_stored} changed, stored), ")
+          + f"collected in {result.collect_ms:.0f} ms, stored in {result.store_ms:.0f} ms"
           + (f"; pruned {result.pruned} older than {settings.history_retention_days} days"
              if result.pruned else ""))
     for problem in result.problems:

@@ -179,7 +179,8 @@ def take_snapshot(who: Actor):
         return result
     return perform(who, "snapshot", "Taking a snapshot", run,
                    object_name=who.target.history_source, dsn=who.target.history_write_url,
-                   describe=lambda r: f"snapshot {r.snapshot_id}: {r.statements} statements"
+                   describe=lambda r: f"snapshot {r.snapshot_id}: {r.statements} statements, "
+                   f"{r.statements_stored} stored"
                    + (f"; pruned {r.pruned}" if r.pruned else ""))
 
 
