@@ -170,28 +170,35 @@ def _age(url, settings, snapshot_id, hours):
                      "- make_interval(hours => %s) WHERE id = %s", (hours, snapshot_id))
 
 
-def test_prune_deletes_old_snapshots_and_their_texts_but_keeps_a_baseline(database_url,
-                                                                          dba_settings):
-    source = _source()
-    dba_settings = dataclasses.replace(dba_settings, history_retention_days=3650)  # prune here
-    old = _snap(database_url, dba_settings, source)
-    _age(database_url, dba_settings, old.snapshot_id, 100 * 24)
-    with admin_connection(database_url, dba_settings) as conn:
+def test_prune_deletes_old_snapshots_and_their_texts_but_keeps_a_baseline(
+        database_url, scratch_database, dba_settings):
+    # a history database of its own: pruning with a cutoff in the future would delete the
+    # other tests' histories
+    settings = dataclasses.replace(dba_settings, history_retention_days=3650)
+
+    def snap():
+        with admin_connection(scratch_database, settings) as history_conn, \
+                monitoring_connection(database_url, settings) as monitor:
+            dbpulse_schema.install(history_conn, as_actor(settings))
+            return snapshots.take(monitor, history_conn, as_actor(settings), source="pruned")
+
+    old = snap()
+    _age(scratch_database, settings, old.snapshot_id, 100 * 24)
+    with admin_connection(scratch_database, settings) as conn:
         conn.execute("INSERT INTO dbpulse.statement_texts (queryid, userid, query) VALUES "
                      "(-42, 0, 'only in the old snapshot')")
         conn.execute("INSERT INTO dbpulse.snapshot_statements (snapshot_id, queryid, userid, "
                      "calls, total_exec_ms) VALUES (%s, -42, 0, 1, 1)", (old.snapshot_id,))
-    baseline = _snap(database_url, dba_settings, source)  # the last complete is 100 days old
-    _age(database_url, dba_settings, baseline.snapshot_id, 1)
-    recent = _snap(database_url, dba_settings, source)    # only what changed in the hour
+    baseline = snap()  # the last complete one is 100 days old: this one is complete
+    _age(scratch_database, settings, baseline.snapshot_id, 1)
+    recent = snap()    # only what changed in the hour
     assert old.complete and baseline.complete and not recent.complete
-    with admin_connection(database_url, dba_settings) as conn:
+    with admin_connection(scratch_database, settings) as conn:
         # the cutoff between the baseline and the recent one: the baseline is past it, but
         # the recent one's statements are carried from it, so it stays
         deleted = snapshots.prune(conn, 90, now=recent.taken_at + timedelta(days=90, minutes=-30))
-        assert deleted >= 1  # other tests' sources share these tables
-        left = conn.execute("SELECT id FROM dbpulse.snapshots WHERE source = %s ORDER BY "
-                            "taken_at", (source,)).fetchall()
+        assert deleted == 1
+        left = conn.execute("SELECT id FROM dbpulse.snapshots ORDER BY taken_at").fetchall()
         assert left == [(baseline.snapshot_id,), (recent.snapshot_id,)]
         assert conn.execute("SELECT count(*) FROM dbpulse.statement_texts WHERE queryid = -42"
                             ).fetchone()[0] == 0
