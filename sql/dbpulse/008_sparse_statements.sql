@@ -8,7 +8,7 @@ ALTER TABLE dbpulse.snapshots
 CREATE INDEX IF NOT EXISTS snapshots_source_complete
     ON dbpulse.snapshots (source, taken_at) WHERE statements_complete;
 -- Read by snapshot: a B-tree on snapshot_id alone replaces the primary key on (snapshot_id,
--- queryid, userid). Its entries deduplicate (many rows per snapshot), so it is a tenth of the
+-- queryid, userid). Its entries deduplicate (many rows per snapshot), so it is a quarter of the
 -- size; the writer stores a statement at most once per snapshot.
 ALTER TABLE dbpulse.snapshot_statements DROP CONSTRAINT IF EXISTS snapshot_statements_pkey;
 CREATE INDEX IF NOT EXISTS snapshot_statements_snapshot
