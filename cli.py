@@ -317,14 +317,18 @@ def cmd_schedule(args) -> int:
 
     who = _acting(args)
     if args.action == "list":
-        with monitoring_connection(who.target.database_url, who.settings) as conn:
-            place = schedules.cron_place(conn)
-            if not place.readable:
-                print(schedules.HOW_TO_ENABLE if not place.installed else
-                      "pg_cron is installed but this role may not read cron.job: GRANT USAGE "
-                      "ON SCHEMA cron and SELECT ON cron.job, cron.job_run_details to it")
-                return 1
-            jobs = schedules.schedules(conn)
+        try:
+            with monitoring_connection(who.target.database_url, who.settings) as conn, \
+                    schedules.open_cron(conn, who.target.database_url, who.settings) as cron:
+                if not cron.readable:
+                    print("pg_cron is installed but this role may not read cron.job: GRANT "
+                          "USAGE ON SCHEMA cron and SELECT ON cron.job, cron.job_run_details "
+                          "to it")
+                    return 1
+                jobs = schedules.schedules(cron)
+        except schedules.ScheduleError as exc:
+            print(exc)
+            return 1
         for job in jobs.itertuples():
             last = ("never run" if job.last_status is None else
                     f"last {job.last_status} {job.last_start:%Y-%m-%d %H:%M} UTC"

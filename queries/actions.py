@@ -86,14 +86,26 @@ def refresh_view(who: Actor, schema: str, name: str, allow_blocking: bool = Fals
                    + ("concurrently" if r.concurrently else "plain (blocking readers)"))
 
 
+def _on_cron(who: Actor, change: Callable) -> Callable[[psycopg.Connection], T]:
+    """change(target connection, pg_cron) on the target's admin connection, with pg_cron where
+    it lives: this database or cron.database_name's."""
+    from queries import schedules
+
+    def run(conn: psycopg.Connection) -> T:
+        with schedules.open_cron(conn, who.target.admin_url, who.settings,
+                                 for_changes=True) as cron:
+            return change(conn, cron)
+    return run
+
+
 def schedule_refresh(who: Actor, schema: str, name: str, expression: str,
                      allow_blocking: bool = False) -> int:
     from queries import schedules
     from queries.identifiers import qualified
 
     return perform(who, "schedule_refresh", "Scheduling a refresh",
-                   lambda conn: schedules.schedule(conn, who, schema, name, expression,
-                                                   allow_blocking),
+                   _on_cron(who, lambda conn, cron: schedules.schedule(
+                       conn, cron, who, schema, name, expression, allow_blocking)),
                    object_name=qualified(schema, name),
                    parameters={"schedule": expression, "allow_blocking": allow_blocking},
                    describe=lambda job: f"pg_cron job {job}")
@@ -105,7 +117,8 @@ def pause_schedule(who: Actor, schema: str, name: str, active: bool) -> None:
 
     return perform(who, "resume_schedule" if active else "pause_schedule",
                    "Resuming a schedule" if active else "Pausing a schedule",
-                   lambda conn: schedules.set_active(conn, who, schema, name, active),
+                   _on_cron(who, lambda _, cron: schedules.set_active(cron, who, schema, name,
+                                                                      active)),
                    object_name=qualified(schema, name))
 
 
@@ -114,7 +127,7 @@ def remove_schedule(who: Actor, schema: str, name: str) -> None:
     from queries.identifiers import qualified
 
     return perform(who, "unschedule_refresh", "Removing a schedule",
-                   lambda conn: schedules.unschedule(conn, who, schema, name),
+                   _on_cron(who, lambda _, cron: schedules.unschedule(cron, who, schema, name)),
                    object_name=qualified(schema, name))
 
 

@@ -19,6 +19,7 @@ from pglast import ast, parse_sql
 from pglast.parser import ParseError
 from psycopg import sql
 
+from queries import schedules
 from queries.columns import SCHEMA, SIZE, Column
 from queries.frames import to_frame
 from queries.identifiers import qualified
@@ -123,13 +124,13 @@ def list_matviews(conn: psycopg.Connection, max_age_minutes: float = 15.0) -> pd
 
 def cron_last_refreshes(conn: psycopg.Connection) -> dict[int, tuple]:
     """view oid -> (start, end) of pg_cron's last successful run of a command that refreshes
-    it by name (a job that calls a function is not matched: its command names no view)."""
-    if not cron_readable(conn):
+    it by name (a job that calls a function is not matched: its command names no view). Read
+    where pg_cron is installed in this database; with pg_cron in another database, the event
+    trigger logs its refreshes here."""
+    place = schedules.cron_place(conn)
+    if not place.readable:
         return {}
-    runs = conn.execute("""
-        SELECT command, max(start_time), max(end_time) FROM cron.job_run_details
-        WHERE status = 'succeeded' AND command ~* 'refresh\\s+materialized\\s+view'
-        GROUP BY command""").fetchall()
+    runs = schedules.last_refreshes(schedules.Cron(conn, place.here, False, True))
     latest: dict[int, tuple] = {}
     for command, started, ended in runs:
         try:
@@ -198,34 +199,6 @@ def refresh_history(conn: psycopg.Connection, limit: int = 500) -> pd.DataFrame:
                was_concurrent AS concurrently, refreshed_by, recorded_by, outcome, detail
         FROM dbpulse.matview_refresh_log
         ORDER BY finished_at DESC
-        LIMIT %s
-        """, (limit,)))
-
-
-def cron_readable(conn: psycopg.Connection) -> bool:
-    """pg_cron's run history exists and this role may read it (pg_monitor alone may not:
-    GRANT USAGE ON SCHEMA cron and SELECT ON cron.job, cron.job_run_details to it)."""
-    # names in the schema are looked up only once its USAGE is known: the lookup itself
-    # would fail without it
-    usable = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'cron') "
-                          "AND has_schema_privilege('cron', 'USAGE')").fetchone()[0]
-    return usable and conn.execute("""
-        SELECT to_regclass('cron.job_run_details') IS NOT NULL
-               AND has_table_privilege('cron.job_run_details', 'SELECT')
-               AND has_table_privilege('cron.job', 'SELECT')""").fetchone()[0]
-
-
-def cron_refresh_runs(conn: psycopg.Connection, limit: int = 200) -> pd.DataFrame | None:
-    """pg_cron's runs of commands that refresh a materialized view; None without pg_cron (or
-    without the right to read its history)."""
-    if not cron_readable(conn):
-        return None
-    return to_frame(conn.execute("""
-        SELECT j.jobname, d.command, d.status, d.start_time, d.end_time, d.return_message
-        FROM cron.job_run_details d
-        LEFT JOIN cron.job j ON j.jobid = d.jobid
-        WHERE d.command ~* 'refresh\\s+materialized\\s+view'
-        ORDER BY d.start_time DESC
         LIMIT %s
         """, (limit,)))
 
@@ -323,10 +296,9 @@ def refresh_stale(conn: psycopg.Connection, who: Actor, allow_blocking: bool = F
     outcome) per view, and goes on past failures so one bad view does not keep the others
     stale. With leave_scheduled, a view an active pg_cron job refreshes is left to it (the
     agent: two refreshers would only wait for each other's lock)."""
-    from queries import schedules
-
     who.require_dba("Refreshing materialized views")
-    scheduled = schedules.scheduled_views(conn) if leave_scheduled else {}
+    scheduled = (schedules.scheduled_views(conn, who.target.admin_url, who.settings)
+                 if leave_scheduled else {})
     outcomes = []
     for row in list_matviews(conn, who.settings.matview_max_age_minutes).itertuples():
         if not row.stale:
@@ -377,9 +349,4 @@ HISTORY_COLUMNS = {
     "concurrently": Column("Concurrently", "flag"), "refreshed_by": Column("By"),
     "recorded_by": Column("Logged by", width="small"), "outcome": Column("Outcome", width="small"),
     "detail": Column("Detail", width="large"),
-}
-CRON_RUN_COLUMNS = {
-    "jobname": Column("pg_cron job", pinned=True), "command": Column("Command", width="large"),
-    "status": Column("Status", width="small"), "start_time": Column("Started", "time"),
-    "end_time": Column("Ended", "time"), "return_message": Column("Message", width="medium"),
 }

@@ -5,6 +5,7 @@ import time
 from datetime import datetime, timezone
 
 import psycopg
+from psycopg import conninfo
 import pytest
 
 from queries import actions, schedules
@@ -35,6 +36,13 @@ def cron_url(pg15_url):
                      (schedules.JOB_PREFIX + "%",))
 
 
+def _jobs(url: str):
+    """The target's refresh jobs as DB Pulse lists them, by name."""
+    with psycopg.connect(url, autocommit=True) as conn, \
+            schedules.open_cron(conn, url, Settings()) as cron:
+        return schedules.schedules(cron).set_index("jobname")
+
+
 def test_a_view_scheduled_from_db_pulse_is_refreshed_by_pg_cron(cron_url):
     dba = as_actor(Settings(role="dba"), cron_url, name="pg15", person="ann@example.com")
     job = actions.schedule_refresh(dba, "public", "sched_ok", "* * * * *")
@@ -43,7 +51,7 @@ def test_a_view_scheduled_from_db_pulse_is_refreshed_by_pg_cron(cron_url):
     actions.schedule_refresh(dba, "public", "sched_fail", "* * * * *", allow_blocking=True)
     with psycopg.connect(cron_url, autocommit=True) as conn:
         conn.execute("DELETE FROM sched_src")  # from now on sched_fail divides by zero
-        listed = schedules.schedules(conn).set_index("jobname")
+    listed = _jobs(cron_url)
     ok = listed.loc["dbpulse-refresh-public.sched_ok"]
     assert ok.jobid == job and ok.active and ok.last_status is None
     assert ok.command == "REFRESH MATERIALIZED VIEW CONCURRENTLY public.sched_ok"
@@ -54,8 +62,7 @@ def test_a_view_scheduled_from_db_pulse_is_refreshed_by_pg_cron(cron_url):
 
     deadline = time.monotonic() + 80  # pg_cron runs jobs on the minute
     while True:
-        with psycopg.connect(cron_url) as conn:
-            listed = schedules.schedules(conn).set_index("jobname")
+        listed = _jobs(cron_url)
         ran = listed["last_status"].isin(["succeeded", "failed"])
         if ran.all():
             break
@@ -84,14 +91,11 @@ def test_pause_resume_remove_and_bad_input(cron_url):
     assert refused.value.kind == "refused"
     actions.schedule_refresh(dba, "public", "sched_ok", "*/10 * * * *")
     actions.pause_schedule(dba, "public", "sched_ok", active=False)
-    with psycopg.connect(cron_url) as conn:
-        row = schedules.schedules(conn).set_index("jobname").loc[
-            "dbpulse-refresh-public.sched_ok"]
+    row = _jobs(cron_url).loc["dbpulse-refresh-public.sched_ok"]
     assert not row.active and row.next_run is None
     actions.schedule_refresh(dba, "public", "sched_ok", "*/15 * * * *")  # change it
     actions.pause_schedule(dba, "public", "sched_ok", active=True)
-    with psycopg.connect(cron_url) as conn:
-        jobs = schedules.schedules(conn)
+    jobs = _jobs(cron_url).reset_index()
     mine = jobs[jobs["jobname"] == "dbpulse-refresh-public.sched_ok"]
     assert len(mine) == 1 and mine.iloc[0].schedule == "*/15 * * * *" and mine.iloc[0].active
     actions.remove_schedule(dba, "public", "sched_ok")
@@ -170,3 +174,124 @@ def test_stale_views_a_pg_cron_job_refreshes_are_left_to_it(cron_url):
     finally:
         with psycopg.connect(cron_url, autocommit=True) as conn:
             conn.execute("SELECT cron.unschedule('dbpulse-refresh-by-hand')")
+
+
+@pytest.fixture
+def elsewhere_url(cron_url):
+    """A second database on the pg15 server: pg_cron lives in salesflow15 (cron.database_name),
+    not here."""
+    server = conninfo.make_conninfo(cron_url, dbname="postgres")
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS cron_elsewhere WITH (FORCE)")
+        conn.execute("DROP ROLE IF EXISTS cron_dba")
+        conn.execute("CREATE ROLE cron_dba LOGIN PASSWORD 'cron-dba'")
+        conn.execute("CREATE DATABASE cron_elsewhere OWNER cron_dba")
+    url = conninfo.make_conninfo(cron_url, dbname="cron_elsewhere")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE far_src (n int)")
+        conn.execute("INSERT INTO far_src VALUES (1)")
+        conn.execute("CREATE MATERIALIZED VIEW far_ok AS SELECT 1 AS id, count(*) AS n "
+                     "FROM far_src")
+        conn.execute("CREATE UNIQUE INDEX ON far_ok (id)")
+    with psycopg.connect(cron_url, autocommit=True) as conn:
+        conn.execute("GRANT USAGE ON SCHEMA cron TO cron_dba")
+        conn.execute("GRANT SELECT ON cron.job, cron.job_run_details TO cron_dba")
+    yield url
+    with psycopg.connect(cron_url, autocommit=True) as conn:
+        conn.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE database = "
+                     "'cron_elsewhere'")
+        conn.execute("DROP OWNED BY cron_dba")
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute("DROP DATABASE cron_elsewhere WITH (FORCE)")
+        conn.execute("DROP ROLE cron_dba")
+
+
+def test_pg_cron_in_another_database_schedules_there_for_this_one(elsewhere_url, cron_url):
+    dba = as_actor(Settings(role="dba"), elsewhere_url, name="far", person="ann@example.com")
+    job = actions.schedule_refresh(dba, "public", "far_ok", "* * * * *")
+    name = "dbpulse-refresh-cron_elsewhere.public.far_ok"
+    with psycopg.connect(cron_url) as conn:  # made in pg_cron's database, to run in this one
+        assert conn.execute("SELECT jobname, database, command FROM cron.job WHERE jobid = %s",
+                            (job,)).fetchone() == (
+            name, "cron_elsewhere", "REFRESH MATERIALIZED VIEW CONCURRENTLY public.far_ok")
+    with psycopg.connect(elsewhere_url, autocommit=True) as conn:
+        assert schedules.cron_place(conn).elsewhere
+        assert schedules.scheduled_views(conn, elsewhere_url, Settings()) == {
+            ("public", "far_ok"): name}  # the agent leaves the view to it
+        conn.execute("INSERT INTO far_src VALUES (2)")
+    deadline = time.monotonic() + 80  # pg_cron runs jobs on the minute
+    while (listed := _jobs(elsewhere_url)).loc[name].last_status is None:
+        assert time.monotonic() < deadline, "pg_cron ran no job within 80 s"
+        time.sleep(2)
+    assert listed.loc[name].last_status == "succeeded", listed.loc[name].last_error
+    with psycopg.connect(elsewhere_url) as conn:
+        assert conn.execute("SELECT n FROM far_ok").fetchone()[0] == 2  # refreshed there
+    from ui import loaders
+    page = loaders.matviews_data.__wrapped__(elsewhere_url, Settings()).value
+    assert page["cron_problem"] is None and page["cron_database"] == "cron_elsewhere"
+    assert list(page["cron"]["jobname"].unique()) == [name]  # the run, as the page lists it
+    actions.pause_schedule(dba, "public", "far_ok", active=False)
+    assert not _jobs(elsewhere_url).loc[name].active
+    actions.remove_schedule(dba, "public", "far_ok")
+    assert _jobs(elsewhere_url).empty
+
+
+def test_pg_cron_in_another_database_without_the_grant_says_which(elsewhere_url, cron_url):
+    role_url = conninfo.make_conninfo(elsewhere_url, user="cron_dba", password="cron-dba")
+    dba = as_actor(Settings(role="dba"), role_url, name="far")
+    with pytest.raises(DatabaseProblem, match="cannot see whether it runs from another one"):
+        actions.schedule_refresh(dba, "public", "far_ok", "*/10 * * * *")
+    with psycopg.connect(cron_url, autocommit=True) as conn:
+        conn.execute("GRANT pg_monitor TO cron_dba")  # as README's monitoring role
+    with pytest.raises(DatabaseProblem, match=r"may not call cron\.schedule_in_database.*"
+                       r"GRANT EXECUTE ON FUNCTION cron\.schedule_in_database"):
+        actions.schedule_refresh(dba, "public", "far_ok", "*/10 * * * *")
+    with psycopg.connect(cron_url, autocommit=True) as conn:
+        conn.execute("GRANT EXECUTE ON FUNCTION cron.schedule_in_database(text, text, text, "
+                     "text, text, boolean) TO cron_dba")
+    actions.schedule_refresh(dba, "public", "far_ok", "*/10 * * * *")
+    assert _jobs(role_url).loc["dbpulse-refresh-cron_elsewhere.public.far_ok"].username == \
+        "cron_dba"
+    with pytest.raises(DatabaseProblem, match=r"may not call cron\.alter_job"):
+        actions.pause_schedule(dba, "public", "far_ok", active=False)
+    actions.remove_schedule(dba, "public", "far_ok")  # its owner may always remove it
+    assert _jobs(role_url).empty
+
+
+def test_run_history_is_read_from_its_latest_runs_only(cron_url):
+    """pg_cron keeps every run: with 30,000 old runs, the listing reads the latest ones by
+    run id (no sequential scan of the history) and still counts the streak of the last runs."""
+    dba = as_actor(Settings(role="dba"), cron_url, name="pg15")
+    job = actions.schedule_refresh(dba, "public", "sched_ok", "0 3 * * *")
+    with psycopg.connect(cron_url, autocommit=True) as conn:
+        conn.execute("""
+            INSERT INTO cron.job_run_details (jobid, runid, job_pid, database, username,
+                command, status, return_message, start_time, end_time)
+            SELECT 0, nextval('cron.runid_seq'), 0, 'salesflow15', 'x', 'SELECT 1',
+                   'succeeded', '', now() - interval '30 days', now() - interval '30 days'
+            FROM generate_series(1, 30000)""")
+        for status in ("succeeded", "failed", "failed", "failed"):
+            conn.execute("""
+                INSERT INTO cron.job_run_details (jobid, runid, job_pid, database, username,
+                    command, status, return_message, start_time, end_time)
+                VALUES (%s, nextval('cron.runid_seq'), 0, 'salesflow15', current_user,
+                        'REFRESH MATERIALIZED VIEW CONCURRENTLY public.sched_ok', %s,
+                        'boom', now(), now())""", (job, status))
+        conn.execute("ANALYZE cron.job_run_details")
+    try:
+        with psycopg.connect(cron_url) as conn:  # one transaction: its own scan counters
+            cron = schedules.Cron(conn, "salesflow15", False, True)
+            row = schedules.schedules(cron).set_index("jobname").loc[
+                "dbpulse-refresh-public.sched_ok"]
+            runs = schedules.refresh_runs(cron)
+            schedules.last_refreshes(cron)
+            scans = "SELECT pg_stat_get_xact_numscans('cron.job_run_details'::regclass)"
+            assert conn.execute(scans).fetchone()[0] == 0
+            conn.execute("SELECT count(*) FROM cron.job_run_details")
+            assert conn.execute(scans).fetchone()[0] == 1  # the counter does count a scan
+        assert row.failure_streak == 3 and row.last_status == "failed"
+        assert list(runs["status"][:4]) == ["failed", "failed", "failed", "succeeded"]
+    finally:
+        with psycopg.connect(cron_url, autocommit=True) as conn:
+            conn.execute("DELETE FROM cron.job_run_details WHERE jobid = %s OR jobid = 0",
+                         (job,))

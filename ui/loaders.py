@@ -267,14 +267,20 @@ def matviews_data(dsn: str, settings: Settings) -> Loaded:
     from queries import matviews, schedules
 
     def load(conn):
-        place = schedules.cron_place(conn)
-        return {"views": matviews.list_matviews(conn, settings.matview_max_age_minutes),
-                "history": matviews.refresh_history(conn),
-                "cron": matviews.cron_refresh_runs(conn),
-                "cron_place": place,
-                "schedules": schedules.schedules(conn) if place.readable else None,
-                "event_trigger": matviews.event_trigger_installed(conn),
-                "log": matviews.log_available(conn)}
+        found = {"views": matviews.list_matviews(conn, settings.matview_max_age_minutes),
+                 "history": matviews.refresh_history(conn),
+                 "event_trigger": matviews.event_trigger_installed(conn),
+                 "log": matviews.log_available(conn),
+                 "cron": None, "schedules": None, "cron_problem": None}
+        try:
+            with schedules.open_cron(conn, dsn, settings) as cron:
+                found["cron_database"] = cron.database if cron.elsewhere else None
+                if cron.readable:
+                    found["cron"] = schedules.refresh_runs(cron)
+                    found["schedules"] = schedules.schedules(cron)
+        except schedules.ScheduleError as exc:  # no pg_cron to reach: the page says why
+            found["cron_problem"] = str(exc)
+        return found
     return _load(dsn, settings, load)
 
 

@@ -47,7 +47,7 @@ if not history.empty:
     tables.show(history, matviews.HISTORY_COLUMNS, max_rows=200)
 if data["cron"] is not None:
     st.subheader("pg_cron runs")
-    tables.show(data["cron"], matviews.CRON_RUN_COLUMNS, "pg_cron has run no refresh.")
+    tables.show(data["cron"], schedules.RUN_COLUMNS, "pg_cron has run no refresh.")
 
 # --- DBA actions ------------------------------------------------------------------------------
 st.subheader("Refresh")
@@ -109,9 +109,8 @@ if result is not None:
 
 # --- schedules (pg_cron) ----------------------------------------------------------------------
 st.subheader("Refresh schedules (pg_cron)")
-place = data["cron_place"]
-if not place.installed:
-    st.info(schedules.unavailable_text(place), icon=":material/schedule:")
+if data["cron_problem"]:
+    st.info(data["cron_problem"], icon=":material/schedule:")
 elif data["schedules"] is None:
     st.info("pg_cron is installed but this role may not read its jobs: GRANT USAGE ON SCHEMA "
             "cron and SELECT ON cron.job, cron.job_run_details to it.")
@@ -122,15 +121,20 @@ else:
         st.error(f"**{job.jobname}**: its last {job.failure_streak} run(s) failed: "
                  f"{job.last_error}")
     tables.show(jobs, schedules.SCHEDULE_COLUMNS, "No pg_cron job refreshes a view yet.")
+    cron_database = data["cron_database"]
     st.caption("Times in UTC, as pg_cron reads its schedules. DB Pulse's jobs are named "
-               f"{schedules.JOB_PREFIX}schema.view; other jobs that refresh a view are listed "
-               "too.")
+               f"{schedules.job_name('schema', 'view', cron_database)}; other jobs that refresh "
+               "a view here are listed too."
+               + (f" pg_cron lives in another database of this server: DB Pulse makes these "
+                  f"jobs there to run in {cron_database}; the event trigger below lets the "
+                  "views' ages see pg_cron's refreshes." if cron_database else ""))
     cols = st.columns([2, 1])
     every = cols[0].text_input("Schedule (cron expression)", value=schedules.DEFAULT_EVERY,
                                help="Minute hour day month weekday, UTC; pg_cron 1.5+ also "
                                     "takes '30 seconds'. The plan: every 10–15 minutes.")
     scheduled = set(jobs["jobname"]) if not jobs.empty else set()
-    has_job = schedules.job_name(row["schema_name"], row["view_name"]) in scheduled
+    chosen_job = schedules.job_name(row["schema_name"], row["view_name"], cron_database)
+    has_job = chosen_job in scheduled
     blocking = not row["concurrent_refresh"]
     result = action_button(
         who, "schedule", f"Schedule {label}",
@@ -142,7 +146,7 @@ else:
                      f"{took}") if blocking else "",
         confirm_text=label if blocking else None)
     if has_job:
-        job = jobs[jobs["jobname"] == schedules.job_name(row["schema_name"], row["view_name"])]
+        job = jobs[jobs["jobname"] == chosen_job]
         active = bool(job["active"].iloc[0])
         cols = st.columns(2)
         with cols[0]:
