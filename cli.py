@@ -15,7 +15,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 from queries.connections import DatabaseProblem
@@ -112,9 +111,6 @@ def cmd_demo(args) -> int:
     _demo_history(who, redis_url)
     if args.no_ui:
         return 0
-    threading.Thread(target=_snapshot_loop, args=(who, args.snapshot_every * 60),
-                     daemon=True).start()
-
     env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
            "DBPULSE_ROLE": "dba"}
     env.pop("DATABASE_ADMIN_URL", None)
@@ -122,6 +118,17 @@ def cmd_demo(args) -> int:
                                  "--database-url", database_url, "--redis-url", redis_url,
                                  "--rate", str(args.rate)], env=env)
     record_process(stack.root, "workload", workload.pid)
+    # the agent keeps the history, the Redis samples and /metrics, as it would in production;
+    # "env" is the target DATABASE_URL names
+    agent_log = stack.root / "agent.log"
+    with open(agent_log, "a") as log:
+        agent = subprocess.Popen(
+            [sys.executable, str(PROJECT_ROOT / "cli.py"), "agent", "--target", "env",
+             "--every", "60", "--snapshot-every", str(args.snapshot_every),
+             "--metrics-port", str(args.metrics_port),
+             "--state-file", str(stack.root / "agent-state.json")],
+            env=env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT)
+    record_process(stack.root, "agent", agent.pid)
     dashboard = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "app.py"),
          "--server.port", str(args.port), "--server.headless", "true",
@@ -129,14 +136,18 @@ def cmd_demo(args) -> int:
         env=env, cwd=PROJECT_ROOT)
     record_process(stack.root, "dashboard", dashboard.pid)
     print(f"\nDB Pulse is serving http://127.0.0.1:{args.port} to this machine only, in "
-          "single-user local mode as DBA (Ctrl-C stops the dashboard and the workload; "
-          "`python cli.py stack down` stops the servers)\n", flush=True)
+          "single-user local mode as DBA. Its agent takes a snapshot every "
+          f"{args.snapshot_every:g} min and logs each minute to {agent_log}"
+          + (f"; Prometheus metrics: http://127.0.0.1:{args.metrics_port}/metrics"
+             if args.metrics_port else "")
+          + ". Ctrl-C stops the dashboard, the workload and the agent; `python cli.py stack "
+          "down` stops the servers.\n", flush=True)
     try:
         return dashboard.wait()
     except KeyboardInterrupt:
         return 0
     finally:
-        for proc in (dashboard, workload):
+        for proc in (dashboard, workload, agent):
             if proc.poll() is None:
                 proc.terminate()
                 try:
@@ -196,20 +207,6 @@ def _demo_history(who, redis_url: str) -> None:
         print("no synthetic history: pg_stat_statements is not readable in this database",
               flush=True)
     actions.take_snapshot(who)
-
-
-def _snapshot_loop(who, every_s: float) -> None:
-    """The demo's own cron: a snapshot every few minutes while the dashboard runs."""
-    import time
-
-    from queries import actions
-
-    while True:
-        time.sleep(every_s)
-        try:
-            actions.take_snapshot(who)
-        except Exception as exc:  # keep the demo running; say why this one was missed
-            print(f"snapshot skipped: {exc}", file=sys.stderr, flush=True)
 
 
 def cmd_workload(args) -> int:
@@ -553,7 +550,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8501, help="dashboard port")
     p.add_argument("--rate", type=float, default=15.0, help="workload operations per second")
     p.add_argument("--snapshot-every", type=float, default=15.0,
-                   help="minutes between the demo's history snapshots")
+                   help="minutes between the demo agent's history snapshots")
+    p.add_argument("--metrics-port", type=int, default=9187,
+                   help="the demo agent's /metrics port (0: off)")
     stack_ports(p)
     p.set_defaults(func=cmd_demo)
 
