@@ -28,6 +28,7 @@ PAGES = {  # grouped as a DBA looks: what is wrong now, where the space and time
         st.Page("views/plan.py", title="Optimization plan", icon=":material/flag:"),
         st.Page("views/migrations.py", title="Migrations", icon=":material/construction:"),
         st.Page("views/review.py", title="Weekly review", icon=":material/event_note:"),
+        st.Page("views/alerts.py", title="Alerts", icon=":material/notifications:"),
         st.Page("views/audit.py", title="Audit log", icon=":material/history:"),
     ],
 }

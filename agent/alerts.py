@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import smtplib
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
@@ -48,6 +49,19 @@ class Policy:
     repeat_after: timedelta | None = None  # None: never repeat a condition still red
     dashboard_url: str = ""
 
+    def describe(self) -> str:
+        """
+        >>> Policy(time(22), time(7), timedelta(hours=4)).describe()
+        'quiet 22:00–07:00 UTC (held back, sent when they end); repeated every 240 min while still red; no links (dashboard_url is not set)'
+        """
+        quiet = (f"quiet {self.quiet_from:%H:%M}–{self.quiet_until:%H:%M} UTC (held back, sent "
+                 "when they end)" if self.quiet_from and self.quiet_until else "no quiet hours")
+        repeat = (f"repeated every {self.repeat_after.total_seconds() / 60:g} min while still red"
+                  if self.repeat_after else "not repeated while still red (repeat_minutes)")
+        links = (f"links to {self.dashboard_url}" if self.dashboard_url
+                 else "no links (dashboard_url is not set)")
+        return f"{quiet}; {repeat}; {links}"
+
     def quiet(self, now: datetime) -> bool:
         """
         >>> p = Policy(time(22), time(7))
@@ -83,6 +97,7 @@ class Alerter:
     policy: Policy = field(default_factory=Policy)
     active: dict = field(default_factory=dict)     # (target, check) -> (last sent at, page)
     pending: list = field(default_factory=list)    # [alert, channel index, attempts, not before]
+    unlogged: list = field(default_factory=list)   # alerts not yet in the alert log
     sent: int = 0
     failures: int = 0
     last_error: str = ""
@@ -93,7 +108,8 @@ class Alerter:
         state = {"active": [[t, c, at.isoformat(), page]
                             for (t, c), (at, page) in self.active.items()],
                  "pending": [[a.as_dict(), ch, n, nb.isoformat()]
-                             for a, ch, n, nb in self.pending]}
+                             for a, ch, n, nb in self.pending],
+                 "unlogged": [a.as_dict() for a in self.unlogged]}
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".partial")
         partial.write_text(json.dumps(state))
@@ -105,9 +121,16 @@ class Alerter:
         state = json.loads(path.read_text())
         self.active = {(t, c): (datetime.fromisoformat(at), page)
                        for t, c, at, page in state["active"]}
-        self.pending = [[Alert(**{**a, "at": datetime.fromisoformat(a["at"])}), ch, n,
-                         datetime.fromisoformat(nb)] for a, ch, n, nb in state["pending"]
-                        if ch < len(self.channels)]
+        self.pending = [[_alert_from(a), ch, n, datetime.fromisoformat(nb)]
+                        for a, ch, n, nb in state["pending"] if ch < len(self.channels)]
+        self.unlogged = [_alert_from(a) for a in state.get("unlogged", [])]
+
+    def take_unlogged(self, target: str) -> list[Alert]:
+        """The target's alerts still to write to its alert log (handed over: put back what
+        could not be written)."""
+        mine = [a for a in self.unlogged if a.target == target]
+        self.unlogged = [a for a in self.unlogged if a.target != target]
+        return mine
 
     def observe(self, target: str, report: dict, now: datetime) -> list[Alert]:
         """Compare this cycle with the last; queue an alert per change (and per repeat due)."""
@@ -129,6 +152,7 @@ class Alerter:
         for alert in new:
             for i in range(len(self.channels)):
                 self.pending.append([alert, i, 0, now])
+        self.unlogged += new
         return new
 
     def _alert(self, target, check, title, state, summary, now, page) -> Alert:
@@ -158,6 +182,10 @@ class Alerter:
         self.pending = keep
         self.sent += sent
         return sent
+
+
+def _alert_from(saved: dict) -> Alert:
+    return Alert(**{**saved, "at": datetime.fromisoformat(saved["at"])})
 
 
 # --- channels ---------------------------------------------------------------------------------
@@ -213,6 +241,53 @@ def channels_from(config: dict) -> list[Callable[[Alert], None]]:
                            password=config.get("smtp_password", ""),
                            starttls=bool(config.get("smtp_starttls", False))))
     return found
+
+
+def _where(url: str) -> str:
+    """A webhook's address without its path, which is often the secret itself.
+
+    >>> _where("https://hooks.slack.com/services/T0/B0/XXXX")
+    'https://hooks.slack.com/…'
+    """
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "") \
+        + "/…"
+
+
+def describe_channels(config: dict) -> list[str]:
+    """The channels of an [alerts] table in words, in the order channels_from builds them, with
+    no secret in them.
+
+    >>> describe_channels({"slack_url": "https://hooks.slack.com/services/T0/B0/XXXX",
+    ...                    "smtp_host": "mail.example.com", "smtp_port": 587,
+    ...                    "smtp_to": ["dba@example.com"], "smtp_password": "s3cret"})
+    ['Slack-compatible webhook at https://hooks.slack.com/…', 'e-mail to dba@example.com via mail.example.com:587']
+    """
+    found = []
+    if config.get("webhook_url"):
+        found.append(f"JSON webhook at {_where(config['webhook_url'])}")
+    if config.get("slack_url"):
+        found.append(f"Slack-compatible webhook at {_where(config['slack_url'])}")
+    if config.get("smtp_host"):
+        found.append(f"e-mail to {', '.join(config.get('smtp_to', [])) or 'nobody (smtp_to)'} "
+                     f"via {config['smtp_host']}:{int(config.get('smtp_port', 25))}")
+    return found
+
+
+def send_test(config: dict, target: str, now: datetime) -> list[tuple[str, str]]:
+    """A test message through every channel at once (no quiet hours, no retry): (channel,
+    "sent" or why not) each."""
+    alert = Alert(target, "test", "Test message", "test",
+                  "sent from DB Pulse's Alerts page: this channel works", now,
+                  policy_from(config).dashboard_url)
+    outcomes = []
+    for described, channel in zip(describe_channels(config), channels_from(config)):
+        try:
+            channel(alert)
+            outcomes.append((described, "sent"))
+        except Exception as exc:  # noqa: BLE001  (each channel's own failure, said as it is)
+            outcomes.append((described, f"not sent: {type(exc).__name__}: {exc}"))
+    return outcomes
 
 
 def policy_from(config: dict) -> Policy:

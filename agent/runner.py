@@ -17,9 +17,9 @@ import psycopg
 
 from agent.alerts import Alerter
 from agent.metrics import LastCycle, TargetFigures
-from queries import actions, capabilities, fleet, matviews, statements
+from queries import actions, alert_log, capabilities, fleet, matviews, statements
 from queries.config import Settings, Target
-from queries.connections import DatabaseProblem
+from queries.connections import DatabaseProblem, admin_connection
 from queries.review import statement_label
 from queries.roles import Actor
 
@@ -162,6 +162,7 @@ class Agent:
             if up and self.refresh_stale:
                 notes += self._refresh(target, now)
             fired = self.alerter.observe(target.name, report, now)
+            notes += self._log_alerts(target)
             seconds = time.monotonic() - t0
             self.last.store(target.name, figures, seconds, failed=not up)
             red = sum(f["severity"] == "red" for f in report["findings"])
@@ -178,6 +179,20 @@ class Agent:
             self.log(f"alerts: {sent} sent, {len(self.alerter.pending)} waiting"
                      + (f" (last error: {self.alerter.last_error})"
                         if self.alerter.pending and self.alerter.last_error else ""))
+
+    def _log_alerts(self, target: Target) -> list[str]:
+        """Write the target's new alerts to its history database's alert log; kept for the
+        next cycle when it cannot be reached (a "down" alert is written once it is back)."""
+        alerts = self.alerter.take_unlogged(target.name)
+        if not alerts:
+            return []
+        try:
+            with admin_connection(target.history_write_url, self.settings) as conn:
+                alert_log.record(conn, target.history_source, [a.as_dict() for a in alerts])
+        except (DatabaseProblem, psycopg.Error) as exc:
+            self.alerter.unlogged = alerts + self.alerter.unlogged
+            return [f"{len(alerts)} alert(s) not logged yet: {exc}"]
+        return []
 
     def _refresh(self, target: Target, now: datetime) -> list[str]:
         """Refresh the stale views that can be refreshed CONCURRENTLY and no pg_cron job

@@ -131,6 +131,17 @@ def remove_schedule(who: Actor, schema: str, name: str) -> None:
                    object_name=qualified(schema, name))
 
 
+def send_test_alert(who: Actor, config: dict) -> list[tuple[str, str]]:
+    """A test message through every alert channel of `config` ([alerts]), audited: it reaches
+    people."""
+    from agent import alerts
+
+    return perform(who, "test_alert", "Sending a test alert",
+                   lambda _: alerts.send_test(config, who.target.name, datetime.now(timezone.utc)),
+                   parameters={"channels": alerts.describe_channels(config)},
+                   describe=lambda outcomes: "; ".join(f"{c}: {o}" for c, o in outcomes))
+
+
 def refresh_stale(who: Actor, allow_blocking: bool = False,
                   leave_scheduled: bool = False) -> list[tuple[str, str]]:
     from queries import matviews

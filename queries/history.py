@@ -24,6 +24,7 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
+from queries import alert_log
 from queries.columns import STATEMENT, Column
 from queries.frames import to_frame
 from queries.snapshots import STATEMENT_COUNTERS
@@ -423,12 +424,14 @@ def target_events(target_conn: psycopg.Connection, period: Period) -> pd.DataFra
 
 def events(history_conn: psycopg.Connection, source: str, period: Period,
            from_target: pd.DataFrame | None = None) -> pd.DataFrame:
-    """What to draw on the charts: the history's own events (e.g. the synthetic demo's phase 1)
-    and, when given, the watched database's migrations and refreshes (target_events)."""
+    """What happened in the period: the history's own events (e.g. the synthetic demo's phase
+    1), the agent's alerts and, when given, the watched database's migrations and refreshes
+    (target_events)."""
     own = to_frame(history_conn.execute("""
         SELECT at, kind, label, synthetic FROM dbpulse.history_events
         WHERE source = %s AND at BETWEEN %s AND %s""", (source, period.start, period.end)))
-    return _concat_events([own] + ([from_target] if from_target is not None else []))
+    raised = alert_log.events(history_conn, source, period.start, period.end)
+    return _concat_events([own, raised] + ([from_target] if from_target is not None else []))
 
 
 def _concat_events(frames: list[pd.DataFrame]) -> pd.DataFrame:

@@ -15,11 +15,12 @@ def _title(review: Review, text: str) -> str:
 
 
 def _mark_events(fig: go.Figure, events: pd.DataFrame) -> go.Figure:
-    """Migrations as labelled vertical lines; refreshes as small ticks along the bottom.
-    Shapes and annotations are added separately: add_vline's label fails on datetime axes."""
+    """Migrations as labelled vertical lines; refreshes as small ticks along the bottom;
+    alerts only in the lists (a flapping check would hide the lines). Shapes and annotations
+    are added separately: add_vline's label fails on datetime axes."""
     if events.empty:
         return fig
-    for row in events[events["kind"] != "refresh"].itertuples():
+    for row in events[~events["kind"].isin(["refresh", "alert"])].itertuples():
         fig.add_shape(type="line", x0=row.at, x1=row.at, y0=0, y1=1, yref="paper",
                       line={"dash": "dash", "color": "#7b2cbf", "width": 1.5})
         fig.add_annotation(x=row.at, y=1, yref="paper", text=row.label, showarrow=False,

@@ -175,7 +175,7 @@ def synthetic_history(database_url, redis_url):
 
 
 PAGES = ["overview", "fleet", "slow_queries", "indexes", "bloat", "buffer_cache", "space", "settings",
-         "activity", "redis", "matviews", "plan", "migrations", "review", "audit"]
+         "activity", "redis", "matviews", "plan", "migrations", "review", "alerts", "audit"]
 
 
 def each_page(timeout: float = 90):

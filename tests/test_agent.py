@@ -332,3 +332,100 @@ def test_a_restarted_agent_neither_repeats_nor_forgets(tmp_path):
     second.flush(now + timedelta(minutes=2))
     assert [(a.target, a.check, a.state) for a in delivered] == [
         ("prod", "invalid_indexes", "red")]
+
+
+def test_alerts_are_logged_once_per_change_and_a_down_one_once_it_can_be(scratch_database,
+                                                                         tmp_path):
+    """The alert log (history database) gets one row per change; an alert whose history
+    database cannot be reached is kept, across a restart too, and written when it can be."""
+    from queries import alert_log
+
+    def logged(source):
+        with psycopg.connect(scratch_database) as conn:
+            rows = alert_log.recent(conn, source, datetime(2000, 1, 1, tzinfo=timezone.utc))
+        return list(zip(rows["check_name"], rows["state"]))[::-1]  # oldest first
+
+    target = Target("scratch", scratch_database, scratch_database)
+    agent = Agent([target], Settings(role="dba"), alerts.Alerter([]),
+                  snapshot_every=timedelta(days=1), log=lambda line: None)
+    agent.cycle([target])                            # the snapshot installs the schema
+    _plant_invalid_index(scratch_database)
+    agent.cycle([target])
+    agent.cycle([target])                            # still red: no second row
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("DROP INDEX t_id_key")
+    agent.cycle([target])
+    agent.locks["scratch"].close()
+    assert logged(target.history_source) == [("invalid_indexes", "red"),
+                                             ("invalid_indexes", "recovered")]
+    from queries import history  # the weekly review lists them among the period's events
+    with psycopg.connect(scratch_database) as conn:
+        listed = history.events(conn, target.history_source, history.Period(
+            datetime.now(timezone.utc) - timedelta(hours=1), datetime.now(timezone.utc)))
+    assert list(listed[listed["kind"] == "alert"]["label"]) == [
+        "Invalid indexes RED", "Invalid indexes recovered"]
+
+    closed = "postgresql://postgres@127.0.0.1:1/lostdb"
+    lines, state = [], tmp_path / "agent-state.json"
+    lost = Target("lost", closed, closed)            # its history lives in it: unreachable
+    first = Agent([lost], Settings(connect_timeout_s=2), alerts.Alerter([]),
+                  log=lines.append, state_path=state)
+    now = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+    first.cycle([lost], now)
+    assert "1 alert(s) not logged yet" in lines[-1] and logged("lostdb") == []
+    restarted = Agent([lost], Settings(connect_timeout_s=2), alerts.Alerter([]),
+                      log=lines.append, state_path=state)
+    restarted.alerter.load(state)
+    # the same target, its history now in a reachable database: the kept alert is written
+    moved = Target("lost", closed, closed, history_url=scratch_database)
+    restarted.cycle([moved], now + timedelta(minutes=1))
+    assert logged("lostdb") == [("down", "down")]
+    assert restarted.alerter.unlogged == []
+
+
+def test_the_alerts_page_lists_what_the_agent_raised_and_tests_each_channel(
+        scratch_database, monkeypatch, tmp_path):
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from demo.stack import free_port as closed_port
+
+    target = Target("env", scratch_database, scratch_database)
+    agent = Agent([target], Settings(role="dba"), alerts.Alerter([]),
+                  snapshot_every=timedelta(days=1), log=lambda line: None)
+    agent.cycle([target])
+    _plant_invalid_index(scratch_database)
+    agent.cycle([target])                            # one red alert in the log
+    agent.locks["env"].close()
+    hooks = Receiver()
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text(f'[alerts]\nwebhook_url = "{hooks.url}/hook/s3cret-path"\n'
+                       f'smtp_host = "127.0.0.1"\nsmtp_port = {closed_port()}\n'
+                       'smtp_to = ["dba@example.com"]\nquiet_hours = "22:00-07:00"\n')
+    monkeypatch.setenv("DBPULSE_SECRETS_FILE", str(secrets))
+    monkeypatch.setenv("DATABASE_URL", scratch_database)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setenv("DBPULSE_ROLE", "dba")
+    st.cache_data.clear()
+    try:
+        at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=60).run()
+        at.switch_page("views/alerts.py").run()
+        assert not at.exception, at.exception
+        text = " ".join(m.value for m in at.markdown)
+        assert f"JSON webhook at {hooks.url}/…" in text and "s3cret" not in text
+        assert "e-mail to dba@example.com" in text and "quiet 22:00–07:00 UTC" in text
+        raised = at.dataframe[0].value
+        assert list(raised["title"]) == ["Invalid indexes"] and list(raised["state"]) == ["red"]
+        assert {m.label: m.value for m in at.metric}["Still red at the last alert"] == "1"
+        next(b for b in at.button if b.label == "Send a test message").click().run()
+        assert not at.exception, at.exception
+    finally:
+        hooks.close()
+    assert [p["state"] for p in hooks.posts["/hook/s3cret-path"]] == ["test"]
+    assert any(s.value.startswith("JSON webhook") and s.value.endswith(": sent")
+               for s in at.success)
+    assert any(e.value.startswith("e-mail to dba@example.com") and "not sent" in e.value
+               for e in at.error)
+    with psycopg.connect(scratch_database) as conn:
+        assert conn.execute("SELECT outcome FROM dbpulse.audit_log WHERE action = 'test_alert'"
+                            ).fetchall() == [("ok",)]

@@ -102,3 +102,7 @@ def take_snapshot(who: Actor) -> Loaded:
         return _outcome(actions.take_snapshot, who)
     except RedisProblem as exc:
         return Loaded(problem=exc)
+
+
+def send_test_alert(who: Actor, config: dict) -> Loaded:
+    return _outcome(actions.send_test_alert, who, config)

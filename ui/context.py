@@ -30,6 +30,11 @@ def policy() -> access.AccessPolicy:
     return access.load_policy(read_secrets(), settings())
 
 
+def alert_config() -> dict:
+    """The [alerts] table of the secrets: the agent's channels and policy."""
+    return dict(read_secrets().get("alerts", {}))
+
+
 def current_target() -> Target | None:
     available = targets()
     if not available:

@@ -427,6 +427,15 @@ def review_data(target: Target, settings: Settings, previous, current) -> Loaded
         conn, target.history_source, previous, current, settings, marks.value))
 
 
+def alerts_data(target: Target, settings: Settings, since: datetime) -> Loaded:
+    """The alerts the agent raised for this target since `since` (not cached: the page is
+    opened to see the latest)."""
+    from queries import alert_log
+
+    return _load_history(target, settings, lambda conn: alert_log.recent(
+        conn, target.history_source, since))
+
+
 def audit_data(where: Target, settings: Settings, **filters) -> Loaded:
     """The audit rows matching the filters (not cached: a page opened after an action must show
     it), from the target's database and, when snapshots live elsewhere, the history database,
