@@ -516,10 +516,11 @@ def cmd_report(args) -> int:
             marks = history.target_events(conn, review.span(previous, current))
     except DatabaseProblem as problem:
         print(f"warning: no migration or refresh marks: {problem}", file=sys.stderr)
-    with monitoring_connection(target.history_read_url, settings) as hist:
+    with monitoring_connection(target.history_read_url, settings) as hist, \
+            monitoring_connection(target.history_read_url, settings) as spare:
         try:
             result = review.build_review(hist, target.history_source, previous, current,
-                                         settings, marks)
+                                         settings, marks, spare_conn=spare)
         except history.HistoryUnavailable as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1

@@ -7,6 +7,7 @@ and the Markdown summary all draw from.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -234,12 +235,34 @@ def span(previous: Period, current: Period) -> Period:
     return Period(previous.start, current.end)
 
 
+def statement_periods(conn: psycopg.Connection, spare_conn: psycopg.Connection | None,
+                      source: str, previous: Period | None,
+                      current: Period) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Both periods' statement figures (history.statement_deltas); with spare_conn the
+    previous period is read on it while conn reads the current one. Without a previous period
+    its frame is empty."""
+    if previous is None:
+        return (pd.DataFrame(columns=["queryid", "userid", "calls", "query", "total_exec_ms",
+                                      "mean_exec_ms"]),
+                history.statement_deltas(conn, source, current))
+    if spare_conn is None:
+        return (history.statement_deltas(conn, source, previous),
+                history.statement_deltas(conn, source, current))
+    with ThreadPoolExecutor(1) as pool:
+        earlier = pool.submit(history.statement_deltas, spare_conn, source, previous)
+        now = history.statement_deltas(conn, source, current)  # meanwhile, on this one
+        return earlier.result(), now
+
+
 def build_review(history_conn: psycopg.Connection, source: str, previous: Period,
                  current: Period, settings: Settings,
-                 target_events: pd.DataFrame | None = None) -> Review:
+                 target_events: pd.DataFrame | None = None,
+                 spare_conn: psycopg.Connection | None = None) -> Review:
     """target_events: the watched database's migrations and refreshes over span(previous,
-    current) (history.target_events), when it could be read. Raises HistoryUnavailable when the
-    current period cannot be measured at all."""
+    current) (history.target_events), when it could be read. spare_conn: a second connection
+    to the history database, which reads the previous period's statements while history_conn
+    reads the current one's (each is most of the review's time). Raises HistoryUnavailable
+    when the current period cannot be measured at all."""
     if not history.history_installed(history_conn):
         raise history.HistoryUnavailable(
             "There is no history yet: DB Pulse's snapshot tables are not installed. Take a first "
@@ -255,10 +278,8 @@ def build_review(history_conn: psycopg.Connection, source: str, previous: Period
     notes += [f"Previous period: {n}" for n in cov_prev.notes]
     notes += [f"This period: {n}" for n in cov_cur.notes]
 
-    statements_prev = history.statement_deltas(history_conn, source, previous) \
-        if cov_prev.usable else pd.DataFrame(columns=["queryid", "userid", "calls", "query",
-                                                      "total_exec_ms", "mean_exec_ms"])
-    statements_cur = history.statement_deltas(history_conn, source, current)
+    statements_prev, statements_cur = statement_periods(
+        history_conn, spare_conn, source, previous if cov_prev.usable else None, current)
     # with nothing to compare with, the comparison is empty but has all its columns
     compared = compare_statements(statements_prev, statements_cur)
     changed = compared[compared["mean_change"].abs() >= MIN_MEAN_CHANGE]

@@ -101,6 +101,20 @@ def test_exports_carry_the_regression_and_need_no_network(recorded_review, dba_s
     assert page.count("class=\"plotly-graph-div\"") == 3
 
 
+def test_both_periods_read_at_once_equal_them_read_one_after_the_other(
+        synthetic_history, database_url, dba_settings_module):
+    with monitoring_connection(database_url, dba_settings_module) as conn, \
+            monitoring_connection(database_url, dba_settings_module) as spare:
+        latest = conn.execute("SELECT max(taken_at) FROM dbpulse.snapshots WHERE source = %s",
+                              (synthetic_history,)).fetchone()[0]
+        previous, current = history.weekly_periods(latest + timedelta(minutes=1))
+        apart = review.statement_periods(conn, None, synthetic_history, previous, current)
+        together = review.statement_periods(conn, spare, synthetic_history, previous, current)
+    assert len(apart[0]) > 10 and len(apart[1]) > 10
+    assert apart[0].equals(together[0]) and apart[1].equals(together[1])
+    assert not apart[0].equals(apart[1])  # two different weeks, each in its place
+
+
 def test_demo_history_shows_phase_1_as_the_biggest_improvement(synthetic_history, database_url,
                                                                 dba_settings_module):
     with monitoring_connection(database_url, dba_settings_module) as conn:

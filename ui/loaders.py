@@ -423,8 +423,11 @@ def review_data(target: Target, settings: Settings, previous, current) -> Loaded
     # migrations and refreshes come from the watched database; without it, no marks
     marks = _load(target.database_url, settings, lambda conn: history.target_events(
         conn, review.span(previous, current)))
-    return _load_history(target, settings, lambda conn: review.build_review(
-        conn, target.history_source, previous, current, settings, marks.value))
+    def load(conn):
+        with monitoring_pool(target.history_read_url, settings).connection() as spare:
+            return review.build_review(conn, target.history_source, previous, current,
+                                       settings, marks.value, spare_conn=spare)
+    return _load_history(target, settings, load)
 
 
 def alerts_data(target: Target, settings: Settings, since: datetime) -> Loaded:
