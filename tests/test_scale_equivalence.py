@@ -12,7 +12,7 @@ import pandas as pd
 import psycopg
 import pytest
 
-from queries import bloat, capabilities, checks, indexes, statements, vacuum
+from queries import bloat, cache, capabilities, checks, indexes, statements, vacuum
 from queries.config import Settings
 from queries.connections import monitoring_connection
 
@@ -159,6 +159,29 @@ def test_vacuum_check_reads_tables_with_dead_rows_as_the_statistics_view_shows_t
         status[status["dead_rows"] >= checks.VACUUM_MIN_DEAD_ROWS]["table_name"])
     assert behind.iloc[0]["table_name"] == "churn" and behind.iloc[0]["dead_rows"] == 27000
     assert not behind.iloc[0]["autovacuum_enabled"]
+
+
+def test_cache_hit_sums_equal_the_statistics_views(catalogue):
+    """The heap and index block sums read per relation equal pg_statio_user_tables' sums, a
+    materialized view's index and a partition's included."""
+    with psycopg.connect(catalogue, autocommit=True) as conn:
+        conn.execute("CREATE MATERIALIZED VIEW io_mv AS SELECT g AS id FROM "
+                     "generate_series(1, 5000) g")
+        conn.execute("CREATE UNIQUE INDEX io_mv_id ON io_mv (id)")
+        conn.execute("SET enable_seqscan = off")
+        conn.execute("SELECT count(*) FROM io_mv WHERE id < 100").fetchone()
+        conn.execute("SELECT 1 FROM events WHERE kind = 3").fetchall()
+    try:
+        with monitoring_connection(catalogue, Settings()) as conn, conn.transaction():
+            mine = conn.execute(cache.USER_TABLE_BLOCKS).fetchone()
+            view = conn.execute("""
+                SELECT sum(heap_blks_hit), sum(heap_blks_read), sum(idx_blks_hit),
+                       sum(idx_blks_read) FROM pg_statio_user_tables""").fetchone()
+    finally:
+        with psycopg.connect(catalogue, autocommit=True) as conn:
+            conn.execute("DROP MATERIALIZED VIEW io_mv")
+    assert [int(v) for v in mine] == [int(v) for v in view]
+    assert mine[0] > 0 and mine[2] > 0  # blocks of tables and of indexes were counted
 
 
 def test_slow_query_check_counts_from_one_read_what_the_statement_list_shows(catalogue):
