@@ -43,7 +43,7 @@ def _jobs(url: str):
         return schedules.schedules(cron).set_index("jobname")
 
 
-def test_a_view_scheduled_from_db_pulse_is_refreshed_by_pg_cron(cron_url):
+def test_a_view_scheduled_from_db_pulse_is_refreshed_by_pg_cron(cron_url, monkeypatch, tmp_path):
     dba = as_actor(Settings(role="dba"), cron_url, name="pg15", person="ann@example.com")
     job = actions.schedule_refresh(dba, "public", "sched_ok", "* * * * *")
     with pytest.raises(DatabaseProblem, match="cannot be refreshed CONCURRENTLY"):
@@ -78,6 +78,19 @@ def test_a_view_scheduled_from_db_pulse_is_refreshed_by_pg_cron(cron_url):
                                "dbpulse.audit_log WHERE action = 'schedule_refresh' "
                                "ORDER BY id").fetchall()
     assert audited[0] == ("ann@example.com", "ok", "* * * * *")
+    # the page shows the run: its runs table, and the failing job's streak above the schedules
+    from tests.test_review import _app
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    at = _app(monkeypatch, tmp_path, cron_url, "", role="viewer")
+    at.switch_page("views/matviews.py").run()
+    assert not at.exception
+    runs = next(d.value for d in at.dataframe if "return_message" in d.value.columns)
+    newest = runs.drop_duplicates("jobname")  # newest first: each job's last run
+    statuses = dict(zip(newest["jobname"], newest["status"]))
+    assert statuses["dbpulse-refresh-public.sched_ok"] == "succeeded"
+    assert statuses["dbpulse-refresh-public.sched_fail"] == "failed"
+    assert any("dbpulse-refresh-public.sched_fail" in e.value and "division by zero" in e.value
+               for e in at.error)
     assert ("ann@example.com", "error", "* * * * *") in audited  # the refused blocking one
 
 
