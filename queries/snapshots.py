@@ -337,8 +337,8 @@ def store(conn: psycopg.Connection, snap: Snapshot, who: Actor, *,
 
 
 def prune(conn: psycopg.Connection, retention_days: int, now: datetime | None = None) -> int:
-    """Delete snapshots older than the retention (their rows go with them) and the statement
-    texts no remaining snapshot refers to. When a source's first snapshot inside the
+    """Delete snapshots older than the retention (their rows go with them), the statement
+    texts no remaining snapshot refers to, and the events and alerts past the retention. When a source's first snapshot inside the
     retention holds only changed statements, the last complete one before it stays, with those
     between: its statements are carried from them. Returns how many snapshots were deleted."""
     cutoff = (now or datetime.now(timezone.utc)) - timedelta(days=retention_days)
@@ -357,6 +357,7 @@ def prune(conn: psycopg.Connection, retention_days: int, now: datetime | None = 
                 WHERE NOT EXISTS (SELECT 1 FROM dbpulse.snapshot_statements s
                                   WHERE s.queryid = t.queryid AND s.userid = t.userid)""")
             conn.execute("DELETE FROM dbpulse.history_events WHERE at < %s", (cutoff,))
+            conn.execute("DELETE FROM dbpulse.alert_log WHERE raised_at < %s", (cutoff,))
     return deleted
 
 

@@ -189,6 +189,10 @@ def test_prune_deletes_old_snapshots_and_their_texts_but_keeps_a_baseline(
                      "(-42, 0, 'only in the old snapshot')")
         conn.execute("INSERT INTO dbpulse.snapshot_statements (snapshot_id, queryid, userid, "
                      "calls, total_exec_ms) VALUES (%s, -42, 0, 1, 1)", (old.snapshot_id,))
+        for days in (100, 0):  # an alert past the retention, and one inside it
+            conn.execute("INSERT INTO dbpulse.alert_log (source, target, raised_at, check_name, "
+                         "state, title) VALUES ('pruned', 't', now() - %s * interval '1 day', "
+                         "'invalid_indexes', 'red', 'Invalid indexes')", (days,))
     baseline = snap()  # the last complete one is 100 days old: this one is complete
     _age(scratch_database, settings, baseline.snapshot_id, 1)
     recent = snap()    # only what changed in the hour
@@ -204,6 +208,7 @@ def test_prune_deletes_old_snapshots_and_their_texts_but_keeps_a_baseline(
                             ).fetchone()[0] == 0
         assert conn.execute("SELECT count(*) FROM dbpulse.snapshot_statements WHERE snapshot_id "
                             "= %s", (old.snapshot_id,)).fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM dbpulse.alert_log").fetchone()[0] == 1
 
 
 def test_unreachable_history_database_is_a_clear_error(database_url, dba_settings, closed_port):

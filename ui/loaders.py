@@ -271,7 +271,7 @@ def matviews_data(dsn: str, settings: Settings) -> Loaded:
                  "history": matviews.refresh_history(conn),
                  "event_trigger": matviews.event_trigger_installed(conn),
                  "log": matviews.log_available(conn),
-                 "cron": None, "schedules": None, "cron_problem": None}
+                 "cron": None, "schedules": None, "cron_problem": None, "cron_database": None}
         try:
             with schedules.open_cron(conn, dsn, settings) as cron:
                 found["cron_database"] = cron.database if cron.elsewhere else None
