@@ -256,6 +256,14 @@ def test_pg_cron_in_another_database_without_the_grant_says_which(elsewhere_url,
         actions.schedule_refresh(dba, "public", "far_ok", "*/10 * * * *")
     with psycopg.connect(cron_url, autocommit=True) as conn:
         conn.execute("GRANT pg_monitor TO cron_dba")  # as README's monitoring role
+        conn.execute("REVOKE CONNECT ON DATABASE salesflow15 FROM PUBLIC")
+    try:  # pg_cron's database refuses this role
+        with pytest.raises(DatabaseProblem, match="from the database salesflow15.*could not "
+                           "connect there with this target's credentials"):
+            actions.schedule_refresh(dba, "public", "far_ok", "*/10 * * * *")
+    finally:
+        with psycopg.connect(cron_url, autocommit=True) as conn:
+            conn.execute("GRANT CONNECT ON DATABASE salesflow15 TO PUBLIC")
     with pytest.raises(DatabaseProblem, match=r"may not call cron\.schedule_in_database.*"
                        r"GRANT EXECUTE ON FUNCTION cron\.schedule_in_database"):
         actions.schedule_refresh(dba, "public", "far_ok", "*/10 * * * *")
