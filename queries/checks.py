@@ -4,6 +4,7 @@ why it matters, and the SQL that fixes it."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
@@ -231,8 +232,8 @@ def check_matviews(conn, settings: Settings) -> Finding:
                   f"{qualified(r.schema_name, r.view_name)};" for r in stale.itertuples()))
 
 
-def check_cache(conn, settings: Settings) -> Finding:
-    rates = cache.cache_hit_rates(conn)
+def check_cache(conn, settings: Settings, rates: cache.CacheHitRates | None = None) -> Finding:
+    rates = rates or cache.cache_hit_rates(conn)
     severity = state_for_ratio(rates.database, settings.buffer_cache_hit_threshold)
     value = "n/a" if rates.database is None else f"{100 * rates.database:.2f} %"
     return Finding("cache_hit", "Buffer cache hit rate", severity,
@@ -291,27 +292,41 @@ def check_activity(conn, settings: Settings, caps: Capabilities | None = None) -
     return findings
 
 
-def run_all(conn: psycopg.Connection, caps: Capabilities, settings: Settings) -> list[Finding]:
+def run_all(conn: psycopg.Connection, caps: Capabilities, settings: Settings,
+            spare_conn: psycopg.Connection | None = None,
+            rates: cache.CacheHitRates | None = None) -> list[Finding]:
     """Every check; one that fails (a timeout, a missing privilege) becomes a grey finding
-    with its reason instead of stopping the others."""
-    findings: list[Finding] = []
-    for name, run in (("slow_queries", lambda: [check_slow_queries(conn, caps, settings)]),
-                      ("indexes", lambda: check_indexes(conn, settings)),
-                      ("bloat", lambda: [check_bloat(conn, settings)]),
-                      ("vacuum", lambda: check_vacuum(conn, settings)),
-                      ("cache_hit", lambda: [check_cache(conn, settings)]),
-                      ("matviews", lambda: [check_matviews(conn, settings)]),
-                      ("activity", lambda: check_activity(conn, settings, caps))):
-        try:
-            findings.extend(run())
-        except psycopg.Error as exc:
-            from queries.connections import describe_error
-
-            problem = describe_error(exc)
-            findings.append(Finding(name, name.replace("_", " ").capitalize(), "grey", 0,
-                                    f"Could not check: {problem.message}", name,
-                                    fix=problem.hint))
+    with its reason instead of stopping the others. spare_conn: a second connection to the same
+    database, on which the index checks (most of the time on a big catalogue) run meanwhile;
+    rates: the buffer cache figures, when the caller has read them already."""
+    runs = (("slow_queries", lambda c: [check_slow_queries(c, caps, settings)]),
+            ("indexes", lambda c: check_indexes(c, settings)),
+            ("bloat", lambda c: [check_bloat(c, settings)]),
+            ("vacuum", lambda c: check_vacuum(c, settings)),
+            ("cache_hit", lambda c: [check_cache(c, settings, rates)]),
+            ("matviews", lambda c: [check_matviews(c, settings)]),
+            ("activity", lambda c: check_activity(c, settings, caps)))
+    found: dict[str, list[Finding]] = {}
+    with ThreadPoolExecutor(1) as pool:
+        aside = {name: pool.submit(_guarded, name, run, spare_conn) for name, run in runs
+                 if name == "indexes" and spare_conn is not None}
+        for name, run in runs:
+            if name not in aside:
+                found[name] = _guarded(name, run, conn)
+        found.update((name, future.result()) for name, future in aside.items())
+    findings = [f for name, _ in runs for f in found[name]]
     return sorted(findings, key=lambda f: SEVERITY_ORDER[f.severity])
+
+
+def _guarded(name: str, run, conn: psycopg.Connection) -> list[Finding]:
+    try:
+        return run(conn)
+    except psycopg.Error as exc:
+        from queries.connections import describe_error
+
+        problem = describe_error(exc)
+        return [Finding(name, name.replace("_", " ").capitalize(), "grey", 0,
+                        f"Could not check: {problem.message}", name, fix=problem.hint)]
 
 
 def worst_severity(findings: list[Finding]) -> str:

@@ -33,8 +33,8 @@ def target_report(target: Target, settings: Settings,
         with monitoring_connection(target.database_url, settings) as conn:
             identity = server.server_identity(conn, with_size=True)
             caps = capabilities.detect(conn)
-            findings = checks.run_all(conn, caps, settings)
             hit = cache.cache_hit_rates(conn)
+            findings = checks.run_all(conn, caps, settings, rates=hit)
             if also is not None:
                 report["also"] = also(conn, caps)
         report["postgres"] = {

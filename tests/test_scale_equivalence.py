@@ -184,6 +184,23 @@ def test_cache_hit_sums_equal_the_statistics_views(catalogue):
     assert mine[0] > 0 and mine[2] > 0  # blocks of tables and of indexes were counted
 
 
+def test_checks_on_two_connections_find_what_they_find_on_one(catalogue):
+    settings = Settings(unused_index_min_bytes=0, bloat_min_bytes=0)
+    with monitoring_connection(catalogue, settings) as conn, \
+            monitoring_connection(catalogue, settings) as spare:
+        caps = capabilities.detect(conn)
+        one = checks.run_all(conn, caps, settings)
+        two = checks.run_all(conn, caps, settings, spare_conn=spare,
+                             rates=cache.cache_hit_rates(conn))
+    assert {f.check for f in one if f.severity != "green"} >= {"unused_indexes",
+                                                                 "invalid_indexes"}
+    # sessions and the buffer cache move between two runs; every other finding is the same
+    steady = lambda found: [f for f in found if f.check not in ("cache_hit",)  # noqa: E731
+                            and f.page != "activity"]
+    assert steady(one) == steady(two)
+    assert [f.check for f in one] == [f.check for f in two]  # in the same order
+
+
 def test_slow_query_check_counts_from_one_read_what_the_statement_list_shows(catalogue):
     settings = Settings(slow_query_mean_ms=100, slow_query_min_calls=1)
     with monitoring_connection(catalogue, settings) as conn:

@@ -126,9 +126,11 @@ class PostgresOverview:
 def postgres_overview(dsn: str, settings: Settings) -> Loaded:
     def load(conn):
         caps = capabilities.detect(conn)
-        return PostgresOverview(server.server_identity(conn, with_size=True), caps,
-                                cache.cache_hit_rates(conn),
-                                checks.run_all(conn, caps, settings))
+        rates = cache.cache_hit_rates(conn)
+        with monitoring_pool(dsn, settings).connection() as spare:  # the index checks, meanwhile
+            findings = checks.run_all(conn, caps, settings, spare_conn=spare, rates=rates)
+        return PostgresOverview(server.server_identity(conn, with_size=True), caps, rates,
+                                findings)
     return _load(dsn, settings, load)
 
 
