@@ -27,14 +27,20 @@ from tests.conftest import PROJECT_ROOT
 class Receiver:
     """An HTTP server that records JSON posts per path; answers 500 to the first `fail` posts."""
 
-    def __init__(self, fail: int = 0):
+    def __init__(self, fail: int = 0, delay_s: float = 0.0):
         self.posts: dict[str, list] = {}
         self.fail = fail
+        self.delay_s = delay_s  # answer this late (a webhook that times out)
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if receiver.delay_s:
+                    time.sleep(receiver.delay_s)
+                    self.send_response(200)
+                    self.end_headers()
+                    return
                 if receiver.fail > 0:
                     receiver.fail -= 1
                     self.send_response(500)
@@ -131,6 +137,52 @@ def test_a_failing_receiver_is_retried_with_back_off_and_nothing_is_lost(scratch
         hooks.close()
     assert [p["state"] for p in hooks.posts["/hook"]] == ["down"]
     assert alerter.pending == [] and alerter.failures == 2
+
+
+def test_a_webhook_that_times_out_and_an_smtp_server_that_refuses_lose_nothing():
+    """A hanging webhook and an SMTP server refusing the recipient: each message is kept and
+    retried with back-off, and delivered once each when they behave."""
+    from aiosmtpd.controller import Controller
+
+    class Refusing:
+        def __init__(self):
+            self.refuse, self.messages = True, []
+
+        async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+            if self.refuse:
+                return "550 5.1.1 mailbox unavailable"
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
+
+        async def handle_DATA(self, server, session, envelope):
+            self.messages.append(envelope.content.decode())
+            return "250 OK"
+
+    mail = Refusing()
+    controller = Controller(mail, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    hooks = Receiver(delay_s=3)
+    red = {"status": "red", "postgres": {}, "findings": [
+        {"check": "invalid_indexes", "title": "Invalid indexes", "severity": "red",
+         "summary": "1 index is INVALID", "count": 1, "page": "indexes"}]}
+    try:
+        alerter = alerts.Alerter([alerts.webhook(f"{hooks.url}/hook", timeout_s=0.5),
+                                  alerts.email("127.0.0.1", controller.port, "dbpulse@localhost",
+                                               ["dba@example.com"])])
+        now = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+        alerter.observe("prod", red, now)
+        assert alerter.flush(now) == 0 and alerter.failures == 2 and len(alerter.pending) == 2
+        assert "SMTPRecipientsRefused" in alerter.last_error or "timed out" in alerter.last_error
+        assert alerter.flush(now + timedelta(seconds=30)) == 0  # backing off: not tried again
+        assert alerter.failures == 2
+        hooks.delay_s, mail.refuse = 0, False  # both behave again
+        assert alerter.flush(now + timedelta(minutes=1)) == 2
+        assert alerter.flush(now + timedelta(minutes=5)) == 0 and alerter.pending == []
+    finally:
+        hooks.close()
+        controller.stop()
+    assert [p["state"] for p in hooks.posts["/hook"]] == ["red"]
+    assert len(mail.messages) == 1 and "Invalid indexes is RED" in mail.messages[0]
 
 
 def test_a_target_that_stays_down_is_tried_less_often_and_measured_when_back(database_url):
