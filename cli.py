@@ -318,9 +318,7 @@ def cmd_schedule(args) -> int:
             with monitoring_connection(who.target.database_url, who.settings) as conn, \
                     schedules.open_cron(conn, who.target.database_url, who.settings) as cron:
                 if not cron.readable:
-                    print("pg_cron is installed but this role may not read cron.job: GRANT "
-                          "USAGE ON SCHEMA cron and SELECT ON cron.job, cron.job_run_details "
-                          "to it")
+                    print(schedules.NOT_READABLE)
                     return 1
                 jobs = schedules.schedules(cron)
         except schedules.ScheduleError as exc:

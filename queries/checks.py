@@ -299,22 +299,21 @@ def run_all(conn: psycopg.Connection, caps: Capabilities, settings: Settings,
     with its reason instead of stopping the others. spare_conn: a second connection to the same
     database, on which the index checks (most of the time on a big catalogue) run meanwhile;
     rates: the buffer cache figures, when the caller has read them already."""
-    runs = (("slow_queries", lambda c: [check_slow_queries(c, caps, settings)]),
-            ("indexes", lambda c: check_indexes(c, settings)),
-            ("bloat", lambda c: [check_bloat(c, settings)]),
-            ("vacuum", lambda c: check_vacuum(c, settings)),
-            ("cache_hit", lambda c: [check_cache(c, settings, rates)]),
-            ("matviews", lambda c: [check_matviews(c, settings)]),
-            ("activity", lambda c: check_activity(c, settings, caps)))
-    found: dict[str, list[Finding]] = {}
+    runs = {"slow_queries": lambda c: [check_slow_queries(c, caps, settings)],
+            "indexes": lambda c: check_indexes(c, settings),
+            "bloat": lambda c: [check_bloat(c, settings)],
+            "vacuum": lambda c: check_vacuum(c, settings),
+            "cache_hit": lambda c: [check_cache(c, settings, rates)],
+            "matviews": lambda c: [check_matviews(c, settings)],
+            "activity": lambda c: check_activity(c, settings, caps)}
     with ThreadPoolExecutor(1) as pool:
-        aside = {name: pool.submit(_guarded, name, run, spare_conn) for name, run in runs
-                 if name == "indexes" and spare_conn is not None}
-        for name, run in runs:
-            if name not in aside:
-                found[name] = _guarded(name, run, conn)
-        found.update((name, future.result()) for name, future in aside.items())
-    findings = [f for name, _ in runs for f in found[name]]
+        aside = (pool.submit(_guarded, "indexes", runs["indexes"], spare_conn)
+                 if spare_conn is not None else None)
+        found = {name: _guarded(name, run, conn) for name, run in runs.items()
+                 if aside is None or name != "indexes"}
+        if aside is not None:
+            found["indexes"] = aside.result()
+    findings = [f for name in runs for f in found[name]]
     return sorted(findings, key=lambda f: SEVERITY_ORDER[f.severity])
 
 

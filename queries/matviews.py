@@ -127,10 +127,10 @@ def cron_last_refreshes(conn: psycopg.Connection) -> dict[int, tuple]:
     it by name (a job that calls a function is not matched: its command names no view). Read
     where pg_cron is installed in this database; with pg_cron in another database, the event
     trigger logs its refreshes here."""
-    place = schedules.cron_place(conn)
-    if not place.readable:
+    cron = schedules.cron_here(conn)
+    if cron is None:
         return {}
-    runs = schedules.last_refreshes(schedules.Cron(conn, place.here, False, True))
+    runs = schedules.last_refreshes(cron)
     latest: dict[int, tuple] = {}
     for command, started, ended in runs:
         try:

@@ -32,6 +32,10 @@ HOW_TO_ENABLE = (
     "agent --refresh-stale (or from cron: python cli.py refresh --stale).")
 
 
+NOT_READABLE = ("pg_cron is installed but this role may not read its jobs: GRANT USAGE ON "
+                "SCHEMA cron and SELECT ON cron.job, cron.job_run_details to it.")
+
+
 class ScheduleError(ActionError):
     """pg_cron refused a schedule, or none can be made here; the message says why."""
 
@@ -92,6 +96,14 @@ class Cron:
         """A job made from another database names its database too: one pg_cron serves every
         database of the server, and a name is one job per role."""
         return job_name(schema, view, self.database if self.elsewhere else None)
+
+
+def cron_here(conn: psycopg.Connection) -> Cron | None:
+    """pg_cron in this very database when this role may read it, else None (no look for it
+    elsewhere: for the views' freshness, read on every Overview)."""
+    if not (_installed(conn) and _readable(conn)):
+        return None
+    return Cron(conn, conn.info.dbname, False, True)
 
 
 @contextmanager

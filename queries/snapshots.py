@@ -338,9 +338,10 @@ def store(conn: psycopg.Connection, snap: Snapshot, who: Actor, *,
 
 def prune(conn: psycopg.Connection, retention_days: int, now: datetime | None = None) -> int:
     """Delete snapshots older than the retention (their rows go with them), the statement
-    texts no remaining snapshot refers to, and the events and alerts past the retention. When a source's first snapshot inside the
-    retention holds only changed statements, the last complete one before it stays, with those
-    between: its statements are carried from them. Returns how many snapshots were deleted."""
+    texts no remaining snapshot refers to, and the events and alerts past the retention. When
+    a source's first snapshot inside the retention holds only changed statements, the last
+    complete one before it stays, with those between: its statements are carried from them.
+    Returns how many snapshots were deleted."""
     cutoff = (now or datetime.now(timezone.utc)) - timedelta(days=retention_days)
     with conn.transaction():
         deleted = conn.execute("""

@@ -67,7 +67,13 @@ def smtp():
 
     class Keep(Sink):
         def __init__(self):
-            self.messages = []
+            self.messages, self.refuse = [], False  # refuse: 550 to every recipient
+
+        async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+            if self.refuse:
+                return "550 5.1.1 mailbox unavailable"
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
 
         async def handle_DATA(self, server, session, envelope):
             self.messages.append(envelope.content.decode())
@@ -78,6 +84,12 @@ def smtp():
     controller.start()
     yield controller, handler
     controller.stop()
+
+
+# one target's report with one red finding (queries.fleet.target_report's shape)
+RED = {"status": "red", "postgres": {}, "findings": [
+    {"check": "invalid_indexes", "title": "Invalid indexes", "severity": "red",
+     "summary": "1 index is INVALID", "count": 1, "page": "indexes"}]}
 
 
 def _plant_invalid_index(url):
@@ -139,38 +151,18 @@ def test_a_failing_receiver_is_retried_with_back_off_and_nothing_is_lost(scratch
     assert alerter.pending == [] and alerter.failures == 2
 
 
-def test_a_webhook_that_times_out_and_an_smtp_server_that_refuses_lose_nothing():
+def test_a_webhook_that_times_out_and_an_smtp_server_that_refuses_lose_nothing(smtp):
     """A hanging webhook and an SMTP server refusing the recipient: each message is kept and
     retried with back-off, and delivered once each when they behave."""
-    from aiosmtpd.controller import Controller
-
-    class Refusing:
-        def __init__(self):
-            self.refuse, self.messages = True, []
-
-        async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-            if self.refuse:
-                return "550 5.1.1 mailbox unavailable"
-            envelope.rcpt_tos.append(address)
-            return "250 OK"
-
-        async def handle_DATA(self, server, session, envelope):
-            self.messages.append(envelope.content.decode())
-            return "250 OK"
-
-    mail = Refusing()
-    controller = Controller(mail, hostname="127.0.0.1", port=free_port())
-    controller.start()
+    controller, mail = smtp
+    mail.refuse = True
     hooks = Receiver(delay_s=3)
-    red = {"status": "red", "postgres": {}, "findings": [
-        {"check": "invalid_indexes", "title": "Invalid indexes", "severity": "red",
-         "summary": "1 index is INVALID", "count": 1, "page": "indexes"}]}
     try:
         alerter = alerts.Alerter([alerts.webhook(f"{hooks.url}/hook", timeout_s=0.5),
                                   alerts.email("127.0.0.1", controller.port, "dbpulse@localhost",
                                                ["dba@example.com"])])
         now = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
-        alerter.observe("prod", red, now)
+        alerter.observe("prod", RED, now)
         assert alerter.flush(now) == 0 and alerter.failures == 2 and len(alerter.pending) == 2
         assert "SMTPRecipientsRefused" in alerter.last_error or "timed out" in alerter.last_error
         assert alerter.flush(now + timedelta(seconds=30)) == 0  # backing off: not tried again
@@ -180,7 +172,6 @@ def test_a_webhook_that_times_out_and_an_smtp_server_that_refuses_lose_nothing()
         assert alerter.flush(now + timedelta(minutes=5)) == 0 and alerter.pending == []
     finally:
         hooks.close()
-        controller.stop()
     assert [p["state"] for p in hooks.posts["/hook"]] == ["red"]
     assert len(mail.messages) == 1 and "Invalid indexes is RED" in mail.messages[0]
 
@@ -365,22 +356,19 @@ def test_a_restarted_agent_neither_repeats_nor_forgets(tmp_path):
     """Red and announced before the restart: not announced again after it. Not delivered
     before the restart (the receiver was down): delivered after it."""
     state = tmp_path / "agent-state.json"
-    red = {"status": "red", "postgres": {}, "findings": [
-        {"check": "invalid_indexes", "title": "Invalid indexes", "severity": "red",
-         "summary": "1 index is INVALID", "count": 1, "page": "indexes"}]}
     now = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
 
     def broken(alert):
         raise OSError("connection refused")
 
     first = alerts.Alerter([broken])
-    first.observe("prod", red, now)
+    first.observe("prod", RED, now)
     first.flush(now)
     first.save(state)
     delivered = []
     second = alerts.Alerter([delivered.append])
     second.load(state)
-    assert second.observe("prod", red, now + timedelta(minutes=1)) == []  # nothing new
+    assert second.observe("prod", RED, now + timedelta(minutes=1)) == []  # nothing new
     second.flush(now + timedelta(minutes=2))
     assert [(a.target, a.check, a.state) for a in delivered] == [
         ("prod", "invalid_indexes", "red")]
@@ -440,8 +428,6 @@ def test_the_alerts_page_lists_what_the_agent_raised_and_tests_each_channel(
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
-    from demo.stack import free_port as closed_port
-
     target = Target("env", scratch_database, scratch_database)
     agent = Agent([target], Settings(role="dba"), alerts.Alerter([]),
                   snapshot_every=timedelta(days=1), log=lambda line: None)
@@ -452,7 +438,7 @@ def test_the_alerts_page_lists_what_the_agent_raised_and_tests_each_channel(
     hooks = Receiver()
     secrets = tmp_path / "secrets.toml"
     secrets.write_text(f'[alerts]\nwebhook_url = "{hooks.url}/hook/s3cret-path"\n'
-                       f'smtp_host = "127.0.0.1"\nsmtp_port = {closed_port()}\n'
+                       f'smtp_host = "127.0.0.1"\nsmtp_port = {free_port()}\n'
                        'smtp_to = ["dba@example.com"]\nquiet_hours = "22:00-07:00"\n')
     monkeypatch.setenv("DBPULSE_SECRETS_FILE", str(secrets))
     monkeypatch.setenv("DATABASE_URL", scratch_database)

@@ -112,8 +112,7 @@ st.subheader("Refresh schedules (pg_cron)")
 if data["cron_problem"]:
     st.info(data["cron_problem"], icon=":material/schedule:")
 elif data["schedules"] is None:
-    st.info("pg_cron is installed but this role may not read its jobs: GRANT USAGE ON SCHEMA "
-            "cron and SELECT ON cron.job, cron.job_run_details to it.")
+    st.info(schedules.NOT_READABLE)
 else:
     jobs = data["schedules"]
     failing = jobs[jobs["failure_streak"] > 0]
