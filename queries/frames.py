@@ -16,7 +16,7 @@ def to_frame(cur: psycopg.Cursor) -> pd.DataFrame:
     """Column by column: building an object frame row by row and converting it afterwards
     costs four times as much on the tens of thousands of rows of a big catalogue."""
     rows = cur.fetchall()
-    values = [[row[i] for row in rows] for i in range(len(cur.description))]
+    values = list(zip(*rows)) if rows else [() for _ in cur.description]
     data = {}  # by position: two columns may share a name
     for position, (column, cells) in enumerate(zip(cur.description, values)):
         # object dtype keeps text as Python str/None (pandas 3 would make Arrow strings: slow

@@ -58,6 +58,10 @@ CATALOGUE = """
     DELETE FROM churn_small WHERE id > 10;
     CREATE TABLE dup (k int);
     INSERT INTO dup VALUES (1), (1);
+    CREATE TABLE base (id int, v text);
+    CREATE TABLE base_kid (extra int) INHERITS (base);
+    INSERT INTO base SELECT i, 'b' FROM generate_series(1, 3000) i;
+    INSERT INTO base_kid SELECT i, repeat('k', 300), i FROM generate_series(1, 3000) i;
 """
 
 
@@ -68,6 +72,7 @@ def catalogue(scratch_database):
         with pytest.raises(psycopg.errors.UniqueViolation):  # leaves an INVALID index
             conn.execute("CREATE UNIQUE INDEX CONCURRENTLY dup_k ON dup (k)")
         conn.execute("ANALYZE")
+        conn.execute("ALTER TABLE small ADD COLUMN late int")  # no statistics yet
         conn.execute("SELECT pg_stat_statements_reset()")
         conn.execute("SET enable_seqscan = off")
         for i in range(30):  # scans on one partition's index only, and on a few others
@@ -219,8 +224,33 @@ def test_column_statistics_read_by_oid_equal_those_read_through_pg_stats(catalog
     from queries.frames import to_frame
 
     with monitoring_connection(catalogue, Settings()) as conn:
-        frames = [to_frame(conn.execute(query, {"tables": None}, binary=True))
+        frames = [to_frame(conn.execute(bloat.COLUMN_STATS.format(statistics=statistics),
+                                        {"tables": None}, binary=True))
                   .sort_values(["relid", "attnum"], ignore_index=True)
-                  for query in (bloat.STATS_BY_OID, bloat.STATS_BY_NAME)]
-    assert len(frames[0]) > 20  # every analyzed column of the catalogue's tables
+                  for statistics in (bloat.STATS_BY_OID, bloat.STATS_BY_NAME)]
+    assert frames[0]["width"].notna().sum() > 20  # every analyzed column of the catalogue
+    assert frames[0]["width"].isna().any()  # and a column added after the last ANALYZE
     pd.testing.assert_frame_equal(frames[0], frames[1])
+
+
+def test_column_statistics_are_the_relations_own_one_row_per_column(catalogue):
+    """A table with inheritance children has statistics of itself and of its whole tree: its
+    pages hold its own rows, so its own are read, once per column; a partitioned table has
+    only the tree's; a column added since ANALYZE has none."""
+    with monitoring_connection(catalogue, Settings()) as conn:
+        stats = bloat.column_stats(conn)
+        names = dict(conn.execute("SELECT oid::int, relname::text FROM pg_class "
+                                  "WHERE relname IN ('base', 'events', 'small')").fetchall())
+        own_width = conn.execute("SELECT avg_width FROM pg_stats WHERE tablename = 'base' "
+                                 "AND attname = 'v' AND NOT inherited").fetchone()[0]
+        tables = bloat.table_bloat(conn, stats).set_index("table_name")
+    stats = stats.assign(table=stats["relid"].map(names))
+    assert not stats.duplicated(["relid", "attnum"]).any()
+    base = stats[stats["table"] == "base"].set_index("attnum")
+    assert list(base.index) == [1, 2]
+    assert base.loc[2, "width"] == pytest.approx(own_width + 0.5)  # 'b', not the tree's 300
+    assert stats[stats["table"] == "events"]["width"].notna().all()  # the tree's statistics
+    small = stats[stats["table"] == "small"].set_index("attnum")
+    assert small["width"].notna().tolist() == [True, True, False]
+    assert tables.loc["base", "columns_with_stats"] == tables.loc["base", "column_count"] == 2
+    assert "statistics missing" in tables.loc["small", "stats_note"]
