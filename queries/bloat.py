@@ -112,38 +112,51 @@ def _row_widths(all_columns: pd.DataFrame) -> pd.DataFrame:
     offset modulo MAXALIGN is tracked as a distribution over the 8 residues, column by column,
     for all tables at once. (Averaging the offsets instead adds padding after mostly-NULL
     columns that most rows do not have.)"""
-    per_table = all_columns.groupby("relid").agg(
-        column_count=("attnum", "size"), columns_with_stats=("width", "count"),
-        max_null_frac=("null_frac", "max"))
-    columns = all_columns[all_columns["width"].notna()]
-    if columns.empty:
-        return per_table.assign(data_width=np.nan)
-    rows_all, tables = pd.factorize(columns["relid"])  # each column's table, as a row number
+    if all_columns.empty:
+        return pd.DataFrame(columns=["column_count", "columns_with_stats", "max_null_frac",
+                                     "data_width"], index=pd.Index([], name="relid"))
+    if not all_columns["relid"].is_monotonic_increasing:  # column_stats sorts them
+        all_columns = all_columns.sort_values(["relid", "attnum"], kind="stable")
+    table_of, tables = pd.factorize(all_columns["relid"])  # in order: sorted by table
+    has_stats = all_columns["width"].notna().to_numpy()
+    null_frac = all_columns["null_frac"].to_numpy(dtype=float)
+    first_column = np.flatnonzero(np.r_[True, table_of[1:] != table_of[:-1]])
+    per_table = pd.DataFrame({
+        "column_count": np.diff(np.r_[first_column, len(table_of)]),
+        "columns_with_stats": np.add.reduceat(has_stats.astype(int), first_column),
+        "max_null_frac": np.fmax.reduceat(null_frac, first_column),  # NaN: no statistics
+    }, index=pd.Index(tables, name="relid"))
+    rows_all = table_of[has_stats]  # each column with statistics: its table's row
     residues = np.zeros((len(tables), MAXALIGN))
     residues[:, 0] = 1.0  # the data starts MAXALIGNed, after the header
     width = np.zeros(len(tables))
-    position = columns.groupby("relid").cumcount().to_numpy()
-    present_all = 1 - columns["null_frac"].to_numpy(dtype=float)
+    # the column's place among its table's columns with statistics
+    position = np.arange(len(rows_all)) - np.searchsorted(rows_all, rows_all)
+    columns = all_columns[has_stats]
+    present_all = 1 - null_frac[has_stats]
     # the width of a present value (pg_stats' width is averaged over all rows, NULLs as 0)
     value_all = columns["width"].to_numpy(dtype=float) / np.maximum(present_all, 1e-9)
     align_all = columns["align"].to_numpy(dtype=int)
-    for k in range(position.max() + 1):
+    offsets = np.arange(MAXALIGN)
+    for k in range(position.max() + 1 if len(position) else 0):  # every table's k-th column
         at = position == k
         rows, present, value, align = rows_all[at], present_all[at], value_all[at], align_all[at]
-        before = residues[rows]
-        after = before * (1 - present)[:, None]
+        before = residues[rows]  # (tables, 8): where this column may start, modulo MAXALIGN
+        pad = (align[:, None] - offsets % align[:, None]) % align[:, None]
+        mass = present[:, None] * before
+        width[rows] += (mass * (pad + value[:, None])).sum(axis=1)
         # an average width between two whole numbers: some rows end at one, some at the next
         step = np.floor(value).astype(int)
         longer = value - step
-        each = np.arange(len(rows))  # a table once per column position: no index repeats
-        for r in range(MAXALIGN):
-            pad = (align - r % align) % align
-            mass = present * before[:, r]
-            width[rows] += mass * (pad + value)
-            for extra, share in ((0, 1 - longer), (1, longer)):
-                after[each, (r + pad + step + extra) % MAXALIGN] += mass * share
-        residues[rows] = after
-    return per_table.assign(data_width=pd.Series(width, index=tables))
+        end = offsets + pad + step[:, None]
+        cell = np.arange(len(rows))[:, None] * MAXALIGN
+        moved = sum(np.bincount((cell + (end + extra) % MAXALIGN).ravel(),
+                                (mass * share[:, None]).ravel(), minlength=len(rows) * MAXALIGN)
+                    for extra, share in ((0, 1 - longer), (1, longer)))
+        residues[rows] = before * (1 - present)[:, None] + moved.reshape(len(rows), MAXALIGN)
+    # a table whose columns all lack statistics has no width to speak of
+    return per_table.assign(data_width=np.where(per_table["columns_with_stats"] > 0, width,
+                                                np.nan))
 
 
 # what both estimates need about each relation, from pg_class and the statistics functions
