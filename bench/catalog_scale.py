@@ -187,10 +187,15 @@ def main() -> None:
                                       for j in result["jobs"].values())
         result["diagnostics"] = {name: timed(url, fn, args.runs)
                                  for name, fn in diagnostics().items()}
-        spare = open_monitoring(url, SETTINGS)  # the Overview's way: index checks meanwhile
+        spare = open_monitoring(url, SETTINGS)  # the dashboard's way: a second connection
         try:
-            result["diagnostics"]["checks.run_all on two connections"] = timed(
-                url, lambda c: checks.run_all(c, caps, SETTINGS, spare_conn=spare), args.runs)
+            for name, fn in {
+                    "checks.run_all": lambda c: checks.run_all(c, caps, SETTINGS, spare_conn=spare),
+                    "table bloat": lambda c: bloat.table_bloat(c, spare_conn=spare),
+                    "index bloat": lambda c: bloat.index_bloat(c, spare_conn=spare),
+                    "bloat.estimates (the Bloat page, every relation)":
+                        lambda c: bloat.estimates(c, spare_conn=spare)}.items():
+                result["diagnostics"][f"{name} on two connections"] = timed(url, fn, args.runs)
         finally:
             spare.close()
         result["load_after"] = os.getloadavg()

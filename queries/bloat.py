@@ -17,6 +17,8 @@ NULL-heavy tables are estimated a few points low: the note gives the bound.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pandas as pd
 import psycopg
@@ -177,12 +179,38 @@ RELATION_COLUMNS = """
 
 
 def table_bloat(conn: psycopg.Connection, stats: pd.DataFrame | None = None,
-                min_size_bytes: int = 0) -> pd.DataFrame:
+                min_size_bytes: int = 0,
+                spare_conn: psycopg.Connection | None = None) -> pd.DataFrame:
     """Tables and materialized views of at least `min_size_bytes` (a smaller one cannot hold
     more bloat than that). `stats` (from column_stats) can be shared with index_bloat: reading
     the column statistics is most of the cost on a big catalogue; without it, only the
-    statistics of the tables read are."""
-    frame = to_frame(conn.execute(f"""
+    statistics of the tables read are (read on spare_conn meanwhile, see _with_stats)."""
+    frame, stats = _with_stats(conn, _tables, "relid", stats, min_size_bytes, spare_conn)
+    if frame.empty:
+        return frame
+    return _table_estimate(frame, stats)
+
+
+def _with_stats(conn: psycopg.Connection, read, key: str, stats: pd.DataFrame | None,
+                min_size_bytes: int, spare_conn: psycopg.Connection | None
+                ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The relations (read(conn, min_size_bytes)) and the column statistics of their tables
+    (`key`): `stats` when given. When every relation is read, every table's statistics are
+    needed, so with spare_conn (a second connection to the same database) they are read on it
+    meanwhile; otherwise which tables is known only once the relations are read."""
+    if stats is None and spare_conn is not None and min_size_bytes == 0:
+        with ThreadPoolExecutor(1) as pool:
+            aside = pool.submit(column_stats, spare_conn)
+            frame = read(conn, min_size_bytes)
+            return frame, aside.result()
+    frame = read(conn, min_size_bytes)
+    if stats is None and not frame.empty:
+        stats = column_stats(conn, _only(frame[key], min_size_bytes))
+    return frame, stats
+
+
+def _tables(conn: psycopg.Connection, min_size_bytes: int) -> pd.DataFrame:
+    return to_frame(conn.execute(f"""
         SELECT n.nspname                                   AS schema_name,
                {RELATION_COLUMNS},
                c.relname                                   AS table_name,
@@ -200,9 +228,9 @@ def table_bloat(conn: psycopg.Connection, stats: pd.DataFrame | None = None,
           AND c.relpages::bigint * %(block_size)s >= %(min_size)s
         """, {"default_fillfactor": 100, "block_size": server.block_size(conn),
               "min_size": min_size_bytes}, binary=True))
-    if frame.empty:
-        return frame
-    stats = column_stats(conn, _only(frame["relid"], min_size_bytes)) if stats is None else stats
+
+
+def _table_estimate(frame: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame:
     frame = frame.join(_row_widths(stats), on="relid")
     bitmap = np.where(frame["max_null_frac"].fillna(0) > 0,
                       np.ceil(frame["bitmap_columns"] / 8), 0)  # dropped columns count here
@@ -225,11 +253,19 @@ def table_bloat(conn: psycopg.Connection, stats: pd.DataFrame | None = None,
 
 
 def index_bloat(conn: psycopg.Connection, stats: pd.DataFrame | None = None,
-                min_size_bytes: int = 0) -> pd.DataFrame:
+                min_size_bytes: int = 0,
+                spare_conn: psycopg.Connection | None = None) -> pd.DataFrame:
     """B-tree indexes of at least `min_size_bytes`; key column widths come from their table's
     column statistics (expression columns have none: 8 bytes are assumed and the row is
-    flagged)."""
-    frame = to_frame(conn.execute(f"""
+    flagged). `stats` and spare_conn as for table_bloat."""
+    frame, stats = _with_stats(conn, _indexes, "table_oid", stats, min_size_bytes, spare_conn)
+    if frame.empty:
+        return frame
+    return _index_estimate(frame, stats)
+
+
+def _indexes(conn: psycopg.Connection, min_size_bytes: int) -> pd.DataFrame:
+    return to_frame(conn.execute(f"""
         -- the tables first, then their indexes by hash joins: one row per table for the
         -- statistics functions, no lookup per index
         WITH tables AS MATERIALIZED (
@@ -265,10 +301,9 @@ def index_bloat(conn: psycopg.Connection, stats: pd.DataFrame | None = None,
         """, {"default_fillfactor": 90, "block_size": server.block_size(conn),
               "min_size": min_size_bytes,
               "deduplication": conn.info.server_version >= 130000}, binary=True))
-    if frame.empty:
-        return frame
-    stats = (column_stats(conn, _only(frame["table_oid"], min_size_bytes)) if stats is None
-             else stats)
+
+
+def _index_estimate(frame: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame:
     frame = frame.join(_key_widths(frame, stats))
     bitmap = np.where(frame["max_null_frac"] > 0, MAXALIGN, 0)
     entry = _align(INDEX_TUPLE_HEADER + bitmap + frame["data_width"].astype(float)) + LINE_POINTER
@@ -295,6 +330,22 @@ def index_bloat(conn: psycopg.Connection, stats: pd.DataFrame | None = None,
          f"NULL-heavy: the estimate may be up to {100 * NULL_HEAVY_BOUND:g} points low"),
     ]
     return _finish(frame, expected, missing_stats | deduplicated, notes)
+
+
+def estimates(conn: psycopg.Connection, min_size_bytes: int = 0,
+              spare_conn: psycopg.Connection | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Both estimates, as the Bloat page shows them. With every relation, one read of the
+    column statistics serves both, on spare_conn while the relations are read when given."""
+    if min_size_bytes or spare_conn is None:
+        stats = None if min_size_bytes else column_stats(conn)
+        return (table_bloat(conn, stats, min_size_bytes),
+                index_bloat(conn, stats, min_size_bytes))
+    with ThreadPoolExecutor(1) as pool:
+        aside = pool.submit(column_stats, spare_conn)
+        tables, indexes = _tables(conn, 0), _indexes(conn, 0)
+        stats = aside.result()
+    return (_table_estimate(tables, stats) if not tables.empty else tables,
+            _index_estimate(indexes, stats) if not indexes.empty else indexes)
 
 
 def _key_widths(frame: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame:

@@ -254,3 +254,18 @@ def test_column_statistics_are_the_relations_own_one_row_per_column(catalogue):
     assert small["width"].notna().tolist() == [True, True, False]
     assert tables.loc["base", "columns_with_stats"] == tables.loc["base", "column_count"] == 2
     assert "statistics missing" in tables.loc["small", "stats_note"]
+
+
+def test_bloat_estimates_on_two_connections_equal_those_on_one(catalogue):
+    """The Bloat page reads the column statistics on a second connection meanwhile."""
+    with monitoring_connection(catalogue, Settings()) as conn, \
+            monitoring_connection(catalogue, Settings()) as spare:
+        one = bloat.estimates(conn)
+        two = bloat.estimates(conn, spare_conn=spare)
+        alone = (bloat.table_bloat(conn, spare_conn=spare), bloat.index_bloat(conn, spare_conn=spare))
+        big = bloat.estimates(conn, 1_048_576, spare_conn=spare)
+    assert len(one[0]) >= 8 and len(one[1]) >= 20
+    for frames in (two, alone):
+        for expected, got in zip(one, frames):
+            pd.testing.assert_frame_equal(expected, got)
+    assert sorted(big[0]["table_name"]) == ["churn", "t"]  # the tables of at least 1 MB

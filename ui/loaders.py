@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
@@ -178,9 +179,11 @@ def indexes_data(dsn: str, settings: Settings, include_own: bool = False) -> Loa
 def bloat_data(dsn: str, settings: Settings, min_size_bytes: int = 0) -> Loaded:
     """Relations of at least min_size_bytes estimated (every one with 0)."""
     def load(conn):
-        stats = None if min_size_bytes else bloat.column_stats(conn)  # shared when all are read
-        return {"tables": bloat.table_bloat(conn, stats, min_size_bytes),
-                "indexes": bloat.index_bloat(conn, stats, min_size_bytes),
+        # every table's column statistics are read meanwhile when every relation is estimated
+        aside = nullcontext() if min_size_bytes else monitoring_pool(dsn, settings).connection()
+        with aside as spare:
+            tables, indexes = bloat.estimates(conn, min_size_bytes, spare_conn=spare)
+        return {"tables": tables, "indexes": indexes,
                 "vacuum": vacuum.vacuum_status(conn), "wraparound": vacuum.wraparound(conn),
                 "sequences": vacuum.sequences_near_max(conn),
                 "capabilities": capabilities.detect(conn)}
