@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -164,14 +165,19 @@ ALL_INDEXES_SHOWN = 1000  # a page never sends the whole catalogue to the browse
 
 @cached(ttl=CACHE_TTL_S)
 def indexes_data(dsn: str, settings: Settings, include_own: bool = False) -> Loaded:
-    def load(conn):
+    def listing(conn):
         least_scanned = indexes.list_indexes(conn, limit=ALL_INDEXES_SHOWN)
         if not include_own:
             least_scanned = least_scanned[least_scanned["schema_name"] != indexes.OWN_SCHEMA]
-        return {"review": checks.index_review(conn, settings, include_own),
-                "least_scanned": least_scanned, "index_count": indexes.count_indexes(conn),
-                "seq_scans": indexes.sequential_scan_heavy(conn),
-                "identity": server.server_identity(conn)}
+        return {"least_scanned": least_scanned, "index_count": indexes.count_indexes(conn),
+                "seq_scans": indexes.sequential_scan_heavy(conn)}
+
+    def load(conn):
+        # the lists on a second connection while the review (most of the time) runs on this one
+        with monitoring_pool(dsn, settings).connection() as spare, ThreadPoolExecutor(1) as pool:
+            lists = pool.submit(listing, spare)
+            review = checks.index_review(conn, settings, include_own)
+            return {"review": review, **lists.result(), "identity": server.server_identity(conn)}
     return _load(dsn, settings, load)
 
 
