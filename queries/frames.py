@@ -22,15 +22,16 @@ def to_frame(cur: psycopg.Cursor) -> pd.DataFrame:
         # object dtype keeps text as Python str/None (pandas 3 would make Arrow strings: slow
         # to iterate row by row, and missing values become NaN)
         complete = None not in cells
-        if column.type_code in NUMBER_OIDS and complete and cells:
-            numbers = np.array(cells)  # ints or floats straight to numpy: far faster
+        if column.type_code in NUMBER_OIDS and cells:
+            # straight to numpy, far faster; with NULLs, floats with NaN as pandas makes them
+            numbers = np.array(cells, dtype=None if complete else float)
             if numbers.dtype.kind in "if":
                 data[position] = pd.Series(numbers)
                 continue
         series = pd.Series(cells, dtype=object)
         if column.type_code in BOOL_OIDS and complete:
             series = series.astype(bool)
-        elif column.type_code in NUMBER_OIDS:  # with NULLs (NaN), or numeric (Decimal)
+        elif column.type_code in NUMBER_OIDS:  # numeric (Decimal) without NULLs
             series = pd.to_numeric(series, errors="coerce")
         data[position] = series
     frame = pd.DataFrame(data, columns=range(len(cur.description)))
