@@ -101,12 +101,6 @@ STATS_BY_NAME = """
           AND (%(tables)s::oid[] IS NULL OR c.oid = ANY(%(tables)s::oid[]))"""
 
 
-def _only(tables: pd.Series, min_size_bytes: int) -> list[int] | None:
-    """The tables whose statistics are needed: all (None) when every relation is read, which
-    is cheaper than a list of thousands of oids."""
-    return tables.unique().tolist() if min_size_bytes > 0 else None
-
-
 def _row_widths(all_columns: pd.DataFrame) -> pd.DataFrame:
     """Per table: how many columns it has and how many have statistics, and the expected data
     width of a row from those, the padding between columns included. Each column is present
@@ -184,29 +178,28 @@ def table_bloat(conn: psycopg.Connection, stats: pd.DataFrame | None = None,
     """Tables and materialized views of at least `min_size_bytes` (a smaller one cannot hold
     more bloat than that). `stats` (from column_stats) can be shared with index_bloat: reading
     the column statistics is most of the cost on a big catalogue; without it, only the
-    statistics of the tables read are (read on spare_conn meanwhile, see _with_stats)."""
-    frame, stats = _with_stats(conn, _tables, "relid", stats, min_size_bytes, spare_conn)
-    if frame.empty:
-        return frame
-    return _table_estimate(frame, stats)
+    statistics of the tables read are (every table's when every relation is read: on
+    spare_conn meanwhile when given)."""
+    if stats is None and not min_size_bytes:
+        frame, stats = _with_every_tables_stats(conn, lambda c: _tables(c, 0), spare_conn)
+    else:
+        frame = _tables(conn, min_size_bytes)
+        if stats is None and not frame.empty:
+            stats = column_stats(conn, frame["relid"].unique().tolist())
+    return _table_estimate(frame, stats) if not frame.empty else frame
 
 
-def _with_stats(conn: psycopg.Connection, read, key: str, stats: pd.DataFrame | None,
-                min_size_bytes: int, spare_conn: psycopg.Connection | None
-                ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """The relations (read(conn, min_size_bytes)) and the column statistics of their tables
-    (`key`): `stats` when given. When every relation is read, every table's statistics are
-    needed, so with spare_conn (a second connection to the same database) they are read on it
-    meanwhile; otherwise which tables is known only once the relations are read."""
-    if stats is None and spare_conn is not None and min_size_bytes == 0:
-        with ThreadPoolExecutor(1) as pool:
-            aside = pool.submit(column_stats, spare_conn)
-            frame = read(conn, min_size_bytes)
-            return frame, aside.result()
-    frame = read(conn, min_size_bytes)
-    if stats is None and not frame.empty:
-        stats = column_stats(conn, _only(frame[key], min_size_bytes))
-    return frame, stats
+def _with_every_tables_stats(conn: psycopg.Connection, read,
+                             spare_conn: psycopg.Connection | None) -> tuple:
+    """read(conn) and every table's column statistics: with spare_conn (a second connection
+    to the same database) these are read on it meanwhile. (With a size floor, which tables
+    is known only once the relations are read, and their statistics are few.)"""
+    if spare_conn is None:
+        return read(conn), column_stats(conn)
+    with ThreadPoolExecutor(1) as pool:
+        aside = pool.submit(column_stats, spare_conn)
+        relations = read(conn)
+        return relations, aside.result()
 
 
 def _tables(conn: psycopg.Connection, min_size_bytes: int) -> pd.DataFrame:
@@ -258,10 +251,13 @@ def index_bloat(conn: psycopg.Connection, stats: pd.DataFrame | None = None,
     """B-tree indexes of at least `min_size_bytes`; key column widths come from their table's
     column statistics (expression columns have none: 8 bytes are assumed and the row is
     flagged). `stats` and spare_conn as for table_bloat."""
-    frame, stats = _with_stats(conn, _indexes, "table_oid", stats, min_size_bytes, spare_conn)
-    if frame.empty:
-        return frame
-    return _index_estimate(frame, stats)
+    if stats is None and not min_size_bytes:
+        frame, stats = _with_every_tables_stats(conn, lambda c: _indexes(c, 0), spare_conn)
+    else:
+        frame = _indexes(conn, min_size_bytes)
+        if stats is None and not frame.empty:
+            stats = column_stats(conn, frame["table_oid"].unique().tolist())
+    return _index_estimate(frame, stats) if not frame.empty else frame
 
 
 def _indexes(conn: psycopg.Connection, min_size_bytes: int) -> pd.DataFrame:
@@ -335,15 +331,12 @@ def _index_estimate(frame: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame:
 def estimates(conn: psycopg.Connection, min_size_bytes: int = 0,
               spare_conn: psycopg.Connection | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Both estimates, as the Bloat page shows them. With every relation, one read of the
-    column statistics serves both, on spare_conn while the relations are read when given."""
-    if min_size_bytes or spare_conn is None:
-        stats = None if min_size_bytes else column_stats(conn)
-        return (table_bloat(conn, stats, min_size_bytes),
-                index_bloat(conn, stats, min_size_bytes))
-    with ThreadPoolExecutor(1) as pool:
-        aside = pool.submit(column_stats, spare_conn)
-        tables, indexes = _tables(conn, 0), _indexes(conn, 0)
-        stats = aside.result()
+    column statistics serves both (on spare_conn while the relations are read, when given)."""
+    if min_size_bytes:  # each reads the statistics of its own relations' tables only
+        return (table_bloat(conn, min_size_bytes=min_size_bytes),
+                index_bloat(conn, min_size_bytes=min_size_bytes))
+    (tables, indexes), stats = _with_every_tables_stats(
+        conn, lambda c: (_tables(c, 0), _indexes(c, 0)), spare_conn)
     return (_table_estimate(tables, stats) if not tables.empty else tables,
             _index_estimate(indexes, stats) if not indexes.empty else indexes)
 
