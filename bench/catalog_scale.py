@@ -179,8 +179,7 @@ def main() -> None:
                               AND relnamespace::regnamespace::text ~ '^s[0-9]+$'),
                            (SELECT count(*) FROM pg_stat_statements)""").fetchone()))
             result["server_version"] = conn.info.server_version
-            # a new connection's first touch of each shared buffer costs a page fault per 4 kB
-            # without huge pages: most of the gap between the cold and the warm figures
+            # how the server maps shared buffers: part of what a new connection's first run costs
             result["huge_pages"] = conn.execute(
                 "SELECT current_setting('huge_pages_status', true)").fetchone()[0]
         conn = open_monitoring(url, SETTINGS)
