@@ -72,14 +72,14 @@ COLUMN_STATS = """
         SELECT a.attrelid AS relid, a.attnum,
                s.null_frac,
                s.n_distinct,
-               (1 - s.null_frac) * (s.avg_width + CASE WHEN t.typlen < 0 THEN 0.5 ELSE 0 END)
+               -- attlen and attalign: the column type's typlen and typalign, copied
+               (1 - s.null_frac) * (s.avg_width + CASE WHEN a.attlen < 0 THEN 0.5 ELSE 0 END)
                                                            AS width,
-               CASE WHEN t.typlen > 0 OR s.avg_width > 127 THEN
-                    CASE t.typalign WHEN 'd' THEN 8 WHEN 'i' THEN 4 WHEN 's' THEN 2 ELSE 1 END
+               CASE WHEN a.attlen > 0 OR s.avg_width > 127 THEN
+                    CASE a.attalign WHEN 'd' THEN 8 WHEN 'i' THEN 4 WHEN 's' THEN 2 ELSE 1 END
                     ELSE 1 END                             AS align
         FROM pg_attribute a
         JOIN pg_class c ON c.oid = a.attrelid
-        JOIN pg_type t ON t.oid = a.atttypid
         LEFT JOIN ({statistics}) s
                ON s.relid = a.attrelid AND s.attnum = a.attnum
               AND s.inherited = (c.relkind = 'p')
