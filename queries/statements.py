@@ -85,13 +85,13 @@ def top_statements(conn: psycopg.Connection, ext: Extension,
     query = sql.SQL("""
         WITH entries AS ({entries}),
         scoped AS (
-            SELECT e.*,
-                   e.total_exec_ms / nullif(sum(e.total_exec_ms) OVER (), 0) AS share_of_total_time
-            FROM entries e
+            SELECT e.* FROM entries e
             WHERE %(database)s = '*' OR e.dbid = (SELECT oid FROM pg_database
                                                   WHERE datname = coalesce(%(database)s,
                                                                            current_database()))
         ),
+        -- an aggregate beside the top rows, not a window over every row and its text
+        total AS (SELECT nullif(sum(total_exec_ms), 0) AS ms FROM scoped),
         top AS (
             SELECT * FROM scoped
             WHERE calls >= %(min_calls)s
@@ -107,7 +107,8 @@ def top_statements(conn: psycopg.Connection, ext: Extension,
                left(query, 2000)  AS query,
                length(query)      AS query_length,
                calls, total_exec_ms, mean_exec_ms, max_exec_ms, stddev_exec_ms, total_plan_ms,
-               rows, shared_blks_hit, shared_blks_read, temp_blks, io_ms, share_of_total_time,
+               rows, shared_blks_hit, shared_blks_read, temp_blks, io_ms,
+               total_exec_ms / (SELECT ms FROM total) AS share_of_total_time,
                shared_blks_hit::float8 / nullif(shared_blks_hit + shared_blks_read, 0)
                                   AS cache_hit_rate
         FROM top
