@@ -53,6 +53,13 @@ def test_top_statements_ranking_filters_and_shares(workload, settings):
     assert not top["query"].str.endswith(OWN_STATEMENT_TAG).any()
     assert own["query"].str.endswith(OWN_STATEMENT_TAG).any()
     assert 0 < top["share_of_total_time"].max() <= 1
+    # each share is of the whole database's time, before any filter: all of them make 1, and a
+    # row keeps its share when a filter hides the others
+    everything = own[own["calls"] >= 1]
+    assert everything["share_of_total_time"].sum() == pytest.approx(1, abs=1e-9)
+    mine = texts.iloc[0]  # read a moment before: DB Pulse's own statements add a little since
+    assert texts["share_of_total_time"].sum() < 0.5 and mine["share_of_total_time"] == pytest.approx(
+        mine["total_exec_ms"] / own["total_exec_ms"].sum(), rel=0.01)
     long_row = top[top["query"].str.startswith("SELECT $1 AS c0")].iloc[0]
     assert len(long_row["query"]) == 2000 and long_row["query_length"] > 2000
 
