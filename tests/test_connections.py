@@ -3,6 +3,7 @@ import time
 import psycopg
 import pytest
 
+from queries.config import Settings
 from queries.connections import (
     ADMIN_APPLICATION_NAME,
     MONITOR_APPLICATION_NAME,
@@ -128,3 +129,21 @@ def test_numbers_return_within_seconds_of_a_restart(tmp_path, monkeypatch):
     finally:
         stack.destroy()
         st.cache_data.clear()
+
+
+def test_pages_reading_on_two_connections_report_a_time_limit_and_recover(database_url):
+    """The Bloat and Indexes pages read on a second pooled connection meanwhile: a statement
+    over the time limit on either becomes the page's problem, not an exception, again the
+    next time (no connection left half-used in the pool), and a sane limit has the figures."""
+    from ui import loaders
+
+    tight = Settings(statement_timeout_ms=1)  # every catalogue query times out
+    for load in (lambda s: loaders.bloat_data.__wrapped__(database_url, s, 0),
+                 lambda s: loaders.indexes_data.__wrapped__(database_url, s)):
+        for _ in range(2):
+            failed = load(tight)
+            assert not failed.ok and failed.problem.kind == "timeout", failed.problem
+        recovered = load(Settings())
+        assert recovered.ok, recovered.problem
+    assert len(recovered.value["least_scanned"]) > 0
+    assert len(loaders.bloat_data.__wrapped__(database_url, Settings(), 0).value["tables"]) > 0
