@@ -179,7 +179,7 @@ def main() -> None:
                               AND relnamespace::regnamespace::text ~ '^s[0-9]+$'),
                            (SELECT count(*) FROM pg_stat_statements)""").fetchone()))
             result["server_version"] = conn.info.server_version
-            # how the server maps shared buffers: part of what a new connection's first run costs
+            # how the server maps its shared buffers, recorded beside the cold figures
             result["huge_pages"] = conn.execute(
                 "SELECT current_setting('huge_pages_status', true)").fetchone()[0]
         conn = open_monitoring(url, SETTINGS)
