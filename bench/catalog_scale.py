@@ -128,6 +128,8 @@ def diagnostics() -> dict:
         "indexes.list_indexes (the checks' scope)": lambda c: indexes.list_indexes(
             c, "checks", SETTINGS.unused_index_min_bytes),
         "bloat.column_stats": bloat.column_stats,
+        # the Bloat page's TOAST sizes open every TOAST table (not part of the estimate)
+        "table bloat with TOAST sizes": lambda c: bloat.table_bloat(c, with_toast=True),
         "checks.check_indexes": lambda c: checks.check_indexes(c, SETTINGS),
         "checks.check_bloat": lambda c: checks.check_bloat(c, SETTINGS),
         "cache.table_hit_rates": cache.table_hit_rates,

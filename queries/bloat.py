@@ -11,7 +11,9 @@ It is an estimate: the padding is approximated from average widths. Where it can
 the bloat is unknown (NaN) with the reason in `stats_note`, never 0: a relation never analyzed,
 columns without statistics (or statistics the monitoring role may not read), a B-tree index that
 PostgreSQL 13+ may have deduplicated (few distinct keys: it is smaller than "expected" and
-pgstatindex is the only measure). TOAST is not estimated: its size is shown with the note.
+pgstatindex is the only measure). TOAST is not estimated: the Bloat page's read (`estimates`)
+shows its size with the note; the plain estimate and the check do not read it (the size of a
+TOAST table is read by opening it: on 5,000 tables, more than the rest of the table estimate).
 NULL-heavy tables are estimated a few points low: the note gives the bound.
 """
 
@@ -174,16 +176,19 @@ RELATION_COLUMNS = """
 
 def table_bloat(conn: psycopg.Connection, stats: pd.DataFrame | None = None,
                 min_size_bytes: int = 0,
-                spare_conn: psycopg.Connection | None = None) -> pd.DataFrame:
+                spare_conn: psycopg.Connection | None = None,
+                with_toast: bool = False) -> pd.DataFrame:
     """Tables and materialized views of at least `min_size_bytes` (a smaller one cannot hold
     more bloat than that). `stats` (from column_stats) can be shared with index_bloat: reading
     the column statistics is most of the cost on a big catalogue; without it, only the
     statistics of the tables read are (every table's when every relation is read: on
-    spare_conn meanwhile when given)."""
+    spare_conn meanwhile when given). with_toast: also each TOAST table's size (toast_bytes,
+    with a note where there is one)."""
     if stats is None and not min_size_bytes:
-        frame, stats = _with_every_tables_stats(conn, lambda c: _tables(c, 0), spare_conn)
+        frame, stats = _with_every_tables_stats(conn, lambda c: _tables(c, 0, with_toast),
+                                                spare_conn)
     else:
-        frame = _tables(conn, min_size_bytes)
+        frame = _tables(conn, min_size_bytes, with_toast)
         if stats is None and not frame.empty:
             stats = column_stats(conn, frame["relid"].unique().tolist())
     return _table_estimate(frame, stats) if not frame.empty else frame
@@ -202,7 +207,11 @@ def _with_every_tables_stats(conn: psycopg.Connection, read,
         return relations, aside.result()
 
 
-def _tables(conn: psycopg.Connection, min_size_bytes: int) -> pd.DataFrame:
+def _tables(conn: psycopg.Connection, min_size_bytes: int, with_toast: bool) -> pd.DataFrame:
+    # the file's size: a TOAST table's relpages waits for a VACUUM, not ANALYZE; reading it
+    # opens the TOAST table (a relation cache entry each on a new connection)
+    toast = ("CASE WHEN c.reltoastrelid <> 0 THEN pg_relation_size(c.reltoastrelid) ELSE 0 END"
+             if with_toast else "NULL::bigint")
     return to_frame(conn.execute(f"""
         SELECT n.nspname                                   AS schema_name,
                {RELATION_COLUMNS},
@@ -210,9 +219,7 @@ def _tables(conn: psycopg.Connection, min_size_bytes: int) -> pd.DataFrame:
                c.relkind                                   AS kind,
                c.relnatts                                  AS bitmap_columns,
                pg_stat_get_mod_since_analyze(c.oid)        AS changed_since_analyze,
-               -- the file's size: a TOAST table's relpages waits for a VACUUM, not ANALYZE
-               CASE WHEN c.reltoastrelid <> 0 THEN pg_relation_size(c.reltoastrelid) ELSE 0 END
-                                                           AS toast_bytes
+               {toast}                                     AS toast_bytes
         FROM pg_class c
         JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE c.relkind IN ('r', 'm')
@@ -239,7 +246,7 @@ def _table_estimate(frame: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame:
                   "added, or the monitoring role may not read this table's pg_stats)"),
         (frame["max_null_frac"].fillna(0) > NULL_HEAVY,
          f"NULL-heavy: the estimate may be up to {100 * NULL_HEAVY_BOUND:g} points low"),
-        (frame["toast_bytes"] > 0,
+        (frame["toast_bytes"] > 0,  # NaN, not read: no note
          frame["toast_bytes"].map(lambda b: f"TOAST ({b / 1024:,.0f} kB) not estimated")),
     ]
     return _finish(frame, expected, missing, notes)
@@ -330,13 +337,14 @@ def _index_estimate(frame: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame:
 
 def estimates(conn: psycopg.Connection, min_size_bytes: int = 0,
               spare_conn: psycopg.Connection | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Both estimates, as the Bloat page shows them. With every relation, one read of the
-    column statistics serves both (on spare_conn while the relations are read, when given)."""
+    """Both estimates, as the Bloat page shows them, TOAST sizes included. With every
+    relation, one read of the column statistics serves both (on spare_conn while the relations
+    are read, when given)."""
     if min_size_bytes:  # each reads the statistics of its own relations' tables only
-        return (table_bloat(conn, min_size_bytes=min_size_bytes),
+        return (table_bloat(conn, min_size_bytes=min_size_bytes, with_toast=True),
                 index_bloat(conn, min_size_bytes=min_size_bytes))
     (tables, indexes), stats = _with_every_tables_stats(
-        conn, lambda c: (_tables(c, 0), _indexes(c, 0)), spare_conn)
+        conn, lambda c: (_tables(c, 0, True), _indexes(c, 0)), spare_conn)
     return (_table_estimate(tables, stats) if not tables.empty else tables,
             _index_estimate(indexes, stats) if not indexes.empty else indexes)
 

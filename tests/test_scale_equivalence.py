@@ -262,7 +262,8 @@ def test_bloat_estimates_on_two_connections_equal_those_on_one(catalogue):
             monitoring_connection(catalogue, Settings()) as spare:
         one = bloat.estimates(conn)
         two = bloat.estimates(conn, spare_conn=spare)
-        alone = (bloat.table_bloat(conn, spare_conn=spare), bloat.index_bloat(conn, spare_conn=spare))
+        alone = (bloat.table_bloat(conn, spare_conn=spare, with_toast=True),
+                 bloat.index_bloat(conn, spare_conn=spare))
         big = bloat.estimates(conn, 1_048_576, spare_conn=spare)
     assert len(one[0]) >= 8 and len(one[1]) >= 20
     for frames in (two, alone):
