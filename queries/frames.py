@@ -48,7 +48,7 @@ def _columns_to_frame(cur: psycopg.Cursor) -> pd.DataFrame:
             # straight to numpy, far faster; with NULLs, floats with NaN as pandas makes them
             numbers = np.array(cells, dtype=None if complete else float)
             if numbers.dtype.kind in "if":
-                data[position] = pd.Series(numbers)
+                data[position] = numbers  # an array: no index to align
                 continue
         series = pd.Series(cells, dtype=object)
         if column.type_code in BOOL_OIDS and complete:
@@ -56,6 +56,8 @@ def _columns_to_frame(cur: psycopg.Cursor) -> pd.DataFrame:
         elif column.type_code in NUMBER_OIDS:  # numeric (Decimal) without NULLs
             series = pd.to_numeric(series, errors="coerce")
         data[position] = series
-    frame = pd.DataFrame(data, columns=range(len(cur.description)))
+    # the index given: pandas aligns nothing (from Series alone it unions their indexes);
+    # text stays a Series, as an object array pandas 3 would make strings of
+    frame = pd.DataFrame(data, columns=range(len(cur.description)), index=pd.RangeIndex(len(rows)))
     frame.columns = [c.name for c in cur.description]
     return frame

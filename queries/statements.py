@@ -83,9 +83,9 @@ def top_statements(conn: psycopg.Connection, ext: Extension,
     if flt.order_by not in ORDER_BY:
         raise ValueError(f"order_by must be one of {', '.join(ORDER_BY)}")
     query = sql.SQL("""
-        WITH entries AS ({entries}),
-        scoped AS (
-            SELECT e.* FROM entries e
+        -- the database's entries, kept once for the total and the top rows
+        WITH scoped AS (
+            SELECT e.* FROM ({entries}) e
             WHERE %(database)s = '*' OR e.dbid = (SELECT oid FROM pg_database
                                                   WHERE datname = coalesce(%(database)s,
                                                                            current_database()))
