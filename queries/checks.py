@@ -4,7 +4,7 @@ why it matters, and the SQL that fixes it."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
@@ -294,11 +294,14 @@ def check_activity(conn, settings: Settings, caps: Capabilities | None = None) -
 
 def run_all(conn: psycopg.Connection, caps: Capabilities, settings: Settings,
             spare_conn: psycopg.Connection | None = None,
-            rates: cache.CacheHitRates | None = None) -> list[Finding]:
+            rates: cache.CacheHitRates | None = None,
+            index_findings: Future | None = None) -> list[Finding]:
     """Every check; one that fails (a timeout, a missing privilege) becomes a grey finding
     with its reason instead of stopping the others. spare_conn: a second connection to the same
     database, on which the index checks (most of the time on a big catalogue) run meanwhile;
-    rates: the buffer cache figures, when the caller has read them already."""
+    or index_findings: those checks already started by the caller (index_checks_aside), which
+    can then read more on this connection while they run; rates: the buffer cache figures,
+    when the caller has read them already."""
     runs = {"slow_queries": lambda c: [check_slow_queries(c, caps, settings)],
             "indexes": lambda c: check_indexes(c, settings),
             "bloat": lambda c: [check_bloat(c, settings)],
@@ -307,14 +310,20 @@ def run_all(conn: psycopg.Connection, caps: Capabilities, settings: Settings,
             "matviews": lambda c: [check_matviews(c, settings)],
             "activity": lambda c: check_activity(c, settings, caps)}
     with ThreadPoolExecutor(1) as pool:
-        aside = (pool.submit(_guarded, "indexes", runs["indexes"], spare_conn)
-                 if spare_conn is not None else None)
+        if index_findings is None and spare_conn is not None:
+            index_findings = index_checks_aside(pool, spare_conn, settings)
         found = {name: _guarded(name, run, conn) for name, run in runs.items()
-                 if aside is None or name != "indexes"}
-        if aside is not None:
-            found["indexes"] = aside.result()
+                 if index_findings is None or name != "indexes"}
+        if index_findings is not None:
+            found["indexes"] = index_findings.result()
     findings = [f for name in runs for f in found[name]]
     return sorted(findings, key=lambda f: SEVERITY_ORDER[f.severity])
+
+
+def index_checks_aside(pool: ThreadPoolExecutor, spare_conn: psycopg.Connection,
+                       settings: Settings) -> Future:
+    """The index checks started on spare_conn in pool's thread, for run_all(index_findings=)."""
+    return pool.submit(_guarded, "indexes", lambda c: check_indexes(c, settings), spare_conn)
 
 
 def _guarded(name: str, run, conn: psycopg.Connection) -> list[Finding]:

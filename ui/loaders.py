@@ -127,12 +127,16 @@ class PostgresOverview:
 @cached(ttl=CACHE_TTL_S)
 def postgres_overview(dsn: str, settings: Settings) -> Loaded:
     def load(conn):
-        caps = capabilities.detect(conn)
-        rates = cache.cache_hit_rates(conn)
-        with monitoring_pool(dsn, settings).connection() as spare:  # the index checks, meanwhile
-            findings = checks.run_all(conn, caps, settings, spare_conn=spare, rates=rates)
-        return PostgresOverview(server.server_identity(conn, with_size=True), caps, rates,
-                                findings)
+        # the index checks (most of the time) first, on a second connection; everything else
+        # on this one meanwhile, the database's size too
+        with monitoring_pool(dsn, settings).connection() as spare, ThreadPoolExecutor(1) as pool:
+            index_findings = checks.index_checks_aside(pool, spare, settings)
+            caps = capabilities.detect(conn)
+            rates = cache.cache_hit_rates(conn)
+            identity = server.server_identity(conn, with_size=True)
+            findings = checks.run_all(conn, caps, settings, rates=rates,
+                                      index_findings=index_findings)
+        return PostgresOverview(identity, caps, rates, findings)
     return _load(dsn, settings, load)
 
 
