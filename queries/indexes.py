@@ -26,14 +26,15 @@ from queries.identifiers import qualified, quote_ident
 # the decisions stay in the Python below, so a scoped read finds exactly what the whole list does.
 SCOPES = {
     # tables holding an index without scans: the candidates and their neighbours (a duplicate
-    # is not reported twice; a foreign key may need the candidate)
-    "unused": """i.indrelid IN (
+    # is not reported twice; a foreign key may need the candidate). An array, computed once:
+    # their indexes are then looked up by table, not the whole pg_index hashed against them
+    "unused": """i.indrelid = ANY(ARRAY(
         SELECT ui.indrelid FROM pg_class uc JOIN pg_index ui ON ui.indexrelid = uc.oid
         WHERE NOT ui.indisunique AND ui.indisvalid
           AND (uc.relkind = 'I' OR uc.relkind = 'i' AND
                -- the size first (CASE keeps the order): the statistics lookup costs more
                CASE WHEN uc.relpages::bigint * %(block_size)s >= %(min_size_bytes)s
-                    THEN pg_stat_get_numscans(uc.oid) = 0 ELSE false END))""",
+                    THEN pg_stat_get_numscans(uc.oid) = 0 ELSE false END)))""",
     # indexes sharing table, method, first key column and whether they have expressions and a
     # predicate with another: the only ones that can cover each other
     "duplicates": """i.indexrelid IN (
