@@ -83,9 +83,13 @@ def top_statements(conn: psycopg.Connection, ext: Extension,
     if flt.order_by not in ORDER_BY:
         raise ValueError(f"order_by must be one of {', '.join(ORDER_BY)}")
     query = sql.SQL("""
-        -- the database's entries, kept once for the total and the top rows
+        -- the database's entries, kept once for the total and the top rows (only the
+        -- columns shown: every entry is stored)
         WITH scoped AS (
-            SELECT e.* FROM ({entries}) e
+            SELECT e.queryid, e.userid, e.dbid, e.query, e.calls, e.total_exec_ms,
+                   e.mean_exec_ms, e.max_exec_ms, e.stddev_exec_ms, e.total_plan_ms, e.rows,
+                   e.shared_blks_hit, e.shared_blks_read, e.temp_blks, e.io_ms
+            FROM ({entries}) e
             WHERE %(database)s = '*' OR e.dbid = (SELECT oid FROM pg_database
                                                   WHERE datname = coalesce(%(database)s,
                                                                            current_database()))
