@@ -241,13 +241,15 @@ def _table_estimate(frame: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame:
     rows = frame["estimated_rows"].clip(lower=0)
     expected = np.ceil(rows / rows_per_page)
     missing = frame["columns_with_stats"].fillna(0) < frame["column_count"]
+    toast = frame["toast_bytes"]
+    has_toast = toast > 0  # NaN: not read, no note
     notes = [
         (missing & (frame["estimated_rows"] >= 0), "unknown: statistics missing for some columns (not analyzed since they were "
                   "added, or the monitoring role may not read this table's pg_stats)"),
         (frame["max_null_frac"].fillna(0) > NULL_HEAVY,
          f"NULL-heavy: the estimate may be up to {100 * NULL_HEAVY_BOUND:g} points low"),
-        (frame["toast_bytes"] > 0,  # NaN, not read: no note
-         frame["toast_bytes"].map(lambda b: f"TOAST ({b / 1024:,.0f} kB) not estimated")),
+        (has_toast, toast[has_toast].map(lambda b: f"TOAST ({b / 1024:,.0f} kB) not estimated")
+                    .reindex(frame.index)),  # a text only where there is one
     ]
     return _finish(frame, expected, missing, notes)
 
