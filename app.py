@@ -3,8 +3,9 @@ a role (ui/context.gate); then the pages and the sidebar."""
 
 import streamlit as st
 
-from ui import context
+from ui import context, runtime
 
+runtime.freeze_startup_objects()
 st.set_page_config(page_title="DB Pulse", page_icon="🩺", layout="wide")
 
 PAGES = {  # grouped as a DBA looks: what is wrong now, where the space and time go, what changed
