@@ -128,7 +128,8 @@ def test_a_failing_check_turns_grey_and_the_others_run(scratch_database):
     # give their figures. (A tiny statement timeout instead depends on how fast the checks
     # are, and they got faster than it.)
     with psycopg.connect(scratch_database, autocommit=True) as setup:
-        setup.execute("CREATE MATERIALIZED VIEW totals AS SELECT g AS id FROM generate_series(1, 1000) g")
+        setup.execute("CREATE MATERIALIZED VIEW totals AS "
+                      "SELECT g AS id FROM generate_series(1, 1000) g")
     quick = Settings(lock_timeout_ms=200)
     with monitoring_connection(scratch_database, quick) as conn:
         caps = capabilities.detect(conn)
