@@ -346,7 +346,7 @@ def estimates(conn: psycopg.Connection, min_size_bytes: int = 0,
         return (table_bloat(conn, min_size_bytes=min_size_bytes, with_toast=True),
                 index_bloat(conn, min_size_bytes=min_size_bytes))
     (tables, indexes), stats = _with_every_tables_stats(
-        conn, lambda c: (_tables(c, 0, True), _indexes(c, 0)), spare_conn)
+        conn, lambda c: (_tables(c, 0, with_toast=True), _indexes(c, 0)), spare_conn)
     return (_table_estimate(tables, stats) if not tables.empty else tables,
             _index_estimate(indexes, stats) if not indexes.empty else indexes)
 
