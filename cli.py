@@ -77,6 +77,7 @@ def cmd_stack(args) -> int:
 # -- demo --------------------------------------------------------------------------------------
 def cmd_demo(args) -> int:
     from demo import loader
+    from demo import logins as demo_logins
     from demo.stack import record_process
     from queries import actions, matviews
     from queries.config import Target
@@ -96,11 +97,19 @@ def cmd_demo(args) -> int:
         print(f"loaded the {result.scale} demo in {result.seconds:.1f} s: "
               f"{result.row_counts['message_events']:,} message_events, "
               f"{result.row_counts['leads']:,} leads")
-    target = Target(name="demo", database_url=database_url, admin_url=database_url,
-                    redis_urls=(redis_url,))
+    if args.database_url:  # someone else's server: no logins are created there
+        target = Target(name="demo", database_url=database_url, admin_url=database_url,
+                        redis_urls=(redis_url,))
+        app_url, database_env = database_url, {"DATABASE_URL": database_url}
+    else:  # the production shape: the application, monitoring and plan logins of their own
+        logins = demo_logins.ensure(database_url)
+        target = Target(name="demo", database_url=logins.monitor_url, admin_url=logins.admin_url,
+                        redis_urls=(redis_url,), has_separate_admin_url=True,
+                        plan_url=logins.plan_url)
+        app_url, database_env = logins.app_url, logins.environment()
     who = _demo_actor(target)
     actions.install_schema(who)
-    with admin_connection(database_url, who.settings) as conn:
+    with admin_connection(target.admin_url, who.settings) as conn:
         installed = matviews.event_trigger_installed(conn)
         unrefreshed = [v for v in matviews.list_matviews(conn).itertuples()
                        if v.last_refresh is None]
@@ -108,14 +117,14 @@ def cmd_demo(args) -> int:
         actions.install_event_trigger(who)
     for view in unrefreshed:  # a known start: fresh now, stale in 15 minutes
         actions.refresh_view(who, view.schema_name, view.view_name, allow_blocking=True)
-    _demo_history(who, redis_url)
+    _demo_history(who, app_url, redis_url)
     if args.no_ui:
         return 0
-    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
-           "DBPULSE_ROLE": "dba"}
-    env.pop("DATABASE_ADMIN_URL", None)
+    env = {**os.environ, **database_env, "REDIS_URL": redis_url, "DBPULSE_ROLE": "dba"}
+    for unused in {"DATABASE_ADMIN_URL", "DATABASE_PLAN_URL"} - set(database_env):
+        env.pop(unused, None)
     workload = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "cli.py"), "workload",
-                                 "--database-url", database_url, "--redis-url", redis_url,
+                                 "--database-url", app_url, "--redis-url", redis_url,
                                  "--rate", str(args.rate)], env=env)
     record_process(stack.root, "workload", workload.pid)
     # the agent keeps the history, the Redis samples and /metrics, as it would in production;
@@ -179,7 +188,7 @@ def cmd_serve(args) -> int:
     return subprocess.call(command, env=env, cwd=PROJECT_ROOT)
 
 
-def _demo_history(who, redis_url: str) -> None:
+def _demo_history(who, app_url: str, redis_url: str) -> None:
     """Two weeks of synthetic history (once), from the demo's real statements after a short
     warm-up of the workload, then a first real snapshot."""
     from demo import history as demo_history
@@ -193,7 +202,7 @@ def _demo_history(who, redis_url: str) -> None:
         if demo_history.has_synthetic_history(history, target.history_source):
             return
         print("warming up the workload for the synthetic history ...", flush=True)
-        workload = Workload(target.database_url, redis_url)
+        workload = Workload(app_url, redis_url)
         try:
             workload.run(rate_per_s=500, duration_s=8)
         finally:

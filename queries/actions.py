@@ -12,7 +12,7 @@ from typing import Callable, Iterator, TypeVar
 
 import psycopg
 
-from queries import audit, dbpulse_schema
+from queries import audit, capabilities, dbpulse_schema, plan_login, statements, whatif
 from queries.connections import DatabaseProblem, admin_connection, describe_error
 from queries.roles import ActionError, Actor, PermissionDenied, Refused
 from queries.secrets import redact_text
@@ -22,7 +22,7 @@ T = TypeVar("T")
 
 @contextmanager
 def _ceremony(who: Actor, action: str, what: str, object_name: str | None,
-              parameters: dict | None, dsn: str | None) -> Iterator[tuple]:
+              parameters: dict | None, dsn: str | None, viewers: bool = False) -> Iterator[tuple]:
     """The admin connection of `dsn` (the target's admin URL unless given), after the role
     check (a refusal is written there, when DB Pulse's schema exists, and nothing else happens)
     and DB Pulse's schema install; yields (connection, schema files applied now). Every failure
@@ -30,9 +30,9 @@ def _ceremony(who: Actor, action: str, what: str, object_name: str | None,
     dsn = dsn or who.target.admin_url
     try:
         with admin_connection(dsn, who.settings) as conn:
-            if not who.is_dba:
+            if not who.is_dba and not viewers:
                 _refuse(conn, who, action, object_name, parameters, who.denial(what))
-            yield conn, dbpulse_schema.install(conn, who)
+            yield conn, dbpulse_schema.install(conn, who) if who.is_dba else []
     except (Refused, ActionError) as exc:
         raise DatabaseProblem(exc.kind, str(exc)) from exc
     except DatabaseProblem:
@@ -43,11 +43,15 @@ def _ceremony(who: Actor, action: str, what: str, object_name: str | None,
 
 def perform(who: Actor, action: str, what: str, fn: Callable[[psycopg.Connection], T], *,
             object_name: str | None = None, parameters: dict | None = None,
-            describe: Callable[[T], str] | None = None, dsn: str | None = None) -> T:
+            describe: Callable[[T], str] | None = None, dsn: str | None = None,
+            viewers: bool = False) -> T:
     """Run fn(admin connection) as `who`, audited with its parameters and, when `describe`
     says it, a note on the result; `what` names the action in a refusal ("Refreshing a
-    materialized view")."""
-    with _ceremony(who, action, what, object_name, parameters, dsn) as (conn, _):
+    materialized view"). `viewers`: a viewer may do it too (audited where DB Pulse's schema
+    exists; a viewer installs nothing)."""
+    with _ceremony(who, action, what, object_name, parameters, dsn, viewers) as (conn, _):
+        if not who.is_dba and not audit.log_exists(conn):
+            return fn(conn)
         with audit.audited(conn, who, action, object_name, parameters) as note:
             value = fn(conn)
             note["detail"] = describe(value) if describe else None
@@ -208,11 +212,40 @@ def take_snapshot(who: Actor):
                    + (f"; pruned {r.pruned}" if r.pruned else ""))
 
 
-def explain_analyze(who: Actor, query: str, params: list, run_as: int) -> str:
-    from queries import statements
+def _planned(who: Actor, run_as: int,
+             plan: Callable[[psycopg.Connection, str | None], T]) -> Callable:
+    """plan(plan connection, role) on the target's checked plan login (queries/plan_login.py),
+    never on the admin connection, which only writes the audit row."""
+    def run(_admin: psycopg.Connection) -> T:
+        with plan_login.connect(who.target, who.settings, run_as) as (conn, role):
+            return plan(conn, role)
+    return run
 
+
+def explain_generic(who: Actor, query: str, run_as: int) -> str:
+    """The generic plan (not executed): a viewer may ask for it; planning runs code."""
+    return perform(who, "explain_generic", "Showing a generic plan",
+                   _planned(who, run_as, lambda conn, role: statements.explain_generic(
+                       conn, query, conn.info.server_version,
+                       who.settings.statement_timeout_ms, role)),
+                   object_name=redact_text(query)[:200], parameters={"run_as_oid": run_as},
+                   viewers=True)
+
+
+def what_if(who: Actor, query: str, candidate: str, run_as: int):
+    def plan(conn: psycopg.Connection, role: str | None):
+        hypopg = capabilities.detect(conn).extension("hypopg")
+        return whatif.what_if(conn, hypopg, query, candidate, conn.info.server_version,
+                              who.settings.statement_timeout_ms, role)
+    return perform(who, "what_if", "Trying a candidate index", _planned(who, run_as, plan),
+                   object_name=redact_text(query)[:200],
+                   parameters={"run_as_oid": run_as, "candidate": redact_text(candidate)})
+
+
+def explain_analyze(who: Actor, query: str, params: list, run_as: int) -> str:
     return perform(who, "explain_analyze", "EXPLAIN ANALYZE",
-                   lambda conn: statements.explain_analyze(conn, who, query, params, run_as),
+                   _planned(who, run_as, lambda conn, role: statements.explain_analyze(
+                       conn, who, query, params, role)),
                    object_name=redact_text(query)[:200],
                    parameters={"run_as_oid": run_as, "values": len(params)})
 

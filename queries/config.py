@@ -1,11 +1,11 @@
 """Targets (which PostgreSQL and Redis to watch) and settings, from the environment or secrets.
 
 Sources, in order:
-- environment: DATABASE_URL, REDIS_URL, DATABASE_ADMIN_URL, HISTORY_DATABASE_URL (one target
-  named "env");
+- environment: DATABASE_URL, REDIS_URL, DATABASE_ADMIN_URL, DATABASE_PLAN_URL,
+  HISTORY_DATABASE_URL (one target named "env");
 - `.streamlit/secrets.toml`: top-level keys of the same names (a target named "default") and any
-  number of named targets under [targets.NAME] with database_url, database_admin_url, redis_url,
-  history_database_url.
+  number of named targets under [targets.NAME] with database_url, database_admin_url,
+  database_plan_url, redis_url, history_database_url.
 
 The history (snapshots) lives in the watched database's dbpulse schema unless a target names a
 separate history database.
@@ -41,6 +41,9 @@ class Target:
     # True when the admin URL is its own setting rather than the fallback to database_url
     has_separate_admin_url: bool = False
     history_url: str = ""               # empty: snapshots live in the watched database
+    # the login that plans and runs statement text DB Pulse did not write (queries/plan_login.py);
+    # empty: plans are refused with the setup that would allow them
+    plan_url: str = ""
 
     @property
     def history_write_url(self) -> str:
@@ -136,7 +139,8 @@ def _target(name: str, values: Mapping) -> Target:
     return Target(name=name, database_url=dsn, admin_url=admin or dsn,
                   redis_urls=_redis_list(lowered.get("redis_url") or lowered.get("redis_urls")),
                   has_separate_admin_url=bool(admin),
-                  history_url=lowered.get("history_database_url") or "")
+                  history_url=lowered.get("history_database_url") or "",
+                  plan_url=lowered.get("database_plan_url") or "")
 
 
 def load_targets(environ: Mapping[str, str] | None = None,
@@ -148,6 +152,7 @@ def load_targets(environ: Mapping[str, str] | None = None,
         targets.append(_target("env", {"database_url": environ["DATABASE_URL"],
                                        "database_admin_url": environ.get("DATABASE_ADMIN_URL"),
                                        "redis_url": environ.get("REDIS_URL"),
+                                       "database_plan_url": environ.get("DATABASE_PLAN_URL"),
                                        "history_database_url":
                                            environ.get("HISTORY_DATABASE_URL")}))
     if secrets.get("DATABASE_URL") or secrets.get("database_url"):

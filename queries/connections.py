@@ -23,6 +23,7 @@ from queries.secrets import redact_text
 
 MONITOR_APPLICATION_NAME = "dbpulse-monitor"
 ADMIN_APPLICATION_NAME = "dbpulse-admin"
+PLAN_APPLICATION_NAME = "dbpulse-plan"  # queries/plan_login.py
 OWN_APPLICATION_PREFIX = "dbpulse"
 # Every statement DB Pulse sends ends with this comment. pg_stat_statements keeps a trailing
 # comment in the text it stores (a leading one is cut off with the whitespace before the first
@@ -153,6 +154,11 @@ def open_admin(dsn: str, settings: Settings) -> psycopg.Connection:
         conn.close()
         raise describe_error(exc, dsn) from exc
     return conn
+
+
+def open_plan(dsn: str, settings: Settings) -> psycopg.Connection:
+    """The plan login's connection: autocommit, tagged; each plan sets its own limits."""
+    return _connect(dsn, settings, PLAN_APPLICATION_NAME)
 
 
 @contextmanager

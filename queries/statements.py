@@ -19,6 +19,7 @@ from psycopg import sql
 from queries.capabilities import Extension
 from queries.columns import DATABASE, ROLE, STATEMENT, Column
 from queries.connections import OWN_STATEMENT_TAG
+from queries import plan_login
 from queries.frames import to_frame
 from queries.roles import ActionError, Actor
 from queries.secrets import redact_text
@@ -314,15 +315,17 @@ def parameter_count(query: str) -> int:
 
 
 def explain_generic(conn: psycopg.Connection, query: str, server_version_num: int,
-                    timeout_ms: int = 3000) -> str:
-    """The generic plan of a normalized statement ($1, $2 ... left as parameters), inside a
-    read-only transaction that is always rolled back. EXPLAIN without ANALYZE does not run it."""
+                    timeout_ms: int = 3000, role: str | None = None) -> str:
+    """The generic plan of a normalized statement ($1, $2 ... left as parameters), on the plan
+    login's connection (queries/plan_login.py) as `role`, inside a read-only transaction that is
+    always rolled back. EXPLAIN without ANALYZE does not run it, but planning may run its
+    IMMUTABLE functions: hence the plan login."""
     if not EXPLAINABLE.match(query):
         raise ExplainError("Only SELECT, INSERT, UPDATE, DELETE and MERGE statements have a plan.")
     try:
         with conn.transaction(force_rollback=True):
             conn.execute("SET TRANSACTION READ ONLY")
-            conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(timeout_ms),))
+            plan_login.take_role(conn, role, timeout_ms)
             return plan_in_transaction(conn, query, server_version_num)
     except psycopg.Error as exc:
         raise ExplainError(f"EXPLAIN failed: {str(exc).strip().splitlines()[0]}") from exc
@@ -342,39 +345,25 @@ def plan_in_transaction(conn: psycopg.Connection, query: str, server_version_num
     return "\n".join(r[0] for r in rows)
 
 
-def explain_analyze(admin_conn: psycopg.Connection, who: Actor, query: str,
-                    params: list, run_as: int, timeout_ms: int = 10_000) -> str:
+def explain_analyze(conn: psycopg.Connection, who: Actor, query: str, params: list,
+                    role: str | None, timeout_ms: int = 10_000) -> str:
     """EXPLAIN ANALYZE executes the statement: DBA only, with the given parameter values, in a
-    transaction that is always rolled back, and with the privileges of the role that ran it
-    (`run_as`, pg_stat_statements.userid) and never more: the admin connection takes that role
-    with SET LOCAL ROLE first, so the statement's functions see that role as current_user.
-    Refused when the role is gone or the admin role may not take it."""
+    transaction that is always rolled back, on the plan login's connection (checked to have no
+    more rights than the role that ran the statement) as that role (`role`; None: the login is
+    that role)."""
     who.require_dba("EXPLAIN ANALYZE")
     if not EXPLAINABLE.match(query):
         raise ExplainError("Only SELECT, INSERT, UPDATE, DELETE and MERGE statements have a plan.")
     if len(params) != parameter_count(query):
         raise ExplainError(f"The statement has {parameter_count(query)} parameters; "
                            f"{len(params)} values were given.")
-    role = admin_conn.execute("SELECT rolname FROM pg_roles WHERE oid = %s", (run_as,)).fetchone()
-    if role is None:
-        raise ExplainError(f"The role that ran this statement (oid {run_as}) no longer exists: "
-                           "EXPLAIN ANALYZE runs only with that role's privileges, so it is "
-                           "refused.")
     try:
-        with admin_conn.transaction(force_rollback=True):
-            try:
-                admin_conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role[0])))
-            except psycopg.errors.InsufficientPrivilege as exc:
-                raise ExplainError(
-                    f"Refused: the admin connection may not take the role {role[0]!r} that ran "
-                    "this statement, and EXPLAIN ANALYZE never runs it with more privileges "
-                    f"than that role has. Grant {role[0]} to the admin role to allow it.") from exc
-            admin_conn.execute("SELECT set_config('statement_timeout', %s, true)",
-                               (str(timeout_ms),))
+        with conn.transaction(force_rollback=True):
+            plan_login.take_role(conn, role, timeout_ms)
             if params:
-                rows = _explain_with_values(admin_conn, query, params)
+                rows = _explain_with_values(conn, query, params)
             else:
-                rows = admin_conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + query).fetchall()
+                rows = conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + query).fetchall()
     except psycopg.Error as exc:
         raise ExplainError(f"EXPLAIN ANALYZE failed: {str(exc).strip().splitlines()[0]}") from exc
     return "\n".join(r[0] for r in rows)

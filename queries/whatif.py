@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from queries import plan_login
 from queries.capabilities import Extension
 from queries.statements import EXPLAINABLE, ExplainError, plan_in_transaction
 
@@ -56,7 +57,9 @@ def candidate_statement(text: str) -> str:
 
 
 def what_if(conn: psycopg.Connection, hypopg: Extension, query: str, candidate: str,
-            server_version_num: int, timeout_ms: int = 5000) -> WhatIf:
+            server_version_num: int, timeout_ms: int = 5000, role: str | None = None) -> WhatIf:
+    """On the plan login's connection as `role` (queries/plan_login.py): planning the statement
+    may run its IMMUTABLE functions."""
     if not hypopg.installed:
         raise ExplainError(HOW_TO_GET_HYPOPG)
     if not EXPLAINABLE.match(query):
@@ -66,7 +69,7 @@ def what_if(conn: psycopg.Connection, hypopg: Extension, query: str, candidate: 
     try:
         with conn.transaction(force_rollback=True):
             conn.execute("SET TRANSACTION READ ONLY")
-            conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(timeout_ms),))
+            plan_login.take_role(conn, role, timeout_ms)
             before = plan_in_transaction(conn, query, server_version_num)
             name = conn.execute(sql.SQL("SELECT indexname FROM {}.hypopg_create_index(%s)")
                                 .format(schema), (statement,)).fetchone()[0]

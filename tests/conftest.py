@@ -22,6 +22,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from demo import loader  # noqa: E402
+from demo import logins as demo_logins  # noqa: E402
 from demo.stack import EmbeddedStack, create_database, free_port  # noqa: E402
 from queries.config import Settings, Target  # noqa: E402
 from queries.roles import Actor  # noqa: E402
@@ -56,6 +57,36 @@ def database_url(servers) -> str:
     url = create_database(base_url, "salesflow_test", "pg_stat_statements", "pgstattuple")
     loader.load(url, "small")
     return url
+
+
+@pytest.fixture(scope="session")
+def logins(database_url) -> demo_logins.Logins:
+    """The production shape on the test database: the application's role, the pg_monitor-only
+    monitoring login, the plan login, and the superuser as the admin login, which has installed
+    DB Pulse's schema (the README's set-up)."""
+    from queries import dbpulse_schema
+    from queries.connections import admin_connection
+
+    found = demo_logins.ensure(database_url)
+    with admin_connection(database_url, Settings(role="dba")) as conn:
+        dbpulse_schema.install(conn, as_actor(Settings(role="dba")))
+    return found
+
+
+@pytest.fixture
+def production_env(monkeypatch, tmp_path, logins, redis_url):
+    """The environment of a dashboard or CLI on the test database as the README deploys it:
+    reads through the monitoring login, actions through the admin login, plans through the plan
+    login; no secrets file; DBA in local mode. Yields monkeypatch."""
+    import streamlit as st
+
+    monkeypatch.setenv("DBPULSE_SECRETS_FILE", str(tmp_path / "none.toml"))
+    for key, value in {**logins.environment(), "REDIS_URL": redis_url,
+                       "DBPULSE_ROLE": "dba"}.items():
+        monkeypatch.setenv(key, value)
+    st.cache_data.clear()
+    yield monkeypatch
+    st.cache_data.clear()
 
 
 @pytest.fixture(scope="session")
@@ -146,7 +177,7 @@ def login_role(url: str, role: str, password: str):
 
 
 @pytest.fixture(scope="session")
-def synthetic_history(database_url, redis_url):
+def synthetic_history(database_url, redis_url, logins):
     """The demo's two weeks of synthetic history on the test database, as `make demo` writes
     them (after the workload's reads, so there are statements to play forward). Returns the
     source."""
@@ -156,7 +187,7 @@ def synthetic_history(database_url, redis_url):
     from queries.connections import admin_connection, monitoring_connection
 
     settings = Settings(role="dba", statement_timeout_ms=5000)
-    workload = Workload(database_url, redis_url, seed=3)
+    workload = Workload(logins.app_url, redis_url, seed=3)
     reads = ["q1_message_events_list", "q2_pending_events", "q4_analytics_dashboard",
              "q5_unified_inbox", "q6_contacts_list", "q7_deals_list", "q8_crm_notes",
              "q9_hot_leads", "q10_lead_verifications"]
@@ -216,11 +247,12 @@ def wait_idle(page, timeout: int = 60_000) -> None:
 
 
 @pytest.fixture(params=["viewer"])
-def dashboard(request, tmp_path, database_url, redis_url):
-    """A running dashboard; the role is the fixture's parameter (viewer unless a test says)."""
+def dashboard(request, tmp_path, logins, redis_url):
+    """A running dashboard on the least-privilege logins; the role is the fixture's parameter
+    (viewer unless a test says)."""
     require_chromium()
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
+    env = {**os.environ, **logins.environment(), "REDIS_URL": redis_url,
            "DBPULSE_SECRETS_FILE": str(tmp_path / "none.toml"), "DBPULSE_ROLE": request.param}
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "app.py"),

@@ -33,11 +33,11 @@ def test_overview_in_chromium(dashboard, tmp_path):
     assert any("Redis hit rate" in m for m in metrics)
 
 
-def test_slow_queries_and_indexes_in_chromium(dashboard, database_url):
+def test_slow_queries_and_indexes_in_chromium(dashboard, logins):
     # some traffic so the slow-query list has rows beyond DB Pulse's own
     import psycopg
     from playwright.sync_api import sync_playwright
-    with psycopg.connect(database_url) as conn:
+    with psycopg.connect(logins.app_url) as conn:  # the application's statement: planned as it
         for i in range(20):
             conn.execute("SELECT * FROM leads WHERE status = %s LIMIT 5", (f"s{i}",)).fetchall()
 

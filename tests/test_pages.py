@@ -1,6 +1,7 @@
 """AppTest for every page on the small demo: each renders without an exception and shows its
 findings; a database without pg_stat_statements degrades with a clear message."""
 
+import psycopg
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -11,14 +12,8 @@ APP = str(PROJECT_ROOT / "app.py")
 
 
 @pytest.fixture
-def app_env(monkeypatch, tmp_path, database_url, redis_url):
-    monkeypatch.setenv("DBPULSE_SECRETS_FILE", str(tmp_path / "none.toml"))
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    monkeypatch.setenv("DBPULSE_ROLE", "dba")
-    st.cache_data.clear()
-    yield monkeypatch
-    st.cache_data.clear()
+def app_env(production_env):
+    return production_env
 
 
 def _page(name: str) -> AppTest:
@@ -36,13 +31,21 @@ def _text(at: AppTest) -> str:
     return "\n".join(parts)
 
 
-def test_slow_queries_page(app_env):
+def test_slow_queries_page(app_env, logins):
+    with psycopg.connect(logins.app_url) as conn:  # the application's own statement
+        conn.execute("SELECT id FROM leads WHERE status = %s AND p_score > %s",
+                     ("hot", 90)).fetchall()
     at = _page("slow_queries")
     assert any(m.label.startswith("Calls slower than") for m in at.metric)
     assert "Cumulative since" in _text(at)
     assert len(at.dataframe) >= 1
-    at.button[0].click().run()  # EXPLAIN of the first statement
+    [text_filter] = [t for t in at.text_input if t.label == "Statement text contains"]
+    text_filter.input("status = $1 AND p_score > $2").run()
+    [explain] = [b for b in at.button if b.label.startswith("Show the generic plan")]
+    explain.click().run()
     assert not at.exception
+    plans = [c.value for c in at.code if "Scan" in c.value]
+    assert plans and "leads" in plans[0], _text(at)
 
 
 def test_slow_queries_without_pg_stat_statements(app_env, scratch_database):

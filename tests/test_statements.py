@@ -3,7 +3,8 @@
 import psycopg
 import pytest
 
-from queries import capabilities, statements
+from queries import capabilities, plan_login, statements
+from queries.config import Target
 from queries.connections import OWN_STATEMENT_TAG, monitoring_connection
 from queries.roles import PermissionDenied
 from tests.conftest import RESET_THIS_DATABASE, as_actor, login_role
@@ -145,12 +146,11 @@ def test_detail_and_generic_plans_on_both_paths(workload, settings):
 def test_explain_analyze_is_dba_only_and_rolled_back(workload, settings, dba_settings):
     query = 'DELETE FROM "Weird ""Name"" Table" WHERE id <= $1'
     with psycopg.connect(workload, autocommit=True) as conn:
-        me = conn.execute("SELECT oid FROM pg_roles WHERE rolname = current_user").fetchone()[0]
         with pytest.raises(PermissionDenied):
-            statements.explain_analyze(conn, as_actor(settings), query, ["10"], me)
+            statements.explain_analyze(conn, as_actor(settings), query, ["10"], None)
         with pytest.raises(statements.ExplainError, match="1 parameters"):
-            statements.explain_analyze(conn, as_actor(dba_settings), query, [], me)
-        plan = statements.explain_analyze(conn, as_actor(dba_settings), query, ["10"], me)
+            statements.explain_analyze(conn, as_actor(dba_settings), query, [], None)
+        plan = statements.explain_analyze(conn, as_actor(dba_settings), query, ["10"], None)
         assert "actual" in plan
         assert conn.execute('SELECT count(*) FROM "Weird ""Name"" Table"').fetchone()[0] == 1000
 
@@ -158,7 +158,7 @@ def test_explain_analyze_is_dba_only_and_rolled_back(workload, settings, dba_set
 def test_explain_analyze_runs_with_the_privileges_of_the_role_that_ran_it(scratch_database,
                                                                          dba_settings):
     """A SECURITY INVOKER function that would do more for a superuser: through the DBA's
-    EXPLAIN ANALYZE it sees the application's role, never the DBA's."""
+    EXPLAIN ANALYZE on the plan login it sees the application's role, never more."""
     with psycopg.connect(scratch_database, autocommit=True) as conn:
         conn.execute("""
             CREATE TABLE items (id int PRIMARY KEY);
@@ -173,29 +173,27 @@ def test_explain_analyze_runs_with_the_privileges_of_the_role_that_ran_it(scratc
                 RETURN i;
             END $$;
         """)
-    with login_role(scratch_database, "app_role", "pw-app") as app_url:
+    with login_role(scratch_database, "app_role", "pw-app"), \
+            login_role(scratch_database, "app_plan", "pw-plan") as plan_url:
         with psycopg.connect(scratch_database, autocommit=True) as conn:
             conn.execute("GRANT SELECT ON items TO app_role; GRANT USAGE ON SEQUENCE side_effects "
-                         "TO app_role")
+                         "TO app_role; GRANT app_role TO app_plan; ALTER ROLE app_plan NOINHERIT")
             app = conn.execute("SELECT oid FROM pg_roles WHERE rolname = 'app_role'").fetchone()[0]
+        target = Target("t", scratch_database, scratch_database, plan_url=plan_url)
+        with plan_login.connect(target, dba_settings, app) as (plan_conn, role):
             seen = []
-            conn.add_notice_handler(lambda d: seen.append(d.message_primary))
+            plan_conn.add_notice_handler(lambda d: seen.append(d.message_primary))
             plan = statements.explain_analyze(
-                conn, as_actor(dba_settings), "SELECT enrich(id) FROM items WHERE id = $1", ["5"],
-                app)
-            assert "actual" in plan and seen == ["enrich runs as app_role"]
+                plan_conn, as_actor(dba_settings), "SELECT enrich(id) FROM items WHERE id = $1",
+                ["5"], role)
+        assert role == "app_role"
+        assert "actual" in plan and seen == ["enrich runs as app_role"]
+        with psycopg.connect(scratch_database) as conn:
             assert conn.execute("SELECT last_value, is_called FROM side_effects").fetchone() == (
                 1, False)  # the superuser-only branch never ran
-            # a role the admin connection may not take: refused, with the reason
-            with login_role(scratch_database, "plain_admin", "pw-admin") as admin_url:
-                with psycopg.connect(admin_url, autocommit=True) as plain:
-                    with pytest.raises(statements.ExplainError, match="may not take the role"):
-                        statements.explain_analyze(plain, as_actor(dba_settings),
-                                                   "SELECT 1 FROM items", [], app)
-            with pytest.raises(statements.ExplainError, match="no longer exists"):
-                statements.explain_analyze(conn, as_actor(dba_settings), "SELECT 1", [],
-                                           4_000_000_000)
-        assert app_url
+        with pytest.raises(plan_login.PlanRefused, match="no longer exists"):
+            with plan_login.connect(target, dba_settings, 4_000_000_000):
+                pass
 
 
 def test_role_without_pg_read_all_stats_sees_insufficient_privilege(workload, settings):

@@ -28,27 +28,12 @@ def statement_detail(target: Target, settings: Settings, queryid: int, userid: i
     return _load(target.database_url, settings, load)
 
 
-def explain_generic(target: Target, settings: Settings, query: str) -> Loaded:
-    def load(conn):
-        try:
-            return statements.explain_generic(conn, query, conn.info.server_version,
-                                              settings.statement_timeout_ms)
-        except statements.ExplainError as exc:
-            raise DatabaseProblem("explain", str(exc)) from exc
-    return _load(target.database_url, settings, load)
+def explain_generic(who: Actor, query: str, run_as: int) -> Loaded:
+    return _outcome(actions.explain_generic, who, query, run_as)
 
 
-def what_if(target: Target, settings: Settings, query: str, candidate: str) -> Loaded:
-    from queries import capabilities, whatif
-
-    def load(conn):
-        hypopg = capabilities.detect(conn).extension("hypopg")
-        try:
-            return whatif.what_if(conn, hypopg, query, candidate, conn.info.server_version,
-                                  settings.statement_timeout_ms)
-        except statements.ExplainError as exc:
-            raise DatabaseProblem("explain", str(exc)) from exc
-    return _load(target.database_url, settings, load)
+def what_if(who: Actor, query: str, candidate: str, run_as: int) -> Loaded:
+    return _outcome(actions.what_if, who, query, candidate, run_as)
 
 
 def explain_analyze(who: Actor, query: str, params: list, run_as: int) -> Loaded:

@@ -126,10 +126,11 @@ else:
     st.caption("No stored snapshots hold this statement in the last 7 days: its time over days "
                "appears here once snapshots are taken (python cli.py snapshot, hourly).")
 
-st.caption("The generic plan runs on the read-only monitoring session within its time limit; "
-           "planning may still evaluate IMMUTABLE functions with constant arguments.")
+st.caption("Planning can run a statement's functions, so plans run only on the target's plan "
+           "login, checked to have no more rights than the role that ran the statement, in a "
+           "read-only transaction within the time limit; each request is audited.")
 if st.button("Show the generic plan (EXPLAIN, not executed)"):
-    plan = actions.explain_generic(target, settings, query_text)
+    plan = actions.explain_generic(who, query_text, int(row.userid))
     if plan.ok:
         st.code(plan.value, language="text")
     else:
@@ -153,7 +154,7 @@ with st.expander("What-if: try a candidate index (hypopg)"):
         candidate = st.text_input("Candidate", placeholder="CREATE INDEX ON public.message_events "
                                   "(user_id, autopilot_status, created_at DESC)")
         if st.button("Compare plans") and candidate:
-            result = actions.what_if(target, settings, query_text, candidate)
+            result = actions.what_if(who, query_text, candidate, int(row.userid))
             if not result.ok:
                 st.warning(result.problem.message)
             else:
@@ -172,7 +173,7 @@ if who.is_dba:
         st.warning("EXPLAIN ANALYZE executes the statement for real (inside a transaction that is "
                    "rolled back), as the role that ran it"
                    + (f" ({row.role_name})" if isinstance(row.get("role_name"), str) else "")
-                   + " and with no more privileges than that role has. A slow statement takes as "
+                   + ", on the target's plan login, which has no more rights than that role. A slow statement takes as "
                    "long as it does; writes take locks until the rollback; what is not "
                    "transactional (a sequence, a file its functions write) is not undone.")
         n = statements.parameter_count(query_text)
