@@ -52,7 +52,7 @@ def _mask_stored_secrets(conn: psycopg.Connection) -> None:
         return
     with conn.transaction():
         rows = conn.execute("SELECT queryid, userid, query FROM dbpulse.statement_texts "
-                            "WHERE query ~* 'password'").fetchall()
+                            "WHERE query ~* 'password|:[^@ ]+@'").fetchall()
         for queryid, userid, query in rows:
             if redact_text(query) != query:
                 conn.execute("UPDATE dbpulse.statement_texts SET query = %s "
