@@ -18,6 +18,8 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Callable
 
+from queries import markup
+
 
 
 @dataclass(frozen=True)
@@ -205,7 +207,8 @@ def webhook(url: str, timeout_s: float = 5.0) -> Callable[[Alert], None]:
 
 def slack(url: str, timeout_s: float = 5.0) -> Callable[[Alert], None]:
     """A Slack-compatible incoming webhook (also Mattermost, Rocket.Chat): {"text": …}."""
-    return lambda alert: _post(url, {"text": alert.text()}, timeout_s)
+    # names are shown, never acted on: <url|x>, <!channel> in an object's name stay text
+    return lambda alert: _post(url, {"text": markup.slack(alert.text())}, timeout_s)
 
 
 def email(host: str, port: int, sender: str, recipients: list[str], *, user: str = "",

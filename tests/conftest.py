@@ -246,30 +246,40 @@ def wait_idle(page, timeout: int = 60_000) -> None:
                            timeout=timeout)
 
 
+@contextmanager
+def running_dashboard(env: dict):
+    """`streamlit run app.py` with this environment (on top of the suite's own) on a free
+    port; yields its URL once healthy, stops it afterwards."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "app.py"),
+         "--server.port", str(port), "--server.headless", "true",
+         "--browser.gatherUsageStats", "false"],
+        cwd=PROJECT_ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.3)
+        else:
+            pytest.fail("streamlit did not become healthy within 60 s")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 @pytest.fixture(params=["viewer"])
 def dashboard(request, tmp_path, logins, redis_url):
     """A running dashboard on the least-privilege logins; the role is the fixture's parameter
     (viewer unless a test says)."""
     require_chromium()
-    port = free_port()
-    env = {**os.environ, **logins.environment(), "REDIS_URL": redis_url,
-           "DBPULSE_SECRETS_FILE": str(tmp_path / "none.toml"), "DBPULSE_ROLE": request.param}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "app.py"),
-         "--server.port", str(port), "--server.headless", "true",
-         "--browser.gatherUsageStats", "false"],
-        cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.terminate()
-        pytest.fail("streamlit did not become healthy within 60 s")
-    yield url
-    proc.terminate()
-    proc.wait(10)
+    with running_dashboard({**logins.environment(), "REDIS_URL": redis_url,
+                            "DBPULSE_SECRETS_FILE": str(tmp_path / "none.toml"),
+                            "DBPULSE_ROLE": request.param}) as url:
+        yield url

@@ -6,6 +6,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from queries.markup import shown
 from tests.conftest import PROJECT_ROOT
 
 APP = str(PROJECT_ROOT / "app.py")
@@ -97,9 +98,9 @@ def test_redis_page(app_env, redis_url):
     labels = {m.label for m in at.metric}
     assert {"Hit rate since start", "Hit rate, last 5 min", "Memory used"} <= labels
     # TTLs are read only when asked: each one is a lookup Redis counts
-    assert not any("forgotten:" in w.value for w in at.warning)
+    assert not any("forgotten:" in shown(w.value) for w in at.warning)
     at.toggle(key="redis_sample_ttls").set_value(True).run()
-    assert any("forgotten:" in w.value for w in at.warning)
+    assert any("forgotten:" in shown(w.value) for w in at.warning)
     client.delete("forgotten:1", "dashboard:test")
 
 

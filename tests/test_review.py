@@ -11,6 +11,7 @@ import pytest
 import cli
 from queries import actions, dbpulse_schema, history, review, snapshots
 from queries.connections import admin_connection, monitoring_connection
+from queries.markup import shown
 from reports import weekly
 from tests.conftest import as_actor
 
@@ -135,7 +136,7 @@ def test_demo_history_shows_phase_1_as_the_biggest_improvement(synthetic_history
     assert (redis["keyspace_hits"] >= 0).all() and redis["hit_rate"].dropna().between(0, 1).all()
     markdown = weekly.render_markdown(result, dba_settings_module)
     assert "Synthetic demo data" in markdown
-    assert "Biggest improvement: Q1 message events list" in markdown
+    assert "Biggest improvement: Q1 message events list" in shown(markdown)
 
 
 def test_cli_report_writes_html_and_markdown(synthetic_history, database_url, monkeypatch,
@@ -187,7 +188,7 @@ def test_review_page(synthetic_history, database_url, redis_url, monkeypatch, tm
     at.switch_page("views/review.py").run()
     assert not at.exception, at.exception
     assert any("Synthetic demo data" in w.value for w in at.warning)
-    assert any("Biggest improvement: Q1 message events list" in i.value for i in at.info)
+    assert any("Biggest improvement: Q1 message events list" in shown(i.value) for i in at.info)
     assert {"Redis hit rate", "Buffer cache hit rate"} <= {m.label for m in at.metric}
     assert len(at.get("plotly_chart")) == 3
     snapshot = next(b for b in at.sidebar.button if b.label == "Take a snapshot now")

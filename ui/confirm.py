@@ -8,6 +8,7 @@ from typing import Callable
 
 import streamlit as st
 
+from queries.markup import md
 from queries.roles import Actor
 from ui.loaders import Loaded
 
@@ -15,12 +16,15 @@ from ui.loaders import Loaded
 def _dialog(key: str, explanation: str, confirm_text: str | None, go_label: str,
             run: Callable[[], Loaded]) -> None:
     st.markdown(explanation)
-    ready = True
-    if confirm_text:
-        typed = st.text_input(f"Type **{confirm_text}** to confirm", key=f"{key}_typed")
-        ready = typed.strip() == confirm_text
-    if st.button(go_label, type="primary", disabled=not ready, key=f"{key}_go"):
-        _run_and_redraw(key, run)
+    typed = (st.text_input(f"Type **{md(confirm_text)}** to confirm", key=f"{key}_typed")
+             if confirm_text else None)
+    # never disabled: typing and then clicking arrive in one run, and a disabled button would
+    # swallow that first click
+    if st.button(go_label, type="primary", key=f"{key}_go"):
+        if confirm_text and typed.strip() != confirm_text:
+            st.error(f"Type **{md(confirm_text)}** exactly to confirm; nothing was done.")
+        else:
+            _run_and_redraw(key, run)
 
 
 def _run_and_redraw(key: str, run: Callable[[], Loaded]) -> None:

@@ -13,6 +13,7 @@ import streamlit as st
 from queries import access
 from queries.config import (ConfigError, Settings, Target, load_settings, load_targets,
                             read_secrets)
+from queries.markup import md
 from queries.roles import Actor
 
 TARGET_KEY = "dbpulse_target"
@@ -95,7 +96,7 @@ def gate() -> None:
     try:
         rules, available = policy(), targets()
     except ConfigError as exc:
-        st.error(f"Configuration problem: {exc}", icon=":material/error:")
+        st.error(f"Configuration problem: {md(exc)}", icon=":material/error:")
         st.stop()
     problem = access.start_problem(rules, st.get_option("server.address"))
     if problem:
@@ -130,7 +131,7 @@ def sidebar() -> None:
         if len(names) > 1:
             st.selectbox("Target", names, key=TARGET_KEY)
         else:
-            st.caption(f"Target: **{names[0]}**")
+            st.caption(f"Target: **{md(names[0])}**")
         who = actor(current_target())
         if rules.mode == "local":
             st.info("**Single-user local mode**: listening on 127.0.0.1 only, no sign-in. "
@@ -138,9 +139,9 @@ def sidebar() -> None:
                        else "Read only: DBA actions need role = \"dba\" in the configuration."),
                     icon=":material/lock:")
         else:
-            st.caption(f"Signed in as **{who.person}**"
+            st.caption(f"Signed in as **{md(who.person)}**"
                        + (" (through the proxy)" if rules.mode == "proxy" else ""))
-        st.caption(f"Role: **{who.role}** on {who.target.name}")
+        st.caption(f"Role: **{who.role}** on {md(who.target.name)}")
         if rules.mode == "oidc":
             st.button("Sign out", on_click=st.logout)
         if st.button("Refresh data", help="Forget cached results and query the servers again"):

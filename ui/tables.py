@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from queries.columns import Column
+from queries.markup import md
 
 MISSING = "—"  # an empty number or time: not measured, not applicable
 SAFE_INTEGER = 2 ** 53  # beyond it the browser's numbers lose digits: shown as text instead
@@ -128,7 +129,7 @@ def show_text(header: list[str], rows: list[list[str]], empty_note: str = "") ->
             st.caption(empty_note)
         return
     if len(header) == 1:  # a list, not a table
-        st.markdown("\n".join(f"- {row[0]}" for row in rows))
+        st.markdown("\n".join(f"- {md(row[0])}" for row in rows))
         return
     frame = pd.DataFrame(rows, columns=[h[:1].upper() + h[1:] for h in header])
     st.dataframe(frame, hide_index=True, width="stretch", placeholder=MISSING)

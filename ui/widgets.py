@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 
 import streamlit as st
 
+from queries.markup import code, md
 from ui.loaders import Loaded
 
 BADGES = {  # state -> (badge color, material icon, word)
@@ -50,7 +51,7 @@ def value_or_stop(loaded: Loaded, what_failed: str):
 
 
 def show_problem(what: str, loaded: Loaded) -> None:
-    st.error(f"**{what}:** {loaded.problem.message}", icon=":material/error:")
+    st.error(f"**{md(what)}:** {md(loaded.problem.message)}", icon=":material/error:")
     if loaded.problem.hint:
         st.caption(loaded.problem.hint)
 
@@ -70,13 +71,13 @@ def finding_banner(finding) -> None:
         finding.severity]
     icon = {"red": ":material/error:", "amber": ":material/warning:",
             "green": ":material/check_circle:", "grey": ":material/help:"}[finding.severity]
-    box(f"**{finding.title}**: {finding.summary}", icon=icon)
+    box(f"**{md(finding.title)}**: {md(finding.summary)}", icon=icon)
     page = PAGE_FILES.get(finding.page)
     if finding.severity in ("red", "amber", "grey") and (finding.objects or finding.fix):
-        with st.expander(f"Objects and fix for “{finding.title}”"):
+        with st.expander(f"Objects and fix for “{md(finding.title)}”"):
             if finding.objects:
                 more = len(finding.objects) - BANNER_ITEMS
-                st.write(", ".join(f"`{o}`" for o in finding.objects[:BANNER_ITEMS])
+                st.markdown(", ".join(code(o) for o in finding.objects[:BANNER_ITEMS])
                          + (f" and {more:,} more" if more > 0 else ""))
             if finding.fix:
                 lines = finding.fix.splitlines()
@@ -107,9 +108,9 @@ def require_target():
             st.stop()
         return context.actor(target)
     except ConfigError as exc:
-        st.error(f"Configuration problem: {exc}")
+        st.error(f"Configuration problem: {md(exc)}")
     except (AccessRefused, context.NotSignedIn) as exc:
-        st.error(str(exc) or "Sign in first.")
+        st.error(md(exc) if str(exc) else "Sign in first.")
     st.stop()
 
 
@@ -117,7 +118,7 @@ def dba_note(who) -> None:
     """Said above every DBA action a viewer sees: the core refuses it, and the refusal is
     logged."""
     if not who.is_dba:
-        st.caption(f"You are a **{who.role}** on {who.target.name}: DBA actions are refused "
+        st.caption(f"You are a **{who.role}** on {md(who.target.name)}: DBA actions are refused "
                    "and the refusal is written to the audit log.")
 
 

@@ -4,6 +4,7 @@ use, refreshing itself every few seconds; a DBA can cancel a statement or termin
 import streamlit as st
 
 from queries import activity
+from queries.markup import md
 from ui import loaders, tables
 from ui.actions import end_session
 from ui.confirm import action_button, last_result
@@ -100,6 +101,6 @@ else:
 result = result or last_result("end_session")  # the session may be gone from the list now
 if result is not None:
     if result.ok:
-        st.success(result.value)
+        st.success(md(result.value))
     else:
         show_problem("Nothing done", result)

@@ -7,6 +7,7 @@ import streamlit as st
 
 from agent import alerts
 from queries import alert_log
+from queries.markup import md
 from ui import actions, context, loaders, tables
 from ui.confirm import action_button
 from ui.widgets import dba_note, page, show_problem, value_or_stop
@@ -22,7 +23,7 @@ st.caption("DB Pulse's agent (`python cli.py agent`, README \"Running by itself\
            "back-off. Settings: `[alerts]` in .streamlit/secrets.toml, read when the agent "
            "starts.")
 if channels:
-    st.markdown("**Channels:** " + "; ".join(channels) + ".  \n**Policy:** "
+    st.markdown("**Channels:** " + md("; ".join(channels)) + ".  \n**Policy:** "
                 + alerts.policy_from(config).describe() + ".")
 else:
     st.info("No alert channel is configured: add webhook_url, slack_url or smtp_host (with "
@@ -53,6 +54,6 @@ if channels:
     if result is not None:
         if result.ok:
             for channel, outcome in result.value:
-                (st.success if outcome == "sent" else st.error)(f"{channel}: {outcome}")
+                (st.success if outcome == "sent" else st.error)(f"{md(channel)}: {md(outcome)}")
         else:
             show_problem("Not sent", result)

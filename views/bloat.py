@@ -9,6 +9,7 @@ import pandas as pd
 from queries import bloat, vacuum
 from queries.indexes import OWN_SCHEMA
 from queries.identifiers import qualified
+from queries.markup import md
 from ui import loaders, tables
 from ui.actions import exact_bloat
 from ui.format import human_bytes, percent
@@ -89,7 +90,7 @@ st.subheader("Transaction ID wraparound")
 wrap = data["wraparound"]
 oldest = wrap.iloc[0] if len(wrap) else None
 if oldest is not None:
-    st.metric(f"Oldest database: {oldest.database_name}", f"{int(oldest.xid_age):,} transactions",
+    st.metric(f"Oldest database: {md(oldest.database_name)}", f"{int(oldest.xid_age):,} transactions",
               help=f"{percent(oldest.share_of_limit, 3)} of the 2^31 limit; autovacuum forces a "
                    f"freeze at {int(oldest.freeze_max_age):,}.")
 tables.show(wrap, vacuum.WRAPAROUND_COLUMNS, "No databases.")

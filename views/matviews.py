@@ -5,6 +5,7 @@ import plotly.express as px
 import streamlit as st
 
 from queries import matviews, schedules
+from queries.markup import md
 from ui import actions, loaders, tables
 from ui.confirm import action_button, last_result
 from ui.widgets import dba_note, page, show_problem, value_or_stop
@@ -58,7 +59,7 @@ row = views.loc[next(i for i, name in labels.items() if name == label)]
 
 
 def refresh_chosen(allow_blocking: bool):
-    with st.spinner(f"Refreshing {label} ..."):
+    with st.spinner(f"Refreshing {md(label)} ..."):
         result = actions.refresh_matview(who, row["schema_name"], row["view_name"],
                                          allow_blocking=allow_blocking)
     return result
@@ -72,7 +73,7 @@ took = (f"The last refresh took {last_ms / 1000:,.1f} s; expect about as long."
         if last_ms == last_ms and last_ms is not None else
         "No refresh of it has been timed yet: it takes as long as running the view's query.")
 if not row["concurrent_refresh"]:
-    st.warning(f"{label} cannot be refreshed CONCURRENTLY: {row['why_not_concurrent']}. "
+    st.warning(f"{md(label)} cannot be refreshed CONCURRENTLY: {md(row['why_not_concurrent'])}. "
                "A plain refresh takes an ACCESS EXCLUSIVE lock: every query that reads the view "
                "waits until the refresh ends.")
 result = action_button(
@@ -80,12 +81,12 @@ result = action_button(
     lambda: refresh_chosen(allow_blocking=not row["concurrent_refresh"]),
     title="Blocking refresh",
     explanation="" if row["concurrent_refresh"] else (
-        f"**{label}** is refreshed with an ACCESS EXCLUSIVE lock: every query that reads "
+        f"**{md(label)}** is refreshed with an ACCESS EXCLUSIVE lock: every query that reads "
         f"it waits until the refresh ends. {took}"),
     confirm_text=None if row["concurrent_refresh"] else label)
 if result is not None:
     if result.ok:
-        st.success(f"Refreshed {label} in {result.value.duration_ms:.0f} ms"
+        st.success(f"Refreshed {md(label)} in {result.value.duration_ms:.0f} ms"
                    + (" (concurrently)." if result.value.concurrently else "."))
     else:
         show_problem("Not refreshed", result)
@@ -97,35 +98,36 @@ result = action_button(
     who, "refresh_stale", f"Refresh all stale views ({len(stale)})",
     lambda: actions.refresh_stale(who, allow_blocking_all), title="Refresh stale views",
     explanation=(f"{len(blocking_stale)} of them block their readers while refreshing: "
-                 + ", ".join(f"{r.schema_name}.{r.view_name}" for r in blocking_stale.itertuples())
+                 + md(", ".join(f"{r.schema_name}.{r.view_name}"
+                           for r in blocking_stale.itertuples()))
                  + ".") if allow_blocking_all and len(blocking_stale) else "",
     disabled=stale.empty)
 if result is not None:
     if result.ok:
         for name, outcome in result.value:
-            (st.error if "not refreshed" in outcome else st.success)(f"{name}: {outcome}")
+            (st.error if "not refreshed" in outcome else st.success)(f"{md(name)}: {md(outcome)}")
     else:
         show_problem("Not refreshed", result)
 
 # --- schedules (pg_cron) ----------------------------------------------------------------------
 st.subheader("Refresh schedules (pg_cron)")
 if data["cron_problem"]:
-    st.info(data["cron_problem"], icon=":material/schedule:")
+    st.info(md(data["cron_problem"]), icon=":material/schedule:")
 elif data["schedules"] is None:
     st.info(schedules.NOT_READABLE)
 else:
     jobs = data["schedules"]
     failing = jobs[jobs["failure_streak"] > 0]
     for job in failing.itertuples():
-        st.error(f"**{job.jobname}**: its last {job.failure_streak} run(s) failed: "
-                 f"{job.last_error}")
+        st.error(f"**{md(job.jobname)}**: its last {job.failure_streak} run(s) failed: "
+                 f"{md(job.last_error)}")
     tables.show(jobs, schedules.SCHEDULE_COLUMNS, "No pg_cron job refreshes a view yet.")
     cron_database = data["cron_database"]
     st.caption("Times in UTC, as pg_cron reads its schedules. DB Pulse's jobs are named "
                f"{schedules.job_name('schema', 'view', cron_database)}; other jobs that refresh "
                "a view here are listed too."
                + (f" pg_cron lives in another database of this server: DB Pulse makes these "
-                  f"jobs there to run in {cron_database}; the event trigger below lets the "
+                  f"jobs there to run in {md(cron_database)}; the event trigger below lets the "
                   "views' ages see pg_cron's refreshes." if cron_database else ""))
     cols = st.columns([2, 1])
     every = cols[0].text_input("Schedule (cron expression)", value=schedules.DEFAULT_EVERY,
@@ -136,11 +138,11 @@ else:
     has_job = chosen_job in scheduled
     blocking = not row["concurrent_refresh"]
     result = action_button(
-        who, "schedule", f"Schedule {label}",
+        who, "schedule", f"Schedule {md(label)}",
         lambda: actions.schedule_refresh(who, row["schema_name"], row["view_name"], every,
                                          allow_blocking=blocking),
         title="Schedule a blocking refresh",
-        explanation=(f"Every run of this schedule refreshes **{label}** with an "
+        explanation=(f"Every run of this schedule refreshes **{md(label)}** with an "
                      "ACCESS EXCLUSIVE lock: queries that read it wait each time. "
                      f"{took}") if blocking else "",
         confirm_text=label if blocking else None)

@@ -6,6 +6,7 @@ import streamlit as st
 import pandas as pd
 
 from queries import migrations
+from queries.markup import md
 from queries.migrations import blocks_others
 from ui import actions, loaders, tables
 from ui.confirm import action_button
@@ -37,7 +38,7 @@ st.caption("States come from DB Pulse's ledger (dbpulse.migration_runs): pending
 tables.show(status, migrations.STATUS_COLUMNS)
 for row in status[status["state"].str.startswith(("failed", "interrupted"))].itertuples():
     st.error(f"{row.version} {row.name}: {row.state}, {row.completed} of {row.statements} "
-             f"statements done" + (f": {row.error}" if row.error else ""))
+             f"statements done" + (f": {md(row.error)}" if row.error else ""))
 for row in status[status["state"].str.startswith("running")].itertuples():
     st.info(f"{row.version} {row.name}: running now, {row.completed} of {row.statements} "
             "statements done")

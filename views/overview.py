@@ -5,13 +5,14 @@ import pandas as pd
 import streamlit as st
 
 from queries.capabilities import CAPABILITY_COLUMNS, capability_rows
+from queries.markup import md
 from ui import loaders, tables
 from ui.format import human_bytes, human_duration, percent, state_for_ratio
 from ui.widgets import as_of, finding_banner, judged_metric, page, show_problem
 
 who = page("Overview")
 target, settings = who.target, who.settings
-st.caption(f"Target **{target.name}**")
+st.caption(f"Target **{md(target.name)}**")
 
 pg = loaders.postgres_overview(target.database_url, settings)
 rd = loaders.redis_overview(target.redis_url) if target.redis_url else None
@@ -28,7 +29,7 @@ else:
             finding_banner(finding)
     greens = [f.title for f in findings if f.severity == "green"]
     if greens:
-        st.success(f"**{len(greens)} checks green:** {', '.join(greens)}",
+        st.success(f"**{len(greens)} checks green:** {md(', '.join(greens))}",
                    icon=":material/check_circle:")
 
 cols = st.columns(2)

@@ -4,6 +4,7 @@ the seeds' KPIs next to the measured values, and the hot queries before and afte
 import streamlit as st
 
 from queries import migrations, plan_tracker
+from queries.markup import md
 from ui import loaders, tables
 from ui.format import percent, state_for_ratio
 from ui.widgets import SLOW_SHARE_HELP, judged_metric, page, value_or_stop
@@ -62,7 +63,7 @@ if not objects.empty:
                         "nothing.")
     tables.show(objects, plan_tracker.OBJECT_COLUMNS)
     if len(unused):
-        st.warning("Never used so far: " + ", ".join(unused["name"]) + ". Give the workload "
+        st.warning("Never used so far: " + md(", ".join(unused["name"])) + ". Give the workload "
                    "time; if it stays so, the object is a candidate for the rollback.")
 
 st.subheader("Hot queries before and after")

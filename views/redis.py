@@ -8,6 +8,7 @@ import plotly.express as px
 import streamlit as st
 
 from queries import redis_cache
+from queries.markup import md
 from ui import loaders, redis_sampler, tables
 from ui.format import human_bytes, human_duration, percent, state_for_ratio
 from ui.widgets import judged_metric, page, value_or_stop
@@ -35,7 +36,7 @@ info, families = loaded["overview"], loaded["families"]
 samples = sampler.samples()
 target_text = f"> {percent(settings.redis_hit_rate_target, 0)}"
 
-st.caption(f"{info.server} {info.version}, up {human_duration(info.uptime_s)}. Cumulative "
+st.caption(f"{md(info.server)} {md(info.version)}, up {human_duration(info.uptime_s)}. Cumulative "
            "figures count since the server started or its statistics were reset; interval "
            f"figures come from the samples DB Pulse took while it ran ({len(samples)} so far). "
            "DB Pulse's own lookups and commands from this dashboard are taken out of every "
@@ -111,7 +112,7 @@ if families.families:
     flagged = [f for f in families.families if f.flagged]
     if flagged:
         st.warning("Families with keys that never expire: "
-                   + ", ".join(f"{f.family} ({f.without_ttl} sampled)" for f in flagged)
+                   + md(", ".join(f"{f.family} ({f.without_ttl} sampled)" for f in flagged))
                    + ". The plan's policy is that every cached family expires; without a TTL a "
                      "stale value is served until someone deletes it.")
         st.code("\n".join(f"-- write {f.family} keys with SET key value EX <seconds> (or EXPIRE "

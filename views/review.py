@@ -5,6 +5,7 @@ from datetime import datetime, time, timedelta, timezone
 import streamlit as st
 
 from queries import history
+from queries.markup import md
 from reports import charts, weekly
 from ui import actions, loaders, tables
 from ui.widgets import page, show_problem, value_or_stop
@@ -42,7 +43,7 @@ if who.is_dba:
                 st.success(f"Snapshot {result.value.snapshot_id} stored "
                            f"({result.value.statements} statements).")
                 for problem in result.value.problems:
-                    st.warning(problem)
+                    st.warning(md(problem))
                 st.cache_data.clear()
             else:
                 show_problem("No snapshot taken", result)
@@ -57,14 +58,14 @@ for label, cov in (("This period", review.coverage_current),
 
 if review.synthetic:
     st.warning("**Synthetic demo data.** " + weekly.SYNTHETIC_NOTE, icon=":material/science:")
-st.info(review.headline, icon=":material/insights:")
+st.info(md(review.headline), icon=":material/insights:")
 
 st.subheader("KPI scorecard")
 kpi_cols = st.columns(5)
 for i, kpi in enumerate(review.kpis):
     with kpi_cols[i % 5]:
         change = weekly.kpi_change(kpi)
-        st.metric(kpi.name, weekly.kpi_value(kpi, kpi.current),
+        st.metric(md(kpi.name), weekly.kpi_value(kpi, kpi.current),
                   delta=change or ("no change" if kpi.trend == "same" else None),
                   delta_color=("normal" if kpi.higher_is_better else "inverse") if change
                   else "off", delta_arrow="auto" if change else "off", border=True,
@@ -77,7 +78,7 @@ for i, kpi in enumerate(review.kpis):
 sections = weekly.sections(review, settings)
 st.plotly_chart(charts.statement_trend(review), width="stretch")
 for title, header, rows in sections[1:]:
-    st.subheader(title)
+    st.subheader(md(title))
     tables.show_text(header, rows, "Nothing in this period.")
 left, right = st.columns(2)
 left.plotly_chart(charts.redis_trend(review, settings.redis_hit_rate_target), width="stretch")
@@ -86,7 +87,7 @@ right.plotly_chart(charts.buffer_trend(review), width="stretch")
 if review.notes:
     with st.expander("Notes on the data"):
         for note in review.notes:
-            st.write("- " + note)
+            st.markdown("- " + md(note))
 
 st.subheader("Export")
 name = f"dbpulse-review-{review.source}-{history.last_day(current):%Y-%m-%d}"

@@ -4,6 +4,7 @@ plain advice from what the server shows (temporary files, connections, I/O timin
 import streamlit as st
 
 from queries import tune
+from queries.markup import md
 from ui import loaders, tables
 from ui.widgets import page, value_or_stop
 
@@ -13,7 +14,7 @@ data = value_or_stop(loaders.tune_data(target.database_url, settings),
                      "Server settings cannot be read")
 advice = data["advice"]
 
-st.caption(f"PostgreSQL {data['identity'].version}. Advice comes from what the server itself "
+st.caption(f"PostgreSQL {md(data['identity'].version)}. Advice comes from what the server itself "
            f"shows, {data['identity'].stats_window()}; DB Pulse cannot see the machine's memory "
            "or disks, so settings sized by them are “unknown”, with the usual rule.")
 counts = advice["state"].value_counts()

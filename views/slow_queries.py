@@ -9,6 +9,7 @@ import plotly.express as px
 import streamlit as st
 
 from queries import statements
+from queries.markup import md
 from ui import actions, interval_mode, loaders, tables
 from ui.format import human_duration, percent
 from ui.widgets import (SLOW_SHARE_HELP, judged_metric, page, show_problem,
@@ -134,7 +135,7 @@ if st.button("Show the generic plan (EXPLAIN, not executed)"):
     if plan.ok:
         st.code(plan.value, language="text")
     else:
-        st.warning(plan.problem.message)
+        st.warning(md(plan.problem.message))
 
 caps = loaders.capabilities_and_identity(target.database_url, settings)
 hypopg = caps.value[0].extension("hypopg") if caps.ok else None
@@ -156,7 +157,7 @@ with st.expander("What-if: try a candidate index (hypopg)"):
         if st.button("Compare plans") and candidate:
             result = actions.what_if(who, query_text, candidate, int(row.userid))
             if not result.ok:
-                st.warning(result.problem.message)
+                st.warning(md(result.problem.message))
             else:
                 outcome = result.value
                 cols = st.columns(3)
@@ -183,4 +184,4 @@ if who.is_dba:
             if result.ok:
                 st.code(result.value, language="text")
             else:
-                st.error(result.problem.message)
+                st.error(md(result.problem.message))
