@@ -171,8 +171,9 @@ def cmd_serve(args) -> int:
     from queries import access
     from queries.config import load_settings, read_secrets
 
+    # the value this command gives Streamlit's server below
     problem = access.start_problem(access.load_policy(read_secrets(), load_settings()),
-                                   args.address)
+                                   args.address, forwarded_allow_ips="")
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2

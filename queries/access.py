@@ -200,8 +200,25 @@ def is_loopback(address: str | None) -> bool:
         return False
 
 
-def start_problem(policy: AccessPolicy, address: str | None) -> str | None:
-    """Why DB Pulse must not serve with this configuration on this address, or None."""
+def start_problem(policy: AccessPolicy, address: str | None,
+                  forwarded_allow_ips: str | None = "") -> str | None:
+    """Why DB Pulse must not serve with this configuration on this address, or None.
+    forwarded_allow_ips: the FORWARDED_ALLOW_IPS of the serving process (None: unset).
+
+    >>> start_problem(AccessPolicy("proxy", proxy_header="X-Email"), "0.0.0.0", None)[:60]
+    'DB Pulse will not serve behind a sign-in proxy while this pr'
+    >>> start_problem(AccessPolicy("proxy", proxy_header="X-Email"), "0.0.0.0", "") is None
+    True
+    """
+    if policy.mode == "proxy" and forwarded_allow_ips != "":
+        # Streamlit's server (uvicorn) replaces the peer's address by X-Forwarded-For's client
+        # when the peer is in FORWARDED_ALLOW_IPS, loopback by default: a local client could
+        # then claim to be the trusted proxy and name anyone in the identity header
+        return ("DB Pulse will not serve behind a sign-in proxy while this process trusts "
+                "X-Forwarded-For from "
+                f"{forwarded_allow_ips or '127.0.0.1 and ::1 (the default)'}: a client could "
+                "claim the proxy's address. Start it with `cli.py serve`, or with "
+                "FORWARDED_ALLOW_IPS set to an empty value in its environment.")
     if policy.mode != "local" or policy.local_role != "dba" or is_loopback(address):
         return None
     return (f"DB Pulse will not serve DBA actions on {address or 'every interface'} without "
@@ -241,14 +258,24 @@ def oidc_person(policy: AccessPolicy, claims: Mapping, now: float) -> Person:
                         "provider")
 
 
-def proxy_person(policy: AccessPolicy, headers: Mapping[str, str], peer: str | None) -> Person:
-    """The person an authenticating proxy names, when the request comes from a trusted proxy.
-    Streamlit reports a loopback peer as None.
+def proxy_person(policy: AccessPolicy, headers: Mapping[str, str | list[str]],
+                 peer: str | None) -> Person:
+    """The person an authenticating proxy names, when the request comes from a trusted proxy;
+    a header's value may be the list of every copy the request carried. Streamlit reports a
+    loopback peer as None.
 
     >>> p = AccessPolicy("proxy", proxy_header="X-Forwarded-Email",
     ...                  trusted_proxies=("10.0.0.0/8",))
     >>> proxy_person(p, {"x-forwarded-email": "ann@example.com"}, "10.1.2.3").name
     'ann@example.com'
+    >>> proxy_person(p, {"x-forwarded-email": ["eve@evil.org", "ann@example.com"]}, "10.1.2.3")
+    Traceback (most recent call last):
+    ...
+    queries.access.AccessRefused: The request carries 2 X-Forwarded-Email headers: the proxy must send exactly one, with one address. Open DB Pulse through the sign-in proxy.
+    >>> proxy_person(p, {"x-forwarded-email": "eve@evil.org, ann@example.com"}, "10.1.2.3")
+    Traceback (most recent call last):
+    ...
+    queries.access.AccessRefused: The X-Forwarded-Email header holds more than one address: the proxy must send exactly one. Open DB Pulse through the sign-in proxy.
     >>> proxy_person(p, {"x-forwarded-email": "ann@example.com"}, "192.0.2.9")
     Traceback (most recent call last):
     ...
@@ -264,15 +291,24 @@ def proxy_person(policy: AccessPolicy, headers: Mapping[str, str], peer: str | N
         raise AccessRefused(f"This connection comes from {address}, which is not a trusted proxy "
                             f"(access.trusted_proxies): DB Pulse reads {policy.proxy_header} only "
                             "from those. Open DB Pulse through the sign-in proxy.")
-    lowered = {k.lower(): v for k, v in headers.items()}
-    value = lowered.get(policy.proxy_header.lower())
-    if not value:
+    lowered = {k.lower(): v if isinstance(v, list) else [v] for k, v in headers.items()}
+    values = [v for v in lowered.get(policy.proxy_header.lower(), []) if v]
+    if not values:
         raise AccessRefused(f"The request carries no {policy.proxy_header} header: the proxy did "
                             "not sign you in. Open DB Pulse through the sign-in proxy.")
+    if len(values) > 1:
+        raise AccessRefused(f"The request carries {len(values)} {policy.proxy_header} headers: "
+                            "the proxy must send exactly one, with one address. Open DB Pulse "
+                            "through the sign-in proxy.")
+    value = values[0].strip()
+    if "," in value or len(value.split()) != 1:
+        raise AccessRefused(f"The {policy.proxy_header} header holds more than one address: the "
+                            "proxy must send exactly one. Open DB Pulse through the sign-in "
+                            "proxy.")
     # Google's IAP prefixes the address with its issuer ("accounts.google.com:ann@...")
     email = value.rsplit(":", 1)[-1]
-    groups = lowered.get(policy.proxy_groups_header.lower()) if policy.proxy_groups_header \
-        else None
+    groups = ",".join(lowered.get(policy.proxy_groups_header.lower(), [])) \
+        if policy.proxy_groups_header else None
     return email_person(email, groups, "The proxy")
 
 

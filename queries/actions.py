@@ -137,11 +137,17 @@ def remove_schedule(who: Actor, schema: str, name: str) -> None:
 
 def send_test_alert(who: Actor, config: dict) -> list[tuple[str, str]]:
     """A test message through every alert channel of `config` ([alerts]), audited: it reaches
-    people."""
+    people. When no channel took it, the action failed (and is audited so)."""
     from agent import alerts
 
-    return perform(who, "test_alert", "Sending a test alert",
-                   lambda _: alerts.send_test(config, who.target.name, datetime.now(timezone.utc)),
+    def send(_) -> list[tuple[str, str]]:
+        outcomes = alerts.send_test(config, who.target.name, datetime.now(timezone.utc))
+        if outcomes and not any(outcome == "sent" for _, outcome in outcomes):
+            raise ActionError("No channel took the test message: "
+                              + "; ".join(f"{c}: {o}" for c, o in outcomes))
+        return outcomes
+
+    return perform(who, "test_alert", "Sending a test alert", send,
                    parameters={"channels": alerts.describe_channels(config)},
                    describe=lambda outcomes: "; ".join(f"{c}: {o}" for c, o in outcomes))
 

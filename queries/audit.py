@@ -88,6 +88,24 @@ def actions(conn: psycopg.Connection, *, since: datetime | None = None,
     return to_frame(cur)
 
 
+# A cell a spreadsheet would run as a formula (OWASP's CSV injection list)
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(rows: pd.DataFrame) -> str:
+    """The rows as CSV for a spreadsheet: a text cell that would start a formula gets a leading
+    apostrophe, so a name like =HYPERLINK(...) is shown, not run.
+
+    >>> csv_text(pd.DataFrame({"object_name": ["=1+2", "ok", "@SUM(A1)"], "n": [-1, 2, 3]}))
+    "object_name,n\\n'=1+2,-1\\nok,2\\n'@SUM(A1),3\\n"
+    """
+    def neutral(value):
+        return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) \
+            else value
+    return rows.apply(lambda column: column.map(neutral) if not pd.api.types.is_numeric_dtype(
+        column) else column).to_csv(index=False)
+
+
 def choices(conn: psycopg.Connection) -> dict[str, list[str]]:
     """The people, actions and targets the log holds, for the page's filters."""
     row = conn.execute("""

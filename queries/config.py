@@ -115,9 +115,14 @@ def read_secrets(path: Path | None = None) -> dict:
     if not path.exists():
         return {}
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path.name} is not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path.name} is not UTF-8 text (byte {exc.start} cannot be read): "
+                          "save it as UTF-8") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path.name} cannot be read: {exc.strerror}") from exc
 
 
 def _redis_list(value) -> tuple[str, ...]:

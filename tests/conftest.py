@@ -154,6 +154,12 @@ def pg15_url():
     stack.destroy()
 
 
+@pytest.fixture(scope="session")
+def pg15_logins(pg15_url) -> demo_logins.Logins:
+    """The production shape's logins on the PostgreSQL 15 server's demo database."""
+    return demo_logins.ensure(pg15_url)
+
+
 def as_actor(settings: Settings, url: str = "", name: str = "t",
              person: str = "tester") -> Actor:
     """The Actor a test acts as: `person` with the settings' role on a target of one URL."""

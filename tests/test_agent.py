@@ -21,6 +21,7 @@ from agent.metrics import serve
 from agent.runner import Agent, AlreadyRunning, hold_lock
 from demo.stack import free_port
 from queries.config import Settings, Target
+from queries.markup import shown
 from tests.conftest import PROJECT_ROOT
 
 
@@ -449,7 +450,7 @@ def test_the_alerts_page_lists_what_the_agent_raised_and_tests_each_channel(
         at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=60).run()
         at.switch_page("views/alerts.py").run()
         assert not at.exception, at.exception
-        text = " ".join(m.value for m in at.markdown)
+        text = shown(" ".join(m.value for m in at.markdown))
         assert f"JSON webhook at {hooks.url}/…" in text and "s3cret" not in text
         assert "e-mail to dba@example.com" in text and "quiet 22:00–07:00 UTC" in text
         raised = at.dataframe[0].value
@@ -460,10 +461,18 @@ def test_the_alerts_page_lists_what_the_agent_raised_and_tests_each_channel(
     finally:
         hooks.close()
     assert [p["state"] for p in hooks.posts["/hook/s3cret-path"]] == ["test"]
-    assert any(s.value.startswith("JSON webhook") and s.value.endswith(": sent")
+    assert any(shown(s.value).startswith("JSON webhook") and shown(s.value).endswith(": sent")
                for s in at.success)
-    assert any(e.value.startswith("e-mail to dba@example.com") and "not sent" in e.value
+    assert any(shown(e.value).startswith("e-mail to dba@example.com") and "not sent" in e.value
                for e in at.error)
+    # every channel failing is a failed action, audited so
+    secrets.write_text(f'[alerts]\nsmtp_host = "127.0.0.1"\nsmtp_port = {free_port()}\n'
+                       'smtp_to = ["dba@example.com"]\n')
+    st.cache_data.clear()
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=60).run()
+    at.switch_page("views/alerts.py").run()
+    next(b for b in at.button if b.label == "Send a test message").click().run()
+    assert any("No channel took the test message" in shown(e.value) for e in at.error)
     with psycopg.connect(scratch_database) as conn:
-        assert conn.execute("SELECT outcome FROM dbpulse.audit_log WHERE action = 'test_alert'"
-                            ).fetchall() == [("ok",)]
+        assert conn.execute("SELECT outcome FROM dbpulse.audit_log WHERE action = 'test_alert' "
+                            "ORDER BY id").fetchall() == [("ok",), ("error",)]

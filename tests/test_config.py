@@ -92,3 +92,21 @@ def test_history_database_and_source():
     named = load_targets({}, {"targets": {"a": {"database_url": "host=db dbname=crm user=x"}}})[0]
     assert named.history_read_url == named.database_url and named.history_source == "crm"
     assert load_settings({"DBPULSE_HISTORY_RETENTION_DAYS": "30"}, {}).history_retention_days == 30
+
+
+def test_an_unreadable_secrets_file_is_a_clear_error_everywhere(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import PROJECT_ROOT
+
+    latin1 = tmp_path / "secrets.toml"
+    latin1.write_bytes('role = "dba"\n# Zugang für die Prüfer\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        read_secrets(latin1)
+    result = subprocess.run([sys.executable, str(PROJECT_ROOT / "cli.py"), "check"],
+                            env={**os.environ, "DBPULSE_SECRETS_FILE": str(latin1)},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "not UTF-8 text" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr

@@ -71,13 +71,14 @@ def _set_user(provider: str, email: str, groups: list[str]) -> None:
 
 
 @contextmanager
-def _dashboard(tmp_path, database_url, secrets: str, *, role="viewer", port=None, args=()):
+def _dashboard(tmp_path, database_url, secrets: str, *, role="viewer", port=None, args=(),
+               env_extra: dict | None = None):
     require_chromium()
     port = port or free_port()
     secrets_file = tmp_path / "secrets.toml"
     secrets_file.write_text(secrets)
     env = {**os.environ, "DATABASE_URL": database_url, "DBPULSE_SECRETS_FILE": str(secrets_file),
-           "DBPULSE_ROLE": role}
+           "DBPULSE_ROLE": role, **(env_extra or {})}
     env.pop("REDIS_URL", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "app.py"),
@@ -226,17 +227,27 @@ proxy_header = "X-Forwarded-Email"
 trusted_proxies = ["127.0.0.1"]
 dba = ["ann@example.com"]
 """
-    with _dashboard(tmp_path, database_url, trusted) as (url, _):
+    # as `cli.py serve` starts it: the server does not take X-Forwarded-For from anyone
+    no_forwarding = {"FORWARDED_ALLOW_IPS": ""}
+    with _dashboard(tmp_path, database_url, trusted, env_extra=no_forwarding) as (url, _):
         signed = _page_text(url, header, "audit")
         missing = _page_text(url, None)
+        listed = _page_text(url, {"X-Forwarded-Email": "eve@evil.org, ann@example.com"})
     untrusted = trusted.replace('["127.0.0.1"]', '["10.9.9.9"]')
-    with _dashboard(tmp_path, database_url, untrusted) as (url, _):
+    with _dashboard(tmp_path, database_url, untrusted, env_extra=no_forwarding) as (url, _):
         refused = _page_text(url, header)
+    # plain `streamlit run`: uvicorn would take X-Forwarded-For from loopback, so a local client
+    # could pose as the proxy; DB Pulse refuses to serve at all
+    with _dashboard(tmp_path, database_url, untrusted.replace("10.9.9.9", "127.0.0.1")) as (
+            url, _):
+        forwarded = _page_text(url, {**header, "X-Forwarded-For": "10.9.9.9"})
     assert "Signed in as ann@example.com (through the proxy)" in signed and "Role: dba" in signed
     assert "Audit log" in signed
     assert "carries no X-Forwarded-Email header" in missing and "Audit log" not in missing
     assert "127.0.0.1, which is not a trusted proxy" in refused
     assert "ann@example.com" not in refused.replace("X-Forwarded-Email", "")
+    assert "holds more than one address" in listed and "Role: dba" not in listed
+    assert "trusts X-Forwarded-For" in forwarded and "Role: dba" not in forwarded
 
 
 def test_local_mode_listens_on_loopback_only_and_says_so(tmp_path, database_url):

@@ -15,10 +15,10 @@ PHASE1_INDEX_1 = ("CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_message_events_us
                   "ON public.message_events (user_id, autopilot_status, created_at DESC);")
 
 
-def _run_q1(url):
+def _run_q1(url, rounds: int = 1):
     with psycopg.connect(url) as conn:
         user = conn.execute("SELECT id FROM users ORDER BY idx LIMIT 1").fetchone()[0]
-        for status in ("sent", "pending", "failed"):
+        for status in ("sent", "pending", "failed") * rounds:
             conn.execute("SELECT * FROM message_events WHERE user_id = %s AND autopilot_status = %s"
                          " ORDER BY created_at DESC LIMIT %s", (user, status, 50)).fetchall()
 
@@ -84,15 +84,16 @@ def test_what_if_without_hypopg_says_how_to_get_it(database_url, settings):
             whatif.what_if(conn, hypo, Q1, PHASE1_INDEX_1, conn.info.server_version)
 
 
-def test_what_if_on_the_slow_query_page(pg15_url, redis_url, monkeypatch, tmp_path):
+def test_what_if_on_the_slow_query_page(pg15_logins, redis_url, monkeypatch, tmp_path):
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
     from tests.conftest import PROJECT_ROOT
 
-    _run_q1(pg15_url)
+    _run_q1(pg15_logins.app_url)
     monkeypatch.setenv("DBPULSE_SECRETS_FILE", str(tmp_path / "none.toml"))
-    monkeypatch.setenv("DATABASE_URL", pg15_url)
+    for key, value in pg15_logins.environment().items():
+        monkeypatch.setenv(key, value)
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("DBPULSE_ROLE", "dba")
     st.cache_data.clear()
@@ -101,11 +102,14 @@ def test_what_if_on_the_slow_query_page(pg15_url, redis_url, monkeypatch, tmp_pa
     at.switch_page("views/slow_queries.py").run()
     [text_filter] = [t for t in at.text_input if t.label == "Statement text contains"]
     text_filter.input("autopilot_status").run()
+    [role_filter] = [t for t in at.text_input if t.label == "Role (empty: all roles)"]
+    role_filter.input("salesflow_app").run()  # planned as the application, on the plan login
     [candidate] = [t for t in at.text_input if t.label == "Candidate"]
     candidate.input(PHASE1_INDEX_1)
     [compare] = [b for b in at.button if b.label == "Compare plans"]
     compare.click().run()
     assert not at.exception, at.exception
     metrics = {m.label: m.value for m in at.metric}
+    assert "Planner uses it" in metrics, [w.value for w in at.warning]
     assert metrics["Planner uses it"] == "yes"
     st.cache_data.clear()

@@ -4,6 +4,7 @@ shown before the configuration is usable and the person has a role on the target
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from datetime import datetime
@@ -56,7 +57,9 @@ def person(rules: access.AccessPolicy) -> access.Person:
     if rules.mode == "local":
         return access.os_person("local")
     if rules.mode == "proxy":
-        return access.proxy_person(rules, dict(st.context.headers), st.context.ip_address)
+        headers = st.context.headers
+        return access.proxy_person(rules, {k: headers.get_all(k) for k in headers},
+                                   st.context.ip_address)
     if not st.user.get("is_logged_in", False):
         raise NotSignedIn()
     return access.oidc_person(rules, st.user.to_dict(), time.time())
@@ -98,7 +101,8 @@ def gate() -> None:
     except ConfigError as exc:
         st.error(f"Configuration problem: {md(exc)}", icon=":material/error:")
         st.stop()
-    problem = access.start_problem(rules, st.get_option("server.address"))
+    problem = access.start_problem(rules, st.get_option("server.address"),
+                                   os.environ.get("FORWARDED_ALLOW_IPS"))
     if problem:
         st.error(problem, icon=":material/block:")
         st.stop()

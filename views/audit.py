@@ -48,6 +48,6 @@ if rows.empty:
     st.caption("No action matches these filters.")
     st.stop()
 tables.show(rows, audit.ACTION_COLUMNS)
-st.download_button("Download CSV", rows.to_csv(index=False).encode(),
+st.download_button("Download CSV", audit.csv_text(rows).encode(),
                    file_name=f"dbpulse-audit-{target.name}-{first_day}-{last_day}.csv",
                    mime="text/csv")
