@@ -119,6 +119,8 @@ def list_indexes(conn: psycopg.Connection, scope: str | None = None, min_size_by
                i.indisunique                                     AS is_unique,
                i.indisprimary                                    AS is_primary,
                i.indisvalid                                      AS is_valid,
+               i.indisreplident                                  AS is_replica_identity,
+               i.indisclustered                                  AS is_clustered,
                i.indisready                                      AS is_ready,
                con.contype                                       AS constraint_type,
                con.conname                                       AS constraint_name,
@@ -142,7 +144,10 @@ def list_indexes(conn: psycopg.Connection, scope: str | None = None, min_size_by
                ON referenced.conindid = i.indexrelid
         WHERE {USER_SCHEMAS} AND {only}
         """, {"wanted": wanted, "block_size": block_size}, binary=True))
-    frame["backs_constraint"] = frame["constraint_type"].notna() | frame["referenced_by_fk"]
+    # a replica identity index cannot go either: logical replication needs it for every
+    # UPDATE and DELETE on a published table
+    frame["backs_constraint"] = (frame["constraint_type"].notna() | frame["referenced_by_fk"]
+                                 | frame["is_replica_identity"])
     frame["is_partitioned"] = frame["is_partitioned"].astype(bool)
     names = table_column_names(conn, frame["table_oid"].unique().tolist())
     frame["column_names"] = [
@@ -386,6 +391,9 @@ def judge_unused(frame: pd.DataFrame, min_size_bytes: int = 0,
             reason = "no scans since the statistics reset"
             if r.is_partitioned:
                 reason += " on any partition"
+            if r.is_clustered:
+                reason += ("; CLUSTER uses it for this table: after the drop a plain CLUSTER "
+                           f"of {qualified(r.schema_name, r.table_name)} needs another index")
         findings.append(IndexFinding(r.schema_name, r.table_name, r.index_name,
                                      int(r.size_bytes), f"{reason}; {_describe(r)}", fix,
                                      verdict=verdict))
@@ -454,6 +462,7 @@ def duplicate_indexes(frame: pd.DataFrame) -> list[IndexFinding]:
     needed = ["schema_name", "table_name", "index_name", "index_oid", "table_oid",
               "access_method", "columns", "key_count", "opclasses", "collations", "options",
               "is_unique", "nulls_not_distinct", "is_partitioned", "backs_constraint",
+              "is_clustered",
               "expressions", "predicate", "size_bytes", "scans", "column_names"]
     candidates = frame[frame["is_valid"] & frame["parent_index_oid"].isna()]
     # most indexes share their table with no other index of the same kind: skip them in bulk
@@ -466,28 +475,33 @@ def duplicate_indexes(frame: pd.DataFrame) -> list[IndexFinding]:
     for rows in groups.values():
         if len(rows) < 2:
             continue
-        for small in rows:
-            if small.backs_constraint:
+        # Those that may stay come first (a constraint's, then the widest, the strictest, the
+        # most used, the oldest); each later one covered by one that stays is dropped in its
+        # favour. So every group keeps at least one index, and the one a finding names as
+        # staying never goes.
+        kept: list = []
+        for small in sorted(rows, key=lambda r: (not r.backs_constraint, -r.key_count,
+                                                 -len(r.columns), not r.is_unique,
+                                                 not r.nulls_not_distinct, -r.scans,
+                                                 r.index_oid)):
+            big = None if small.backs_constraint else next(
+                (b for b in kept if _covers(small, b) and _enforces_as_much(small, b)), None)
+            if big is None:
+                kept.append(small)
                 continue
-            for big in rows:
-                if big.index_oid == small.index_oid or not _covers(small, big) \
-                        or not _enforces_as_much(small, big):
-                    continue
-                mutual = (_covers(big, small) and big.is_unique == small.is_unique
-                          and big.nulls_not_distinct == small.nulls_not_distinct)
-                if mutual and not big.backs_constraint \
-                        and (big.scans, -big.index_oid) < (small.scans, -small.index_oid):
-                    continue  # of equivalent twins report one: the less used, else the newer
-                kind = "duplicate of" if mutual else "redundant: its columns lead"
-                serves = "every lookup and sort order" + (" and the uniqueness"
-                                                          if small.is_unique else "")
-                findings.append(IndexFinding(
-                    small.schema_name, small.table_name, small.index_name, int(small.size_bytes),
-                    f"{kind} {quote_ident(big.index_name)}, which stays: it serves {serves} "
-                    f"this one serves ({_describe(small)} vs {_describe(big)})",
-                    drop_sql(small.schema_name, small.index_name, small.is_partitioned),
-                    covered_by=big.index_name))
-                break
+            mutual = (_covers(big, small) and big.is_unique == small.is_unique
+                      and big.nulls_not_distinct == small.nulls_not_distinct)
+            kind = "duplicate of" if mutual else "redundant: its columns lead"
+            serves = "every lookup and sort order" + (" and the uniqueness"
+                                                      if small.is_unique else "")
+            findings.append(IndexFinding(
+                small.schema_name, small.table_name, small.index_name, int(small.size_bytes),
+                f"{kind} {quote_ident(big.index_name)}, which stays: it serves {serves} "
+                f"this one serves ({_describe(small)} vs {_describe(big)})"
+                + ("; CLUSTER uses this one for the table: cluster on the one that stays"
+                   if small.is_clustered else ""),
+                drop_sql(small.schema_name, small.index_name, small.is_partitioned),
+                covered_by=big.index_name))
     return findings
 
 

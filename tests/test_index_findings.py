@@ -238,3 +238,40 @@ def test_own_objects_are_hidden_unless_asked_for(scratch_database, dba_settings)
     assert indexes.OWN_SCHEMA in {f.schema_name for f in everything.judged}
     assert all(f.schema_name != indexes.OWN_SCHEMA
                for f in shown.judged + shown.duplicates + shown.invalid)
+
+
+def test_a_replica_identity_index_is_never_dropped_and_twins_keep_one(scratch_database,
+                                                                      settings):
+    """The published table's replica identity index duplicates its primary key: both stay, and
+    writes still replicate. Of three (a) / (a) / (a, b) indexes exactly the widest stays, and the
+    index a finding names as staying is never dropped by another."""
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("""
+            CREATE TABLE t (id int NOT NULL, v text);
+            ALTER TABLE t ADD PRIMARY KEY (id);
+            CREATE UNIQUE INDEX t_ri ON t (id);
+            ALTER TABLE t REPLICA IDENTITY USING INDEX t_ri;
+            CREATE PUBLICATION dbpulse_test_pub FOR TABLE t;
+            INSERT INTO t SELECT g, 'v' FROM generate_series(1, 100) g;
+            CREATE TABLE u (a int, b int);
+            INSERT INTO u SELECT g % 10, g FROM generate_series(1, 1000) g;
+            CREATE INDEX u_a1 ON u (a);
+            CREATE INDEX u_a2 ON u (a);
+            CREATE INDEX u_ab ON u (a, b);
+            CLUSTER u USING u_a1;
+            ANALYZE t, u;
+        """)
+    found = {f.index_name: f for f in _review(scratch_database, settings).duplicates}
+    assert not {"t_ri", "t_pkey"} & set(found)
+    assert set(found) == {"u_a1", "u_a2"}
+    assert {f.covered_by for f in found.values()} == {"u_ab"}
+    assert "CLUSTER uses this one" in found["u_a1"].reason
+    after = _run_all_fixes(scratch_database, settings, _review(scratch_database, settings),
+                           ["duplicates"])
+    assert after.duplicates == []
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("UPDATE t SET v = 'w' WHERE id = 1; DELETE FROM t WHERE id = 2")
+        left = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes "
+                                           "WHERE tablename IN ('t', 'u')")}
+        conn.execute("DROP PUBLICATION dbpulse_test_pub")
+    assert left == {"t_pkey", "t_ri", "u_ab"}
