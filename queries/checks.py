@@ -212,11 +212,23 @@ def check_vacuum(conn, settings: Settings) -> list[Finding]:
                 "long transactions, prepared transactions, stale replication slots"),
         Finding("sequences", "Sequences near their maximum", seq_severity, len(sequences),
                 f"{counted(len(sequences), 'sequence')} {'has' if len(sequences) == 1 else 'have'} used 75 % or more of their range (or of the "
-                "integer column they feed): inserts fail when they run out." + cannot_read,
+                "integer column they feed): inserts fail when they run out." + _cycling(sequences)
+                + cannot_read,
                 "bloat",
                 [qualified(r.schema_name, r.sequence_name) for r in sequences.itertuples()],
                 "\n".join(filter(None, (vacuum.widen_sql(r) for r in sequences.itertuples())))),
     ]
+
+
+def _cycling(sequences) -> str:
+    """What a CYCLE sequence does at the end instead of failing."""
+    cycling = [qualified(r.schema_name, r.sequence_name) for r in sequences.itertuples()
+               if r.cycles]
+    if not cycling:
+        return ""
+    return (f" {', '.join(cycling)} {'is' if len(cycling) == 1 else 'are'} CYCLE: at the end "
+            "they start again and hand out values already used, so inserts collide with "
+            "existing keys (or repeat ids where nothing is unique).")
 
 
 def check_matviews(conn, settings: Settings) -> Finding:

@@ -82,12 +82,14 @@ def wraparound(conn: psycopg.Connection) -> pd.DataFrame:
 
 
 def sequences_near_max(conn: psycopg.Connection, min_share: float = 0.0) -> pd.DataFrame:
-    """Sequences by how much of their range is used; the limit is the smaller of the
-    sequence's max_value and the maximum of the integer column it feeds (an int4 id fed by a
-    bigint sequence fails at 2^31 - 1). A sequence feeds a column through OWNED BY, an identity
-    column, or a column default calling nextval() (no OWNED BY needed); of several columns the
-    one that runs out first counts. `readable` is false where the monitoring role may not read
-    the sequence: its use is unknown (NaN), never 0."""
+    """Sequences by how much of their range is used, in the direction they count (a descending
+    one from its max_value down): the range is the sequence's min_value..max_value narrowed to
+    the integer column it feeds (an int4 id fed by a bigint sequence fails at 2^31 - 1). A
+    sequence feeds a column through OWNED BY, an identity column, or a column default calling
+    nextval() (no OWNED BY needed); of several columns the one that runs out first counts. A
+    CYCLE sequence does not fail at the end: it starts again and reuses values (`cycles`).
+    `readable` is false where the monitoring role may not read the sequence: its use is unknown
+    (NaN), never 0."""
     frame = to_frame(conn.execute("""
         WITH feeds AS (
             -- OWNED BY (a) and identity columns (i): the sequence depends on the column
@@ -111,10 +113,15 @@ def sequences_near_max(conn: psycopg.Connection, min_share: float = 0.0) -> pd.D
                CASE WHEN has_sequence_privilege(sc.oid, 'SELECT,USAGE')
                     THEN pg_sequence_last_value(sc.oid) END        AS last_value,
                s.seqincrement                                      AS increment_by,
+               s.seqcycle                                          AS cycles,
                least(s.seqmax,
                      CASE a.atttypid WHEN 'int2'::regtype THEN 32767
                                      WHEN 'int4'::regtype THEN 2147483647
                                      ELSE s.seqmax END)            AS effective_max,
+               greatest(s.seqmin,
+                        CASE a.atttypid WHEN 'int2'::regtype THEN -32768
+                                        WHEN 'int4'::regtype THEN -2147483648
+                                        ELSE s.seqmin END)         AS effective_min,
                tn.nspname                                          AS table_schema,
                t.relname                                           AS table_name,
                a.attname                                           AS column_name,
@@ -126,34 +133,64 @@ def sequences_near_max(conn: psycopg.Connection, min_share: float = 0.0) -> pd.D
         LEFT JOIN pg_class t ON t.oid = f.table_oid
         LEFT JOIN pg_namespace tn ON tn.oid = t.relnamespace
         LEFT JOIN pg_attribute a ON a.attrelid = f.table_oid AND a.attnum = f.attnum
-        WHERE s.seqincrement > 0
-        ORDER BY sc.oid, effective_max
+        -- the column that runs out first: the lowest limit going up, the highest going down
+        ORDER BY sc.oid, CASE WHEN s.seqincrement > 0 THEN 1 ELSE -1 END
+                         * (CASE WHEN s.seqincrement > 0 THEN 1 ELSE 0 END * least(s.seqmax,
+                              CASE a.atttypid WHEN 'int2'::regtype THEN 32767
+                                              WHEN 'int4'::regtype THEN 2147483647
+                                              ELSE s.seqmax END)::numeric
+                            + CASE WHEN s.seqincrement > 0 THEN 0 ELSE 1 END * greatest(s.seqmin,
+                              CASE a.atttypid WHEN 'int2'::regtype THEN -32768
+                                              WHEN 'int4'::regtype THEN -2147483648
+                                              ELSE s.seqmin END)::numeric)
         """))
-    frame["used_share"] = frame["last_value"].astype(float) / frame["effective_max"].astype(float)
+    frame["used_share"] = used_share(frame)
     near = frame[(frame["used_share"] >= min_share) | ~frame["readable"].astype(bool)]
     return near.sort_values("used_share", ascending=False).reset_index(drop=True)
 
 
+def used_share(frame: pd.DataFrame) -> pd.Series:
+    """The share of the range behind the last value, in the direction the sequence counts.
+
+    >>> used_share(pd.DataFrame({"last_value": [1_900_523_027, -47, 950],
+    ...     "effective_min": [-2_147_483_648, -50, 1], "effective_max": [2_147_483_647, -1, 1000],
+    ...     "increment_by": [1, -1, 1]})).round(3).tolist()
+    [0.942, 0.939, 0.95]
+    """
+    low, high = frame["effective_min"].astype(float), frame["effective_max"].astype(float)
+    last = frame["last_value"].astype(float)
+    span = (high - low).where(high > low)
+    up = frame["increment_by"].astype(float) > 0
+    return ((last - low) / span).where(up, (high - last) / span)
+
+
 def widen_sql(row) -> str:
-    """The fix for a sequence near the end of its column's range: the column (and, if it is
-    one, the sequence's own integer type) to bigint. The ALTER TABLE rewrites the table and its
+    """The fix for a sequence near the end of its range: the column it feeds to bigint, and the
+    sequence to bigint with the type's own limit in the direction it counts (an explicit
+    MAXVALUE 1000 would stay otherwise) and, for a CYCLE sequence, no wrap: a wrapped sequence
+    hands out values the table already holds. The ALTER TABLE rewrites the table and its
     indexes under an ACCESS EXCLUSIVE lock: plan it; on a large table, prefer a new bigint
     column filled in batches.
 
     >>> from types import SimpleNamespace as R
     >>> print(widen_sql(R(table_schema="a.b", table_name="seq tbl", column_name="end",
     ...                   column_type="integer", schema_name="a.b", sequence_name="s",
-    ...                   sequence_type="integer")))
+    ...                   sequence_type="integer", increment_by=1, cycles=False)))
     ALTER TABLE "a.b"."seq tbl" ALTER COLUMN "end" TYPE bigint;  -- rewrites the table: ACCESS EXCLUSIVE until done
-    ALTER SEQUENCE "a.b".s AS bigint;
+    ALTER SEQUENCE "a.b".s AS bigint NO MAXVALUE;
+    >>> print(widen_sql(R(table_schema=None, table_name=None, column_name=None, column_type=None,
+    ...                   schema_name="public", sequence_name="down", sequence_type="bigint",
+    ...                   increment_by=-1, cycles=True)))
+    ALTER SEQUENCE public.down AS bigint NO MINVALUE NO CYCLE;
     """
     lines = []
     if row.table_name and row.column_type in ("smallint", "integer"):
         lines.append(f"ALTER TABLE {qualified(row.table_schema, row.table_name)} ALTER COLUMN "
                      f"{quote_ident(row.column_name)} TYPE bigint;  -- rewrites the table: "
                      "ACCESS EXCLUSIVE until done")
-    if row.sequence_type in ("smallint", "integer"):
-        lines.append(f"ALTER SEQUENCE {qualified(row.schema_name, row.sequence_name)} AS bigint;")
+    limit = "NO MAXVALUE" if row.increment_by > 0 else "NO MINVALUE"
+    lines.append(f"ALTER SEQUENCE {qualified(row.schema_name, row.sequence_name)} AS bigint "
+                 f"{limit}{' NO CYCLE' if row.cycles else ''};")
     return "\n".join(lines)
 
 

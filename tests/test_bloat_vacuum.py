@@ -275,3 +275,40 @@ def test_statistics_the_role_cannot_read_give_unknown(hard_cases, settings):
             tables = bloat.table_bloat(conn).set_index("table_name")
     assert tables["bloat_ratio"].isna().all()
     assert "may not read" in tables.loc["sparse", "stats_note"]
+
+
+def test_sequences_of_every_shape_and_their_fixes(scratch_database, settings):
+    """Descending, a range that starts at MINVALUE, CYCLE with a low MAXVALUE: each rated by the
+    used share of its own range, and each fix removes the finding and lets nextval go on."""
+    from pglast import split
+
+    from queries import checks
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute('''
+            CREATE SEQUENCE down_seq AS integer INCREMENT -1;
+            SELECT setval('down_seq', -2100000000);
+            CREATE SEQUENCE from_min AS integer MINVALUE -2147483648 START -2147483648;
+            SELECT setval('from_min', 1900523027);
+            CREATE SEQUENCE wraps MAXVALUE 1000 CYCLE;
+            CREATE TABLE wrapped (id bigint PRIMARY KEY DEFAULT nextval('wraps'));
+            SELECT setval('wraps', 950);
+        ''')
+    with monitoring_connection(scratch_database, settings) as conn:
+        near = vacuum.sequences_near_max(conn, 0.75).set_index("sequence_name")
+        finding = {f.check: f for f in checks.check_vacuum(conn, settings)}["sequences"]
+    assert near.loc["down_seq", "used_share"] == pytest.approx(0.978, abs=0.001)
+    assert near.loc["from_min", "used_share"] == pytest.approx(0.9425, abs=0.001)
+    assert near.loc["wraps", "used_share"] == pytest.approx(0.95, abs=0.001)
+    assert finding.severity == "red"
+    assert set(finding.objects) == {"public.down_seq", "public.from_min", "public.wraps"}
+    assert "public.wraps is CYCLE" in finding.summary
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        for statement in split(finding.fix):
+            conn.execute(statement)
+        assert conn.execute("SELECT nextval('down_seq') < -2100000000").fetchone()[0]
+        for _ in range(60):  # past the old MAXVALUE 1000: no wrap, no collision
+            conn.execute("INSERT INTO wrapped DEFAULT VALUES")
+        assert conn.execute("SELECT max(id) FROM wrapped").fetchone()[0] == 1010
+    with monitoring_connection(scratch_database, settings) as conn:
+        after = {f.check: f for f in checks.check_vacuum(conn, settings)}["sequences"]
+    assert after.severity == "green" and after.objects == []
