@@ -105,7 +105,7 @@ def check_indexes(conn, settings: Settings) -> list[Finding]:
                                        found.foreign_keys)
     waiting = found.not_judged
     wasted = sum(f.size_bytes for f in unused + duplicates)
-    not_judged = (f" {len(waiting)} more without scans are kept or too new to judge "
+    not_judged = (f" {len(waiting)} more without scans are kept, too new or of unknown age "
                   "(the Indexes page says why)." if waiting else "")
     return [
         Finding("unused_indexes", "Unused indexes", "amber" if unused else "green", len(unused),

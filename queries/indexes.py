@@ -198,7 +198,9 @@ class IndexFinding:
     reason: str
     fix: str
     covered_by: str | None = None   # for duplicates: the index that stays
-    verdict: str = "drop"           # drop | kept (a reason to keep it) | too new (no evidence yet)
+    # drop | kept (a reason to keep it) | too new (younger than the minimum age) | age unknown
+    # (nothing shows it existed that long)
+    verdict: str = "drop"
 
     @property
     def qualified_name(self) -> str:
@@ -278,26 +280,42 @@ class UsageEvidence:
     index built since then has been watched only for its own lifetime. `created_after` maps a
     qualified index name to a moment it did not exist yet, with how that is known;
     `snapshot_cut` is (the oldest snapshot inside min_age, the indexes it held): an index
-    missing from it is younger than that snapshot."""
+    missing from it is younger than that snapshot; `old_snapshot` is (the newest snapshot at
+    least min_age old, the indexes it held): an index in it is old enough. Without one of
+    these, an index's age is unknown and zero scans are not a reason to drop it."""
     now: datetime
     stats_since: datetime | None = None
     min_age: timedelta = timedelta(days=7)
     created_after: dict = field(default_factory=dict)
     snapshot_cut: tuple | None = None
+    old_snapshot: tuple | None = None
 
     def too_new(self, name: str) -> str | None:
         """Why zero scans of this index are not yet evidence, or None."""
+        return self.waiting(name)[1]
+
+    def waiting(self, name: str) -> tuple[str, str | None]:
+        """(verdict, why) for an index without scans: ("drop", None) when its age is proven,
+        else "too new" or "age unknown" with the reason."""
+        if self.min_age <= timedelta(0):
+            return "drop", None
         born = self.created_after.get(name)
         if born is None and self.snapshot_cut and name not in self.snapshot_cut[1]:
             born = (self.snapshot_cut[0], "absent from the snapshot of "
                     f"{self.snapshot_cut[0]:%Y-%m-%d %H:%M}")
         if born is not None and self.now - born[0] < self.min_age:
-            return (f"too new to judge: created less than {age_text(self.now - born[0])} ago "
-                    f"({born[1]}); zero scans over so short a time prove nothing")
+            return "too new", (f"too new to judge: created less than "
+                               f"{age_text(self.now - born[0])} ago ({born[1]}); zero scans "
+                               "over so short a time prove nothing")
         if self.stats_since is not None and self.now - self.stats_since < self.min_age:
-            return (f"too new to judge: the statistics were reset only "
-                    f"{age_text(self.now - self.stats_since)} ago")
-        return None
+            return "too new", (f"too new to judge: the statistics were reset only "
+                               f"{age_text(self.now - self.stats_since)} ago")
+        if born is not None or (self.old_snapshot and name in self.old_snapshot[1]):
+            return "drop", None
+        return "age unknown", (
+            f"age unknown: nothing shows it existed {age_text(self.min_age)} ago (no DB Pulse "
+            f"migration built it and no snapshot that old holds it), so zero scans may cover "
+            f"only minutes; judged once snapshots have seen it for {age_text(self.min_age)}")
 
 
 def age_text(delta: timedelta) -> str:
@@ -322,7 +340,7 @@ def usage_evidence(conn: psycopg.Connection, migrations_dir: Path | None = None,
         "SELECT now(), stats_reset FROM pg_stat_database WHERE datname = current_database()"
     ).fetchone()
     created: dict[str, tuple] = {}
-    cut = None
+    cut = old = None
     try:
         if migrations_dir is not None and conn.execute(
                 "SELECT to_regclass('dbpulse.migration_runs')").fetchone()[0]:
@@ -343,12 +361,22 @@ def usage_evidence(conn: psycopg.Connection, migrations_dir: Path | None = None,
                 ORDER BY taken_at LIMIT 1""", (conn.info.dbname, min_age, conn.info.dbname)
             ).fetchone()
             if first:
-                held = conn.execute("SELECT schema_name, index_name FROM dbpulse.snapshot_indexes "
-                                    "WHERE snapshot_id = %s", (first[0],)).fetchall()
-                cut = (first[1], frozenset(qualified(s, i) for s, i in held))
+                cut = (first[1], _snapshot_indexes(conn, first[0]))
+            last_old = conn.execute("""
+                SELECT id, taken_at FROM dbpulse.snapshots
+                WHERE source = %s AND NOT synthetic AND taken_at <= now() - %s
+                ORDER BY taken_at DESC LIMIT 1""", (conn.info.dbname, min_age)).fetchone()
+            if last_old:
+                old = (last_old[1], _snapshot_indexes(conn, last_old[0]))
     except (psycopg.errors.InsufficientPrivilege, migrations.MigrationError):
         pass  # what cannot be read is not evidence; the ages stay unknown
-    return UsageEvidence(now, stats_since, min_age, created, cut)
+    return UsageEvidence(now, stats_since, min_age, created, cut, old)
+
+
+def _snapshot_indexes(conn: psycopg.Connection, snapshot_id: int) -> frozenset:
+    return frozenset(qualified(s, i) for s, i in conn.execute(
+        "SELECT schema_name, index_name FROM dbpulse.snapshot_indexes WHERE snapshot_id = %s",
+        (snapshot_id,)))
 
 
 def judge_unused(frame: pd.DataFrame, min_size_bytes: int = 0,
@@ -377,7 +405,7 @@ def judge_unused(frame: pd.DataFrame, min_size_bytes: int = 0,
     for r in rows.sort_values("size_bytes", ascending=False).itertuples():
         name = qualified(r.schema_name, r.index_name)
         needed_by = [fk for fk in uncovered.get(r.table_oid, []) if fk.supported_by(r)]
-        young = evidence.too_new(name) if evidence else None
+        waiting, young = evidence.waiting(name) if evidence else ("drop", None)
         if needed_by:
             fk = needed_by[0]
             verdict, fix = "kept", ""
@@ -385,7 +413,7 @@ def judge_unused(frame: pd.DataFrame, min_size_bytes: int = 0,
                       f"({', '.join(quote_ident(c) for c in fk.column_names)}); without it, "
                       "deleting or updating a referenced row scans this table")
         elif young:
-            verdict, fix, reason = "too new", "", young
+            verdict, fix, reason = waiting, "", young
         else:
             verdict, fix = "drop", drop_sql(r.schema_name, r.index_name, r.is_partitioned)
             reason = "no scans since the statistics reset"

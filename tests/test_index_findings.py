@@ -171,6 +171,33 @@ def test_a_reset_younger_than_the_minimum_age_proves_nothing(foreign_keyed, sett
     assert "statistics were reset only" in judged["invoice_note"].reason
 
 
+def test_zero_scans_of_an_index_of_unknown_age_are_no_reason_to_drop(foreign_keyed, settings,
+                                                                      dba_settings):
+    """Statistics never reset, no snapshot, no migration: a ten-minute-old index is "age
+    unknown", not "drop". Once a snapshot taken at least the minimum age ago holds it (a real
+    snapshot, dated back as the test's ground truth), it is old enough to judge."""
+    from queries import snapshots
+
+    week = timedelta(days=7)
+    with monitoring_connection(foreign_keyed, settings) as conn:
+        evidence = indexes.usage_evidence(conn, None, week)
+    judged = {f.index_name: f for f in _review(foreign_keyed, settings, evidence).judged}
+    assert judged["invoice_note"].verdict == "age unknown" and judged["invoice_note"].fix == ""
+    assert "nothing shows it existed 7 days ago" in judged["invoice_note"].reason
+    with admin_connection(foreign_keyed, dba_settings) as hist, \
+            monitoring_connection(foreign_keyed, dba_settings) as mon:
+        dbpulse_schema.install(hist, as_actor(dba_settings))
+        taken = snapshots.take(mon, hist, as_actor(dba_settings), source=hist.info.dbname,
+                               redis_urls=())
+        hist.execute("UPDATE dbpulse.snapshots SET taken_at = taken_at - interval '8 days' "
+                     "WHERE id = %s", (taken.snapshot_id,))
+    with monitoring_connection(foreign_keyed, settings) as conn:
+        evidence = indexes.usage_evidence(conn, None, week)
+    judged = {f.index_name: f for f in _review(foreign_keyed, settings, evidence).judged}
+    assert judged["invoice_note"].verdict == "drop"
+    assert judged["invoice_note"].fix.startswith("DROP INDEX CONCURRENTLY")
+
+
 def test_partitioned_indexes_get_the_drop_postgresql_accepts(scratch_database, settings):
     with psycopg.connect(scratch_database, autocommit=True) as conn:
         conn.execute("""

@@ -56,6 +56,7 @@ def test_slow_queries_without_pg_stat_statements(app_env, scratch_database):
 
 
 def test_indexes_page_shows_the_planted_findings(app_env):
+    app_env.setenv("DBPULSE_UNUSED_INDEX_MIN_AGE_DAYS", "0")  # the demo's indexes are new
     at = _page("indexes")
     text = _text(at)
     assert "DROP INDEX CONCURRENTLY IF EXISTS public.idx_contacts_user_id;" in text

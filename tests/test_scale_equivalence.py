@@ -191,7 +191,7 @@ def test_cache_hit_sums_equal_the_statistics_views(catalogue):
 
 
 def test_checks_on_two_connections_find_what_they_find_on_one(catalogue):
-    settings = Settings(unused_index_min_bytes=0, bloat_min_bytes=0)
+    settings = Settings(unused_index_min_bytes=0, bloat_min_bytes=0, unused_index_min_age_days=0)
     with monitoring_connection(catalogue, settings) as conn, \
             monitoring_connection(catalogue, settings) as spare:
         caps = capabilities.detect(conn)

@@ -44,7 +44,8 @@ def findings_table(findings, empty_note, key, columns=indexes.FINDING_COLUMNS):
 
 cols = st.columns(4)
 cols[0].metric("Unused", len(found.unused), help=f"{len(found.not_judged)} more without scans "
-               "are kept (they support a foreign key) or too new to judge")
+               "are kept (they support a foreign key), too new to judge, or of unknown age (no "
+               "migration or snapshot shows how long they have existed)")
 cols[1].metric("Duplicate or redundant", len(found.duplicates))
 cols[2].metric("Invalid", len(found.invalid))
 cols[3].metric("Foreign keys without index", len(found.foreign_keys))
