@@ -155,6 +155,20 @@ def test_event_trigger_logs_refreshes_by_anyone(views_db, dba_settings):
     assert views.loc[ODD, "recorded_by"] == "event_trigger"
 
 
+def test_a_refresh_right_after_a_write_in_one_call_is_fresh(views_db, dba_settings):
+    """UPDATE and REFRESH in one call (one transaction): the write reaches the shared
+    statistics only after the refresh was logged; it is not a write since the refresh."""
+    with admin_connection(views_db, dba_settings) as conn:
+        matviews.install_event_trigger(conn, _ready(conn, dba_settings))
+    with psycopg.connect(views_db, autocommit=True) as conn:
+        conn.execute('UPDATE sales SET amount = amount + 1 WHERE id <= 10; '
+                     'REFRESH MATERIALIZED VIEW "Sales ""Daily"" MV"')
+    time.sleep(1.1)  # cumulative statistics arrive up to a second late
+    views = _views(views_db, dba_settings)
+    assert views.loc[ODD, "recorded_by"] == "event_trigger"
+    assert views.loc[ODD, "writes_since_refresh"] == 0 and not views.loc[ODD, "stale"]
+
+
 def test_refresh_stale_goes_on_past_failures(views_db, dba_settings):
     with admin_connection(views_db, dba_settings) as conn:
         outcomes = dict(matviews.refresh_stale(conn, _ready(conn, dba_settings)))
