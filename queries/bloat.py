@@ -95,6 +95,15 @@ STATS_BY_OID = """
         SELECT starelid AS relid, staattnum AS attnum, stainherit AS inherited,
                stanullfrac AS null_frac, stadistinct AS n_distinct, stawidth AS avg_width
         FROM pg_statistic"""
+EXPRESSION_STATS = """
+        SELECT a.attrelid AS relid, a.attnum, s.null_frac, s.n_distinct,
+               (1 - s.null_frac) * (s.avg_width + CASE WHEN a.attlen < 0 THEN 0.5 ELSE 0 END)
+                                                           AS width,
+               1 AS align
+        FROM pg_attribute a
+        JOIN ({statistics}) s ON s.relid = a.attrelid AND s.attnum = a.attnum
+        WHERE a.attrelid = ANY(%(tables)s::oid[])
+        """
 STATS_SOURCE = """
         SELECT has_table_privilege('pg_catalog.pg_statistic', 'SELECT'),
                coalesce((SELECT has_function_privilege(p.oid, 'EXECUTE')
@@ -269,16 +278,33 @@ def _table_estimate(frame: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame:
 def index_bloat(conn: psycopg.Connection, stats: pd.DataFrame | None = None,
                 min_size_bytes: int = 0,
                 spare_conn: psycopg.Connection | None = None) -> pd.DataFrame:
-    """B-tree indexes of at least `min_size_bytes`; key column widths come from their table's
-    column statistics (expression columns have none: 8 bytes are assumed and the row is
-    flagged). `stats` and spare_conn as for table_bloat."""
+    """B-tree indexes of at least `min_size_bytes`; the widths of their columns (key and INCLUDE)
+    come from their table's column statistics, an expression's from the statistics ANALYZE
+    keeps for the index itself (8 bytes are assumed, and said, where it has none). `stats` and
+    spare_conn as for table_bloat."""
     if stats is None and not min_size_bytes:
         frame, stats = _with_every_tables_stats(conn, lambda c: _indexes(c, 0), spare_conn)
     else:
         frame = _indexes(conn, min_size_bytes)
         if stats is None and not frame.empty:
             stats = column_stats(conn, frame["table_oid"].unique().tolist())
-    return _index_estimate(frame, stats) if not frame.empty else frame
+    if frame.empty:
+        return frame
+    return _index_estimate(frame, _with_expression_stats(conn, frame, stats))
+
+
+def _with_expression_stats(conn: psycopg.Connection, frame: pd.DataFrame,
+                           stats: pd.DataFrame) -> pd.DataFrame:
+    """The table statistics and, for the indexes with expressions, the index's own (ANALYZE
+    keeps them under the index, by position)."""
+    indexes = frame.loc[frame["has_expressions"].astype(bool), "relid"].tolist()
+    if not indexes:
+        return stats
+    direct, definer = conn.execute(STATS_SOURCE).fetchone()
+    found = to_frame(conn.execute(EXPRESSION_STATS.format(
+        statistics=STATS_BY_OID if direct else STATS_BY_DEFINER if definer else STATS_BY_NAME),
+        {"tables": indexes}, binary=True))
+    return pd.concat([stats, found], ignore_index=True) if not found.empty else stats
 
 
 def _indexes(conn: psycopg.Connection, min_size_bytes: int) -> pd.DataFrame:
@@ -298,10 +324,13 @@ def _indexes(conn: psycopg.Connection, min_size_bytes: int) -> pd.DataFrame:
                t.relname                                   AS table_name,
                c.relname                                   AS index_name,
                i.indrelid                                  AS table_oid,
-               -- "1 3": the key columns' numbers, 0 for an expression (text: parsing 25,000
-               -- arrays row by row costs more than splitting one string)
-               array_to_string((i.indkey::int2[])[0:i.indnkeyatts - 1], ' ') AS key_columns,
+               -- "1 3": the columns' numbers, key columns then INCLUDE ones, 0 for an
+               -- expression (text: parsing 25,000 arrays row by row costs more than splitting
+               -- one string)
+               array_to_string((i.indkey::int2[])[0:i.indnatts - 1], ' ') AS index_columns,
                i.indnkeyatts                               AS key_count,
+               i.indnatts                                  AS entry_columns,
+               i.indexprs IS NOT NULL                      AS has_expressions,
                -- deduplication: PostgreSQL 13+, unless switched off or with INCLUDE columns
                %(deduplication)s AND i.indnatts = i.indnkeyatts
                  AND (c.reloptions IS NULL
@@ -342,7 +371,8 @@ def _index_estimate(frame: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame:
         (deduplicated & ~missing_stats,
          "unknown: B-tree deduplication (few distinct keys) makes the estimate meaningless; "
          "measure with pgstatindex"),
-        (frame["expression_keys"] > 0, "expression key: its width is assumed to be 8 bytes"),
+        (frame["expression_keys"] > 0,
+         "expression without statistics (not analyzed yet): its width is assumed to be 8 bytes"),
         (frame["max_null_frac"].fillna(0) > NULL_HEAVY,
          f"NULL-heavy: the estimate may be up to {100 * NULL_HEAVY_BOUND:g} points low"),
     ]
@@ -360,24 +390,32 @@ def estimates(conn: psycopg.Connection, min_size_bytes: int = 0,
     (tables, indexes), stats = _with_every_tables_stats(
         conn, lambda c: (_tables(c, 0, with_toast=True), _indexes(c, 0)), spare_conn)
     return (_table_estimate(tables, stats) if not tables.empty else tables,
-            _index_estimate(indexes, stats) if not indexes.empty else indexes)
+            _index_estimate(indexes, _with_expression_stats(conn, indexes, stats))
+            if not indexes.empty else indexes)
 
 
 def _key_widths(frame: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame:
-    """Per index row: the key columns' summed width (8 bytes for an expression or a column
-    without statistics), their largest null fraction, how many key columns are expressions and
-    how many plain columns have statistics, and the distinct key combinations as the planner
+    """Per index row, over every column an entry holds (key and INCLUDE columns): their summed
+    width (8 bytes for an expression or a column without statistics), their largest null
+    fraction, how many are expressions without statistics and how many columns have
+    statistics; and over the key columns only, the distinct key combinations as the planner
     estimates them (the product of n_distinct, negative meaning a share of the rows; at most
-    the rows; NaN when a key has no statistics). Arrays over every key of every index at once,
-    no loop per index."""
-    keys_per_index = frame["key_count"].to_numpy()
-    attnum = np.array(" ".join(frame["key_columns"]).split(), dtype=np.int64)
-    first_key = np.concatenate(([0], np.cumsum(keys_per_index)[:-1]))
-    table = np.repeat(frame["table_oid"].to_numpy(dtype=np.int64), keys_per_index)
-    rows = np.repeat(frame["estimated_rows"].clip(lower=0).to_numpy(dtype=float), keys_per_index)
-    # each key's statistics row, found by (table, column number) packed into one integer
+    the rows; NaN when a key has no statistics). An expression's statistics are the index's
+    own, by position. Arrays over every column of every index at once, no loop per index."""
+    per_index = frame["entry_columns"].to_numpy()
+    attnum = np.array(" ".join(frame["index_columns"]).split(), dtype=np.int64)
+    first = np.concatenate(([0], np.cumsum(per_index)[:-1]))
+    position = np.arange(len(attnum)) - np.repeat(first, per_index) + 1
+    is_key = position <= np.repeat(frame["key_count"].to_numpy(), per_index)
+    is_expression = attnum == 0
+    # an expression's statistics are the index's own, at its position in the index
+    owner = np.where(is_expression, np.repeat(frame["relid"].to_numpy(dtype=np.int64), per_index),
+                     np.repeat(frame["table_oid"].to_numpy(dtype=np.int64), per_index))
+    number = np.where(is_expression, position, attnum)
+    rows = np.repeat(frame["estimated_rows"].clip(lower=0).to_numpy(dtype=float), per_index)
+    # each column's statistics row, found by (relation, column number) packed into one integer
     packed = stats["relid"].to_numpy(dtype=np.int64) * 65536 + stats["attnum"].to_numpy(dtype=np.int64)
-    at = pd.Index(packed).get_indexer(table * 65536 + attnum)
+    at = pd.Index(packed).get_indexer(owner * 65536 + number)
     found = at >= 0
 
     def figure(name: str) -> np.ndarray:
@@ -385,24 +423,24 @@ def _key_widths(frame: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame:
         return np.where(found, values[at], np.nan)
 
     width, null_frac, n_distinct = figure("width"), figure("null_frac"), figure("n_distinct")
-    is_expression = attnum == 0
+    guessed = is_expression & np.isnan(width)
     has_stats = ~np.isnan(width) | is_expression
-    # a product over the key columns as a sum of logarithms
+    # a product over the key columns as a sum of logarithms (INCLUDE columns add nothing)
     with np.errstate(divide="ignore", invalid="ignore"):
-        log_distinct = np.log(np.clip(np.where(n_distinct >= 0, n_distinct, -n_distinct * rows),
-                                      1e-9, None))
-    per_index = pd.DataFrame({
-        "data_width": np.add.reduceat(np.nan_to_num(width, nan=8.0), first_key),
-        "max_null_frac": np.maximum.reduceat(np.nan_to_num(null_frac, nan=0.0), first_key),
-        "column_count": keys_per_index,
-        "expression_keys": np.add.reduceat(is_expression.astype(int), first_key),
-        "columns_with_stats": np.add.reduceat(has_stats.astype(int), first_key),
+        log_distinct = np.where(is_key, np.log(np.clip(
+            np.where(n_distinct >= 0, n_distinct, -n_distinct * rows), 1e-9, None)), 0.0)
+    result = pd.DataFrame({
+        "data_width": np.add.reduceat(np.nan_to_num(width, nan=8.0), first),
+        "max_null_frac": np.maximum.reduceat(np.nan_to_num(null_frac, nan=0.0), first),
+        "column_count": per_index,
+        "expression_keys": np.add.reduceat(guessed.astype(int), first),
+        "columns_with_stats": np.add.reduceat(has_stats.astype(int), first),
     }, index=frame.index)
     # NaN (a key without n_distinct) makes the sum NaN: the distinct count is unknown
-    distinct = np.minimum(np.exp(np.add.reduceat(log_distinct, first_key)),
+    distinct = np.minimum(np.exp(np.add.reduceat(log_distinct, first)),
                           frame["estimated_rows"].clip(lower=0).to_numpy(dtype=float))
-    per_index["distinct_keys"] = distinct
-    return per_index
+    result["distinct_keys"] = distinct
+    return result
 
 
 def _finish(frame: pd.DataFrame, expected_pages: pd.Series, unknown: pd.Series,

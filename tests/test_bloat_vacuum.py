@@ -312,3 +312,39 @@ def test_sequences_of_every_shape_and_their_fixes(scratch_database, settings):
     with monitoring_connection(scratch_database, settings) as conn:
         after = {f.check: f for f in checks.check_vacuum(conn, settings)}["sequences"]
     assert after.severity == "green" and after.objects == []
+
+
+@pytest.fixture
+def fresh_indexes(scratch_database):
+    """Freshly built B-tree indexes of the shapes the estimate used to get wrong: an INCLUDE
+    column, an expression, two text keys with NULLs. Built fresh, they hold no bloat beyond
+    their fillfactor, which pgstatindex measures exactly."""
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pgstattuple")
+        conn.execute("""
+            CREATE TABLE people (id int, email text, note text, city text, street text)
+                WITH (autovacuum_enabled = false);
+            INSERT INTO people SELECT g, 'User' || g || '@Example.com',
+                   'a note of some length about person ' || g,
+                   CASE WHEN g % 5 = 0 THEN NULL ELSE 'city-' || (g % 300) END,
+                   CASE WHEN g % 7 = 0 THEN NULL ELSE 'street number ' || g END
+              FROM generate_series(1, 40000) g;
+            CREATE INDEX people_id_note ON people (id) INCLUDE (note);
+            CREATE INDEX people_lower_email ON people (lower(email));
+            CREATE INDEX people_city_street ON people (city, street);
+        """)
+    settle_then_analyze(scratch_database)
+    return scratch_database
+
+
+@pytest.mark.parametrize("index", ["people_id_note", "people_lower_email", "people_city_street"])
+def test_fresh_index_estimates_are_near_pgstatindex(fresh_indexes, settings, index):
+    with monitoring_connection(fresh_indexes, settings) as conn:
+        row = bloat.index_bloat(conn).set_index("index_name").loc[index]
+    with psycopg.connect(fresh_indexes) as conn:
+        density = conn.execute("SELECT avg_leaf_density FROM pgstatindex(%s)", (index,)
+                               ).fetchone()[0] / 100
+    exact = max(0.0, 1 - density / 0.90)  # a fresh leaf is filled to the fillfactor
+    assert not pd.isna(row["bloat_ratio"]), row["stats_note"]
+    assert abs(row["bloat_ratio"] - exact) <= 0.10, (row["bloat_ratio"], exact, density)
+    assert "assumed" not in (row["stats_note"] or "")
