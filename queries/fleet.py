@@ -119,8 +119,9 @@ FLEET_COLUMNS = {
     "target": Column("Target", pinned=True), "status": Column("Status", width="small"),
     "postgres": Column("Server", width="medium"),
     "buffer_hit_rate": Column("Buffer hit rate", "percent", digits=2),
-    "redis_hit_rate": Column("Redis hit rate", "percent", digits=1,
-                             help="The lowest of the target's Redis instances"),
+    "redis_hit_rate": Column(redis_cache.HIT_RATE_LABEL, "percent", digits=1,
+                             help="The lowest of the target's Redis instances. "
+                                  + redis_cache.HIT_RATE_MEANING),
     "red": Column("Red", "count", width="small"), "amber": Column("Amber", "count", width="small"),
     "worst": Column("Worst findings", width="large"),
     "seconds": Column("Read in", "number", unit="s", digits=2),

@@ -77,6 +77,91 @@ class OwnTraffic:
 
 OWN = OwnTraffic()
 
+# What every "Redis hit rate" in DB Pulse is, said wherever it is shown and judged
+HIT_RATE_LABEL = "Redis hit rate (keyspace)"
+HIT_RATE_MEANING = ("Redis's keyspace hits / (hits + misses): every command that reads a key "
+                    "counts (GET, MGET, HGET, EXISTS, TTL, TYPE …), not only the cache's GETs; "
+                    "the lookups of every DB Pulse process are taken out.")
+
+# The observer ledger: the keyspace hits and misses DB Pulse's lookups caused, kept in the
+# watched Redis itself (one hash per run of the server) so that every DB Pulse process
+# (dashboards, CLI, agent, on any host) takes out all of them, not only its own. It is read
+# and written only with commands Redis does not count as lookups (HINCRBY, HSET, EXPIRE), and
+# read in one MULTI with INFO, so both describe the same moment.
+LEDGER_PREFIX = "dbpulse:observer:"
+LEDGER_TTL_S = 30 * 86400  # kept while DB Pulse reads; gone a month after it stops
+
+
+@dataclass
+class Counters:
+    """INFO with DB Pulse's own lookups: from the ledger (`scope` "every DB Pulse process") or,
+    where DB Pulse may not write to this Redis (a replica, a read-only ACL user), from this
+    process alone (`scope` "this process")."""
+    info: dict
+    own_hits: int
+    own_misses: int
+    scope: str
+
+
+def read_counters(client: redis.Redis, url: str = "") -> Counters:
+    """INFO and the lookups of every DB Pulse process, at one moment."""
+    with OWN.lock:
+        try:
+            server = client.info("server").get("run_id")
+            ledger = LEDGER_PREFIX + str(server)
+            try:
+                pipe = client.pipeline(transaction=True)
+                pipe.hincrby(ledger, "hits", 0).hincrby(ledger, "misses", 0)
+                pipe.expire(ledger, LEDGER_TTL_S).info("all")
+                hits, misses, _, info = pipe.execute()
+                _record_transaction(server, hincrby=2, expire=1)
+                scope = "every DB Pulse process"
+            except redis.ResponseError:  # NOPERM, READONLY: no shared ledger here
+                info, scope = client.info("all"), "this process"
+        except redis.RedisError as exc:
+            raise describe_error(exc, url) from exc
+        OWN.record(server, "info", 2)
+        OWN.seen(info.get("run_id"), _int(info, "total_commands_processed"))
+        if scope == "this process":
+            own_hits, own_misses = OWN.lookups(info.get("run_id"))
+            return Counters(info, own_hits, own_misses, scope)
+        if hits > (_int(info, "keyspace_hits") or 0) or misses > (_int(info, "keyspace_misses")
+                                                                  or 0):
+            # the counters went back (CONFIG RESETSTAT): so does the ledger
+            client.hset(ledger, mapping={"hits": 0, "misses": 0})
+            OWN.record(server, "hset")
+            hits = misses = 0
+        return Counters(info, int(hits), int(misses), scope)
+
+
+def _record_transaction(server: str | None, **commands: int) -> None:
+    """A MULTI ... EXEC of DB Pulse's: every command in it, and the two around it."""
+    for name, calls in {"multi": 1, "exec": 1, **commands}.items():
+        OWN.record(server, name, calls)
+
+
+def _without_ledger(keyspace: dict, client: redis.Redis) -> dict:
+    """INFO's keyspace without the ledger, which the read just made sure exists (with its
+    expiry) in the client's database."""
+    db = f"db{client.connection_pool.connection_kwargs.get('db', 0)}"
+    if db not in keyspace:
+        return keyspace
+    own = dict(keyspace[db], keys=keyspace[db].get("keys", 1) - 1,
+               expires=keyspace[db].get("expires", 1) - 1)
+    return {**keyspace, db: own} if own["keys"] > 0 else {
+        k: v for k, v in keyspace.items() if k != db}
+
+
+def _add_to_ledger(client: redis.Redis, server: str | None, hits: int, misses: int) -> None:
+    try:
+        pipe = client.pipeline(transaction=True)
+        pipe.hincrby(LEDGER_PREFIX + str(server), "hits", hits)
+        pipe.hincrby(LEDGER_PREFIX + str(server), "misses", misses)
+        pipe.execute()
+        _record_transaction(server, hincrby=2)
+    except redis.ResponseError:
+        pass  # no shared ledger here: this process's own account (OWN) is what is taken out
+
 
 def _minus(value: int | None, own: int) -> int | None:
     return None if value is None else value - own
@@ -102,6 +187,8 @@ class RedisOverview:
     fragmentation_ratio: float | None = None
     keyspace: dict = field(default_factory=dict)   # "db0" -> {"keys", "expires", "avg_ttl"}
     run_id: str | None = None
+    # whose lookups were taken out: "every DB Pulse process" (the ledger) or "this process"
+    observer_scope: str = "every DB Pulse process"
 
     @property
     def hit_rate(self) -> float | None:
@@ -177,15 +264,11 @@ def _int(info: dict, key: str) -> int | None:
 
 def redis_overview(client: redis.Redis, url: str = "") -> RedisOverview:
     """The server's figures, DB Pulse's own lookups and commands taken out."""
-    with OWN.lock:
-        try:
-            info = client.info("all")
-        except redis.RedisError as exc:
-            raise describe_error(exc, url) from exc
-        OWN.seen(info.get("run_id"), _int(info, "total_commands_processed"))
-        own_hits, own_misses = OWN.lookups(info.get("run_id"))
-        OWN.record(info.get("run_id"), "info")
+    counters = read_counters(client, url)
+    info, own_hits, own_misses = counters.info, counters.own_hits, counters.own_misses
     keyspace = {k: v for k, v in info.items() if k.startswith("db") and isinstance(v, dict)}
+    if counters.scope == "every DB Pulse process":
+        keyspace = _without_ledger(keyspace, client)
     keys = sum(v.get("keys", 0) for v in keyspace.values())
     server = "valkey" if "valkey_version" in info else "redis"
     return RedisOverview(
@@ -207,6 +290,7 @@ def redis_overview(client: redis.Redis, url: str = "") -> RedisOverview:
         fragmentation_ratio=_float(info, "mem_fragmentation_ratio"),
         keyspace=keyspace,
         run_id=info.get("run_id"),
+        observer_scope=counters.scope,
     )
 
 
@@ -225,20 +309,14 @@ class Sample:
 
 
 def take_sample(client: redis.Redis, url: str = "") -> Sample:
-    """The counters now, DB Pulse's own lookups and commands (this process's) taken out."""
-    with OWN.lock:
-        try:
-            info = client.info("all")
-        except redis.RedisError as exc:
-            raise describe_error(exc, url) from exc
-        server = info.get("run_id")
-        OWN.seen(server, _int(info, "total_commands_processed"))
-        own_hits, own_misses = OWN.lookups(server)
-        own_commands = sum(OWN.commands(server).values())
-        OWN.record(server, "info")
+    """The counters now, the lookups of every DB Pulse process (the ledger) and this process's
+    commands taken out."""
+    counters = read_counters(client, url)
+    info, server = counters.info, counters.info.get("run_id")
+    own_commands = sum(OWN.commands(server).values())
     return Sample(time.time(), server, _int(info, "uptime_in_seconds"),
-                  _minus(_int(info, "keyspace_hits"), own_hits),
-                  _minus(_int(info, "keyspace_misses"), own_misses),
+                  _minus(_int(info, "keyspace_hits"), counters.own_hits),
+                  _minus(_int(info, "keyspace_misses"), counters.own_misses),
                   _minus(_int(info, "total_commands_processed"), own_commands),
                   _int(info, "evicted_keys"), _int(info, "expired_keys"))
 
@@ -398,12 +476,16 @@ def sample_key_families(client: redis.Redis, patterns: tuple = (), max_keys: int
     t0 = time.monotonic()
     deadline = t0 + time_budget_s
     keys: list[str] = []
-    cursor, complete = 0, False
+    cursor, complete, mine = 0, False, set()
+    if server is None and with_ttl:  # the ledger is per run of the server
+        server = client.info("server").get("run_id")
+        OWN.record(server, "info")
     with OWN.lock:
         while len(keys) < max_keys and time.monotonic() < deadline:
             cursor, batch = client.scan(cursor=cursor, count=scan_count)
             OWN.record(server, "scan")
-            keys.extend(batch)
+            mine |= {k for k in batch if k.startswith(LEDGER_PREFIX)}  # DB Pulse's own ledgers
+            keys.extend(k for k in batch if not k.startswith(LEDGER_PREFIX))
             if cursor == 0:
                 complete = True
                 break
@@ -412,11 +494,22 @@ def sample_key_families(client: redis.Redis, patterns: tuple = (), max_keys: int
         for i in range(0, len(keys), 500):
             chunk = keys[i:i + 500]
             if with_ttl:
-                pipe = client.pipeline(transaction=False)
+                # the lookups and their entry in the ledger in one MULTI, counted as hits;
+                # a key gone since the SCAN (a miss) is corrected right after
+                pipe = client.pipeline(transaction=True)
                 for key in chunk:
                     pipe.ttl(key)
-                replies = pipe.execute()
+                pipe.hincrby(LEDGER_PREFIX + str(server), "hits", len(chunk))
+                try:
+                    *replies, counted = pipe.execute(raise_on_error=False)
+                except redis.ResponseError:
+                    replies, counted = [None] * len(chunk), None
+                if isinstance(counted, int):  # the ledger exists now, seen by the SCAN or not
+                    mine.add(LEDGER_PREFIX + str(server))
                 missing = sum(1 for t in replies if t == -2)  # gone since the SCAN: a miss
+                _record_transaction(server, hincrby=1)
+                if missing:
+                    _add_to_ledger(client, server, -missing, missing)
                 OWN.record(server, "ttl", len(chunk), hits=len(chunk) - missing, misses=missing)
                 ttls.extend(replies)
             else:
@@ -432,7 +525,7 @@ def sample_key_families(client: redis.Redis, patterns: tuple = (), max_keys: int
                 OWN.record(server, "memory|usage", len(chunk))
             else:
                 sizes.extend([None] * len(chunk))
-        dbsize = client.dbsize()
+        dbsize = client.dbsize() - len(mine)
         OWN.record(server, "dbsize")
     groups: dict[str, FamilySample] = {}
     for key, ttl, size in zip(keys, ttls, sizes):

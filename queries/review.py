@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import psycopg
 
-from queries import history
+from queries import history, redis_cache
 from queries.config import Settings
 from queries.history import Period
 from queries.plan_tracker import hot_query_label
@@ -344,7 +344,7 @@ def build_review(history_conn: psycopg.Connection, source: str, previous: Period
             "< 200 ms"),
         Kpi("Q9 hot leads, mean", hot_query_mean(statements_prev, "Q9 hot leads"),
             hot_query_mean(statements_cur, "Q9 hot leads"), "ms", False, 300.0, "< 300 ms"),
-        Kpi("Redis hit rate", pct(redis_rate(previous)), pct(redis_rate(current)), "%", True,
+        Kpi(redis_cache.HIT_RATE_LABEL, pct(redis_rate(previous)), pct(redis_rate(current)), "%", True,
             100 * settings.redis_hit_rate_target, f"≥ {100 * settings.redis_hit_rate_target:g} %"),
         Kpi("Oldest materialized view seen", oldest_view(views_prev), oldest_view(views_cur),
             "min", False, settings.matview_max_age_minutes,

@@ -131,17 +131,18 @@ def _redis(urls: tuple[str, ...]) -> list[dict]:
         row["instance"] = redis_cache.redact_url(url)
         try:
             client = redis_cache.connect(url)
-            try:
-                info = client.info("all")
+            try:  # the lookups of every DB Pulse process taken out (the observer ledger)
+                counters = redis_cache.read_counters(client, url)
             finally:
                 client.close()
         except Exception as exc:  # redis raises several kinds; all are reported the same way
             row["error"] = str(redis_cache.describe_error(exc, url))
             rows.append(row)
             continue
+        info = counters.info
         row.update(run_id=info.get("run_id"), uptime_s=info.get("uptime_in_seconds"),
-                   keyspace_hits=info.get("keyspace_hits"),
-                   keyspace_misses=info.get("keyspace_misses"),
+                   keyspace_hits=info.get("keyspace_hits", 0) - counters.own_hits,
+                   keyspace_misses=info.get("keyspace_misses", 0) - counters.own_misses,
                    commands=info.get("total_commands_processed"),
                    evicted_keys=info.get("evicted_keys"), expired_keys=info.get("expired_keys"),
                    used_memory=info.get("used_memory"),

@@ -97,7 +97,8 @@ def test_redis_page(app_env, redis_url):
     client.set("dashboard:test", "x", ex=600)
     at = _page("redis")
     labels = {m.label for m in at.metric}
-    assert {"Hit rate since start", "Hit rate, last 5 min", "Memory used"} <= labels
+    assert {"Keyspace hit rate since start", "Keyspace hit rate, last 5 min",
+            "Memory used"} <= labels
     # TTLs are read only when asked: each one is a lookup Redis counts
     assert not any("forgotten:" in shown(w.value) for w in at.warning)
     at.toggle(key="redis_sample_ttls").set_value(True).run()

@@ -5,7 +5,7 @@ import pytest
 import redis
 
 from demo.stack import free_port, redis_server_binary
-from queries import redis_cache
+from queries import redis_cache, snapshots
 
 
 @pytest.fixture
@@ -307,3 +307,40 @@ def test_own_account_restarts_with_a_statistics_reset(fresh_server_url):
     client.get("lead:1")  # the application's one hit after the reset
     after = redis_cache.redis_overview(client, url)
     assert (after.keyspace_hits, after.keyspace_misses) == (1, 0)
+
+
+def test_every_db_pulse_process_takes_out_every_other_ones_lookups(fresh_server_url,
+                                                                  tmp_path):
+    """Another DB Pulse process (a dashboard reading TTLs) looks up 2,000 keys while the
+    application makes 300 hits and 100 misses: this process, which made no lookup itself,
+    reports the application's alone, and so does a stored snapshot."""
+    import sys
+
+    from tests.conftest import PROJECT_ROOT
+
+    url = fresh_server_url
+    app = redis.Redis.from_url(url)
+    app.mset({f"lead:{i}": "x" for i in range(2000)})
+    reader = redis_cache.connect(url)
+    before = redis_cache.redis_overview(reader, url)
+    stored_before = snapshots._redis((url,))[0]
+    other = subprocess.run(
+        [sys.executable, "-c", "import sys; from queries import redis_cache as r; "
+         "c = r.connect(sys.argv[1]); "
+         "r.sample_key_families(c, ('lead:*',), with_ttl=True); "
+         "r.sample_key_families(c, ('lead:*',), with_ttl=True)", url],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert other.returncode == 0, other.stderr
+    for i in range(300):
+        app.get(f"lead:{i}")
+    for i in range(100):
+        app.get(f"absent:{i}")
+    raw = app.info("stats")
+    after = redis_cache.redis_overview(reader, url)
+    stored_after = snapshots._redis((url,))[0]
+    assert raw["keyspace_hits"] - before.keyspace_hits >= 4300  # the ground truth leaks
+    assert (after.keyspace_hits - before.keyspace_hits,
+            after.keyspace_misses - before.keyspace_misses) == (300, 100)
+    assert (stored_after["keyspace_hits"] - stored_before["keyspace_hits"],
+            stored_after["keyspace_misses"] - stored_before["keyspace_misses"]) == (300, 100)
+    assert after.observer_scope == "every DB Pulse process" and after.keys == 2000

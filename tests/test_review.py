@@ -189,7 +189,8 @@ def test_review_page(synthetic_history, database_url, redis_url, monkeypatch, tm
     assert not at.exception, at.exception
     assert any("Synthetic demo data" in w.value for w in at.warning)
     assert any("Biggest improvement: Q1 message events list" in shown(i.value) for i in at.info)
-    assert {"Redis hit rate", "Buffer cache hit rate"} <= {m.label for m in at.metric}
+    assert {"Redis hit rate (keyspace)", "Buffer cache hit rate"} <= {
+        shown(m.label) for m in at.metric}
     assert len(at.get("plotly_chart")) == 3
     snapshot = next(b for b in at.sidebar.button if b.label == "Take a snapshot now")
     snapshot.click().run()

@@ -4,6 +4,7 @@ server is and what DB Pulse can see there. On a phone the first banner is at the
 import pandas as pd
 import streamlit as st
 
+from queries import redis_cache
 from queries.capabilities import CAPABILITY_COLUMNS, capability_rows
 from queries.markup import md
 from ui import loaders, tables
@@ -42,11 +43,11 @@ if pg.ok:
                        "statistics reset.")
 if rd is not None and rd.ok:
     info = rd.value
-    judged_metric(cols[1], "Redis hit rate", percent(info.hit_rate),
+    judged_metric(cols[1], redis_cache.HIT_RATE_LABEL, percent(info.hit_rate),
                   state_for_ratio(info.hit_rate, settings.redis_hit_rate_target,
                                   amber_margin=0.10),
                   f"> {percent(settings.redis_hit_rate_target, 0)}",
-                  help=f"keyspace hits / (hits + misses) since the Redis server started "
+                  help=f"{redis_cache.HIT_RATE_MEANING} Since the Redis server started "
                        f"{human_duration(info.uptime_s)} ago (or its stats were reset).")
 elif rd is not None:
     with cols[1]:

@@ -3,7 +3,7 @@ the seeds' KPIs next to the measured values, and the hot queries before and afte
 
 import streamlit as st
 
-from queries import migrations, plan_tracker
+from queries import migrations, plan_tracker, redis_cache
 from queries.markup import md
 from ui import loaders, tables
 from ui.format import percent, state_for_ratio
@@ -25,9 +25,10 @@ redis_rate = None
 if target.redis_url:
     redis = loaders.redis_overview(target.redis_url)
     redis_rate = redis.value.hit_rate if redis.ok else None
-judged_metric(cols[1], "Redis hit rate", percent(redis_rate),
+judged_metric(cols[1], redis_cache.HIT_RATE_LABEL, percent(redis_rate),
               state_for_ratio(redis_rate, settings.redis_hit_rate_target, 0.10),
-              f"> {percent(settings.redis_hit_rate_target, 0)}")
+              f"> {percent(settings.redis_hit_rate_target, 0)}",
+              help=redis_cache.HIT_RATE_MEANING)
 views = data["views"]
 unknown_age = int(views["age_minutes"].isna().sum()) if len(views) else 0
 oldest = views["age_minutes"].max() if len(views) and not unknown_age else None

@@ -43,10 +43,11 @@ st.caption(f"{md(info.server)} {md(info.version)}, up {human_duration(info.uptim
            "figure.")
 
 cols = st.columns(4)
-judged_metric(cols[0], "Hit rate since start", percent(info.hit_rate),
-              state_for_ratio(info.hit_rate, settings.redis_hit_rate_target, 0.10), target_text)
+judged_metric(cols[0], "Keyspace hit rate since start", percent(info.hit_rate),
+              state_for_ratio(info.hit_rate, settings.redis_hit_rate_target, 0.10), target_text,
+              help=redis_cache.HIT_RATE_MEANING)
 recent = redis_cache.interval_hit_rate(samples, 300)
-judged_metric(cols[1], "Hit rate, last 5 min", percent(recent),
+judged_metric(cols[1], "Keyspace hit rate, last 5 min", percent(recent),
               state_for_ratio(recent, settings.redis_hit_rate_target, 0.10), target_text,
               help="From counter differences between DB Pulse's samples; an interval with a "
                    "restart or CONFIG RESETSTAT is left out, never counted as negative.")
