@@ -7,6 +7,7 @@ storm."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import smtplib
 import urllib.error
@@ -22,6 +23,9 @@ from queries import markup
 
 
 
+OBJECTS_IN_TEXT = 10  # objects a message names; the rest are counted
+
+
 @dataclass(frozen=True)
 class Alert:
     target: str
@@ -29,19 +33,36 @@ class Alert:
     title: str
     state: str            # "red" (or "down") when it fires, "recovered" when it clears
     summary: str
-    at: datetime
+    at: datetime          # when the change was first seen
     link: str = ""        # the page that explains it
+    objects: tuple = ()   # what it is about: the finding's objects
+
+    @property
+    def id(self) -> str:
+        """The same for every send of this change, across restarts: receivers deduplicate on
+        it, and the alert log holds it once.
+
+        >>> Alert("prod", "invalid_indexes", "Invalid indexes", "red", "",
+        ...       datetime(2026, 1, 1)).id
+        'e58905b2c7e359022d7e'
+        """
+        key = f"{self.target}|{self.check}|{self.state}|{self.at.isoformat()}"
+        return hashlib.sha256(key.encode()).hexdigest()[:20]
 
     def text(self) -> str:
         head = (f"[{self.target}] {self.title}: recovered" if self.state == "recovered"
                 else f"[{self.target}] {self.title} is {self.state.upper()}")
-        return head + (f" — {self.summary}" if self.summary else "") \
+        more = len(self.objects) - OBJECTS_IN_TEXT
+        named = (" Objects: " + ", ".join(self.objects[:OBJECTS_IN_TEXT])
+                 + (f" and {more} more" if more > 0 else "")) if self.objects else ""
+        return head + (f" — {self.summary}" if self.summary else "") + named \
+            + f" (first seen {self.at:%Y-%m-%d %H:%M} UTC, alert {self.id})" \
             + (f"\n{self.link}" if self.link else "")
 
     def as_dict(self) -> dict:
-        return {"target": self.target, "check": self.check, "title": self.title,
+        return {"id": self.id, "target": self.target, "check": self.check, "title": self.title,
                 "state": self.state, "summary": self.summary, "at": self.at.isoformat(),
-                "link": self.link}
+                "link": self.link, "objects": list(self.objects)}
 
 
 @dataclass
@@ -78,23 +99,28 @@ class Policy:
         return t >= self.quiet_from or t < self.quiet_until
 
 
-def conditions(report: dict) -> dict[str, tuple[str, str, str, str]]:
+def conditions(report: dict) -> dict[str, tuple[str, str, str, str, tuple]]:
     """The red conditions of one target's report (queries.fleet.target_report): check ->
-    (title, state, summary, the page that explains it: the finding's own)."""
+    (title, state, summary, the page that explains it: the finding's own, its objects)."""
     if report["status"] == "down" or "error" in report.get("postgres", {}):
-        return {"down": ("PostgreSQL", "down", report.get("postgres", {}).get("error", ""), "")}
-    found = {f["check"]: (f["title"], "red", f["summary"], f["page"])
+        return {"down": ("PostgreSQL", "down", report.get("postgres", {}).get("error", ""), "",
+                         ())}
+    found = {f["check"]: (f["title"], "red", f["summary"], f["page"],
+                          tuple(f.get("objects") or ()))
              for f in report["findings"] if f["severity"] == "red"}
     for entry in report.get("redis", []):
         if "error" in entry:
             found[f"redis {entry['url']}"] = (f"Redis {entry['url']}", "down", entry["error"],
-                                              "")
+                                              "", ())
     return found
 
 
 @dataclass
 class Alerter:
-    """Remembers what is red per target and turns changes into alerts for the channels."""
+    """Remembers what is red per target and turns changes into alerts for the channels. The
+    pending list is the outbox: an alert is in it (and, with a state file, on disk) before it
+    is sent, and leaves it (on disk too) once sent; a restart resends only what was not marked
+    sent, with the same id."""
     channels: list[Callable[[Alert], None]]
     policy: Policy = field(default_factory=Policy)
     active: dict = field(default_factory=dict)     # (target, check) -> (last sent at, page)
@@ -138,14 +164,15 @@ class Alerter:
         """Compare this cycle with the last; queue an alert per change (and per repeat due)."""
         current = conditions(report)
         new = []
-        for check, (title, state, summary, page) in current.items():
+        for check, (title, state, summary, page, objects) in current.items():
             key = (target, check)
             last = self.active.get(key)
             repeat = (last is not None and self.policy.repeat_after is not None
                       and now - last[0] >= self.policy.repeat_after)
             if last is None or repeat:
                 self.active[key] = (now, page)
-                new.append(self._alert(target, check, title, state, summary, now, page))
+                new.append(self._alert(target, check, title, state, summary, now, page,
+                                       objects))
         for key in [k for k in self.active if k[0] == target and k[1] not in current]:
             _, page = self.active.pop(key)
             new.append(self._alert(target, key[1], key[1].replace("_", " ").capitalize()
@@ -157,37 +184,40 @@ class Alerter:
         self.unlogged += new
         return new
 
-    def _alert(self, target, check, title, state, summary, now, page) -> Alert:
+    def _alert(self, target, check, title, state, summary, now, page, objects=()) -> Alert:
         link = (f"{self.policy.dashboard_url.rstrip('/')}/{page}"
                 if self.policy.dashboard_url else "")
-        return Alert(target, check, title, state, summary, now, link)
+        return Alert(target, check, title, state, summary, now, link, tuple(objects))
 
-    def flush(self, now: datetime) -> int:
-        """Send what is due (not in quiet hours); a failure is kept with back-off (1, 2, 4 …
-        cycles' worth of minutes, at most an hour). Returns the messages sent."""
+    def flush(self, now: datetime, marked: Callable[[], None] = lambda: None) -> int:
+        """Send what is due (not in quiet hours), one message at a time, calling `marked`
+        after each change of the outbox (a send or a failure) so it can be written down; a
+        failure is kept with back-off (1, 2, 4 … minutes, at most an hour). Returns the
+        messages sent."""
         if self.policy.quiet(now):
             return 0
-        sent, keep = 0, []
-        for item in self.pending:
+        sent = 0
+        for item in list(self.pending):
             alert, channel, attempts, not_before = item
             if now < not_before:
-                keep.append(item)
                 continue
             try:
                 self.channels[channel](alert)
                 sent += 1
+                self.sent += 1
+                self.pending.remove(item)
             except Exception as exc:  # noqa: BLE001  (any channel failure: keep and retry)
                 self.failures += 1
-                delay = timedelta(minutes=min(60, 2 ** attempts))
-                keep.append([alert, channel, attempts + 1, now + delay])
+                item[2:] = [attempts + 1, now + timedelta(minutes=min(60, 2 ** attempts))]
                 self.last_error = f"{type(exc).__name__}: {exc}"
-        self.pending = keep
-        self.sent += sent
+            marked()
         return sent
 
 
 def _alert_from(saved: dict) -> Alert:
-    return Alert(**{**saved, "at": datetime.fromisoformat(saved["at"])})
+    fields_ = {k: v for k, v in saved.items() if k != "id"}  # the id follows from the rest
+    return Alert(**{**fields_, "at": datetime.fromisoformat(saved["at"]),
+                    "objects": tuple(saved.get("objects") or ())})
 
 
 # --- channels ---------------------------------------------------------------------------------
@@ -219,6 +249,7 @@ def email(host: str, port: int, sender: str, recipients: list[str], *, user: str
         message["Subject"] = alert.text().splitlines()[0]
         message["From"] = sender
         message["To"] = ", ".join(recipients)
+        message["X-DBPulse-Alert-Id"] = alert.id  # the same on a resend: filters deduplicate
         message.set_content(alert.text())
         with smtplib.SMTP(host, port, timeout=timeout_s) as smtp:
             if starttls:

@@ -6,6 +6,7 @@ advisory lock held on each target for the agent's life keeps a second agent off 
 from __future__ import annotations
 
 import getpass
+import signal
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -162,6 +163,7 @@ class Agent:
             if up and self.refresh_stale:
                 notes += self._refresh(target, now)
             fired = self.alerter.observe(target.name, report, now)
+            self._save()  # the outbox holds them before anything is sent
             notes += self._log_alerts(target)
             seconds = time.monotonic() - t0
             self.last.store(target.name, figures, seconds, failed=not up)
@@ -172,13 +174,17 @@ class Agent:
                         f", {red} red, {amber} amber")
                      + "".join(f"; {n}" for n in notes)
                      + (f"; {len(fired)} alert(s)" if fired else "") + f"; {seconds:.2f} s")
-        sent = self.alerter.flush(now or datetime.now(timezone.utc))
-        if self.state_path is not None:
-            self.alerter.save(self.state_path)
+        # each send is written down as it happens: a crash resends only what was not marked
+        sent = self.alerter.flush(now or datetime.now(timezone.utc), marked=self._save)
+        self._save()
         if sent or self.alerter.pending:
             self.log(f"alerts: {sent} sent, {len(self.alerter.pending)} waiting"
                      + (f" (last error: {self.alerter.last_error})"
                         if self.alerter.pending and self.alerter.last_error else ""))
+
+    def _save(self) -> None:
+        if self.state_path is not None:
+            self.alerter.save(self.state_path)
 
     def _log_alerts(self, target: Target) -> list[str]:
         """Write the target's new alerts to its history database's alert log; kept for the
@@ -223,9 +229,28 @@ class Agent:
         if not targets:
             self.log("no target left to watch: every one has an agent already")
             return 2
-        while True:
-            started = time.monotonic()
-            self.cycle(targets)
-            if once:
-                return 0
-            time.sleep(max(0.0, every_s - (time.monotonic() - started)))
+        # SIGTERM (systemctl stop/restart) ends the process like Ctrl-C: the cycle is left
+        # where it is, the outbox as last written; what was not marked sent goes next start
+        previous = signal.signal(signal.SIGTERM, _stop)
+        try:
+            while True:
+                started = time.monotonic()
+                self.cycle(targets)
+                if once:
+                    return 0
+                time.sleep(max(0.0, every_s - (time.monotonic() - started)))
+        except Stopped:
+            self.log("stopped (SIGTERM)")
+            return 0
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            for lock in self.locks.values():
+                lock.close()
+
+
+class Stopped(Exception):
+    """SIGTERM arrived."""
+
+
+def _stop(signum, frame):
+    raise Stopped()

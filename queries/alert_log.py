@@ -18,15 +18,17 @@ def exists(conn: psycopg.Connection) -> bool:
 
 
 def record(conn: psycopg.Connection, source: str, alerts: Iterable[dict]) -> int:
-    """Write alerts (Alert.as_dict() of agent/alerts.py) of one history source; returns how
-    many."""
-    rows = [(source, a["target"], a["at"], a["check"], a["state"], a["title"], a["summary"],
-             a["link"]) for a in alerts]
+    """Write alerts (Alert.as_dict() of agent/alerts.py) of one history source, each once by
+    its id (an agent that restarted before it noted the write writes it again: no second row);
+    returns how many were given."""
+    rows = [(a.get("id"), source, a["target"], a["at"], a["check"], a["state"], a["title"],
+             a["summary"], a["link"]) for a in alerts]
     with conn.cursor() as cur:
         cur.executemany("""
             INSERT INTO dbpulse.alert_log
-                (source, target, raised_at, check_name, state, title, summary, link)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""", rows)
+                (alert_id, source, target, raised_at, check_name, state, title, summary, link)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT (alert_id) DO NOTHING""", rows)
     return len(rows)
 
 

@@ -28,15 +28,22 @@ from tests.conftest import PROJECT_ROOT
 class Receiver:
     """An HTTP server that records JSON posts per path; answers 500 to the first `fail` posts."""
 
-    def __init__(self, fail: int = 0, delay_s: float = 0.0):
+    def __init__(self, fail: int = 0, delay_s: float = 0.0, slow_s: float = 0.0):
         self.posts: dict[str, list] = {}
         self.fail = fail
         self.delay_s = delay_s  # answer this late (a webhook that times out)
+        self.slow_s = slow_s    # take the message, then answer this late (a slow receiver)
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if receiver.slow_s:
+                    receiver.posts.setdefault(self.path, []).append(body)
+                    time.sleep(receiver.slow_s)
+                    self.send_response(200)
+                    self.end_headers()
+                    return
                 if receiver.delay_s:
                     time.sleep(receiver.delay_s)
                     self.send_response(200)
@@ -124,10 +131,12 @@ def test_one_alert_when_red_one_when_recovered_on_every_channel(scratch_database
     assert [p["state"] for p in hook] == ["red", "recovered"]
     assert hook[0]["check"] == "invalid_indexes" and hook[0]["target"] == "scratch"
     assert hook[0]["link"] == "http://dbpulse.example/indexes"
-    assert [p["text"].splitlines()[0] for p in chat] == [
+    assert hook[0]["objects"] == ["public.t_id_key"] and hook[0]["id"] != hook[1]["id"]
+    assert [p["text"].splitlines()[0].split(" (first seen")[0] for p in chat] == [
         "[scratch] Invalid indexes is RED — 1 index is INVALID (a concurrent build failed): "
-        "they are maintained on every write and never used.",
+        "they are maintained on every write and never used. Objects: public.t_id_key",
         "[scratch] Invalid indexes: recovered"]
+    assert [p["id"] in c["text"] for p, c in zip(hook, chat)] == [True, True]
     assert len(mailbox.messages) == 2
     assert "Subject: [scratch] Invalid indexes is RED" in mailbox.messages[0]
 
@@ -263,6 +272,58 @@ def test_a_second_agent_on_a_target_is_refused(database_url, tmp_path):
         first.close()
     assert second.returncode == 2
     assert "another agent already runs on target env" in second.stdout
+
+
+def test_killed_at_any_moment_each_change_reaches_a_channel_under_one_id(scratch_database,
+                                                                         tmp_path):
+    """The agent is killed (kill -9 and SIGTERM in turn) at random moments of its cycles, many
+    times, while a slow webhook takes each message and answers late; a check turns red and
+    recovers meanwhile. Every message the receiver got for one change carries the same id, and
+    the alert log holds each change once."""
+    import os
+    import random
+    import signal
+
+    hooks = Receiver(slow_s=1.0)
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text(f'[alerts]\nwebhook_url = "{hooks.url}/hook"\n')
+    env = {**os.environ, "DATABASE_URL": scratch_database, "DBPULSE_ROLE": "dba",
+           "DBPULSE_SECRETS_FILE": str(secrets)}
+    env.pop("REDIS_URL", None)
+    command = [sys.executable, str(PROJECT_ROOT / "cli.py"), "agent", "--every", "1",
+               "--snapshot-every", "100000", "--metrics-port", "0",
+               "--state-file", str(tmp_path / "state.json")]
+    rounds = random.Random(7)
+    _plant_invalid_index(scratch_database)
+    try:
+        for round_ in range(10):
+            if round_ == 5:
+                with psycopg.connect(scratch_database, autocommit=True) as conn:
+                    conn.execute("DROP INDEX t_id_key")  # the change back: recovered
+            agent = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(rounds.uniform(2.0, 5.0))
+            agent.send_signal(signal.SIGKILL if round_ % 2 else signal.SIGTERM)
+            agent.wait(30)
+        agent = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and {p["state"] for p in hooks.posts.get(
+                "/hook", [])} != {"red", "recovered"}:
+            time.sleep(0.5)
+        time.sleep(3)  # whatever was still in the outbox
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(30) == 0
+    finally:
+        hooks.close()
+    posts = hooks.posts["/hook"]
+    ids = {state: {p["id"] for p in posts if p["state"] == state} for state in ("red",
+                                                                             "recovered")}
+    assert [len(ids["red"]), len(ids["recovered"])] == [1, 1], posts
+    with psycopg.connect(scratch_database) as conn:
+        logged = conn.execute("SELECT state, alert_id FROM dbpulse.alert_log ORDER BY id"
+                              ).fetchall()
+    assert logged == [("red", *ids["red"]), ("recovered", *ids["recovered"])]
 
 
 def test_grafana_dashboard_draws_the_plans_four_panels_from_our_metrics():
