@@ -19,6 +19,10 @@ from pathlib import Path
 
 from queries.connections import DatabaseProblem
 
+# The demo agent's /metrics: outside 9100-9999, which Prometheus' list of exporter ports has
+# handed out entirely (9187 is postgres_exporter's)
+METRICS_PORT = 19187
+
 PROJECT_ROOT = Path(__file__).resolve().parent
 
 
@@ -560,7 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=15.0, help="workload operations per second")
     p.add_argument("--snapshot-every", type=float, default=15.0,
                    help="minutes between the demo agent's history snapshots")
-    p.add_argument("--metrics-port", type=int, default=9187,
+    p.add_argument("--metrics-port", type=int, default=METRICS_PORT,
                    help="the demo agent's /metrics port (0: off)")
     stack_ports(p)
     p.set_defaults(func=cmd_demo)

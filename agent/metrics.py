@@ -1,16 +1,25 @@
 """Metrics for Prometheus from the agent's last cycle: a scrape reads what the cycle stored and
-never queries a database. Labels are bounded: targets, checks, the top statements by time (a
-fixed number), views."""
+never queries a database.
+
+Conventions (as postgres_exporter and redis_exporter keep them): what counts is a counter
+(`_total`), so `rate()` and `increase()` work over any window and survive resets; base units
+(`_seconds`); one stable series per check (its state as a number, its object count apart);
+labels bounded and stable: targets, checks, views, a fixed number of statements by query id
+(never their text), Redis instances by address; no `instance` or `job` of our own, which
+Prometheus sets itself."""
 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 
 from prometheus_client import start_http_server
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.process_collector import ProcessCollector
 
-SEVERITIES = ("red", "amber", "grey", "green")
+# dbpulse_check_state's values; "grey" (the check could not run) is unknown
+CHECK_STATES = {"green": 0, "amber": 1, "red": 2, "grey": 3}
 
 
 @dataclass
@@ -18,20 +27,23 @@ class TargetFigures:
     """What one cycle measured on one target (the figures the dashboard shows)."""
     report: dict                                  # queries.fleet.target_report
     slow_calls: tuple[int, int, int] | None = None  # low, high, total calls
-    statements: list[dict] = field(default_factory=list)  # queryid, label, calls, exec_ms
+    exec_ms: float | None = None                  # all statements' execution time
+    statements: list[dict] = field(default_factory=list)  # queryid, calls, exec_ms
     view_ages: dict[str, float | None] = field(default_factory=dict)  # view -> minutes
     index_scans: int | None = None
     seq_scans: int | None = None
 
 
 class LastCycle:
-    """The figures of the last cycle per target, and DB Pulse's own cost."""
+    """The figures of the last cycle per target, and DB Pulse's own cost and work."""
 
     def __init__(self):
         self.lock = threading.Lock()
         self.targets: dict[str, TargetFigures] = {}
         self.cycle_seconds: dict[str, float] = {}
+        self.finished_at: dict[str, float] = {}
         self.errors: dict[str, int] = {}
+        self.refreshes: dict[tuple[str, str], int] = {}  # (target, outcome) -> count
 
     def store(self, target: str, figures: TargetFigures | None, seconds: float,
               failed: bool) -> None:
@@ -39,71 +51,116 @@ class LastCycle:
             if figures is not None:
                 self.targets[target] = figures
             self.cycle_seconds[target] = seconds
+            self.finished_at[target] = time.time()
             self.errors[target] = self.errors.get(target, 0) + int(failed)
+
+    def count_refreshes(self, target: str, outcome: str, n: int = 1) -> None:
+        with self.lock:
+            self.refreshes[(target, outcome)] = self.refreshes.get((target, outcome), 0) + n
 
     def collect(self):
         with self.lock:
             targets = dict(self.targets)
             seconds, errors = dict(self.cycle_seconds), dict(self.errors)
+            finished, refreshes = dict(self.finished_at), dict(self.refreshes)
         up = GaugeMetricFamily("dbpulse_up", "1 when PostgreSQL answered in the last cycle",
                                labels=["target"])
-        buffer = GaugeMetricFamily("dbpulse_buffer_cache_hit_ratio",
-                                   "Shared-buffer hit ratio since the statistics reset",
-                                   labels=["target"])
-        redis = GaugeMetricFamily("dbpulse_redis_hit_ratio",
-                                  "Redis keyspace hit ratio since its start, DB Pulse's own "
-                                  "lookups taken out", labels=["target", "instance"])
-        findings = GaugeMetricFamily("dbpulse_findings", "Objects a check found, by severity",
-                                     labels=["target", "check", "severity"])
-        slow = GaugeMetricFamily("dbpulse_slow_calls", "Calls slower than the KPI threshold "
-                                 "(bounds) and all calls, since the pg_stat_statements reset",
-                                 labels=["target", "bound"])
-        calls = CounterMetricFamily("dbpulse_statement_calls", "Calls of the top statements",
-                                    labels=["target", "queryid", "statement"])
-        exec_s = CounterMetricFamily("dbpulse_statement_exec_seconds",
-                                     "Execution time of the top statements",
-                                     labels=["target", "queryid", "statement"])
-        ages = GaugeMetricFamily("dbpulse_matview_age_minutes", "Minutes since a materialized "
+        last = GaugeMetricFamily("dbpulse_last_cycle_timestamp_seconds",
+                                 "When the last cycle on the target ended (Unix time): a stuck "
+                                 "agent shows here, its other figures stay as they were",
+                                 labels=["target"])
+        took = GaugeMetricFamily("dbpulse_cycle_duration_seconds",
+                                 "Duration of DB Pulse's last cycle", labels=["target"])
+        failed = CounterMetricFamily("dbpulse_cycle_errors", "Cycles that could not read the "
+                                     "target", labels=["target"])
+        hits = CounterMetricFamily("dbpulse_buffer_cache_hits", "Blocks found in shared "
+                                   "buffers (pg_stat_database.blks_hit)", labels=["target"])
+        reads = CounterMetricFamily("dbpulse_buffer_cache_reads", "Blocks read from disk or "
+                                    "the OS cache (pg_stat_database.blks_read)",
+                                    labels=["target"])
+        redis_hits = CounterMetricFamily(
+            "dbpulse_redis_keyspace_hits", "Redis keyspace hits (every command that reads a "
+            "key), the lookups of every DB Pulse process taken out", labels=["target", "redis"])
+        redis_misses = CounterMetricFamily(
+            "dbpulse_redis_keyspace_misses", "Redis keyspace misses, the lookups of every "
+            "DB Pulse process taken out", labels=["target", "redis"])
+        state = GaugeMetricFamily("dbpulse_check_state", "A check's state: 0 green, 1 amber, "
+                                  "2 red, 3 unknown (it could not run)",
+                                  labels=["target", "check"])
+        found = GaugeMetricFamily("dbpulse_check_findings", "Objects a check found",
+                                  labels=["target", "check"])
+        slow = CounterMetricFamily("dbpulse_slow_calls", "Calls slower than the KPI threshold, "
+                                   "as bounds from per-statement min/mean/max (lower, upper)",
+                                   labels=["target", "bound"])
+        calls = CounterMetricFamily("dbpulse_calls", "Calls of every statement tracked",
+                                    labels=["target"])
+        exec_all = CounterMetricFamily("dbpulse_exec_seconds", "Execution time of every "
+                                       "statement tracked", labels=["target"])
+        top_calls = CounterMetricFamily("dbpulse_statement_calls", "Calls of the top statements "
+                                        "by time, by query id", labels=["target", "queryid"])
+        top_exec = CounterMetricFamily("dbpulse_statement_exec_seconds", "Execution time of the "
+                                       "top statements by time, by query id",
+                                       labels=["target", "queryid"])
+        ages = GaugeMetricFamily("dbpulse_matview_age_seconds", "Seconds since a materialized "
                                  "view's last known refresh (absent when unknown)",
                                  labels=["target", "view"])
         scans = CounterMetricFamily("dbpulse_table_scans", "Index and sequential scans of user "
                                     "tables", labels=["target", "kind"])
-        took = GaugeMetricFamily("dbpulse_cycle_seconds", "Duration of DB Pulse's last cycle",
-                                 labels=["target"])
-        failed = CounterMetricFamily("dbpulse_cycle_errors", "Cycles that could not read the "
-                                     "target", labels=["target"])
+        refreshed = CounterMetricFamily("dbpulse_matview_refreshes", "Refreshes of stale views "
+                                        "the agent ran, by outcome (ok, failed)",
+                                        labels=["target", "outcome"])
         for name, fig in targets.items():
-            pg = fig.report.get("postgres", {})
-            up.add_metric([name], 0.0 if "error" in pg else 1.0)
-            if pg.get("buffer_hit_rate") is not None:
-                buffer.add_metric([name], float(pg["buffer_hit_rate"]))
-            for entry in fig.report.get("redis", []):
-                if entry.get("hit_rate") is not None:
-                    redis.add_metric([name, entry["url"]], float(entry["hit_rate"]))
-            for f in fig.report.get("findings", []):
-                findings.add_metric([name, f["check"], f["severity"]], float(f["count"]))
-            if fig.slow_calls:
-                for bound, value in zip(("low", "high", "total"), fig.slow_calls):
-                    slow.add_metric([name, bound], float(value))
-            for s in fig.statements:
-                calls.add_metric([name, str(s["queryid"]), s["label"]], float(s["calls"]))
-                exec_s.add_metric([name, str(s["queryid"]), s["label"]], s["exec_ms"] / 1000)
-            for view, minutes in fig.view_ages.items():
-                if minutes is not None:
-                    ages.add_metric([name, view], float(minutes))
-            if fig.index_scans is not None:
-                scans.add_metric([name, "index"], float(fig.index_scans))
-                scans.add_metric([name, "sequential"], float(fig.seq_scans))
+            _target(name, fig, up, hits, reads, redis_hits, redis_misses, state, found, slow,
+                    calls, exec_all, top_calls, top_exec, ages, scans)
         for name, value in seconds.items():
             took.add_metric([name], value)
+        for name, value in finished.items():
+            last.add_metric([name], value)
         for name, value in errors.items():
             failed.add_metric([name], float(value))
-        yield from (up, buffer, redis, findings, slow, calls, exec_s, ages, scans, took, failed)
+        for (name, outcome), value in refreshes.items():
+            refreshed.add_metric([name, outcome], float(value))
+        yield from (up, last, took, failed, hits, reads, redis_hits, redis_misses, state, found,
+                    slow, calls, exec_all, top_calls, top_exec, ages, scans, refreshed)
+
+
+def _target(name, fig, up, hits, reads, redis_hits, redis_misses, state, found, slow, calls,
+            exec_all, top_calls, top_exec, ages, scans) -> None:
+    pg = fig.report.get("postgres", {})
+    up.add_metric([name], 0.0 if "error" in pg else 1.0)
+    if pg.get("blocks_hit") is not None:
+        hits.add_metric([name], float(pg["blocks_hit"]))
+        reads.add_metric([name], float(pg["blocks_read"]))
+    for entry in fig.report.get("redis", []):
+        if entry.get("keyspace_hits") is not None:
+            redis_hits.add_metric([name, entry["url"]], float(entry["keyspace_hits"]))
+            redis_misses.add_metric([name, entry["url"]], float(entry["keyspace_misses"]))
+    for f in fig.report.get("findings", []):
+        state.add_metric([name, f["check"]], float(CHECK_STATES.get(f["severity"], 3)))
+        found.add_metric([name, f["check"]], float(f["count"]))
+    if fig.slow_calls:
+        low, high, total = fig.slow_calls
+        slow.add_metric([name, "lower"], float(low))
+        slow.add_metric([name, "upper"], float(high))
+        calls.add_metric([name], float(total))
+    if fig.exec_ms is not None:
+        exec_all.add_metric([name], fig.exec_ms / 1000)
+    for s in fig.statements:
+        top_calls.add_metric([name, str(s["queryid"])], float(s["calls"]))
+        top_exec.add_metric([name, str(s["queryid"])], s["exec_ms"] / 1000)
+    for view, minutes in fig.view_ages.items():
+        if minutes is not None:
+            ages.add_metric([name, view], float(minutes) * 60)
+    if fig.index_scans is not None:
+        scans.add_metric([name, "index"], float(fig.index_scans))
+        scans.add_metric([name, "sequential"], float(fig.seq_scans))
 
 
 def serve(last: LastCycle, port: int, address: str = "127.0.0.1"):
-    """Serve /metrics from the last cycle on a thread; returns the server."""
+    """Serve /metrics from the last cycle (and the agent process's own CPU, memory and open
+    files) on a thread; returns the server."""
     registry = CollectorRegistry()
     registry.register(last)
+    ProcessCollector(registry=registry)
     server, _ = start_http_server(port, addr=address, registry=registry)
     return server

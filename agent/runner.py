@@ -21,7 +21,6 @@ from agent.metrics import LastCycle, TargetFigures
 from queries import actions, alert_log, capabilities, fleet, matviews, statements
 from queries.config import Settings, Target
 from queries.connections import DatabaseProblem, admin_connection
-from queries.review import statement_label
 from queries.roles import Actor
 
 AGENT_LOCK_KEY = 0x44425041  # "DBPA": one agent per target database
@@ -59,11 +58,12 @@ def measure(target: Target, settings: Settings) -> TargetFigures:
             ext = caps.extension("pg_stat_statements")
             kpi = statements.slow_query_kpi(conn, ext, settings.kpi_slow_ms)
             figures.slow_calls = (kpi.slow_calls_low, kpi.slow_calls_high, kpi.total_calls)
+            figures.exec_ms = kpi.total_exec_ms
             top = statements.top_statements(conn, ext, statements.StatementFilter(
                 limit=TOP_STATEMENTS))
             figures.statements = [
-                {"queryid": statements.queryid_text(r.queryid), "label": statement_label(r.query),
-                 "calls": int(r.calls), "exec_ms": float(r.total_exec_ms)}
+                {"queryid": statements.queryid_text(r.queryid), "calls": int(r.calls),
+                 "exec_ms": float(r.total_exec_ms)}
                 for r in top.itertuples() if r.queryid == r.queryid]
         views = matviews.list_matviews(conn, settings.matview_max_age_minutes)
         figures.view_ages = {f"{r.schema_name}.{r.view_name}":
@@ -215,6 +215,9 @@ class Agent:
             outcomes = [o for o in outcomes if not o[1].startswith("left to pg_cron")]
         except DatabaseProblem as problem:
             failed, outcomes = [str(problem)], []
+        self.last.count_refreshes(target.name, "failed", len(failed))
+        self.last.count_refreshes(target.name, "ok", len(outcomes) - len(
+            [o for o in outcomes if o[1].startswith("not refreshed")]))
         if failed:
             wait = timedelta(minutes=min(60, 2 ** failures))
             self.refresh_retry[target.name] = (failures + 1, now + wait)

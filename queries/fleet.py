@@ -43,6 +43,7 @@ def target_report(target: Target, settings: Settings,
             "database_size_bytes": identity.database_size_bytes,
             "stats_reset": identity.stats_reset.isoformat() if identity.stats_reset else None,
             "buffer_hit_rate": hit.database,
+            "blocks_hit": hit.blocks_hit, "blocks_read": hit.blocks_read,
             "extensions": {n: e.installed_version for n, e in caps.extensions.items()},
             "can_read_all_stats": caps.can_read_all_stats,
             "capability_issues": [dataclasses.asdict(i) for i in caps.issues],
@@ -58,7 +59,9 @@ def target_report(target: Target, settings: Settings,
             client = redis_cache.connect(url)
             overview = redis_cache.redis_overview(client, url)
             client.close()
-            entry.update(version=overview.version, hit_rate=overview.hit_rate, keys=overview.keys)
+            entry.update(version=overview.version, hit_rate=overview.hit_rate, keys=overview.keys,
+                         keyspace_hits=overview.keyspace_hits,
+                         keyspace_misses=overview.keyspace_misses)
         except redis_cache.RedisProblem as problem:
             entry.update(error=problem.message, hint=problem.hint)
             failed = True

@@ -169,6 +169,7 @@ class SlowQueryKpi:
     # calls, and the ids of the slowest 20 of them (None: another role's, unreadable)
     slow_statements: int = 0
     slowest_queryids: tuple = ()
+    total_exec_ms: float = 0.0   # every call's execution time together
 
     @property
     def exact(self) -> bool:
@@ -234,13 +235,14 @@ def slow_query_kpi(conn: psycopg.Connection, ext: Extension, threshold_ms: float
         SELECT coalesce(sum(k_low), 0), coalesce(sum(k_high), 0), coalesce(sum(n), 0),
                count(*) FILTER (WHERE k_low <> k_high),
                count(*) FILTER (WHERE slow),
-               (array_agg(queryid ORDER BY mean DESC) FILTER (WHERE slow))[1:20]
+               (array_agg(queryid ORDER BY mean DESC) FILTER (WHERE slow))[1:20],
+               coalesce(sum(n * mean), 0)
         FROM bounded
         """).format(entries=entries_query(ext)),
         {"t": threshold_ms, "own_tag": "%" + OWN_STATEMENT_TAG, "min_calls": min_calls,
          "slow_mean": slow_mean_ms}).fetchone()
     return SlowQueryKpi(int(row[0]), int(row[1]), int(row[2]), int(row[3]), threshold_ms,
-                        int(row[4]), tuple(row[5] or ()))
+                        int(row[4]), tuple(row[5] or ()), float(row[6]))
 
 
 def slow_statements(frame: pd.DataFrame, mean_ms: float, min_calls: int) -> pd.DataFrame:
