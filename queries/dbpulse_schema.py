@@ -46,6 +46,19 @@ def pending_files(conn: psycopg.Connection) -> list[tuple[int, str, Path]]:
     return [f for f in schema_files() if f[0] not in done]
 
 
+CRON_READERS = SCHEMA_DIR / "optional" / "cron_readers.sql"
+
+
+def _install_cron_readers(conn: psycopg.Connection) -> None:
+    """Where pg_cron lives in this database and a superuser installs, the functions through
+    which pg_monitor reads every job and run (pg_cron's row security shows each role its own)."""
+    if conn.execute("SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') "
+                    "AND (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
+                    ).fetchone()[0]:
+        with conn.transaction():
+            conn.execute(CRON_READERS.read_text())
+
+
 def _mask_stored_secrets(conn: psycopg.Connection) -> None:
     """Statement texts stored before DB Pulse masked passwords in them get masked now."""
     if conn.execute("SELECT to_regclass('dbpulse.statement_texts')").fetchone()[0] is None:
@@ -74,6 +87,7 @@ def install(conn: psycopg.Connection, who: Actor) -> list[str]:
                              (version, name))
             applied.append(path.name)
         conn.execute(READER_GRANTS)
+        _install_cron_readers(conn)
         _mask_stored_secrets(conn)
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_KEY,))

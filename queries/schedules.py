@@ -32,8 +32,10 @@ HOW_TO_ENABLE = (
     "agent --refresh-stale (or from cron: python cli.py refresh --stale).")
 
 
-NOT_READABLE = ("pg_cron is installed but this role may not read its jobs: GRANT USAGE ON "
-                "SCHEMA cron and SELECT ON cron.job, cron.job_run_details to it.")
+NOT_READABLE = ("pg_cron is installed but this role may not read its jobs. A superuser runs "
+                "`DBPULSE_ROLE=dba cli.py schema install` with the admin URL: it lets pg_monitor "
+                "read every job and run through DB Pulse's functions (a GRANT SELECT ON "
+                "cron.job would show a role only its own jobs: pg_cron's row security).")
 
 
 class ScheduleError(ActionError):
@@ -59,10 +61,21 @@ class CronPlace:
 def _readable(conn: psycopg.Connection) -> bool:
     # the table names are looked up only once the schema's USAGE is known: the lookup itself
     # would fail without it
-    return conn.execute(
+    return _through_dbpulse(conn) or conn.execute(
         "SELECT has_schema_privilege('cron', 'USAGE') AND "
         "has_table_privilege('cron.job', 'SELECT') AND "
         "has_table_privilege('cron.job_run_details', 'SELECT')").fetchone()[0]
+
+
+def _through_dbpulse(conn: psycopg.Connection) -> bool:
+    """DB Pulse's readers of every job and run (sql/dbpulse/optional/cron_readers.sql) exist
+    here and this role may call them: pg_cron's own tables would show it only its own jobs."""
+    return conn.execute("""
+        SELECT coalesce((SELECT has_function_privilege(p, 'EXECUTE')
+                         FROM to_regprocedure('dbpulse.cron_jobs()') p), false)
+           AND coalesce((SELECT has_function_privilege(p, 'EXECUTE')
+                         FROM to_regprocedure('dbpulse.cron_job_runs(integer)') p), false)
+        """).fetchone()[0]
 
 
 def _installed(conn: psycopg.Connection) -> bool:
@@ -91,6 +104,18 @@ class Cron:
     database: str
     elsewhere: bool
     readable: bool
+    # every job and run through DB Pulse's readers, else pg_cron's tables as this role sees them
+    through_dbpulse: bool = False
+
+    @property
+    def jobs(self) -> str:
+        return "dbpulse.cron_jobs()" if self.through_dbpulse else "cron.job"
+
+    @property
+    def recent_runs(self) -> str:
+        """pg_cron's latest RECENT_RUNS runs, backwards on the run id: never the whole history."""
+        return ("dbpulse.cron_job_runs(%(recent)s)" if self.through_dbpulse else
+                "(SELECT * FROM cron.job_run_details ORDER BY runid DESC LIMIT %(recent)s)")
 
     def job_name(self, schema: str, view: str) -> str:
         """A job made from another database names its database too: one pg_cron serves every
@@ -103,7 +128,7 @@ def cron_here(conn: psycopg.Connection) -> Cron | None:
     elsewhere: for the views' freshness, read on every Overview)."""
     if not (_installed(conn) and _readable(conn)):
         return None
-    return Cron(conn, conn.info.dbname, False, True)
+    return Cron(conn, conn.info.dbname, False, True, _through_dbpulse(conn))
 
 
 @contextmanager
@@ -114,7 +139,7 @@ def open_cron(conn: psycopg.Connection, dsn: str, settings: Settings,
     admin one `for_changes`, else a read-only one). ScheduleError says why there is none."""
     place = cron_place(conn)
     if place.installed:
-        yield Cron(conn, place.here, False, place.readable)
+        yield Cron(conn, place.here, False, place.readable, _through_dbpulse(conn))
         return
     if not place.elsewhere:
         raise ScheduleError(unavailable_text(place))
@@ -129,7 +154,7 @@ def open_cron(conn: psycopg.Connection, dsn: str, settings: Settings,
             raise ScheduleError(f"cron.database_name is {place.cron_database}, but pg_cron is "
                                 f"not installed there: CREATE EXTENSION pg_cron; in "
                                 f"{place.cron_database}, or see: {HOW_TO_ENABLE}")
-        yield Cron(cron_conn, place.here, True, _readable(cron_conn))
+        yield Cron(cron_conn, place.here, True, _readable(cron_conn), _through_dbpulse(cron_conn))
     finally:
         cron_conn.close()
 
@@ -170,7 +195,6 @@ def next_run(expression: str, after: datetime) -> datetime | None:
 # pg_cron keeps every run unless someone purges cron.job_run_details: DB Pulse reads only the
 # latest runs, backwards on the run id's primary key, never the whole history.
 RECENT_RUNS = 10_000
-RECENT = """(SELECT * FROM cron.job_run_details ORDER BY runid DESC LIMIT %(recent)s)"""
 REFRESHES = "command ~* 'refresh\\s+materialized\\s+view'"
 
 
@@ -181,11 +205,11 @@ def schedules(cron: Cron, now: datetime | None = None) -> pd.DataFrame:
     now = now or datetime.now(timezone.utc)
     frame = to_frame(cron.conn.execute(f"""
         WITH jobs AS (
-            SELECT * FROM cron.job WHERE database = %(database)s AND {REFRESHES}),
+            SELECT * FROM {cron.jobs} WHERE database = %(database)s AND {REFRESHES}),
         runs AS (
             SELECT r.jobid, r.status, r.start_time, r.end_time, r.return_message,
                    row_number() OVER (PARTITION BY r.jobid ORDER BY r.runid DESC) AS n
-            FROM {RECENT} r JOIN jobs USING (jobid)),
+            FROM {cron.recent_runs} r JOIN jobs USING (jobid)),
         streak AS (  -- failures since the last success
             SELECT r.jobid, count(*) AS failures
             FROM runs r
@@ -214,8 +238,8 @@ def refresh_runs(cron: Cron, limit: int = 200) -> pd.DataFrame:
     database."""
     return to_frame(cron.conn.execute(f"""
         SELECT j.jobname, d.command, d.status, d.start_time, d.end_time, d.return_message
-        FROM {RECENT} d
-        LEFT JOIN cron.job j ON j.jobid = d.jobid
+        FROM {cron.recent_runs} d
+        LEFT JOIN {cron.jobs} j ON j.jobid = d.jobid
         WHERE d.database = %(database)s AND d.{REFRESHES}
         ORDER BY d.runid DESC
         LIMIT %(limit)s""", {"database": cron.database, "recent": RECENT_RUNS, "limit": limit},
@@ -226,7 +250,7 @@ def last_refreshes(cron: Cron) -> list[tuple[str, datetime, datetime]]:
     """(command, start, end) of the latest successful run of each command that refreshes a
     view in the target database."""
     return cron.conn.execute(f"""
-        SELECT command, max(start_time), max(end_time) FROM {RECENT} d
+        SELECT command, max(start_time), max(end_time) FROM {cron.recent_runs} d
         WHERE status = 'succeeded' AND database = %(database)s AND {REFRESHES}
         GROUP BY command""", {"database": cron.database, "recent": RECENT_RUNS},
         prepare=False).fetchall()

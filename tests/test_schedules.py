@@ -44,7 +44,10 @@ def _jobs(url: str):
         return schedules.schedules(cron).set_index("jobname")
 
 
-def test_a_view_scheduled_from_db_pulse_is_refreshed_by_pg_cron(cron_url, monkeypatch, tmp_path):
+def test_a_view_scheduled_from_db_pulse_is_refreshed_by_pg_cron(cron_url, pg15_logins,
+                                                              monkeypatch, tmp_path):
+    """Made by the DBA, listed and shown to the pg_monitor-only login, which pg_cron's row
+    security alone would show none of the DBA's jobs and runs."""
     dba = as_actor(Settings(role="dba"), cron_url, name="pg15", person="ann@example.com")
     job = actions.schedule_refresh(dba, "public", "sched_ok", "* * * * *")
     with pytest.raises(DatabaseProblem, match="cannot be refreshed CONCURRENTLY"):
@@ -52,7 +55,8 @@ def test_a_view_scheduled_from_db_pulse_is_refreshed_by_pg_cron(cron_url, monkey
     actions.schedule_refresh(dba, "public", "sched_fail", "* * * * *", allow_blocking=True)
     with psycopg.connect(cron_url, autocommit=True) as conn:
         conn.execute("DELETE FROM sched_src")  # from now on sched_fail divides by zero
-    listed = _jobs(cron_url)
+    monitor = pg15_logins.monitor_url
+    listed = _jobs(monitor)
     ok = listed.loc["dbpulse-refresh-public.sched_ok"]
     assert ok.jobid == job and ok.active and ok.last_status is None
     assert ok.command == "REFRESH MATERIALIZED VIEW CONCURRENTLY public.sched_ok"
@@ -63,7 +67,7 @@ def test_a_view_scheduled_from_db_pulse_is_refreshed_by_pg_cron(cron_url, monkey
 
     deadline = time.monotonic() + 80  # pg_cron runs jobs on the minute
     while True:
-        listed = _jobs(cron_url)
+        listed = _jobs(monitor)
         ran = listed["last_status"].isin(["succeeded", "failed"])
         if ran.all():
             break
@@ -82,7 +86,7 @@ def test_a_view_scheduled_from_db_pulse_is_refreshed_by_pg_cron(cron_url, monkey
     # the page shows the run: its runs table, and the failing job's streak above the schedules
     from tests.test_review import _app
     monkeypatch.delenv("REDIS_URL", raising=False)
-    at = _app(monkeypatch, tmp_path, cron_url, "", role="viewer")
+    at = _app(monkeypatch, tmp_path, monitor, "", role="viewer")
     at.switch_page("views/matviews.py").run()
     assert not at.exception
     runs = next(d.value for d in at.dataframe if "return_message" in d.value.columns)
