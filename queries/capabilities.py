@@ -23,10 +23,18 @@ class Extension:
     available: bool              # listed in pg_available_extensions
     installed_version: str | None
     schema: str | None           # where it lives (Supabase puts most in "extensions")
+    usable: bool = True          # this role may use that schema (USAGE)
 
     @property
     def installed(self) -> bool:
         return self.installed_version is not None
+
+    def grant(self, role: str) -> str:
+        """
+        >>> Extension("pg_stat_statements", True, "1.10", "extensions").grant("dbpulse_monitor")
+        'GRANT USAGE ON SCHEMA extensions TO dbpulse_monitor;'
+        """
+        return f"GRANT USAGE ON SCHEMA {quote_ident(self.schema)} TO {quote_ident(role)};"
 
 
 @dataclass
@@ -63,15 +71,16 @@ def _extensions(conn: psycopg.Connection) -> dict[str, Extension]:
         SELECT wanted.name,
                e.extversion       AS installed_version,
                n.nspname          AS schema_name,
-               a.name IS NOT NULL AS available
+               a.name IS NOT NULL AS available,
+               n.oid IS NULL OR has_schema_privilege(n.oid, 'USAGE') AS usable
         FROM unnest(%s::text[]) AS wanted(name)
         LEFT JOIN pg_available_extensions a ON a.name = wanted.name
         LEFT JOIN pg_extension e ON e.extname = wanted.name
         LEFT JOIN pg_namespace n ON n.oid = e.extnamespace
         """, (list(OPTIONAL_EXTENSIONS),)).fetchall()
     found = {}
-    for name, version, schema, available in rows:
-        found[name] = Extension(name, bool(available), version, schema)
+    for name, version, schema, available, usable in rows:
+        found[name] = Extension(name, bool(available), version, schema, bool(usable))
     return found
 
 
@@ -79,7 +88,7 @@ def _statements_loaded(conn: psycopg.Connection, ext: Extension) -> bool | None:
     """pg_stat_statements can be installed but not preloaded; reading it is the reliable probe
     (shared_preload_libraries itself is hidden from roles without pg_read_all_settings). Read
     without the statement texts: the texts live in a file the plain view reads whole."""
-    if not ext.installed:
+    if not ext.installed or not ext.usable:
         return None
     query = sql.SQL("SELECT 1 FROM {}.pg_stat_statements(false) LIMIT 1").format(
         sql.Identifier(ext.schema))
@@ -120,6 +129,12 @@ def _issues(caps: Capabilities) -> list[CapabilityIssue]:
             "CREATE EXTENSION IF NOT EXISTS pg_stat_statements;"
             + ("" if pss.available else "  -- the server does not ship it: install the "
                "PostgreSQL contrib package first")))
+    elif not pss.usable:
+        issues.append(CapabilityIssue(
+            "pg_stat_statements", "red",
+            f"pg_stat_statements is installed in the schema {pss.schema}, which role "
+            f"{caps.current_user} may not use: no query statistics until it may.",
+            pss.grant(caps.current_user)))
     elif caps.pg_stat_statements_loaded is False:
         issues.append(CapabilityIssue(
             "pg_stat_statements", "red",
@@ -137,6 +152,11 @@ def _issues(caps: Capabilities) -> list[CapabilityIssue]:
             ("hypopg", "what-if analysis with hypothetical indexes", "postgresql-NN-hypopg"),
             ("pg_cron", "seeing scheduled materialized-view refreshes", "postgresql-NN-cron")):
         ext = caps.extensions[name]
+        if ext.installed and not ext.usable and name != "pg_cron":
+            issues.append(CapabilityIssue(
+                name, "amber", f"{name} is installed in the schema {ext.schema}, which role "
+                f"{caps.current_user} may not use, so there is no {why}.",
+                ext.grant(caps.current_user)))
         if ext.installed:
             continue
         message = f"Optional: {name} is not installed, so there is no {why}."

@@ -66,9 +66,14 @@ class Finding:
 def check_slow_queries(conn, caps: Capabilities, settings: Settings) -> Finding:
     page = "slow_queries"
     if not caps.has_pg_stat_statements:
+        # the capability that is missing says why, with its fix (an install, the preload, or
+        # USAGE on the schema it lives in)
+        issue = next((i for i in caps.issues if i.name == "pg_stat_statements"), None)
         return Finding("slow_queries", "Slow queries", "grey", 0,
-                       "pg_stat_statements is not available here, so statements cannot be judged.",
-                       page, fix="CREATE EXTENSION IF NOT EXISTS pg_stat_statements;")
+                       (issue.message if issue else "pg_stat_statements is not available "
+                        "here") + " Statements cannot be judged.", page,
+                       fix=issue.fix if issue else
+                       "CREATE EXTENSION IF NOT EXISTS pg_stat_statements;")
     ext = caps.extension("pg_stat_statements")
     kpi = statements.slow_query_kpi(conn, ext, settings.kpi_slow_ms,
                                     settings.slow_query_mean_ms, settings.slow_query_min_calls)

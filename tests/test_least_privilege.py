@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from queries import dbpulse_schema
 from queries.config import Settings
-from queries.connections import admin_connection, describe_error
+from queries.connections import admin_connection, describe_error, monitoring_connection
 from tests.conftest import PROJECT_ROOT, as_actor, each_page, login_role
 
 
@@ -106,3 +106,30 @@ def test_a_plain_role_sees_grey_and_hidden_statements_not_a_crash(database_url, 
     assert any("another role" in o for o in findings["slow_queries"].objects)
     assert findings["connections"].severity == "grey"
     assert findings["blocked_sessions"].severity == "grey"
+
+
+def test_pg_stat_statements_in_an_extensions_schema_names_the_grant(scratch_database, settings):
+    """As on Supabase: pg_stat_statements in `extensions`; a pg_monitor-only login that may not
+    use that schema is told the exact GRANT, which, run, makes the slow-query check judge."""
+    from queries import capabilities, checks
+
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA extensions")
+        conn.execute("CREATE EXTENSION pg_stat_statements WITH SCHEMA extensions")
+    with login_role(scratch_database, "ext_monitor", "pw-ext") as url:
+        with psycopg.connect(scratch_database, autocommit=True) as conn:
+            conn.execute("GRANT pg_monitor TO ext_monitor")
+        with monitoring_connection(url, settings) as conn:
+            caps = capabilities.detect(conn)
+            before = checks.check_slow_queries(conn, caps, settings)
+        assert before.severity == "grey"
+        assert before.fix == "GRANT USAGE ON SCHEMA extensions TO ext_monitor;"
+        assert "schema extensions, which role ext_monitor may not use" in before.summary
+        with psycopg.connect(scratch_database, autocommit=True) as conn:
+            conn.execute(before.fix)
+        with monitoring_connection(url, settings) as conn:
+            caps = capabilities.detect(conn)
+            after = checks.check_slow_queries(conn, caps, settings)
+        assert caps.has_pg_stat_statements and after.severity in ("green", "amber")
+        with psycopg.connect(scratch_database, autocommit=True) as conn:
+            conn.execute("REVOKE USAGE ON SCHEMA extensions FROM ext_monitor")
