@@ -15,6 +15,7 @@ PAGES = {  # grouped as a DBA looks: what is wrong now, where the space and time
         st.Page("views/fleet.py", title="Fleet", icon=":material/dns:"),
         st.Page("views/slow_queries.py", title="Slow queries", icon=":material/speed:"),
         st.Page("views/activity.py", title="Activity", icon=":material/groups:"),
+        st.Page("views/replication.py", title="Replication", icon=":material/lan:"),
         st.Page("views/redis.py", title="Redis cache", icon=":material/bolt:"),
     ],
     "Storage and settings": [

@@ -59,9 +59,16 @@ class StackState:
     redis_port: int
     database: str = DEMO_DATABASE
     password: str = DEMO_PASSWORD
+    standby_port: int | None = None   # a streaming standby of the primary, when started
 
     def database_url(self, database: str | None = None) -> str:
         return (f"postgresql://postgres:{self.password}@127.0.0.1:{self.pg_port}/"
+                f"{database or self.database}")
+
+    def standby_url(self, database: str | None = None) -> str | None:
+        if self.standby_port is None:
+            return None
+        return (f"postgresql://postgres:{self.password}@127.0.0.1:{self.standby_port}/"
                 f"{database or self.database}")
 
     def redis_url(self) -> str:
@@ -154,6 +161,8 @@ class EmbeddedStack:
         self.extra_settings = extra_settings or {}  # e.g. pg_cron's, over SERVER_SETTINGS
         self.pgdata = self.root / "pg" / "data"
         self.pg_log = self.root / "pg" / "server.log"
+        self.standby_data = self.root / "standby" / "data"
+        self.standby_log = self.root / "standby" / "server.log"
         self.redis_dir = self.root / "redis"
         self.state_file = self.root / "stack.json"
         self.requested = StackState(pg_port=pg_port, redis_port=redis_port, database=database)
@@ -180,6 +189,10 @@ class EmbeddedStack:
     # -- PostgreSQL ----------------------------------------------------------------------------
     def postgres_pid(self) -> int | None:
         pid = _pid_from_file(self.pgdata / "postmaster.pid")
+        return pid if _alive(pid, "postgres") else None
+
+    def standby_pid(self) -> int | None:
+        pid = _pid_from_file(self.standby_data / "postmaster.pid")
         return pid if _alive(pid, "postgres") else None
 
     def redis_pid(self) -> int | None:
@@ -265,6 +278,52 @@ class EmbeddedStack:
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
             conn.execute("CREATE EXTENSION IF NOT EXISTS pgstattuple")
 
+    # -- the streaming standby -----------------------------------------------------------------
+    STANDBY_SLOT = "dbpulse_demo_standby"
+
+    def start_standby(self, port: int) -> str:
+        """A streaming standby of the running primary (pg_basebackup -R -X stream, through a
+        physical replication slot), started on `port`; returns its URL of the demo database.
+        Reused when it exists."""
+        state = self.load_state() or self.requested
+        if not (self.standby_data / "PG_VERSION").exists():
+            self.standby_data.parent.mkdir(parents=True, exist_ok=True)
+            if os.geteuid() == 0:
+                shutil.chown(self.standby_data.parent, PG_SYSTEM_USER, PG_SYSTEM_USER)
+            result = subprocess.run(
+                [self._bin("pg_basebackup"), "-D", str(self.standby_data), "-h", "127.0.0.1",
+                 "-p", str(state.pg_port), "-U", "postgres", "-R", "-X", "stream", "-C", "-S",
+                 self.STANDBY_SLOT, "--checkpoint=fast"],
+                capture_output=True, text=True, env={**os.environ, "PGPASSWORD": state.password},
+                **self._run_as_pg_user())
+            if result.returncode != 0:
+                raise StackError(f"pg_basebackup failed: {result.stderr.strip()}")
+        if self.standby_pid() is None:
+            if not port_is_free(port):
+                raise StackError(f"port {port} is taken by another program; pass another port")
+            target = self.standby_data / "dbpulse.conf"
+            lines = [f"{k} = {v}" for k, v in {**SERVER_SETTINGS, **self.extra_settings}.items()]
+            target.write_text("\n".join(lines + [f"port = {port}", "hot_standby = on",
+                                                  "hot_standby_feedback = on"]) + "\n")
+            if os.geteuid() == 0:
+                shutil.chown(target, PG_SYSTEM_USER, PG_SYSTEM_USER)
+            result = subprocess.run(
+                [self._bin("pg_ctl"), "-D", str(self.standby_data), "-l", str(self.standby_log),
+                 "-w", "-t", "60", "start"], capture_output=True, text=True,
+                **self._run_as_pg_user())
+            if result.returncode != 0:
+                log_tail = self.standby_log.read_text()[-2000:] if self.standby_log.exists() else ""
+                raise StackError(f"the standby did not start: {result.stderr.strip()}\n{log_tail}")
+        state.standby_port = port
+        self._save_state(state)
+        return state.standby_url()
+
+    def stop_standby(self) -> None:
+        if self.standby_pid() is not None:
+            subprocess.run([self._bin("pg_ctl"), "-D", str(self.standby_data), "-m", "fast",
+                            "-w", "-t", "60", "stop"], capture_output=True, text=True,
+                           **self._run_as_pg_user())
+
     # -- Redis ---------------------------------------------------------------------------------
     def _start_redis(self, state: StackState) -> None:
         self.redis_dir.mkdir(parents=True, exist_ok=True)
@@ -308,6 +367,7 @@ class EmbeddedStack:
 
     def down(self) -> None:
         stop_recorded_processes(self.root)
+        self.stop_standby()
         if self.postgres_pid() is not None:
             subprocess.run([self._bin("pg_ctl"), "-D", str(self.pgdata), "-m", "fast", "-w",
                             "-t", "60", "stop"], capture_output=True, text=True,

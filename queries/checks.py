@@ -10,7 +10,8 @@ from datetime import timedelta
 
 import psycopg
 
-from queries import activity, bloat, cache, indexes, matviews, migrations, statements, vacuum
+from queries import (activity, bloat, cache, indexes, matviews, migrations, replication,
+                     statements, vacuum)
 from queries.capabilities import Capabilities
 from queries.config import Settings
 from queries.identifiers import qualified, quote_ident
@@ -309,6 +310,55 @@ def check_activity(conn, settings: Settings, caps: Capabilities | None = None) -
     return findings
 
 
+def check_replication(conn, settings: Settings) -> list[Finding]:
+    """Standbys behind (on a primary), this standby's own replay (on a standby), and slots that
+    hold WAL back for a consumer that is not there (the classic full disk) or lost it."""
+    page = "replication"
+    max_s, max_bytes = settings.replication_lag_max_s, settings.replication_lag_max_bytes
+    behind, fix = [], ""
+    on_standby = replication.recovery(conn)
+    if on_standby is not None:
+        waiting = (on_standby.receive_behind_bytes or 0) > 0
+        if on_standby.paused:
+            behind.append("replay is paused")
+            fix = "SELECT pg_wal_replay_resume();  -- on this standby"
+        elif waiting and (on_standby.replay_delay_s or 0) > max_s:
+            behind.append(f"replay {on_standby.replay_delay_s:,.0f} s behind")
+        if on_standby.receiver_status not in ("streaming", None):
+            behind.append(f"WAL receiver {on_standby.receiver_status}")
+        what = "This standby"
+    else:
+        frame = replication.standbys(conn)
+        late = frame[(frame["replay_lag_bytes"].fillna(0) > max_bytes)
+                     | (frame["replay_lag_s"].fillna(0) > max_s) | (frame["state"] != "streaming")]
+        behind = replication.standby_names(late)
+        what = f"{counted(len(frame), 'standby', 'standbys')} streaming;"
+        if behind:
+            fix = ("-- on each standby behind: SELECT pg_is_wal_replay_paused(); and "
+                   "pg_wal_replay_resume() if it is; otherwise look at its disk, network and "
+                   "long queries (hot_standby_feedback holds back vacuum here)")
+    lag = Finding("replication_lag", "Replication lag", "amber" if behind else "green",
+                  len(behind),
+                  f"{what} " + (f"behind more than {max_s:g} s or "
+                                f"{max_bytes // 1048576:,} MB: {', '.join(behind)}. Reads there "
+                                "are that old." if behind else "none behind."),
+                  page, behind, fix)
+    lost, idle = replication.slot_check_rows(replication.slots(conn),
+                                             settings.slot_retained_max_bytes)
+    slot_fix = "\n".join(replication.drop_slot_sql(name) for name in lost + idle)
+    slots = Finding("replication_slots", "Replication slots", "red" if lost or idle else "green",
+                    len(lost) + len(idle),
+                    (f"{counted(len(idle), 'inactive slot')} hold{'s' if len(idle) == 1 else ''} "
+                     f"back more than {settings.slot_retained_max_bytes // 1048576:,} MB of WAL "
+                     "each: the server keeps it until the consumer returns, and the disk fills. "
+                     if idle else "")
+                    + (f"{counted(len(lost), 'slot')} lost its WAL: its consumer cannot "
+                       "resume and must be rebuilt. " if lost else "")
+                    or "No slot holds WAL back beyond the limit.",
+                    page, lost + idle, slot_fix)
+    return [lag, slots]
+
+
 def run_all(conn: psycopg.Connection, caps: Capabilities, settings: Settings,
             spare_conn: psycopg.Connection | None = None,
             rates: cache.CacheHitRates | None = None,
@@ -325,7 +375,8 @@ def run_all(conn: psycopg.Connection, caps: Capabilities, settings: Settings,
             "vacuum": lambda c: check_vacuum(c, settings),
             "cache_hit": lambda c: [check_cache(c, settings, rates)],
             "matviews": lambda c: [check_matviews(c, settings)],
-            "activity": lambda c: check_activity(c, settings, caps)}
+            "activity": lambda c: check_activity(c, settings, caps),
+            "replication": lambda c: check_replication(c, settings)}
     with ThreadPoolExecutor(1) as pool:
         if index_findings is None and spare_conn is not None:
             index_findings = index_checks_aside(pool, spare_conn, settings)

@@ -105,6 +105,10 @@ class Settings:
     history_retention_days: int = 90       # snapshots older than this are pruned
     connections_amber_share: float = 0.80
     connections_red_share: float = 0.95
+    # replication: a standby further behind is amber; an inactive slot holding back more is red
+    replication_lag_max_s: float = 60.0
+    replication_lag_max_bytes: int = 64 * 1048576
+    slot_retained_max_bytes: int = 1024 * 1048576
 
 
 ROLES = ("viewer", "dba")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import psycopg
 
-from queries import migrations, server
+from queries import migrations, replication, server
 from queries.columns import INDEX, SCHEMA, SIZE, TABLE, Column
 from queries.frames import to_frame
 from queries.identifiers import qualified, quote_ident
@@ -289,6 +289,8 @@ class UsageEvidence:
     created_after: dict = field(default_factory=dict)
     snapshot_cut: tuple | None = None
     old_snapshot: tuple | None = None
+    # streaming standbys: their scans are counted there, not in this server's statistics
+    standbys: tuple = ()
 
     def too_new(self, name: str) -> str | None:
         """Why zero scans of this index are not yet evidence, or None."""
@@ -296,7 +298,12 @@ class UsageEvidence:
 
     def waiting(self, name: str) -> tuple[str, str | None]:
         """(verdict, why) for an index without scans: ("drop", None) when its age is proven,
-        else "too new" or "age unknown" with the reason."""
+        else "used on a standby?", "too new" or "age unknown" with the reason."""
+        if self.standbys:
+            return "used on a standby?", (
+                f"no scans here, but it may be used on {', '.join(self.standbys)}: a standby "
+                "counts its own scans, which this server's statistics do not hold; look there "
+                "(pg_stat_user_indexes on the standby) before dropping it")
         if self.min_age <= timedelta(0):
             return "drop", None
         born = self.created_after.get(name)
@@ -310,9 +317,12 @@ class UsageEvidence:
         if self.stats_since is not None and self.now - self.stats_since < self.min_age:
             return "too new", (f"too new to judge: the statistics were reset only "
                                f"{age_text(self.now - self.stats_since)} ago")
-        if born is not None or (self.old_snapshot and name in self.old_snapshot[1]):
-            return "drop", None
-        return "age unknown", (
+        if born is None and not (self.old_snapshot and name in self.old_snapshot[1]):
+            return "age unknown", self._age_unknown()
+        return "drop", None
+
+    def _age_unknown(self) -> str:
+        return (
             f"age unknown: nothing shows it existed {age_text(self.min_age)} ago (no DB Pulse "
             f"migration built it and no snapshot that old holds it), so zero scans may cover "
             f"only minutes; judged once snapshots have seen it for {age_text(self.min_age)}")
@@ -339,6 +349,7 @@ def usage_evidence(conn: psycopg.Connection, migrations_dir: Path | None = None,
     now, stats_since = conn.execute(
         "SELECT now(), stats_reset FROM pg_stat_database WHERE datname = current_database()"
     ).fetchone()
+    standbys = tuple(replication.standby_names(replication.standbys(conn)))
     created: dict[str, tuple] = {}
     cut = old = None
     try:
@@ -370,7 +381,7 @@ def usage_evidence(conn: psycopg.Connection, migrations_dir: Path | None = None,
                 old = (last_old[1], _snapshot_indexes(conn, last_old[0]))
     except (psycopg.errors.InsufficientPrivilege, migrations.MigrationError):
         pass  # what cannot be read is not evidence; the ages stay unknown
-    return UsageEvidence(now, stats_since, min_age, created, cut, old)
+    return UsageEvidence(now, stats_since, min_age, created, cut, old, standbys)
 
 
 def _snapshot_indexes(conn: psycopg.Connection, snapshot_id: int) -> frozenset:

@@ -212,7 +212,7 @@ def synthetic_history(database_url, redis_url, logins):
 
 
 PAGES = ["overview", "fleet", "slow_queries", "indexes", "bloat", "buffer_cache", "space", "settings",
-         "activity", "redis", "matviews", "plan", "migrations", "review", "alerts", "audit"]
+         "activity", "replication", "redis", "matviews", "plan", "migrations", "review", "alerts", "audit"]
 
 
 def each_page(timeout: float = 90):

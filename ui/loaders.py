@@ -22,6 +22,7 @@ from queries import (
     checks,
     indexes,
     redis_cache,
+    replication,
     server,
     statements,
     vacuum,
@@ -205,6 +206,15 @@ def buffer_cache_data(dsn: str, settings: Settings) -> Loaded:
     return _load(dsn, settings, lambda conn: {
         "rates": cache.cache_hit_rates(conn), "tables": cache.table_hit_rates(conn),
         "identity": server.server_identity(conn)})
+
+
+@cached(ttl=CACHE_TTL_S)
+def replication_data(dsn: str, settings: Settings) -> Loaded:
+    def load(conn):
+        return {"recovery": replication.recovery(conn), "standbys": replication.standbys(conn),
+                "slots": replication.slots(conn),
+                "findings": checks.check_replication(conn, settings)}
+    return _load(dsn, settings, load)
 
 
 @cached(ttl=min(CACHE_TTL_S, 5))

@@ -59,7 +59,8 @@ def show_problem(what: str, loaded: Loaded) -> None:
 # check page ids (queries.checks.Finding.page) -> page files registered in app.py
 PAGE_FILES = {"slow_queries": "views/slow_queries.py", "indexes": "views/indexes.py",
               "bloat": "views/bloat.py", "buffer_cache": "views/buffer_cache.py",
-              "activity": "views/activity.py", "matviews": "views/matviews.py"}
+              "activity": "views/activity.py", "matviews": "views/matviews.py",
+              "replication": "views/replication.py"}
 
 
 BANNER_ITEMS = 50  # objects and fix lines a banner shows; the rest are on its page

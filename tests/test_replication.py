@@ -1,0 +1,122 @@
+"""Replication against a real streaming standby of the suite's primary (pg_basebackup -R -X
+stream through a slot): lag appears when the standby's replay is paused, an inactive slot's
+retained WAL grows and its fix removes it, a standby reports its own replay, and an index
+scanned only on the standby is never proposed for DROP on the primary."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import replace
+from datetime import timedelta
+
+import psycopg
+import pytest
+
+from demo.stack import free_port
+from queries import checks, indexes, replication
+from queries.connections import monitoring_connection
+from tests.test_index_findings import _review
+
+
+@pytest.fixture(scope="module")
+def standby(servers):
+    """(primary URL, standby URL) of the postgres database, the standby streaming."""
+    primary, _, stack = servers
+    if stack is None:
+        pytest.skip("a standby is started from the suite's own embedded server")
+    url = stack.start_standby(free_port())
+    yield primary, url
+    stack.stop_standby()
+    shutil.rmtree(stack.standby_data, ignore_errors=True)
+    with psycopg.connect(primary, autocommit=True) as conn:
+        conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                     "WHERE slot_name = %s", (stack.STANDBY_SLOT,))
+
+
+def _wal(primary: str, rows: int = 2000) -> None:
+    with psycopg.connect(primary, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS wal_maker (n int, t text)")
+        conn.execute("INSERT INTO wal_maker SELECT g, repeat('x', 200) FROM generate_series(1, %s) g",
+                     (rows,))
+
+
+def _until(condition, timeout_s: float = 30):
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.2)
+
+
+def test_a_paused_standby_shows_lag_on_both_sides(standby, settings):
+    primary, url = standby
+    strict = replace(settings, replication_lag_max_bytes=1024)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_wal_replay_pause()")
+    try:
+        _wal(primary)
+        with monitoring_connection(primary, settings) as conn:
+            _until(lambda: (replication.standbys(conn)["replay_lag_bytes"] > 100_000).any())
+            [lag, _] = checks.check_replication(conn, strict)
+        assert lag.severity == "amber" and "walreceiver" in lag.objects[0]
+        with monitoring_connection(url, settings) as conn:
+            seen = replication.recovery(conn)
+            [own, _] = checks.check_replication(conn, strict)
+        assert seen.paused and seen.receive_behind_bytes > 100_000
+        assert seen.receiver_status == "streaming" and seen.primary.startswith("127.0.0.1")
+        assert own.severity == "amber" and own.fix.startswith("SELECT pg_wal_replay_resume()")
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(own.fix.split(";")[0])
+        with monitoring_connection(primary, settings) as conn:
+            _until(lambda: (replication.standbys(conn)["replay_lag_bytes"] < 1024).all())
+            [lag, _] = checks.check_replication(conn, strict)
+        assert lag.severity == "green"
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("SELECT pg_wal_replay_resume()")
+
+
+def test_an_inactive_slot_holding_wal_is_red_and_its_fix_removes_it(standby, settings):
+    primary, _ = standby
+    strict = replace(settings, slot_retained_max_bytes=1024)
+    with psycopg.connect(primary, autocommit=True) as conn:
+        conn.execute("SELECT pg_create_physical_replication_slot('dbpulse_idle', true)")
+    try:
+        with monitoring_connection(primary, settings) as conn:
+            before = replication.slots(conn).set_index("slot_name").loc["dbpulse_idle",
+                                                                          "retained_bytes"]
+        _wal(primary, 5000)
+        with monitoring_connection(primary, settings) as conn:
+            after = replication.slots(conn).set_index("slot_name").loc["dbpulse_idle",
+                                                                         "retained_bytes"]
+            [_, slots] = checks.check_replication(conn, strict)
+        assert after > before + 500_000  # the WAL written since is held for it
+        assert slots.severity == "red" and slots.objects == ["dbpulse_idle"]
+        with psycopg.connect(primary, autocommit=True) as conn:
+            conn.execute(slots.fix)
+        with monitoring_connection(primary, settings) as conn:
+            [_, slots] = checks.check_replication(conn, strict)
+        assert slots.severity == "green"  # the standby's own slot is active: not a finding
+    finally:
+        with psycopg.connect(primary, autocommit=True) as conn:
+            conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                         "WHERE slot_name = 'dbpulse_idle'")
+
+
+def test_an_index_scanned_only_on_the_standby_is_not_dropped(standby, settings):
+    primary, url = standby
+    with psycopg.connect(primary, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS reports; CREATE TABLE reports (id int, day int)")
+        conn.execute("INSERT INTO reports SELECT g, g % 300 FROM generate_series(1, 30000) g")
+        conn.execute("CREATE INDEX reports_day ON reports (day); ANALYZE reports")
+    with psycopg.connect(url, autocommit=True) as conn:  # the analytics reads: the standby's
+        _until(lambda: conn.execute("SELECT to_regclass('reports_day')").fetchone()[0])
+        conn.execute("SET enable_seqscan = off")
+        conn.execute("SELECT count(*) FROM reports WHERE day = 7").fetchone()
+    with monitoring_connection(primary, settings) as conn:
+        evidence = indexes.usage_evidence(conn, None, timedelta(0))
+    judged = {f.index_name: f for f in _review(primary, settings, evidence).judged}
+    assert judged["reports_day"].verdict == "used on a standby?"
+    assert "walreceiver" in judged["reports_day"].reason and judged["reports_day"].fix == ""
+    with psycopg.connect(primary, autocommit=True) as conn:
+        conn.execute("DROP TABLE reports")
