@@ -83,6 +83,7 @@ def cmd_demo(args) -> int:
     from demo import loader
     from demo import logins as demo_logins
     from demo.stack import record_process
+    from psycopg import conninfo
     from queries import actions, matviews
     from queries.config import Target
     from queries.connections import admin_connection
@@ -104,13 +105,19 @@ def cmd_demo(args) -> int:
     if args.database_url:  # someone else's server: no logins are created there
         target = Target(name="demo", database_url=database_url, admin_url=database_url,
                         redis_urls=(redis_url,))
-        app_url, database_env = database_url, {"DATABASE_URL": database_url}
-    else:  # the production shape: the application, monitoring and plan logins of their own
+        app_url, database_env, read_url = database_url, {"DATABASE_URL": database_url}, None
+    else:  # the production shape: the application, monitoring and plan logins of their own,
+        # and a streaming standby the analytics reads go to
         logins = demo_logins.ensure(database_url)
+        standby = stack.start_standby(args.standby_port)
+        print(f"streaming standby on port {args.standby_port} (its slot: "
+              f"{stack.STANDBY_SLOT})", flush=True)
         target = Target(name="demo", database_url=logins.monitor_url, admin_url=logins.admin_url,
                         redis_urls=(redis_url,), has_separate_admin_url=True,
                         plan_url=logins.plan_url)
         app_url, database_env = logins.app_url, logins.environment()
+        app = conninfo.conninfo_to_dict(logins.app_url)
+        read_url = conninfo.make_conninfo(standby, user=app["user"], password=app["password"])
     who = _demo_actor(target)
     actions.install_schema(who)
     with admin_connection(target.admin_url, who.settings) as conn:
@@ -128,6 +135,7 @@ def cmd_demo(args) -> int:
     for unused in {"DATABASE_ADMIN_URL", "DATABASE_PLAN_URL"} - set(database_env):
         env.pop(unused, None)
     workload = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "cli.py"), "workload",
+                                 *(["--read-url", read_url] if read_url else []),
                                  "--database-url", app_url, "--redis-url", redis_url,
                                  "--rate", str(args.rate)], env=env)
     record_process(stack.root, "workload", workload.pid)
@@ -226,7 +234,7 @@ def _demo_history(who, app_url: str, redis_url: str) -> None:
 def cmd_workload(args) -> int:
     from demo.workload import Workload
 
-    workload = Workload(args.database_url, args.redis_url)
+    workload = Workload(args.database_url, args.redis_url, read_url=args.read_url)
     try:
         stats = workload.run(rate_per_s=args.rate, duration_s=args.duration)
     finally:
@@ -566,6 +574,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="minutes between the demo agent's history snapshots")
     p.add_argument("--metrics-port", type=int, default=METRICS_PORT,
                    help="the demo agent's /metrics port (0: off)")
+    p.add_argument("--standby-port", type=int, default=55433,
+                   help="the demo's streaming standby (the analytics reads go there)")
     stack_ports(p)
     p.set_defaults(func=cmd_demo)
 
@@ -579,6 +589,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("workload", help="run the SalesFlow workload (the demo starts it)")
     p.add_argument("--database-url", required=True)
     p.add_argument("--redis-url")
+    p.add_argument("--read-url", help="a read replica for the analytics reads")
     p.add_argument("--rate", type=float, default=15.0)
     p.add_argument("--duration", type=float, help="seconds; default: until stopped")
     p.set_defaults(func=cmd_workload)

@@ -35,9 +35,14 @@ class WorkloadStats:
 
 
 class Workload:
-    def __init__(self, database_url: str, redis_url: str | None, seed: int | None = None):
+    def __init__(self, database_url: str, redis_url: str | None, seed: int | None = None,
+                 read_url: str | None = None):
+        """read_url: a read replica for the analytics reads, as the plan has them."""
         self.db = psycopg.connect(database_url, autocommit=True, application_name=APPLICATION_NAME,
                                   connect_timeout=10)
+        self.replica = psycopg.connect(read_url, autocommit=True,
+                                       application_name=APPLICATION_NAME + "-analytics",
+                                       connect_timeout=10) if read_url else self.db
         self.cache = (redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=2)
                       if redis_url else None)
         self.rng = random.Random(seed)
@@ -50,9 +55,9 @@ class Workload:
         # the same skew as the data: a few heavy users are most of the traffic
         return self.users[int(len(self.users) * self.rng.random() ** 2.5)]
 
-    def _query(self, sql: str, params=None) -> list[tuple]:
+    def _query(self, sql: str, params=None, replica: bool = False) -> list[tuple]:
         self.stats.queries += 1
-        cur = self.db.execute(sql, params)
+        cur = (self.replica if replica else self.db).execute(sql, params)
         return cur.fetchall() if cur.description else []
 
     def _cached(self, key: str, ttl: int, fetch):
@@ -128,7 +133,8 @@ class Workload:
         def fetch():
             start = datetime.now(timezone.utc) - timedelta(days=days)
             rows = self._query("SELECT created_at, outcome, composite_reward, user_id "
-                               "FROM rlhf_feedback_sessions WHERE created_at >= %s", (start,))
+                               "FROM rlhf_feedback_sessions WHERE created_at >= %s", (start,),
+                               replica=True)
             by_date: dict[str, dict] = {}
             for created_at, outcome, reward, user_id in rows:  # Python-side GROUP BY
                 day = by_date.setdefault(created_at.date().isoformat(),
@@ -155,7 +161,7 @@ class Workload:
 
         def analytics():
             return self._query("SELECT status, count(*), sum(unread_count) FROM dm_conversations "
-                               "WHERE user_id = %s GROUP BY status", (user,))
+                               "WHERE user_id = %s GROUP BY status", (user,), replica=True)
 
         self._cached(f"idps:inbox:{user}:{status}", TTL["idps:inbox"], inbox)
         self._cached(f"idps:analytics:{user}", TTL["idps:analytics"], analytics)
@@ -296,5 +302,6 @@ class Workload:
 
     def close(self):
         self.db.close()
+        self.replica.close()
         if self.cache is not None:
             self.cache.close()

@@ -81,6 +81,17 @@ def wraparound(conn: psycopg.Connection) -> pd.DataFrame:
     return frame
 
 
+# the monitoring login's way to the sequences' last values (sql/dbpulse/013_sequence_values.sql),
+# used where its owner may read every sequence
+SEQUENCE_VALUES_USABLE = """
+    SELECT coalesce((SELECT has_function_privilege(p.oid, 'EXECUTE')
+                            AND (SELECT rolsuper FROM pg_roles WHERE oid = p.proowner)
+                     FROM pg_proc p
+                     WHERE p.oid = to_regprocedure('dbpulse.sequence_last_values()')), false)"""
+SEQUENCE_VALUES = "SELECT seqrelid, last_value FROM dbpulse.sequence_last_values()"
+NONE_GIVEN = "SELECT NULL::oid AS seqrelid, NULL::bigint AS last_value WHERE false"
+
+
 def sequences_near_max(conn: psycopg.Connection, min_share: float = 0.0) -> pd.DataFrame:
     """Sequences by how much of their range is used, in the direction they count (a descending
     one from its max_value down): the range is the sequence's min_value..max_value narrowed to
@@ -90,7 +101,8 @@ def sequences_near_max(conn: psycopg.Connection, min_share: float = 0.0) -> pd.D
     CYCLE sequence does not fail at the end: it starts again and reuses values (`cycles`).
     `readable` is false where the monitoring role may not read the sequence: its use is unknown
     (NaN), never 0."""
-    frame = to_frame(conn.execute("""
+    given = SEQUENCE_VALUES if conn.execute(SEQUENCE_VALUES_USABLE).fetchone()[0] else NONE_GIVEN
+    frame = to_frame(conn.execute(f"""
         WITH feeds AS (
             -- OWNED BY (a) and identity columns (i): the sequence depends on the column
             SELECT d.objid AS sequence_oid, d.refobjid AS table_oid, d.refobjsubid AS attnum
@@ -109,9 +121,11 @@ def sequences_near_max(conn: psycopg.Connection, min_share: float = 0.0) -> pd.D
                sn.nspname                                          AS schema_name,
                sc.relname                                          AS sequence_name,
                format_type(s.seqtypid, NULL)                       AS sequence_type,
-               has_sequence_privilege(sc.oid, 'SELECT,USAGE')      AS readable,
+               has_sequence_privilege(sc.oid, 'SELECT,USAGE')
+                 OR given.seqrelid IS NOT NULL                     AS readable,
                CASE WHEN has_sequence_privilege(sc.oid, 'SELECT,USAGE')
-                    THEN pg_sequence_last_value(sc.oid) END        AS last_value,
+                    THEN pg_sequence_last_value(sc.oid)
+                    ELSE given.last_value END                      AS last_value,
                s.seqincrement                                      AS increment_by,
                s.seqcycle                                          AS cycles,
                least(s.seqmax,
@@ -133,6 +147,8 @@ def sequences_near_max(conn: psycopg.Connection, min_share: float = 0.0) -> pd.D
         LEFT JOIN pg_class t ON t.oid = f.table_oid
         LEFT JOIN pg_namespace tn ON tn.oid = t.relnamespace
         LEFT JOIN pg_attribute a ON a.attrelid = f.table_oid AND a.attnum = f.attnum
+        -- the monitoring login reads them through DB Pulse's function (schema install)
+        LEFT JOIN ({given}) given ON given.seqrelid = sc.oid
         -- the column that runs out first: the lowest limit going up, the highest going down
         ORDER BY sc.oid, CASE WHEN s.seqincrement > 0 THEN 1 ELSE -1 END
                          * (CASE WHEN s.seqincrement > 0 THEN 1 ELSE 0 END * least(s.seqmax,

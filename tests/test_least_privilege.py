@@ -133,3 +133,25 @@ def test_pg_stat_statements_in_an_extensions_schema_names_the_grant(scratch_data
         assert caps.has_pg_stat_statements and after.severity in ("green", "amber")
         with psycopg.connect(scratch_database, autocommit=True) as conn:
             conn.execute("REVOKE USAGE ON SCHEMA extensions FROM ext_monitor")
+
+
+def test_the_monitoring_login_sees_sequences_after_schema_install(scratch_database, settings,
+                                                                  dba_settings):
+    """Without SELECT on a sequence its use is unknown (grey); after a superuser's schema
+    install the pg_monitor-only login reads its last value through DB Pulse's function."""
+    from queries import checks
+
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE small_ids (id serial PRIMARY KEY)")
+        conn.execute("SELECT setval('small_ids_id_seq', 2000000000)")
+    with login_role(scratch_database, "seq_monitor", "pw-seq") as url:
+        with psycopg.connect(scratch_database, autocommit=True) as conn:
+            conn.execute("GRANT pg_monitor TO seq_monitor")
+        with monitoring_connection(url, settings) as conn:
+            blind = {f.check: f for f in checks.check_vacuum(conn, settings)}["sequences"]
+        with admin_connection(scratch_database, dba_settings) as conn:
+            dbpulse_schema.install(conn, as_actor(dba_settings))
+        with monitoring_connection(url, settings) as conn:
+            seen = {f.check: f for f in checks.check_vacuum(conn, settings)}["sequences"]
+    assert blind.severity == "grey"
+    assert seen.severity == "red" and seen.objects == ["public.small_ids_id_seq"]
