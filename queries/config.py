@@ -1,11 +1,11 @@
 """Targets (which PostgreSQL and Redis to watch) and settings, from the environment or secrets.
 
 Sources, in order:
-- environment: DATABASE_URL, REDIS_URL, DATABASE_ADMIN_URL, DATABASE_PLAN_URL,
+- environment: DATABASE_URL, REDIS_URL, DATABASE_ADMIN_URL, DATABASE_PLAN_URL, PGBOUNCER_URL,
   HISTORY_DATABASE_URL (one target named "env");
 - `.streamlit/secrets.toml`: top-level keys of the same names (a target named "default") and any
   number of named targets under [targets.NAME] with database_url, database_admin_url,
-  database_plan_url, redis_url, history_database_url.
+  database_plan_url, pgbouncer_url, redis_url, history_database_url.
 
 The history (snapshots) lives in the watched database's dbpulse schema unless a target names a
 separate history database.
@@ -44,6 +44,8 @@ class Target:
     # the login that plans and runs statement text DB Pulse did not write (queries/plan_login.py);
     # empty: plans are refused with the setup that would allow them
     plan_url: str = ""
+    # PgBouncer's console (database pgbouncer) as one of its stats_users; empty: no pooler
+    pooler_url: str = ""
 
     @property
     def history_write_url(self) -> str:
@@ -149,7 +151,8 @@ def _target(name: str, values: Mapping) -> Target:
                   redis_urls=_redis_list(lowered.get("redis_url") or lowered.get("redis_urls")),
                   has_separate_admin_url=bool(admin),
                   history_url=lowered.get("history_database_url") or "",
-                  plan_url=lowered.get("database_plan_url") or "")
+                  plan_url=lowered.get("database_plan_url") or "",
+                  pooler_url=lowered.get("pgbouncer_url") or "")
 
 
 def load_targets(environ: Mapping[str, str] | None = None,
@@ -162,6 +165,7 @@ def load_targets(environ: Mapping[str, str] | None = None,
                                        "database_admin_url": environ.get("DATABASE_ADMIN_URL"),
                                        "redis_url": environ.get("REDIS_URL"),
                                        "database_plan_url": environ.get("DATABASE_PLAN_URL"),
+                                       "pgbouncer_url": environ.get("PGBOUNCER_URL"),
                                        "history_database_url":
                                            environ.get("HISTORY_DATABASE_URL")}))
     if secrets.get("DATABASE_URL") or secrets.get("database_url"):

@@ -21,6 +21,7 @@ from queries import (
     capabilities,
     checks,
     indexes,
+    pgbouncer,
     redis_cache,
     replication,
     server,
@@ -215,6 +216,17 @@ def replication_data(dsn: str, settings: Settings) -> Loaded:
                 "slots": replication.slots(conn),
                 "findings": checks.check_replication(conn, settings)}
     return _load(dsn, settings, load)
+
+
+@cached(ttl=min(CACHE_TTL_S, 5))
+def pooler_data(url: str, settings: Settings) -> Loaded:
+    """PgBouncer's pools (the target's pooler_url), or the problem reading them."""
+    t0 = time.monotonic()
+    try:
+        value, problem = pgbouncer.read(url, settings), None
+    except DatabaseProblem as exc:
+        value, problem = None, exc
+    return Loaded(value, problem, datetime.now(timezone.utc), time.monotonic() - t0)
 
 
 @cached(ttl=min(CACHE_TTL_S, 5))

@@ -3,13 +3,13 @@ use, refreshing itself every few seconds; a DBA can cancel a statement or termin
 
 import streamlit as st
 
-from queries import activity
+from queries import activity, pgbouncer
 from queries.markup import md
 from ui import loaders, tables
 from ui.actions import end_session
 from ui.confirm import action_button, last_result
 from ui.format import percent
-from ui.widgets import as_of, dba_note, page, show_problem
+from ui.widgets import as_of, dba_note, judged_metric, page, show_problem
 
 REFRESH_S = 5  # the loader's cache lives as long, so each refresh reads the server once
 
@@ -53,8 +53,28 @@ def live() -> None:
 
     st.subheader("Connections by role, application and client")
     tables.show(loaded.value["by_client"], activity.CONNECTION_COLUMNS, max_rows=200)
+    if target.pooler_url:
+        pooler()
     st.subheader("Sessions")
     tables.show(sessions, activity.SESSION_COLUMNS, "No other client sessions.", max_rows=500)
+
+
+def pooler() -> None:
+    """PgBouncer's pools against the plan's "under 70 % at peak"."""
+    st.subheader("Connection pooler (PgBouncer)")
+    loaded = loaders.pooler_data(target.pooler_url, settings)
+    if not loaded.ok:
+        show_problem("PgBouncer's pools are not available", loaded)
+        return
+    state = loaded.value
+    cols = st.columns(3)
+    judged_metric(cols[0], "Fullest pool", percent(state.utilisation, 0), state.state(),
+                  f"< {percent(pgbouncer.POOL_TARGET, 0)}",
+                  help="Server connections in use of the pool size, now; the plan's KPI is "
+                       "the peak, which the agent's history keeps.")
+    cols[1].metric("Clients waiting", f"{state.waiting_clients:,}")
+    cols[2].metric("Longest wait", f"{state.longest_wait_s:,.2f} s")
+    tables.show(state.pools, pgbouncer.POOL_COLUMNS, "No pool in use.")
 
 
 live()
