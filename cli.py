@@ -434,6 +434,7 @@ def cmd_agent(args) -> int:
     agent = Agent(targets, settings, Alerter(channels_from(config), policy_from(config)),
                   snapshot_every=timedelta(minutes=args.snapshot_every), actor_for=actor_for,
                   refresh_stale=args.refresh_stale, state_path=Path(args.state_file),
+                  pool=args.pool,
                   log=lambda line: print(line, flush=True))
     if args.metrics_port:
         serve(agent.last, args.metrics_port, args.metrics_address)
@@ -643,6 +644,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int, default=0, help="serve /metrics here (0: off)")
     p.add_argument("--metrics-address", default="127.0.0.1")
     p.add_argument("--all-targets", action="store_true", help="every configured target")
+    p.add_argument("--pool", action="store_true",
+                   help="one of several agents on the same targets: each target is watched by "
+                        "one at a time, and this one stays to take over the targets of an agent "
+                        "that stops (give each its own --state-file)")
     p.add_argument("--refresh-stale", action="store_true",
                    help="refresh stale views each cycle (CONCURRENTLY only), with back-off "
                         "after a failure; for targets where pg_cron does not")

@@ -153,6 +153,12 @@ class Alerter:
                         for a, ch, n, nb in state["pending"] if ch < len(self.channels)]
         self.unlogged = [_alert_from(a) for a in state.get("unlogged", [])]
 
+    def adopt(self, target: str, raised: list[tuple]) -> None:
+        """What another agent already announced for a target this one now watches (the alert
+        log's (check, raised at, link)): not announced again, its recovery will be."""
+        for check, at, link in raised:
+            self.active.setdefault((target, check), (at, link.rsplit("/", 1)[-1] if link else ""))
+
     def take_unlogged(self, target: str) -> list[Alert]:
         """The target's alerts still to write to its alert log (handed over: put back what
         could not be written)."""

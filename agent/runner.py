@@ -20,7 +20,7 @@ from agent.alerts import Alerter
 from agent.metrics import LastCycle, TargetFigures
 from queries import actions, alert_log, capabilities, fleet, matviews, statements
 from queries.config import Settings, Target
-from queries.connections import DatabaseProblem, admin_connection
+from queries.connections import DatabaseProblem, admin_connection, monitoring_connection
 from queries.roles import Actor
 
 AGENT_LOCK_KEY = 0x44425041  # "DBPA": one agent per target database
@@ -96,6 +96,8 @@ class Agent:
     next_snapshot: dict = field(default_factory=dict)
     refresh_retry: dict = field(default_factory=dict)  # target -> (failures, not before)
     down_retry: dict = field(default_factory=dict)  # target -> (failures in a row, not before)
+    others: dict = field(default_factory=dict)  # target -> why another agent watches it
+    pool: bool = False  # stay with no target of its own, to take over those of one that stops
 
     def actor(self, target: Target) -> Actor:
         if self.actor_for is not None:
@@ -103,15 +105,21 @@ class Agent:
         return Actor(f"cli:{getpass.getuser()}", self.settings.role, target, self.settings)
 
     def claim(self) -> list[Target]:
-        """Take the lock of every target; those another agent holds are left to it (logged).
-        A target that is down is claimed when it comes back."""
+        """Take the lock of every target not yet ours; those another agent holds are left to
+        it (said once, and again when that changes). Called every cycle, so agents sharing
+        targets form a pool: when one dies its locks go with its sessions, and another takes
+        its targets on its next cycle. A target that is down is claimed when it comes back."""
         mine = []
         for target in self.targets:
             try:
                 self._lock(target)
                 mine.append(target)
+                if self.others.pop(target.name, None):
+                    self.log(f"taking over {target.name}: no other agent holds it any more")
             except AlreadyRunning as exc:
-                self.log(f"skipping {target.name}: {exc}")
+                if target.name not in self.others:
+                    self.log(f"skipping {target.name}: {exc}")
+                self.others[target.name] = str(exc)
             except psycopg.OperationalError:
                 mine.append(target)  # down now: locked on a later cycle
         return mine
@@ -121,6 +129,17 @@ class Agent:
         if held is not None and not held.closed and not held.broken:
             return
         self.locks[target.name] = hold_lock(target, self.settings)
+        if held is None:  # first held by this process: what others already announced stands
+            self._adopt(target)
+
+    def _adopt(self, target: Target) -> None:
+        try:
+            with monitoring_connection(target.history_read_url, self.settings) as conn:
+                self.alerter.adopt(target.name, alert_log.still_raised(
+                    conn, target.history_source, target.name))
+        except (DatabaseProblem, psycopg.Error) as exc:
+            self.log(f"{target.name}: the alert log could not be read ({exc}); conditions "
+                     "still red may be announced again")
 
     def cycle(self, targets: list[Target], now: datetime | None = None) -> None:
         for target in targets:
@@ -229,7 +248,7 @@ class Agent:
         if self.state_path is not None:
             self.alerter.load(self.state_path)
         targets = self.claim()
-        if not targets:
+        if not targets and not self.pool:
             self.log("no target left to watch: every one has an agent already")
             return 2
         # SIGTERM (systemctl stop/restart) ends the process like Ctrl-C: the cycle is left
@@ -242,6 +261,7 @@ class Agent:
                 if once:
                     return 0
                 time.sleep(max(0.0, every_s - (time.monotonic() - started)))
+                targets = self.claim()  # a pool: the targets of an agent that died
         except Stopped:
             self.log("stopped (SIGTERM)")
             return 0
@@ -251,8 +271,9 @@ class Agent:
                 lock.close()
 
 
-class Stopped(Exception):
-    """SIGTERM arrived."""
+class Stopped(BaseException):
+    """SIGTERM arrived. A BaseException, as KeyboardInterrupt: no `except Exception` on the way
+    (a channel's failure, say) may take it for an error and go on."""
 
 
 def _stop(signum, frame):

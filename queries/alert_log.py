@@ -32,6 +32,19 @@ def record(conn: psycopg.Connection, source: str, alerts: Iterable[dict]) -> int
     return len(rows)
 
 
+def still_raised(conn: psycopg.Connection, source: str, target: str) -> list[tuple]:
+    """(check, raised at, link) of each check whose last alert for the target was not a
+    recovery: what an agent taking the target over must not announce again."""
+    if not exists(conn):
+        return []
+    return conn.execute("""
+        SELECT check_name, raised_at, link FROM (
+            SELECT DISTINCT ON (check_name) check_name, raised_at, link, state
+            FROM dbpulse.alert_log WHERE source = %s AND target = %s
+            ORDER BY check_name, raised_at DESC, id DESC) last
+        WHERE state <> 'recovered'""", (source, target)).fetchall()
+
+
 def recent(conn: psycopg.Connection, source: str, since: datetime,
            until: datetime | None = None, limit: int = 1000) -> pd.DataFrame | None:
     """The alerts of a source raised in [since, until), newest first; None before the agent

@@ -654,3 +654,98 @@ def test_the_alerts_page_lists_what_the_agent_raised_and_tests_each_channel(
     with psycopg.connect(scratch_database) as conn:
         assert conn.execute("SELECT outcome FROM dbpulse.audit_log WHERE action = 'test_alert' "
                             "ORDER BY id").fetchall() == [("ok",), ("error",)]
+
+
+def test_three_agents_share_three_targets_and_take_over_from_one_killed(servers, tmp_path):
+    """Each target is watched by exactly one agent at a time (PostgreSQL advisory locks); after
+    a kill -9 of the agent holding a target, another holds it within a few cycles."""
+    import os
+    import signal
+    import uuid
+
+    import psutil
+
+    from demo.stack import create_database
+
+    base = servers[0]
+    names = [f"pool_{uuid.uuid4().hex[:6]}" for _ in range(3)]
+    urls = [create_database(base, name) for name in names]
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text("".join(f'[targets.t{i}]\ndatabase_url = "{url}"\n'
+                               for i, url in enumerate(urls)))
+    env = {**os.environ, "DBPULSE_SECRETS_FILE": str(secrets), "DBPULSE_ROLE": "viewer"}
+    for key in ("DATABASE_URL", "REDIS_URL", "DATABASE_ADMIN_URL"):
+        env.pop(key, None)
+
+    def holders() -> list[set[int]]:
+        """Per target, the agent processes holding its lock session."""
+        found = []
+        for url in urls:
+            with psycopg.connect(url) as conn:
+                ports = [p for p, in conn.execute(
+                    "SELECT client_port FROM pg_stat_activity WHERE application_name = "
+                    "'dbpulse-agent-lock' AND datname = current_database()")]
+            found.append({a.pid for a in agents if a.poll() is None
+                          for c in psutil.Process(a.pid).net_connections()
+                          if c.laddr and c.laddr.port in ports})
+        return found
+
+    def settled(timeout_s=40):
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            found = holders()
+            if all(len(h) == 1 for h in found):
+                return found
+            time.sleep(0.5)
+        raise AssertionError(f"not one agent per target: {found}")
+
+    agents = [subprocess.Popen(
+        [sys.executable, str(PROJECT_ROOT / "cli.py"), "agent", "--all-targets", "--pool",
+         "--every", "1", "--snapshot-every", "100000", "--metrics-port", "0",
+         "--state-file", str(tmp_path / f"agent{i}.json")],
+        env=env, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for i in range(3)]
+    try:
+        first = settled()
+        victim = next(iter(first[0]))
+        os.kill(victim, signal.SIGKILL)
+        next(a for a in agents if a.pid == victim).wait(10)
+        after = settled()
+        assert victim not in set().union(*after)
+    finally:
+        for agent in agents:
+            if agent.poll() is None:
+                agent.send_signal(signal.SIGTERM)
+                agent.wait(30)
+        with psycopg.connect(base, autocommit=True) as conn:
+            for name in names:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    sql.Identifier(name)))
+
+
+def test_an_agent_taking_a_target_over_does_not_announce_again_what_is_red(scratch_database):
+    """The first agent announced the red check and went away with its state; the next one,
+    with a new state, reads the alert log and says only the recovery."""
+    from queries import dbpulse_schema
+    from queries.connections import admin_connection
+    from tests.conftest import as_actor
+
+    with admin_connection(scratch_database, Settings(role="dba")) as conn:
+        dbpulse_schema.install(conn, as_actor(Settings(role="dba")))  # the README's set-up
+    hooks = Receiver()
+    target = Target("scratch", scratch_database, scratch_database)
+    try:
+        first = Agent([target], Settings(role="viewer"), alerts.Alerter(
+            alerts.channels_from({"webhook_url": f"{hooks.url}/hook"})), log=lambda line: None)
+        _plant_invalid_index(scratch_database)
+        first.cycle([target])
+        first.locks["scratch"].close()  # it died: its lock went with its session
+        second = Agent([target], Settings(role="viewer"), alerts.Alerter(
+            alerts.channels_from({"webhook_url": f"{hooks.url}/hook"})), log=lambda line: None)
+        second.cycle([target])
+        with psycopg.connect(scratch_database, autocommit=True) as conn:
+            conn.execute("DROP INDEX t_id_key")
+        second.cycle([target])
+    finally:
+        hooks.close()
+    assert [p["state"] for p in hooks.posts["/hook"]] == ["red", "recovered"]
