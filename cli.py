@@ -13,6 +13,7 @@ import dataclasses
 import getpass
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -166,12 +167,19 @@ def cmd_demo(args) -> int:
              if args.metrics_port else "")
           + ". Ctrl-C stops the dashboard, the workload and the agent; `python cli.py stack "
           "down` stops the servers.\n", flush=True)
+    return _supervise(dashboard, workload, agent)
+
+
+def _supervise(main: subprocess.Popen, *others: subprocess.Popen) -> int:
+    """Wait for `main`; on its end, Ctrl-C or SIGTERM (systemctl stop) stop every process
+    started here, so none is left without its parent."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM as Ctrl-C
     try:
-        return dashboard.wait()
+        return main.wait()
     except KeyboardInterrupt:
         return 0
     finally:
-        for proc in (dashboard, workload, agent):
+        for proc in (main, *others):
             if proc.poll() is None:
                 proc.terminate()
                 try:
@@ -201,7 +209,7 @@ def cmd_serve(args) -> int:
     # Streamlit's server would replace a loopback peer by the X-Forwarded-For client; the
     # proxy-header mode must see the proxy's own address
     env = {**os.environ, "FORWARDED_ALLOW_IPS": ""}
-    return subprocess.call(command, env=env, cwd=PROJECT_ROOT)
+    return _supervise(subprocess.Popen(command, env=env, cwd=PROJECT_ROOT))
 
 
 def _demo_pooler(stack, port: int, app_url: str) -> tuple[str, str | None]:

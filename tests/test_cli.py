@@ -96,3 +96,27 @@ def test_demo_loads_only_into_an_explicit_database(servers, scratch_database, tm
                             "WHERE action = 'install_schema'").fetchone()[0] == 1
     again = _cli("demo", "--scale", "small", "--no-ui", "--database-url", scratch_database, env=env)
     assert again.returncode == 0 and "already loaded" in again.stdout
+
+
+def test_sigterm_to_serve_stops_the_dashboard_it_started(tmp_path):
+    """systemctl stop sends SIGTERM to cli.py serve: the Streamlit process it started goes too."""
+    import signal
+    import time
+
+    import psutil
+
+    from demo.stack import free_port
+
+    env = {**os.environ, "DBPULSE_SECRETS_FILE": str(tmp_path / "none.toml"),
+           "DATABASE_URL": "postgresql://u:p@127.0.0.1:1/db"}
+    serve = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "cli.py"), "serve", "--port",
+                              str(free_port())], env=env, cwd=PROJECT_ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not psutil.Process(serve.pid).children() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    [child] = psutil.Process(serve.pid).children()
+    serve.send_signal(signal.SIGTERM)
+    assert serve.wait(30) == 0
+    child.wait(15)
+    assert not child.is_running()
