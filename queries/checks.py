@@ -8,6 +8,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
+import pandas as pd
 import psycopg
 
 from queries import (activity, bloat, cache, indexes, matviews, migrations, replication,
@@ -241,9 +242,20 @@ def check_matviews(conn, settings: Settings) -> Finding:
     views = matviews.list_matviews(conn, settings.matview_max_age_minutes)
     stale = views[views["stale"]] if not views.empty else views
     names = [qualified(r.schema_name, r.view_name) for r in stale.itertuples()]
+    # escalation: refreshes that keep failing (whoever runs them), or twice the maximum age
+    red: dict[str, str] = {}
+    for r in stale.itertuples():
+        name = qualified(r.schema_name, r.view_name)
+        if r.failures_in_a_row >= settings.matview_failures_red:
+            red[name] = f"{r.failures_in_a_row} refreshes in a row failed"
+        elif pd.notna(r.age_minutes) and r.age_minutes > 2 * settings.matview_max_age_minutes:
+            red[name] = f"{r.age_minutes:,.0f} min old"
     return Finding(
-        "matviews", "Stale materialized views", "amber" if len(stale) else "green", len(stale),
-        f"{len(stale)} of {len(views)} materialized views are older than "
+        "matviews", "Stale materialized views", "red" if red else "amber" if len(stale)
+        else "green", len(stale),
+        ("Red: " + "; ".join(f"{name} ({why})" for name, why in red.items()) + ". "
+         if red else "")
+        + f"{len(stale)} of {len(views)} materialized views are older than "
         f"{settings.matview_max_age_minutes:g} min with writes to their sources since, never "
         "populated, or have no recorded refresh: readers see old data.", "matviews", names,
         "\n".join(f"REFRESH MATERIALIZED VIEW {'CONCURRENTLY ' if r.concurrent_refresh else ''}"

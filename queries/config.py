@@ -97,6 +97,9 @@ class Settings:
     long_query_s: float = 60.0
     idle_in_transaction_s: float = 300.0
     matview_max_age_minutes: float = 15.0  # the plan: views at most 10-15 minutes old
+    # a stale view is red (and alerts) when this many refreshes in a row failed, or when it is
+    # older than twice the maximum age: the plan's "MV refresh fails → monitoring"
+    matview_failures_red: int = 3
     # Redis key families: glob patterns (the plan's families); other keys group by the text up
     # to their first ":"
     redis_key_families: tuple = ("dashboard:*", "lead:*", "idps:analytics:*", "idps:inbox:*",

@@ -68,6 +68,12 @@ def list_matviews(conn: psycopg.Connection, max_age_minutes: float = 15.0) -> pd
                    NULL::text AS refreshed_by, NULL::text AS recorded_by,
                    NULL::boolean AS was_concurrent, NULL::bigint AS source_writes) AS last ON true"""
     writes_now = ("dbpulse.matview_source_writes(c.oid)" if logged else "NULL::bigint")
+    # the refreshes that failed since the last one that worked (DB Pulse logs its failures;
+    # the event trigger sees only refreshes that worked)
+    failures = ("""(SELECT count(*) FROM dbpulse.matview_refresh_log f
+                    WHERE f.view_oid = c.oid AND f.outcome = 'error'
+                      AND f.finished_at > coalesce(last.finished_at, '-infinity'))"""
+                if logged else "0")
     frame = to_frame(conn.execute(f"""
         SELECT c.oid                                            AS view_oid,
                n.nspname                                        AS schema_name,
@@ -91,7 +97,8 @@ def list_matviews(conn: psycopg.Connection, max_age_minutes: float = 15.0) -> pd
                                                                 AS last_duration_ms,
                last.refreshed_by, last.recorded_by, last.was_concurrent AS last_concurrently,
                {writes_now} - last.source_writes                AS writes_since_refresh,
-               extract(epoch FROM now() - last.finished_at) / 60 AS age_minutes
+               extract(epoch FROM now() - last.finished_at) / 60 AS age_minutes,
+               {failures}                                       AS failures_in_a_row
         FROM pg_class c
         JOIN pg_namespace n ON n.oid = c.relnamespace
         {last_refresh}
@@ -109,6 +116,10 @@ def list_matviews(conn: psycopg.Connection, max_age_minutes: float = 15.0) -> pd
     writes = pd.to_numeric(frame["writes_since_refresh"], errors="coerce")
     frame["writes_since_refresh"] = writes.where(writes >= 0)
     _merge_cron_refreshes(frame, cron_last_refreshes(conn))
+    streaks = cron_failure_streaks(conn)
+    frame["failures_in_a_row"] = [max(int(n), streaks.get(int(oid), 0))
+                                  for n, oid in zip(frame["failures_in_a_row"],
+                                                    frame["view_oid"])]
     others_logged = event_trigger_installed(conn)
     states = [_freshness(populated, age, changed, max_age_minutes, others_logged)
               for populated, age, changed
@@ -133,18 +144,38 @@ def cron_last_refreshes(conn: psycopg.Connection) -> dict[int, tuple]:
     runs = schedules.last_refreshes(cron)
     latest: dict[int, tuple] = {}
     for command, started, ended in runs:
-        try:
-            parsed = parse_sql(command)
-        except ParseError:
-            continue
-        for raw in parsed:
-            if isinstance(raw.stmt, ast.RefreshMatViewStmt):
-                rel = raw.stmt.relation
-                oid = conn.execute("SELECT to_regclass(%s)::oid", (
-                    qualified(rel.schemaname or "public", rel.relname),)).fetchone()[0]
-                if oid is not None and (oid not in latest or latest[oid][1] < ended):
-                    latest[oid] = (started, ended)
+        oid = _refreshed_view(conn, command)
+        if oid is not None and (oid not in latest or latest[oid][1] < ended):
+            latest[oid] = (started, ended)
     return latest
+
+
+def cron_failure_streaks(conn: psycopg.Connection) -> dict[int, int]:
+    """view oid -> how many of pg_cron's runs in a row failed to refresh it (its job's failure
+    streak), where pg_cron is installed in this database."""
+    cron = schedules.cron_here(conn)
+    if cron is None:
+        return {}
+    streaks: dict[int, int] = {}
+    for job in schedules.schedules(cron).itertuples():
+        oid = _refreshed_view(conn, job.command)
+        if oid is not None and job.failure_streak:
+            streaks[oid] = max(streaks.get(oid, 0), int(job.failure_streak))
+    return streaks
+
+
+def _refreshed_view(conn: psycopg.Connection, command: str) -> int | None:
+    """The oid of the view a REFRESH MATERIALIZED VIEW command names, else None."""
+    try:
+        parsed = parse_sql(command)
+    except ParseError:
+        return None
+    for raw in parsed:
+        if isinstance(raw.stmt, ast.RefreshMatViewStmt):
+            rel = raw.stmt.relation
+            return conn.execute("SELECT to_regclass(%s)::oid", (
+                qualified(rel.schemaname or "public", rel.relname),)).fetchone()[0]
+    return None
 
 
 def _merge_cron_refreshes(frame: pd.DataFrame, cron: dict[int, tuple]) -> None:

@@ -364,3 +364,40 @@ def test_pg_cron_runs_are_a_source_of_refresh_times(pg15_url, dba_settings):
     finally:
         with psycopg.connect(pg15_url, autocommit=True) as conn:
             conn.execute("SELECT cron.unschedule(%s)", (job,))
+
+
+def test_refreshes_that_keep_failing_or_a_view_twice_too_old_turn_red(views_db, dba_settings):
+    """The plan's "MV refresh fails → monitoring": three refreshes in a row that fail (by
+    anyone DB Pulse sees) make the stale check red and name the view; so does an age past twice
+    the maximum. A refresh that works ends the streak."""
+    from queries import checks
+
+    with admin_connection(views_db, dba_settings) as conn:  # every refresh is known: ages too
+        matviews.install_event_trigger(conn, _ready(conn, dba_settings))
+    with psycopg.connect(views_db, autocommit=True) as conn:
+        conn.execute("CREATE MATERIALIZED VIEW ratio AS SELECT 1 / count(*) AS x FROM sales")
+        conn.execute("DELETE FROM sales")  # from now on its refresh divides by zero
+    for _ in range(3):
+        with pytest.raises(DatabaseProblem):
+            actions.refresh_view(as_actor(dba_settings, views_db), "public", "ratio",
+                                 allow_blocking=True)
+    with monitoring_connection(views_db, dba_settings) as conn:
+        finding = checks.check_matviews(conn, dba_settings)
+        listed = matviews.list_matviews(conn, 15).set_index("view_name")
+    assert listed.loc["ratio", "failures_in_a_row"] == 3
+    assert finding.severity == "red" and "public.ratio (3 refreshes in a row failed)" in \
+        finding.summary
+    with psycopg.connect(views_db, autocommit=True) as conn:
+        conn.execute("INSERT INTO sales VALUES (1, current_date, 1)")
+    _refresh(views_db, dba_settings, "ratio", allow_blocking=True)
+    with psycopg.connect(views_db, autocommit=True) as conn:  # and then forty minutes pass
+        conn.execute("UPDATE dbpulse.matview_refresh_log SET "
+                     "started_at = started_at - interval '40 minutes', "
+                     "finished_at = finished_at - interval '40 minutes'")
+        conn.execute("INSERT INTO sales VALUES (2, current_date, 1)")
+    time.sleep(1.1)  # the write's statistics
+    with monitoring_connection(views_db, dba_settings) as conn:
+        listed = matviews.list_matviews(conn, 15).set_index("view_name")
+        finding = checks.check_matviews(conn, dba_settings)
+    assert listed.loc["ratio", "failures_in_a_row"] == 0
+    assert finding.severity == "red" and "public.ratio (40 min old)" in finding.summary
