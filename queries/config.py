@@ -102,11 +102,11 @@ class Settings:
     matview_failures_red: int = 3
     # Redis key families: glob patterns (the plan's families); other keys group by the text up
     # to their first ":"
-    redis_key_families: tuple = ("dashboard:*", "lead:*", "idps:analytics:*", "idps:inbox:*",
-                                 "hot_leads:*", "proposals:*")
+    redis_key_families: tuple = ()  # empty: the plan's (queries/plan.py)
     redis_sample_keys: int = 10_000        # SCAN at most this many keys per look
     redis_sample_seconds: float = 1.0      # ... and for at most this long
     migrations_dir: str = ""               # empty: the prepared ones in sql/migrations
+    plan_file: str = ""                    # empty: plan/plan.toml (queries/plan.py)
     history_retention_days: int = 90       # snapshots older than this are pruned
     connections_amber_share: float = 0.80
     connections_red_share: float = 0.95

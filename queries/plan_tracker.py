@@ -1,10 +1,10 @@
 """The optimization plan tracker: the objects the prepared migrations create, whether they are
-there, valid and used, and the seeds' hot queries before and after each applied migration."""
+there, valid and used, and the plan's hot queries (queries/plan.py) before and after each
+applied migration."""
 
 from __future__ import annotations
 
 import json
-import re
 
 import pandas as pd
 import psycopg
@@ -16,42 +16,16 @@ from queries.columns import SIZE, Column
 from queries.frames import to_frame
 from queries.identifiers import qualified
 from queries.migrations import Migration
+from queries.plan import Plan
+from queries.plan import current as current_plan
 
-# The seeds' hot queries (strategy document, section 2.1), recognised in pg_stat_statements by a
-# fragment of their normalized text as the SalesFlow backend (and the demo workload) sends them.
-# pg_stat_statements replaces constants with parameters numbered after the statement's own
-# ($3 for 'pending' in Q2, for 75 in Q9), so a constant is matched as "a constant or any $n".
-HOT_QUERIES = {
-    "Q1 message events list": r"FROM message_events WHERE user_id = \$1 AND autopilot_status = "
-                              r"\$2 ORDER BY created_at DESC",
-    "Q2 pending events": r"autopilot_status = (?:'pending'|\$\d+) AND channel = \$\d+",
-    "Q3 P-score events": r"FROM message_events WHERE user_id = \$1 AND created_at >= \$2",
-    "Q4 analytics dashboard": r"FROM rlhf_feedback_sessions WHERE created_at >= \$1",
-    "Q5 unified inbox": r"FROM dm_conversations WHERE user_id = \$1 AND status = \$2 AND "
-                        r"platform",
-    "Q6 contacts list": r"FROM contacts WHERE user_id = \$1 AND status = \$2",
-    "Q7 deals list": r"FROM deals WHERE org_id = \$1",
-    "Q8 CRM notes": r"FROM crm_notes WHERE user_id = \$1 AND contact_id = \$2",
-    "Q9 hot leads": r"FROM leads WHERE user_id = \$1 AND p_score >= (?:75|\$\d+)",
-    "Q10 lead verifications": r"FROM lead_verifications WHERE v_score >= \$1",
-}
-_PATTERNS = {label: re.compile(pattern) for label, pattern in HOT_QUERIES.items()}
-# EXPLAIN (ANALYZE) of a hot query, DB Pulse's own or anyone's, is not the application's call
-_EXPLAIN = re.compile(r"^\s*(?:/\*.*?\*/\s*)*(?:EXPLAIN|PREPARE)\b", re.I | re.S)
 MIN_CALLS_FOR_A_TREND = 100  # fewer calls before or after: the change may be noise
 
 
-def hot_query_label(text: str) -> str | None:
-    """The hot query a statement text is, or None (never for an EXPLAIN of one).
-
-    >>> hot_query_label("SELECT * FROM message_events WHERE user_id = $1 AND "
-    ...                 "autopilot_status = $3 AND channel = $2 ORDER BY created_at ASC")
-    'Q2 pending events'
-    >>> hot_query_label("EXPLAIN (ANALYZE) SELECT * FROM leads WHERE user_id = $1 AND p_score >= $2")
-    """
-    if not isinstance(text, str) or _EXPLAIN.match(text):
-        return None
-    return next((label for label, p in _PATTERNS.items() if p.search(text)), None)
+def hot_query_label(text: str, plan: Plan | None = None) -> str | None:
+    """The plan's hot query a statement text is (queries/plan.py), or None (never for an
+    EXPLAIN of one)."""
+    return (plan or current_plan()).label(text)
 
 
 def planned_objects(migrations: list[Migration]) -> list[dict]:
@@ -108,7 +82,7 @@ def object_status(conn: psycopg.Connection, migrations: list[Migration]) -> pd.D
 
 
 def hot_queries_before_after(conn: psycopg.Connection, pss: Extension,
-                             run: dict | None) -> pd.DataFrame:
+                             run: dict | None, plan: Plan | None = None) -> pd.DataFrame:
     """Mean time of each hot query: cumulative up to the migration's start (before), and over
     the calls since it finished (after), from the counters DB Pulse stored with the run."""
     if not pss.installed:
@@ -121,8 +95,9 @@ def hot_queries_before_after(conn: psycopg.Connection, pss: Extension,
     before = (run or {}).get("statements_before") or {}
     after = (run or {}).get("statements_after") or {}
     rows = []
-    labels = {q: hot_query_label(text) for q, (text, _, _) in now.items()}
-    for label in HOT_QUERIES:
+    plan = plan or current_plan()
+    labels = {q: plan.label(text) for q, (text, _, _) in now.items()}
+    for label in plan.names:
         ids = [q for q, found in labels.items() if found == label]
         b_calls = sum(before.get(q, [0, 0])[0] for q in ids)
         b_total = sum(before.get(q, [0, 0])[1] for q in ids)

@@ -16,6 +16,7 @@ import psycopg
 from queries import history, redis_cache
 from queries.config import Settings
 from queries.history import Period
+from queries.plan import current as current_plan
 from queries.plan_tracker import hot_query_label
 
 MIN_CALLS_TO_COMPARE = 10   # fewer calls in either period: too noisy to call it a change
@@ -102,7 +103,7 @@ class Review:
 
 
 def statement_label(query: str | None) -> str:
-    """The seeds' name of a hot query (Q1 ...), else the start of its text."""
+    """The plan's name of a hot query, else the start of its text."""
     text = query or "?"
     return hot_query_label(text) or " ".join(text.split())[:80]
 
@@ -339,11 +340,10 @@ def build_review(history_conn: psycopg.Connection, source: str, previous: Period
             pct(slow_share(statements_cur, settings.kpi_slow_ms)), "%", False,
             100 * settings.kpi_slow_share_target,
             f"< {100 * settings.kpi_slow_share_target:g} %"),
-        Kpi("Q1 message events list, mean", hot_query_mean(statements_prev, "Q1 message events list"),
-            hot_query_mean(statements_cur, "Q1 message events list"), "ms", False, 200.0,
-            "< 200 ms"),
-        Kpi("Q9 hot leads, mean", hot_query_mean(statements_prev, "Q9 hot leads"),
-            hot_query_mean(statements_cur, "Q9 hot leads"), "ms", False, 300.0, "< 300 ms"),
+        *[Kpi(f"{q.name}, mean", hot_query_mean(statements_prev, q.name),
+              hot_query_mean(statements_cur, q.name), "ms", False, q.target_ms,
+              f"< {q.target_ms:g} ms") for q in current_plan(settings).hot_queries
+          if q.review and q.target_ms is not None],
         Kpi(redis_cache.HIT_RATE_LABEL, pct(redis_rate(previous)), pct(redis_rate(current)), "%", True,
             100 * settings.redis_hit_rate_target, f"≥ {100 * settings.redis_hit_rate_target:g} %"),
         Kpi("Oldest materialized view seen", oldest_view(views_prev), oldest_view(views_cur),

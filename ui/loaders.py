@@ -22,6 +22,7 @@ from queries import (
     checks,
     indexes,
     pgbouncer,
+    plan,
     redis_cache,
     replication,
     server,
@@ -328,7 +329,7 @@ def redis_page_data(url: str, settings: Settings, with_ttl: bool = False) -> Loa
         server = overview.run_id
         return {"overview": overview,
                 "families": redis_cache.sample_key_families(
-                    client, settings.redis_key_families, settings.redis_sample_keys,
+                    client, plan.key_families(settings), settings.redis_sample_keys,
                     settings.redis_sample_seconds, server=server, with_ttl=with_ttl),
                 "commands": redis_cache.top_commands(client, server=server),
                 "slowlog": redis_cache.slow_log(client, server=server)}

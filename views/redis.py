@@ -7,8 +7,8 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from queries import redis_cache
-from queries.markup import md
+from queries import plan, redis_cache
+from queries.markup import code, md
 from ui import loaders, redis_sampler, tables
 from ui.format import human_bytes, human_duration, percent, state_for_ratio
 from ui.widgets import judged_metric, page, value_or_stop
@@ -106,7 +106,7 @@ st.subheader("Key families")
 st.caption(f"Sampled with SCAN ({families.sampled:,} of {families.dbsize:,} keys in this "
            f"database{', all of them' if families.complete else ''}; "
            f"{families.seconds * 1000:.0f} ms). Families: "
-           + ", ".join(f"`{p}`" for p in settings.redis_key_families) + "; other keys by the "
+           + ", ".join(code(p) for p in plan.key_families(settings)) + "; other keys by the "
            "text before their first `:`. Totals are estimated from the sample.")
 if families.families:
     tables.show(pd.DataFrame(redis_cache.family_rows(families)), redis_cache.FAMILY_COLUMNS)

@@ -152,8 +152,8 @@ with st.expander("What-if: try a candidate index (hypopg)"):
         st.caption("A hypothetical index (hypopg) exists only for this comparison: nothing is "
                    "built, locked or written. Costs are the planner's estimates for the generic "
                    "plan.")
-        candidate = st.text_input("Candidate", placeholder="CREATE INDEX ON public.message_events "
-                                  "(user_id, autopilot_status, created_at DESC)")
+        candidate = st.text_input("Candidate", placeholder="CREATE INDEX ON schema.table "
+                                  "(column_a, column_b DESC)")
         if st.button("Compare plans") and candidate:
             result = actions.what_if(who, query_text, candidate, int(row.userid))
             if not result.ok:

@@ -1,0 +1,64 @@
+"""The plan is data: the hot queries, their targets and the cache's key families come from a
+plan file; the generic code names no application; a malformed plan file is a clear error."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from queries import plan
+from queries.config import ConfigError, Settings
+from tests.conftest import PROJECT_ROOT
+
+CORE = ("queries", "ui", "views", "agent", "reports")
+APPLICATION_WORDS = re.compile(r"salesflow|message_events|hot_leads|rlhf_|dm_conversations|"
+                               r"lead_verifications|idps:", re.I)
+
+
+def test_no_application_is_named_in_the_generic_code():
+    named = [f"{path.relative_to(PROJECT_ROOT)}:{n}"
+             for folder in CORE for path in sorted((PROJECT_ROOT / folder).rglob("*.py"))
+             for n, line in enumerate(path.read_text().splitlines(), start=1)
+             if APPLICATION_WORDS.search(line)]
+    assert named == []
+
+
+def test_the_demo_plan_drives_the_review_kpis_and_labels():
+    found = plan.load(plan.DEFAULT_PLAN)
+    assert [q.name for q in found.hot_queries if q.review] == ["Q1 message events list",
+                                                              "Q9 hot leads"]
+    assert found.label("SELECT * FROM leads WHERE user_id = $1 AND p_score >= $2") == \
+        "Q9 hot leads"
+    assert "hot_leads:*" in found.redis_key_families
+
+
+def test_another_teams_plan_replaces_it(tmp_path, monkeypatch):
+    own = tmp_path / "plan.toml"
+    own.write_text('name = "Shop"\nredis_key_families = ["cart:*"]\n'
+                   '[[hot_queries]]\nname = "Checkout"\nmatch = "FROM orders WHERE cart = \\\\$1"\n'
+                   'target_ms = 80\nreview = true\n')
+    found = plan.current(Settings(plan_file=str(own)))
+    assert found.names == ["Checkout"] and found.hot_queries[0].target_ms == 80
+    assert plan.key_families(Settings(plan_file=str(own))) == ("cart:*",)
+    assert plan.key_families(Settings(plan_file=str(own), redis_key_families=("x:*",))) == (
+        "x:*",)
+
+
+@pytest.mark.parametrize("text, said", [
+    ('name = "x"\n[[hot_queries]]\nname = "Q"\nmatch = "a\n', "line 4"),
+    ('[[hot_queries]]\nname = "Q"\n', "needs a name and a match"),
+    ('[[hot_queries]]\nname = "Q"\nmatch = "(unclosed"\n', "no regular expression"),
+    ('[[hot_queries]]\nname = "Q"\nmatch = "a"\ntarget_ms = "fast"\n', "must be a number"),
+])
+def test_a_malformed_plan_file_says_where(tmp_path, text, said):
+    broken = tmp_path / "plan.toml"
+    broken.write_text(text)
+    with pytest.raises(ConfigError, match=said):
+        plan.load(broken)
+
+
+def test_a_missing_plan_file_says_how_to_fix_it(tmp_path):
+    with pytest.raises(ConfigError, match="set plan_file"):
+        plan.load(Path(tmp_path / "nothing.toml"))
