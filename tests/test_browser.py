@@ -311,6 +311,9 @@ def test_terminate_from_activity_and_the_page_follows(dashboard, database_url):
                 page.locator("[data-testid=stSelectbox]", has_text="Session").click()
                 page.get_by_role("option", name=pid, exact=False).first.click()
                 wait_idle(page)
+                # nothing blocks: cancelling is what is chosen; terminating is the DBA's choice
+                page.get_by_text("Terminate the session").click()
+                wait_idle(page)
                 page.get_by_role("button", name="Terminate", exact=True).click()
                 dialog = page.get_by_role("dialog")
                 typed = dialog.locator("input[type=text]")

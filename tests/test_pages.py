@@ -79,6 +79,9 @@ def test_buffer_cache_page(app_env):
 def test_activity_page(app_env):
     at = _page("activity")
     assert any(m.label == "Connections in use" for m in at.metric)
+    # nothing blocks here: no session and no destructive action is chosen for the DBA
+    [session] = [b for b in at.selectbox if b.label == "Session"]
+    assert session.value is None and not at.radio
 
 
 def test_overview_shows_health_banners(app_env):

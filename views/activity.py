@@ -80,6 +80,38 @@ def pooler() -> None:
 live()
 _, sessions, _, tree = sessions_now()
 
+def end_session_controls(pid, by_pid, tree, roots):
+    """What ending the chosen session does, and the button; Terminate is suggested only for a
+    root blocker idle in a transaction (only that releases its locks), never preselected else."""
+    state = by_pid.loc[pid, "state"]
+    idle = isinstance(state, str) and state.startswith("idle")
+    suggested = 1 if pid in roots and idle else 0
+    how = st.radio("Action", ["Cancel its statement", "Terminate the session"], index=suggested,
+                   horizontal=True, key="end_session_how")
+    terminate = how.startswith("Terminate")
+    if pid in roots and terminate != bool(suggested):
+        st.caption("Suggested for this session: " + activity.end_session_sql(pid, state))
+    st.code(f"SELECT {'pg_terminate_backend' if terminate else 'pg_cancel_backend'}({pid});",
+            language="sql")
+    blocks = tree.loc[tree["pid"] == pid, "blocks"] if not tree.empty else []
+    waiting = len(blocks.iloc[0]) if len(blocks) else 0
+    seconds = by_pid.loc[pid, "transaction_seconds"]
+    explanation = (
+        f"Session **{pid}** ({md(by_pid.loc[pid, 'role_name'] or '?')}, {state or 'unknown'}"
+        + (f", transaction open {seconds:,.0f} s" if seconds == seconds and seconds is not None
+           else "") + "): "
+        + ("its connection is closed and its open transaction rolled back; the application sees "
+           "an error on that connection." if terminate else
+           "its running statement is cancelled; the application sees an error for it.")
+        + (f" {waiting} waiting session(s) go on once its locks are released." if waiting
+           else ""))
+    return action_button(who, "end_session", "Terminate" if terminate else "Cancel",
+                         lambda: end_session(who, int(pid), terminate),
+                         title="Terminate a session" if terminate else "Cancel a statement",
+                         explanation=explanation,
+                         confirm_text=str(pid) if terminate else None)
+
+
 st.subheader("Cancel or terminate a session")
 dba_note(who)
 result = None
@@ -89,35 +121,14 @@ else:
     roots = set(tree[tree["depth"] == 0]["pid"]) if not tree.empty else set()
     pids = sorted(sessions["pid"], key=lambda p: (p not in roots, p))
     by_pid = sessions.set_index("pid")
-    pid = st.selectbox("Session", pids, format_func=lambda p: (
-        f"{p} — {by_pid.loc[p, 'state'] or 'unknown'}, {by_pid.loc[p, 'role_name'] or '?'}"
-        + (" (root blocker)" if p in roots else "")))
-    state = by_pid.loc[pid, "state"]
-    suggested = 1 if isinstance(state, str) and state.startswith("idle") else 0
-    how = st.radio("Action", ["Cancel its statement", "Terminate the session"], index=suggested,
-                   horizontal=True, key="end_session_how")
-    terminate = how.startswith("Terminate")
-    if terminate != bool(suggested):
-        st.caption("Suggested for this session: " + activity.end_session_sql(pid, state))
-    st.code(f"SELECT {'pg_terminate_backend' if terminate else 'pg_cancel_backend'}({pid});",
-            language="sql")
-    blocks = tree.loc[tree["pid"] == pid, "blocks"] if not tree.empty else []
-    waiting = len(blocks.iloc[0]) if len(blocks) else 0
-    seconds = by_pid.loc[pid, "transaction_seconds"]
-    explanation = (
-        f"Session **{pid}** ({by_pid.loc[pid, 'role_name'] or '?'}, {state or 'unknown'}"
-        + (f", transaction open {seconds:,.0f} s" if seconds == seconds and seconds is not None
-           else "") + "): "
-        + ("its connection is closed and its open transaction rolled back; the application sees "
-           "an error on that connection." if terminate else
-           "its running statement is cancelled; the application sees an error for it.")
-        + (f" {waiting} waiting session(s) go on once its locks are released." if waiting
-           else ""))
-    result = action_button(who, "end_session", "Terminate" if terminate else "Cancel",
-                           lambda: end_session(who, int(pid), terminate),
-                           title="Terminate a session" if terminate else "Cancel a statement",
-                           explanation=explanation,
-                           confirm_text=str(pid) if terminate else None)
+    # a root blocker is chosen for the DBA; with nothing blocked, nothing is chosen
+    pid = st.selectbox("Session", pids, index=0 if roots else None,
+                       placeholder="Nothing is blocked: choose a session", format_func=lambda p: (
+                           f"{p} — {by_pid.loc[p, 'state'] or 'unknown'}, "
+                           f"{by_pid.loc[p, 'role_name'] or '?'}"
+                           + (" (root blocker)" if p in roots else "")))
+    if pid is not None:
+        result = end_session_controls(pid, by_pid, tree, roots)
 result = result or last_result("end_session")  # the session may be gone from the list now
 if result is not None:
     if result.ok:
