@@ -187,8 +187,10 @@ def migrate(who: Actor, direction: str, until: str | None = None, progress=print
         run = lambda conn: migrations.rollback(conn, who, found, to=until,  # noqa: E731
                                                progress=progress)
         parameters = {"to": until}
+    target = (f"up to {until}" if until else "every pending") if direction == "apply" else (
+        f"back to {until}" if until else "the last applied")
     return perform(who, f"migrate_{direction}", "Running migrations", run,
-                   parameters=parameters,
+                   object_name=f"migrations {target}", parameters=parameters,
                    describe=lambda done: (("applied " if direction == "apply" else "rolled back ")
                                           + ", ".join(done)) if done else "nothing to do")
 

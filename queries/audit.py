@@ -88,6 +88,55 @@ def actions(conn: psycopg.Connection, *, since: datetime | None = None,
     return to_frame(cur)
 
 
+# Audit actions as people say them (the stable codes stay in the log, the CSV and filters)
+ACTION_LABELS = {
+    "cancel_backend": "Cancel a statement", "terminate_backend": "Terminate a session",
+    "explain_analyze": "EXPLAIN ANALYZE", "explain_generic": "Generic plan",
+    "what_if": "What-if plan", "install_event_trigger": "Install the refresh event trigger",
+    "install_schema": "Install DB Pulse's schema", "measure_bloat": "Measure exact bloat",
+    "pause_schedule": "Pause a refresh schedule", "resume_schedule": "Resume a refresh schedule",
+    "schedule_refresh": "Schedule a refresh", "unschedule_refresh": "Remove a refresh schedule",
+    "prune_history": "Prune old snapshots", "refresh_matview": "Refresh a view",
+    "refresh_stale": "Refresh stale views", "snapshot": "Take a snapshot",
+    "test_alert": "Send a test alert", "migrate_apply": "Apply migrations",
+    "migrate_rollback": "Roll back migrations",
+}
+
+
+def parameters_text(raw) -> str:
+    """A parameters cell (JSON) in words.
+
+    >>> parameters_text('{"allow_blocking": true, "up_to": null, "run_as_oid": 16384}')
+    'allow blocking: yes; up to: none; run as oid: 16384'
+    >>> parameters_text(None)
+    ''
+    """
+    if not isinstance(raw, str) or not raw:
+        return ""
+    try:
+        values = json.loads(raw)
+    except ValueError:
+        return raw
+    if not isinstance(values, dict):
+        return str(values)
+
+    def word(value) -> str:
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        if value is None:
+            return "none"
+        if isinstance(value, list):
+            return ", ".join(word(v) for v in value) or "none"
+        return str(value)
+    return "; ".join(f"{key.replace('_', ' ')}: {word(value)}" for key, value in values.items())
+
+
+def for_people(rows: pd.DataFrame) -> pd.DataFrame:
+    """The audit rows as the page shows them: actions and parameters in words."""
+    return rows.assign(action=rows["action"].map(lambda a: ACTION_LABELS.get(a, a)),
+                       parameters=rows["parameters"].map(parameters_text))
+
+
 # A cell a spreadsheet would run as a formula (OWASP's CSV injection list)
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 

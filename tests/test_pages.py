@@ -201,3 +201,15 @@ def _page_as(name, env, role):
     env.setenv("DBPULSE_ROLE", role)
     st.cache_data.clear()
     return _page(name)
+
+
+def test_audit_page_says_actions_and_parameters_in_words(app_env):
+    from queries import audit
+
+    at = _page("audit")
+    shown = at.dataframe[0].value
+    assert len(shown) > 0
+    assert not set(shown["action"]) & set(audit.ACTION_LABELS)  # no code left
+    assert not shown["parameters"].astype(str).str.contains('[{}"]|true|false').any()
+    labels = set(audit.ACTION_LABELS.values())
+    assert set(shown["action"]) <= labels | {"demo_ok", "demo_fail", "nested"}

@@ -47,7 +47,7 @@ metric_cols[3].metric("Refused", f"{counts.get('refused', 0):,}")
 if rows.empty:
     st.caption("No action matches these filters.")
     st.stop()
-tables.show(rows, audit.ACTION_COLUMNS)
+tables.show(audit.for_people(rows), audit.ACTION_COLUMNS)
 st.download_button("Download CSV", audit.csv_text(rows).encode(),
                    file_name=f"dbpulse-audit-{target.name}-{first_day}-{last_day}.csv",
                    mime="text/csv")
