@@ -278,6 +278,21 @@ def queryid_text(queryid) -> str:
     return str(int(queryid))
 
 
+def chart_labels(texts: pd.Series, queryids: pd.Series, width: int = 60) -> list[str]:
+    """A label per statement for a chart's axis: the start of its text, and where two starts
+    are alike the end of its query id, so two statements are never drawn as one bar.
+
+    >>> chart_labels(pd.Series(["SELECT a FROM t WHERE x", "SELECT a FROM t WHERE y", "SELECT 1"]),
+    ...              pd.Series([111, 222, 333]), width=15)
+    ['SELECT a FROM t… #111', 'SELECT a FROM t… #222', 'SELECT 1']
+    """
+    starts = [" ".join(str(t or "?").split()) for t in texts]
+    cut = [s if len(s) <= width else s[:width] + "…" for s in starts]
+    twins = {c for c in cut if cut.count(c) > 1}
+    return [c + f" #{queryid_text(q)[-6:]}" if c in twins else c
+            for c, q in zip(cut, queryids)]
+
+
 def counter_rows(detail: dict) -> list[dict]:
     """pg_stat_statements' counters of one statement in words, times in ms, for a table.
 

@@ -213,3 +213,18 @@ def test_audit_page_says_actions_and_parameters_in_words(app_env):
     assert not shown["parameters"].astype(str).str.contains('[{}"]|true|false').any()
     labels = set(audit.ACTION_LABELS.values())
     assert set(shown["action"]) <= labels | {"demo_ok", "demo_fail", "nested"}
+
+
+def test_two_statements_with_one_start_are_two_bars(app_env, logins):
+    import json
+
+    prefix = "SELECT id, status, p_score, created_at, updated_at, user_id FROM leads WHERE "
+    with psycopg.connect(logins.app_url) as conn:
+        conn.execute(prefix + "status = %s", ("hot",)).fetchall()
+        conn.execute(prefix + "p_score > %s", (90,)).fetchall()
+    at = _page("slow_queries")
+    [text_filter] = [t for t in at.text_input if t.label == "Statement text contains"]
+    text_filter.input("SELECT id, status, p_score, created_at, updated_at").run()
+    [chart] = at.get("plotly_chart")
+    bars = json.loads(chart.proto.spec)["data"][0]["y"]
+    assert len(bars) == 2 and len(set(bars)) == 2, bars

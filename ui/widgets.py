@@ -145,7 +145,8 @@ def top_statements_chart(top, order_by: str, title: str) -> None:
     from queries import statements
 
     column = statements.ORDER_BY[order_by]
-    chart = top.head(15).assign(label=top.head(15)["query"].fillna("?").str.slice(0, 60))
+    shown = top.head(15)
+    chart = shown.assign(label=statements.chart_labels(shown["query"], shown["queryid"]))
     st.plotly_chart(px.bar(chart, x=column, y="label", orientation="h", title=title,
                            labels={"label": "", column: statements.TOP_COLUMNS[column].header})
                     .update_layout(yaxis={"autorange": "reversed"}, height=420), width="stretch")
