@@ -228,3 +228,14 @@ def test_two_statements_with_one_start_are_two_bars(app_env, logins):
     [chart] = at.get("plotly_chart")
     bars = json.loads(chart.proto.spec)["data"][0]["y"]
     assert len(bars) == 2 and len(set(bars)) == 2, bars
+
+
+@pytest.mark.parametrize("name", ["space", "buffer_cache"])
+def test_db_pulses_own_tables_are_hidden_until_asked_for(app_env, name):
+    """The history tables DB Pulse keeps in the watched database are not the application's."""
+    at = _page(name)
+    shown = {v for d in at.dataframe for v in d.value.get("schema_name", [])}
+    assert "dbpulse" not in shown and shown
+    next(t for t in at.toggle if t.label == "Show DB Pulse's own objects").set_value(True).run()
+    shown = {v for d in at.dataframe for v in d.value.get("schema_name", [])}
+    assert "dbpulse" in shown

@@ -40,9 +40,10 @@ if table_bloat.empty:
     st.caption(f"No table{at_least}.")
 else:
     shown = table_bloat[table_bloat["pages"] > 0]
-    st.plotly_chart(px.bar(shown.head(15), x="bloat_bytes", y="table_name", orientation="h",
-                           labels={"bloat_bytes": "estimated bloat (bytes)", "table_name": ""})
-                    .update_layout(yaxis={"autorange": "reversed"}, xaxis_tickformat=".2s",
+    st.plotly_chart(px.bar(shown.head(15).assign(bloat_mb=shown.head(15)["bloat_bytes"] / 1048576),
+                           x="bloat_mb", y="table_name", orientation="h",
+                           labels={"bloat_mb": "estimated bloat (MB)", "table_name": ""})
+                    .update_layout(yaxis={"autorange": "reversed"}, xaxis_tickformat=",.1f",
                                    height=380), width="stretch")
     tables.show(shown, bloat.TABLE_BLOAT_COLUMNS, max_rows=100, missing="unknown")
     worst = shown[shown["bloat_ratio"] >= settings.bloat_min_ratio].head(20)  # most bytes first

@@ -4,15 +4,18 @@ import plotly.express as px
 import streamlit as st
 
 from queries import cache
+from queries.indexes import OWN_SCHEMA
 from ui import loaders, tables
 from ui.format import percent, state_for_ratio
-from ui.widgets import judged_metric, page, value_or_stop
+from ui.widgets import judged_metric, own_objects_toggle, page, value_or_stop
 
 who = page("Buffer cache")
 target, settings = who.target, who.settings
 data = value_or_stop(loaders.buffer_cache_data(target.database_url, settings),
                      "Cache statistics are not available")
 rates, per_table, identity = data["rates"], data["tables"], data["identity"]
+if not own_objects_toggle():
+    per_table = per_table[per_table["schema_name"] != OWN_SCHEMA]
 st.caption(f"Cumulative {identity.stats_window()}: a recent change shows slowly in these figures.")
 
 target_text = f"≥ {percent(settings.buffer_cache_hit_threshold, 0)}"
