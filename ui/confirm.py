@@ -1,6 +1,7 @@
 """The button of a DBA action, with a confirmation that fits its risk: a dialog that says what
 will be locked and for how long, and for the riskiest ones asks to type the object's name. A
-viewer's press goes straight to the core, which refuses it and logs the refusal."""
+viewer sees every DBA control disabled, with the reason; the core refuses (and logs) a press
+that reaches it anyway."""
 
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def action_button(who: Actor, key: str, label: str, run: Callable[[], Loaded], *
                   disabled: bool = False) -> Loaded | None:
     """Draw the button; return the action's result once, on the run after it finished. With
     an explanation, a DBA confirms in a dialog first."""
-    if st.button(label, key=f"{key}_button", type="primary", disabled=disabled):
+    if st.button(label, key=f"{key}_button", type="primary", disabled=disabled or not who.is_dba,
+                 help=None if who.is_dba else who.denial(title or label)):
         if who.is_dba and explanation:
             st.dialog(title or label, width="large")(_dialog)(key, explanation, confirm_text,
                                                               label, run)

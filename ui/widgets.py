@@ -116,11 +116,15 @@ def require_target():
 
 
 def dba_note(who) -> None:
-    """Said above every DBA action a viewer sees: the core refuses it, and the refusal is
-    logged."""
+    """Said above the DBA actions a viewer sees, all of them disabled."""
     if not who.is_dba:
-        st.caption(f"You are a **{who.role}** on {md(who.target.name)}: DBA actions are refused "
-                   "and the refusal is written to the audit log.")
+        st.caption(f"You are a **{who.role}** on {md(who.target.name)}: DBA actions are shown "
+                   "disabled; a DBA runs them.")
+
+
+def disabled_for(who, label: str, what: str) -> None:
+    """A DBA action's button as a viewer sees it: disabled, saying why."""
+    st.button(label, disabled=True, help=who.denial(what), key=f"viewer-{label}")
 
 
 def own_objects_toggle() -> bool:

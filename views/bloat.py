@@ -13,7 +13,7 @@ from queries.markup import md
 from ui import loaders, tables
 from ui.actions import exact_bloat
 from ui.format import human_bytes, percent
-from ui.widgets import own_objects_toggle, page, show_problem, value_or_stop
+from ui.widgets import disabled_for, own_objects_toggle, page, show_problem, value_or_stop
 
 who = page("Bloat and vacuum")
 target, settings = who.target, who.settings
@@ -63,7 +63,7 @@ with st.expander("Exact figures (pgstattuple)"):
         st.info("pgstattuple is not installed: CREATE EXTENSION pgstattuple; "
                 "(on Supabase: Database > Extensions).")
     elif not who.is_dba:
-        st.caption("Measuring exactly reads the whole relation: a DBA action.")
+        disabled_for(who, "Measure exactly (reads the relation)", "Measuring exact bloat")
     else:
         # (schema, name, is_index): names may hold dots and quotes, so never split a label
         choices = [(r.schema_name, r.table_name, False) for r in table_bloat.itertuples()]

@@ -8,7 +8,7 @@ from queries import history
 from queries.markup import md
 from reports import charts, weekly
 from ui import actions, loaders, tables
-from ui.widgets import page, show_problem, value_or_stop
+from ui.widgets import disabled_for, page, show_problem, value_or_stop
 
 who = page("Weekly review")
 target, settings = who.target, who.settings
@@ -34,19 +34,20 @@ length = current.end - current.start
 previous = history.Period(current.start - length, current.start)
 cols[3].caption(f"This period: {current.label()} UTC  \nCompared with: {previous.label()} UTC")
 
-if who.is_dba:
-    with st.sidebar:
-        if st.button("Take a snapshot now", help="Store the counters now (cron does it "
-                     "regularly: python cli.py snapshot)"):
-            result = actions.take_snapshot(who)
-            if result.ok:
-                st.success(f"Snapshot {result.value.snapshot_id} stored "
-                           f"({result.value.statements} statements).")
-                for problem in result.value.problems:
-                    st.warning(md(problem))
-                st.cache_data.clear()
-            else:
-                show_problem("No snapshot taken", result)
+with st.sidebar:
+    if not who.is_dba:
+        disabled_for(who, "Take a snapshot now", "Taking a snapshot")
+    elif st.button("Take a snapshot now", help="Store the counters now (cron does it "
+                   "regularly: python cli.py snapshot)"):
+        result = actions.take_snapshot(who)
+        if result.ok:
+            st.success(f"Snapshot {result.value.snapshot_id} stored "
+                       f"({result.value.statements} statements).")
+            for problem in result.value.problems:
+                st.warning(md(problem))
+            st.cache_data.clear()
+        else:
+            show_problem("No snapshot taken", result)
 
 review = value_or_stop(loaders.review_data(target, settings, previous, current),
                        "No review for this period")

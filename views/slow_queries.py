@@ -12,7 +12,7 @@ from queries import statements
 from queries.markup import md
 from ui import actions, interval_mode, loaders, tables
 from ui.format import human_duration, percent
-from ui.widgets import (SLOW_SHARE_HELP, judged_metric, page, show_problem,
+from ui.widgets import (SLOW_SHARE_HELP, disabled_for, judged_metric, page, show_problem,
                         top_statements_chart, value_or_stop)
 
 who = page("Slow queries")
@@ -147,7 +147,7 @@ with st.expander("What-if: try a candidate index (hypopg)"):
                            "postgresql-NN-hypopg).") + " Without it, compare plans after "
                    "building the index on a copy.")
     elif not who.is_dba:
-        st.caption("Trying candidate indexes is for the DBA role.")
+        disabled_for(who, "Compare plans", "Trying a candidate index")
     else:
         st.caption("A hypothetical index (hypopg) exists only for this comparison: nothing is "
                    "built, locked or written. Costs are the planner's estimates for the generic "
@@ -169,17 +169,21 @@ with st.expander("What-if: try a candidate index (hypopg)"):
                 cols[0].code(outcome.plan_before, language="text")
                 cols[1].code(outcome.plan_after, language="text")
 
-if who.is_dba:
-    with st.expander("EXPLAIN ANALYZE (DBA): runs the statement"):
-        st.warning("EXPLAIN ANALYZE executes the statement for real (inside a transaction that is "
-                   "rolled back), as the role that ran it"
-                   + (f" ({row.role_name})" if isinstance(row.get("role_name"), str) else "")
-                   + ", on the target's plan login, which has no more rights than that role. A slow statement takes as "
-                   "long as it does; writes take locks until the rollback; what is not "
-                   "transactional (a sequence, a file its functions write) is not undone.")
+with st.expander("EXPLAIN ANALYZE (DBA): runs the statement"):
+    if not who.is_dba:
+        disabled_for(who, "Run EXPLAIN ANALYZE", "EXPLAIN ANALYZE")
+    else:
+        st.warning("EXPLAIN ANALYZE executes the statement for real (inside a transaction that "
+                   "is rolled back), as the role that ran it"
+                   + (f" ({md(row.role_name)})" if isinstance(row.get("role_name"), str) else "")
+                   + ", on the target's plan login, which has no more rights than that role. A "
+                   "slow statement takes as long as it does; writes take locks until the "
+                   "rollback; what is not transactional (a sequence, a file its functions "
+                   "write) is not undone.")
         n = statements.parameter_count(query_text)
         values = [st.text_input(f"${i + 1}", key=f"param_{i}") for i in range(n)]
-        if st.checkbox("I understand that this runs the statement") and st.button("Run EXPLAIN ANALYZE"):
+        if st.checkbox("I understand that this runs the statement") and \
+                st.button("Run EXPLAIN ANALYZE"):
             result = actions.explain_analyze(who, query_text, values, int(row.userid))
             if result.ok:
                 st.code(result.value, language="text")
