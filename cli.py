@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from demo.stack import StackError
 from queries.connections import DatabaseProblem
 
 # The demo agent's /metrics: outside 9100-9999, which Prometheus' list of exporter ports has
@@ -49,14 +50,6 @@ def _acting(args):
     return Actor(person.name, role, target, settings)
 
 
-def _demo_actor(target):
-    """The demo's own set-up acts as the DBA of the demo it builds."""
-    from queries.config import Settings
-    from queries.roles import Actor
-
-    return Actor(f"cli:{getpass.getuser()}", "dba", target, Settings(role="dba"))
-
-
 # -- stack -------------------------------------------------------------------------------------
 def cmd_stack(args) -> int:
     stack = _stack(args)
@@ -81,93 +74,39 @@ def cmd_stack(args) -> int:
 
 # -- demo --------------------------------------------------------------------------------------
 def cmd_demo(args) -> int:
-    from demo import loader
-    from demo import logins as demo_logins
-    from demo.stack import record_process
-    from psycopg import conninfo
-    from queries import actions, matviews
-    from queries.config import Target
-    from queries.connections import admin_connection
+    from demo import run
 
     stack = _stack(args)
-    status = stack.up()
-    # Only an explicit --database-url loads elsewhere; DATABASE_URL from the environment is
-    # deliberately ignored so nobody loads demo data into production by accident.
-    database_url = args.database_url or status.state.database_url()
-    redis_url = status.state.redis_url()
-    print(f"loading the {args.scale} demo data ...", flush=True)
-    result = loader.load(database_url, args.scale, progress=lambda m: print("  " + m, flush=True))
-    if result.already_loaded:
-        print(f"demo data ({result.scale}) was already loaded")
-    else:
-        print(f"loaded the {result.scale} demo in {result.seconds:.1f} s: "
-              f"{result.row_counts['message_events']:,} message_events, "
-              f"{result.row_counts['leads']:,} leads")
-    if args.database_url:  # someone else's server: no logins are created there
-        target = Target(name="demo", database_url=database_url, admin_url=database_url,
-                        redis_urls=(redis_url,))
-        app_url, database_env, read_url = database_url, {"DATABASE_URL": database_url}, None
-    else:  # the production shape: the application, monitoring and plan logins of their own,
-        # and a streaming standby the analytics reads go to
-        logins = demo_logins.ensure(database_url)
-        standby = stack.start_standby(args.standby_port)
-        print(f"streaming standby on port {args.standby_port} (its slot: "
-              f"{stack.STANDBY_SLOT})", flush=True)
-        target = Target(name="demo", database_url=logins.monitor_url, admin_url=logins.admin_url,
-                        redis_urls=(redis_url,), has_separate_admin_url=True,
-                        plan_url=logins.plan_url)
-        app_url, database_env = logins.app_url, logins.environment()
-        app = conninfo.conninfo_to_dict(logins.app_url)
-        read_url = conninfo.make_conninfo(standby, user=app["user"], password=app["password"])
-        app_url, pooler_url = _demo_pooler(stack, args.pooler_port, app_url)
-        if pooler_url:
-            database_env["PGBOUNCER_URL"] = pooler_url
-    who = _demo_actor(target)
-    actions.install_schema(who)
-    with admin_connection(target.admin_url, who.settings) as conn:
-        installed = matviews.event_trigger_installed(conn)
-        unrefreshed = [v for v in matviews.list_matviews(conn).itertuples()
-                       if v.last_refresh is None]
-    if not installed:  # so refreshes by anyone are logged
-        actions.install_event_trigger(who)
-    for view in unrefreshed:  # a known start: fresh now, stale in 15 minutes
-        actions.refresh_view(who, view.schema_name, view.view_name, allow_blocking=True)
-    _demo_history(who, app_url, redis_url)
+    # Only an explicit --database-url loads elsewhere (with no embedded server started);
+    # DATABASE_URL from the environment is deliberately ignored so nobody loads demo data into
+    # production by accident.
+    try:
+        demo = run.prepare(None if args.database_url else stack, args.scale, args.database_url,
+                           args.redis_url, args.standby_port, args.pooler_port,
+                           extras=not args.database_url or args.extras,
+                           say=lambda line: print(line, flush=True))
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.no_ui:
         return 0
-    env = {**os.environ, **database_env, "REDIS_URL": redis_url, "DBPULSE_ROLE": "dba"}
-    for unused in {"DATABASE_ADMIN_URL", "DATABASE_PLAN_URL"} - set(database_env):
-        env.pop(unused, None)
-    workload = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "cli.py"), "workload",
-                                 *(["--read-url", read_url] if read_url else []),
-                                 "--database-url", app_url, "--redis-url", redis_url,
-                                 "--rate", str(args.rate)], env=env)
-    record_process(stack.root, "workload", workload.pid)
-    # the agent keeps the history, the Redis samples and /metrics, as it would in production;
-    # "env" is the target DATABASE_URL names
-    agent_log = stack.root / "agent.log"
-    with open(agent_log, "a") as log:
-        agent = subprocess.Popen(
-            [sys.executable, str(PROJECT_ROOT / "cli.py"), "agent", "--target", "env",
-             "--every", "60", "--snapshot-every", str(args.snapshot_every),
-             "--metrics-port", str(args.metrics_port),
-             "--state-file", str(stack.root / "agent-state.json")],
-            env=env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT)
-    record_process(stack.root, "agent", agent.pid)
-    dashboard = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "app.py"),
-         "--server.port", str(args.port), "--server.headless", "true",
-         "--server.address", "127.0.0.1"],  # single-user local mode: this machine only
-        env=env, cwd=PROJECT_ROOT)
-    record_process(stack.root, "dashboard", dashboard.pid)
+    env = {**os.environ, **demo.environment, "DBPULSE_ROLE": "dba"}
+    for unset in {"DATABASE_ADMIN_URL", "DATABASE_PLAN_URL", "PGBOUNCER_URL",
+                  "REDIS_URL"} - set(demo.environment):
+        env.pop(unset, None)
+    if demo.redis_url:
+        env["REDIS_URL"] = demo.redis_url
+    stack.root.mkdir(parents=True, exist_ok=True)
+    processes = run.start(demo, env, args.port, args.rate, args.snapshot_every,
+                          args.metrics_port, stack.root)
     print(f"\nDB Pulse is serving http://127.0.0.1:{args.port} to this machine only, in "
           "single-user local mode as DBA. Its agent takes a snapshot every "
-          f"{args.snapshot_every:g} min and logs each minute to {agent_log}"
+          f"{args.snapshot_every:g} min and logs each minute to {stack.root / 'agent.log'}"
           + (f"; Prometheus metrics: http://127.0.0.1:{args.metrics_port}/metrics"
              if args.metrics_port else "")
-          + ". Ctrl-C stops the dashboard, the workload and the agent; `python cli.py stack "
-          "down` stops the servers.\n", flush=True)
-    return _supervise(dashboard, workload, agent)
+          + ". Ctrl-C (or SIGTERM) stops the dashboard, the workload and the agent; "
+          "`.venv/bin/python cli.py stack down` stops the servers.\n", flush=True)
+    return _supervise(*processes)
 
 
 def _supervise(main: subprocess.Popen, *others: subprocess.Popen) -> int:
@@ -210,63 +149,6 @@ def cmd_serve(args) -> int:
     # proxy-header mode must see the proxy's own address
     env = {**os.environ, "FORWARDED_ALLOW_IPS": ""}
     return _supervise(subprocess.Popen(command, env=env, cwd=PROJECT_ROOT))
-
-
-def _demo_pooler(stack, port: int, app_url: str) -> tuple[str, str | None]:
-    """PgBouncer in front of the primary when the machine has it: (the application's URL
-    through it, the console URL of the monitoring login), else (app_url, None), said."""
-    from demo import logins as demo_logins
-    from demo import pooler
-    from demo.stack import DEMO_PASSWORD, StackError, record_process
-
-    if pooler.binary() is None:
-        print("PgBouncer is not installed: the workload connects to PostgreSQL directly "
-              "(apt-get install pgbouncer puts it in front)", flush=True)
-        return app_url, None
-    users = {demo_logins.APP_ROLE: DEMO_PASSWORD, demo_logins.MONITOR_ROLE: DEMO_PASSWORD,
-             "postgres": DEMO_PASSWORD}
-    bouncer = pooler.PgBouncer(stack.root / "pgbouncer", port, stack.load_state().pg_port, users,
-                               (demo_logins.MONITOR_ROLE,))
-    try:
-        bouncer.start()
-    except StackError as exc:
-        print(f"PgBouncer did not start ({exc}): the workload connects directly", flush=True)
-        return app_url, None
-    record_process(stack.root, "pgbouncer", bouncer.pid())
-    print(f"PgBouncer on port {port} in front of the primary (transaction pooling)", flush=True)
-    database = stack.load_state().database
-    return (bouncer.url(demo_logins.APP_ROLE, database),
-            bouncer.url(demo_logins.MONITOR_ROLE, "pgbouncer"))
-
-
-def _demo_history(who, app_url: str, redis_url: str) -> None:
-    """Two weeks of synthetic history (once), from the demo's real statements after a short
-    warm-up of the workload, then a first real snapshot."""
-    from demo import history as demo_history
-    from demo.workload import Workload
-    from queries import actions
-    from queries.connections import admin_connection, monitoring_connection
-
-    target, settings = who.target, who.settings
-    with admin_connection(target.admin_url, settings) as history, \
-            monitoring_connection(target.database_url, settings) as monitor:
-        if demo_history.has_synthetic_history(history, target.history_source):
-            return
-        print("warming up the workload for the synthetic history ...", flush=True)
-        workload = Workload(app_url, redis_url)
-        try:
-            workload.run(rate_per_s=500, duration_s=8)
-        finally:
-            workload.close()
-        written = demo_history.create(monitor, history, who, source=target.history_source,
-                                      redis_urls=target.redis_urls)
-    if written:
-        print(f"wrote {written} hourly snapshots of synthetic demo history (two weeks, phase 1 "
-              "in the middle)", flush=True)
-    else:
-        print("no synthetic history: pg_stat_statements is not readable in this database",
-              flush=True)
-    actions.take_snapshot(who)
 
 
 def cmd_workload(args) -> int:
@@ -617,6 +499,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the demo's streaming standby (the analytics reads go there)")
     p.add_argument("--pooler-port", type=int, default=56432,
                    help="PgBouncer in front of the primary, when installed")
+    p.add_argument("--redis-url", help="with --database-url: the Redis for the workload's "
+                   "cache (default: none)")
+    p.add_argument("--extras", action="store_true",
+                   help="with --database-url: also install DB Pulse's refresh event trigger "
+                        "and write two weeks of synthetic history into that database")
     stack_ports(p)
     p.set_defaults(func=cmd_demo)
 

@@ -79,21 +79,23 @@ def test_check_with_unknown_target_names_the_problem(tmp_path):
 
 
 def test_demo_loads_only_into_an_explicit_database(servers, scratch_database, tmp_path):
-    if servers[2] is None:
-        import pytest
-        pytest.skip("needs the suite's own embedded stack")
-    env = {"DBPULSE_STACK_DIR": str(TEST_STACK_ROOT),
+    """--database-url: no embedded server is started, and nothing beyond the demo's data and
+    DB Pulse's schema is written there unless asked (--extras)."""
+    env = {"DBPULSE_STACK_DIR": str(tmp_path / "no-stack"),
            # must be ignored: only --database-url chooses another database
            "DATABASE_URL": scratch_database + "_not_this_one"}
     result = _cli("demo", "--scale", "small", "--no-ui", "--database-url", scratch_database,
                   env=env)
     assert result.returncode == 0, result.stderr
     assert "loaded the small demo" in result.stdout
-    assert "no synthetic history: pg_stat_statements is not readable" in result.stdout
+    assert "ask with --extras" in result.stdout
+    assert not (tmp_path / "no-stack" / "pg").exists()  # no embedded server started
     with psycopg.connect(scratch_database) as conn:
         assert conn.execute("SELECT count(*) FROM leads").fetchone()[0] > 0
         assert conn.execute("SELECT count(*) FROM dbpulse.audit_log "
                             "WHERE action = 'install_schema'").fetchone()[0] == 1
+        assert conn.execute("SELECT count(*) FROM pg_event_trigger").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM dbpulse.snapshots").fetchone()[0] == 0
     again = _cli("demo", "--scale", "small", "--no-ui", "--database-url", scratch_database, env=env)
     assert again.returncode == 0 and "already loaded" in again.stdout
 
