@@ -71,13 +71,17 @@ def test_names_in_shown_sql_are_quoted():
     assert qualified("public", "Leads 2024") == 'public."Leads 2024"'
 
 
-def test_installed_but_not_preloaded_is_told_apart(tmp_path, settings):
+def test_installed_but_not_preloaded_is_told_apart(settings):
     """On a server without pg_stat_statements in shared_preload_libraries, CREATE EXTENSION
     works but the view records nothing: the probe (which reads it without the texts) says
     so, with the fix."""
     from demo.stack import EmbeddedStack, free_port
+    from tests.conftest import TEST_DIR
 
-    stack = EmbeddedStack(root=tmp_path / "no-preload", pg_port=free_port(), database="postgres",
+    # under the suite's own folder, not pytest's tmp_path: pytest keeps that private to root
+    # (0700), where the server's system user cannot reach
+    stack = EmbeddedStack(root=TEST_DIR / "test-no-preload", pg_port=free_port(),
+                          database="postgres",
                           with_redis=False, extra_settings={"shared_preload_libraries": "''"})
     status = stack.up()
     try:
