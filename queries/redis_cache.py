@@ -94,13 +94,13 @@ LEDGER_TTL_S = 30 * 86400  # kept while DB Pulse reads; gone a month after it st
 
 @dataclass
 class Counters:
-    """INFO with DB Pulse's own lookups: from the ledger (`scope` "every DB Pulse process") or,
-    where DB Pulse may not write to this Redis (a replica, a read-only ACL user), from this
-    process alone (`scope` "this process")."""
+    """INFO with DB Pulse's own lookups: from the ledger, every DB Pulse process's (`shared`),
+    or, where DB Pulse may not write to this Redis (a replica, a read-only ACL user), this
+    process's alone."""
     info: dict
     own_hits: int
     own_misses: int
-    scope: str
+    shared: bool
 
 
 def read_counters(client: redis.Redis, url: str = "") -> Counters:
@@ -115,23 +115,23 @@ def read_counters(client: redis.Redis, url: str = "") -> Counters:
                 pipe.expire(ledger, LEDGER_TTL_S).info("all")
                 hits, misses, _, info = pipe.execute()
                 _record_transaction(server, hincrby=2, expire=1)
-                scope = "every DB Pulse process"
+                shared = True
             except redis.ResponseError:  # NOPERM, READONLY: no shared ledger here
-                info, scope = client.info("all"), "this process"
+                info, shared = client.info("all"), False
         except redis.RedisError as exc:
             raise describe_error(exc, url) from exc
         OWN.record(server, "info", 2)
         OWN.seen(info.get("run_id"), _int(info, "total_commands_processed"))
-        if scope == "this process":
+        if not shared:
             own_hits, own_misses = OWN.lookups(info.get("run_id"))
-            return Counters(info, own_hits, own_misses, scope)
+            return Counters(info, own_hits, own_misses, False)
         if hits > (_int(info, "keyspace_hits") or 0) or misses > (_int(info, "keyspace_misses")
                                                                   or 0):
             # the counters went back (CONFIG RESETSTAT): so does the ledger
             client.hset(ledger, mapping={"hits": 0, "misses": 0})
             OWN.record(server, "hset")
             hits = misses = 0
-        return Counters(info, int(hits), int(misses), scope)
+        return Counters(info, int(hits), int(misses), True)
 
 
 def _record_transaction(server: str | None, **commands: int) -> None:
@@ -187,8 +187,8 @@ class RedisOverview:
     fragmentation_ratio: float | None = None
     keyspace: dict = field(default_factory=dict)   # "db0" -> {"keys", "expires", "avg_ttl"}
     run_id: str | None = None
-    # whose lookups were taken out: "every DB Pulse process" (the ledger) or "this process"
-    observer_scope: str = "every DB Pulse process"
+    # the lookups of every DB Pulse process were taken out (the ledger), not only this one's
+    observer_shared: bool = True
 
     @property
     def hit_rate(self) -> float | None:
@@ -267,7 +267,7 @@ def redis_overview(client: redis.Redis, url: str = "") -> RedisOverview:
     counters = read_counters(client, url)
     info, own_hits, own_misses = counters.info, counters.own_hits, counters.own_misses
     keyspace = {k: v for k, v in info.items() if k.startswith("db") and isinstance(v, dict)}
-    if counters.scope == "every DB Pulse process":
+    if counters.shared:
         keyspace = _without_ledger(keyspace, client)
     keys = sum(v.get("keys", 0) for v in keyspace.values())
     server = "valkey" if "valkey_version" in info else "redis"
@@ -290,7 +290,7 @@ def redis_overview(client: redis.Redis, url: str = "") -> RedisOverview:
         fragmentation_ratio=_float(info, "mem_fragmentation_ratio"),
         keyspace=keyspace,
         run_id=info.get("run_id"),
-        observer_scope=counters.scope,
+        observer_shared=counters.shared,
     )
 
 

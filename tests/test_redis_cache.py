@@ -343,4 +343,4 @@ def test_every_db_pulse_process_takes_out_every_other_ones_lookups(fresh_server_
             after.keyspace_misses - before.keyspace_misses) == (300, 100)
     assert (stored_after["keyspace_hits"] - stored_before["keyspace_hits"],
             stored_after["keyspace_misses"] - stored_before["keyspace_misses"]) == (300, 100)
-    assert after.observer_scope == "every DB Pulse process" and after.keys == 2000
+    assert after.observer_shared and after.keys == 2000
