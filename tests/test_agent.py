@@ -238,10 +238,8 @@ def test_metrics_parse_equal_the_checks_and_come_from_the_last_cycle(scratch_dat
                          autocommit=True) as conn:  # the database goes away
         conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(
             sql.Identifier(conninfo.conninfo_to_dict(scratch_database)["dbname"])))
-    try:
-        t0 = time.monotonic()
+    try:  # answered from memory: the database is gone
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
-        scrape_s = time.monotonic() - t0
     finally:
         server.shutdown()
     samples = {}

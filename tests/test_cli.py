@@ -5,7 +5,7 @@ import sys
 
 import psycopg
 
-from tests.conftest import PROJECT_ROOT, TEST_STACK_ROOT
+from tests.conftest import PROJECT_ROOT
 
 
 def _cli(*args, env=None):
