@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 
 import pandas as pd
 import psycopg
-from pglast import ast, parse_sql
+from pglast import ast, enums, parse_sql
 from pglast.parser import ParseError, split
 from psycopg import conninfo, sql
 
@@ -332,8 +332,47 @@ def plan(conn: psycopg.Connection, migration: Migration, rollback: bool = False)
         rows.append({"#": number, "statement": s.text.strip().splitlines()[0][:120],
                      "runs": "alone, autocommit" if s.autocommit else "in a transaction",
                      "lock": s.lock, "table": s.table, "table_bytes": size,
-                     "table_rows": rows_estimate})
+                     "table_rows": rows_estimate,
+                     "note": "" if rollback else overlap_note(conn, s.text)})
     return pd.DataFrame(rows)
+
+
+def overlap_note(conn: psycopg.Connection, text: str) -> str:
+    """For a plain CREATE INDEX on columns (no expression, no WHERE): the existing valid indexes
+    of its table on exactly the same columns in the same order and directions (applying it
+    builds a twin), or that lead with its columns (it adds nothing they do not serve), or whose
+    columns lead it (it makes them redundant). Compared by columns and directions only."""
+    try:
+        stmt = parse_sql(text)[0].stmt
+    except ParseError:
+        return ""
+    if not isinstance(stmt, ast.IndexStmt) or stmt.whereClause is not None \
+            or any(e.name is None for e in stmt.indexParams):
+        return ""
+    mine = [(e.name, e.ordering == enums.SortByDir.SORTBY_DESC) for e in stmt.indexParams]
+    table = qualified(stmt.relation.schemaname or "public", stmt.relation.relname)
+    existing = conn.execute("""
+        SELECT c.relname, i.indisunique,
+               array_agg(a.attname ORDER BY k.ord), array_agg((o.opt & 1) = 1 ORDER BY k.ord)
+        FROM pg_index i
+        JOIN pg_class c ON c.oid = i.indexrelid
+        CROSS JOIN LATERAL unnest(i.indkey[0:i.indnkeyatts - 1]::int2[], i.indoption::int2[])
+                   WITH ORDINALITY AS k(attnum, opt, ord)
+        JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+        CROSS JOIN LATERAL (SELECT k.opt::int AS opt) o
+        WHERE i.indrelid = to_regclass(%s) AND i.indisvalid AND i.indexprs IS NULL
+          AND i.indpred IS NULL AND c.relname <> %s
+        GROUP BY c.relname, i.indisunique""", (table, stmt.idxname or "")).fetchall()
+    notes = []
+    for name, _, columns, descending in existing:
+        theirs = list(zip(columns, descending))
+        if theirs == mine:
+            notes.append(f"the same columns as {name}, which exists: this builds a twin")
+        elif theirs[:len(mine)] == mine:
+            notes.append(f"{name} already leads with these columns")
+        elif mine[:len(theirs)] == theirs:
+            notes.append(f"makes {name} redundant (its columns lead this one)")
+    return "; ".join(notes)
 
 
 # --- running ----------------------------------------------------------------------------------
@@ -675,6 +714,9 @@ PLAN_COLUMNS = {
     "runs": Column("Runs"), "lock": Column("Lock it takes", width="medium"),
     "table": Column("On", missing="its own objects"),
     "table_bytes": Column("Table size", "bytes"), "table_rows": Column("Table rows", "count"),
+    "note": Column("Against the indexes there", width="large",
+                   help="An index of the same columns exists already, leads with them, or is "
+                        "made redundant by this one"),
 }
 LINT_COLUMNS = {"rule": Column("squawk rule"), "line": Column("Line", "count", width="small"),
                 "explanation": Column("Why", width="large")}

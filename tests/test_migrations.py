@@ -605,3 +605,23 @@ def test_a_failure_is_blamed_on_its_own_statement_and_an_edit_is_understood(
 def _admin_status(url, settings, folder):
     with admin_connection(url, settings) as conn:
         return migrations.status(conn, migrations.discover(folder)).iloc[0]
+
+
+def test_the_plan_says_when_a_migration_builds_a_twin_or_makes_an_index_redundant(
+        scratch_database):
+    """Before apply: an index of the same columns exists (a twin), one already leads with them,
+    or the new one makes an existing one redundant; compared by columns and direction."""
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE ev (user_id int, status text, created_at timestamptz)")
+        conn.execute("CREATE INDEX ev_user ON ev (user_id)")
+        conn.execute("CREATE INDEX ev_user_status_created ON ev (user_id, status, created_at)")
+        notes = {text: migrations.overlap_note(conn, text) for text in (
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS ev_twin ON public.ev (user_id)",
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS ev_us ON public.ev (user_id, status)",
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS ev_desc ON ev (user_id DESC)",
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS ev_part ON ev (user_id) WHERE status = 'x'")}
+    twin, prefix, desc, partial = notes.values()
+    assert "the same columns as ev_user, which exists: this builds a twin" in twin
+    assert "ev_user_status_created already leads with these columns" in prefix
+    assert "makes ev_user redundant" in prefix
+    assert desc == "" and partial == ""  # another order, a predicate: not compared
