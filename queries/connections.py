@@ -110,7 +110,7 @@ def describe_error(exc: Exception, dsn: str = "") -> DatabaseProblem:
         return DatabaseProblem("privilege", f"Permission denied{where}: {text}",
                                "DB Pulse's monitoring role needs pg_monitor and CONNECT (README, "
                                "\"A monitoring role\"); DB Pulse's own schema becomes readable "
-                               "to it when a DBA runs `python cli.py schema install`.")
+                               "to it when a DBA runs `.venv/bin/python cli.py schema install`.")
     if isinstance(exc, psycopg.OperationalError):
         if "timeout expired" in lowered:
             return DatabaseProblem("unreachable", f"The database did not answer in time{where}.",

@@ -232,7 +232,7 @@ def coverage(conn: psycopg.Connection, source: str, period: Period) -> Coverage:
 def require_usable(cov: Coverage, period: Period) -> None:
     if cov.snapshots == 0:
         raise HistoryUnavailable(f"No snapshots for {period.label()}. Take them regularly with "
-                                 "`python cli.py snapshot` (cron) or the dashboard's button.")
+                                 "`.venv/bin/python cli.py snapshot` (cron) or the dashboard's button.")
     if cov.snapshots == 1:
         raise HistoryUnavailable(f"Only one snapshot ({cov.baseline_at:%Y-%m-%d %H:%M}) covers "
                                  f"{period.label()}: a difference needs two. Take another one "

@@ -267,7 +267,7 @@ def build_review(history_conn: psycopg.Connection, source: str, previous: Period
     if not history.history_installed(history_conn):
         raise history.HistoryUnavailable(
             "There is no history yet: DB Pulse's snapshot tables are not installed. Take a first "
-            "snapshot with `python cli.py snapshot` (it installs them).")
+            "snapshot with `.venv/bin/python cli.py snapshot` (it installs them).")
     cov_prev = history.coverage(history_conn, source, previous)
     cov_cur = history.coverage(history_conn, source, current)
     history.require_usable(cov_cur, current)
@@ -412,7 +412,7 @@ def next_steps(review: Review, settings: Settings, limit: int = 8) -> list[str]:
                      f"{int(r.snapshots)} snapshots: refresh it more often (pg_cron).")
     if review.coverage_current.snapshots < 24:
         steps.append(f"Only {review.coverage_current.snapshots} snapshots in this period: take "
-                     "one every hour (python cli.py snapshot from cron) so the next review "
+                     "one every hour (.venv/bin/python cli.py snapshot from cron) so the next review "
                      "compares more.")
     return steps[:limit] or ["Nothing needs action: every KPI with a target meets it and no "
                              "statement regressed."]

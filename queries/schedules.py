@@ -28,8 +28,8 @@ HOW_TO_ENABLE = (
     "pg_cron is not available in this database. On Supabase: Database → Extensions → pg_cron "
     "(it lives in the postgres database). Self-hosted: add pg_cron to shared_preload_libraries, "
     "set cron.database_name, restart, then CREATE EXTENSION pg_cron; in that database. "
-    "Without it, let DB Pulse's agent refresh stale views: DBPULSE_ROLE=dba python cli.py "
-    "agent --refresh-stale (or from cron: python cli.py refresh --stale).")
+    "Without it, let DB Pulse's agent refresh stale views: DBPULSE_ROLE=dba .venv/bin/python cli.py "
+    "agent --refresh-stale (or from cron: .venv/bin/python cli.py refresh --stale).")
 
 
 NOT_READABLE = ("pg_cron is installed but this role may not read its jobs. A superuser runs "
@@ -272,7 +272,7 @@ def unavailable_text(place: CronPlace) -> str:
                 f"cron.schedule_in_database(…, '{place.here}'), which a superuser may grant: "
                 f"GRANT EXECUTE ON FUNCTION cron.schedule_in_database(text, text, text, text, "
                 f"text, boolean) TO your role; (and cron.alter_job to pause). Without it, "
-                "let DB Pulse's agent refresh stale views: python cli.py agent --refresh-stale.")
+                "let DB Pulse's agent refresh stale views: .venv/bin/python cli.py agent --refresh-stale.")
     return HOW_TO_ENABLE
 
 

@@ -402,7 +402,7 @@ def _load_history(target: Target, settings: Settings, fn: Callable) -> Loaded:
         if not history.history_installed(conn):
             raise history.HistoryUnavailable(
                 "No history yet: no snapshot has been taken. A DBA takes one with the button "
-                "below or `python cli.py snapshot` (run it hourly from cron).")
+                "below or `.venv/bin/python cli.py snapshot` (run it hourly from cron).")
         return fn(conn)
 
     try:

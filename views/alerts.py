@@ -17,7 +17,7 @@ target, settings = who.target, who.settings
 config = context.alert_config()
 channels = alerts.describe_channels(config)
 
-st.caption("DB Pulse's agent (`python cli.py agent`, README \"Running by itself\") sends the "
+st.caption("DB Pulse's agent (`.venv/bin/python cli.py agent`, README \"Running by itself\") sends the "
            "alerts, not this dashboard: one message when a check turns red or a server goes "
            "down, one when it recovers, none per cycle; a channel that fails is retried with "
            "back-off. Settings: `[alerts]` in .streamlit/secrets.toml, read when the agent "

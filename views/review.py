@@ -38,7 +38,7 @@ with st.sidebar:
     if not who.is_dba:
         disabled_for(who, "Take a snapshot now", "Taking a snapshot")
     elif st.button("Take a snapshot now", help="Store the counters now (cron does it "
-                   "regularly: python cli.py snapshot)"):
+                   "regularly: .venv/bin/python cli.py snapshot)"):
         result = actions.take_snapshot(who)
         if result.ok:
             st.success(f"Snapshot {result.value.snapshot_id} stored "

@@ -125,7 +125,7 @@ if series.ok and not series.value.empty:
                     .update_layout(height=300, xaxis_title=""), width="stretch")
 else:
     st.caption("No stored snapshots hold this statement in the last 7 days: its time over days "
-               "appears here once snapshots are taken (python cli.py snapshot, hourly).")
+               "appears here once snapshots are taken (.venv/bin/python cli.py snapshot, hourly).")
 
 st.caption("Planning can run a statement's functions, so plans run only on the target's plan "
            "login, checked to have no more rights than the role that ran the statement, in a "

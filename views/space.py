@@ -30,7 +30,7 @@ cols[1].metric("Their indexes", human_bytes(by_table["index_bytes"].sum()))
 growth = by_table["growth_bytes"].dropna()
 cols[2].metric("Growth over 7 days", human_bytes(growth.sum()) if len(growth) else "unknown",
                help="From the stored snapshots" if data["growth_known"] else
-                    "No snapshots yet: take them hourly (python cli.py snapshot)")
+                    "No snapshots yet: take them hourly (.venv/bin/python cli.py snapshot)")
 
 parts = {"table_bytes": "table", "index_bytes": "indexes", "toast_bytes": "TOAST"}
 chart = by_table.head(15).assign(**{part: by_table.head(15)[column] / MIB
