@@ -27,8 +27,9 @@ def _metrics(at: AppTest) -> dict[str, str]:
 
 def test_overview_shows_live_numbers(app_env, redis_url):
     app = redis.Redis.from_url(redis_url)
-    app.set("overview:probe", "x")
+    app.set("overview:probe", "x", ex=60)
     app.get("overview:probe")  # at least one lookup: the rate is a number, not n/a
+    app.delete("overview:probe")
     at = _run()
     metrics = _metrics(at)
     assert metrics["PostgreSQL"][:2].isdigit()

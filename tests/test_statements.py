@@ -60,8 +60,10 @@ def test_top_statements_ranking_filters_and_shares(workload, settings):
     assert everything["share_of_total_time"].sum() == pytest.approx(1, abs=1e-9)
     mine = texts.iloc[0]  # read a moment before: DB Pulse's own statements add a little since
     assert texts["share_of_total_time"].sum() < 0.5
+    # (DB Pulse's own reads between the two add a little time: a few percent, not a filter's
+    # whole difference)
     assert mine["share_of_total_time"] == pytest.approx(
-        mine["total_exec_ms"] / own["total_exec_ms"].sum(), rel=0.01)
+        mine["total_exec_ms"] / own["total_exec_ms"].sum(), rel=0.05)
     long_row = top[top["query"].str.startswith("SELECT $1 AS c0")].iloc[0]
     assert len(long_row["query"]) == 2000 and long_row["query_length"] > 2000
 
