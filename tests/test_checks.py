@@ -37,7 +37,10 @@ def test_blocked_and_long_running_sessions_are_found(scratch_database, settings)
         while time.monotonic() < deadline:
             with monitoring_connection(scratch_database, settings) as conn:
                 frame = activity.sessions(conn)
-            if len(activity.blocked(frame)):
+            # the waiter's state and its blockers are read a moment apart: wait until both
+            # say it waits (between its SET and its SELECT it is idle in a transaction)
+            waiter = frame[frame["application_name"] == "waiter"]
+            if len(activity.blocked(frame)) and (waiter["state"] == "active").all():
                 break
             time.sleep(0.2)
         blocked = activity.blocked(frame)
