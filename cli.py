@@ -513,7 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8501)
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("workload", help="run the SalesFlow workload (the demo starts it)")
+    p = sub.add_parser("workload", help="run the demo's workload (the demo starts it)")
     p.add_argument("--database-url", required=True)
     p.add_argument("--redis-url")
     p.add_argument("--read-url", help="a read replica for the analytics reads")

@@ -129,8 +129,10 @@ def connect(target: Target, settings: Settings, run_as: int) -> Iterator[tuple]:
 
 
 def take_role(conn: psycopg.Connection, role: str | None, timeout_ms: int) -> None:
-    """Inside the plan's transaction: the statement's role (its functions see it as
-    current_user; leaving it only returns to the checked login) and the time limit."""
+    """Inside the plan's transaction: the statement's role and the time limit. This SET ROLE
+    is not the boundary, only what gives a NOINHERIT plan login the statement role's table
+    rights (and its functions that role as current_user): code that leaves it with RESET ROLE
+    lands on the login check() vetted, which has no more rights than that role."""
     if role:
         conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
     conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(timeout_ms),))
