@@ -142,6 +142,11 @@ KINDS = {
                ["seq_scans", "index_scans", "rows_inserted", "rows_updated", "rows_deleted",
                 "heap_blks_hit", "heap_blks_read"], "false", "sn.db_reset", "true"),
 }
+# per kind: what restarts every row's counters at once (a restart of one row alone is a reset
+# of that one statement, or its eviction), and the columns carried along beside the counters
+WHOLE_RESET = {"statements": "sn.pss_reset OR sn.restarted",
+               "indexes": "sn.db_reset OR sn.restarted", "tables": "sn.db_reset OR sn.restarted"}
+CARRIED = {"statements": ["stats_since", "min_exec_ms", "max_exec_ms", "minmax_since"]}
 
 
 def _kind_snaps(kind: str) -> sql.Composable:
@@ -155,6 +160,10 @@ def _deltas_cte(kind: str) -> sql.Composable:
     unless a complete snapshot came between without the key: then it was gone (evicted) and
     this row counts as fresh."""
     table, keys, counters, skip_if, fresh_if, _ = KINDS[kind]
+    carried = sql.SQL("").join(sql.SQL(", t.{}").format(sql.Identifier(c))
+                               for c in CARRIED.get(kind, []))
+    carried_names = sql.SQL("").join(sql.SQL(", {}").format(sql.Identifier(c))
+                                     for c in CARRIED.get(kind, []))
     key_list = sql.SQL(", ").join(sql.SQL("t.") + sql.Identifier(k) for k in keys)
     part_keys = sql.SQL(", ").join(sql.Identifier(k) for k in keys)
     values = sql.SQL(", ").join(
@@ -176,6 +185,8 @@ def _deltas_cte(kind: str) -> sql.Composable:
                -- the key was there all along since its row before
                coalesce(lag(sn.taken_at) OVER e >= coalesce(sn.complete_before, '-infinity'),
                         false) AS continued,
+               coalesce({whole_reset}, false) AS whole_reset,
+               lag(sn.taken_at) OVER e AS prev_row_at{carried},
                -- here, once per row: a later CASE would repeat it for every counter
                {went_down} AS went_down,
                {values}
@@ -187,12 +198,14 @@ def _deltas_cte(kind: str) -> sql.Composable:
                        ELSE 'fresh' END AS how
         FROM pairs),
     deltas AS (
-        SELECT {part_keys}, seq, taken_at, synthetic, how,
-               how = 'fresh' AND continued AS restarted, {differences}
+        SELECT {part_keys}, seq, taken_at, synthetic, how, prev_row_at{carried_names},
+               how = 'fresh' AND continued AS restarted,
+               how = 'fresh' AND continued AND NOT whole_reset AS restarted_alone, {differences}
         FROM classified)
     """).format(key_list=key_list, skip_if=sql.SQL(skip_if), fresh_if=sql.SQL(fresh_if),
                 values=values, table=sql.Identifier(table), went_down=went_down,
-                part_keys=part_keys, differences=differences)
+                part_keys=part_keys, differences=differences, carried=carried,
+                carried_names=carried_names, whole_reset=sql.SQL(WHOLE_RESET[kind]))
 
 
 def _params(source: str, period: Period) -> dict:
@@ -241,13 +254,25 @@ def require_usable(cov: Coverage, period: Period) -> None:
 
 def statement_deltas(conn: psycopg.Connection, source: str, period: Period) -> pd.DataFrame:
     """Per statement: every counter summed over the period, the mean time from those sums,
-    and how often its counters restarted on the way."""
+    the fastest and slowest call known (extremes_cover: for every call counted), how often
+    its counters restarted on the way, and how often alone (a reset of that statement, or its
+    eviction: its calls since the snapshot before went uncounted)."""
     sums = sql.SQL(", ").join(sql.SQL("sum({c}) AS {c}").format(c=sql.Identifier(c))
                               for c in STATEMENT_COUNTERS)
     frame = to_frame(conn.execute(sql.SQL("""
         WITH {snaps}, {deltas},
         summed AS (
-            SELECT queryid, userid, {sums}, count(*) FILTER (WHERE restarted) AS restarts
+            SELECT queryid, userid, {sums}, count(*) FILTER (WHERE restarted) AS restarts,
+                   count(*) FILTER (WHERE restarted_alone) AS restarts_alone,
+                   -- the fastest and slowest call known, and whether they cover every call
+                   -- counted: kept since before the interval each row counts (or, for a row
+                   -- counted from zero, since the entry started)
+                   min(min_exec_ms) AS min_exec_ms, max(max_exec_ms) AS max_exec_ms,
+                   coalesce(bool_and(min_exec_ms IS NOT NULL AND (
+                       minmax_since IS NULL
+                       OR (how = 'fresh' AND minmax_since <= coalesce(stats_since, minmax_since))
+                       OR (how = 'diff' AND minmax_since <= prev_row_at))), false)
+                       AS extremes_cover
             FROM deltas WHERE how <> 'skip' GROUP BY queryid, userid)
         SELECT s.*, t.query, t.role_name,
                s.total_exec_ms / nullif(s.calls, 0) AS mean_exec_ms,

@@ -16,18 +16,39 @@ import psycopg
 from queries import history, redis_cache
 from queries.config import Settings
 from queries.history import Period
+from queries.markup import plural
 from queries.plan import current as current_plan
 from queries.plan_tracker import hot_query_label
+from queries.statements import SlowQueryKpi
 
 MIN_CALLS_TO_COMPARE = 10   # fewer calls in either period: too noisy to call it a change
 MIN_MEAN_CHANGE = 0.10      # a smaller change of the mean is noise, not an improvement
 
 
+@dataclass(frozen=True)
+class Bounds:
+    """A value known only to lie between two bounds (the slow-call share)."""
+    low: float
+    high: float
+
+
+def bounded(low: float, high: float) -> float | Bounds:
+    """
+    >>> bounded(0.5, 0.5), bounded(0.5, 2.0)
+    (0.5, Bounds(low=0.5, high=2.0))
+    """
+    return low if low == high else Bounds(low, high)
+
+
+def low_high(value: float | Bounds) -> tuple[float, float]:
+    return (value.low, value.high) if isinstance(value, Bounds) else (value, value)
+
+
 @dataclass
 class Kpi:
     name: str
-    previous: float | None
-    current: float | None
+    previous: float | Bounds | None
+    current: float | Bounds | None
     unit: str                  # "%", "ms", "min", "bytes", "count"
     higher_is_better: bool
     target: float | None = None
@@ -35,22 +56,35 @@ class Kpi:
 
     @property
     def state(self) -> str:
-        """green/red against the target, grey when unknown or without one."""
+        """green/red against the target, grey when unknown or without one; amber for bounds
+        that straddle it (it may or may not be met)."""
         if self.current is None or self.target is None:
             return "grey"
-        ok = self.current >= self.target if self.higher_is_better else self.current <= self.target
-        return "green" if ok else "red"
+        meets = [v >= self.target if self.higher_is_better else v <= self.target
+                 for v in low_high(self.current)]
+        return "green" if all(meets) else "red" if not any(meets) else "amber"
 
     @property
     def trend(self) -> str:
-        """better / worse / same / unknown, against the previous period."""
+        """better / worse / same / unknown, against the previous period (unknown too when
+        bounds overlap: either may be larger)."""
         if self.previous is None or self.current is None:
+            return "unknown"
+        (prev_low, prev_high), (cur_low, cur_high) = low_high(self.previous), low_high(self.current)
+        if isinstance(self.previous, Bounds) or isinstance(self.current, Bounds):
+            if cur_low > prev_high or cur_high < prev_low:
+                up = cur_low > prev_high
+                return "better" if up == self.higher_is_better else "worse"
             return "unknown"
         scale = max(abs(self.previous), abs(self.current), 1e-12)
         if abs(self.current - self.previous) / scale < 0.02:
             return "same"
         up = self.current > self.previous
         return "better" if up == self.higher_is_better else "worse"
+
+    @property
+    def went_up(self) -> bool:
+        return low_high(self.current)[0] > low_high(self.previous)[0]
 
 
 @dataclass
@@ -108,20 +142,38 @@ def statement_label(query: str | None) -> str:
     return hot_query_label(text) or " ".join(text.split())[:80]
 
 
-# Over a period only calls and total time per statement are known (per-call times, min and max
-# are not stored): the share of calls in statements whose mean is over the threshold is an
-# estimate of the slow-call share, and every place that shows it says so.
-SLOW_SHARE_ESTIMATE = "calls in statements averaging over {s:g} s (estimate)"
+def slow_calls(deltas: pd.DataFrame, settings: Settings) -> SlowQueryKpi:
+    """The plan's slow-call KPI over a period: the Slow queries page's bounds, from the calls
+    and mean of the period and the fastest and slowest call the snapshots kept."""
+    return SlowQueryKpi.of(deltas, settings.kpi_slow_ms, extremes_are_calls=False)
 
 
-def slow_share(deltas: pd.DataFrame, threshold_ms: float) -> float | None:
-    """The plan's KPI over a period, estimated: the share of calls in statements whose mean
-    over the period is above the threshold."""
-    calls = deltas["calls"].astype(float) if not deltas.empty else pd.Series(dtype=float)
-    if calls.sum() == 0:
+def slow_share_bounds(deltas: pd.DataFrame, settings: Settings) -> float | Bounds | None:
+    """The slow-call share in percent: a value where exact, else its bounds."""
+    kpi = slow_calls(deltas, settings)
+    if kpi.total_calls == 0:
         return None
-    slow = deltas["mean_exec_ms"].astype(float) > threshold_ms
-    return float(calls[slow].sum() / calls.sum())
+    return bounded(100 * kpi.share_low, 100 * kpi.share_high)
+
+
+def lone_restart_notes(deltas: pd.DataFrame) -> list[str]:
+    """Statements whose counters restarted alone (pg_stat_statements_reset of that one
+    statement, or its eviction): their calls between the snapshot before and the restart are
+    not counted.
+
+    >>> lone_restart_notes(pd.DataFrame({"restarts_alone": [2, 0, 1]}))
+    ['Counters restarted on their own 3 times in 2 statements (a reset of one statement, or an \
+eviction): calls between the snapshot before and each restart are not counted']
+    """
+    if deltas.empty or "restarts_alone" not in deltas:
+        return []
+    alone = deltas["restarts_alone"].astype(int)
+    times, count = int(alone.sum()), int((alone > 0).sum())
+    if times == 0:
+        return []
+    return [f"Counters restarted on their own {plural(times, 'time')} in "
+            f"{plural(count, 'statement')} (a reset of one statement, or an eviction): calls "
+            "between the snapshot before and each restart are not counted"]
 
 
 def hot_query_mean(deltas: pd.DataFrame, name: str) -> float | None:
@@ -281,6 +333,8 @@ def build_review(history_conn: psycopg.Connection, source: str, previous: Period
 
     statements_prev, statements_cur = statement_periods(
         history_conn, spare_conn, source, previous if cov_prev.usable else None, current)
+    for label, frame in (("Previous period", statements_prev), ("This period", statements_cur)):
+        notes += [f"{label}: {n}" for n in lone_restart_notes(frame)]
     # with nothing to compare with, the comparison is empty but has all its columns
     compared = compare_statements(statements_prev, statements_cur)
     changed = compared[compared["mean_change"].abs() >= MIN_MEAN_CHANGE]
@@ -335,9 +389,9 @@ def build_review(history_conn: psycopg.Connection, source: str, previous: Period
     unused_cur = _unused_totals(indexes_cur)
     pct = lambda v: None if v is None else 100 * v  # noqa: E731
     kpis = [
-        Kpi(SLOW_SHARE_ESTIMATE.format(s=settings.kpi_slow_ms / 1000).capitalize(),
-            pct(slow_share(statements_prev, settings.kpi_slow_ms)),
-            pct(slow_share(statements_cur, settings.kpi_slow_ms)), "%", False,
+        Kpi(f"Calls slower than {settings.kpi_slow_ms / 1000:g} s",
+            slow_share_bounds(statements_prev, settings) if cov_prev.usable else None,
+            slow_share_bounds(statements_cur, settings), "%", False,
             100 * settings.kpi_slow_share_target,
             f"< {100 * settings.kpi_slow_share_target:g} %"),
         *[Kpi(f"{q.name}, mean", hot_query_mean(statements_prev, q.name),
@@ -419,6 +473,11 @@ def next_steps(review: Review, settings: Settings, limit: int = 8) -> list[str]:
 
 
 def _short(kpi: Kpi) -> str:
-    value = "n/a" if kpi.current is None else (
-        f"{kpi.current:.2f} %" if kpi.unit == "%" else f"{kpi.current:,.1f} {kpi.unit}")
-    return f"now {value}"
+    """
+    >>> _short(Kpi("Calls slower than 1 s", None, Bounds(4.5, 6.25), "%", False))
+    'now 4.50–6.25 %'
+    """
+    if kpi.current is None:
+        return "now n/a"
+    low, high = (f"{v:.2f}" if kpi.unit == "%" else f"{v:,.1f}" for v in low_high(kpi.current))
+    return f"now {low if low == high else f'{low}–{high}'} {kpi.unit}"

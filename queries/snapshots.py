@@ -27,6 +27,9 @@ from queries.secrets import redact_text
 STATEMENT_COUNTERS = ["calls", "total_exec_ms", "total_plan_ms", "rows", "shared_blks_hit",
                       "shared_blks_read", "shared_blks_dirtied", "shared_blks_written",
                       "temp_blks", "io_ms", "wal_bytes"]
+# kept beside the counters: when the entry started counting, and its fastest and slowest call
+# with since when those two were kept (they bound the slow-call share over a period)
+STATEMENT_MARKS = ["stats_since", "min_exec_ms", "max_exec_ms", "minmax_since"]
 TABLE_COLUMNS = ["schema_name", "table_name", "total_bytes", "live_rows", "dead_rows", "seq_scans",
                  "index_scans", "rows_inserted", "rows_updated", "rows_deleted", "heap_blks_hit",
                  "heap_blks_read", "bloat_bytes"]
@@ -77,7 +80,9 @@ def _statement_counters(conn: psycopg.Connection, ext: capabilities.Extension) -
                sum(e.shared_blks_dirtied)::bigint AS shared_blks_dirtied,
                sum(e.shared_blks_written)::bigint AS shared_blks_written,
                sum(e.temp_blks)::bigint AS temp_blks, sum(e.io_ms) AS io_ms,
-               sum(e.wal_bytes) AS wal_bytes, max(e.stats_since) AS stats_since
+               sum(e.wal_bytes) AS wal_bytes, max(e.stats_since) AS stats_since,
+               min(e.min_exec_ms) AS min_exec_ms, max(e.max_exec_ms) AS max_exec_ms,
+               max(e.minmax_since) AS minmax_since
         FROM entries e
         LEFT JOIN pg_roles r ON r.oid = e.userid
         WHERE e.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
@@ -187,7 +192,8 @@ def collect(conn: psycopg.Connection, source: str, redis_urls: tuple[str, ...] =
 
 # --- storing ----------------------------------------------------------------------------------
 
-FLOAT_COLUMNS = {"total_exec_ms", "total_plan_ms", "io_ms", "age_minutes"}
+FLOAT_COLUMNS = {"total_exec_ms", "total_plan_ms", "io_ms", "age_minutes", "min_exec_ms",
+                 "max_exec_ms"}
 
 
 def _plain(value, column: str):
@@ -254,8 +260,11 @@ def _store_statements(conn: psycopg.Connection, snapshot_id: int, snap: Snapshot
                       complete: bool) -> int:
     """Every statement of a complete snapshot, else only those whose counters changed since
     the row stored before for this source (or that are new). Returns how many were stored."""
-    columns = ["snapshot_id", "queryid", "userid"] + STATEMENT_COUNTERS + ["stats_since"]
-    rows = _rows(snap.statements.assign(snapshot_id=snapshot_id), columns)
+    columns = ["snapshot_id", "queryid", "userid"] + STATEMENT_COUNTERS + STATEMENT_MARKS
+    # marks a snapshot does not carry (synthetic history) are unknown, stored as NULL
+    frame = snap.statements.reindex(columns=list(snap.statements.columns) + [
+        c for c in STATEMENT_MARKS if c not in snap.statements.columns])
+    rows = _rows(frame.assign(snapshot_id=snapshot_id), columns)
     if complete:
         _copy(conn, "snapshot_statements", columns, rows)
         return len(rows)
@@ -266,7 +275,7 @@ def _store_statements(conn: psycopg.Connection, snapshot_id: int, snap: Snapshot
 
     def values(alias: str) -> sql.Composable:
         return sql.SQL(", ").join(sql.Identifier(alias, c)
-                                  for c in STATEMENT_COUNTERS + ["stats_since"])
+                                  for c in STATEMENT_COUNTERS + STATEMENT_MARKS)
     return conn.execute(sql.SQL("""
         WITH last AS MATERIALIZED (  -- each statement's last row since the last complete snapshot
             SELECT DISTINCT ON (t.queryid, t.userid) t.*

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import psycopg
 from psycopg import sql
@@ -152,14 +153,49 @@ def statements_info(conn: psycopg.Connection, ext: Extension) -> StatementsInfo:
     return StatementsInfo(dealloc, reset, int(max_entries) if max_entries else None, count)
 
 
+def slow_call_bounds(calls, mean, low, high, extremes_cover, threshold_ms: float,
+                     extremes_are_calls: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per statement, the fewest and the most of its calls that can have been slower than the
+    threshold T. pg_stat_statements keeps no per-call times, only calls n, the mean and, for
+    the calls since min/max last restarted, min and max. Where min and max cover the calls
+    counted: none slow when max <= T, all when min > T; else at least n·(mean − T)/(max − T)
+    (the others at most T, none above max) and at most n·(mean − min)/(T − min). When the
+    extremes are themselves among the calls counted (a cumulative entry, not a period's
+    difference), the max is one slow call and the min one that is not. Without extremes:
+    at least one slow call when the mean is over T, at most n·mean/T.
+
+    >>> lo, hi = slow_call_bounds([720, 10, 10, 4], [50, 2, 2000, 800], [5, 1, 1500, 100],
+    ...                           [3000, 3, 2500, 1200], [True, True, True, False], 1000, True)
+    >>> lo.tolist(), hi.tolist()
+    ([1.0, 0.0, 10.0, 0.0], [32.0, 0.0, 10.0, 3.0])
+    >>> lo, hi = slow_call_bounds([100], [1000], [1000], [1000], [True], 1000, False)
+    >>> lo.tolist(), hi.tolist()
+    ([0.0], [0.0])
+    """
+    n, mean, low, high = (np.asarray(v, dtype=float) for v in (calls, mean, low, high))
+    covered = np.asarray(extremes_cover, dtype=bool) & ~np.isnan(low) & ~np.isnan(high)
+    t = threshold_ms
+    with np.errstate(divide="ignore", invalid="ignore"):
+        least = np.ceil(n * (mean - t) / (high - t))
+        most = np.floor(n * (mean - low) / (t - low))
+    most = np.nan_to_num(most, nan=0.0, posinf=np.inf)  # mean = min = T: every call is T
+    if extremes_are_calls:
+        least, most = np.maximum(least, 1), np.minimum(most, n - 1)
+    least = np.where(high <= t, 0, np.where(low > t, n, least))
+    most = np.where(high <= t, 0, np.where(low > t, n, most))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        unbounded_most = np.floor(n * mean / t) if t > 0 else n
+    least = np.where(covered, least, np.where(mean > t, 1, 0))
+    most = np.where(covered, most, unbounded_most)
+    least = np.clip(np.nan_to_num(least, nan=0.0), 0, n)
+    return least, np.clip(np.maximum(most, least), 0, n)
+
+
 @dataclass
 class SlowQueryKpi:
-    """The plan's KPI, the share of calls slower than the threshold. pg_stat_statements keeps no
-    per-call times, only calls, mean, min and max per statement, so the count of slow calls is
-    known exactly only where a statement's max is not above the threshold (none slow) or its
-    min is (all slow); elsewhere it lies between bounds the mean, min and max allow:
-    at least max(1, n·(mean − T)/(max − T)) calls (the max itself is one), at most
-    min(n − 1, n·(mean − min)/(T − min)) (the min itself is not slow)."""
+    """The plan's KPI, the share of calls slower than the threshold, as the bounds
+    slow_call_bounds allows summed over the statements: exact where every statement's calls
+    are all on one side of the threshold."""
     slow_calls_low: int
     slow_calls_high: int
     total_calls: int
@@ -170,6 +206,20 @@ class SlowQueryKpi:
     slow_statements: int = 0
     slowest_queryids: tuple = ()
     total_exec_ms: float = 0.0   # every call's execution time together
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame, threshold_ms: float, extremes_are_calls: bool
+           ) -> "SlowQueryKpi":
+        """From rows with calls, mean_exec_ms, min_exec_ms, max_exec_ms, extremes_cover."""
+        if frame.empty:
+            return cls(0, 0, 0, 0, threshold_ms)
+        least, most = slow_call_bounds(frame["calls"], frame["mean_exec_ms"],
+                                       frame["min_exec_ms"], frame["max_exec_ms"],
+                                       frame["extremes_cover"], threshold_ms, extremes_are_calls)
+        calls = frame["calls"].astype(float)
+        return cls(int(least.sum()), int(most.sum()), int(calls.sum()),
+                   int((least != most).sum()), threshold_ms,
+                   total_exec_ms=float((calls * frame["mean_exec_ms"].astype(float)).sum()))
 
     @property
     def exact(self) -> bool:
@@ -209,40 +259,27 @@ class SlowQueryKpi:
 def slow_query_kpi(conn: psycopg.Connection, ext: Extension, threshold_ms: float = 1000.0,
                    slow_mean_ms: float | None = None, min_calls: int = 1) -> SlowQueryKpi:
     """The plan's KPI "slow queries (> 1 s) under 5 %" in the connected database, without DB
-    Pulse's own statements: the bounds of SlowQueryKpi, summed over the statements; with
-    slow_mean_ms, also the statements slow on average (the slow-query check), from the same
-    read of pg_stat_statements."""
-    row = conn.execute(sql.SQL("""
-        WITH entries AS ({entries}),
-        judged AS (
-            SELECT calls::float8 AS n, mean_exec_ms AS mean, min_exec_ms AS low,
-                   max_exec_ms AS high, coalesce(minmax_partial, false) AS minmax_partial,
-                   queryid, calls >= %(min_calls)s AND mean_exec_ms >= %(slow_mean)s AS slow
-            FROM entries
-            WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-              AND query NOT LIKE %(own_tag)s AND calls > 0),
-        bounded AS (
-            SELECT n, queryid, mean, slow,
-                   CASE WHEN minmax_partial THEN 0            -- min/max miss calls: no bound
-                        WHEN high <= %(t)s THEN 0
-                        WHEN low > %(t)s THEN n
-                        ELSE greatest(1, ceil(n * (mean - %(t)s) / (high - %(t)s))) END AS k_low,
-                   CASE WHEN minmax_partial THEN least(n, floor(n * mean / %(t)s))
-                        WHEN high <= %(t)s THEN 0
-                        WHEN low > %(t)s THEN n
-                        ELSE least(n - 1, floor(n * (mean - low) / nullif(%(t)s - low, 0))) END AS k_high
-            FROM judged)
-        SELECT coalesce(sum(k_low), 0), coalesce(sum(k_high), 0), coalesce(sum(n), 0),
-               count(*) FILTER (WHERE k_low <> k_high),
-               count(*) FILTER (WHERE slow),
-               (array_agg(queryid ORDER BY mean DESC) FILTER (WHERE slow))[1:20],
-               coalesce(sum(n * mean), 0)
-        FROM bounded
+    Pulse's own statements (SlowQueryKpi over every entry); with slow_mean_ms, also the
+    statements slow on average (the slow-query check), from the same read."""
+    frame = to_frame(conn.execute(sql.SQL("""
+        WITH entries AS ({entries})
+        SELECT calls::float8 AS calls, mean_exec_ms, min_exec_ms, max_exec_ms, queryid,
+               NOT coalesce(minmax_partial, false) AS extremes_cover,
+               calls >= %(min_calls)s AND mean_exec_ms >= %(slow_mean)s AS slow
+        FROM entries
+        WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND query NOT LIKE %(own_tag)s AND calls > 0
         """).format(entries=entries_query(ext)),
-        {"t": threshold_ms, "own_tag": "%" + OWN_STATEMENT_TAG, "min_calls": min_calls,
-         "slow_mean": slow_mean_ms}).fetchone()
-    return SlowQueryKpi(int(row[0]), int(row[1]), int(row[2]), int(row[3]), threshold_ms,
-                        int(row[4]), tuple(row[5] or ()), float(row[6]))
+        {"own_tag": "%" + OWN_STATEMENT_TAG, "min_calls": min_calls,
+         "slow_mean": slow_mean_ms}))
+    kpi = SlowQueryKpi.of(frame, threshold_ms, extremes_are_calls=True)
+    if not frame.empty:
+        slow = frame[frame["slow"].fillna(False).astype(bool)]
+        kpi.slow_statements = len(slow)
+        kpi.slowest_queryids = tuple(
+            None if pd.isna(q) else int(q)
+            for q in slow.sort_values("mean_exec_ms", ascending=False)["queryid"].head(20))
+    return kpi
 
 
 def slow_statements(frame: pd.DataFrame, mean_ms: float, min_calls: int) -> pd.DataFrame:

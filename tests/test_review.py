@@ -10,6 +10,7 @@ import pytest
 
 import cli
 from queries import actions, dbpulse_schema, history, review, snapshots
+from queries.config import Settings
 from queries.connections import admin_connection, monitoring_connection
 from queries.markup import shown
 from reports import weekly
@@ -327,3 +328,68 @@ def test_charts_cover_exactly_the_two_periods(recorded_review, dba_settings_modu
     mean_axis = charts.statement_trend(recorded_review).layout.yaxis
     # 1 ms and 20 ms statements: a linear axis from 0 (log only beyond two decades)
     assert mean_axis.type != "log" and mean_axis.rangemode == "tozero"
+
+
+def _sleeps(url, seconds: list[float], tag: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        for s in seconds:
+            conn.execute(f"SELECT pg_sleep(%s) AS {tag}", (s,))
+
+
+def test_the_slow_call_kpi_bounds_the_true_share_where_the_means_hide_it(scratch_database):
+    """100 calls of one statement, 2 of them over the 30 ms limit: its mean (about 1 ms) is
+    far under the limit, so an estimate from means said 0 %; the review gives the page's
+    bounds from min/mean/max, and the truth (2 %) lies inside them."""
+    settings = Settings(role="dba", statement_timeout_ms=5000, connect_timeout_s=3,
+                        kpi_slow_ms=30)
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    first = _snap(scratch_database, settings, "slow-share")
+    _sleeps(scratch_database, [0.0] * 49 + [0.05] + [0.0] * 49 + [0.05], "slow_share_probe")
+    second = _snap(scratch_database, settings, "slow-share")
+    with monitoring_connection(scratch_database, settings) as conn:
+        deltas = history.statement_deltas(conn, "slow-share",
+                                          history.Period(first.taken_at, second.taken_at))
+    probe = deltas[deltas["query"].str.contains("slow_share_probe")]
+    assert int(probe["calls"].iloc[0]) == 100 and float(probe["mean_exec_ms"].iloc[0]) < 30
+    assert bool(probe["extremes_cover"].iloc[0])
+    kpi = review.slow_calls(probe, settings)
+    assert kpi.slow_calls_low <= 2 <= kpi.slow_calls_high <= 5
+    result = _review_between(scratch_database, settings, "slow-share", first, first, second)
+    shown_kpi = {k.name: k for k in result.kpis}["Calls slower than 0.03 s"]
+    low, high = review.low_high(shown_kpi.current)
+    everything = review.slow_calls(deltas, settings)
+    assert (low, high) == (100 * everything.share_low, 100 * everything.share_high)
+    assert low < 100 * 2 / everything.total_calls <= high
+    assert "(bounds)" in weekly.kpi_value(shown_kpi, shown_kpi.current)
+
+
+def test_a_reset_of_one_statement_is_noted_and_its_calls_after_it_counted(scratch_database):
+    """5 calls, a snapshot, 7 calls, pg_stat_statements_reset of that statement alone, 9
+    calls, a snapshot: the period counts the 9 it can see and says that some went uncounted;
+    the footer no longer claims that nothing was reset."""
+    settings = Settings(role="dba", statement_timeout_ms=5000, connect_timeout_s=3)
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    first = _snap(scratch_database, settings, "lone-reset")
+    _sleeps(scratch_database, [0.0] * 5, "lone_reset_probe")
+    second = _snap(scratch_database, settings, "lone-reset")
+    _sleeps(scratch_database, [0.0] * 7, "lone_reset_probe")
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_statements_reset(0, 0, queryid) FROM pg_stat_statements "
+                     "WHERE query LIKE '%lone_reset_probe%'")
+    _sleeps(scratch_database, [0.0] * 9, "lone_reset_probe")
+    third = _snap(scratch_database, settings, "lone-reset")
+    result = _review_between(scratch_database, settings, "lone-reset", first, second, third)
+    with monitoring_connection(scratch_database, settings) as conn:
+        deltas = history.statement_deltas(conn, "lone-reset",
+                                          history.Period(second.taken_at, third.taken_at))
+    probe = deltas[deltas["query"].str.contains("lone_reset_probe")]
+    assert int(probe["calls"].iloc[0]) == 9 and int(probe["restarts_alone"].iloc[0]) == 1
+    assert int(deltas["restarts_alone"].sum()) == 1
+    assert [n for n in result.notes if "restarted on their own" in n] == [
+        "This period: Counters restarted on their own 1 time in 1 statement (a reset of one "
+        "statement, or an eviction): calls between the snapshot before and each restart are "
+        "not counted"]
+    markdown = weekly.render_markdown(result, settings)
+    assert "restarted on their own" in markdown and "no statistics were reset" not in markdown

@@ -8,10 +8,10 @@ import streamlit as st
 
 from queries import history, statements
 from queries.config import Settings, Target
-from queries.review import SLOW_SHARE_ESTIMATE, slow_share
+from queries.review import slow_calls
 from ui import loaders, tables
 from ui.format import human_duration, percent
-from ui.widgets import judged_metric, show_problem, top_statements_chart
+from ui.widgets import SLOW_SHARE_HELP, judged_metric, show_problem, top_statements_chart
 
 PRESETS = ["last hour", "last day", "last week", "two snapshots"]
 
@@ -60,12 +60,11 @@ def show(target: Target, settings: Settings, flt: statements.StatementFilter,
     for note in cov.notes:
         st.caption("⚠ " + note)
 
-    share = slow_share(deltas, settings.kpi_slow_ms)
+    kpi = slow_calls(deltas, settings)
     cols = st.columns(3)
-    judged_metric(cols[0], SLOW_SHARE_ESTIMATE.format(s=settings.kpi_slow_ms / 1000).capitalize(),
-                  percent(share), "grey" if share is None else
-                  "green" if share < settings.kpi_slow_share_target else "red",
-                  f"< {percent(settings.kpi_slow_share_target, 0)}")
+    judged_metric(cols[0], f"Calls slower than {settings.kpi_slow_ms / 1000:g} s", kpi.text(),
+                  kpi.state(settings.kpi_slow_share_target),
+                  f"< {percent(settings.kpi_slow_share_target, 0)}", help=SLOW_SHARE_HELP)
     cols[1].metric("Calls in the interval", f"{deltas['calls'].astype(float).sum():,.0f}"
                    if not deltas.empty else "0")
     cols[2].metric("Statement time", f"{deltas['total_exec_ms'].astype(float).sum() / 1000:,.1f} s"

@@ -73,7 +73,7 @@ for i, kpi in enumerate(review.kpis):
                   help=f"Previous period: {weekly.kpi_value(kpi, kpi.previous)}"
                        + (f"; target {kpi.target_text}" if kpi.target_text else ""))
         if kpi.target_text:
-            st.badge(f"{kpi.target_text}", color={"green": "green", "red": "red"}.get(
+            st.badge(f"{kpi.target_text}", color={"green": "green", "amber": "orange", "red": "red"}.get(
                 kpi.state, "gray"))
 
 sections = weekly.sections(review, settings)

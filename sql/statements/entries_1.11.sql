@@ -16,6 +16,7 @@ SELECT s.userid, s.dbid, s.queryid, s.query,
        s.stats_since,
        -- min and max reset on their own (minmax_only): then they miss some of the calls
        s.minmax_stats_since > s.stats_since AS minmax_partial,
+       s.minmax_stats_since             AS minmax_since,
        s.temp_blks_read + s.temp_blks_written AS temp_blks,
        s.shared_blk_read_time + s.shared_blk_write_time
          + s.local_blk_read_time + s.local_blk_write_time
