@@ -8,7 +8,6 @@ history is read where it exists. Where nothing is known, the time is None ("unkn
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -293,7 +292,8 @@ def refresh(conn: psycopg.Connection, who: Actor, *, schema: str, name: str,
     statement = sql.SQL("REFRESH MATERIALIZED VIEW {}{}.{}").format(
         sql.SQL("CONCURRENTLY ") if concurrently else sql.SQL(""),
         sql.Identifier(schema), sql.Identifier(name))
-    started_at, t0 = datetime.now(timezone.utc), time.monotonic()
+    # both ends on the server's clock, so the result and the log hold one duration
+    started_at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
     timeout = who.settings.admin_lock_timeout_ms if lock_timeout_ms is None else lock_timeout_ms
     try:
         try:
@@ -305,20 +305,25 @@ def refresh(conn: psycopg.Connection, who: Actor, *, schema: str, name: str,
             _log(conn, view_oid, schema, name, started_at, concurrently, who.person, "error",
                  str(exc).strip().splitlines()[0])
             raise
-        _log(conn, view_oid, schema, name, started_at, concurrently, who.person, "ok", None)
+        took_ms = _log(conn, view_oid, schema, name, started_at, concurrently, who.person, "ok",
+                       None)
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s, %s::int)", (REFRESH_LOCK_CLASS, view_oid))
-    return RefreshResult(schema, name, concurrently, (time.monotonic() - t0) * 1000)
+    return RefreshResult(schema, name, concurrently, took_ms)
 
 
-def _log(conn, view_oid, schema, name, started_at, concurrently, actor, outcome, detail):
-    conn.execute("""
+def _log(conn, view_oid, schema, name, started_at, concurrently, actor, outcome,
+         detail) -> float:
+    """Writes the refresh log row; returns its duration in ms (the one every page shows)."""
+    return conn.execute("""
         INSERT INTO dbpulse.matview_refresh_log
             (view_oid, schema_name, view_name, started_at, finished_at, was_concurrent,
              refreshed_by, recorded_by, outcome, detail, source_writes)
         VALUES (%s, %s, %s, %s, clock_timestamp(), %s, %s, 'dbpulse', %s, %s,
                 dbpulse.matview_source_writes(%s))
-        """, (view_oid, schema, name, started_at, concurrently, actor, outcome, detail, view_oid))
+        RETURNING extract(epoch FROM finished_at - started_at)::float8 * 1000
+        """, (view_oid, schema, name, started_at, concurrently, actor, outcome, detail,
+              view_oid)).fetchone()[0]
 
 
 def refresh_stale(conn: psycopg.Connection, who: Actor, allow_blocking: bool = False,

@@ -272,6 +272,9 @@ def newly_unused(previous: pd.DataFrame, current: pd.DataFrame) -> pd.DataFrame:
     return gone.sort_values("size_bytes", ascending=False).reset_index(drop=True)
 
 
+NOT_SCANNED_LABEL = "Indexes not scanned all period (constraints aside)"
+
+
 def _unused_totals(index_scans: pd.DataFrame) -> tuple[float | None, float | None]:
     """Indexes without a scan all period long: only those watched the whole period (built
     during it, zero scans prove nothing yet), never one backing a constraint."""
@@ -406,8 +409,9 @@ def build_review(history_conn: psycopg.Connection, source: str, previous: Period
         Kpi("Buffer cache hit rate", pct(buffer_rate(previous)), pct(buffer_rate(current)), "%",
             True, 100 * settings.buffer_cache_hit_threshold,
             f"≥ {100 * settings.buffer_cache_hit_threshold:g} %"),
-        Kpi("Unused indexes", unused_prev[0], unused_cur[0], "count", False),
-        Kpi("Unused index size", unused_prev[1], unused_cur[1], "bytes", False),
+        # not the Indexes page's "unused" (drop candidates judged now): a period's fact
+        Kpi(NOT_SCANNED_LABEL, unused_prev[0], unused_cur[0], "count", False),
+        Kpi(NOT_SCANNED_LABEL + ", their size", unused_prev[1], unused_cur[1], "bytes", False),
         Kpi("Estimated table bloat", bloat_total(tables_prev), bloat_total(tables_cur), "bytes",
             False),
         Kpi("Statement time", float(statements_prev["total_exec_ms"].astype(float).sum())

@@ -6,6 +6,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from queries import redis_cache
 from queries.markup import shown
 from tests.conftest import PROJECT_ROOT
 
@@ -100,7 +101,7 @@ def test_redis_page(app_env, redis_url):
     client.set("dashboard:test", "x", ex=600)
     at = _page("redis")
     labels = {m.label for m in at.metric}
-    assert {"Keyspace hit rate since start", "Keyspace hit rate, last 5 min",
+    assert {redis_cache.HIT_RATE_LABEL, "Keyspace hit rate, last 5 min",
             "Memory used"} <= labels
     # TTLs are read only when asked: each one is a lookup Redis counts
     assert not any("forgotten:" in shown(w.value) for w in at.warning)
@@ -239,3 +240,45 @@ def test_db_pulses_own_tables_are_hidden_until_asked_for(app_env, name):
     next(t for t in at.toggle if t.label == "Show DB Pulse's own objects").set_value(True).run()
     shown = {v for d in at.dataframe for v in d.value.get("schema_name", [])}
     assert "dbpulse" in shown
+
+
+def test_one_redis_figure_has_one_value_on_every_page(app_env, redis_url):
+    """The Overview, the Redis page, the plan page and the Fleet show the Redis hit rate from
+    one read per cache period: the same value at the same moment, under the same name."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    client.set("one_figure:hit", "x", ex=600)
+    for n in range(7):  # the application's lookups, between the pages' reads
+        client.get("one_figure:hit" if n % 2 else f"one_figure:miss:{n}")
+    shown_rates = {}
+    for page in ("overview", "redis", "plan"):
+        at = _page(page)
+        [metric] = [m for m in at.metric if m.label == redis_cache.HIT_RATE_LABEL]
+        shown_rates[page] = metric.value
+        client.get("one_figure:hit")  # the application goes on between two pages
+    at = _page("fleet")
+    [frame] = [d.value for d in at.dataframe]
+    shown_rates["fleet"] = f"{float(frame['redis_hit_rate'].iloc[0]):.1f} %"  # in percent there
+    assert len(set(shown_rates.values())) == 1, shown_rates
+    client.delete("one_figure:hit")
+
+
+def test_a_refresh_shows_the_duration_its_log_row_holds(app_env, logins):
+    """"Refreshed in N ms" and the table's "Took" are one figure: both the server's clock
+    around the refresh, as logged."""
+    from queries import actions, matviews
+    from queries.config import Settings
+    from queries.connections import monitoring_connection
+    from tests.conftest import as_actor
+
+    settings = Settings(role="dba", statement_timeout_ms=5000, connect_timeout_s=3)
+    with psycopg.connect(logins.admin_url) as conn:
+        name = conn.execute("SELECT matviewname FROM pg_matviews WHERE schemaname = 'public' "
+                            "ORDER BY 1 LIMIT 1").fetchone()[0]
+    who = as_actor(settings, logins.admin_url)
+    result = actions.refresh_view(who, "public", name, allow_blocking=True)
+    with monitoring_connection(logins.monitor_url, settings) as conn:
+        views = matviews.list_matviews(conn, settings.matview_max_age_minutes)
+    took = float(views[views["view_name"] == name]["last_duration_ms"].iloc[0])
+    assert took == pytest.approx(result.duration_ms, abs=0.01)

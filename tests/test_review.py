@@ -257,7 +257,8 @@ def test_an_index_built_during_the_period_is_not_counted_as_unused(scratch_datab
     third = _snap(scratch_database, settings, "new-index")
     result = _review_between(scratch_database, settings, "new-index", first, second, third)
     kpis = {k.name: k for k in result.kpis}
-    assert (kpis["Unused indexes"].previous, kpis["Unused indexes"].current) == (1, 1)  # t_a
+    not_scanned = kpis[review.NOT_SCANNED_LABEL]
+    assert (not_scanned.previous, not_scanned.current) == (1, 1)  # t_a
 
 
 def test_a_previous_period_without_snapshots_gives_a_review_not_a_crash(scratch_database,

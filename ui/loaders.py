@@ -300,6 +300,13 @@ def redis_overview(url: str) -> Loaded:
     return _load_redis(url, lambda client: redis_cache.redis_overview(client, url))
 
 
+def redis_hit_rate(urls: tuple[str, ...] | list[str]) -> float | None:
+    """The lowest hit rate of a target's Redis servers, from the shared reads above."""
+    rates = [r.value.hit_rate for r in map(redis_overview, urls) if r.ok]
+    rates = [rate for rate in rates if rate is not None]
+    return min(rates) if rates else None
+
+
 @cached(ttl=CACHE_TTL_S)
 def matviews_data(dsn: str, settings: Settings) -> Loaded:
     from queries import matviews, schedules

@@ -21,6 +21,11 @@ for target in context.targets():
         pass
 reports = loaders.fleet_data(tuple(visible), who.settings, TIME_LIMIT_S)
 rows = pd.DataFrame(fleet.summary_rows(reports))
+if len(rows):  # Redis figures from the read the Overview and Redis pages show: one value
+    answered = {r["target"] for r in reports if any(e.get("hit_rate") is not None
+                                                    for e in r.get("redis", []))}
+    rates = {t.name: loaders.redis_hit_rate(t.redis_urls) for t in visible if t.name in answered}
+    rows["redis_hit_rate"] = rows["target"].map(rates)
 counts = rows["status"].value_counts() if len(rows) else {}
 cols = st.columns(4)
 cols[0].metric("Targets", len(rows))

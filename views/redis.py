@@ -32,7 +32,9 @@ with_ttl = st.toggle("Read key TTLs too", value=False, key="redis_sample_ttls",
                           "shows; another tool reading INFO would see them.")
 loaded = value_or_stop(loaders.redis_page_data(url, settings, with_ttl),
                        "Redis is not available")
-info, families = loaded["overview"], loaded["families"]
+families = loaded["families"]
+# the same read (and cache period) as the Overview's and the plan's figures: one value
+info = value_or_stop(loaders.redis_overview(url), "Redis is not available")
 samples = sampler.samples()
 target_text = f"> {percent(settings.redis_hit_rate_target, 0)}"
 
@@ -43,9 +45,10 @@ st.caption(f"{md(info.server)} {md(info.version)}, up {human_duration(info.uptim
            "figure.")
 
 cols = st.columns(4)
-judged_metric(cols[0], "Keyspace hit rate since start", percent(info.hit_rate),
+judged_metric(cols[0], redis_cache.HIT_RATE_LABEL, percent(info.hit_rate),
               state_for_ratio(info.hit_rate, settings.redis_hit_rate_target, 0.10), target_text,
-              help=redis_cache.HIT_RATE_MEANING)
+              help=f"{redis_cache.HIT_RATE_MEANING} Since the Redis server started or its "
+                   "statistics were reset.")
 recent = redis_cache.interval_hit_rate(samples, 300)
 judged_metric(cols[1], "Keyspace hit rate, last 5 min", percent(recent),
               state_for_ratio(recent, settings.redis_hit_rate_target, 0.10), target_text,
