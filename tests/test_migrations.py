@@ -625,3 +625,33 @@ def test_the_plan_says_when_a_migration_builds_a_twin_or_makes_an_index_redundan
     assert "ev_user_status_created already leads with these columns" in prefix
     assert "makes ev_user redundant" in prefix
     assert desc == "" and partial == ""  # another order, a predicate: not compared
+
+
+def test_the_demo_after_every_migration_gives_no_contradictory_index_advice(demo_db,
+                                                                            dba_settings):
+    """The demo with every prepared migration applied: no index is named "which stays" and
+    proposed for DROP, every duplicate group keeps one index, the Overview's counts are the
+    Indexes page's, and running every proposed DROP leaves no duplicate behind."""
+    from dataclasses import replace
+
+    from queries import checks
+    from queries.connections import monitoring_connection
+
+    settings = replace(dba_settings, unused_index_min_age_days=0)
+    _apply(demo_db, settings, migrations.discover())
+    with monitoring_connection(demo_db, settings) as conn:
+        found = checks.index_review(conn, settings)
+        overview = {f.check: f.count for f in checks.check_indexes(conn, settings)}
+    dropped = {f.index_name for f in found.duplicates}
+    stays = {f.covered_by for f in found.duplicates}
+    assert found.duplicates and not dropped & stays
+    assert overview["duplicate_indexes"] == len(found.duplicates)
+    assert overview["unused_indexes"] == len(found.unused)
+    with psycopg.connect(demo_db, autocommit=True) as conn:
+        for finding in found.duplicates:
+            conn.execute(finding.fix)
+        left = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes "
+                                           "WHERE schemaname = 'public'")}
+    assert stays <= left and not dropped & left
+    with monitoring_connection(demo_db, settings) as conn:
+        assert checks.index_review(conn, settings).duplicates == []
