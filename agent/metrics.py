@@ -15,11 +15,15 @@ import time
 from dataclasses import dataclass, field
 
 from prometheus_client import start_http_server
-from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import (CollectorRegistry, CounterMetricFamily, GaugeMetricFamily,
+                                   HistogramMetricFamily)
 from prometheus_client.process_collector import ProcessCollector
 
 # dbpulse_check_state's values; "grey" (the check could not run) is unknown
 CHECK_STATES = {"green": 0, "amber": 1, "red": 2, "grey": 3}
+# latency probe buckets (seconds): fine around the plan's targets (200, 250, 300 ms), so
+# histogram_quantile() and the share under a target are close there
+PROBE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 1.0, 2.5)
 
 
 @dataclass
@@ -44,6 +48,9 @@ class LastCycle:
         self.finished_at: dict[str, float] = {}
         self.errors: dict[str, int] = {}
         self.refreshes: dict[tuple[str, str], int] = {}  # (target, outcome) -> count
+        # (target, hot query) -> [count per bucket (not cumulative), sum of seconds]
+        self.probes: dict[tuple[str, str], list] = {}
+        self.probe_failures: dict[tuple[str, str], int] = {}
 
     def store(self, target: str, figures: TargetFigures | None, seconds: float,
               failed: bool) -> None:
@@ -58,11 +65,44 @@ class LastCycle:
         with self.lock:
             self.refreshes[(target, outcome)] = self.refreshes.get((target, outcome), 0) + n
 
+    def observe_probe(self, target: str, query: str, seconds: float | None) -> None:
+        """One probe run: its duration in the histogram, or a failure."""
+        with self.lock:
+            key = (target, query)
+            if seconds is None:
+                self.probe_failures[key] = self.probe_failures.get(key, 0) + 1
+                return
+            counts, total = self.probes.get(key, [[0] * (len(PROBE_BUCKETS) + 1), 0.0])
+            slot = next((i for i, edge in enumerate(PROBE_BUCKETS) if seconds <= edge),
+                        len(PROBE_BUCKETS))
+            counts[slot] += 1
+            self.probes[key] = [counts, total + seconds]
+            self.probe_failures.setdefault(key, 0)
+
+    def _probe_families(self, probes: dict, failures: dict):
+        latency = HistogramMetricFamily(
+            "dbpulse_probe_duration_seconds", "Duration of the plan's hot queries, run by the "
+            "agent with representative parameters on its read-only probe login",
+            labels=["target", "query"])
+        failed = CounterMetricFamily("dbpulse_probe_failures", "Probe runs that failed or hit "
+                                     "the probe timeout", labels=["target", "query"])
+        for (target, query), (counts, total) in probes.items():
+            running, buckets = 0, []
+            for edge, n in zip([*map(str, PROBE_BUCKETS), "+Inf"], counts):
+                running += n
+                buckets.append((edge, running))
+            latency.add_metric([target, query], buckets, total)
+        for (target, query), n in failures.items():
+            failed.add_metric([target, query], float(n))
+        return latency, failed
+
     def collect(self):
         with self.lock:
             targets = dict(self.targets)
             seconds, errors = dict(self.cycle_seconds), dict(self.errors)
             finished, refreshes = dict(self.finished_at), dict(self.refreshes)
+            probes = {k: [list(c), s] for k, (c, s) in self.probes.items()}
+            probe_failures = dict(self.probe_failures)
         up = GaugeMetricFamily("dbpulse_up", "1 when PostgreSQL answered in the last cycle",
                                labels=["target"])
         last = GaugeMetricFamily("dbpulse_last_cycle_timestamp_seconds",
@@ -122,6 +162,7 @@ class LastCycle:
             refreshed.add_metric([name, outcome], float(value))
         yield from (up, last, took, failed, hits, reads, redis_hits, redis_misses, state, found,
                     slow, calls, exec_all, top_calls, top_exec, ages, scans, refreshed)
+        yield from self._probe_families(probes, probe_failures)
 
 
 def _target(name, fig, up, hits, reads, redis_hits, redis_misses, state, found, slow, calls,

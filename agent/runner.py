@@ -18,9 +18,10 @@ import psycopg
 
 from agent.alerts import Alerter
 from agent.metrics import LastCycle, TargetFigures
-from queries import actions, alert_log, capabilities, fleet, matviews, statements
+from queries import actions, alert_log, capabilities, fleet, matviews, probes, statements
 from queries.config import Settings, Target
 from queries.connections import DatabaseProblem, admin_connection, monitoring_connection
+from queries.plan import current as current_plan
 from queries.roles import Actor
 
 AGENT_LOCK_KEY = 0x44425041  # "DBPA": one agent per target database
@@ -95,6 +96,7 @@ class Agent:
     locks: dict = field(default_factory=dict)
     next_snapshot: dict = field(default_factory=dict)
     refresh_retry: dict = field(default_factory=dict)  # target -> (failures, not before)
+    next_probe: dict = field(default_factory=dict)  # target -> when its probes run next
     down_retry: dict = field(default_factory=dict)  # target -> (failures in a row, not before)
     others: dict = field(default_factory=dict)  # target -> why another agent watches it
     pool: bool = False  # stay with no target of its own, to take over those of one that stops
@@ -181,6 +183,8 @@ class Agent:
                                                                 timedelta(minutes=5))
             if up and self.refresh_stale:
                 notes += self._refresh(target, now)
+            if up:
+                notes += self._probe(target, now)
             fired = self.alerter.observe(target.name, report, now)
             self._save()  # the outbox holds them before anything is sent
             notes += self._log_alerts(target)
@@ -243,6 +247,27 @@ class Agent:
             return [f"refresh failed ({'; '.join(failed)}), next try in {wait}"]
         self.refresh_retry.pop(target.name, None)
         return [f"refreshed {len(outcomes)} stale view(s)"] if outcomes else []
+
+    def _probe(self, target: Target, now: datetime) -> list[str]:
+        """The plan's latency probes, once per probe interval, on the target's probe login;
+        stored in its history and counted in the metrics' histogram."""
+        queries = current_plan(self.settings).probes
+        if (self.settings.probe_interval_s <= 0 or not target.probe_url or not queries
+                or now < self.next_probe.get(target.name, now)):
+            return []
+        self.next_probe[target.name] = now + timedelta(seconds=self.settings.probe_interval_s)
+        try:
+            done = probes.run_round(target, self.settings, queries)
+            with admin_connection(target.history_write_url, self.settings) as conn:
+                probes.store(conn, target.history_source, now, done)
+        except (DatabaseProblem, probes.ProbeRefused, psycopg.Error) as exc:
+            return [f"probes not run: {exc}"]
+        for sample in done.samples:
+            self.last.observe_probe(target.name, sample.name, sample.seconds)
+        failed = [s for s in done.samples if s.seconds is None]
+        return [f"{len(done.samples) - len(failed)} probe(s) timed"
+                + (f", {len(failed)} failed ({failed[0].name}: {failed[0].error})"
+                   if failed else "")]
 
     def run(self, every_s: float, once: bool = False) -> int:
         if self.state_path is not None:

@@ -1,11 +1,12 @@
 """Targets (which PostgreSQL and Redis to watch) and settings, from the environment or secrets.
 
 Sources, in order:
-- environment: DATABASE_URL, REDIS_URL, DATABASE_ADMIN_URL, DATABASE_PLAN_URL, PGBOUNCER_URL,
+- environment: DATABASE_URL, REDIS_URL, DATABASE_ADMIN_URL, DATABASE_PLAN_URL, DATABASE_PROBE_URL,
+  PGBOUNCER_URL,
   HISTORY_DATABASE_URL (one target named "env");
 - `.streamlit/secrets.toml`: top-level keys of the same names (a target named "default") and any
   number of named targets under [targets.NAME] with database_url, database_admin_url,
-  database_plan_url, pgbouncer_url, redis_url, history_database_url.
+  database_plan_url, database_probe_url, pgbouncer_url, redis_url, history_database_url.
 
 The history (snapshots) lives in the watched database's dbpulse schema unless a target names a
 separate history database.
@@ -44,6 +45,8 @@ class Target:
     # the login that plans and runs statement text DB Pulse did not write (queries/plan_login.py);
     # empty: plans are refused with the setup that would allow them
     plan_url: str = ""
+    # the read-only login the agent's latency probes run the plan's hot queries on (queries/probes.py)
+    probe_url: str = ""
     # PgBouncer's console (database pgbouncer) as one of its stats_users; empty: no pooler
     pooler_url: str = ""
 
@@ -114,6 +117,10 @@ class Settings:
     replication_lag_max_s: float = 60.0
     replication_lag_max_bytes: int = 64 * 1048576
     slot_retained_max_bytes: int = 1024 * 1048576
+    # latency probes (queries/probes.py): each of the plan's probes once per interval on the
+    # probe login (0: off), stopped at the timeout (then counted as a failure)
+    probe_interval_s: float = 60.0
+    probe_timeout_ms: int = 2_000
 
 
 ROLES = ("viewer", "dba")
@@ -155,6 +162,7 @@ def _target(name: str, values: Mapping) -> Target:
                   has_separate_admin_url=bool(admin),
                   history_url=lowered.get("history_database_url") or "",
                   plan_url=lowered.get("database_plan_url") or "",
+                  probe_url=lowered.get("database_probe_url") or "",
                   pooler_url=lowered.get("pgbouncer_url") or "")
 
 
@@ -168,6 +176,7 @@ def load_targets(environ: Mapping[str, str] | None = None,
                                        "database_admin_url": environ.get("DATABASE_ADMIN_URL"),
                                        "redis_url": environ.get("REDIS_URL"),
                                        "database_plan_url": environ.get("DATABASE_PLAN_URL"),
+                                       "database_probe_url": environ.get("DATABASE_PROBE_URL"),
                                        "pgbouncer_url": environ.get("PGBOUNCER_URL"),
                                        "history_database_url":
                                            environ.get("HISTORY_DATABASE_URL")}))

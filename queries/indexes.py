@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 import psycopg
+from psycopg.types.json import Jsonb
 
-from queries import migrations, replication, server
+from queries import migrations, probes, replication, server
 from queries.columns import INDEX, SCHEMA, SIZE, TABLE, Column
 from queries.frames import to_frame
 from queries.identifiers import qualified, quote_ident
@@ -34,7 +35,9 @@ SCOPES = {
           AND (uc.relkind = 'I' OR uc.relkind = 'i' AND
                -- the size first (CASE keeps the order): the statistics lookup costs more
                CASE WHEN uc.relpages::bigint * %(block_size)s >= %(min_size_bytes)s
-                    THEN pg_stat_get_numscans(uc.oid) = 0 ELSE false END)))""",
+                    THEN pg_stat_get_numscans(uc.oid) - coalesce(
+                             (%(own_scans)s::jsonb ->> uc.oid::text)::bigint, 0) = 0
+                    ELSE false END)))""",
     # indexes sharing table, method, first key column and whether they have expressions and a
     # predicate with another: the only ones that can cover each other
     "duplicates": """i.indexrelid IN (
@@ -59,10 +62,16 @@ SIZE_BYTES = """CASE WHEN c.relkind = 'I' THEN
                     (SELECT coalesce(sum(pc.relpages), 0) FROM pg_partition_tree(c.oid) p
                      JOIN pg_class pc ON pc.oid = p.relid WHERE p.isleaf)
                     ELSE c.relpages END::bigint * %(block_size)s"""
+# Scans less those DB Pulse's latency probes caused (%(own_scans)s: their ledger as JSON, index
+# oid -> scans, queries/probes.py): its own reads prove no use by the application
 SCANS = """CASE WHEN c.relkind = 'I' THEN
-                    (SELECT coalesce(sum(pg_stat_get_numscans(p.relid)), 0)
+                    (SELECT coalesce(sum(pg_stat_get_numscans(p.relid)
+                                         - coalesce((%(own_scans)s::jsonb ->> p.relid::text)
+                                                    ::bigint, 0)), 0)
                      FROM pg_partition_tree(c.oid) p WHERE p.isleaf)
-                    ELSE pg_stat_get_numscans(i.indexrelid) END::bigint"""
+                    ELSE pg_stat_get_numscans(i.indexrelid)
+                         - coalesce((%(own_scans)s::jsonb ->> i.indexrelid::text)::bigint, 0)
+               END::bigint"""
 
 
 def list_indexes(conn: psycopg.Connection, scope: str | None = None, min_size_bytes: int = 0,
@@ -81,6 +90,7 @@ def list_indexes(conn: psycopg.Connection, scope: str | None = None, min_size_by
     last_scan = "pg_stat_get_lastscan(i.indexrelid)" if version >= 160000 else "NULL::timestamptz"
     nulls_not_distinct = "i.indnullsnotdistinct" if version >= 150000 else "false"
     block_size = server.block_size(conn)
+    own_scans = Jsonb({str(oid): n for oid, n in probes.own_scans(conn).items()})
     # the scope (or the least scanned) first, on its own: the few wanted indexes are then
     # looked up by oid (the planner knows how many) instead of the whole catalogue being
     # joined, its expressions decompiled, and then filtered
@@ -93,13 +103,15 @@ def list_indexes(conn: psycopg.Connection, scope: str | None = None, min_size_by
             JOIN pg_namespace n ON n.oid = t.relnamespace
             WHERE {USER_SCHEMAS}
             ORDER BY {SCANS}, {SIZE_BYTES} DESC, i.indexrelid
-            LIMIT %(limit)s""", {"limit": limit, "block_size": block_size})]
+            LIMIT %(limit)s""", {"limit": limit, "block_size": block_size,
+                                 "own_scans": own_scans})]
     elif scope is not None:
         # a UNION, not an OR: each part keeps its own plan
         wanted = [oid for oid, in conn.execute(" UNION ".join(
             f"SELECT i.indexrelid FROM pg_index i WHERE {SCOPES[part]}"
             for part in (CHECK_SCOPES if scope == "checks" else (scope,))),
-            {"min_size_bytes": min_size_bytes, "block_size": block_size})]
+            {"min_size_bytes": min_size_bytes, "block_size": block_size,
+             "own_scans": own_scans})]
     only = "true" if wanted is None else "i.indexrelid = ANY(%(wanted)s::oid[])"
     frame = to_frame(conn.execute(f"""
         SELECT n.nspname                                         AS schema_name,
@@ -143,7 +155,8 @@ def list_indexes(conn: psycopg.Connection, scope: str | None = None, min_size_by
         LEFT JOIN (SELECT DISTINCT conindid FROM pg_constraint WHERE contype = 'f') referenced
                ON referenced.conindid = i.indexrelid
         WHERE {USER_SCHEMAS} AND {only}
-        """, {"wanted": wanted, "block_size": block_size}, binary=True))
+        """, {"wanted": wanted, "block_size": block_size, "own_scans": own_scans},
+        binary=True))
     # a replica identity index cannot go either: logical replication needs it for every
     # UPDATE and DELETE on a published table
     frame["backs_constraint"] = (frame["constraint_type"].notna() | frame["referenced_by_fk"]

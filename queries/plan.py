@@ -25,6 +25,8 @@ class HotQuery:
     pattern: re.Pattern
     target_ms: float | None = None
     review: bool = False        # the weekly review scores its mean against target_ms
+    probe: str | None = None    # the query with representative parameters, for latency probes
+    probe_params: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,10 @@ class Plan:
     @property
     def names(self) -> list[str]:
         return [q.name for q in self.hot_queries]
+
+    @property
+    def probes(self) -> tuple[HotQuery, ...]:
+        return tuple(q for q in self.hot_queries if q.probe)
 
 
 def plan_path(settings: Settings | None = None) -> Path:
@@ -78,9 +84,18 @@ def load(path: Path) -> Plan:
         target = entry.get("target_ms")
         if target is not None and not isinstance(target, (int, float)):
             raise ConfigError(f"{where} ({entry['name']}): target_ms must be a number")
+        probe, params = entry.get("probe"), entry.get("probe_params", [])
+        if probe is not None and (not isinstance(probe, str) or not probe.strip()):
+            raise ConfigError(f"{where} ({entry['name']}): probe must be the query's text")
+        if not isinstance(params, list):
+            raise ConfigError(f"{where} ({entry['name']}): probe_params must be a list")
+        if probe and probe.count("%s") != len(params):
+            raise ConfigError(f"{where} ({entry['name']}): the probe has {probe.count('%s')} "
+                              f"%s placeholders and {len(params)} probe_params")
         queries.append(HotQuery(str(entry["name"]), pattern,
                                 None if target is None else float(target),
-                                bool(entry.get("review", False))))
+                                bool(entry.get("review", False)), probe or None,
+                                tuple(tuple(p) if isinstance(p, list) else p for p in params)))
     families = data.get("redis_key_families", [])
     if not isinstance(families, list) or not all(isinstance(f, str) for f in families):
         raise ConfigError(f"{Path(path).name}: redis_key_families must be a list of patterns")

@@ -1,0 +1,162 @@
+"""Latency probes: the plan's hot queries timed on the read-only probe login, their percentiles
+against ground truth, the login check, the histogram Prometheus reads, and DB Pulse's own scans
+kept out of the unused-index verdicts and the statement figures."""
+
+import subprocess
+import urllib.request
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import psycopg
+import pytest
+
+from agent import alerts
+from agent.metrics import serve
+from agent.runner import Agent
+from queries import dbpulse_schema, indexes, probes, statements
+from queries.capabilities import detect
+from queries.config import Settings, Target
+from queries.connections import admin_connection, monitoring_connection
+from queries.plan import current as current_plan
+from demo.stack import free_port
+from tests.conftest import as_actor
+from tests.test_agent import _promtool
+
+SETTINGS = Settings(role="dba", statement_timeout_ms=5000, connect_timeout_s=3)
+
+
+def _target(logins) -> Target:
+    return Target("demo", logins.monitor_url, logins.admin_url, probe_url=logins.probe_url)
+
+
+def _plan_file(tmp_path, probe: str, params: list) -> str:
+    path = tmp_path / "plan.toml"
+    path.write_text(f"""name = "probe test"
+[[hot_queries]]
+name = "P1 planted"
+match = 'probe_planted'
+target_ms = 30
+probe = "{probe}"
+probe_params = {params!r}
+""".replace("'", '"'))
+    return str(path)
+
+
+def test_the_plans_probes_run_on_the_probe_login_and_are_stored(logins):
+    """Every probe the shipped plan declares runs on the demo's probe login and is timed;
+    the round is stored and read back as percentiles."""
+    target = _target(logins)
+    plan = current_plan(SETTINGS)
+    done = probes.run_round(target, SETTINGS, plan.probes)
+    assert [s.name for s in done.samples] == [q.name for q in plan.probes] and len(plan.probes) == 3
+    assert all(s.error is None and 0 < s.seconds < SETTINGS.probe_timeout_ms / 1000
+               for s in done.samples), done.samples
+    source = "probe-store"
+    at = datetime.now(timezone.utc)
+    with admin_connection(logins.admin_url, SETTINGS) as conn:
+        probes.store(conn, source, at, done)
+        found = probes.percentiles(conn, source, at - timedelta(seconds=1),
+                                   at + timedelta(seconds=1))
+    assert found["runs"].tolist() == [1, 1, 1]
+    by_name = dict(zip(found["name"], found["p50_ms"]))
+    for s in done.samples:
+        assert by_name[s.name] == pytest.approx(1000 * s.seconds)
+
+
+def test_percentiles_equal_those_of_the_stored_runs(logins, tmp_path):
+    """40 runs of a probe that sleeps 10 ms or 60 ms (every fourth): p50, p95 and p99 equal
+    numpy's interpolated percentiles of the same durations, and the slow quarter shows in
+    p95 and not in p50."""
+    settings = Settings(role="dba", plan_file=_plan_file(tmp_path, "SELECT pg_sleep(%s)", [0.0]))
+    query = current_plan(settings).probes[0]
+    durations = []
+    at = datetime.now(timezone.utc)
+    with probes.connect(_target(logins), settings) as conn, \
+            admin_connection(logins.admin_url, settings) as history:
+        for n in range(40):
+            planted = type(query)(query.name, query.pattern, query.target_ms, False, query.probe,
+                                  (0.06 if n % 4 == 0 else 0.01,))
+            sample = probes.run_one(conn, planted, 2000)
+            durations.append(sample.seconds)
+            probes.store(history, "probe-truth", at + timedelta(seconds=n),
+                         probes.Round([sample], None))
+        found = probes.percentiles(history, "probe-truth", at, at + timedelta(minutes=1))
+    row = found.iloc[0]
+    truth = np.percentile(durations, [50, 95, 99]) * 1000
+    assert [row.p50_ms, row.p95_ms, row.p99_ms] == pytest.approx(list(truth))
+    assert row.p50_ms < 30 < row.p95_ms and int(row.runs) == 40 and int(row.failures) == 0
+
+
+def test_a_probe_that_runs_too_long_is_a_failure_and_writes_nothing(logins, tmp_path):
+    settings = Settings(role="dba", probe_timeout_ms=50,
+                        plan_file=_plan_file(tmp_path, "SELECT pg_sleep(%s)", [0.5]))
+    [sample] = probes.run_round(_target(logins), settings, current_plan(settings).probes).samples
+    assert sample.seconds is None and "statement timeout" in sample.error
+    with probes.connect(_target(logins), settings) as conn:
+        wrote = probes.run_one(conn, type(current_plan(settings).probes[0])(
+            "write", current_plan(settings).probes[0].pattern, None, False,
+            "CREATE TABLE probe_wrote (id int)", ()), 2000)
+    assert wrote.seconds is None and "read-only transaction" in wrote.error
+
+
+def test_a_probe_login_with_more_rights_is_refused(logins):
+    too_strong = Target("demo", logins.monitor_url, logins.admin_url,
+                        probe_url=logins.admin_url)  # the superuser
+    with pytest.raises(probes.ProbeRefused, match="it is a superuser"):
+        probes.run_round(too_strong, SETTINGS, current_plan(SETTINGS).probes)
+
+
+def test_scans_the_probes_cause_prove_no_use_and_their_text_is_not_reported(scratch_database,
+                                                                             tmp_path):
+    """An index only the probe uses stays "no scans" (its scans are in the probes' ledger),
+    while the server's own counter shows the probe's scan; the probe's statement is not among
+    the statements DB Pulse reports."""
+    from tests.conftest import login_role
+
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        conn.execute("CREATE TABLE planted (id int, tag int); CREATE INDEX planted_tag ON "
+                     "planted (tag); INSERT INTO planted SELECT i, i FROM "
+                     "generate_series(1, 20000) i; ANALYZE planted")
+    with admin_connection(scratch_database, SETTINGS) as conn:
+        dbpulse_schema.install(conn, as_actor(SETTINGS))
+    with login_role(scratch_database, "probe_scan_login", "pw") as probe_url:
+        with psycopg.connect(scratch_database, autocommit=True) as conn:
+            conn.execute("GRANT SELECT ON planted TO probe_scan_login")
+        settings = Settings(role="dba", unused_index_min_bytes=0, plan_file=_plan_file(
+            tmp_path, "SELECT id FROM planted WHERE tag = %s /* probe_planted */", [7]))
+        target = Target("scratch", scratch_database, scratch_database, probe_url=probe_url)
+        done = probes.run_round(target, settings, current_plan(settings).probes)
+        assert done.samples[0].error is None and sum(done.samples[0].index_scans.values()) == 1
+        with admin_connection(scratch_database, settings) as conn:
+            probes.store(conn, "scratch_probe", datetime.now(timezone.utc), done)
+            conn.execute("UPDATE dbpulse.probe_index_scans SET source = current_database()")
+            conn.execute("SELECT pg_stat_force_next_flush()")
+    with monitoring_connection(scratch_database, settings) as conn:
+        raw = conn.execute("SELECT pg_stat_get_numscans('planted_tag'::regclass)").fetchone()[0]
+        frame = indexes.list_indexes(conn)
+        top = statements.top_statements(conn, detect(conn).extensions["pg_stat_statements"],
+                                        statements.StatementFilter(text="probe_planted"))
+    assert raw == 1
+    assert frame.set_index("index_name").at["planted_tag", "scans"] == 0
+    assert top.empty
+
+
+def test_the_agent_probes_and_serves_a_histogram_promtool_accepts(logins):
+    target = _target(logins)
+    agent = Agent([target], SETTINGS, alerts.Alerter([]), log=lambda line: None,
+                  snapshot_every=timedelta(days=1))
+    agent.cycle([target])
+    agent.cycle([target])  # within the interval: not again
+    port = free_port()
+    server = serve(agent.last, port)
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+    finally:
+        server.shutdown()
+    lines = text.decode().splitlines()
+    counts = [line for line in lines if line.startswith("dbpulse_probe_duration_seconds_count")]
+    assert len(counts) == 3 and all(line.endswith(" 1.0") for line in counts), counts
+    assert any('le="0.2"' in line for line in lines)
+    checked = subprocess.run([_promtool(), "check", "metrics"], input=text, capture_output=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
