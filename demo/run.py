@@ -98,6 +98,7 @@ def _embedded(stack: EmbeddedStack, database_url: str, redis_url: str, standby_p
         environment["PGBOUNCER_URL"] = pooler_url
     target = Target("demo", logins.monitor_url, logins.admin_url, (redis_url,),
                     has_separate_admin_url=True, plan_url=logins.plan_url,
+                    probe_url=logins.probe_url,
                     pooler_url=pooler_url or "")
     return Demo(target, app_url, read_url, redis_url, environment, stack.root)
 

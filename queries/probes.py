@@ -20,6 +20,7 @@ import pandas as pd
 import psycopg
 
 from queries.config import Settings, Target
+from queries.columns import Column
 from queries.connections import OWN_STATEMENT_TAG, DatabaseProblem, describe_error
 from queries.frames import to_frame
 from queries.plan import HotQuery
@@ -160,6 +161,17 @@ def percentiles(history: psycopg.Connection, source: str, start: datetime,
         """, (source, start, end)))
 
 
+def p95_by_name(history: psycopg.Connection, source: str, start: datetime,
+                end: datetime) -> dict[str, float]:
+    """Each probe's p95 in ms over [start, end); empty where no probe ever ran."""
+    if not history.execute("SELECT to_regclass('dbpulse.probe_samples') IS NOT NULL"
+                           ).fetchone()[0]:
+        return {}
+    found = percentiles(history, source, start, end)
+    return {n: float(v) for n, v in zip(found.get("name", []), found.get("p95_ms", []))
+            if v is not None and v == v}
+
+
 def own_scans(conn: psycopg.Connection) -> dict[int, int]:
     """The index scans the probes caused since the connected database's statistics were last
     reset, per index oid (empty where no ledger is kept or readable)."""
@@ -176,3 +188,38 @@ def own_scans(conn: psycopg.Connection) -> dict[int, int]:
     except psycopg.errors.InsufficientPrivilege:
         return {}
     return {int(oid): int(n) for oid, n in rows}
+
+
+def against_targets(found: pd.DataFrame | None, queries: tuple[HotQuery, ...]) -> pd.DataFrame:
+    """The percentiles beside each probe's target: met when p95 is within it (the plan sets
+    p95 targets), unknown without runs that finished.
+
+    >>> import re
+    >>> q = HotQuery("Q1", re.compile("x"), 200.0, probe="SELECT 1")
+    >>> row = against_targets(pd.DataFrame({"name": ["Q1"], "runs": [20], "failures": [0],
+    ...     "p50_ms": [40.0], "p95_ms": [250.0], "p99_ms": [260.0]}), (q,)).iloc[0]
+    >>> float(row["target_ms"]), row["state"]
+    (200.0, 'red')
+    """
+    targets = pd.DataFrame({"name": [q.name for q in queries],
+                            "target_ms": [q.target_ms for q in queries]})
+    frame = targets.merge(found, on="name", how="left") if found is not None and len(found) else \
+        targets.assign(runs=0, failures=0, p50_ms=None, p95_ms=None, p99_ms=None)
+    p95 = pd.to_numeric(frame["p95_ms"], errors="coerce")
+    frame["state"] = ["grey" if p != p or t != t or t is None else
+                      "green" if p <= t else "red"
+                      for p, t in zip(p95, pd.to_numeric(frame["target_ms"], errors="coerce"))]
+    return frame
+
+
+PROBE_COLUMNS = {
+    "name": Column("Hot query", pinned=True),
+    "p50_ms": Column("p50", "number", unit="ms", digits=1),
+    "p95_ms": Column("p95", "number", unit="ms", digits=1,
+                     help="The plan sets its targets on p95."),
+    "p99_ms": Column("p99", "number", unit="ms", digits=1),
+    "target_ms": Column("Target (p95)", "number", unit="ms", digits=0),
+    "state": Column("State"),
+    "runs": Column("Runs", "count"),
+    "failures": Column("Failed or timed out", "count"),
+}

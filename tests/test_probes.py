@@ -160,3 +160,34 @@ def test_the_agent_probes_and_serves_a_histogram_promtool_accepts(logins):
     assert any('le="0.2"' in line for line in lines)
     checked = subprocess.run([_promtool(), "check", "metrics"], input=text, capture_output=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_plan_page_and_the_review_show_the_probes_p95_against_the_targets(
+        logins, production_env, tmp_path):
+    """Two stored rounds give each probe two runs; the plan page's table shows their p95
+    against the plan's target, and the review's reader gives the stored runs' p95."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import PROJECT_ROOT
+
+    target = _target(logins)
+    plan = current_plan(SETTINGS)
+    rounds = [probes.run_round(target, SETTINGS, plan.probes) for _ in range(2)]
+    start = datetime.now(timezone.utc)
+    with admin_connection(logins.admin_url, SETTINGS) as conn:
+        for n, done in enumerate(rounds):
+            probes.store(conn, target.history_source, start + timedelta(seconds=n), done)
+    q1 = plan.probes[0]
+    truth = float(np.percentile([r.samples[0].seconds for r in rounds], 95) * 1000)
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("views/plan.py").run()
+    assert not at.exception, at.exception
+    [table] = [d.value for d in at.dataframe if "p95_ms" in d.value.columns]
+    shown = table.set_index("name")
+    assert shown.at[q1.name, "p95_ms"] >= truth - 0.01  # other rounds of this hour may add
+    assert shown.at[q1.name, "target_ms"] == q1.target_ms
+    with monitoring_connection(logins.admin_url, SETTINGS) as conn:
+        p95 = probes.p95_by_name(conn, target.history_source, start,
+                                 start + timedelta(seconds=2))
+    assert p95[q1.name] == pytest.approx(truth)

@@ -509,3 +509,20 @@ def audit_data(where: Target, settings: Settings, **filters) -> Loaded:
         "started_at", ascending=False, kind="stable")
     choices = {k: sorted({v for f in found for v in f["choices"][k]}) for k in found[0]["choices"]}
     return Loaded({"rows": rows, "choices": choices}, loaded_at=parts[0].loaded_at)
+
+
+@cached(ttl=CACHE_TTL_S)
+def probe_latency(target: Target, settings: Settings, hours: int = 24) -> Loaded:
+    """The plan's latency probes over the last hours, beside their targets."""
+    from queries import probes
+
+    now = datetime.now(timezone.utc)
+    queries = plan.current(settings).probes
+
+    def load(conn):
+        if not conn.execute("SELECT to_regclass('dbpulse.probe_samples') IS NOT NULL"
+                            ).fetchone()[0]:
+            return probes.against_targets(None, queries)
+        return probes.against_targets(probes.percentiles(
+            conn, target.history_source, now - timedelta(hours=hours), now), queries)
+    return _load(target.history_read_url, settings, load)

@@ -3,11 +3,11 @@ the seeds' KPIs next to the measured values, and the hot queries before and afte
 
 import streamlit as st
 
-from queries import migrations, plan_tracker, redis_cache
+from queries import migrations, plan_tracker, probes, redis_cache
 from queries.markup import md
 from ui import loaders, tables
 from ui.format import percent, state_for_ratio
-from ui.widgets import SLOW_SHARE_HELP, judged_metric, page, value_or_stop
+from ui.widgets import SLOW_SHARE_HELP, judged_metric, page, show_problem, value_or_stop
 
 who = page("Optimization plan")
 target, settings = who.target, who.settings
@@ -44,6 +44,20 @@ status = data["status"]
 done = int((status["state"] == "applied").sum())
 cols[3].metric("Migrations applied", f"{done} / {len(status)}",
                help="Dashboard p95 < 500 ms is measured by the application, not the database.")
+
+st.subheader("Hot query latency, last 24 h")
+latency = loaders.probe_latency(target, settings)
+if not latency.ok:
+    show_problem("Latency probes cannot be read", latency)
+elif latency.value.empty:
+    st.caption("The plan file declares no probe: add `probe` and `probe_params` to a hot query.")
+else:
+    st.caption("Percentiles of the agent's probes: each hot query the plan gives a `probe` runs "
+               f"once every {settings.probe_interval_s:g} s with its representative parameters "
+               "on the read-only probe login (DATABASE_PROBE_URL), stopped after "
+               f"{settings.probe_timeout_ms:,} ms. pg_stat_statements keeps only means; these are "
+               "measured. Without the agent or a probe login there are no runs.")
+    tables.show(latency.value, probes.PROBE_COLUMNS)
 
 st.subheader("Phases")
 tables.show(status, migrations.STATUS_COLUMNS)
