@@ -230,11 +230,11 @@ def cmd_refresh(args) -> int:
     who = _acting(args)
     if args.stale:
         outcomes = actions.refresh_stale(who, args.allow_blocking)
-        for name, outcome in outcomes:
-            print(f"{name}: {outcome}")
+        for outcome in outcomes:
+            print(f"{outcome.view}: {outcome}")
         if not outcomes:
             print("no stale materialized views")
-        return 1 if any("not refreshed" in o for _, o in outcomes) else 0
+        return 1 if any(isinstance(o, matviews.NotRefreshed) for o in outcomes) else 0
     schema, _, name = args.name.rpartition(".")
     try:
         result = actions.refresh_view(who, schema or "public", name, args.allow_blocking)

@@ -95,7 +95,7 @@ class Agent:
     state_path: Path | None = None  # the alerts' memory across restarts
     locks: dict = field(default_factory=dict)
     next_snapshot: dict = field(default_factory=dict)
-    refresh_retry: dict = field(default_factory=dict)  # target -> (failures, not before)
+    refresh_retry: dict = field(default_factory=dict)  # target -> view -> (failures, not before)
     next_probe: dict = field(default_factory=dict)  # target -> when its probes run next
     down_retry: dict = field(default_factory=dict)  # target -> (failures in a row, not before)
     others: dict = field(default_factory=dict)  # target -> why another agent watches it
@@ -224,29 +224,34 @@ class Agent:
         return []
 
     def _refresh(self, target: Target, now: datetime) -> list[str]:
-        """Refresh the stale views that can be refreshed CONCURRENTLY and no pg_cron job
-        refreshes; after a failure wait 1, 2, 4 … minutes (at most an hour) before trying that
-        target again."""
-        failures, not_before = self.refresh_retry.get(target.name, (0, now))
-        if now < not_before:
-            return [f"refresh retried after {not_before:%H:%M:%S}"]
+        """Refresh the stale views that can be refreshed CONCURRENTLY (and, unless the setting
+        agent_refreshes_cron_views says otherwise, that no pg_cron job refreshes). A view whose
+        refresh failed is tried again after 1, 2, 4 … minutes (at most
+        refresh_retry_max_minutes), on its own: the others go on being refreshed."""
+        waits = self.refresh_retry.setdefault(target.name, {})  # view -> (failures, not before)
         try:
-            outcomes = actions.refresh_stale(self.actor(target), allow_blocking=False,
-                                             leave_scheduled=True)
-            failed = [f"{name}: {outcome}" for name, outcome in outcomes
-                      if outcome.startswith("not refreshed")]
-            outcomes = [o for o in outcomes if not o[1].startswith("left to pg_cron")]
+            outcomes = actions.refresh_stale(
+                self.actor(target), allow_blocking=False,
+                leave_scheduled=not self.settings.agent_refreshes_cron_views,
+                waiting={view: until for view, (_, until) in waits.items() if now < until})
         except DatabaseProblem as problem:
-            failed, outcomes = [str(problem)], []
+            self.last.count_refreshes(target.name, "failed")
+            return [f"refresh failed: {problem}"]
+        done = [o for o in outcomes if isinstance(o, matviews.Refreshed)]
+        failed = [o for o in outcomes if isinstance(o, matviews.NotRefreshed)]
+        waiting = [o for o in outcomes if isinstance(o, matviews.Waiting)]
+        self.last.count_refreshes(target.name, "ok", len(done))
         self.last.count_refreshes(target.name, "failed", len(failed))
-        self.last.count_refreshes(target.name, "ok", len(outcomes) - len(
-            [o for o in outcomes if o[1].startswith("not refreshed")]))
-        if failed:
-            wait = timedelta(minutes=min(60, 2 ** failures))
-            self.refresh_retry[target.name] = (failures + 1, now + wait)
-            return [f"refresh failed ({'; '.join(failed)}), next try in {wait}"]
-        self.refresh_retry.pop(target.name, None)
-        return [f"refreshed {len(outcomes)} stale view(s)"] if outcomes else []
+        for o in done:
+            waits.pop(o.view, None)
+        notes = [f"refreshed {len(done)} stale view(s)"] if done else []
+        for o in failed:
+            failures = waits.get(o.view, (0, now))[0]
+            wait = timedelta(minutes=min(self.settings.refresh_retry_max_minutes, 2 ** failures))
+            waits[o.view] = (failures + 1, now + wait)
+            notes.append(f"refresh of {o.view} failed ({o.reason}), next try in {wait}")
+        notes += [f"{o.view}: refresh retried after {o.until:%H:%M:%S}" for o in waiting]
+        return notes
 
     def _probe(self, target: Target, now: datetime) -> list[str]:
         """The plan's latency probes, once per probe interval, on the target's probe login;

@@ -152,17 +152,18 @@ def send_test_alert(who: Actor, config: dict) -> list[tuple[str, str]]:
                    describe=lambda outcomes: "; ".join(f"{c}: {o}" for c, o in outcomes))
 
 
-def refresh_stale(who: Actor, allow_blocking: bool = False,
-                  leave_scheduled: bool = False) -> list[tuple[str, str]]:
+def refresh_stale(who: Actor, allow_blocking: bool = False, leave_scheduled: bool = False,
+                  waiting: dict | None = None) -> list:
+    """matviews.refresh_stale, audited once with every view's outcome."""
     from queries import matviews
 
     return perform(who, "refresh_stale", "Refreshing materialized views",
                    lambda conn: matviews.refresh_stale(conn, who, allow_blocking,
-                                                       leave_scheduled),
+                                                       leave_scheduled, waiting),
                    parameters={"allow_blocking": allow_blocking,
                                "leave_scheduled": leave_scheduled,
                                "max_age_minutes": who.settings.matview_max_age_minutes},
-                   describe=lambda outcomes: "; ".join(f"{n}: {o}" for n, o in outcomes)
+                   describe=lambda outcomes: "; ".join(f"{o.view}: {o}" for o in outcomes)
                    or "no stale view")
 
 

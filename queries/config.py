@@ -103,6 +103,11 @@ class Settings:
     # a stale view is red (and alerts) when this many refreshes in a row failed, or when it is
     # older than twice the maximum age: the plan's "MV refresh fails → monitoring"
     matview_failures_red: int = 3
+    # the plan's "MV refresh fails → auto-retry": the agent (--refresh-stale) tries a view whose
+    # refresh failed again after 1, 2, 4 … minutes, at most this many; with
+    # agent_refreshes_cron_views also views a pg_cron job refreshes (it failed or fell behind)
+    refresh_retry_max_minutes: float = 60.0
+    agent_refreshes_cron_views: bool = False
     # Redis key families: glob patterns (the plan's families); other keys group by the text up
     # to their first ":"
     redis_key_families: tuple = ()  # empty: the plan's (queries/plan.py)

@@ -326,33 +326,76 @@ def _log(conn, view_oid, schema, name, started_at, concurrently, actor, outcome,
               view_oid)).fetchone()[0]
 
 
+# What refresh_stale did with each stale view: callers branch on the type, never on the text.
+@dataclass(frozen=True)
+class Refreshed:
+    view: str
+    result: RefreshResult
+
+    def __str__(self) -> str:
+        return (f"refreshed in {self.result.duration_ms:.0f} ms"
+                + (" (concurrently)" if self.result.concurrently else ""))
+
+
+@dataclass(frozen=True)
+class LeftToCron:
+    view: str
+    job: str
+
+    def __str__(self) -> str:
+        return f"left to pg_cron ({self.job})"
+
+
+@dataclass(frozen=True)
+class NotRefreshed:
+    view: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"not refreshed: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A view whose refreshes failed lately, not tried again before `until` (back-off)."""
+    view: str
+    until: datetime
+
+    def __str__(self) -> str:
+        return f"not tried: failed before, next try after {self.until:%H:%M:%S} UTC"
+
+
+RefreshOutcome = Refreshed | LeftToCron | NotRefreshed | Waiting
+
+
 def refresh_stale(conn: psycopg.Connection, who: Actor, allow_blocking: bool = False,
-                  leave_scheduled: bool = False) -> list[tuple[str, str]]:
-    """Refresh every view older than the settings' maximum age; returns (qualified name,
-    outcome) per view, and goes on past failures so one bad view does not keep the others
-    stale. With leave_scheduled, a view an active pg_cron job refreshes is left to it (the
-    agent: two refreshers would only wait for each other's lock)."""
+                  leave_scheduled: bool = False,
+                  waiting: dict[str, datetime] | None = None) -> list[RefreshOutcome]:
+    """Refresh every view older than the settings' maximum age; one outcome per stale view,
+    going on past failures so one bad view does not keep the others stale. With
+    leave_scheduled, a view an active pg_cron job refreshes is left to it (the agent: two
+    refreshers would only wait for each other's lock). waiting: views (qualified names) not to
+    try now, with when they will be (the agent's back-off after failures)."""
     who.require_dba("Refreshing materialized views")
     scheduled = (schedules.scheduled_views(conn, who.target.admin_url, who.settings)
                  if leave_scheduled else {})
-    outcomes = []
+    outcomes: list[RefreshOutcome] = []
     for row in list_matviews(conn, who.settings.matview_max_age_minutes).itertuples():
         if not row.stale:
             continue
+        view = qualified(row.schema_name, row.view_name)
         job = scheduled.get((row.schema_name, row.view_name))
         if job:
-            outcomes.append((qualified(row.schema_name, row.view_name),
-                             f"left to pg_cron ({job})"))
-            continue
-        try:
-            result = refresh(conn, who, schema=row.schema_name, name=row.view_name,
-                             allow_blocking=allow_blocking)
-            outcomes.append((qualified(row.schema_name, row.view_name),
-                             f"refreshed in {result.duration_ms:.0f} ms"
-                             + (" (concurrently)" if result.concurrently else "")))
-        except (RefreshRefused, psycopg.Error) as exc:
-            outcomes.append((qualified(row.schema_name, row.view_name),
-                             f"not refreshed: {str(exc).strip().splitlines()[0]}"))
+            outcomes.append(LeftToCron(view, job))
+        elif view in (waiting or {}):
+            outcomes.append(Waiting(view, waiting[view]))
+        else:
+            try:
+                outcomes.append(Refreshed(view, refresh(
+                    conn, who, schema=row.schema_name, name=row.view_name,
+                    allow_blocking=allow_blocking)))
+            except (RefreshRefused, psycopg.Error) as exc:
+                outcomes.append(NotRefreshed(view, str(exc).strip().splitlines()[0]))
     return outcomes
 
 

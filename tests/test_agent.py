@@ -525,9 +525,9 @@ def test_the_agent_refreshes_stale_views_and_backs_off_after_a_failure(scratch_d
     time.sleep(0.2)
     later = now + timedelta(hours=1)
     agent.cycle([target], later)
-    assert "refresh failed" in lines[-1] and "next try in 0:01:00" in lines[-1]
+    assert "refresh of public.mv failed" in lines[-1] and "next try in 0:01:00" in lines[-1]
     agent.cycle([target], later + timedelta(seconds=30))
-    assert "refresh retried after" in lines[-1]  # backing off, not hammering
+    assert "public.mv: refresh retried after" in lines[-1]  # backing off, not hammering
     agent.cycle([target], later + timedelta(minutes=2))
     assert "next try in 0:02:00" in lines[-1]
 
@@ -750,3 +750,40 @@ def test_an_agent_taking_a_target_over_does_not_announce_again_what_is_red(scrat
     finally:
         hooks.close()
     assert [p["state"] for p in hooks.posts["/hook"]] == ["red", "recovered"]
+
+
+def test_a_failing_view_waits_alone_while_the_others_are_refreshed(scratch_database):
+    """One view's refreshes fail, another's succeed: the failing one is retried after 1 and
+    then 2 minutes, the good one is refreshed on every cycle it is stale, and each cycle's
+    outcomes are audited."""
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE src (id int PRIMARY KEY)")
+        for view in ("good", "bad"):
+            conn.execute(f"CREATE MATERIALIZED VIEW {view} AS SELECT id FROM src")
+            conn.execute(f"CREATE UNIQUE INDEX ON {view} (id)")
+        conn.execute("REVOKE SELECT ON src FROM PUBLIC")
+        conn.execute("ALTER MATERIALIZED VIEW bad OWNER TO pg_monitor")  # cannot read src
+    target = Target("scratch", scratch_database, scratch_database)
+    lines = []
+    agent = Agent([target], Settings(role="dba", matview_max_age_minutes=0.001),
+                  alerts.Alerter([]), snapshot_every=timedelta(days=1), refresh_stale=True,
+                  log=lines.append)
+    time.sleep(0.2)  # both older than the maximum age
+    now = datetime.now(timezone.utc)
+    agent.cycle([target], now)
+    assert "refreshed 1 stale view(s)" in lines[-1]
+    assert "refresh of public.bad failed" in lines[-1] and "next try in 0:01:00" in lines[-1]
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("INSERT INTO src VALUES (1)")  # a write since: the good one is stale again
+    time.sleep(0.2)
+    agent.cycle([target], now + timedelta(seconds=30))
+    assert "refreshed 1 stale view(s)" in lines[-1]  # the good one, again
+    assert "public.bad: refresh retried after" in lines[-1]
+    agent.cycle([target], now + timedelta(minutes=2))
+    assert "refresh of public.bad failed" in lines[-1] and "next try in 0:02:00" in lines[-1]
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        details = [d for d, in conn.execute(
+            "SELECT detail FROM dbpulse.audit_log WHERE action = 'refresh_stale' ORDER BY id")]
+    assert len(details) == 3 and "public.bad: not tried: failed before" in details[1]
+    assert agent.last.refreshes[("scratch", "failed")] == 2
+    assert agent.last.refreshes[("scratch", "ok")] == 2  # the third cycle found it fresh

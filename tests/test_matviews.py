@@ -171,10 +171,11 @@ def test_a_refresh_right_after_a_write_in_one_call_is_fresh(views_db, dba_settin
 
 def test_refresh_stale_goes_on_past_failures(views_db, dba_settings):
     with admin_connection(views_db, dba_settings) as conn:
-        outcomes = dict(matviews.refresh_stale(conn, _ready(conn, dba_settings)))
-    assert outcomes['public."Sales ""Daily"" MV"'].startswith("refreshed")
-    assert outcomes["public.no_unique"].startswith("not refreshed")
-    assert outcomes["public.never_filled"].startswith("not refreshed")
+        outcomes = {o.view: o for o in matviews.refresh_stale(conn, _ready(conn, dba_settings))}
+    assert isinstance(outcomes['public."Sales ""Daily"" MV"'], matviews.Refreshed)
+    assert isinstance(outcomes["public.no_unique"], matviews.NotRefreshed)
+    assert isinstance(outcomes["public.never_filled"], matviews.NotRefreshed)
+    assert "cannot be refreshed CONCURRENTLY" in outcomes["public.no_unique"].reason
 
 
 def _cli(url, *args):

@@ -8,7 +8,7 @@ import psycopg
 from psycopg import conninfo
 import pytest
 
-from queries import actions, schedules
+from queries import actions, matviews, schedules
 from queries.config import Settings
 from queries.connections import DatabaseProblem
 from queries.markup import shown
@@ -181,14 +181,17 @@ def test_stale_views_a_pg_cron_job_refreshes_are_left_to_it(cron_url):
         conn.execute("SELECT cron.schedule('dbpulse-refresh-by-hand', '0 4 * * *', "
                      "'refresh materialized view SCHED_FAIL;')")
     try:
-        left = {name: outcome for name, outcome in actions.refresh_stale(dba, leave_scheduled=True)
-                if "sched_" in name}  # the server's other views are not this test's
-        assert left == {"public.sched_ok": "left to pg_cron (dbpulse-refresh-public.sched_ok)",
-                        "public.sched_fail": "left to pg_cron (dbpulse-refresh-by-hand)"}
+        left = {o.view: o for o in actions.refresh_stale(dba, leave_scheduled=True)
+                if "sched_" in o.view}  # the server's other views are not this test's
+        assert left == {
+            "public.sched_ok": matviews.LeftToCron("public.sched_ok",
+                                                   "dbpulse-refresh-public.sched_ok"),
+            "public.sched_fail": matviews.LeftToCron("public.sched_fail",
+                                                     "dbpulse-refresh-by-hand")}
         actions.pause_schedule(dba, "public", "sched_ok", False)  # a paused job refreshes nothing
-        done = dict(actions.refresh_stale(dba, leave_scheduled=True))
-        assert done["public.sched_ok"].startswith("refreshed in")
-        assert done["public.sched_fail"].startswith("left to pg_cron")
+        done = {o.view: o for o in actions.refresh_stale(dba, leave_scheduled=True)}
+        assert isinstance(done["public.sched_ok"], matviews.Refreshed)
+        assert isinstance(done["public.sched_fail"], matviews.LeftToCron)
     finally:
         with psycopg.connect(cron_url, autocommit=True) as conn:
             conn.execute("SELECT cron.unschedule('dbpulse-refresh-by-hand')")

@@ -104,8 +104,9 @@ result = action_button(
     disabled=stale.empty)
 if result is not None:
     if result.ok:
-        for name, outcome in result.value:
-            (st.error if "not refreshed" in outcome else st.success)(f"{md(name)}: {md(outcome)}")
+        for outcome in result.value:
+            (st.error if isinstance(outcome, matviews.NotRefreshed) else st.success)(
+                f"{md(outcome.view)}: {md(str(outcome))}")
     else:
         show_problem("Not refreshed", result)
 
