@@ -3,7 +3,8 @@
 Loads the demo into a database of its own, runs the demo workload for `--duration` seconds
 while the watcher works every `--every` seconds, and compares DB Pulse's own statements
 (tagged /* dbpulse */) with all statements in pg_stat_statements over that time (differences,
-nothing is reset). Watchers: the agent (checks, KPIs, a snapshot; goal under 1 %, issue 16),
+nothing is reset). Watchers: the agent (checks, KPIs, a snapshot, the plan's latency probes
+every cycle unless --no-probes; goal under 1 %, issue 16),
 or the Overview page's loads as a browser left open on it runs them once its cache expires
 (goal under 0.5 %, issue 15). For the agent, then scrapes /metrics, which answers from the
 last cycle. Prints one JSON object.
@@ -36,6 +37,7 @@ from agent.alerts import Alerter  # noqa: E402
 from agent.metrics import serve  # noqa: E402
 from agent.runner import Agent  # noqa: E402
 from demo import loader  # noqa: E402
+from demo import logins as demo_logins  # noqa: E402
 from demo.stack import create_database, free_port  # noqa: E402
 from demo.workload import Workload  # noqa: E402
 from queries.config import Settings, Target  # noqa: E402
@@ -64,6 +66,8 @@ def main() -> None:
     parser.add_argument("--every", type=float, default=60)
     parser.add_argument("--rate", type=float, default=50, help="workload operations per second")
     parser.add_argument("--watcher", choices=sorted(GOAL_SHARE), default="agent")
+    parser.add_argument("--no-probes", action="store_true",
+                        help="the agent without its latency probes (they run every cycle)")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     base, redis_url = os.environ["DATABASE_URL"], os.environ.get("REDIS_URL", "")
@@ -72,8 +76,10 @@ def main() -> None:
             sql.Identifier(DATABASE)))
     url = create_database(base, DATABASE, "pg_stat_statements")
     loader.load(url, args.scale)
-    target = Target(DATABASE, url, url, (redis_url,) if redis_url else ())
-    agent = Agent([target], Settings(role="dba"), Alerter([]),
+    # the production shape's probe login: the probes' statements are DB Pulse's own (tagged)
+    probe_url = "" if args.no_probes else demo_logins.ensure(url).probe_url
+    target = Target(DATABASE, url, url, (redis_url,) if redis_url else (), probe_url=probe_url)
+    agent = Agent([target], Settings(role="dba", probe_interval_s=args.every), Alerter([]),
                   snapshot_every=timedelta(hours=1), log=lambda line: None)
     if args.watcher == "overview":
         from ui import loaders
@@ -134,7 +140,7 @@ def main() -> None:
             sql.Identifier(DATABASE)))
     goal = GOAL_SHARE[args.watcher]
     print(json.dumps({
-        "watcher": args.watcher,
+        "watcher": args.watcher, "probes": bool(probe_url),
         "postgresql": version, "scale": args.scale, "duration_s": args.duration,
         "cycle_every_s": args.every, "cycles": len(cycles), "workload_rate_per_s": args.rate,
         "cpu_count": os.cpu_count(), "load_average": [round(v, 2) for v in os.getloadavg()],

@@ -65,6 +65,10 @@ def ensure(admin_url: str, password: str = DEMO_PASSWORD) -> Logins:
             if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
                 conn.execute(sql.SQL("CREATE ROLE {} LOGIN" + options + " PASSWORD {}").format(
                     sql.Identifier(role), sql.Literal(password)))
+        if conn.execute("SELECT to_regnamespace('extensions') IS NOT NULL").fetchone()[0]:
+            # pg_stat_statements in a schema of its own, as on Supabase (the README's recipe)
+            conn.execute(sql.SQL("GRANT USAGE ON SCHEMA extensions TO {}").format(
+                sql.Identifier(MONITOR_ROLE)))
         conn.execute(sql.SQL(_GRANTS).format(
             monitor=sql.Identifier(MONITOR_ROLE), app=sql.Identifier(APP_ROLE),
             plan=sql.Identifier(PLAN_ROLE), probe=sql.Identifier(PROBE_ROLE),

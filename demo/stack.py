@@ -290,9 +290,7 @@ class EmbeddedStack:
                 from psycopg import sql
 
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(state.database)))
-        with psycopg.connect(state.database_url(), autocommit=True, connect_timeout=10) as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-            conn.execute("CREATE EXTENSION IF NOT EXISTS pgstattuple")
+        install_extensions(state.database_url(), "pg_stat_statements", "pgstattuple")
 
     # -- the streaming standby -----------------------------------------------------------------
     STANDBY_SLOT = "dbpulse_demo_standby"
@@ -433,6 +431,26 @@ def database_url_for(base_url: str, dbname: str) -> str:
     from psycopg import conninfo
 
     return conninfo.make_conninfo(**{**conninfo.conninfo_to_dict(base_url), "dbname": dbname})
+
+
+EXTENSION_SCHEMA = "extensions"
+
+
+def install_extensions(url: str, *extensions: str) -> None:
+    """Extensions in a schema of their own, on the search path of the database's new sessions,
+    as Supabase has them: DB Pulse finds them there, and its monitoring login needs USAGE on
+    the schema (the README's recipe). Where one is already installed elsewhere it stays."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+            sql.Identifier(EXTENSION_SCHEMA)))
+        for ext in extensions:
+            conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {}").format(
+                sql.Identifier(ext), sql.Identifier(EXTENSION_SCHEMA)))
+        conn.execute(sql.SQL('ALTER DATABASE {} SET search_path = "$user", public, {}').format(
+            sql.Identifier(conn.info.dbname), sql.Identifier(EXTENSION_SCHEMA)))
 
 
 def create_database(base_url: str, name: str, *extensions: str) -> str:

@@ -23,7 +23,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 from demo import loader  # noqa: E402
 from demo import logins as demo_logins  # noqa: E402
-from demo.stack import EmbeddedStack, create_database, free_port  # noqa: E402
+from demo.stack import EmbeddedStack, create_database, free_port, install_extensions  # noqa: E402
 from queries.config import Settings, Target  # noqa: E402
 from queries.roles import Actor  # noqa: E402
 
@@ -54,7 +54,8 @@ def servers():
 def database_url(servers) -> str:
     """A database with pg_stat_statements and the small SalesFlow demo loaded."""
     base_url, _, _ = servers
-    url = create_database(base_url, "salesflow_test", "pg_stat_statements", "pgstattuple")
+    url = create_database(base_url, "salesflow_test")
+    install_extensions(url, "pg_stat_statements", "pgstattuple")  # in `extensions`, as Supabase
     loader.load(url, "small")
     return url
 
