@@ -36,6 +36,7 @@ class TargetFigures:
     view_ages: dict[str, float | None] = field(default_factory=dict)  # view -> minutes
     index_scans: int | None = None
     seq_scans: int | None = None
+    connections: object | None = None             # queries.activity.ConnectionUse
 
 
 class LastCycle:

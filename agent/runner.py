@@ -18,7 +18,8 @@ import psycopg
 
 from agent.alerts import Alerter
 from agent.metrics import LastCycle, TargetFigures
-from queries import actions, alert_log, capabilities, fleet, matviews, probes, statements
+from queries import (actions, activity, alert_log, capabilities, fleet, matviews, probes,
+                     statements)
 from queries.config import Settings, Target
 from queries.connections import DatabaseProblem, admin_connection, monitoring_connection
 from queries.plan import current as current_plan
@@ -70,6 +71,7 @@ def measure(target: Target, settings: Settings) -> TargetFigures:
         figures.view_ages = {f"{r.schema_name}.{r.view_name}":
                              None if pd.isna(r.age_minutes) else float(r.age_minutes)
                              for r in views.itertuples()}
+        figures.connections = activity.connection_use(conn)
         figures.index_scans, figures.seq_scans = conn.execute(
             "SELECT coalesce(sum(idx_scan), 0)::bigint, coalesce(sum(seq_scan), 0)::bigint "
             "FROM pg_stat_user_tables").fetchone()
@@ -184,6 +186,7 @@ class Agent:
             if up and self.refresh_stale:
                 notes += self._refresh(target, now)
             if up:
+                notes += self._record_connections(target, now, figures)
                 notes += self._probe(target, now)
             fired = self.alerter.observe(target.name, report, now)
             self._save()  # the outbox holds them before anything is sent
@@ -252,6 +255,18 @@ class Agent:
             notes.append(f"refresh of {o.view} failed ({o.reason}), next try in {wait}")
         notes += [f"{o.view}: refresh retried after {o.until:%H:%M:%S}" for o in waiting]
         return notes
+
+    def _record_connections(self, target: Target, now: datetime,
+                            figures: TargetFigures) -> list[str]:
+        """This cycle's connection use, for the peak the plan's KPI is judged on."""
+        if figures.connections is None:
+            return []
+        try:
+            with admin_connection(target.history_write_url, self.settings) as conn:
+                activity.store_use(conn, target.history_source, now, figures.connections)
+        except (DatabaseProblem, psycopg.Error) as exc:
+            return [f"connection use not recorded: {exc}"]
+        return []
 
     def _probe(self, target: Target, now: datetime) -> list[str]:
         """The plan's latency probes, once per probe interval, on the target's probe login;

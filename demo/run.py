@@ -66,7 +66,7 @@ def prepare(stack: EmbeddedStack | None, scale: str, database_url: str | None = 
             if stack is not None else
             Demo(Target("demo", database_url, database_url,
                         (redis_url,) if redis_url else ()), database_url, None, redis_url,
-                 {"DATABASE_URL": database_url}))
+                 {"DATABASE_URL": database_url, "DBPULSE_TARGET_NAME": "demo"}))
     who = actor(demo.target)
     actions.install_schema(who)
     with admin_connection(demo.target.admin_url, who.settings) as conn:
@@ -92,7 +92,7 @@ def _embedded(stack: EmbeddedStack, database_url: str, redis_url: str, standby_p
     say(f"streaming standby on port {standby_port} (its slot: {stack.STANDBY_SLOT})")
     app = conninfo.conninfo_to_dict(logins.app_url)
     read_url = conninfo.make_conninfo(standby, user=app["user"], password=app["password"])
-    environment = logins.environment()
+    environment = {**logins.environment(), "DBPULSE_TARGET_NAME": "demo"}
     app_url, pooler_url = _pooler(stack, pooler_port, logins.app_url, say)
     if pooler_url:
         environment["PGBOUNCER_URL"] = pooler_url
@@ -160,10 +160,9 @@ def start(demo: Demo, env: dict, port: int, rate: float, snapshot_every: float,
                                  "--database-url", demo.app_url, "--rate", str(rate)], env=env)
     record_process(state_dir, "workload", workload.pid)
     # the agent keeps the history, the Redis samples and /metrics, as it would in production;
-    # "env" is the target DATABASE_URL names
     with open(state_dir / "agent.log", "a") as log:
         agent = subprocess.Popen(
-            [sys.executable, cli, "agent", "--target", "env", "--every", "60",
+            [sys.executable, cli, "agent", "--target", demo.target.name, "--every", "60",
              "--snapshot-every", str(snapshot_every), "--metrics-port", str(metrics_port),
              "--state-file", str(state_dir / "agent-state.json")],
             env=env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT)

@@ -114,6 +114,7 @@ class ConnectionUse:
     used: int
     max_connections: int
     reserved: int   # superuser_reserved_connections (+ reserved_connections on 16+)
+    own: int = 0    # DB Pulse's own connections among those used
 
     @property
     def available(self) -> int:
@@ -125,13 +126,42 @@ class ConnectionUse:
 
 
 def connection_use(conn: psycopg.Connection) -> ConnectionUse:
-    used, max_conn, reserved = conn.execute("""
-        SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'),
+    used, max_conn, reserved, own = conn.execute("""
+        SELECT count(*),
                current_setting('max_connections')::int,
                current_setting('superuser_reserved_connections')::int
-                 + coalesce(current_setting('reserved_connections', true)::int, 0)
-        """).fetchone()
-    return ConnectionUse(used, max_conn, reserved)
+                 + coalesce(current_setting('reserved_connections', true)::int, 0),
+               count(*) FILTER (WHERE application_name LIKE %s)
+        FROM pg_stat_activity WHERE backend_type = 'client backend'
+        """, (OWN_APPLICATION_PREFIX + "%",)).fetchone()
+    return ConnectionUse(used, max_conn, reserved, own)
+
+
+def store_use(history: psycopg.Connection, source: str, at, use: ConnectionUse) -> None:
+    history.execute("INSERT INTO dbpulse.connection_samples (source, taken_at, in_use, own, "
+                    "max_connections, reserved) VALUES (%s, %s, %s, %s, %s, %s)",
+                    (source, at, use.used, use.own, use.max_connections, use.reserved))
+
+
+@dataclass
+class PeakUse:
+    share: float         # the application's connections over those available, at the peak
+    used: int
+    available: int
+    at: object           # when
+    samples: int
+
+
+def peak_use(history: psycopg.Connection, source: str, start, end) -> PeakUse | None:
+    """The largest share of the available connections the application (DB Pulse's own left
+    out) held in [start, end), from the agent's samples; None without samples."""
+    row = history.execute("""
+        SELECT (in_use - own)::float8 / greatest(max_connections - reserved, 1), in_use - own,
+               max_connections - reserved, taken_at, count(*) OVER ()
+        FROM dbpulse.connection_samples
+        WHERE source = %s AND taken_at >= %s AND taken_at < %s
+        ORDER BY 1 DESC, taken_at DESC LIMIT 1""", (source, start, end)).fetchone()
+    return None if row is None else PeakUse(*row)
 
 
 def connections_by_client(conn: psycopg.Connection) -> pd.DataFrame:

@@ -3,7 +3,7 @@
 Sources, in order:
 - environment: DATABASE_URL, REDIS_URL, DATABASE_ADMIN_URL, DATABASE_PLAN_URL, DATABASE_PROBE_URL,
   PGBOUNCER_URL,
-  HISTORY_DATABASE_URL (one target named "env");
+  HISTORY_DATABASE_URL (one target, named by DBPULSE_TARGET_NAME, else by its database);
 - `.streamlit/secrets.toml`: top-level keys of the same names (a target named "default") and any
   number of named targets under [targets.NAME] with database_url, database_admin_url,
   database_plan_url, database_probe_url, pgbouncer_url, redis_url, history_database_url.
@@ -92,6 +92,9 @@ class Settings:
     # the plan's KPI: share of calls in statements whose mean exceeds kpi_slow_ms, target below
     kpi_slow_ms: float = 1000.0
     kpi_slow_share_target: float = 0.05
+    # the plan's "connection pool < 70 % utilization at peak": the application's connections
+    # over those available (max_connections less the reserved ones), at the agent's busiest sample
+    kpi_connection_peak_share: float = 0.70
     unused_index_min_bytes: int = 65_536   # smaller unused indexes are not worth a finding
     # zero scans prove nothing about an index (or statistics) younger than this
     unused_index_min_age_days: float = 7.0
@@ -177,7 +180,9 @@ def load_targets(environ: Mapping[str, str] | None = None,
     secrets = read_secrets() if secrets is None else secrets
     targets: list[Target] = []
     if environ.get("DATABASE_URL"):
-        targets.append(_target("env", {"database_url": environ["DATABASE_URL"],
+        name = environ.get("DBPULSE_TARGET_NAME") or Target(
+            "", environ["DATABASE_URL"], environ["DATABASE_URL"]).history_source
+        targets.append(_target(name, {"database_url": environ["DATABASE_URL"],
                                        "database_admin_url": environ.get("DATABASE_ADMIN_URL"),
                                        "redis_url": environ.get("REDIS_URL"),
                                        "database_plan_url": environ.get("DATABASE_PLAN_URL"),

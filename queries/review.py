@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import psycopg
 
-from queries import history, probes, redis_cache
+from queries import activity, history, probes, redis_cache
 from queries.config import Settings
 from queries.history import Period
 from queries.markup import plural
@@ -391,6 +391,13 @@ def build_review(history_conn: psycopg.Connection, source: str, previous: Period
     p95_prev = probes.p95_by_name(history_conn, source, previous.start, previous.end) \
         if cov_prev.usable else {}
     p95_cur = probes.p95_by_name(history_conn, source, current.start, current.end)
+    def peak_share(period):
+        if not history_conn.execute("SELECT to_regclass('dbpulse.connection_samples') "
+                                    "IS NOT NULL").fetchone()[0]:
+            return None
+        found = activity.peak_use(history_conn, source, period.start, period.end)
+        return None if found is None else 100 * found.share
+
     unused_prev = _unused_totals(indexes_prev)
     unused_cur = _unused_totals(indexes_cur)
     pct = lambda v: None if v is None else 100 * v  # noqa: E731
@@ -407,6 +414,9 @@ def build_review(history_conn: psycopg.Connection, source: str, previous: Period
         *[Kpi(f"{q.name}, p95 (probes)", p95_prev.get(q.name), p95_cur.get(q.name), "ms",
               False, q.target_ms, f"< {q.target_ms:g} ms")
           for q in current_plan(settings).probes if q.target_ms is not None],
+        Kpi("Connections in use at peak", peak_share(previous) if cov_prev.usable else None,
+            peak_share(current), "%", False, 100 * settings.kpi_connection_peak_share,
+            f"< {100 * settings.kpi_connection_peak_share:g} %"),
         Kpi(redis_cache.HIT_RATE_LABEL, pct(redis_rate(previous)), pct(redis_rate(current)), "%", True,
             100 * settings.redis_hit_rate_target, f"≥ {100 * settings.redis_hit_rate_target:g} %"),
         Kpi("Oldest materialized view seen", oldest_view(views_prev), oldest_view(views_cur),

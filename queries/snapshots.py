@@ -369,6 +369,10 @@ def prune(conn: psycopg.Connection, retention_days: int, now: datetime | None = 
                                   WHERE s.queryid = t.queryid AND s.userid = t.userid)""")
             conn.execute("DELETE FROM dbpulse.history_events WHERE at < %s", (cutoff,))
             conn.execute("DELETE FROM dbpulse.alert_log WHERE raised_at < %s", (cutoff,))
+        # the agent's samples between snapshots: past the retention too
+        for table in ("probe_samples", "connection_samples"):
+            conn.execute(sql.SQL("DELETE FROM dbpulse.{} WHERE taken_at < %s").format(
+                sql.Identifier(table)), (cutoff,))
     return deleted
 
 

@@ -209,8 +209,9 @@ def test_the_cli_honours_the_configured_role_and_names_its_user(view_db):
     dba = _cli(view_db, "dba", "refresh", "public.deal_totals")
     assert dba.returncode == 0, dba.stderr
     me = f"cli:{getpass.getuser()}"
+    name = psycopg.conninfo.conninfo_to_dict(view_db)["dbname"]  # the target: its database
     assert [(r[0], r[1], r[3], r[5]) for r in _rows(view_db)] == [
-        (me, "viewer", "env", "refused"), (me, "dba", "env", "ok")]
+        (me, "viewer", name, "refused"), (me, "dba", name, "ok")]
 
 
 def test_no_password_reaches_an_audit_row(view_db):

@@ -289,7 +289,7 @@ def test_a_second_agent_on_a_target_is_refused(database_url, tmp_path):
     finally:
         first.close()
     assert second.returncode == 2
-    assert "another agent already runs on target env" in second.stdout
+    assert "another agent already runs on target salesflow_test" in second.stdout
 
 
 def test_killed_at_any_moment_each_change_reaches_a_channel_under_one_id(scratch_database,
@@ -471,7 +471,9 @@ def test_the_agents_snapshots_keep_the_redis_hit_rate_for_every_dashboard(
 
     from ui import loaders
 
-    target = Target("env", scratch_database, scratch_database, (redis_url,))
+    # named as the dashboard names the target DATABASE_URL gives: by its database
+    name = conninfo.conninfo_to_dict(scratch_database)["dbname"]
+    target = Target(name, scratch_database, scratch_database, (redis_url,))
     agent = Agent([target], Settings(role="dba"), alerts.Alerter([]),
                   snapshot_every=timedelta(0), log=lambda line: None)
     client = redis.Redis.from_url(redis_url)
@@ -608,13 +610,14 @@ def test_the_alerts_page_lists_what_the_agent_raised_and_tests_each_channel(
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
-    target = Target("env", scratch_database, scratch_database)
+    name = conninfo.conninfo_to_dict(scratch_database)["dbname"]  # as the dashboard names it
+    target = Target(name, scratch_database, scratch_database)
     agent = Agent([target], Settings(role="dba"), alerts.Alerter([]),
                   snapshot_every=timedelta(days=1), log=lambda line: None)
     agent.cycle([target])
     _plant_invalid_index(scratch_database)
     agent.cycle([target])                            # one red alert in the log
-    agent.locks["env"].close()
+    agent.locks[name].close()
     hooks = Receiver()
     secrets = tmp_path / "secrets.toml"
     secrets.write_text(f'[alerts]\nwebhook_url = "{hooks.url}/hook/s3cret-path"\n'

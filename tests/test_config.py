@@ -13,7 +13,10 @@ from queries.config import (
 def test_environment_makes_a_target_with_admin_fallback():
     targets = load_targets({"DATABASE_URL": "postgresql://a@h/db", "REDIS_URL": "redis://r:6379/0"},
                            secrets={})
-    assert [t.name for t in targets] == ["env"]
+    assert [t.name for t in targets] == ["db"]  # named by its database
+    named = load_targets({"DATABASE_URL": "postgresql://a@h/db", "DBPULSE_TARGET_NAME": "prod"},
+                         secrets={})
+    assert [t.name for t in named] == ["prod"]
     assert targets[0].admin_url == "postgresql://a@h/db"
     assert not targets[0].has_separate_admin_url
     assert targets[0].redis_url == "redis://r:6379/0"

@@ -147,3 +147,47 @@ def test_pages_reading_on_two_connections_report_a_time_limit_and_recover(databa
         assert recovered.ok, recovered.problem
     assert len(recovered.value["least_scanned"]) > 0
     assert len(loaders.bloat_data.__wrapped__(database_url, Settings(), 0).value["tables"]) > 0
+
+
+def test_the_agent_samples_connection_use_and_the_plan_kpi_is_its_peak(logins):
+    """The agent's cycle while the application holds 6 more connections records them; the
+    peak the plan's KPI is judged on is that sample, DB Pulse's own connections left out."""
+    from datetime import datetime, timedelta, timezone
+
+    from agent import alerts
+    from agent.runner import Agent
+    from queries import activity
+    from queries.config import Target
+
+    settings = Settings(role="dba", statement_timeout_ms=5000, connect_timeout_s=3)
+    target = Target("peak", logins.monitor_url, logins.admin_url)
+
+    def application_connections():
+        with psycopg.connect(logins.admin_url) as conn:
+            return conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                "AND application_name NOT LIKE 'dbpulse%'").fetchone()[0]
+
+    held = [psycopg.connect(logins.app_url) for _ in range(6)]
+    try:
+        before = application_connections()
+        agent = Agent([target], settings, alerts.Alerter([]), log=lambda line: None,
+                      snapshot_every=timedelta(days=1))
+        start = datetime.now(timezone.utc)
+        agent.cycle([target], start)
+        after = application_connections()
+    finally:
+        for conn in held:
+            conn.close()
+        for lock in agent.locks.values():
+            lock.close()
+    assert before == after >= 6  # nothing else came or went meanwhile
+    with psycopg.connect(logins.admin_url) as conn:
+        peak = activity.peak_use(conn, target.history_source, start,
+                                 start + timedelta(seconds=1))
+        available = conn.execute(
+            "SELECT current_setting('max_connections')::int "
+            "- current_setting('superuser_reserved_connections')::int "
+            "- coalesce(current_setting('reserved_connections', true)::int, 0)").fetchone()[0]
+    assert (peak.used, peak.available) == (before, available)
+    assert peak.share == pytest.approx(before / available)

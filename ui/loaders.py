@@ -526,3 +526,19 @@ def probe_latency(target: Target, settings: Settings, hours: int = 24) -> Loaded
         return probes.against_targets(probes.percentiles(
             conn, target.history_source, now - timedelta(hours=hours), now), queries)
     return _load(target.history_read_url, settings, load)
+
+
+@cached(ttl=CACHE_TTL_S)
+def connection_peak(target: Target, settings: Settings, hours: int = 24) -> Loaded:
+    """The application's busiest moment for connections over the last hours (the agent's
+    samples), or None without samples."""
+    from queries import activity
+
+    now = datetime.now(timezone.utc)
+
+    def load(conn):
+        if not conn.execute("SELECT to_regclass('dbpulse.connection_samples') IS NOT NULL"
+                            ).fetchone()[0]:
+            return None
+        return activity.peak_use(conn, target.history_source, now - timedelta(hours=hours), now)
+    return _load(target.history_read_url, settings, load)

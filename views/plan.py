@@ -15,7 +15,7 @@ data = value_or_stop(loaders.plan_data(target.database_url, settings),
                      "The plan cannot be tracked")
 
 st.subheader("KPIs")
-cols = st.columns(4)
+cols = st.columns(5)
 kpi = data["kpi"]
 judged_metric(cols[0], f"Calls slower than {settings.kpi_slow_ms / 1000:g} s",
               kpi.text() if kpi else "n/a",
@@ -44,6 +44,21 @@ status = data["status"]
 done = int((status["state"] == "applied").sum())
 cols[3].metric("Migrations applied", f"{done} / {len(status)}",
                help="Dashboard p95 < 500 ms is measured by the application, not the database.")
+
+peak = loaders.connection_peak(target, settings)
+peak_use = peak.value if peak.ok else None
+judged_metric(cols[4], "Connections at peak, 24 h",
+              "n/a" if peak_use is None else percent(peak_use.share, 0),
+              "grey" if peak_use is None else
+              "green" if peak_use.share < settings.kpi_connection_peak_share else "red",
+              f"< {percent(settings.kpi_connection_peak_share, 0)}",
+              help="The application's connections (DB Pulse's own left out) over those "
+                   "available (max_connections less the reserved ones) at the busiest of the "
+                   "agent's samples, one a cycle"
+                   + ("" if peak_use is None else
+                      f": {peak_use.used} of {peak_use.available} at {peak_use.at:%Y-%m-%d %H:%M} "
+                      f"UTC, {peak_use.samples} samples") + ". With PgBouncer in front, its pools "
+                   "are on the Activity page.")
 
 st.subheader("Hot query latency, last 24 h")
 latency = loaders.probe_latency(target, settings)
