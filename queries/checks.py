@@ -98,15 +98,18 @@ def check_slow_queries(conn, caps: Capabilities, settings: Settings) -> Finding:
             "missing-index hints")
 
 
-def index_review(conn, settings: Settings, include_own: bool = False) -> indexes.IndexReview:
+def index_review(conn, settings: Settings, include_own: bool = False,
+                 replica_urls: tuple[str, ...] = ()) -> indexes.IndexReview:
+    """replica_urls: the target's declared read replicas, whose index scans count too."""
     evidence = indexes.usage_evidence(conn, migrations.migrations_dir(settings),
-                                      timedelta(days=settings.unused_index_min_age_days))
+                                      timedelta(days=settings.unused_index_min_age_days),
+                                      replica_urls, settings)
     found = indexes.review(conn, settings.unused_index_min_bytes, evidence)
     return found if include_own else found.without_own()
 
 
-def check_indexes(conn, settings: Settings) -> list[Finding]:
-    found = index_review(conn, settings)
+def check_indexes(conn, settings: Settings, replica_urls: tuple[str, ...] = ()) -> list[Finding]:
+    found = index_review(conn, settings, replica_urls=replica_urls)
     page = "indexes"
     unused, duplicates, invalid, fk = (found.unused, found.duplicates, found.invalid,
                                        found.foreign_keys)
@@ -374,15 +377,16 @@ def check_replication(conn, settings: Settings) -> list[Finding]:
 def run_all(conn: psycopg.Connection, caps: Capabilities, settings: Settings,
             spare_conn: psycopg.Connection | None = None,
             rates: cache.CacheHitRates | None = None,
-            index_findings: Future | None = None) -> list[Finding]:
+            index_findings: Future | None = None,
+            replica_urls: tuple[str, ...] = ()) -> list[Finding]:
     """Every check; one that fails (a timeout, a missing privilege) becomes a grey finding
     with its reason instead of stopping the others. spare_conn: a second connection to the same
     database, on which the index checks (most of the time on a big catalogue) run meanwhile;
     or index_findings: those checks already started by the caller (index_checks_aside), which
     can then read more on this connection while they run; rates: the buffer cache figures,
-    when the caller has read them already."""
+    when the caller has read them already; replica_urls: the target's declared read replicas."""
     runs = {"slow_queries": lambda c: [check_slow_queries(c, caps, settings)],
-            "indexes": lambda c: check_indexes(c, settings),
+            "indexes": lambda c: check_indexes(c, settings, replica_urls),
             "bloat": lambda c: [check_bloat(c, settings)],
             "vacuum": lambda c: check_vacuum(c, settings),
             "cache_hit": lambda c: [check_cache(c, settings, rates)],
@@ -391,7 +395,7 @@ def run_all(conn: psycopg.Connection, caps: Capabilities, settings: Settings,
             "replication": lambda c: check_replication(c, settings)}
     with ThreadPoolExecutor(1) as pool:
         if index_findings is None and spare_conn is not None:
-            index_findings = index_checks_aside(pool, spare_conn, settings)
+            index_findings = index_checks_aside(pool, spare_conn, settings, replica_urls)
         found = {name: _guarded(name, run, conn) for name, run in runs.items()
                  if index_findings is None or name != "indexes"}
         if index_findings is not None:
@@ -401,9 +405,10 @@ def run_all(conn: psycopg.Connection, caps: Capabilities, settings: Settings,
 
 
 def index_checks_aside(pool: ThreadPoolExecutor, spare_conn: psycopg.Connection,
-                       settings: Settings) -> Future:
+                       settings: Settings, replica_urls: tuple[str, ...] = ()) -> Future:
     """The index checks started on spare_conn in pool's thread, for run_all(index_findings=)."""
-    return pool.submit(_guarded, "indexes", lambda c: check_indexes(c, settings), spare_conn)
+    return pool.submit(_guarded, "indexes", lambda c: check_indexes(c, settings, replica_urls),
+                       spare_conn)
 
 
 def _guarded(name: str, run, conn: psycopg.Connection) -> list[Finding]:

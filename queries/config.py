@@ -2,11 +2,12 @@
 
 Sources, in order:
 - environment: DATABASE_URL, REDIS_URL, DATABASE_ADMIN_URL, DATABASE_PLAN_URL, DATABASE_PROBE_URL,
-  PGBOUNCER_URL,
+  PGBOUNCER_URL, DATABASE_REPLICA_URLS,
   HISTORY_DATABASE_URL (one target, named by DBPULSE_TARGET_NAME, else by its database);
 - `.streamlit/secrets.toml`: top-level keys of the same names (a target named "default") and any
   number of named targets under [targets.NAME] with database_url, database_admin_url,
-  database_plan_url, database_probe_url, pgbouncer_url, redis_url, history_database_url.
+  database_plan_url, database_probe_url, pgbouncer_url, redis_url, history_database_url,
+  replica_urls.
 
 The history (snapshots) lives in the watched database's dbpulse schema unless a target names a
 separate history database.
@@ -49,6 +50,9 @@ class Target:
     probe_url: str = ""
     # PgBouncer's console (database pgbouncer) as one of its stats_users; empty: no pooler
     pooler_url: str = ""
+    # its read replicas (streaming standbys), on the monitoring login: their index scans count
+    # with this server's, so an index used only there is not called unused
+    replica_urls: tuple[str, ...] = ()
 
     @property
     def history_write_url(self) -> str:
@@ -149,14 +153,15 @@ def read_secrets(path: Path | None = None) -> dict:
         raise ConfigError(f"{path.name} cannot be read: {exc.strerror}") from exc
 
 
-def _redis_list(value) -> tuple[str, ...]:
+def _url_list(value, key: str) -> tuple[str, ...]:
+    """One URL, several separated by commas, or a list of them."""
     if not value:
         return ()
     if isinstance(value, str):
         return tuple(v.strip() for v in value.split(",") if v.strip())
     if isinstance(value, (list, tuple)):
         return tuple(str(v) for v in value if v)
-    raise ConfigError("redis_url must be a string or a list of strings")
+    raise ConfigError(f"{key} must be a string or a list of strings")
 
 
 def _target(name: str, values: Mapping) -> Target:
@@ -166,12 +171,14 @@ def _target(name: str, values: Mapping) -> Target:
         raise ConfigError(f"target {name!r} has no database_url")
     admin = lowered.get("database_admin_url")
     return Target(name=name, database_url=dsn, admin_url=admin or dsn,
-                  redis_urls=_redis_list(lowered.get("redis_url") or lowered.get("redis_urls")),
+                  redis_urls=_url_list(lowered.get("redis_url") or lowered.get("redis_urls"),
+                                       "redis_url"),
                   has_separate_admin_url=bool(admin),
                   history_url=lowered.get("history_database_url") or "",
                   plan_url=lowered.get("database_plan_url") or "",
                   probe_url=lowered.get("database_probe_url") or "",
-                  pooler_url=lowered.get("pgbouncer_url") or "")
+                  pooler_url=lowered.get("pgbouncer_url") or "",
+                  replica_urls=_url_list(lowered.get("replica_urls"), "replica_urls"))
 
 
 def load_targets(environ: Mapping[str, str] | None = None,
@@ -188,6 +195,7 @@ def load_targets(environ: Mapping[str, str] | None = None,
                                        "database_plan_url": environ.get("DATABASE_PLAN_URL"),
                                        "database_probe_url": environ.get("DATABASE_PROBE_URL"),
                                        "pgbouncer_url": environ.get("PGBOUNCER_URL"),
+                                       "replica_urls": environ.get("DATABASE_REPLICA_URLS"),
                                        "history_database_url":
                                            environ.get("HISTORY_DATABASE_URL")}))
     if secrets.get("DATABASE_URL") or secrets.get("database_url"):

@@ -12,12 +12,23 @@ from typing import Callable
 
 import psycopg
 
-from queries import cache, capabilities, checks, redis_cache, server
+from queries import cache, capabilities, checks, redis_cache, replication, server
 from queries.columns import Column
 from queries.config import Settings, Target
 from queries.connections import DatabaseProblem, monitoring_connection
 
 SEVERITY_RANK = {"down": -1, **checks.SEVERITY_ORDER}
+
+
+def topology(conn: psycopg.Connection, target: Target) -> str:
+    """Where the target stands in its replication: a standby, or a primary with the standbys
+    streaming from it (and how many the target declares as its read replicas)."""
+    if replication.is_standby(conn):
+        return "standby"
+    streaming = replication.standby_names(replication.standbys(conn))
+    declared = f"; {len(target.replica_urls)} declared as replicas" if target.replica_urls else ""
+    return (f"primary, {len(streaming)} standby{'s' if len(streaming) != 1 else ''} streaming"
+            + (f" ({', '.join(streaming)})" if streaming else "") + declared)
 
 
 def target_report(target: Target, settings: Settings,
@@ -34,7 +45,9 @@ def target_report(target: Target, settings: Settings,
             identity = server.server_identity(conn, with_size=True)
             caps = capabilities.detect(conn)
             hit = cache.cache_hit_rates(conn)
-            findings = checks.run_all(conn, caps, settings, rates=hit)
+            findings = checks.run_all(conn, caps, settings, rates=hit,
+                                      replica_urls=target.replica_urls)
+            report["topology"] = topology(conn, target)
             if also is not None:
                 report["also"] = also(conn, caps)
         report["postgres"] = {
@@ -107,6 +120,7 @@ def summary_rows(reports: list[dict]) -> list[dict]:
         rows.append({
             "target": r["target"], "status": r["status"],
             "postgres": pg.get("error") or f"PostgreSQL {pg.get('version')}",
+            "topology": r.get("topology"),
             "buffer_hit_rate": pg.get("buffer_hit_rate"),
             "redis_hit_rate": min(redis_rates) if redis_rates else None,
             "red": sum(f["severity"] == "red" for f in r["findings"]),
@@ -121,6 +135,8 @@ def summary_rows(reports: list[dict]) -> list[dict]:
 FLEET_COLUMNS = {
     "target": Column("Target", pinned=True), "status": Column("Status", width="small"),
     "postgres": Column("Server", width="medium"),
+    "topology": Column("Replication", width="medium",
+                       help="A standby, or a primary with the standbys streaming from it"),
     "buffer_hit_rate": Column("Buffer hit rate", "percent", digits=2),
     "redis_hit_rate": Column(redis_cache.HIT_RATE_LABEL, "percent", digits=1,
                              help="The lowest of the target's Redis instances. "

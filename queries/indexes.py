@@ -18,6 +18,7 @@ from psycopg.types.json import Jsonb
 
 from queries import migrations, probes, replication, server
 from queries.columns import INDEX, SCHEMA, SIZE, TABLE, Column
+from queries.config import Settings
 from queries.frames import to_frame
 from queries.identifiers import qualified, quote_ident
 
@@ -304,6 +305,8 @@ class UsageEvidence:
     old_snapshot: tuple | None = None
     # streaming standbys: their scans are counted there, not in this server's statistics
     standbys: tuple = ()
+    # the target's declared read replicas, read: their scans count with this server's
+    replicas: replication.ReplicaScans = field(default_factory=replication.ReplicaScans)
 
     def too_new(self, name: str) -> str | None:
         """Why zero scans of this index are not yet evidence, or None."""
@@ -312,11 +315,17 @@ class UsageEvidence:
     def waiting(self, name: str) -> tuple[str, str | None]:
         """(verdict, why) for an index without scans: ("drop", None) when its age is proven,
         else "used on a standby?", "too new" or "age unknown" with the reason."""
-        if self.standbys:
+        if len(self.standbys) > len(self.replicas.read):
             return "used on a standby?", (
                 f"no scans here, but it may be used on {', '.join(self.standbys)}: a standby "
-                "counts its own scans, which this server's statistics do not hold; look there "
-                "(pg_stat_user_indexes on the standby) before dropping it")
+                "counts its own scans, which this server's statistics do not hold; declare "
+                "the standbys as the target's replica_urls (their scans are then added), or "
+                "look there (pg_stat_user_indexes) before dropping it"
+                + (f" ({'; '.join(self.replicas.problems)})" if self.replicas.problems else ""))
+        if self.replicas.recent_reset:
+            return "age unknown", ("no scans here or on the replicas, but "
+                                   + "; ".join(self.replicas.recent_reset)
+                                   + f", less than {age_text(self.min_age)} ago")
         if self.min_age <= timedelta(0):
             return "drop", None
         born = self.created_after.get(name)
@@ -355,7 +364,8 @@ def age_text(delta: timedelta) -> str:
 
 
 def usage_evidence(conn: psycopg.Connection, migrations_dir: Path | None = None,
-                   min_age: timedelta = timedelta(days=7)) -> UsageEvidence:
+                   min_age: timedelta = timedelta(days=7), replica_urls: tuple[str, ...] = (),
+                   settings: Settings | None = None) -> UsageEvidence:
     """Everything DB Pulse knows about the indexes' ages: the statistics reset, its own
     migration ledger (an index a migration builds is no older than the run), and its stored
     snapshots of this database (an index missing from the oldest one inside min_age is new)."""
@@ -394,7 +404,8 @@ def usage_evidence(conn: psycopg.Connection, migrations_dir: Path | None = None,
                 old = (last_old[1], _snapshot_indexes(conn, last_old[0]))
     except (psycopg.errors.InsufficientPrivilege, migrations.MigrationError):
         pass  # what cannot be read is not evidence; the ages stay unknown
-    return UsageEvidence(now, stats_since, min_age, created, cut, old, standbys)
+    replicas = replication.replica_scans(conn, replica_urls, settings or Settings(), min_age)
+    return UsageEvidence(now, stats_since, min_age, created, cut, old, standbys, replicas)
 
 
 def _snapshot_indexes(conn: psycopg.Connection, snapshot_id: int) -> frozenset:
@@ -417,7 +428,10 @@ def judge_unused(frame: pd.DataFrame, min_size_bytes: int = 0,
     skip |= {(f.schema_name, f.covered_by) for f in already_reported if f.covered_by}
     reported = pd.MultiIndex.from_arrays([frame["schema_name"], frame["index_name"]]).isin(
         list(skip)) if skip else False
-    rows = frame[(frame["scans"] == 0) & ~frame["is_unique"] & ~frame["backs_constraint"]
+    # scans on the declared replicas count as much as those here
+    elsewhere = frame["index_oid"].map(evidence.replicas.scans).fillna(0) if evidence else 0
+    rows = frame[(frame["scans"] + elsewhere == 0) & ~frame["is_unique"]
+                 & ~frame["backs_constraint"]
                  & frame["is_valid"] & (frame["size_bytes"] >= min_size_bytes) & ~reported
                  & frame["parent_index_oid"].isna()]
     # the keys no index outside the candidates supports: a candidate supporting one is kept
@@ -441,6 +455,8 @@ def judge_unused(frame: pd.DataFrame, min_size_bytes: int = 0,
         else:
             verdict, fix = "drop", drop_sql(r.schema_name, r.index_name, r.is_partitioned)
             reason = "no scans since the statistics reset"
+            if evidence and evidence.replicas.read:
+                reason += f", here and on {', '.join(evidence.replicas.read)}"
             if r.is_partitioned:
                 reason += " on any partition"
             if r.is_clustered:

@@ -5,12 +5,15 @@ queries). Everything from the statistics views pg_monitor may read."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 
 import pandas as pd
 import psycopg
 
 from queries.columns import Column
+from queries.config import Settings
+from queries.connections import DatabaseProblem, monitoring_connection, redact
 from queries.frames import to_frame
 
 # WAL position of "now" on either side: a standby has no current insert position
@@ -88,6 +91,61 @@ def drop_slot_sql(name: str) -> str:
     literal = "'" + name.replace("'", "''") + "'"
     return (f"SELECT pg_drop_replication_slot({literal});  -- only once its standby or "
             "subscriber is gone for good: it cannot resume without the slot")
+
+
+@dataclass
+class ReplicaScans:
+    """What the declared read replicas of a primary add to its index statistics: each one's
+    scans per index oid (a physical standby keeps the primary's oids), summed."""
+    scans: dict[int, int] = field(default_factory=dict)
+    read: list[str] = field(default_factory=list)        # replicas whose scans are in
+    recent_reset: list[str] = field(default_factory=list)  # "name: reset at …" (too recent)
+    problems: list[str] = field(default_factory=list)    # replicas that could not be read
+
+
+def replica_scans(primary: psycopg.Connection, replica_urls: tuple[str, ...],
+                  settings: Settings, min_age: timedelta) -> ReplicaScans:
+    """Read each declared replica on the monitoring login: it must be in recovery and a copy
+    of this server (same system identifier, where the login may read it); its statistics
+    must reach back min_age, or its zero scans prove nothing yet."""
+    found = ReplicaScans()
+    if not replica_urls:
+        return found
+    system_id = _system_identifier(primary)
+    for url in replica_urls:
+        name = redact(url)
+        try:
+            with monitoring_connection(url, settings) as conn:
+                if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+                    found.problems.append(f"{name} is not a standby (not in recovery)")
+                    continue
+                other = _system_identifier(conn)
+                if system_id is not None and other is not None and other != system_id:
+                    found.problems.append(f"{name} is a standby of another server")
+                    continue
+                now, reset = conn.execute(
+                    "SELECT now(), stats_reset FROM pg_stat_database "
+                    "WHERE datname = current_database()").fetchone()
+                for oid, n in conn.execute("SELECT indexrelid, pg_stat_get_numscans(indexrelid) "
+                                           "FROM pg_index"):
+                    found.scans[oid] = found.scans.get(oid, 0) + int(n)
+        except DatabaseProblem as problem:
+            found.problems.append(f"{name} could not be read: {problem.message}")
+            continue
+        found.read.append(name)
+        if reset is not None and now - reset < min_age:
+            found.recent_reset.append(f"{name}: its statistics were reset at "
+                                      f"{reset:%Y-%m-%d %H:%M}")
+    return found
+
+
+def _system_identifier(conn: psycopg.Connection) -> int | None:
+    """pg_control_system()'s identifier, or None where the login may not read it."""
+    try:
+        with conn.transaction():
+            return conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()[0]
+    except psycopg.errors.InsufficientPrivilege:
+        return None
 
 
 def standby_names(frame: pd.DataFrame) -> list[str]:

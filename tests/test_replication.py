@@ -120,3 +120,42 @@ def test_an_index_scanned_only_on_the_standby_is_not_dropped(standby, settings):
     assert "walreceiver" in judged["reports_day"].reason and judged["reports_day"].fix == ""
     with psycopg.connect(primary, autocommit=True) as conn:
         conn.execute("DROP TABLE reports")
+
+
+def test_declared_replicas_add_their_scans_and_the_fleet_shows_the_topology(standby, settings):
+    """With the standby declared as the target's replica: an index scanned only there is no
+    finding at all, one scanned nowhere is a plain "drop" that names both places, and the
+    Fleet shows the primary with its standby."""
+    from queries import fleet
+    from queries.config import Target
+
+    primary, url = standby
+    with psycopg.connect(primary, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS reports; CREATE TABLE reports (id int, day int, "
+                     "region int)")
+        conn.execute("INSERT INTO reports SELECT g, g % 300, g % 7 FROM generate_series(1, 30000) g")
+        conn.execute("CREATE INDEX reports_day ON reports (day); "
+                     "CREATE INDEX reports_region ON reports (region); ANALYZE reports")
+    with psycopg.connect(url, autocommit=True) as conn:
+        _until(lambda: conn.execute("SELECT to_regclass('reports_region')").fetchone()[0])
+        conn.execute("SET enable_seqscan = off")
+        conn.execute("SELECT count(*) FROM reports WHERE day = 7").fetchone()
+    with monitoring_connection(url, settings) as conn:  # the standby has counted it
+        _until(lambda: conn.execute("SELECT pg_stat_get_numscans('reports_day'::regclass)"
+                                    ).fetchone()[0] == 1)
+    with monitoring_connection(primary, settings) as conn:
+        evidence = indexes.usage_evidence(conn, None, timedelta(0), (url,), settings)
+    assert evidence.replicas.read and not evidence.replicas.problems
+    judged = {f.index_name: f for f in _review(primary, settings, evidence).judged}
+    assert "reports_day" not in judged                       # used: on the standby
+    region = judged["reports_region"]
+    assert region.verdict == "drop" and "here and on" in region.reason
+    with psycopg.connect(primary, autocommit=True) as conn:  # its fix runs
+        conn.execute(region.fix)
+        assert conn.execute("SELECT to_regclass('reports_region')").fetchone()[0] is None
+    report = fleet.target_report(Target("primary", primary, primary, replica_urls=(url,)),
+                                 settings)
+    assert report["topology"].startswith("primary, 1 standby streaming (")
+    assert report["topology"].endswith("; 1 declared as replicas")
+    with psycopg.connect(primary, autocommit=True) as conn:
+        conn.execute("DROP TABLE reports")

@@ -128,12 +128,12 @@ class PostgresOverview:
 
 
 @cached(ttl=CACHE_TTL_S)
-def postgres_overview(dsn: str, settings: Settings) -> Loaded:
+def postgres_overview(dsn: str, settings: Settings, replica_urls: tuple[str, ...] = ()) -> Loaded:
     def load(conn):
         # the index checks (most of the time) first, on a second connection; everything else
         # on this one meanwhile, the database's size too
         with monitoring_pool(dsn, settings).connection() as spare, ThreadPoolExecutor(1) as pool:
-            index_findings = checks.index_checks_aside(pool, spare, settings)
+            index_findings = checks.index_checks_aside(pool, spare, settings, replica_urls)
             caps = capabilities.detect(conn)
             rates = cache.cache_hit_rates(conn)
             identity = server.server_identity(conn, with_size=True)
@@ -171,7 +171,8 @@ ALL_INDEXES_SHOWN = 1000  # a page never sends the whole catalogue to the browse
 
 
 @cached(ttl=CACHE_TTL_S)
-def indexes_data(dsn: str, settings: Settings, include_own: bool = False) -> Loaded:
+def indexes_data(dsn: str, settings: Settings, include_own: bool = False,
+                 replica_urls: tuple[str, ...] = ()) -> Loaded:
     def listing(conn):
         least_scanned = indexes.list_indexes(conn, limit=ALL_INDEXES_SHOWN)
         if not include_own:
@@ -183,7 +184,7 @@ def indexes_data(dsn: str, settings: Settings, include_own: bool = False) -> Loa
         # the lists on a second connection while the review (most of the time) runs on this one
         with monitoring_pool(dsn, settings).connection() as spare, ThreadPoolExecutor(1) as pool:
             lists = pool.submit(listing, spare)
-            review = checks.index_review(conn, settings, include_own)
+            review = checks.index_review(conn, settings, include_own, replica_urls)
             return {"review": review, **lists.result(), "identity": server.server_identity(conn)}
     return _load(dsn, settings, load)
 

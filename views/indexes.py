@@ -16,7 +16,8 @@ FINDINGS_PER_PAGE = 50
 who = page("Indexes")
 target, settings = who.target, who.settings
 include_own = own_objects_toggle()
-data = value_or_stop(loaders.indexes_data(target.database_url, settings, include_own),
+data = value_or_stop(loaders.indexes_data(target.database_url, settings, include_own,
+                                          target.replica_urls),
                      "Index statistics are not available")
 found = data["review"]
 identity = data["identity"]

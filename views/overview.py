@@ -15,7 +15,7 @@ who = page("Overview")
 target, settings = who.target, who.settings
 st.caption(f"Target **{md(target.name)}**")
 
-pg = loaders.postgres_overview(target.database_url, settings)
+pg = loaders.postgres_overview(target.database_url, settings, target.replica_urls)
 rd = loaders.redis_overview(target.redis_url) if target.redis_url else None
 
 # --- health: the checks, then the two hit rates -----------------------------------------------
