@@ -14,7 +14,7 @@ def test_detects_version_and_pg_stat_statements(database_url, settings):
                                    "WHERE extname = 'pg_stat_statements'").fetchone()[0]
     assert caps.server_version_num == version_num
     pss = caps.extension("pg_stat_statements")
-    assert pss.installed_version == ext_version and pss.schema == "public"
+    assert pss.installed_version == ext_version and pss.schema == "extensions"  # as on Supabase
     assert caps.pg_stat_statements_loaded is True and caps.has_pg_stat_statements
     assert not [i for i in caps.issues if i.name == "pg_stat_statements"]
 

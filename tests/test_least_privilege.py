@@ -1,4 +1,5 @@
-"""With exactly the monitoring role the README names (pg_monitor and CONNECT, nothing else) and
+"""With exactly the monitoring role the README names (pg_monitor, CONNECT and USAGE on the
+extensions schema, nothing else) and
 the DBA's admin URL for actions, every page renders without a permission error and the CLI's
 snapshot, report, check, refresh and migrate status work, on both PostgreSQL versions."""
 
@@ -31,7 +32,15 @@ def monitor(request, tmp_path):
             conn.execute("GRANT pg_monitor TO least_monitor")
             conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO least_monitor").format(
                 sql.Identifier(conn.info.dbname)))
+            _usage_on_extensions(conn, "least_monitor")
         yield url, admin
+
+
+def _usage_on_extensions(conn, role: str) -> None:
+    """The README's grant where pg_stat_statements lives in an `extensions` schema."""
+    if conn.execute("SELECT to_regnamespace('extensions') IS NOT NULL").fetchone()[0]:
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA extensions TO {}").format(
+            sql.Identifier(role)))
 
 
 def _env(monkeypatch, tmp_path, url, admin, redis_url, role="dba"):
@@ -91,6 +100,8 @@ def test_a_plain_role_sees_grey_and_hidden_statements_not_a_crash(database_url, 
         for _ in range(3):
             conn.execute("SELECT count(*) FROM pg_class WHERE relname = %s", ("x",)).fetchone()
     with login_role(database_url, "plain_login", "pw-plain") as url:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            _usage_on_extensions(conn, "plain_login")  # it can reach the view, not the texts
         _env(monkeypatch, tmp_path, url, database_url, redis_url, role="viewer")
         st.cache_data.clear()
         at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=90)
