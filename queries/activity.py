@@ -9,6 +9,7 @@ import psycopg
 
 from queries.columns import DATABASE, ROLE, Column
 from queries.connections import OWN_APPLICATION_PREFIX
+from queries.identifiers import quote_ident
 from queries.frames import to_frame
 from queries.roles import ActionError, Actor
 
@@ -182,6 +183,33 @@ def connections_by_client(conn: psycopg.Connection) -> pd.DataFrame:
         ORDER BY connections DESC, role_name""", (OWN_APPLICATION_PREFIX + "%",)))
 
 
+def connection_limits(conn: psycopg.Connection) -> pd.DataFrame:
+    """Every login role and database with a connection limit of its own (CONNECTION LIMIT),
+    with the client connections it holds: at its limit the next one is refused, however many
+    max_connections leaves."""
+    return to_frame(conn.execute("""
+        SELECT 'role' AS kind, r.rolname AS name, r.rolconnlimit AS connection_limit,
+               (SELECT count(*) FROM pg_stat_activity a
+                WHERE a.usesysid = r.oid AND a.backend_type = 'client backend') AS connections
+        FROM pg_roles r WHERE r.rolcanlogin AND r.rolconnlimit >= 0
+        UNION ALL
+        SELECT 'database', d.datname, d.datconnlimit,
+               (SELECT count(*) FROM pg_stat_activity a
+                WHERE a.datid = d.oid AND a.backend_type = 'client backend')
+        FROM pg_database d WHERE d.datallowconn AND d.datconnlimit >= 0
+        ORDER BY 4 DESC, 2"""))
+
+
+def raise_limit_sql(kind: str, name: str, limit: int) -> str:
+    """
+    >>> raise_limit_sql("role", "app", 10)
+    'ALTER ROLE app CONNECTION LIMIT 20;  -- or fewer connections: a pooler in front'
+    """
+    what = "ROLE" if kind == "role" else "DATABASE"
+    return (f"ALTER {what} {quote_ident(name)} CONNECTION LIMIT {max(2 * limit, limit + 1)};"
+            "  -- or fewer connections: a pooler in front")
+
+
 class SessionGone(ActionError):
     """The session to cancel or terminate is no longer there (or is not a client session)."""
 
@@ -225,6 +253,12 @@ BLOCKING_COLUMNS = {
     "transaction_seconds": Column("Transaction open", "number", unit="s", digits=0),
     "waits_for": Column("Waits for", "list"), "blocks": Column("Blocks", "list"),
     "query": Column("Statement", width="large"), "end_sql": Column("Ends it"),
+}
+LIMIT_COLUMNS = {
+    "kind": Column("Limit on", width="small"), "name": Column("Name", pinned=True),
+    "connections": Column("Connections", "count"),
+    "connection_limit": Column("Its limit", "count", help="CONNECTION LIMIT of the role or "
+                               "database: the next connection past it is refused"),
 }
 CONNECTION_COLUMNS = {
     "role_name": Column("Role", pinned=True), "application_name": Column("Application"),

@@ -278,6 +278,25 @@ def check_cache(conn, settings: Settings, rates: cache.CacheHitRates | None = No
                        "most disk reads (Buffer cache page)")
 
 
+def _limits_finding(limits, settings: Settings) -> Finding:
+    """Roles and databases near the connection limit of their own."""
+    share = limits["connections"] / limits["connection_limit"].clip(lower=1)
+    near = limits[share >= settings.connections_amber_share]
+    full = near[near["connections"] >= near["connection_limit"]]
+    return Finding(
+        "connection_limits", "Role and database connection limits",
+        "red" if len(full) else "amber" if len(near) else "green", len(near),
+        (f"{counted(len(near), 'role or database', 'roles or databases')} at "
+         f"{100 * settings.connections_amber_share:.0f} % or more of the connection limit of "
+         "its own; at the limit the next connection is refused: "
+         + ", ".join(f"{r.kind} {r.name} {r.connections} of {r.connection_limit}"
+                     for r in near.itertuples())) if len(near) else
+        "No role or database is near a connection limit of its own.",
+        "activity", [f"{r.kind} {r.name}" for r in near.itertuples()],
+        "\n".join(activity.raise_limit_sql(r.kind, r.name, int(r.connection_limit))
+                  for r in near.itertuples()))
+
+
 def check_activity(conn, settings: Settings, caps: Capabilities | None = None) -> list[Finding]:
     frame = activity.sessions(conn)
     slow = activity.long_running(frame, settings.long_query_s)
@@ -308,6 +327,7 @@ def check_activity(conn, settings: Settings, caps: Capabilities | None = None) -
                                                                  blocked["blocked_by"])],
                 # ending the root blockers ends the whole tree
                 "\n".join(tree[tree["depth"] == 0]["end_sql"])),
+        _limits_finding(activity.connection_limits(conn), settings),
         Finding("connections", "Connections", conn_severity, use.used,
                 f"{use.used} of {use.available} connections in use "
                 f"({100 * use.share:.0f} %; max_connections {use.max_connections}, "

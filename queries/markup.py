@@ -58,11 +58,3 @@ def slack(text) -> str:
     """
     return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
-
-def plural(count: int, noun: str, many: str | None = None) -> str:
-    """A count with its noun agreeing.
-
-    >>> plural(1, "time"), plural(3, "statement"), plural(0, "index", "indexes")
-    ('1 time', '3 statements', '0 indexes')
-    """
-    return f"{count:,} {noun if count == 1 else many or noun + 's'}"

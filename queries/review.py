@@ -16,7 +16,7 @@ import psycopg
 from queries import activity, history, probes, redis_cache
 from queries.config import Settings
 from queries.history import Period
-from queries.markup import plural
+from queries.checks import counted
 from queries.plan import current as current_plan
 from queries.plan_tracker import hot_query_label
 from queries.statements import SlowQueryKpi
@@ -171,8 +171,8 @@ eviction): calls between the snapshot before and each restart are not counted']
     times, count = int(alone.sum()), int((alone > 0).sum())
     if times == 0:
         return []
-    return [f"Counters restarted on their own {plural(times, 'time')} in "
-            f"{plural(count, 'statement')} (a reset of one statement, or an eviction): calls "
+    return [f"Counters restarted on their own {counted(times, 'time')} in "
+            f"{counted(count, 'statement')} (a reset of one statement, or an eviction): calls "
             "between the snapshot before and each restart are not counted"]
 
 

@@ -161,3 +161,32 @@ def test_a_failing_check_turns_grey_and_the_others_run(scratch_database):
                                             (None, "grey")])
 def test_state_for_ratio(ratio, expected):
     assert checks.state_for_ratio(ratio, 0.99) == expected
+
+
+def test_a_role_at_its_own_connection_limit_is_red_and_its_fix_clears_it(database_url,
+                                                                         settings):
+    """A login role with CONNECTION LIMIT 2 holding 2 connections: the next one would be
+    refused, whatever max_connections leaves. The fix shown runs and the finding goes."""
+    from tests.conftest import login_role
+
+    with login_role(database_url, "limited_app", "pw-limited") as url:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("ALTER ROLE limited_app CONNECTION LIMIT 2")
+        held = [psycopg.connect(url) for _ in range(2)]
+        try:
+            with pytest.raises(psycopg.OperationalError, match="too many connections"):
+                psycopg.connect(url)  # the ground truth: the limit is reached
+            with monitoring_connection(database_url, settings) as conn:
+                found = {f.check: f for f in checks.check_activity(conn, settings)}
+            limit = found["connection_limits"]
+            assert (limit.severity, limit.objects) == ("red", ["role limited_app"])
+            assert "role limited_app 2 of 2" in limit.summary
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                conn.execute(limit.fix)
+            with monitoring_connection(database_url, settings) as conn:
+                after = {f.check: f for f in checks.check_activity(conn, settings)}
+            assert after["connection_limits"].severity == "green"
+            psycopg.connect(url).close()  # and a third connection is let in
+        finally:
+            for conn in held:
+                conn.close()

@@ -235,7 +235,8 @@ def pooler_data(url: str, settings: Settings) -> Loaded:
 def activity_data(dsn: str, settings: Settings) -> Loaded:
     return _load(dsn, settings, lambda conn: {
         "sessions": activity.sessions(conn), "connections": activity.connection_use(conn),
-        "by_client": activity.connections_by_client(conn)})
+        "by_client": activity.connections_by_client(conn),
+        "limits": activity.connection_limits(conn)})
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)

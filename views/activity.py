@@ -53,6 +53,12 @@ def live() -> None:
 
     st.subheader("Connections by role, application and client")
     tables.show(loaded.value["by_client"], activity.CONNECTION_COLUMNS, max_rows=200)
+    limits = loaded.value["limits"]
+    if len(limits):
+        st.caption("Roles and databases with a connection limit of their own (CONNECTION "
+                   "LIMIT): past it the next connection is refused, however many "
+                   "max_connections leaves.")
+        tables.show(limits, activity.LIMIT_COLUMNS)
     if target.pooler_url:
         pooler()
     st.subheader("Sessions")
