@@ -46,6 +46,8 @@ SERVER_SETTINGS = {
     # a demo server: losing the last few commits on a crash is acceptable, loading fast is not
     "synchronous_commit": "off",
     "log_min_messages": "warning",
+    # logical too: publications and subscriptions can be shown (and tested) as well as standbys
+    "wal_level": "logical",
 }
 
 

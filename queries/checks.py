@@ -391,7 +391,23 @@ def check_replication(conn, settings: Settings) -> list[Finding]:
                        "resume and must be rebuilt. " if lost else "")
                     or "No slot holds WAL back beyond the limit.",
                     page, lost + idle, slot_fix)
-    return [lag, slots]
+    return [lag, slots, _subscriptions_finding(replication.subscriptions(conn), page)]
+
+
+def _subscriptions_finding(subs, page: str) -> Finding:
+    """Enabled subscriptions whose apply worker is not running: the publisher's slot keeps
+    WAL for them, and this database falls behind."""
+    stopped = subs[subs["enabled"].astype(bool) & ~subs["receiving"].astype(bool)]
+    names = list(stopped["subscription"])
+    return Finding(
+        "subscriptions", "Logical subscriptions", "amber" if names else "green", len(names),
+        (f"{counted(len(names), 'enabled subscription')} receive{'s' if len(names) == 1 else ''}"
+         f" nothing (no apply worker): {', '.join(names)}. The publisher keeps WAL for "
+         "them and this database falls behind; the server log says why (often a conflict, "
+         "a missing slot or a connection error); after fixing it, ALTER SUBSCRIPTION … "
+         "DISABLE and ENABLE restart its worker.") if names else
+        f"{counted(len(subs), 'subscription')}, none stopped.",
+        page, names)  # no fix to run: the cause is in the server log
 
 
 def run_all(conn: psycopg.Connection, caps: Capabilities, settings: Settings,

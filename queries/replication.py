@@ -53,6 +53,25 @@ def slots(conn: psycopg.Connection) -> pd.DataFrame:
         ORDER BY pg_wal_lsn_diff({NOW_LSN}, restart_lsn) DESC NULLS LAST, slot_name"""))
 
 
+def subscriptions(conn: psycopg.Connection) -> pd.DataFrame:
+    """The logical subscriptions of this database: whether their apply worker runs, how long
+    since the publisher was last heard, and their errors (PostgreSQL 15+)."""
+    errors = ("coalesce(e.apply_error_count, 0) + coalesce(e.sync_error_count, 0)"
+              if conn.info.server_version >= 150000 else "NULL::bigint")
+    stats = ("LEFT JOIN pg_stat_subscription_stats e ON e.subid = s.oid"
+             if conn.info.server_version >= 150000 else "")
+    return to_frame(conn.execute(f"""
+        SELECT s.subname AS subscription, s.subenabled AS enabled,
+               w.pid IS NOT NULL AS receiving,
+               extract(epoch FROM now() - w.last_msg_receipt_time) AS heard_s,
+               w.latest_end_time, {errors} AS errors
+        FROM pg_subscription s
+        LEFT JOIN pg_stat_subscription w ON w.subid = s.oid AND w.relid IS NULL
+        {stats}
+        WHERE s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+        ORDER BY (w.pid IS NULL) DESC, s.subname"""))
+
+
 @dataclass(frozen=True)
 class Recovery:
     """A standby's own view of its replication."""
@@ -169,6 +188,16 @@ STANDBY_COLUMNS = {
                            help="How long the last replayed commit took to become visible "
                                 "there; unknown while nothing is written"),
     "reply_time": Column("Last reply", "time"),
+}
+SUBSCRIPTION_COLUMNS = {
+    "subscription": Column("Subscription", pinned=True), "enabled": Column("Enabled", "flag"),
+    "receiving": Column("Worker running", "flag",
+                        help="Its apply worker is connected to the publisher"),
+    "heard_s": Column("Last heard", "number", unit="s", digits=0,
+                      help="Seconds since the last message from the publisher"),
+    "latest_end_time": Column("Last confirmed", "time"),
+    "errors": Column("Errors", "count", help="Apply and table-sync errors since the "
+                     "statistics reset (PostgreSQL 15+)"),
 }
 SLOT_COLUMNS = {
     "slot_name": Column("Slot", pinned=True), "slot_type": Column("Type", width="small"),

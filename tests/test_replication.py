@@ -159,3 +159,40 @@ def test_declared_replicas_add_their_scans_and_the_fleet_shows_the_topology(stan
     assert report["topology"].endswith("; 1 declared as replicas")
     with psycopg.connect(primary, autocommit=True) as conn:
         conn.execute("DROP TABLE reports")
+
+
+def test_logical_subscriptions_show_whether_they_receive(servers, scratch_database, settings):
+    """A subscription that streams from a publication on the same server is receiving; one
+    whose slot does not exist on the publisher is enabled but receives nothing: amber, named."""
+    from demo.stack import create_database
+
+    primary, _, _ = servers
+    publisher = create_database(primary, "publisher_db")
+    with psycopg.connect(publisher, autocommit=True) as conn:
+        conn.execute("CREATE TABLE events (id int PRIMARY KEY); CREATE PUBLICATION pub FOR "
+                     "TABLE events")
+        conn.execute("SELECT pg_create_logical_replication_slot('sub_ok', 'pgoutput')")
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE events (id int PRIMARY KEY)")
+        for name in ("sub_ok", "sub_no_slot"):
+            conn.execute(f"CREATE SUBSCRIPTION {name} CONNECTION '{publisher}' PUBLICATION pub "
+                         f"WITH (create_slot = false, slot_name = '{name}', copy_data = false)")
+    try:
+        with monitoring_connection(scratch_database, settings) as conn:
+            _until(lambda: bool(replication.subscriptions(conn).set_index("subscription")
+                                .at["sub_ok", "receiving"]))
+            subs = replication.subscriptions(conn).set_index("subscription")
+            found = {f.check: f for f in checks.check_replication(conn, settings)}
+        assert bool(subs.at["sub_ok", "receiving"]) and bool(subs.at["sub_ok", "enabled"])
+        assert not bool(subs.at["sub_no_slot", "receiving"])
+        assert found["subscriptions"].severity == "amber"
+        assert found["subscriptions"].objects == ["sub_no_slot"]
+    finally:
+        with psycopg.connect(scratch_database, autocommit=True) as conn:
+            for name in ("sub_ok", "sub_no_slot"):
+                conn.execute(f"ALTER SUBSCRIPTION {name} DISABLE")
+                conn.execute(f"ALTER SUBSCRIPTION {name} SET (slot_name = NONE)")
+                conn.execute(f"DROP SUBSCRIPTION {name}")
+        with psycopg.connect(primary, autocommit=True) as conn:
+            conn.execute("SELECT pg_drop_replication_slot('sub_ok')")
+            conn.execute("DROP DATABASE publisher_db WITH (FORCE)")

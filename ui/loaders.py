@@ -216,6 +216,7 @@ def replication_data(dsn: str, settings: Settings) -> Loaded:
     def load(conn):
         return {"recovery": replication.recovery(conn), "standbys": replication.standbys(conn),
                 "slots": replication.slots(conn),
+                "subscriptions": replication.subscriptions(conn),
                 "findings": checks.check_replication(conn, settings)}
     return _load(dsn, settings, load)
 

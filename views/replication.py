@@ -39,3 +39,7 @@ st.subheader("Replication slots")
 st.caption("A slot keeps every WAL file its consumer (a standby, a logical subscriber) has not "
            "confirmed; an inactive slot keeps them until the disk is full.")
 tables.show(data["slots"], replication.SLOT_COLUMNS, "No replication slot on this server.")
+
+st.subheader("Logical subscriptions into this database")
+tables.show(data["subscriptions"], replication.SUBSCRIPTION_COLUMNS,
+            "No logical subscription in this database.")
