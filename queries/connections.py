@@ -12,13 +12,13 @@ from __future__ import annotations
 import re
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Iterator
 
 import psycopg
 from psycopg import conninfo, sql
 
 from queries.config import Settings
+from queries.problems import Problem
 from queries.secrets import redact_text
 
 MONITOR_APPLICATION_NAME = "dbpulse-monitor"
@@ -45,21 +45,9 @@ class TaggedConnection(psycopg.Connection):
         return super().execute(query, params, **kwargs)
 
 
-@dataclass
-class DatabaseProblem(Exception):
-    """A database could not be used. `kind` is stable for code; message and hint are for people."""
-
-    kind: str      # bad_dsn | unreachable | auth | no_database | timeout | privilege | read_only | error
-    message: str
-    hint: str = ""
-
-    def __post_init__(self) -> None:
-        # the one way out of every problem text: no password leaves, even from a mistyped URL
-        # (hints are DB Pulse's own words, with example URLs that must stay readable)
-        self.message = redact_text(self.message)
-
-    def __str__(self) -> str:
-        return f"{self.message} — {self.hint}" if self.hint else self.message
+class DatabaseProblem(Problem):
+    """A database could not be used; kind: bad_dsn | unreachable | auth | no_database |
+    timeout | privilege | read_only | history | error."""
 
 
 def redact(dsn: str) -> str:

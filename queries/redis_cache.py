@@ -14,22 +14,12 @@ from urllib.parse import urlsplit
 import redis
 
 from queries.columns import Column
+from queries.problems import Problem
 from queries.secrets import redact_text
 
 
-@dataclass
-class RedisProblem(Exception):
-    kind: str      # bad_url | unreachable | auth | timeout | error
-    message: str
-    hint: str = ""
-
-    def __post_init__(self) -> None:
-        # the one way out of every problem text: no password leaves, even from a mistyped URL
-        # (hints are DB Pulse's own words, with example URLs that must stay readable)
-        self.message = redact_text(self.message)
-
-    def __str__(self) -> str:
-        return f"{self.message} — {self.hint}" if self.hint else self.message
+class RedisProblem(Problem):
+    """Redis could not be used; kind: bad_url | unreachable | auth | timeout | error."""
 
 
 class OwnTraffic:

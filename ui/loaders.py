@@ -31,6 +31,7 @@ from queries import (
 )
 from queries.config import Settings, Target, load_settings
 from queries.connections import DatabaseProblem, MonitoringPool
+from queries.problems import Problem
 from queries.redis_cache import RedisProblem
 
 try:
@@ -42,7 +43,7 @@ except ValueError:  # a broken configuration is reported by the sidebar, not at 
 @dataclass
 class Loaded:
     value: Any = None
-    problem: DatabaseProblem | RedisProblem | None = None
+    problem: Problem | None = None
     loaded_at: datetime | None = None
     seconds: float = 0.0
 
@@ -112,7 +113,7 @@ def _load(dsn: str, settings: Settings, fn: Callable) -> Loaded:
         with monitoring_pool(dsn, settings).connection() as conn:
             value = fn(conn)
         problem = None
-    except (DatabaseProblem, RedisProblem, statements.StatementsUnavailable) as exc:
+    except (Problem, statements.StatementsUnavailable) as exc:
         value, problem = None, exc
         if isinstance(exc, statements.StatementsUnavailable):
             problem = DatabaseProblem("unavailable", str(exc))
