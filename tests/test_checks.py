@@ -47,6 +47,10 @@ def test_blocked_and_long_running_sessions_are_found(scratch_database, settings)
         assert list(blocked["application_name"]) == ["waiter"]
         holder_pid = holder.info.backend_pid
         assert list(blocked.iloc[0]["blocked_by"]) == [holder_pid]
+        # what each waits for, in words: a table lock; the holder, the application's next command
+        assert blocked.iloc[0]["waiting_for"] == activity.WAIT_EVENTS[("Lock", "relation")]
+        holder_row = frame[frame["pid"] == holder_pid].iloc[0]
+        assert holder_row["waiting_for"] == activity.WAIT_EVENTS[("Client", "ClientRead")]
         assert len(activity.long_running(frame, 0)) >= 1
         assert list(activity.idle_in_transaction(frame, 0)["pid"]) == [holder_pid]
         with monitoring_connection(scratch_database, settings) as conn:
