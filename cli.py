@@ -193,7 +193,8 @@ def _print_fleet(rows: list[dict]) -> None:
         buffer, redis = r["buffer_hit_rate"], r["redis_hit_rate"]
         rate = "" if buffer is None else f", buffer hit {100 * buffer:.2f} %"
         redis = "" if redis is None else f", Redis hit {100 * redis:.1f} %"
-        print(f"{r['target']:<{width}}  {r['status'].upper():5}  {r['postgres']}{rate}{redis}"
+        down = f" ({r['down_reason']})" if r["down_reason"] else ""
+        print(f"{r['target']:<{width}}  {r['status'].upper():5}  {r['postgres']}{down}{rate}{redis}"
               + (f"; {r['red']} red, {r['amber']} amber: {r['worst']}" if r["worst"] else ""))
 
 

@@ -287,7 +287,7 @@ BLOCKING_COLUMNS = {
     "state": Column("State", width="small"), "role_name": ROLE,
     "transaction_seconds": Column("Transaction open", "number", unit="s", digits=0),
     "waits_for": Column("Waits for", "list"), "blocks": Column("Blocks", "list"),
-    "query": Column("Statement", width="large"), "end_sql": Column("Ends it"),
+    "query": Column("Statement", explains=True), "end_sql": Column("Ends it", explains=True),
 }
 LIMIT_COLUMNS = {
     "kind": Column("Limit on", width="small"), "name": Column("Name", pinned=True),

@@ -77,6 +77,6 @@ ALERT_COLUMNS = {
     "raised_at": Column("Raised", "time", pinned=True),
     "state": Column("State", width="small"),
     "title": Column("Check"),
-    "summary": Column("What", width="large"),
+    "summary": Column("What", explains=True),
     "link": Column("Explained on", width="medium"),
 }

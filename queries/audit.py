@@ -172,5 +172,5 @@ ACTION_COLUMNS = {
     "parameters": Column("Parameters", width="medium"),
     "outcome": Column("Outcome", width="small"),
     "duration_ms": Column("Took", "number", unit="ms", digits=0),
-    "detail": Column("Detail", width="large"),
+    "detail": Column("Detail", explains=True),
 }

@@ -30,6 +30,9 @@ class Column:
     pinned: bool = False  # stays on screen while the table scrolls sideways
     digits: int = 1
     missing: str = ""  # what an empty text cell means ("never", "unknown")
+    # the words that explain a row (why, advice, what ends it): drawn wrapped under the grid, a
+    # line per row, so they are read in full at any width; the grid keeps the figures
+    explains: bool = False
 
     def __post_init__(self):
         if self.kind not in KINDS:

@@ -119,7 +119,8 @@ def summary_rows(reports: list[dict]) -> list[dict]:
         redis_rates = [e["hit_rate"] for e in r.get("redis", []) if e.get("hit_rate") is not None]
         rows.append({
             "target": r["target"], "status": r["status"],
-            "postgres": pg.get("error") or f"PostgreSQL {pg.get('version')}",
+            "postgres": "unreachable" if pg.get("error") else f"PostgreSQL {pg.get('version')}",
+            "down_reason": pg.get("error"),
             "topology": r.get("topology"),
             "buffer_hit_rate": pg.get("buffer_hit_rate"),
             "redis_hit_rate": min(redis_rates) if redis_rates else None,
@@ -142,6 +143,7 @@ FLEET_COLUMNS = {
                              help="The lowest of the target's Redis instances. "
                                   + redis_cache.HIT_RATE_MEANING),
     "red": Column("Red", "count", width="small"), "amber": Column("Amber", "count", width="small"),
-    "worst": Column("Worst findings", width="large"),
+    "worst": Column("Worst findings", explains=True),
+    "down_reason": Column("Down", explains=True),
     "seconds": Column("Read in", "number", unit="s", digits=2),
 }

@@ -713,14 +713,14 @@ def sequential_scan_heavy(conn: psycopg.Connection, min_rows: int = 10_000,
 # How these frames are shown (ui/tables.py)
 FINDING_COLUMNS = {
     "schema_name": SCHEMA, "table_name": TABLE, "index_name": INDEX,
-    "size_bytes": SIZE, "reason": Column("Why", width="large"),
+    "size_bytes": SIZE, "reason": Column("Why", explains=True),
 }
 JUDGED_COLUMNS = {"verdict": Column("Verdict", width="small",
                                     help="drop: no scans and old enough to judge; kept: "
                                          "supports a foreign key; too new: no evidence yet"),
                   **FINDING_COLUMNS}
 FOREIGN_KEY_COLUMNS = {"schema_name": SCHEMA, "table_name": TABLE,
-                       "columns": Column("Key columns"), "reason": Column("Why", width="large")}
+                       "columns": Column("Key columns"), "reason": Column("Why", explains=True)}
 SEQ_SCAN_COLUMNS = {
     "schema_name": SCHEMA, "table_name": TABLE,
     "seq_scans": Column("Sequential scans", "count"),

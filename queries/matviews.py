@@ -419,7 +419,7 @@ VIEW_COLUMNS = {
     "size_bytes": SIZE,
     "unique_index": Column("Unique index", missing="none",
                            help="Needed for REFRESH … CONCURRENTLY"),
-    "why_not_concurrent": Column("Why not concurrently", width="medium"),
+    "why_not_concurrent": Column("Why not concurrently", explains=True),
     "source_tables": Column("Reads", "list"),
 }
 HISTORY_COLUMNS = {
@@ -427,5 +427,5 @@ HISTORY_COLUMNS = {
     "duration_ms": Column("Took", "number", unit="ms", digits=0),
     "concurrently": Column("Concurrently", "flag"), "refreshed_by": Column("By"),
     "recorded_by": Column("Logged by", width="small"), "outcome": Column("Outcome", width="small"),
-    "detail": Column("Detail", width="large"),
+    "detail": Column("Detail", explains=True),
 }

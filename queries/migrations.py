@@ -719,4 +719,4 @@ PLAN_COLUMNS = {
                         "made redundant by this one"),
 }
 LINT_COLUMNS = {"rule": Column("squawk rule"), "line": Column("Line", "count", width="small"),
-                "explanation": Column("Why", width="large")}
+                "explanation": Column("Why", explains=True)}

@@ -181,7 +181,7 @@ ADVICE_COLUMNS = {
                                                                        "unknown: depends on the "
                                                                        "machine, which DB Pulse "
                                                                        "cannot see"),
-    "advice": Column("Advice", width="large"),
+    "advice": Column("Advice", explains=True),
     "source": Column("Set in", width="small"),
     "needs": Column("A change needs", width="small"),
 }

@@ -354,3 +354,44 @@ def test_a_snapshot_taken_on_the_review_page_is_counted_at_once(synthetic_histor
         finally:
             browser.close()
     assert after == before + 1
+
+
+# The pages whose findings are explained in words, and the label that starts each explanation
+EXPLAINED = {"settings": "Advice:", "indexes": "Why:", "matviews": "Why not concurrently:",
+             "audit": "Detail:"}
+
+
+def test_every_explanation_is_in_view_at_1440_pixels(dashboard, logins):
+    """At 1440×900 each finding's reason, advice or detail is wrapped text inside the window:
+    nothing cut off in a grid cell, nothing to scroll sideways for."""
+    from playwright.sync_api import sync_playwright
+
+    from queries import actions
+    from queries.config import Settings
+    actions.refresh_view(as_actor(Settings(role="dba"), logins.admin_url), "public",
+                         "mv_deal_pipeline", allow_blocking=True)  # an audit row with a detail
+    seen = {}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 900})
+            for name, label in EXPLAINED.items():
+                page.goto(f"{dashboard}/{name}", wait_until="domcontentloaded")
+                items = page.locator("[data-testid=stMarkdownContainer] li", has_text=label)
+                items.first.wait_for(timeout=60_000)
+                wait_idle(page)
+                seen[name] = []
+                for i in range(min(items.count(), 8)):
+                    item = items.nth(i)
+                    item.scroll_into_view_if_needed()
+                    box = item.bounding_box()
+                    whole = item.evaluate("e => e.scrollWidth <= e.clientWidth + 1")
+                    seen[name].append((box["x"], box["x"] + box["width"], whole,
+                                       item.inner_text()))
+        finally:
+            browser.close()
+    for name, boxes in seen.items():
+        assert boxes, name
+        for left, right, whole, text in boxes:
+            assert left >= 0 and right <= 1440 and whole, (name, left, right, text)
+            assert EXPLAINED[name] in text and len(text) > len(EXPLAINED[name]) + 3

@@ -39,7 +39,8 @@ def test_fleet_worst_first_with_a_down_target(database_url, scratch_database, cl
     assert broken["invalid_indexes"]["objects"] == ["public.t_id_key"]
     rows = {r["target"]: r for r in fleet.summary_rows(reports)}
     assert "Invalid indexes (1)" in rows["broken"]["worst"]
-    assert rows["down"]["buffer_hit_rate"] is None and rows["down"]["postgres"]
+    assert rows["down"]["buffer_hit_rate"] is None and rows["down"]["postgres"] == "unreachable"
+    assert "Cannot connect" in rows["down"]["down_reason"]  # shown in full under the grid
     assert 0 < rows["demo"]["buffer_hit_rate"] <= 1
 
 

@@ -112,13 +112,39 @@ def show(frame: pd.DataFrame | None, columns: dict[str, Column], empty_note: str
             help=f"{max_rows:,} rows a page, worst first")
         start = (int(number) - 1) * max_rows
         frame = frame.iloc[start:start + max_rows]
-    shown, config = prepare(frame, columns)
+    grid = {name: col for name, col in columns.items() if not col.explains}
+    shown, config = prepare(frame, grid)
     st.dataframe(shown, hide_index=True, width="stretch", column_config=config,
                  placeholder=missing, height=height or "auto", key=key)
+    lines = explanations(frame, columns)
+    if lines:
+        st.markdown("\n".join(lines))
     if len(frame) < total:
         of = f"the first {read:,} of {total:,}" if read < total else f"{total:,}"
         st.caption(f"Rows {start + 1:,}–{start + len(frame):,} of {of}.")
     return frame
+
+
+def explanations(frame: pd.DataFrame, columns: dict[str, Column]) -> list[str]:
+    """A Markdown line per row for the columns that explain it, named by the row's first
+    pinned column (else its first): wrapped text, in view at any width.
+
+    >>> spec = {"index": Column("Index", pinned=True), "why": Column("Why", explains=True)}
+    >>> explanations(pd.DataFrame({"index": ["a_b", "c"], "why": ["dup of *x*", None]}), spec)
+    ['- **a_b** — Why: dup of \\\\*x\\\\*']
+    """
+    explained = [name for name, col in columns.items() if col.explains and name in frame]
+    if not explained or frame.empty:
+        return []
+    label = next((n for n, c in columns.items() if c.pinned and not c.explains),
+                 next(n for n, c in columns.items() if not c.explains))
+    lines = []
+    for _, row in frame.iterrows():
+        parts = [f"{columns[name].label}: {md(str(row[name]))}" for name in explained
+                 if row[name] is not None and row[name] == row[name] and str(row[name])]
+        if parts:
+            lines.append(f"- **{md(str(row[label]))}** — " + "; ".join(parts))
+    return lines
 
 
 def show_text(header: list[str], rows: list[list[str]], empty_note: str = "") -> None:
