@@ -292,6 +292,54 @@ def dashboard(request, tmp_path, logins, redis_url):
         yield url
 
 
+# --- helpers the test modules share ----------------------------------------------------------
+
+def run_cli(*args, env=None):
+    """`cli.py` with the suite's environment and `env` on top."""
+    return subprocess.run([sys.executable, str(PROJECT_ROOT / "cli.py"), *args],
+                          env={**os.environ, **(env or {})}, capture_output=True, text=True,
+                          timeout=300)
+
+
+def promtool() -> str:
+    """Debian's promtool (the prometheus package); fails under CI, skips elsewhere."""
+    found = shutil.which("promtool")
+    if found:
+        return found
+    if os.environ.get("CI"):
+        pytest.fail("promtool is missing; .ci/run should have installed prometheus")
+    pytest.skip("promtool is not installed (apt-get install prometheus)")
+
+
+def app_on(monkeypatch, tmp_path, database_url, redis_url, role="dba"):
+    """An AppTest of the dashboard on one database and Redis, run once."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("DBPULSE_SECRETS_FILE", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("DBPULSE_ROLE", role)
+    st.cache_data.clear()
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=60)
+    at.run()
+    return at
+
+
+def index_findings(url, settings, evidence=None, include_own=False):
+    """Every index finding of a database (no age needed unless `evidence` says)."""
+    from datetime import timedelta
+
+    from queries import indexes
+    from queries.connections import monitoring_connection
+
+    with monitoring_connection(url, settings) as conn:
+        if evidence is None:
+            evidence = indexes.usage_evidence(conn, None, timedelta(0))
+        found = indexes.review(conn, 0, evidence)
+    return found if include_own else found.without_own()
+
+
 # Fixtures that start or need a server (PostgreSQL, Redis, a browser's dashboard): a test that
 # uses one, directly or through another fixture, is marked `server`; `make test-fast` runs the
 # others (pure helpers, doctests, parsing) in seconds. A module that starts servers itself says

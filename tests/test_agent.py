@@ -23,7 +23,7 @@ from agent.runner import Agent, AlreadyRunning, hold_lock
 from demo.stack import free_port
 from queries.config import Settings, Target
 from queries.markup import shown
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, promtool
 
 
 class Receiver:
@@ -259,20 +259,8 @@ def test_metrics_parse_equal_the_checks_and_come_from_the_last_cycle(scratch_dat
     # no statement text, no instance or job label of our own
     labels = {name for _, pairs in samples for name, _ in pairs}
     assert not labels & {"statement", "instance", "job", "severity"}
-    checked = subprocess.run([_promtool(), "check", "metrics"], input=text, capture_output=True)
+    checked = subprocess.run([promtool(), "check", "metrics"], input=text, capture_output=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-
-
-def _promtool() -> str:
-    import os
-    import shutil
-
-    found = shutil.which("promtool")
-    if found:
-        return found
-    if os.environ.get("CI"):
-        pytest.fail("promtool is missing; .ci/run should have installed prometheus")
-    pytest.skip("promtool is not installed (apt-get install prometheus)")
 
 
 def test_a_second_agent_on_a_target_is_refused(database_url, tmp_path):
@@ -396,7 +384,7 @@ def test_prometheus_rates_over_a_window_survive_a_statistics_reset(scratch_datab
 
     binary = shutil.which("prometheus")
     if not binary:
-        _promtool()  # fails under CI, skips elsewhere, with the install line
+        promtool()  # fails under CI, skips elsewhere, with the install line
     settings = Settings(role="viewer", kpi_slow_ms=10)
     target = Target("scratch", scratch_database, scratch_database)
     agent = Agent([target], settings, alerts.Alerter([]), log=lambda line: None)

@@ -5,17 +5,11 @@ import sys
 
 import psycopg
 
-from tests.conftest import PROJECT_ROOT
-
-
-def _cli(*args, env=None):
-    return subprocess.run([sys.executable, str(PROJECT_ROOT / "cli.py"), *args],
-                          env={**os.environ, **(env or {})}, capture_output=True, text=True,
-                          timeout=300)
+from tests.conftest import PROJECT_ROOT, run_cli
 
 
 def test_check_reports_the_target(database_url, redis_url, tmp_path):
-    result = _cli("check", "--json", env={"DATABASE_URL": database_url, "REDIS_URL": redis_url,
+    result = run_cli("check", "--json", env={"DATABASE_URL": database_url, "REDIS_URL": redis_url,
                                 "DBPULSE_SECRETS_FILE": str(tmp_path / "none.toml")})
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
@@ -31,13 +25,13 @@ def test_check_reports_the_target(database_url, redis_url, tmp_path):
 
 
 def test_check_prints_a_readable_report(database_url, redis_url, tmp_path):
-    result = _cli("check", env={"DATABASE_URL": database_url, "REDIS_URL": redis_url,
+    result = run_cli("check", env={"DATABASE_URL": database_url, "REDIS_URL": redis_url,
                                 "DBPULSE_SECRETS_FILE": str(tmp_path / "none.toml")})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "[AMBER] Duplicate and redundant indexes" in result.stdout
     assert "overall: amber" in result.stdout
     assert "fix:" not in result.stdout
-    verbose = _cli("check", "--verbose", env={"DATABASE_URL": database_url,
+    verbose = run_cli("check", "--verbose", env={"DATABASE_URL": database_url,
                                               "REDIS_URL": redis_url,
                                               "DBPULSE_SECRETS_FILE": str(tmp_path / "none.toml")})
     assert "fix:" in verbose.stdout and "DROP INDEX CONCURRENTLY" in verbose.stdout
@@ -60,7 +54,7 @@ def test_check_says_how_many_objects_it_left_out(capsys):
 
 
 def test_check_fails_clearly_when_unreachable(closed_port, tmp_path):
-    result = _cli("check", "--json", env={"DATABASE_URL": f"postgresql://u:p@127.0.0.1:{closed_port}/db",
+    result = run_cli("check", "--json", env={"DATABASE_URL": f"postgresql://u:p@127.0.0.1:{closed_port}/db",
                                 "REDIS_URL": f"redis://127.0.0.1:{closed_port}/0",
                                 "DBPULSE_SECRETS_FILE": str(tmp_path / "none.toml")})
     assert result.returncode == 1
@@ -73,7 +67,7 @@ def test_check_with_unknown_target_names_the_problem(tmp_path):
     secrets = tmp_path / "secrets.toml"
     secrets.write_text('[targets.prod]\ndatabase_url = "postgresql://x@h/db"\n')
     env = {"DBPULSE_SECRETS_FILE": str(secrets), "DATABASE_URL": ""}
-    result = _cli("check", "--target", "staging", env=env)
+    result = run_cli("check", "--target", "staging", env=env)
     assert result.returncode == 2
     assert "no target named 'staging'" in result.stderr and "Traceback" not in result.stderr
 
@@ -84,7 +78,7 @@ def test_demo_loads_only_into_an_explicit_database(servers, scratch_database, tm
     env = {"DBPULSE_STACK_DIR": str(tmp_path / "no-stack"),
            # must be ignored: only --database-url chooses another database
            "DATABASE_URL": scratch_database + "_not_this_one"}
-    result = _cli("demo", "--scale", "small", "--no-ui", "--database-url", scratch_database,
+    result = run_cli("demo", "--scale", "small", "--no-ui", "--database-url", scratch_database,
                   env=env)
     assert result.returncode == 0, result.stderr
     assert "loaded the small demo" in result.stdout
@@ -96,7 +90,7 @@ def test_demo_loads_only_into_an_explicit_database(servers, scratch_database, tm
                             "WHERE action = 'install_schema'").fetchone()[0] == 1
         assert conn.execute("SELECT count(*) FROM pg_event_trigger").fetchone()[0] == 0
         assert conn.execute("SELECT count(*) FROM dbpulse.snapshots").fetchone()[0] == 0
-    again = _cli("demo", "--scale", "small", "--no-ui", "--database-url", scratch_database, env=env)
+    again = run_cli("demo", "--scale", "small", "--no-ui", "--database-url", scratch_database, env=env)
     assert again.returncode == 0 and "already loaded" in again.stdout
 
 

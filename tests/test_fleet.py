@@ -7,7 +7,7 @@ import psycopg
 
 from queries import fleet
 from queries.config import Settings, Target
-from tests.test_cli import _cli
+from tests.conftest import run_cli
 
 
 def _targets(database_url, scratch_database, closed_port):
@@ -75,13 +75,13 @@ def test_cli_check_all_targets(database_url, scratch_database, closed_port, tmp_
                        f'[targets.down]\ndatabase_url = '
                        f'"postgresql://postgres@127.0.0.1:{closed_port}/x"\n')
     env = {"DBPULSE_SECRETS_FILE": str(secrets), "DATABASE_URL": ""}
-    text = _cli("check", "--all-targets", env=env)
+    text = run_cli("check", "--all-targets", env=env)
     assert text.returncode == 1  # a target is red, one is down
     lines = text.stdout.splitlines()
     assert lines[0].startswith("down") and "DOWN" in lines[0]
     assert lines[1].startswith("broken") and "RED" in lines[1] and "Invalid indexes" in lines[1]
     assert lines[2].startswith("demo")
-    as_json = json.loads(_cli("check", "--all-targets", "--json", env=env).stdout)
+    as_json = json.loads(run_cli("check", "--all-targets", "--json", env=env).stdout)
     assert [r["target"] for r in as_json] == ["down", "broken", "demo"]
 
 

@@ -11,15 +11,7 @@ import pytest
 from demo import loader
 from queries import checks, dbpulse_schema, indexes, migrations
 from queries.connections import admin_connection, monitoring_connection
-from tests.conftest import as_actor
-
-
-def _review(url, settings, evidence=None, include_own=False):
-    with monitoring_connection(url, settings) as conn:
-        if evidence is None:
-            evidence = indexes.usage_evidence(conn, None, timedelta(0))
-        found = indexes.review(conn, 0, evidence)
-    return found if include_own else found.without_own()
+from tests.conftest import as_actor, index_findings
 
 
 def _run(url, sql_text):
@@ -38,7 +30,7 @@ def _run_all_fixes(url, settings, found, kinds=("duplicates", "unused")):
     before_fk = {h.fix for h in found.foreign_keys}
     for finding in [f for kind in kinds for f in getattr(found, kind)]:
         _run(url, finding.fix)
-    after = _review(url, settings)
+    after = index_findings(url, settings)
     assert {h.fix for h in after.foreign_keys} <= before_fk, "a fix left a foreign key bare"
     return after
 
@@ -63,7 +55,7 @@ def ordered(scratch_database):
 
 
 def test_duplicates_respect_order_nulls_order_and_nulls_not_distinct(ordered, settings):
-    found = {f.index_name: f for f in _review(ordered, settings).duplicates}
+    found = {f.index_name: f for f in index_findings(ordered, settings).duplicates}
     # one (a, b) goes, the other stays; (a, b DESC) serves another order and stays
     assert {"t_ab_1", "t_ab_2"} & set(found) and not {"t_ab_1", "t_ab_2"} <= set(found)
     twin = next(n for n in ("t_ab_1", "t_ab_2") if n in found)
@@ -75,7 +67,7 @@ def test_duplicates_respect_order_nulls_order_and_nulls_not_distinct(ordered, se
     # the plain unique index goes; the NULLS NOT DISTINCT one enforces more and stays
     assert "t_g_nnd" not in found
     assert found["t_g_plain"].covered_by == "t_g_nnd"
-    after = _run_all_fixes(ordered, settings, _review(ordered, settings), ["duplicates"])
+    after = _run_all_fixes(ordered, settings, index_findings(ordered, settings), ["duplicates"])
     assert after.duplicates == []
     with psycopg.connect(ordered) as conn:
         left = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 't'")}
@@ -118,7 +110,7 @@ def foreign_keyed(scratch_database):
 
 def test_the_only_index_of_a_foreign_key_is_kept_and_dropping_the_rest_keeps_fks_covered(
         foreign_keyed, settings):
-    found = _review(foreign_keyed, settings)
+    found = index_findings(foreign_keyed, settings)
     judged = {f.index_name: f for f in found.judged}
     assert judged["invoice_account"].verdict == "kept"
     assert "supports foreign key invoice_account_id_fkey" in judged["invoice_account"].reason
@@ -166,7 +158,7 @@ def test_a_reset_younger_than_the_minimum_age_proves_nothing(foreign_keyed, sett
         conn.execute("SELECT pg_stat_reset()")
     with monitoring_connection(foreign_keyed, settings) as conn:
         evidence = indexes.usage_evidence(conn, None, timedelta(days=7))
-    judged = {f.index_name: f for f in _review(foreign_keyed, settings, evidence).judged}
+    judged = {f.index_name: f for f in index_findings(foreign_keyed, settings, evidence).judged}
     assert judged["invoice_note"].verdict == "too new"
     assert "statistics were reset only" in judged["invoice_note"].reason
 
@@ -181,7 +173,7 @@ def test_zero_scans_of_an_index_of_unknown_age_are_no_reason_to_drop(foreign_key
     week = timedelta(days=7)
     with monitoring_connection(foreign_keyed, settings) as conn:
         evidence = indexes.usage_evidence(conn, None, week)
-    judged = {f.index_name: f for f in _review(foreign_keyed, settings, evidence).judged}
+    judged = {f.index_name: f for f in index_findings(foreign_keyed, settings, evidence).judged}
     assert judged["invoice_note"].verdict == "age unknown" and judged["invoice_note"].fix == ""
     assert "nothing shows it existed 7 days ago" in judged["invoice_note"].reason
     with admin_connection(foreign_keyed, dba_settings) as hist, \
@@ -193,7 +185,7 @@ def test_zero_scans_of_an_index_of_unknown_age_are_no_reason_to_drop(foreign_key
                      "WHERE id = %s", (taken.snapshot_id,))
     with monitoring_connection(foreign_keyed, settings) as conn:
         evidence = indexes.usage_evidence(conn, None, week)
-    judged = {f.index_name: f for f in _review(foreign_keyed, settings, evidence).judged}
+    judged = {f.index_name: f for f in index_findings(foreign_keyed, settings, evidence).judged}
     assert judged["invoice_note"].verdict == "drop"
     assert judged["invoice_note"].fix.startswith("DROP INDEX CONCURRENTLY")
 
@@ -209,7 +201,7 @@ def test_partitioned_indexes_get_the_drop_postgresql_accepts(scratch_database, s
             INSERT INTO events SELECT i, i % 5, date '2025-06-01' + i % 400 FROM generate_series(1, 4000) i;
             ANALYZE events;
         """)
-    found = _review(scratch_database, settings)
+    found = index_findings(scratch_database, settings)
     proposals = found.duplicates + found.unused
     names = {f.index_name for f in proposals}
     assert names == {"events_kind", "events_kind_twin"} - {proposals[0].covered_by} \
@@ -242,13 +234,13 @@ def test_fix_sql_is_valid_for_names_that_need_quoting(scratch_database, settings
             CREATE INDEX "Desc ""x""" ON "a.b"."seq tbl" ("desc");
             ANALYZE;
         ''')
-    found = _review(scratch_database, settings)
+    found = index_findings(scratch_database, settings)
     assert [f.index_name for f in found.duplicates] == ["end twin"]
     assert {f.index_name for f in found.unused} == {'Desc "x"'}  # "end" stays for its twin
     assert [h.table_name for h in found.foreign_keys] == ["seq tbl"]
     assert '"a.b"."seq tbl"' in found.foreign_keys[0].fix
     _run(scratch_database, found.foreign_keys[0].fix)
-    after = _run_all_fixes(scratch_database, settings, _review(scratch_database, settings))
+    after = _run_all_fixes(scratch_database, settings, index_findings(scratch_database, settings))
     assert after.duplicates == [] and after.foreign_keys == []
     assert [f.index_name for f in after.unused] == ["end"]  # its twin went: now it is alone
     # the new foreign-key index has no scans yet, but it is the key's only support
@@ -259,8 +251,8 @@ def test_fix_sql_is_valid_for_names_that_need_quoting(scratch_database, settings
 def test_own_objects_are_hidden_unless_asked_for(scratch_database, dba_settings):
     with admin_connection(scratch_database, dba_settings) as conn:
         dbpulse_schema.install(conn, as_actor(dba_settings))
-    shown = _review(scratch_database, dba_settings)
-    everything = _review(scratch_database, dba_settings, include_own=True)
+    shown = index_findings(scratch_database, dba_settings)
+    everything = index_findings(scratch_database, dba_settings, include_own=True)
     # DB Pulse's own tables have indexes nobody scanned yet: found only when asked for
     assert indexes.OWN_SCHEMA in {f.schema_name for f in everything.judged}
     assert all(f.schema_name != indexes.OWN_SCHEMA
@@ -288,12 +280,12 @@ def test_a_replica_identity_index_is_never_dropped_and_twins_keep_one(scratch_da
             CLUSTER u USING u_a1;
             ANALYZE t, u;
         """)
-    found = {f.index_name: f for f in _review(scratch_database, settings).duplicates}
+    found = {f.index_name: f for f in index_findings(scratch_database, settings).duplicates}
     assert not {"t_ri", "t_pkey"} & set(found)
     assert set(found) == {"u_a1", "u_a2"}
     assert {f.covered_by for f in found.values()} == {"u_ab"}
     assert "CLUSTER uses this one" in found["u_a1"].reason
-    after = _run_all_fixes(scratch_database, settings, _review(scratch_database, settings),
+    after = _run_all_fixes(scratch_database, settings, index_findings(scratch_database, settings),
                            ["duplicates"])
     assert after.duplicates == []
     with psycopg.connect(scratch_database, autocommit=True) as conn:

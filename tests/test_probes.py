@@ -19,8 +19,7 @@ from queries.config import Settings, Target
 from queries.connections import admin_connection, monitoring_connection
 from queries.plan import current as current_plan
 from demo.stack import free_port
-from tests.conftest import as_actor
-from tests.test_agent import _promtool
+from tests.conftest import as_actor, promtool
 
 SETTINGS = Settings(role="dba", statement_timeout_ms=5000, connect_timeout_s=3)
 
@@ -158,7 +157,7 @@ def test_the_agent_probes_and_serves_a_histogram_promtool_accepts(logins):
     counts = [line for line in lines if line.startswith("dbpulse_probe_duration_seconds_count")]
     assert len(counts) == 3 and all(line.endswith(" 1.0") for line in counts), counts
     assert any('le="0.2"' in line for line in lines)
-    checked = subprocess.run([_promtool(), "check", "metrics"], input=text, capture_output=True)
+    checked = subprocess.run([promtool(), "check", "metrics"], input=text, capture_output=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 

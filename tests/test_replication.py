@@ -16,7 +16,7 @@ import pytest
 from demo.stack import free_port
 from queries import checks, indexes, replication
 from queries.connections import monitoring_connection
-from tests.test_index_findings import _review
+from tests.conftest import index_findings
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,7 @@ def test_an_index_scanned_only_on_the_standby_is_not_dropped(standby, settings):
         conn.execute("SELECT count(*) FROM reports WHERE day = 7").fetchone()
     with monitoring_connection(primary, settings) as conn:
         evidence = indexes.usage_evidence(conn, None, timedelta(0))
-    judged = {f.index_name: f for f in _review(primary, settings, evidence).judged}
+    judged = {f.index_name: f for f in index_findings(primary, settings, evidence).judged}
     assert judged["reports_day"].verdict == "used on a standby?"
     assert "walreceiver" in judged["reports_day"].reason and judged["reports_day"].fix == ""
     with psycopg.connect(primary, autocommit=True) as conn:
@@ -146,7 +146,7 @@ def test_declared_replicas_add_their_scans_and_the_fleet_shows_the_topology(stan
     with monitoring_connection(primary, settings) as conn:
         evidence = indexes.usage_evidence(conn, None, timedelta(0), (url,), settings)
     assert evidence.replicas.read and not evidence.replicas.problems
-    judged = {f.index_name: f for f in _review(primary, settings, evidence).judged}
+    judged = {f.index_name: f for f in index_findings(primary, settings, evidence).judged}
     assert "reports_day" not in judged                       # used: on the standby
     region = judged["reports_region"]
     assert region.verdict == "drop" and "here and on" in region.reason

@@ -14,7 +14,7 @@ from queries.config import Settings
 from queries.connections import admin_connection, monitoring_connection
 from queries.markup import shown
 from reports import weekly
-from tests.conftest import as_actor
+from tests.conftest import app_on, as_actor
 
 REGRESSING = "SELECT pg_sleep(%s) AS review_regression_probe"
 IMPROVING = "SELECT 1 AS review_improvement_probe, pg_sleep(%s)"  # aliases alone share a queryid
@@ -168,24 +168,8 @@ def test_cli_snapshot(database_url, monkeypatch, tmp_path, capsys):
     assert "Cannot connect to the database" in capsys.readouterr().err
 
 
-def _app(monkeypatch, tmp_path, database_url, redis_url, role="dba"):
-    import streamlit as st
-    from streamlit.testing.v1 import AppTest
-
-    from tests.conftest import PROJECT_ROOT
-
-    monkeypatch.setenv("DBPULSE_SECRETS_FILE", str(tmp_path / "none.toml"))
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    monkeypatch.setenv("DBPULSE_ROLE", role)
-    st.cache_data.clear()
-    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=60)
-    at.run()
-    return at
-
-
 def test_review_page(synthetic_history, database_url, redis_url, monkeypatch, tmp_path):
-    at = _app(monkeypatch, tmp_path, database_url, redis_url)
+    at = app_on(monkeypatch, tmp_path, database_url, redis_url)
     at.switch_page("views/review.py").run()
     assert not at.exception, at.exception
     assert any("Synthetic demo data" in w.value for w in at.warning)
@@ -202,7 +186,7 @@ def test_review_page_for_a_period_without_snapshots(synthetic_history, database_
                                                    monkeypatch, tmp_path):
     from datetime import date
 
-    at = _app(monkeypatch, tmp_path, database_url, redis_url, role="viewer")
+    at = app_on(monkeypatch, tmp_path, database_url, redis_url, role="viewer")
     at.switch_page("views/review.py").run()
     [snapshot] = [b for b in at.sidebar.button if b.label == "Take a snapshot now"]
     assert snapshot.disabled and "needs the DBA role" in snapshot.help  # a viewer's
@@ -215,7 +199,7 @@ def test_review_page_for_a_period_without_snapshots(synthetic_history, database_
 def test_review_page_calendar_week(synthetic_history, database_url, redis_url, monkeypatch,
                                    tmp_path):
     """The last calendar week runs Monday to Monday and is compared with the week before."""
-    at = _app(monkeypatch, tmp_path, database_url, redis_url, role="viewer")
+    at = app_on(monkeypatch, tmp_path, database_url, redis_url, role="viewer")
     at.switch_page("views/review.py").run()
     next(s for s in at.selectbox if s.label == "Period").select("Last calendar week").run()
     assert not at.exception
@@ -227,7 +211,7 @@ def test_review_page_calendar_week(synthetic_history, database_url, redis_url, m
 
 def test_slow_queries_interval_mode(synthetic_history, database_url, redis_url, monkeypatch,
                                     tmp_path):
-    at = _app(monkeypatch, tmp_path, database_url, redis_url)
+    at = app_on(monkeypatch, tmp_path, database_url, redis_url)
     at.switch_page("views/slow_queries.py").run()
     at.get("button_group")[0].set_value("between snapshots").run()
     assert not at.exception, at.exception

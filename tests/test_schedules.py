@@ -13,7 +13,7 @@ from queries.config import Settings
 from queries.connections import DatabaseProblem
 from queries.markup import shown
 from tests.conftest import as_actor
-from tests.test_cli import _cli
+from tests.conftest import run_cli
 
 
 @pytest.fixture
@@ -84,9 +84,9 @@ def test_a_view_scheduled_from_db_pulse_is_refreshed_by_pg_cron(cron_url, pg15_l
                                "ORDER BY id").fetchall()
     assert audited[0] == ("ann@example.com", "ok", "* * * * *")
     # the page shows the run: its runs table, and the failing job's streak above the schedules
-    from tests.test_review import _app
+    from tests.conftest import app_on
     monkeypatch.delenv("REDIS_URL", raising=False)
-    at = _app(monkeypatch, tmp_path, monitor, "", role="viewer")
+    at = app_on(monkeypatch, tmp_path, monitor, "", role="viewer")
     at.switch_page("views/matviews.py").run()
     assert not at.exception
     runs = next(d.value for d in at.dataframe if "return_message" in d.value.columns)
@@ -148,19 +148,19 @@ def test_without_pg_cron_it_says_how_to_enable_it(scratch_database):
 def test_cli_schedule(cron_url, tmp_path):
     env = {"DATABASE_URL": cron_url, "DBPULSE_SECRETS_FILE": str(tmp_path / "none.toml"),
            "DBPULSE_ROLE": "dba"}
-    made = _cli("schedule", "set", "public.sched_ok", "--every", "*/10 * * * *", env=env)
+    made = run_cli("schedule", "set", "public.sched_ok", "--every", "*/10 * * * *", env=env)
     assert made.returncode == 0, made.stderr
-    listed = _cli("schedule", "list", env=env)
+    listed = run_cli("schedule", "list", env=env)
     assert "dbpulse-refresh-public.sched_ok  [*/10 * * * *]  next" in listed.stdout
-    refused = _cli("schedule", "set", "public.sched_ok", env={**env, "DBPULSE_ROLE": "viewer"})
+    refused = run_cli("schedule", "set", "public.sched_ok", env={**env, "DBPULSE_ROLE": "viewer"})
     assert refused.returncode == 1 and "DBA" in refused.stderr
 
 
 def test_the_page_schedules_a_view_and_lists_it(cron_url, monkeypatch, tmp_path):
-    from tests.test_review import _app
+    from tests.conftest import app_on
 
     monkeypatch.delenv("REDIS_URL", raising=False)
-    at = _app(monkeypatch, tmp_path, cron_url, "", role="dba")
+    at = app_on(monkeypatch, tmp_path, cron_url, "", role="dba")
     at.switch_page("views/matviews.py").run()
     assert not at.exception
     next(s for s in at.selectbox if s.label == "View").select("public.sched_ok").run()
