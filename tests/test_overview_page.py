@@ -1,6 +1,5 @@
 """AppTest for the Overview: live numbers, and each server failing on its own."""
 
-import pytest
 import redis
 from streamlit.testing.v1 import AppTest
 
@@ -8,11 +7,6 @@ from queries.redis_cache import HIT_RATE_LABEL
 from tests.conftest import PROJECT_ROOT
 
 APP = str(PROJECT_ROOT / "app.py")
-
-
-@pytest.fixture
-def app_env(production_env):
-    return production_env
 
 
 def _run() -> AppTest:
@@ -25,7 +19,7 @@ def _metrics(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 
 
-def test_overview_shows_live_numbers(app_env, redis_url):
+def test_overview_shows_live_numbers(production_env, redis_url):
     app = redis.Redis.from_url(redis_url)
     app.set("overview:probe", "x", ex=60)
     app.get("overview:probe")  # at least one lookup: the rate is a number, not n/a
@@ -47,8 +41,8 @@ def test_overview_shows_live_numbers(app_env, redis_url):
     assert any("target (≥ 99 %)" in b for b in badges)
 
 
-def test_overview_with_redis_down_still_shows_postgres(app_env, closed_port):
-    app_env.setenv("REDIS_URL", f"redis://127.0.0.1:{closed_port}/0")
+def test_overview_with_redis_down_still_shows_postgres(production_env, closed_port):
+    production_env.setenv("REDIS_URL", f"redis://127.0.0.1:{closed_port}/0")
     at = _run()
     assert "Buffer cache hit rate" in _metrics(at)
     assert HIT_RATE_LABEL not in _metrics(at)
@@ -56,8 +50,8 @@ def test_overview_with_redis_down_still_shows_postgres(app_env, closed_port):
     assert "Redis is not available" in error.value and "Connection refused" in error.value
 
 
-def test_overview_with_postgres_down_still_shows_redis(app_env, closed_port):
-    app_env.setenv("DATABASE_URL", f"postgresql://u:p@127.0.0.1:{closed_port}/db")
+def test_overview_with_postgres_down_still_shows_redis(production_env, closed_port):
+    production_env.setenv("DATABASE_URL", f"postgresql://u:p@127.0.0.1:{closed_port}/db")
     at = _run()
     assert HIT_RATE_LABEL in _metrics(at)
     assert "Buffer cache hit rate" not in _metrics(at)
@@ -65,20 +59,20 @@ def test_overview_with_postgres_down_still_shows_redis(app_env, closed_port):
     assert "PostgreSQL is not available" in error.value
 
 
-def test_overview_without_configuration_explains_what_to_set(app_env):
-    app_env.delenv("DATABASE_URL")
-    app_env.delenv("REDIS_URL")
+def test_overview_without_configuration_explains_what_to_set(production_env):
+    production_env.delenv("DATABASE_URL")
+    production_env.delenv("REDIS_URL")
     at = _run()
     assert any("DATABASE_URL" in info.value for info in at.info)
 
 
-def test_broken_configuration_is_reported_not_raised(app_env):
-    app_env.setenv("DBPULSE_ROLE", "superhero")
+def test_broken_configuration_is_reported_not_raised(production_env):
+    production_env.setenv("DBPULSE_ROLE", "superhero")
     at = _run()
     assert any("role must be one of" in e.value for e in at.error)
 
 
-def test_refresh_button_clears_cached_results(app_env):
+def test_refresh_button_clears_cached_results(production_env):
     at = _run()
     at.sidebar.button[0].click().run()
     assert not at.exception

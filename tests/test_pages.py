@@ -13,11 +13,6 @@ from tests.conftest import PROJECT_ROOT
 APP = str(PROJECT_ROOT / "app.py")
 
 
-@pytest.fixture
-def app_env(production_env):
-    return production_env
-
-
 def _page(name: str) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
@@ -33,7 +28,7 @@ def _text(at: AppTest) -> str:
     return "\n".join(parts)
 
 
-def test_slow_queries_page(app_env, logins):
+def test_slow_queries_page(production_env, logins):
     with psycopg.connect(logins.app_url) as conn:  # the application's own statement
         conn.execute("SELECT id FROM leads WHERE status = %s AND p_score > %s",
                      ("hot", 90)).fetchall()
@@ -50,34 +45,34 @@ def test_slow_queries_page(app_env, logins):
     assert plans and "leads" in plans[0], _text(at)
 
 
-def test_slow_queries_without_pg_stat_statements(app_env, scratch_database):
-    app_env.setenv("DATABASE_URL", scratch_database)
+def test_slow_queries_without_pg_stat_statements(production_env, scratch_database):
+    production_env.setenv("DATABASE_URL", scratch_database)
     at = _page("slow_queries")
     assert any("pg_stat_statements is not installed" in e.value for e in at.error)
 
 
-def test_indexes_page_shows_the_planted_findings(app_env):
-    app_env.setenv("DBPULSE_UNUSED_INDEX_MIN_AGE_DAYS", "0")  # the demo's indexes are new
+def test_indexes_page_shows_the_planted_findings(production_env):
+    production_env.setenv("DBPULSE_UNUSED_INDEX_MIN_AGE_DAYS", "0")  # the demo's indexes are new
     at = _page("indexes")
     text = _text(at)
     assert "DROP INDEX CONCURRENTLY IF EXISTS public.idx_contacts_user_id;" in text
     assert "idx_web_tracking_events_url" in text
 
 
-def test_bloat_page_shows_the_churned_table(app_env):
+def test_bloat_page_shows_the_churned_table(production_env):
     at = _page("bloat")
     table = at.dataframe[0].value
     assert table.iloc[0]["table_name"] == "dm_conversations"
     assert "VACUUM (ANALYZE) public.dm_conversations" in _text(at)
 
 
-def test_buffer_cache_page(app_env):
+def test_buffer_cache_page(production_env):
     at = _page("buffer_cache")
     assert {m.label for m in at.metric} >= {"Database hit rate", "Tables hit rate",
                                              "Indexes hit rate"}
 
 
-def test_activity_page(app_env):
+def test_activity_page(production_env):
     at = _page("activity")
     assert any(m.label == "Connections in use" for m in at.metric)
     # nothing blocks here: no session and no destructive action is chosen for the DBA
@@ -85,7 +80,7 @@ def test_activity_page(app_env):
     assert session.value is None and not at.radio
 
 
-def test_overview_shows_health_banners(app_env):
+def test_overview_shows_health_banners(production_env):
     at = AppTest.from_file(APP, default_timeout=60).run()
     assert not at.exception
     text = "\n".join(w.value for w in at.warning)
@@ -93,7 +88,7 @@ def test_overview_shows_health_banners(app_env):
     assert "Table and index bloat" in text
 
 
-def test_redis_page(app_env, redis_url):
+def test_redis_page(production_env, redis_url):
     import redis
 
     client = redis.Redis.from_url(redis_url)
@@ -110,26 +105,26 @@ def test_redis_page(app_env, redis_url):
     client.delete("forgotten:1", "dashboard:test")
 
 
-def test_redis_page_with_redis_down(app_env, closed_port):
-    app_env.setenv("REDIS_URL", f"redis://127.0.0.1:{closed_port}/0")
+def test_redis_page_with_redis_down(production_env, closed_port):
+    production_env.setenv("REDIS_URL", f"redis://127.0.0.1:{closed_port}/0")
     at = _page("redis")
     assert any("Redis is not available" in e.value for e in at.error)
 
 
-def test_matviews_page_on_the_demo(app_env):
+def test_matviews_page_on_the_demo(production_env):
     at = _page("matviews")
     assert any("mv_deal_pipeline cannot be refreshed CONCURRENTLY" in shown(w.value)
                for w in at.warning)
 
 
-def test_bloat_page_measures_a_relation_whose_name_holds_a_dot(app_env, scratch_database):
+def test_bloat_page_measures_a_relation_whose_name_holds_a_dot(production_env, scratch_database):
     import psycopg
     with psycopg.connect(scratch_database, autocommit=True) as conn:
         conn.execute('CREATE EXTENSION pgstattuple; CREATE SCHEMA "a.b"; '
                      'CREATE TABLE "a.b"."seq tbl" (id int); '
                      'INSERT INTO "a.b"."seq tbl" SELECT generate_series(1, 1000); ANALYZE')
-    app_env.setenv("DATABASE_URL", scratch_database)
-    app_env.setenv("DATABASE_ADMIN_URL", scratch_database)
+    production_env.setenv("DATABASE_URL", scratch_database)
+    production_env.setenv("DATABASE_ADMIN_URL", scratch_database)
     at = _page("bloat")
     assert not any("seq tbl" in o for box in at.selectbox for o in box.options)  # under 1 MB
     next(t for t in at.toggle if t.label.startswith("Also estimate relations under")).set_value(
@@ -144,7 +139,7 @@ def test_bloat_page_measures_a_relation_whose_name_holds_a_dot(app_env, scratch_
     assert measured["table len"] >= 1000 * 4  # bytes of 1,000 int rows, measured not estimated
 
 
-def test_activity_page_shows_the_blocker_and_a_dba_terminates_it(app_env, scratch_database):
+def test_activity_page_shows_the_blocker_and_a_dba_terminates_it(production_env, scratch_database):
     import threading
     import time
 
@@ -165,10 +160,10 @@ def test_activity_page_shows_the_blocker_and_a_dba_terminates_it(app_env, scratc
     thread = threading.Thread(target=wait, daemon=True)
     thread.start()
     time.sleep(1)
-    app_env.setenv("DATABASE_URL", scratch_database)
-    app_env.setenv("DATABASE_ADMIN_URL", scratch_database)
+    production_env.setenv("DATABASE_URL", scratch_database)
+    production_env.setenv("DATABASE_ADMIN_URL", scratch_database)
     try:
-        viewer = _page_as("activity", app_env, "viewer")
+        viewer = _page_as("activity", production_env, "viewer")
         tree = viewer.dataframe[0].value
         assert str(holder_pid) in tree["session"].iloc[0]
         # what ends it is written out under the grid, in full
@@ -177,7 +172,7 @@ def test_activity_page_shows_the_blocker_and_a_dba_terminates_it(app_env, scratc
         [terminate] = [b for b in viewer.button if b.label == "Terminate"]
         assert terminate.disabled and "needs the DBA role" in terminate.help
         assert not got_lock.is_set()
-        at = _page_as("activity", app_env, "dba")
+        at = _page_as("activity", production_env, "dba")
         assert at.selectbox[0].value == holder_pid  # the root blocker comes first
         assert at.radio[0].value == "Terminate the session"     # idle in transaction
         next(b for b in at.button if b.label == "Terminate").click().run()
@@ -204,7 +199,7 @@ def _page_as(name, env, role):
     return _page(name)
 
 
-def test_audit_page_says_actions_and_parameters_in_words(app_env):
+def test_audit_page_says_actions_and_parameters_in_words(production_env):
     from queries import audit
 
     at = _page("audit")
@@ -216,7 +211,7 @@ def test_audit_page_says_actions_and_parameters_in_words(app_env):
     assert set(shown["action"]) <= labels | {"demo_ok", "demo_fail", "nested"}
 
 
-def test_two_statements_with_one_start_are_two_bars(app_env, logins):
+def test_two_statements_with_one_start_are_two_bars(production_env, logins):
     import json
 
     prefix = "SELECT id, status, p_score, created_at, updated_at, user_id FROM leads WHERE "
@@ -232,7 +227,7 @@ def test_two_statements_with_one_start_are_two_bars(app_env, logins):
 
 
 @pytest.mark.parametrize("name", ["space", "buffer_cache"])
-def test_db_pulses_own_tables_are_hidden_until_asked_for(app_env, name):
+def test_db_pulses_own_tables_are_hidden_until_asked_for(production_env, name):
     """The history tables DB Pulse keeps in the watched database are not the application's."""
     at = _page(name)
     shown = {v for d in at.dataframe for v in d.value.get("schema_name", [])}
@@ -242,7 +237,7 @@ def test_db_pulses_own_tables_are_hidden_until_asked_for(app_env, name):
     assert "dbpulse" in shown
 
 
-def test_one_redis_figure_has_one_value_on_every_page(app_env, redis_url):
+def test_one_redis_figure_has_one_value_on_every_page(production_env, redis_url):
     """The Overview, the Redis page, the plan page and the Fleet show the Redis hit rate from
     one read per cache period: the same value at the same moment, under the same name."""
     import redis
@@ -264,7 +259,7 @@ def test_one_redis_figure_has_one_value_on_every_page(app_env, redis_url):
     client.delete("one_figure:hit")
 
 
-def test_a_refresh_shows_the_duration_its_log_row_holds(app_env, logins):
+def test_a_refresh_shows_the_duration_its_log_row_holds(production_env, logins):
     """"Refreshed in N ms" and the table's "Took" are one figure: both the server's clock
     around the refresh, as logged."""
     from queries import actions, matviews
