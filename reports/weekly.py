@@ -11,6 +11,7 @@ import pandas as pd
 
 from queries.config import Settings
 from queries.markup import md
+from queries.checks import counted
 from queries.review import Bounds, Kpi, Review, next_steps, statement_texts
 from reports import charts
 from ui.format import human_bytes
@@ -116,9 +117,13 @@ def sections(review: Review, settings: Settings) -> list[tuple[str, list[str], l
     events = [[f"{r['at']:%Y-%m-%d %H:%M}", r["kind"], r["label"]]
               for _, r in review.events[review.events["kind"] != "refresh"].iterrows()] \
         if not review.events.empty else []
-    refreshes = int((review.events["kind"] == "refresh").sum()) if not review.events.empty else 0
-    if refreshes:
-        events.append(["", "refresh", f"{refreshes} materialized-view refreshes"])
+    refreshed = review.events[review.events["kind"] == "refresh"] if not review.events.empty \
+        else review.events
+    if len(refreshed):  # one line for all of them: when the first and the last ran
+        first, last = refreshed["at"].min(), refreshed["at"].max()
+        events.append([f"{first:%Y-%m-%d %H:%M} – {last:%Y-%m-%d %H:%M}", "refresh",
+                       counted(len(refreshed), "materialized-view refresh",
+                               "materialized-view refreshes")])
     texts = [[r["label"], _calls(r["calls_before"]), _calls(r["calls_now"]), r["text"]]
              for r in statement_texts(review)]
     return [
