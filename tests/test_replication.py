@@ -57,11 +57,11 @@ def test_a_paused_standby_shows_lag_on_both_sides(standby, settings):
         _wal(primary)
         with monitoring_connection(primary, settings) as conn:
             _until(lambda: (replication.standbys(conn)["replay_lag_bytes"] > 100_000).any())
-            [lag, _] = checks.check_replication(conn, strict)
+            lag, _, _ = checks.check_replication(conn, strict)
         assert lag.severity == "amber" and "walreceiver" in lag.objects[0]
         with monitoring_connection(url, settings) as conn:
             seen = replication.recovery(conn)
-            [own, _] = checks.check_replication(conn, strict)
+            own, _, _ = checks.check_replication(conn, strict)
         assert seen.paused and seen.receive_behind_bytes > 100_000
         assert seen.receiver_status == "streaming" and seen.primary.startswith("127.0.0.1")
         assert own.severity == "amber" and own.fix.startswith("SELECT pg_wal_replay_resume()")
@@ -69,7 +69,7 @@ def test_a_paused_standby_shows_lag_on_both_sides(standby, settings):
             conn.execute(own.fix.split(";")[0])
         with monitoring_connection(primary, settings) as conn:
             _until(lambda: (replication.standbys(conn)["replay_lag_bytes"] < 1024).all())
-            [lag, _] = checks.check_replication(conn, strict)
+            lag, _, _ = checks.check_replication(conn, strict)
         assert lag.severity == "green"
     finally:
         with psycopg.connect(url, autocommit=True) as conn:
@@ -89,13 +89,13 @@ def test_an_inactive_slot_holding_wal_is_red_and_its_fix_removes_it(standby, set
         with monitoring_connection(primary, settings) as conn:
             after = replication.slots(conn).set_index("slot_name").loc["dbpulse_idle",
                                                                          "retained_bytes"]
-            [_, slots] = checks.check_replication(conn, strict)
+            _, slots, _ = checks.check_replication(conn, strict)
         assert after > before + 500_000  # the WAL written since is held for it
         assert slots.severity == "red" and slots.objects == ["dbpulse_idle"]
         with psycopg.connect(primary, autocommit=True) as conn:
             conn.execute(slots.fix)
         with monitoring_connection(primary, settings) as conn:
-            [_, slots] = checks.check_replication(conn, strict)
+            _, slots, _ = checks.check_replication(conn, strict)
         assert slots.severity == "green"  # the standby's own slot is active: not a finding
     finally:
         with psycopg.connect(primary, autocommit=True) as conn:
