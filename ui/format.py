@@ -41,3 +41,32 @@ def human_duration(delta: timedelta | float | None) -> str:
 
 def percent(ratio: float | None, digits: int = 1) -> str:
     return "n/a" if ratio is None else f"{100 * ratio:.{digits}f} %"
+
+
+def known(value) -> bool:
+    """A figure that is there: not None, not NaN.
+
+    >>> known(0), known(None), known(float("nan"))
+    (True, False, False)
+    """
+    return value is not None and value == value
+
+
+def count(n) -> str:
+    """
+    >>> count(12345), count(None)
+    ('12,345', 'n/a')
+    """
+    return f"{int(n):,}" if known(n) else "n/a"
+
+
+def amount(value, unit: str = "", digits: int = 0) -> str:
+    """A measured amount with thousands separators and its unit.
+
+    >>> amount(1234.5, "ms"), amount(0.456, "s", 2), amount(3.14159, digits=2), amount(None, "ms")
+    ('1,234 ms', '0.46 s', '3.14', 'n/a')
+    """
+    if not known(value):
+        return "n/a"
+    text = f"{float(value):,.{digits}f}"
+    return f"{text} {unit}" if unit else text

@@ -11,6 +11,7 @@ import streamlit as st
 
 from queries.columns import Column
 from queries.markup import md
+from ui.format import known
 
 MISSING = "—"  # an empty number or time: not measured, not applicable
 SAFE_INTEGER = 2 ** 53  # beyond it the browser's numbers lose digits: shown as text instead
@@ -76,7 +77,7 @@ def prepare(frame: pd.DataFrame, columns: dict[str, Column]) -> tuple[pd.DataFra
             config[name] = st.column_config.DatetimeColumn(col.header, format="YYYY-MM-DD HH:mm",
                                                            timezone="UTC", **common)
         elif col.kind == "flag":
-            shown[name] = values.map(lambda v: bool(v) if v is not None and v == v else None)
+            shown[name] = values.map(lambda v: bool(v) if known(v) else None)
             config[name] = st.column_config.CheckboxColumn(col.header, **common)
         elif col.kind == "list":
             shown[name] = values.map(lambda v: [str(x) for x in v]
@@ -141,7 +142,7 @@ def explanations(frame: pd.DataFrame, columns: dict[str, Column]) -> list[str]:
     lines = []
     for _, row in frame.iterrows():
         parts = [f"{columns[name].label}: {md(str(row[name]))}" for name in explained
-                 if row[name] is not None and row[name] == row[name] and str(row[name])]
+                 if known(row[name]) and str(row[name])]
         if parts:
             lines.append(f"- **{md(str(row[label]))}** — " + "; ".join(parts))
     return lines

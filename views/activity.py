@@ -8,7 +8,7 @@ from queries.markup import md
 from ui import loaders, tables
 from ui.actions import end_session
 from ui.confirm import action_button, last_result
-from ui.format import percent
+from ui.format import amount, count, known, percent
 from ui.widgets import as_of, dba_note, judged_metric, page, show_problem
 
 REFRESH_S = 5  # the loader's cache lives as long, so each refresh reads the server once
@@ -78,8 +78,8 @@ def pooler() -> None:
                   f"< {percent(pgbouncer.POOL_TARGET, 0)}",
                   help="Server connections in use of the pool size, now; the plan's KPI is "
                        "the peak, which the agent's history keeps.")
-    cols[1].metric("Clients waiting", f"{state.waiting_clients:,}")
-    cols[2].metric("Longest wait", f"{state.longest_wait_s:,.2f} s")
+    cols[1].metric("Clients waiting", count(state.waiting_clients))
+    cols[2].metric("Longest wait", amount(state.longest_wait_s, "s", 2))
     tables.show(state.pools, pgbouncer.POOL_COLUMNS, "No pool in use.")
 
 
@@ -104,8 +104,7 @@ def end_session_controls(pid, by_pid, tree, roots):
     seconds = by_pid.loc[pid, "transaction_seconds"]
     explanation = (
         f"Session **{pid}** ({md(by_pid.loc[pid, 'role_name'] or '?')}, {state or 'unknown'}"
-        + (f", transaction open {seconds:,.0f} s" if seconds == seconds and seconds is not None
-           else "") + "): "
+        + (f", transaction open {amount(seconds, 's')}" if known(seconds) else "") + "): "
         + ("its connection is closed and its open transaction rolled back; the application sees "
            "an error on that connection." if terminate else
            "its running statement is cancelled; the application sees an error for it.")

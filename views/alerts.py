@@ -9,6 +9,7 @@ from agent import alerts
 from queries import alert_log
 from queries.markup import md
 from ui import actions, context, loaders, tables
+from ui.format import count
 from ui.confirm import action_button
 from ui.widgets import dba_note, page, show_problem, value_or_stop
 
@@ -41,9 +42,9 @@ if raised is None:
 else:
     still = raised.drop_duplicates("check_name")  # newest first: each check's last state
     cols = st.columns(3)
-    cols[0].metric("Alerts raised", f"{(raised['state'] != 'recovered').sum():,}")
-    cols[1].metric("Recoveries", f"{(raised['state'] == 'recovered').sum():,}")
-    cols[2].metric("Still red at the last alert", f"{(still['state'] != 'recovered').sum():,}")
+    cols[0].metric("Alerts raised", count((raised['state'] != 'recovered').sum()))
+    cols[1].metric("Recoveries", count((raised['state'] == 'recovered').sum()))
+    cols[2].metric("Still red at the last alert", count((still['state'] != 'recovered').sum()))
     tables.show(raised, alert_log.ALERT_COLUMNS, "No alert in this period.")
 
 if channels:

@@ -7,6 +7,7 @@ import streamlit as st
 
 from queries import audit
 from ui import loaders, tables
+from ui.format import count
 from ui.widgets import page, value_or_stop
 
 who = page("Audit log")
@@ -40,10 +41,10 @@ if value_or_stop(loaded, "The audit log cannot be read") is None:
 rows = loaded.value["rows"]
 counts = rows["outcome"].value_counts()
 metric_cols = st.columns(4)
-metric_cols[0].metric("Actions", f"{len(rows):,}")
-metric_cols[1].metric("Done", f"{counts.get('ok', 0):,}")
-metric_cols[2].metric("Failed", f"{counts.get('error', 0):,}")
-metric_cols[3].metric("Refused", f"{counts.get('refused', 0):,}")
+metric_cols[0].metric("Actions", count(len(rows)))
+metric_cols[1].metric("Done", count(counts.get('ok', 0)))
+metric_cols[2].metric("Failed", count(counts.get('error', 0)))
+metric_cols[3].metric("Refused", count(counts.get('refused', 0)))
 if rows.empty:
     st.caption("No action matches these filters.")
     st.stop()

@@ -12,7 +12,7 @@ from queries.identifiers import qualified
 from queries.markup import md
 from ui import loaders, tables
 from ui.actions import exact_bloat
-from ui.format import human_bytes, percent
+from ui.format import count, human_bytes, percent
 from ui.widgets import disabled_for, own_objects_toggle, page, show_problem, value_or_stop
 
 who = page("Bloat and vacuum")
@@ -91,9 +91,10 @@ st.subheader("Transaction ID wraparound")
 wrap = data["wraparound"]
 oldest = wrap.iloc[0] if len(wrap) else None
 if oldest is not None:
-    st.metric(f"Oldest database: {md(oldest.database_name)}", f"{int(oldest.xid_age):,} transactions",
+    st.metric(f"Oldest database: {md(oldest.database_name)}",
+              f"{count(oldest.xid_age)} transactions",
               help=f"{percent(oldest.share_of_limit, 3)} of the 2^31 limit; autovacuum forces a "
-                   f"freeze at {int(oldest.freeze_max_age):,}.")
+                   f"freeze at {count(oldest.freeze_max_age)}.")
 tables.show(wrap, vacuum.WRAPAROUND_COLUMNS, "No databases.")
 
 st.subheader("Sequences")

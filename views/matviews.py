@@ -7,6 +7,7 @@ import streamlit as st
 from queries import matviews, schedules
 from queries.markup import md
 from ui import actions, loaders, tables
+from ui.format import amount, known
 from ui.confirm import action_button, last_result
 from ui.widgets import dba_note, page, show_problem, value_or_stop
 
@@ -69,8 +70,8 @@ def refresh_chosen(allow_blocking: bool):
 # typing the view's name. The core decides from the catalogue as it is at the click: if the view
 # lost its unique index since this list was read, the refresh is refused and the page asks.
 last_ms = row["last_duration_ms"]
-took = (f"The last refresh took {last_ms / 1000:,.1f} s; expect about as long."
-        if last_ms == last_ms and last_ms is not None else
+took = (f"The last refresh took {amount(last_ms / 1000, 's', 1)}; expect about as long."
+        if known(last_ms) else
         "No refresh of it has been timed yet: it takes as long as running the view's query.")
 if not row["concurrent_refresh"]:
     st.warning(f"{md(label)} cannot be refreshed CONCURRENTLY: {md(row['why_not_concurrent'])}. "
@@ -86,7 +87,7 @@ result = action_button(
     confirm_text=None if row["concurrent_refresh"] else label)
 if result is not None:
     if result.ok:
-        st.success(f"Refreshed {md(label)} in {result.value.duration_ms:.0f} ms"
+        st.success(f"Refreshed {md(label)} in {amount(result.value.duration_ms, 'ms')}"
                    + (" (concurrently)." if result.value.concurrently else "."))
     else:
         show_problem("Not refreshed", result)

@@ -8,7 +8,7 @@ from queries import redis_cache
 from queries.capabilities import CAPABILITY_COLUMNS, capability_rows
 from queries.markup import md
 from ui import loaders, tables
-from ui.format import human_bytes, human_duration, percent, state_for_ratio
+from ui.format import count, human_bytes, human_duration, percent, state_for_ratio
 from ui.widgets import as_of, finding_banner, judged_metric, page, show_problem
 
 who = page("Overview")
@@ -74,7 +74,7 @@ if pg.ok:
     cols = st.columns(4)
     cols[0].metric("Tables hit rate", percent(hit.tables, 2))
     cols[1].metric("Indexes hit rate", percent(hit.indexes, 2))
-    cols[2].metric("Blocks read from disk", f"{hit.blocks_read:,}")
+    cols[2].metric("Blocks read from disk", count(hit.blocks_read))
     if buffer_state in ("amber", "red"):
         st.warning("The buffer cache hit rate is below its target: the working set does not fit "
                    "in shared_buffers, or queries scan large tables. Look at sequential scans and "
@@ -100,7 +100,7 @@ if rd is not None and rd.ok:
     as_of(rd)
     info = rd.value
     cols = st.columns(3)
-    cols[0].metric("Keys", f"{info.keys:,}")
+    cols[0].metric("Keys", count(info.keys))
     cols[1].metric("Memory used", human_bytes(info.used_memory),
                    help="maxmemory " + ("not set" if not info.maxmemory
                                         else human_bytes(info.maxmemory))

@@ -6,7 +6,7 @@ import streamlit as st
 from queries import migrations, plan_tracker, probes, redis_cache
 from queries.markup import md
 from ui import loaders, tables
-from ui.format import percent, state_for_ratio
+from ui.format import amount, percent, state_for_ratio
 from ui.widgets import SLOW_SHARE_HELP, judged_metric, page, show_problem, value_or_stop
 
 who = page("Optimization plan")
@@ -36,7 +36,7 @@ view_state = ("grey" if oldest is None else
               "green" if oldest <= settings.matview_max_age_minutes else "red")
 judged_metric(cols[2], "Oldest plan view",
               f"unknown ({unknown_age} of {len(views)})" if unknown_age
-              else "n/a" if oldest is None else f"{oldest:.0f} min",
+              else amount(oldest, "min"),
               view_state, f"≤ {settings.matview_max_age_minutes:g} min",
               help="A view whose last refresh DB Pulse cannot know (refreshed by someone else "
                    "without the event trigger or pg_cron history) makes the oldest unknown.")
@@ -70,8 +70,9 @@ else:
     st.caption("Percentiles of the agent's probes: each hot query the plan gives a `probe` runs "
                f"once every {settings.probe_interval_s:g} s with its representative parameters "
                "on the read-only probe login (DATABASE_PROBE_URL), stopped after "
-               f"{settings.probe_timeout_ms:,} ms. pg_stat_statements keeps only means; these are "
-               "measured. Without the agent or a probe login there are no runs.")
+               f"{amount(settings.probe_timeout_ms, 'ms')}. pg_stat_statements keeps only "
+               "means; these are measured. Without the agent or a probe login there are no "
+               "runs.")
     tables.show(latency.value, probes.PROBE_COLUMNS)
 
 st.subheader("Phases")

@@ -10,7 +10,7 @@ import streamlit as st
 from queries import plan, redis_cache
 from queries.markup import code, md
 from ui import loaders, redis_sampler, tables
-from ui.format import human_bytes, human_duration, percent, state_for_ratio
+from ui.format import amount, count, human_bytes, human_duration, percent, state_for_ratio
 from ui.widgets import judged_metric, page, value_or_stop
 
 who = page("Redis cache")
@@ -56,7 +56,7 @@ judged_metric(cols[1], "Keyspace hit rate, last 5 min", percent(recent),
                    "restart or CONFIG RESETSTAT is left out, never counted as negative.")
 spans = redis_cache.intervals(samples)
 last = next((i for i in reversed(spans) if i.ops_per_sec is not None), None)
-cols[2].metric("Operations per second", "n/a" if last is None else f"{last.ops_per_sec:,.0f}",
+cols[2].metric("Operations per second", "n/a" if last is None else amount(last.ops_per_sec),
                help="Over the last interval between DB Pulse's samples, without DB Pulse's own "
                     "commands (Redis's instantaneous figure would count them).")
 memory_help = ("maxmemory not set: Redis grows until the OS stops it" if not info.maxmemory
@@ -65,14 +65,13 @@ cols[3].metric("Memory used", human_bytes(info.used_memory),
                help=f"{memory_help}; eviction policy {info.maxmemory_policy or 'n/a'}")
 
 cols = st.columns(4)
-cols[0].metric("Fragmentation ratio", "n/a" if info.fragmentation_ratio is None
-               else f"{info.fragmentation_ratio:.2f}",
+cols[0].metric("Fragmentation ratio", amount(info.fragmentation_ratio, digits=2),
                help="used_memory_rss / used_memory; well above 1.5 wastes memory")
-cols[1].metric("Evicted / expired keys", f"{info.evicted_keys or 0:,} / {info.expired_keys or 0:,}")
-cols[2].metric("Clients: connected / blocked", f"{info.connected_clients if info.connected_clients is not None else 'n/a'} / "
-               f"{info.blocked_clients if info.blocked_clients is not None else 'n/a'}")
-cols[3].metric("Rejected connections", "n/a" if info.rejected_connections is None
-               else f"{info.rejected_connections:,}")
+cols[1].metric("Evicted / expired keys",
+               f"{count(info.evicted_keys or 0)} / {count(info.expired_keys or 0)}")
+cols[2].metric("Clients: connected / blocked",
+               f"{count(info.connected_clients)} / {count(info.blocked_clients)}")
+cols[3].metric("Rejected connections", count(info.rejected_connections))
 
 if spans:
     chart = pd.DataFrame({"time": [datetime.fromtimestamp(i.end) for i in spans],
@@ -106,9 +105,9 @@ if series is not None and len(series):
                "and the same in every dashboard.")
 
 st.subheader("Key families")
-st.caption(f"Sampled with SCAN ({families.sampled:,} of {families.dbsize:,} keys in this "
+st.caption(f"Sampled with SCAN ({count(families.sampled)} of {count(families.dbsize)} keys in this "
            f"database{', all of them' if families.complete else ''}; "
-           f"{families.seconds * 1000:.0f} ms). Families: "
+           f"{amount(families.seconds * 1000, 'ms')}). Families: "
            + ", ".join(code(p) for p in plan.key_families(settings)) + "; other keys by the "
            "text before their first `:`. Totals are estimated from the sample.")
 if families.families:

@@ -5,7 +5,7 @@ import streamlit as st
 
 from queries import replication
 from ui import loaders, tables
-from ui.format import human_bytes, human_duration
+from ui.format import count, human_bytes, human_duration
 from ui.widgets import finding_banner, page, value_or_stop
 
 who = page("Replication")
@@ -25,7 +25,7 @@ if recovery is not None:
                    if recovery.replay_delay_s is not None else "unknown",
                    help="Grows while the primary commits nothing, too: read it with the "
                         "bytes beside it.")
-    cols[3].metric("Queries cancelled by recovery", f"{recovery.conflicts:,}",
+    cols[3].metric("Queries cancelled by recovery", count(recovery.conflicts),
                    help="pg_stat_database_conflicts of this database: hot_standby_feedback "
                         "and max_standby_streaming_delay trade these against vacuum on the "
                         "primary.")

@@ -11,7 +11,7 @@ import streamlit as st
 from queries import statements
 from queries.markup import md
 from ui import actions, interval_mode, loaders, tables
-from ui.format import human_duration, percent
+from ui.format import amount, count, human_duration, percent
 from ui.widgets import (SLOW_SHARE_HELP, disabled_for, judged_metric, page, show_problem,
                         top_statements_chart, value_or_stop)
 
@@ -48,9 +48,9 @@ def live_list():
     since = ("since pg_stat_statements was reset "
              f"{human_duration(datetime.now(timezone.utc) - info.stats_reset)} ago"
              if info.stats_reset else "since the server started collecting (no reset recorded)")
-    st.caption(f"Cumulative {since}. {info.entries:,} statements tracked"
-               + (f" of at most {info.max_entries:,}" if info.max_entries else "")
-               + (f"; {info.dealloc:,} evicted to make room (least-used first)" if info.dealloc
+    st.caption(f"Cumulative {since}. {count(info.entries)} statements tracked"
+               + (f" of at most {count(info.max_entries)}" if info.max_entries else "")
+               + (f"; {count(info.dealloc)} evicted to make room (least-used first)" if info.dealloc
                   else "") + ".")
 
     cols = st.columns(3)
@@ -62,7 +62,7 @@ def live_list():
     cols[1].metric("Slow statements in this list", len(slow),
                    help=f"mean ≥ {settings.slow_query_mean_ms:g} ms over ≥ "
                         f"{settings.slow_query_min_calls} calls")
-    cols[2].metric("Calls counted", f"{kpi.total_calls:,}")
+    cols[2].metric("Calls counted", count(kpi.total_calls))
 
     if top.attrs.get("insufficient_privilege"):
         st.warning(f"{top.attrs['insufficient_privilege']} statements show as "
@@ -104,8 +104,8 @@ if counters:
     plan_ms, exec_ms = counters.get("total_plan_time"), counters.get("total_exec_time")
     if plan_ms:
         cols = st.columns(3)
-        cols[0].metric("Planning, total", f"{plan_ms:,.0f} ms")
-        cols[1].metric("Execution, total", f"{exec_ms:,.0f} ms")
+        cols[0].metric("Planning, total", amount(plan_ms, "ms"))
+        cols[1].metric("Execution, total", amount(exec_ms, "ms"))
         cols[2].metric("Planning share", percent(plan_ms / max(plan_ms + exec_ms, 1e-9)))
     with st.expander("Every counter (pg_stat_statements)"):
         tables.show(pd.DataFrame(statements.counter_rows(counters)), statements.COUNTER_COLUMNS)
@@ -161,8 +161,8 @@ with st.expander("What-if: try a candidate index (hypopg)"):
             else:
                 outcome = result.value
                 cols = st.columns(3)
-                cols[0].metric("Cost without", f"{outcome.cost_before:,.1f}")
-                cols[1].metric("Cost with", f"{outcome.cost_after:,.1f}",
+                cols[0].metric("Cost without", amount(outcome.cost_before, digits=1))
+                cols[1].metric("Cost with", amount(outcome.cost_after, digits=1),
                                delta=f"{-100 * outcome.improvement:.0f} %", delta_color="inverse")
                 cols[2].metric("Planner uses it", "yes" if outcome.uses_candidate else "no")
                 cols = st.columns(2)
