@@ -122,10 +122,20 @@ def main() -> None:
         held.close()
     share = own / total if total else None
     # steady state: a cycle without a snapshot every `every` s, a snapshot every hour (the
-    # agent's first cycle took one), against the workload's statement time per second
+    # agent's first cycle took one), the probes (run here every cycle, to be measured) once
+    # per the default probe interval, against the workload's statement time per second
+    with psycopg.connect(url) as conn:
+        probe_ms = conn.execute("""
+            SELECT coalesce(sum(total_exec_time), 0) FROM pg_stat_statements
+            WHERE userid = (SELECT oid FROM pg_roles WHERE rolname = %s)
+              AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())""",
+                                (demo_logins.PROBE_ROLE,)).fetchone()[0] if probe_url else 0.0
+    probe_round_ms = probe_ms / len(cycles) if cycles else 0.0
+    probe_every = Settings().probe_interval_s
     checks_ms = statistics.median(own_per_cycle[1:]) if len(own_per_cycle) > 1 else None
     snapshot_ms = own_per_cycle[0] - (checks_ms or 0) if args.watcher == "agent" else 0
-    steady = ((checks_ms / args.every + snapshot_ms / 3600) / ((total - own) / args.duration)
+    steady = (((checks_ms - probe_round_ms) / args.every + probe_round_ms / probe_every
+               + snapshot_ms / 3600) / ((total - own) / args.duration)
               if checks_ms is not None and total > own else None)
     with psycopg.connect(url) as conn:
         top_own = conn.execute("""
@@ -149,9 +159,11 @@ def main() -> None:
         "own_share_measured": None if share is None else round(share, 5),
         "own_ms_per_cycle": [round(v, 1) for v in own_per_cycle],
         "own_share_steady": None if steady is None else round(steady, 5),
-        "steady_method": "median cycle without snapshot / every + first cycle's extra "
-                         "(the agent's snapshot) / 3600 s, against the workload's statement "
-                         "time per s",
+        "probe_round_ms": round(probe_round_ms, 1), "probe_interval_s": probe_every,
+        "steady_method": "(median cycle without snapshot - one probe round) / every + a probe "
+                         "round / the default probe interval + first cycle's extra (the "
+                         "agent's snapshot) / 3600 s, against the workload's statement time "
+                         "per s",
         "goal_share": goal,
         "steady_within_goal": steady is not None and steady <= goal,
         "own_top_statements": [[float(ms), calls, text] for ms, calls, text in top_own],

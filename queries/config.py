@@ -130,8 +130,10 @@ class Settings:
     replication_lag_max_bytes: int = 64 * 1048576
     slot_retained_max_bytes: int = 1024 * 1048576
     # latency probes (queries/probes.py): each of the plan's probes once per interval on the
-    # probe login (0: off), stopped at the timeout (then counted as a failure)
-    probe_interval_s: float = 60.0
+    # probe login (0: off), stopped at the timeout (then counted as a failure). Every 5 minutes:
+    # 288 runs a day per query for the percentiles, and the agent within its overhead budget
+    # (bench/agent_cost.py: a round of the demo's three costs about as much as a cycle's checks)
+    probe_interval_s: float = 300.0
     probe_timeout_ms: int = 2_000
 
 
