@@ -21,7 +21,7 @@ import psycopg
 
 from queries.config import Settings, Target
 from queries.columns import Column
-from queries.connections import OWN_STATEMENT_TAG, DatabaseProblem, describe_error
+from queries.connections import DatabaseProblem, TaggedConnection, describe_error
 from queries.frames import to_frame
 from queries.plan import HotQuery
 from queries.plan_login import SERVER_FILE_ROLES
@@ -79,8 +79,10 @@ def connect(target: Target, settings: Settings) -> psycopg.Connection:
                               "Set DATABASE_PROBE_URL (or database_probe_url) to a read-only "
                               "login; the README's least-privilege recipe creates one.")
     try:
-        conn = psycopg.connect(target.probe_url, connect_timeout=settings.connect_timeout_s,
-                               application_name=PROBE_APPLICATION_NAME, autocommit=True)
+        # every statement tagged (the check's too): pg_stat_statements figures leave them out
+        conn = TaggedConnection.connect(target.probe_url,
+                                        connect_timeout=settings.connect_timeout_s,
+                                        application_name=PROBE_APPLICATION_NAME, autocommit=True)
     except psycopg.Error as exc:
         raise describe_error(exc, target.probe_url) from exc
     try:
@@ -94,7 +96,7 @@ def connect(target: Target, settings: Settings) -> psycopg.Connection:
 def run_one(conn: psycopg.Connection, query: HotQuery, timeout_ms: int) -> ProbeSample:
     """One timed run of a hot query's probe, read-only and rolled back."""
     params = [list(p) if isinstance(p, tuple) else p for p in query.probe_params]
-    text = query.probe.rstrip().rstrip(";") + "\n" + OWN_STATEMENT_TAG
+    text = query.probe.rstrip().rstrip(";")  # the connection tags it
     try:
         with conn.transaction(force_rollback=True):
             conn.execute("SET TRANSACTION READ ONLY")
@@ -107,7 +109,7 @@ def run_one(conn: psycopg.Connection, query: HotQuery, timeout_ms: int) -> Probe
                 SELECT i.indexrelid, pg_stat_get_xact_numscans(i.indexrelid)
                 FROM pg_stat_xact_user_tables t JOIN pg_index i ON i.indrelid = t.relid
                 WHERE t.idx_scan > 0 AND pg_stat_get_xact_numscans(i.indexrelid) > 0
-                """ + OWN_STATEMENT_TAG).fetchall())
+                """).fetchall())
         return ProbeSample(query.name, seconds, index_scans=scans)
     except psycopg.Error as exc:
         return ProbeSample(query.name, None, str(exc).strip().splitlines()[0])
@@ -123,7 +125,7 @@ def run_round(target: Target, settings: Settings, queries: tuple[HotQuery, ...])
     """Each probe once, on one checked connection."""
     with connect(target, settings) as conn:
         stats_reset = conn.execute("SELECT stats_reset FROM pg_stat_database WHERE datname = "
-                                   "current_database() " + OWN_STATEMENT_TAG).fetchone()[0]
+                                   "current_database()").fetchone()[0]
         return Round([run_one(conn, q, settings.probe_timeout_ms) for q in queries], stats_reset)
 
 

@@ -131,6 +131,10 @@ def test_scans_the_probes_cause_prove_no_use_and_their_text_is_not_reported(scra
             probes.store(conn, "scratch_probe", datetime.now(timezone.utc), done)
             conn.execute("UPDATE dbpulse.probe_index_scans SET source = current_database()")
             conn.execute("SELECT pg_stat_force_next_flush()")
+            untagged = conn.execute(  # nothing the probe login ran is left untagged
+                "SELECT query FROM pg_stat_statements WHERE userid = 'probe_scan_login'::regrole "
+                "AND query NOT LIKE '%/* dbpulse */' AND query NOT IN ('BEGIN', 'ROLLBACK')"
+            ).fetchall()
     with monitoring_connection(scratch_database, settings) as conn:
         raw = conn.execute("SELECT pg_stat_get_numscans('planted_tag'::regclass)").fetchone()[0]
         frame = indexes.list_indexes(conn)
@@ -138,7 +142,7 @@ def test_scans_the_probes_cause_prove_no_use_and_their_text_is_not_reported(scra
                                         statements.StatementFilter(text="probe_planted"))
     assert raw == 1
     assert frame.set_index("index_name").at["planted_tag", "scans"] == 0
-    assert top.empty
+    assert top.empty and untagged == []
 
 
 def test_the_agent_probes_and_serves_a_histogram_promtool_accepts(logins):
