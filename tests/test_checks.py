@@ -40,7 +40,8 @@ def test_blocked_and_long_running_sessions_are_found(scratch_database, settings)
             # the waiter's state and its blockers are read a moment apart: wait until both
             # say it waits (between its SET and its SELECT it is idle in a transaction)
             waiter = frame[frame["application_name"] == "waiter"]
-            if len(activity.blocked(frame)) and (waiter["state"] == "active").all():
+            if len(activity.blocked(frame)) and (waiter["state"] == "active").all() \
+                    and (waiter["wait_event"] == "relation").all():  # its wait set, too
                 break
             time.sleep(0.2)
         blocked = activity.blocked(frame)
