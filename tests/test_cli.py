@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import psycopg
+import pytest
 
 from tests.conftest import PROJECT_ROOT, run_cli
 
@@ -94,6 +95,7 @@ def test_demo_loads_only_into_an_explicit_database(servers, scratch_database, tm
     assert again.returncode == 0 and "already loaded" in again.stdout
 
 
+@pytest.mark.server  # starts its own
 def test_sigterm_to_serve_stops_the_dashboard_it_started(tmp_path):
     """systemctl stop sends SIGTERM to cli.py serve: the Streamlit process it started goes too."""
     import signal

@@ -87,6 +87,7 @@ def test_redact_hides_passwords():
     assert "secret" not in redact("postgresql://me:secret@db/app?broken=")
 
 
+@pytest.mark.server  # starts its own
 def test_numbers_return_within_seconds_of_a_restart(tmp_path, monkeypatch):
     """PostgreSQL stopped and started again under an open dashboard: the dead pooled
     connections are noticed and the failure is not kept, so numbers come back at once."""
