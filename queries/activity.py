@@ -189,7 +189,11 @@ class PeakUse:
 
 def peak_use(history: psycopg.Connection, source: str, start, end) -> PeakUse | None:
     """The largest share of the available connections the application (DB Pulse's own left
-    out) held in [start, end), from the agent's samples; None without samples."""
+    out) held in [start, end), from the agent's samples; None without samples (or before the
+    agent's first)."""
+    if not history.execute("SELECT to_regclass('dbpulse.connection_samples') IS NOT NULL"
+                           ).fetchone()[0]:
+        return None
     row = history.execute("""
         SELECT (in_use - own)::float8 / greatest(max_connections - reserved, 1), in_use - own,
                max_connections - reserved, taken_at, count(*) OVER ()

@@ -151,7 +151,11 @@ def store(history: psycopg.Connection, source: str, at: datetime, done: Round) -
 def percentiles(history: psycopg.Connection, source: str, start: datetime,
                 end: datetime) -> pd.DataFrame:
     """Per probe over [start, end): runs, failures, p50/p95/p99 in ms (of the runs that
-    finished; a timed-out run counts as a failure, so a tail past the timeout shows there)."""
+    finished; a timed-out run counts as a failure, so a tail past the timeout shows there).
+    Empty where no probe ever ran (no table yet)."""
+    if not history.execute("SELECT to_regclass('dbpulse.probe_samples') IS NOT NULL"
+                           ).fetchone()[0]:
+        return pd.DataFrame(columns=["name", "runs", "failures", "p50_ms", "p95_ms", "p99_ms"])
     return to_frame(history.execute("""
         SELECT name, count(*) AS runs, count(*) FILTER (WHERE seconds IS NULL) AS failures,
                1000 * percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) AS p50_ms,
@@ -166,9 +170,6 @@ def percentiles(history: psycopg.Connection, source: str, start: datetime,
 def p95_by_name(history: psycopg.Connection, source: str, start: datetime,
                 end: datetime) -> dict[str, float]:
     """Each probe's p95 in ms over [start, end); empty where no probe ever ran."""
-    if not history.execute("SELECT to_regclass('dbpulse.probe_samples') IS NOT NULL"
-                           ).fetchone()[0]:
-        return {}
     found = percentiles(history, source, start, end)
     return {n: float(v) for n, v in zip(found.get("name", []), found.get("p95_ms", []))
             if v is not None and v == v}
@@ -192,7 +193,13 @@ def own_scans(conn: psycopg.Connection) -> dict[int, int]:
     return {int(oid): int(n) for oid, n in rows}
 
 
-def against_targets(found: pd.DataFrame | None, queries: tuple[HotQuery, ...]) -> pd.DataFrame:
+def latency(history: psycopg.Connection, source: str, queries: tuple[HotQuery, ...],
+            start: datetime, end: datetime) -> pd.DataFrame:
+    """The probes' percentiles over [start, end) beside their targets (the plan page)."""
+    return against_targets(percentiles(history, source, start, end), queries)
+
+
+def against_targets(found: pd.DataFrame, queries: tuple[HotQuery, ...]) -> pd.DataFrame:
     """The percentiles beside each probe's target: met when p95 is within it (the plan sets
     p95 targets), unknown without runs that finished.
 
@@ -205,7 +212,7 @@ def against_targets(found: pd.DataFrame | None, queries: tuple[HotQuery, ...]) -
     """
     targets = pd.DataFrame({"name": [q.name for q in queries],
                             "target_ms": [q.target_ms for q in queries]})
-    frame = targets.merge(found, on="name", how="left") if found is not None and len(found) else \
+    frame = targets.merge(found, on="name", how="left") if len(found) else \
         targets.assign(runs=0, failures=0, p50_ms=None, p95_ms=None, p99_ms=None)
     p95 = pd.to_numeric(frame["p95_ms"], errors="coerce")
     frame["state"] = ["grey" if p != p or t != t or t is None else

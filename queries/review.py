@@ -392,9 +392,6 @@ def build_review(history_conn: psycopg.Connection, source: str, previous: Period
         if cov_prev.usable else {}
     p95_cur = probes.p95_by_name(history_conn, source, current.start, current.end)
     def peak_share(period):
-        if not history_conn.execute("SELECT to_regclass('dbpulse.connection_samples') "
-                                    "IS NOT NULL").fetchone()[0]:
-            return None
         found = activity.peak_use(history_conn, source, period.start, period.end)
         return None if found is None else 100 * found.share
 

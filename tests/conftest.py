@@ -301,6 +301,18 @@ def run_cli(*args, env=None):
                           timeout=300)
 
 
+def scrape(last) -> bytes:
+    """/metrics as Prometheus reads it, served from an agent's last cycle on a free port."""
+    from agent.metrics import serve
+
+    port = free_port()
+    server = serve(last, port)
+    try:
+        return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+    finally:
+        server.shutdown()
+
+
 def promtool() -> str:
     """Debian's promtool (the prometheus package); fails under CI, skips elsewhere."""
     found = shutil.which("promtool")

@@ -23,7 +23,7 @@ from agent.runner import Agent, AlreadyRunning, hold_lock
 from demo.stack import free_port
 from queries.config import Settings, Target
 from queries.markup import shown
-from tests.conftest import PROJECT_ROOT, promtool
+from tests.conftest import PROJECT_ROOT, promtool, scrape
 
 
 class Receiver:
@@ -361,12 +361,7 @@ def test_grafana_dashboard_imports_as_is_and_asks_only_for_served_metrics(scratc
     agent.last.count_refreshes("scratch", "ok", 0)
     # a probe's run as the agent records it (tests/test_probes.py runs real ones)
     agent.last.observe_probe("scratch", "Q1 message events list", 0.05)
-    port = free_port()
-    server = serve(agent.last, port)
-    try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
-    finally:
-        server.shutdown()
+    text = scrape(agent.last)
     served = {line.split("{")[0].split(" ")[0] for line in text.decode().splitlines()
               if line and not line.startswith("#")}
     for panel in board["panels"]:

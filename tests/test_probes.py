@@ -3,7 +3,6 @@ against ground truth, the login check, the histogram Prometheus reads, and DB Pu
 kept out of the unused-index verdicts and the statement figures."""
 
 import subprocess
-import urllib.request
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -11,15 +10,13 @@ import psycopg
 import pytest
 
 from agent import alerts
-from agent.metrics import serve
 from agent.runner import Agent
 from queries import dbpulse_schema, indexes, probes, statements
 from queries.capabilities import detect
 from queries.config import Settings, Target
 from queries.connections import admin_connection, monitoring_connection
 from queries.plan import current as current_plan
-from demo.stack import free_port
-from tests.conftest import as_actor, promtool
+from tests.conftest import as_actor, promtool, scrape
 
 SETTINGS = Settings(role="dba", statement_timeout_ms=5000, connect_timeout_s=3)
 
@@ -151,12 +148,7 @@ def test_the_agent_probes_and_serves_a_histogram_promtool_accepts(logins):
                   snapshot_every=timedelta(days=1))
     agent.cycle([target])
     agent.cycle([target])  # within the interval: not again
-    port = free_port()
-    server = serve(agent.last, port)
-    try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
-    finally:
-        server.shutdown()
+    text = scrape(agent.last)
     lines = text.decode().splitlines()
     counts = [line for line in lines if line.startswith("dbpulse_probe_duration_seconds_count")]
     assert len(counts) == 3 and all(line.endswith(" 1.0") for line in counts), counts

@@ -523,13 +523,8 @@ def probe_latency(target: Target, settings: Settings, hours: int = 24) -> Loaded
     now = datetime.now(timezone.utc)
     queries = plan.current(settings).probes
 
-    def load(conn):
-        if not conn.execute("SELECT to_regclass('dbpulse.probe_samples') IS NOT NULL"
-                            ).fetchone()[0]:
-            return probes.against_targets(None, queries)
-        return probes.against_targets(probes.percentiles(
-            conn, target.history_source, now - timedelta(hours=hours), now), queries)
-    return _load(target.history_read_url, settings, load)
+    return _load(target.history_read_url, settings, lambda conn: probes.latency(
+        conn, target.history_source, queries, now - timedelta(hours=hours), now))
 
 
 @cached(ttl=CACHE_TTL_S)
@@ -540,9 +535,5 @@ def connection_peak(target: Target, settings: Settings, hours: int = 24) -> Load
 
     now = datetime.now(timezone.utc)
 
-    def load(conn):
-        if not conn.execute("SELECT to_regclass('dbpulse.connection_samples') IS NOT NULL"
-                            ).fetchone()[0]:
-            return None
-        return activity.peak_use(conn, target.history_source, now - timedelta(hours=hours), now)
-    return _load(target.history_read_url, settings, load)
+    return _load(target.history_read_url, settings, lambda conn: activity.peak_use(
+        conn, target.history_source, now - timedelta(hours=hours), now))
