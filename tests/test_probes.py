@@ -168,7 +168,7 @@ def test_the_plan_page_and_the_review_show_the_probes_p95_against_the_targets(
     target = _target(logins)
     plan = current_plan(SETTINGS)
     rounds = [probes.run_round(target, SETTINGS, plan.probes) for _ in range(2)]
-    start = datetime.now(timezone.utc)
+    start = datetime.now(timezone.utc) - timedelta(seconds=10)  # stored in the past, as run
     with admin_connection(logins.admin_url, SETTINGS) as conn:
         for n, done in enumerate(rounds):
             probes.store(conn, target.history_source, start + timedelta(seconds=n), done)
