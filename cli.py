@@ -15,10 +15,42 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from demo.stack import StackError
-from queries.connections import DatabaseProblem
+import pandas as pd
+
+from agent.metrics import serve
+from agent.runner import Agent
+from demo import run
+from demo.stack import (
+    DEFAULT_PG_PORT,
+    DEFAULT_REDIS_PORT,
+    DEFAULT_ROOT,
+    EmbeddedStack,
+    StackError,
+)
+from demo.workload import Workload
+from foundation import access, migration_files
+from foundation.access import AccessRefused
+from foundation.config import (
+    ConfigError,
+    find_target,
+    load_settings,
+    load_targets,
+    read_secrets,
+)
+from foundation.connections import (
+    DatabaseProblem,
+    admin_connection,
+    monitoring_connection,
+)
+from foundation.roles import Actor
+from operations import actions, fleet, history, migrations, review
+from operations.alerts import Alerter, channels_from, policy_from
+from reads import matviews, schedules
+from reads.redis_cache import RedisProblem
+from reports import weekly
 
 # The demo agent's /metrics: outside 9100-9999, which Prometheus' list of exporter ports has
 # handed out entirely (9187 is postgres_exporter's)
@@ -28,7 +60,6 @@ PROJECT_ROOT = Path(__file__).resolve().parent
 
 
 def _stack(args):
-    from demo.stack import DEFAULT_ROOT, EmbeddedStack
 
     # DBPULSE_STACK_DIR lets the test suite point the CLI at its own stack
     root = Path(os.environ.get("DBPULSE_STACK_DIR") or DEFAULT_ROOT)
@@ -38,9 +69,6 @@ def _stack(args):
 def _acting(args):
     """Who runs this command (cli:<os user>), with the role the configuration gives them, on
     which target and with which settings."""
-    from queries import access
-    from queries.config import find_target, load_settings, load_targets, read_secrets
-    from queries.roles import Actor
 
     settings = load_settings()
     target = find_target(getattr(args, "target", None), load_targets())
@@ -73,8 +101,6 @@ def cmd_stack(args) -> int:
 
 # -- demo --------------------------------------------------------------------------------------
 def cmd_demo(args) -> int:
-    from demo import run
-
     stack = _stack(args)
     # Only an explicit --database-url loads elsewhere (with no embedded server started);
     # DATABASE_URL from the environment is deliberately ignored so nobody loads demo data into
@@ -129,8 +155,6 @@ def _supervise(main: subprocess.Popen, *others: subprocess.Popen) -> int:
 def cmd_serve(args) -> int:
     """Serve the dashboard, after checking that this configuration may serve on this address:
     a DBA without sign-in only on 127.0.0.1."""
-    from queries import access
-    from queries.config import load_settings, read_secrets
 
     # the value this command gives Streamlit's server below
     problem = access.start_problem(access.load_policy(read_secrets(), load_settings()),
@@ -151,8 +175,6 @@ def cmd_serve(args) -> int:
 
 
 def cmd_workload(args) -> int:
-    from demo.workload import Workload
-
     workload = Workload(args.database_url, args.redis_url, read_url=args.read_url)
     try:
         stats = workload.run(rate_per_s=args.rate, duration_s=args.duration)
@@ -166,8 +188,6 @@ def cmd_workload(args) -> int:
 def cmd_check(args) -> int:
     """Run the health checks on the target (or every configured target, concurrently); exit 1
     when any is red or a server is unreachable."""
-    from queries import fleet
-    from queries.config import load_targets
 
     who = _acting(args)
     if args.all_targets:
@@ -226,7 +246,6 @@ def _print_check(report: dict, verbose: bool = False) -> None:
 
 def cmd_refresh(args) -> int:
     """Refresh one materialized view, or every stale one (for cron)."""
-    from queries import actions, matviews
 
     who = _acting(args)
     if args.stale:
@@ -251,8 +270,6 @@ def cmd_refresh(args) -> int:
 
 def cmd_schedule(args) -> int:
     """list | set | pause | resume | remove the pg_cron refresh schedule of a view (DBA)."""
-    from queries import actions, schedules
-    from queries.connections import monitoring_connection
 
     who = _acting(args)
     if args.action == "list":
@@ -302,14 +319,7 @@ def cmd_schedule(args) -> int:
 def cmd_agent(args) -> int:
     """Run by itself: per target, checks and KPIs every cycle, history snapshots when due,
     alerts on changes, /metrics for Prometheus; one line per target and cycle."""
-    from datetime import timedelta
 
-    from agent.alerts import Alerter, channels_from, policy_from
-    from agent.metrics import serve
-    from agent.runner import Agent
-    from queries import access
-    from queries.config import find_target, load_settings, load_targets, read_secrets
-    from queries.roles import Actor
 
     settings, secrets = load_settings(), read_secrets()
     targets = (load_targets() if args.all_targets
@@ -335,16 +345,13 @@ def cmd_agent(args) -> int:
 
 def cmd_migrate(args) -> int:
     """status | plan | apply | rollback of the prepared migrations (admin connection)."""
-    import pandas as pd
 
-    from queries import actions, migrations
-    from queries.connections import admin_connection
 
     who = _acting(args)
     if args.dir:
         who = dataclasses.replace(who, settings=dataclasses.replace(who.settings,
                                                                     migrations_dir=args.dir))
-    found = migrations.discover(migrations.migrations_dir(who.settings))
+    found = migration_files.discover(migration_files.migrations_dir(who.settings))
     if args.action in ("apply", "rollback"):
         try:
             done = actions.migrate(who, args.action, args.up_to if args.action == "apply"
@@ -359,7 +366,7 @@ def cmd_migrate(args) -> int:
         if args.action == "status":
             print("\n".join(_status_lines(migrations.status(conn, found))))
             for m in found:
-                for finding in migrations.lint(m):
+                for finding in migration_files.lint(m):
                     print(f"lint {m.path.name}:{finding['line']} [{finding['rule']}] "
                           f"{finding['explanation']}")
             return 0
@@ -375,7 +382,6 @@ def cmd_migrate(args) -> int:
 
 def _status_lines(status) -> list[str]:
     """The migrations' states as a plain table: whole numbers, no NaN, minutes in UTC."""
-    import pandas as pd
 
     rows = [("version", "name", "state", "done", "last run")]
     for r in status.itertuples():
@@ -389,8 +395,6 @@ def _status_lines(status) -> list[str]:
 
 
 def cmd_schema(args) -> int:
-    from queries import actions
-
     applied = actions.install_schema(_acting(args))
     print("applied: " + (", ".join(applied) if applied else "nothing, the schema is current"))
     return 0
@@ -399,7 +403,6 @@ def cmd_schema(args) -> int:
 # -- history -----------------------------------------------------------------------------------
 def cmd_snapshot(args) -> int:
     """Store one snapshot of the counters (run it from cron, e.g. hourly) and prune old ones."""
-    from queries import actions
 
     who = _acting(args)
     target, settings = who.target, who.settings
@@ -418,7 +421,6 @@ def cmd_snapshot(args) -> int:
 
 def _moment(text: str):
     """An ISO date (midnight UTC) or date and time; without a zone, UTC."""
-    from datetime import datetime, timezone
 
     try:
         moment = datetime.fromisoformat(text)
@@ -431,11 +433,7 @@ def _moment(text: str):
 def cmd_report(args) -> int:
     """The weekly review of a period (default the last 7 days) against the period of the same
     length before it, written as self-contained HTML or Markdown."""
-    from datetime import datetime, timedelta, timezone
 
-    from queries import history, review
-    from queries.connections import DatabaseProblem, monitoring_connection
-    from reports import weekly
 
     who = _acting(args)
     target, settings = who.target, who.settings
@@ -471,8 +469,6 @@ def cmd_report(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from demo.stack import DEFAULT_PG_PORT, DEFAULT_REDIS_PORT
-
     parser = argparse.ArgumentParser(prog="cli.py", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -610,9 +606,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "refresh" and not (args.stale or args.name):
         parser.error("refresh needs a view name or --stale")
-    from queries.access import AccessRefused
-    from queries.config import ConfigError
-    from queries.redis_cache import RedisProblem
 
     try:
         return args.func(args)

@@ -15,8 +15,12 @@ import time
 from dataclasses import dataclass, field
 
 from prometheus_client import start_http_server
-from prometheus_client.core import (CollectorRegistry, CounterMetricFamily, GaugeMetricFamily,
-                                   HistogramMetricFamily)
+from prometheus_client.core import (
+    CollectorRegistry,
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
 from prometheus_client.process_collector import ProcessCollector
 
 # dbpulse_check_state's values; "grey" (the check could not run) is unknown
@@ -29,14 +33,14 @@ PROBE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 
 @dataclass
 class TargetFigures:
     """What one cycle measured on one target (the figures the dashboard shows)."""
-    report: dict                                  # queries.fleet.target_report
+    report: dict                                  # operations.fleet.target_report
     slow_calls: tuple[int, int, int] | None = None  # low, high, total calls
     exec_ms: float | None = None                  # all statements' execution time
     statements: list[dict] = field(default_factory=list)  # queryid, calls, exec_ms
     view_ages: dict[str, float | None] = field(default_factory=dict)  # view -> minutes
     index_scans: int | None = None
     seq_scans: int | None = None
-    connections: object | None = None             # queries.activity.ConnectionUse
+    connections: object | None = None             # reads.activity.ConnectionUse
 
 
 class LastCycle:

@@ -16,14 +16,19 @@ from typing import Callable
 import pandas as pd
 import psycopg
 
-from agent.alerts import Alerter
 from agent.metrics import LastCycle, TargetFigures
-from queries import (actions, activity, alert_log, capabilities, fleet, matviews, probes,
-                     statements)
-from queries.config import Settings, Target
-from queries.connections import DatabaseProblem, admin_connection, monitoring_connection
-from queries.plan import current as current_plan
-from queries.roles import Actor
+from foundation import capabilities
+from foundation.config import Settings, Target
+from foundation.connections import (
+    DatabaseProblem,
+    admin_connection,
+    monitoring_connection,
+)
+from foundation.plan import current as current_plan
+from foundation.roles import Actor
+from operations import actions, alert_log, fleet
+from operations.alerts import Alerter
+from reads import activity, matviews, probes, statements
 
 AGENT_LOCK_KEY = 0x44425041  # "DBPA": one agent per target database
 TOP_STATEMENTS = 10           # bounded labels for Prometheus

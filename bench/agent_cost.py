@@ -33,15 +33,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psycopg  # noqa: E402
 from psycopg import sql  # noqa: E402
 
-from agent.alerts import Alerter  # noqa: E402
 from agent.metrics import serve  # noqa: E402
 from agent.runner import Agent  # noqa: E402
 from demo import loader  # noqa: E402
 from demo import logins as demo_logins  # noqa: E402
 from demo.stack import create_database, free_port  # noqa: E402
 from demo.workload import Workload  # noqa: E402
-from queries.config import Settings, Target  # noqa: E402
-from queries.connections import OWN_STATEMENT_TAG  # noqa: E402
+from foundation.config import Settings, Target  # noqa: E402
+from foundation.connections import OWN_STATEMENT_TAG  # noqa: E402
+from operations.alerts import Alerter  # noqa: E402
 
 DATABASE = "agent_cost"
 GOAL_SHARE = {"agent": 0.01, "overview": 0.005}

@@ -16,9 +16,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from demo import loader  # noqa: E402
 from demo.stack import PROJECT_ROOT, EmbeddedStack, create_database, free_port  # noqa: E402
-from queries import cache, capabilities, server  # noqa: E402
-from queries.config import Settings  # noqa: E402
-from queries.connections import monitoring_connection  # noqa: E402
+from foundation import capabilities, server
+from foundation.config import Settings  # noqa: E402
+from foundation.connections import monitoring_connection  # noqa: E402
+from reads import cache  # noqa: E402
 
 
 def page_data(url: str, redis_url: str, repeats: int = 5) -> dict:
@@ -28,7 +29,7 @@ def page_data(url: str, redis_url: str, repeats: int = 5) -> dict:
 
     logging.getLogger("streamlit").setLevel(logging.ERROR)
     from demo.workload import Workload
-    from queries.statements import StatementFilter
+    from reads.statements import StatementFilter
     from ui import loaders
 
     workload = Workload(url, redis_url, seed=1)

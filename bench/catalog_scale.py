@@ -27,9 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psycopg  # noqa: E402
 
 from demo.stack import PROJECT_ROOT, EmbeddedStack, create_database, free_port  # noqa: E402
-from queries import bloat, cache, capabilities, checks, indexes, migrations, statements, vacuum  # noqa: E402
-from queries.config import Settings  # noqa: E402
-from queries.connections import open_monitoring  # noqa: E402
+from foundation import capabilities, migration_files
+from foundation.config import Settings  # noqa: E402
+from foundation.connections import open_monitoring  # noqa: E402
+from operations import checks
+from reads import bloat, cache, indexes, statements, vacuum  # noqa: E402
 
 SCHEMAS, TABLES_PER_SCHEMA = 1000, 5
 ROOT = PROJECT_ROOT / ".dbpulse" / "bench-catalog"
@@ -114,7 +116,7 @@ def jobs(caps: capabilities.Capabilities) -> dict:
     return {
         "unused indexes": lambda c: indexes.unused_review(
             c, SETTINGS.unused_index_min_bytes,
-            indexes.usage_evidence(c, migrations.migrations_dir(SETTINGS), evidence_age)),
+            indexes.usage_evidence(c, migration_files.migrations_dir(SETTINGS), evidence_age)),
         "index bloat": bloat.index_bloat,
         "table bloat": bloat.table_bloat,
         "top statements": lambda c: statements.top_statements(

@@ -1,5 +1,5 @@
 """Benchmark: the fleet overview over 20 databases on one server, a few with findings, plus
-one target that is down. Times the concurrent read (queries/fleet.py), the Fleet page drawn by
+one target that is down. Times the concurrent read (operations/fleet.py), the Fleet page drawn by
 Streamlit's AppTest, and the page in headless Chromium (a fresh dashboard each run). Prints one
 JSON object.
 
@@ -25,8 +25,8 @@ import psycopg  # noqa: E402
 from psycopg import sql  # noqa: E402
 
 from demo.stack import PROJECT_ROOT, create_database, free_port  # noqa: E402
-from queries import fleet  # noqa: E402
-from queries.config import Settings, Target  # noqa: E402
+from foundation.config import Settings, Target  # noqa: E402
+from operations import fleet  # noqa: E402
 
 GOAL_S = 3.0
 

@@ -23,10 +23,10 @@ from demo import history as demo_history  # noqa: E402
 from demo import loader  # noqa: E402
 from demo.stack import PROJECT_ROOT, EmbeddedStack, create_database, free_port  # noqa: E402
 from demo.workload import Workload  # noqa: E402
-from queries import dbpulse_schema, history, review, snapshots  # noqa: E402
-from queries.config import Settings, Target  # noqa: E402
-from queries.roles import Actor  # noqa: E402
-from queries.connections import admin_connection, monitoring_connection  # noqa: E402
+from foundation.config import Settings, Target  # noqa: E402
+from foundation.connections import admin_connection, monitoring_connection  # noqa: E402
+from foundation.roles import Actor  # noqa: E402
+from operations import dbpulse_schema, history, review, snapshots  # noqa: E402
 
 HISTORY_TABLES = ["snapshots", "snapshot_statements", "statement_texts", "snapshot_tables",
                   "snapshot_indexes", "snapshot_matviews", "snapshot_redis"]

@@ -1,5 +1,5 @@
 """Benchmark: the history at scale (issue 15). 90 days of hourly snapshots of 5,000 statements
-(pg_stat_statements.max), written by the real writer (queries/snapshots.store), then its size
+(pg_stat_statements.max), written by the real writer (operations/snapshots.store), then its size
 and the weekly review's statement figures timed.
 
 The workload: 500 hot statements run every hour; the other 4,500 each run in about one hour of
@@ -27,10 +27,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from demo.stack import PROJECT_ROOT, EmbeddedStack, create_database, free_port  # noqa: E402
-from queries import dbpulse_schema, history, review, snapshots  # noqa: E402
-from queries.config import Settings, Target  # noqa: E402
-from queries.connections import admin_connection, monitoring_connection  # noqa: E402
-from queries.roles import Actor  # noqa: E402
+from foundation.config import Settings, Target  # noqa: E402
+from foundation.connections import admin_connection, monitoring_connection  # noqa: E402
+from foundation.roles import Actor  # noqa: E402
+from operations import dbpulse_schema, history, review, snapshots  # noqa: E402
 
 GOAL_BYTES, GOAL_REVIEW_MS = 300 * 1024 ** 2, 1000
 SOURCE = "scale"

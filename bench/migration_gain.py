@@ -21,10 +21,11 @@ import psycopg  # noqa: E402
 
 from demo import loader  # noqa: E402
 from demo.stack import PROJECT_ROOT, EmbeddedStack, create_database, free_port  # noqa: E402
-from queries import migrations  # noqa: E402
-from queries.config import Settings, Target  # noqa: E402
-from queries.roles import Actor  # noqa: E402
-from queries.connections import admin_connection  # noqa: E402
+from foundation import migration_files
+from foundation.config import Settings, Target  # noqa: E402
+from foundation.connections import admin_connection  # noqa: E402
+from foundation.roles import Actor  # noqa: E402
+from operations import migrations  # noqa: E402
 
 QUERIES = {
     "Q1 message events list": ("SELECT * FROM message_events WHERE user_id = %s AND "
@@ -68,7 +69,7 @@ def main() -> None:
         users = {"heaviest": ranked[0], "median": ranked[len(ranked) // 2]}
         before = measure(url, users, args.runs)
         settings = Settings(role="dba")
-        found = migrations.discover()
+        found = migration_files.discover()
         t0 = time.perf_counter()
         with admin_connection(url, settings) as conn:
             migrations.apply(conn, Actor("bench", "dba", Target("bench", url, url), settings),

@@ -30,9 +30,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import catalog_scale  # noqa: E402
 import psycopg  # noqa: E402
 
-import catalog_scale  # noqa: E402
 from demo.stack import PROJECT_ROOT, EmbeddedStack, create_database, free_port  # noqa: E402
 
 CHROMIUM = os.environ.get("DBPULSE_CHROMIUM", "/usr/bin/chromium")

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import redis  # noqa: E402
 
 from demo.stack import PROJECT_ROOT, free_port, redis_server_binary  # noqa: E402
-from queries.config import Settings  # noqa: E402
+from foundation.config import Settings  # noqa: E402
 
 FAMILIES = [("dashboard", 600), ("lead", 300), ("idps:analytics", 30), ("idps:inbox", 30),
             ("hot_leads", 300), ("proposals", 300), ("user_prefs", None)]

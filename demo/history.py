@@ -22,9 +22,9 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import psycopg
 
-from queries import snapshots
-from queries.roles import Actor
-from queries.plan_tracker import hot_query_label
+from foundation.roles import Actor
+from operations import snapshots
+from reads.plan_tracker import hot_query_label
 
 DAYS = 14
 PHASE1_LABEL = "apply 0001 phase1_indexes (synthetic demo history)"

@@ -13,8 +13,14 @@ from pathlib import Path
 
 import psutil
 
-from demo.stack import (PG_SYSTEM_USER, StackError, give_to_pg_user, pid_from_file,
-                        port_is_free, process_alive)
+from demo.stack import (
+    PG_SYSTEM_USER,
+    StackError,
+    give_to_pg_user,
+    pid_from_file,
+    port_is_free,
+    process_alive,
+)
 
 DEFAULT_PORT = 56432
 

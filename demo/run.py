@@ -23,10 +23,11 @@ from demo import loader, pooler
 from demo import logins as demo_logins
 from demo.stack import DEMO_PASSWORD, EmbeddedStack, StackError, record_process
 from demo.workload import Workload
-from queries import actions, matviews
-from queries.config import Settings, Target
-from queries.connections import admin_connection, monitoring_connection
-from queries.roles import Actor
+from foundation.config import Settings, Target
+from foundation.connections import admin_connection, monitoring_connection
+from foundation.roles import Actor
+from operations import actions
+from reads import matviews
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

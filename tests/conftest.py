@@ -24,8 +24,8 @@ sys.path.insert(0, str(PROJECT_ROOT))
 from demo import loader  # noqa: E402
 from demo import logins as demo_logins  # noqa: E402
 from demo.stack import EmbeddedStack, create_database, free_port, install_extensions  # noqa: E402
-from queries.config import Settings, Target  # noqa: E402
-from queries.roles import Actor  # noqa: E402
+from foundation.config import Settings, Target  # noqa: E402
+from foundation.roles import Actor  # noqa: E402
 
 # DBPULSE_TEST_DIR lets two runs of the suite (say, one file while the whole suite runs) keep
 # their servers apart
@@ -65,8 +65,8 @@ def logins(database_url) -> demo_logins.Logins:
     """The production shape on the test database: the application's role, the pg_monitor-only
     monitoring login, the plan login, and the superuser as the admin login, which has installed
     DB Pulse's schema (the README's set-up)."""
-    from queries import dbpulse_schema
-    from queries.connections import admin_connection
+    from foundation.connections import admin_connection
+    from operations import dbpulse_schema
 
     found = demo_logins.ensure(database_url)
     with admin_connection(database_url, Settings(role="dba")) as conn:
@@ -190,8 +190,8 @@ def synthetic_history(database_url, redis_url, logins):
     source."""
     from demo import history as demo_history
     from demo.workload import Workload
-    from queries import dbpulse_schema
-    from queries.connections import admin_connection, monitoring_connection
+    from foundation.connections import admin_connection, monitoring_connection
+    from operations import dbpulse_schema
 
     settings = Settings(role="dba", statement_timeout_ms=5000)
     workload = Workload(logins.app_url, redis_url, seed=3)
@@ -342,8 +342,8 @@ def index_findings(url, settings, evidence=None, include_own=False):
     """Every index finding of a database (no age needed unless `evidence` says)."""
     from datetime import timedelta
 
-    from queries import indexes
-    from queries.connections import monitoring_connection
+    from foundation.connections import monitoring_connection
+    from reads import indexes
 
     with monitoring_connection(url, settings) as conn:
         if evidence is None:

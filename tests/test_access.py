@@ -1,5 +1,5 @@
 """Who may do what: the access policy from the configuration, and every DBA action's ceremony
-(queries/actions.perform) against a real database: refusals written with who and why, the
+(operations/actions.perform) against a real database: refusals written with who and why, the
 person and the parameters in every row, the CLI honouring the configured role."""
 
 import getpass
@@ -12,10 +12,11 @@ import threading
 import psycopg
 import pytest
 
-from queries import access, actions, migrations
-from queries.config import ConfigError, Settings, Target
-from queries.connections import DatabaseProblem
-from queries.roles import Actor
+from foundation import access
+from foundation.config import ConfigError, Settings, Target
+from foundation.connections import DatabaseProblem
+from foundation.roles import Actor
+from operations import actions, migrations
 from tests.conftest import PROJECT_ROOT
 
 
@@ -141,7 +142,7 @@ def test_a_viewer_on_a_fresh_target_installs_nothing_and_is_told(scratch_databas
 
 
 def test_a_refresh_already_running_and_a_run_in_progress_are_refusals_in_the_log(view_db):
-    from queries.matviews import REFRESH_LOCK_CLASS
+    from reads.matviews import REFRESH_LOCK_CLASS
 
     ann = _who(view_db, "ann@example.com", "dba")
     actions.install_schema(ann)

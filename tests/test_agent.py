@@ -17,12 +17,12 @@ import psycopg
 import pytest
 from psycopg import conninfo, sql
 
-from agent import alerts
 from agent.metrics import serve
 from agent.runner import Agent, AlreadyRunning, hold_lock
 from demo.stack import free_port
-from queries.config import Settings, Target
-from queries.markup import shown
+from foundation.config import Settings, Target
+from foundation.markup import shown
+from operations import alerts
 from tests.conftest import PROJECT_ROOT, promtool, scrape
 
 
@@ -95,7 +95,7 @@ def smtp():
     controller.stop()
 
 
-# one target's report with one red finding (queries.fleet.target_report's shape)
+# one target's report with one red finding (operations.fleet.target_report's shape)
 RED = {"status": "red", "postgres": {}, "findings": [
     {"check": "invalid_indexes", "title": "Invalid indexes", "severity": "red",
      "summary": "1 index is INVALID", "count": 1, "page": "indexes"}]}
@@ -351,7 +351,7 @@ def test_grafana_dashboard_imports_as_is_and_asks_only_for_served_metrics(scratc
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         conn.execute("CREATE MATERIALIZED VIEW v AS SELECT 1 AS x")
         conn.execute("SELECT count(*) FROM pg_class").fetchall()
-    from queries import actions
+    from operations import actions
     from tests.conftest import as_actor
     actions.refresh_view(as_actor(Settings(role="dba"), scratch_database), "public", "v",
                          allow_blocking=True)  # a known age
@@ -543,7 +543,7 @@ def test_alerts_are_logged_once_per_change_and_a_down_one_once_it_can_be(scratch
                                                                          tmp_path):
     """The alert log (history database) gets one row per change; an alert whose history
     database cannot be reached is kept, across a restart too, and written when it can be."""
-    from queries import alert_log
+    from operations import alert_log
 
     def logged(source):
         with psycopg.connect(scratch_database) as conn:
@@ -563,7 +563,9 @@ def test_alerts_are_logged_once_per_change_and_a_down_one_once_it_can_be(scratch
     agent.locks["scratch"].close()
     assert logged(target.history_source) == [("invalid_indexes", "red"),
                                              ("invalid_indexes", "recovered")]
-    from queries import history  # the weekly review lists them among the period's events
+    from operations import (
+        history,  # the weekly review lists them among the period's events
+    )
     with psycopg.connect(scratch_database) as conn:
         listed = history.events(conn, target.history_source, history.Period(
             datetime.now(timezone.utc) - timedelta(hours=1), datetime.now(timezone.utc)))
@@ -713,8 +715,8 @@ def test_three_agents_share_three_targets_and_take_over_from_one_killed(servers,
 def test_an_agent_taking_a_target_over_does_not_announce_again_what_is_red(scratch_database):
     """The first agent announced the red check and went away with its state; the next one,
     with a new state, reads the alert log and says only the recovery."""
-    from queries import dbpulse_schema
-    from queries.connections import admin_connection
+    from foundation.connections import admin_connection
+    from operations import dbpulse_schema
     from tests.conftest import as_actor
 
     with admin_connection(scratch_database, Settings(role="dba")) as conn:

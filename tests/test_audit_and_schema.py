@@ -1,9 +1,9 @@
 import psycopg
 import pytest
 
-from queries import audit, dbpulse_schema
-from queries.connections import admin_connection
-from queries.roles import PermissionDenied
+from foundation.connections import admin_connection
+from foundation.roles import PermissionDenied
+from operations import audit, dbpulse_schema
 from tests.conftest import as_actor
 
 

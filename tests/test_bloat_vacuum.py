@@ -6,9 +6,9 @@ import pandas as pd
 import psycopg
 import pytest
 
-from queries import bloat, vacuum
-from queries.connections import monitoring_connection
-from queries.roles import PermissionDenied
+from foundation.connections import monitoring_connection
+from foundation.roles import PermissionDenied
+from reads import bloat, vacuum
 from tests.conftest import as_actor
 
 # The estimate ignores padding between columns inside a row and the few bytes a page cannot
@@ -144,7 +144,7 @@ def test_sequences_near_their_maximum(scratch_database, settings):
 
 def test_sequences_found_through_defaults_and_identity_and_their_fix_runs(scratch_database,
                                                                          settings):
-    from queries import checks
+    from operations import checks
     from tests.conftest import login_role
     with psycopg.connect(scratch_database, autocommit=True) as conn:
         conn.execute('''
@@ -193,7 +193,7 @@ def test_sequences_found_through_defaults_and_identity_and_their_fix_runs(scratc
 
 
 def test_vacuum_finding_fix_makes_it_disappear(tables, settings):
-    from queries import checks
+    from operations import checks
 
     with monitoring_connection(tables, settings) as conn:
         finding = {f.check: f for f in checks.check_vacuum(conn, settings)}["vacuum"]
@@ -282,7 +282,7 @@ def test_sequences_of_every_shape_and_their_fixes(scratch_database, settings):
     used share of its own range, and each fix removes the finding and lets nextval go on."""
     from pglast import split
 
-    from queries import checks
+    from operations import checks
     with psycopg.connect(scratch_database, autocommit=True) as conn:
         conn.execute('''
             CREATE SEQUENCE down_seq AS integer INCREMENT -1;

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from foundation import migration_files
 from tests.conftest import CHROMIUM, CHROMIUM_FLAGS, as_actor, wait_idle
 
 
@@ -146,9 +147,9 @@ def test_apply_phase_1_in_chromium(dashboard, database_url):
     import psycopg
     from playwright.sync_api import sync_playwright
 
-    from queries import migrations
-    from queries.config import Settings
-    from queries.connections import admin_connection
+    from foundation.config import Settings
+    from foundation.connections import admin_connection
+    from operations import migrations
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
@@ -197,7 +198,7 @@ def test_apply_phase_1_in_chromium(dashboard, database_url):
     finally:  # whatever failed above, the shared database goes back to no migration applied
         settings = Settings(role="dba")
         with admin_connection(database_url, settings) as conn:
-            migrations.rollback(conn, as_actor(settings, database_url), migrations.discover(),
+            migrations.rollback(conn, as_actor(settings, database_url), migration_files.discover(),
                                 to="0")
 
 
@@ -366,8 +367,8 @@ def test_every_explanation_is_in_view_at_1440_pixels(dashboard, logins):
     nothing cut off in a grid cell, nothing to scroll sideways for."""
     from playwright.sync_api import sync_playwright
 
-    from queries import actions
-    from queries.config import Settings
+    from foundation.config import Settings
+    from operations import actions
     actions.refresh_view(as_actor(Settings(role="dba"), logins.admin_url), "public",
                          "mv_deal_pipeline", allow_blocking=True)  # an audit row with a detail
     seen = {}

@@ -1,8 +1,8 @@
 import psycopg
 from psycopg import sql
 
-from queries import capabilities
-from queries.connections import monitoring_connection
+from foundation import capabilities
+from foundation.connections import monitoring_connection
 from tests.conftest import login_role
 
 
@@ -63,7 +63,7 @@ def test_missing_optional_extensions_say_how_to_get_them(database_url, settings)
 
 
 def test_names_in_shown_sql_are_quoted():
-    from queries.identifiers import qualified, quote_ident
+    from foundation.identifiers import qualified, quote_ident
 
     assert quote_ident("monitor") == "monitor"
     assert quote_ident('Odd "Role"') == '"Odd ""Role"""'

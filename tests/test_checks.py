@@ -2,15 +2,16 @@
 
 import threading
 import time
-
 from dataclasses import replace
 
 import psycopg
 import pytest
 
-from queries import activity, capabilities, checks
-from queries.config import Settings
-from queries.connections import monitoring_connection
+from foundation import capabilities, format
+from foundation.config import Settings
+from foundation.connections import monitoring_connection
+from operations import checks
+from reads import activity
 
 
 def test_blocked_and_long_running_sessions_are_found(scratch_database, settings):
@@ -165,7 +166,7 @@ def test_a_failing_check_turns_grey_and_the_others_run(scratch_database):
 @pytest.mark.parametrize("ratio,expected", [(0.995, "green"), (0.97, "amber"), (0.5, "red"),
                                             (None, "grey")])
 def test_state_for_ratio(ratio, expected):
-    assert checks.state_for_ratio(ratio, 0.99) == expected
+    assert format.state_for_ratio(ratio, 0.99) == expected
 
 
 def test_a_role_at_its_own_connection_limit_is_red_and_its_fix_clears_it(database_url,

@@ -1,6 +1,6 @@
 import pytest
 
-from queries.config import (
+from foundation.config import (
     ConfigError,
     Settings,
     find_target,
@@ -78,7 +78,7 @@ def test_malformed_secrets_file(tmp_path):
 
 
 def test_shipped_example_parses_into_targets():
-    from queries.config import PROJECT_ROOT
+    from foundation.config import PROJECT_ROOT
 
     secrets = read_secrets(PROJECT_ROOT / ".streamlit" / "secrets.toml.example")
     targets = load_targets({}, secrets)

@@ -3,8 +3,8 @@ import time
 import psycopg
 import pytest
 
-from queries.config import Settings
-from queries.connections import (
+from foundation.config import Settings
+from foundation.connections import (
     ADMIN_APPLICATION_NAME,
     MONITOR_APPLICATION_NAME,
     DatabaseProblem,
@@ -155,10 +155,10 @@ def test_the_agent_samples_connection_use_and_the_plan_kpi_is_its_peak(logins):
     peak the plan's KPI is judged on is that sample, DB Pulse's own connections left out."""
     from datetime import datetime, timedelta, timezone
 
-    from agent import alerts
     from agent.runner import Agent
-    from queries import activity
-    from queries.config import Target
+    from foundation.config import Target
+    from operations import alerts
+    from reads import activity
 
     settings = Settings(role="dba", statement_timeout_ms=5000, connect_timeout_s=3)
     target = Target("peak", logins.monitor_url, logins.admin_url)

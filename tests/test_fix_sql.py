@@ -7,9 +7,10 @@ import time
 import psycopg
 from pglast import split
 
-from queries import capabilities, checks
-from queries.config import Settings
-from queries.connections import monitoring_connection
+from foundation import capabilities
+from foundation.config import Settings
+from foundation.connections import monitoring_connection
+from operations import checks
 
 SETTINGS = Settings(unused_index_min_bytes=0, unused_index_min_age_days=0, bloat_min_bytes=0,
                     bloat_min_ratio=0.3)

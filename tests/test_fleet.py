@@ -5,8 +5,8 @@ import json
 
 import psycopg
 
-from queries import fleet
-from queries.config import Settings, Target
+from foundation.config import Settings, Target
+from operations import fleet
 from tests.conftest import run_cli
 
 

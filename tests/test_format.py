@@ -1,6 +1,6 @@
 from datetime import timedelta
 
-from ui.format import human_bytes, human_duration, percent, state_for_ratio
+from foundation.format import human_bytes, human_duration, percent, state_for_ratio
 
 
 def test_human_units():

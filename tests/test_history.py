@@ -13,10 +13,14 @@ import pytest
 import redis
 
 from demo.stack import EmbeddedStack, create_database, free_port, redis_server_binary
-from queries import actions, dbpulse_schema, history, snapshots
-from queries.config import Target
-from queries.roles import Actor
-from queries.connections import DatabaseProblem, admin_connection, monitoring_connection
+from foundation.config import Target
+from foundation.connections import (
+    DatabaseProblem,
+    admin_connection,
+    monitoring_connection,
+)
+from foundation.roles import Actor
+from operations import actions, dbpulse_schema, history, snapshots
 from tests.conftest import as_actor
 
 PROBE = "SELECT count(*) AS history_probe FROM contacts WHERE name = %s"
@@ -89,7 +93,7 @@ def test_snapshot_stores_counters_and_each_text_once(database_url, dba_settings)
 
 
 def test_viewer_cannot_take_a_snapshot(database_url, settings):
-    from queries.roles import PermissionDenied
+    from foundation.roles import PermissionDenied
 
     with pytest.raises(PermissionDenied):
         _snap(database_url, settings, _source())

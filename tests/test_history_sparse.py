@@ -10,8 +10,8 @@ from datetime import datetime, timedelta, timezone
 import pandas as pd
 import pytest
 
-from queries import dbpulse_schema, history, snapshots
-from queries.connections import admin_connection, monitoring_connection
+from foundation.connections import admin_connection, monitoring_connection
+from operations import dbpulse_schema, history, snapshots
 from tests.conftest import as_actor
 
 T0 = datetime(2026, 10, 1, 8, 0, tzinfo=timezone.utc)

@@ -16,11 +16,18 @@ import psycopg
 import pytest
 
 from demo.stack import free_port
-from queries import migrations
-from queries.config import Settings
-from queries.connections import admin_connection
-from tests.conftest import (CHROMIUM, CHROMIUM_FLAGS, PROJECT_ROOT, as_actor,
-                            require_chromium, wait_idle)
+from foundation import migration_files
+from foundation.config import Settings
+from foundation.connections import admin_connection
+from operations import migrations
+from tests.conftest import (
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    PROJECT_ROOT,
+    as_actor,
+    require_chromium,
+    wait_idle,
+)
 
 COOKIE_SECRET = "cookie-secret-for-the-suite-Zq81"
 
@@ -115,7 +122,7 @@ def _sign_in(browser, url: str, email: str):
 def _rollback_all(database_url):
     settings = Settings(role="dba")
     with admin_connection(database_url, settings) as conn:
-        migrations.rollback(conn, as_actor(settings, database_url), migrations.discover(), to="0")
+        migrations.rollback(conn, as_actor(settings, database_url), migration_files.discover(), to="0")
 
 
 def test_two_people_signed_in_at_once_have_their_roles_and_the_audit_tells_them_apart(

@@ -9,8 +9,10 @@ import psycopg
 import pytest
 
 from demo import loader
-from queries import checks, dbpulse_schema, indexes, migrations
-from queries.connections import admin_connection, monitoring_connection
+from foundation import migration_files
+from foundation.connections import admin_connection, monitoring_connection
+from operations import checks, dbpulse_schema, migrations
+from reads import indexes
 from tests.conftest import as_actor, index_findings
 
 
@@ -130,7 +132,7 @@ def test_the_only_index_of_a_foreign_key_is_kept_and_dropping_the_rest_keeps_fks
 def test_indexes_built_by_a_recent_migration_are_too_new_to_judge(scratch_database,
                                                                    dba_settings):
     loader.load(scratch_database, "small")
-    found = migrations.discover()
+    found = migration_files.discover()
     with admin_connection(scratch_database, dba_settings) as conn:
         migrations.apply(conn, as_actor(dba_settings, scratch_database), found[:1])
     built = {s.index_name.split(".")[-1] for s in found[0].statements if s.index_name}
@@ -148,7 +150,7 @@ def test_indexes_built_by_a_recent_migration_are_too_new_to_judge(scratch_databa
     assert not {f"public.{n}" for n in young} & set(check["unused_indexes"].objects)
     # an old index without scans is still judged: evidence is per index, not per database
     with monitoring_connection(scratch_database, dba_settings) as conn:
-        late = indexes.usage_evidence(conn, migrations.migrations_dir(dba_settings),
+        late = indexes.usage_evidence(conn, migration_files.migrations_dir(dba_settings),
                                       timedelta(seconds=0))
         assert all(late.too_new(f"public.{n}") is None for n in young)
 
@@ -168,7 +170,7 @@ def test_zero_scans_of_an_index_of_unknown_age_are_no_reason_to_drop(foreign_key
     """Statistics never reset, no snapshot, no migration: a ten-minute-old index is "age
     unknown", not "drop". Once a snapshot taken at least the minimum age ago holds it (a real
     snapshot, dated back as the test's ground truth), it is old enough to judge."""
-    from queries import snapshots
+    from operations import snapshots
 
     week = timedelta(days=7)
     with monitoring_connection(foreign_keyed, settings) as conn:

@@ -4,8 +4,8 @@ must not, and its fix SQL, run as given, makes it disappear."""
 import psycopg
 import pytest
 
-from queries import indexes
-from queries.connections import monitoring_connection
+from foundation.connections import monitoring_connection
+from reads import indexes
 
 
 @pytest.fixture

@@ -15,15 +15,21 @@ import pytest
 from psycopg import sql
 
 from demo.stack import create_database, free_port
-from queries import actions, review, snapshots
-from queries.config import Settings, Target
-from queries.connections import admin_connection, monitoring_connection
-from queries.history import Period
-from queries.markup import shown
-from queries.roles import Actor
+from foundation.config import Settings, Target
+from foundation.connections import admin_connection, monitoring_connection
+from foundation.markup import shown
+from foundation.roles import Actor
+from operations import actions, review, snapshots
+from operations.history import Period
 from reports import weekly
-from tests.conftest import (CHROMIUM, CHROMIUM_FLAGS, PAGES, require_chromium,
-                            running_dashboard, wait_idle)
+from tests.conftest import (
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    PAGES,
+    require_chromium,
+    running_dashboard,
+    wait_idle,
+)
 
 
 class Beacon:
@@ -147,7 +153,7 @@ def test_both_review_exports_keep_names_as_text(hostile_db, beacon):
 
 
 def test_slack_text_keeps_names_inert(beacon):
-    from agent.alerts import Alert, slack
+    from operations.alerts import Alert, slack
 
     slack(f"http://127.0.0.1:{beacon.port}/slack")(Alert(
         "t", "invalid_indexes", "1 index is INVALID", "red",

@@ -13,11 +13,14 @@ import streamlit as st
 from psycopg import sql
 from streamlit.testing.v1 import AppTest
 
-from queries import dbpulse_schema
-from queries.config import Settings
-from queries.connections import admin_connection, describe_error, monitoring_connection
+from foundation.config import Settings
+from foundation.connections import (
+    admin_connection,
+    describe_error,
+    monitoring_connection,
+)
+from operations import dbpulse_schema
 from tests.conftest import PROJECT_ROOT, as_actor, each_page, login_role
-
 
 
 @pytest.fixture(params=["pg18", "pg15"])
@@ -94,8 +97,9 @@ def test_a_missing_privilege_is_named_not_guessed(scratch_database, settings):
 
 def test_a_plain_role_sees_grey_and_hidden_statements_not_a_crash(database_url, redis_url,
                                                                   monkeypatch, tmp_path):
-    from queries import capabilities, checks
-    from queries.connections import monitoring_connection
+    from foundation import capabilities
+    from foundation.connections import monitoring_connection
+    from operations import checks
     with psycopg.connect(database_url) as conn:
         for _ in range(3):
             conn.execute("SELECT count(*) FROM pg_class WHERE relname = %s", ("x",)).fetchone()
@@ -122,7 +126,8 @@ def test_a_plain_role_sees_grey_and_hidden_statements_not_a_crash(database_url, 
 def test_pg_stat_statements_in_an_extensions_schema_names_the_grant(scratch_database, settings):
     """As on Supabase: pg_stat_statements in `extensions`; a pg_monitor-only login that may not
     use that schema is told the exact GRANT, which, run, makes the slow-query check judge."""
-    from queries import capabilities, checks
+    from foundation import capabilities
+    from operations import checks
 
     with psycopg.connect(scratch_database, autocommit=True) as conn:
         conn.execute("CREATE SCHEMA extensions")
@@ -150,7 +155,7 @@ def test_the_monitoring_login_sees_sequences_after_schema_install(scratch_databa
                                                                   dba_settings):
     """Without SELECT on a sequence its use is unknown (grey); after a superuser's schema
     install the pg_monitor-only login reads its last value through DB Pulse's function."""
-    from queries import checks
+    from operations import checks
 
     with psycopg.connect(scratch_database, autocommit=True) as conn:
         conn.execute("CREATE TABLE small_ids (id serial PRIMARY KEY)")

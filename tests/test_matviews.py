@@ -12,10 +12,15 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from queries import actions, dbpulse_schema, matviews
-from queries.config import Settings
-from queries.connections import DatabaseProblem, admin_connection, monitoring_connection
-from queries.roles import PermissionDenied
+from foundation.config import Settings
+from foundation.connections import (
+    DatabaseProblem,
+    admin_connection,
+    monitoring_connection,
+)
+from foundation.roles import PermissionDenied
+from operations import actions, dbpulse_schema
+from reads import matviews
 from tests.conftest import PROJECT_ROOT, as_actor
 
 ODD = 'Sales "Daily" MV'
@@ -55,7 +60,7 @@ def _audit(url):
 
 
 def _ready(conn, settings):
-    """DB Pulse's schema, which queries/actions.perform installs before any action."""
+    """DB Pulse's schema, which operations/actions.perform installs before any action."""
     dbpulse_schema.install(conn, as_actor(Settings(role="dba")))
     return as_actor(settings)
 
@@ -367,7 +372,7 @@ def test_refreshes_that_keep_failing_or_a_view_twice_too_old_turn_red(views_db, 
     """The plan's "MV refresh fails → monitoring": three refreshes in a row that fail (by
     anyone DB Pulse sees) make the stale check red and name the view; so does an age past twice
     the maximum. A refresh that works ends the streak."""
-    from queries import checks
+    from operations import checks
 
     with admin_connection(views_db, dba_settings) as conn:  # every refresh is known: ages too
         matviews.install_event_trigger(conn, _ready(conn, dba_settings))

@@ -11,9 +11,10 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from demo import loader
-from queries import migrations
-from queries.connections import admin_connection
-from queries.roles import PermissionDenied
+from foundation import migration_files
+from foundation.connections import admin_connection
+from foundation.roles import PermissionDenied
+from operations import migrations
 from tests.conftest import PROJECT_ROOT, RESET_THIS_DATABASE, as_actor
 
 PLAN_OBJECTS = ["idx_message_events_user_status_created", "idx_leads_p_score_scored_at",
@@ -55,7 +56,7 @@ def _status(url, settings, found):
 
 
 def test_prepared_migrations_apply_and_roll_back_on_the_demo(demo_db, dba_settings):
-    found = migrations.discover()
+    found = migration_files.discover()
     assert [m.version for m in found] == ["0001", "0002", "0003", "0004"]
     assert _apply(demo_db, dba_settings, found) == ["0001", "0002", "0003", "0004"]
     assert all(_exists(demo_db, name) for name in PLAN_OBJECTS)
@@ -74,7 +75,7 @@ def test_prepared_migrations_apply_and_roll_back_on_the_demo(demo_db, dba_settin
     with psycopg.connect(demo_db) as conn:
         audit = conn.execute("SELECT action, outcome FROM dbpulse.audit_log WHERE action LIKE "
                              "'migrate_%' ORDER BY id").fetchall()
-    # the core functions write the ledger; the audit row is written by queries/actions.py
+    # the core functions write the ledger; the audit row is written by operations/actions.py
     assert audit == []
 
 
@@ -93,8 +94,8 @@ def test_failure_mid_file_stops_with_an_exact_ledger_and_resumes(demo_db, dba_se
         "CREATE INDEX CONCURRENTLY IF NOT EXISTS step_two ON leads (source);\n"
         "INSERT INTO no_such_table VALUES (1);\n"
         "CREATE TABLE step_four (id int);\n")})
-    found = migrations.discover(folder)
-    with pytest.raises(migrations.MigrationError, match="statement 3 failed.*2 of 4"):
+    found = migration_files.discover(folder)
+    with pytest.raises(migration_files.MigrationError, match="statement 3 failed.*2 of 4"):
         _apply(demo_db, dba_settings, found)
     assert _runs(demo_db) == [("0001", "apply", "failed", 2, 4)]
     assert _exists(demo_db, "step_one") and _exists(demo_db, "step_two")
@@ -115,8 +116,8 @@ def test_invalid_concurrent_unique_index_is_detected_fixed_and_resumed(demo_db, 
         "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS idx_contacts_company_unique "
         "ON contacts (status);\n"
         "CREATE TABLE after_the_index (id int);\n")})
-    found = migrations.discover(folder)
-    with pytest.raises(migrations.MigrationError,
+    found = migration_files.discover(folder)
+    with pytest.raises(migration_files.MigrationError,
                        match="(duplicate|could not create).*INVALID index .* was dropped"):
         _apply(demo_db, dba_settings, found)
     # the build's INVALID leftover is gone: nothing slows writes, IF NOT EXISTS skips nothing
@@ -127,7 +128,7 @@ def test_invalid_concurrent_unique_index_is_detected_fixed_and_resumed(demo_db, 
         with pytest.raises(psycopg.errors.UniqueViolation):
             conn.execute("CREATE UNIQUE INDEX CONCURRENTLY idx_contacts_company_unique "
                          "ON contacts (status)")
-    with pytest.raises(migrations.MigrationError, match="INVALID.*DROP INDEX CONCURRENTLY"):
+    with pytest.raises(migration_files.MigrationError, match="INVALID.*DROP INDEX CONCURRENTLY"):
         _apply(demo_db, dba_settings, found)
     with psycopg.connect(demo_db, autocommit=True) as conn:  # the fix: dedupe, drop, re-run
         conn.execute("UPDATE contacts SET status = status || ' #' || id")
@@ -139,31 +140,31 @@ def test_invalid_concurrent_unique_index_is_detected_fixed_and_resumed(demo_db, 
 def test_a_second_runner_is_refused_and_told_by_whom(demo_db, dba_settings):
     with psycopg.connect(demo_db, autocommit=True, application_name="other-runner") as other:
         other.execute("SELECT pg_advisory_lock(%s)", (migrations.RUN_LOCK_KEY,))
-        with pytest.raises(migrations.MigrationError, match="in progress by postgres "
+        with pytest.raises(migration_files.MigrationError, match="in progress by postgres "
                                                             r"\(other-runner"):
-            _apply(demo_db, dba_settings, migrations.discover())
+            _apply(demo_db, dba_settings, migration_files.discover())
     assert not _exists(demo_db, "idx_message_events_user_status_created")
 
 
 def test_checksum_drift_is_detected_and_refused(demo_db, dba_settings, tmp_path):
     folder = _dir(tmp_path, {"0001_a.sql": "CREATE TABLE drift_a (id int);\n"})
-    _apply(demo_db, dba_settings, migrations.discover(folder))
+    _apply(demo_db, dba_settings, migration_files.discover(folder))
     (folder / "0001_a.sql").write_text("CREATE TABLE drift_a (id bigint);\n")
-    found = migrations.discover(folder)
+    found = migration_files.discover(folder)
     assert _status(demo_db, dba_settings, found)["0001"] == "changed since applied"
-    with pytest.raises(migrations.MigrationError, match="changed since it was applied"):
+    with pytest.raises(migration_files.MigrationError, match="changed since it was applied"):
         _apply(demo_db, dba_settings, found)
 
 
 def test_viewer_cannot_apply(demo_db, settings):
     with pytest.raises(PermissionDenied):
-        _apply(demo_db, settings, migrations.discover())
+        _apply(demo_db, settings, migration_files.discover())
     with psycopg.connect(demo_db) as conn:
         assert conn.execute("SELECT to_regclass('dbpulse.migration_runs')").fetchone()[0] is None
 
 
 def test_transaction_pooler_port_is_refused(dba_settings):
-    with pytest.raises(migrations.MigrationError, match="transaction pooler"):
+    with pytest.raises(migration_files.MigrationError, match="transaction pooler"):
         migrations.refuse_pooler("postgresql://postgres:x@db.example.supabase.co:6543/postgres")
     migrations.refuse_pooler("postgresql://postgres:x@db.example.supabase.co:5432/postgres")
 
@@ -179,23 +180,23 @@ def test_transaction_pooler_port_is_refused(dba_settings):
     ({"first.sql": "SELECT 1;"}, "NNNN_name.sql"),
 ])
 def test_bad_migration_files(tmp_path, files, message):
-    with pytest.raises(migrations.MigrationError, match=message):
-        migrations.discover(_dir(tmp_path, files))
+    with pytest.raises(migration_files.MigrationError, match=message):
+        migration_files.discover(_dir(tmp_path, files))
 
 
 def test_missing_directory(tmp_path):
-    with pytest.raises(migrations.MigrationError, match="does not exist"):
-        migrations.discover(tmp_path / "nope")
+    with pytest.raises(migration_files.MigrationError, match="does not exist"):
+        migration_files.discover(tmp_path / "nope")
 
 
 def test_plan_and_lint(demo_db, dba_settings):
-    found = migrations.discover()
+    found = migration_files.discover()
     with admin_connection(demo_db, dba_settings) as conn:
         plan = migrations.plan(conn, found[0])
     first = plan.iloc[0]
     assert first["runs"] == "alone, autocommit" and first["table"] == "public.message_events"
     assert "reads and writes go on" in first["lock"] and first["table_rows"] > 0
-    rules = {f["rule"] for f in migrations.lint(found[0])}
+    rules = {f["rule"] for f in migration_files.lint(found[0])}
     assert rules and "require-concurrent-index-creation" not in rules  # all CONCURRENTLY
 
 
@@ -257,14 +258,15 @@ def test_migrations_page_apply_as_dba(demo_db, redis_url, monkeypatch, tmp_path)
 
 def test_plan_tracker_objects_and_before_after(demo_db, dba_settings, settings):
     from demo.workload import Workload
-    from queries import capabilities, plan_tracker
-    from queries.connections import monitoring_connection
+    from foundation import capabilities
+    from foundation.connections import monitoring_connection
+    from reads import plan_tracker
 
     with psycopg.connect(demo_db, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
     workload = Workload(demo_db, None, seed=5)
     workload.run(rate_per_s=300, duration_s=2)
-    found = migrations.discover()
+    found = migration_files.discover()
     _apply(demo_db, dba_settings, found, up_to="0001")
     workload.run(rate_per_s=300, duration_s=2)
     workload.close()
@@ -309,7 +311,7 @@ def test_apply_all_phases_while_the_workload_runs(demo_db, dba_settings):
         stats=workload.run(rate_per_s=50, duration_s=8)))
     thread.start()
     try:
-        assert _apply(demo_db, dba_settings, migrations.discover()) == ["0001", "0002", "0003",
+        assert _apply(demo_db, dba_settings, migration_files.discover()) == ["0001", "0002", "0003",
                                                                          "0004"]
     finally:
         thread.join(60)
@@ -369,7 +371,7 @@ def test_a_concurrent_build_waits_for_a_long_transaction_instead_of_timing_out(
     import threading
     import time
 
-    from queries.config import Settings
+    from foundation.config import Settings
 
     settings = Settings(role="dba", admin_lock_timeout_ms=1000)
     folder, holder = _build_behind_a_long_reader(scratch_database, tmp_path)
@@ -379,7 +381,7 @@ def test_a_concurrent_build_waits_for_a_long_transaction_instead_of_timing_out(
     t0 = time.monotonic()
     with admin_connection(scratch_database, settings) as conn:
         done = migrations.apply(conn, as_actor(settings, scratch_database),
-                                migrations.discover(folder), progress=messages.append)
+                                migration_files.discover(folder), progress=messages.append)
     holder.close()
     assert done == ["0001"] and time.monotonic() - t0 >= 5
     assert any(f"waiting for session {holder_pid}" in m for m in messages), messages
@@ -396,7 +398,7 @@ def test_a_cancelled_build_drops_its_invalid_index_and_says_what_it_waited_for(
     import threading
     import time
 
-    from queries.config import Settings
+    from foundation.config import Settings
 
     settings = Settings(role="dba", admin_lock_timeout_ms=1000)
     folder, holder = _build_behind_a_long_reader(scratch_database, tmp_path)
@@ -410,9 +412,9 @@ def test_a_cancelled_build_drops_its_invalid_index_and_says_what_it_waited_for(
     holder_pid = holder.info.backend_pid
     try:
         with admin_connection(scratch_database, settings) as conn:
-            with pytest.raises(migrations.MigrationError) as caught:
+            with pytest.raises(migration_files.MigrationError) as caught:
                 migrations.apply(conn, as_actor(settings, scratch_database),
-                                 migrations.discover(folder))
+                                 migration_files.discover(folder))
     finally:
         holder.close()
     message = str(caught.value)
@@ -480,7 +482,7 @@ def test_template_reply_rate_is_the_share_of_sent_messages_answered(scratch_data
         conn.execute("INSERT INTO message_events (user_id, contact_id, channel, direction, "
                      "created_at) VALUES (%s, %s, 'linkedin', 'inbound', "
                      "timestamptz '2026-11-01 00:02')", (u, b))
-    found = [m for m in migrations.discover() if m.version == "0002"]
+    found = [m for m in migration_files.discover() if m.version == "0002"]
     assert _apply(scratch_database, dba_settings, found) == ["0002"]
     with psycopg.connect(scratch_database) as conn:
         rows = conn.execute("SELECT template_version, sent_count, replies_received, reply_rate "
@@ -492,7 +494,7 @@ def test_template_reply_rate_is_the_share_of_sent_messages_answered(scratch_data
 def test_hot_queries_are_recognised_as_pg_stat_statements_stores_them(scratch_database):
     """Q2's constant 'pending' and Q9's 75 are stored as parameters; an EXPLAIN ANALYZE of a
     hot query is not the hot query."""
-    from queries.plan_tracker import hot_query_label
+    from reads.plan_tracker import hot_query_label
 
     with psycopg.connect(scratch_database, autocommit=True) as conn:
         conn.execute((PROJECT_ROOT / "sql" / "demo" / "schema.sql").read_text())
@@ -522,7 +524,7 @@ def test_kill_9_mid_run_leaves_an_exact_ledger_and_the_rerun_repeats_nothing(
     import signal
     import time
 
-    from queries.config import Settings
+    from foundation.config import Settings
 
     folder = _dir(tmp_path, {"0001_mixed.sql": (
         "CREATE TABLE IF NOT EXISTS crash_rows (id int);\n"
@@ -546,7 +548,7 @@ def test_kill_9_mid_run_leaves_an_exact_ledger_and_the_rerun_repeats_nothing(
     runner.send_signal(signal.SIGKILL)
     runner.wait(10)
     settings = Settings(role="dba")
-    found = migrations.discover(folder)
+    found = migration_files.discover(folder)
     assert _status(scratch_database, settings, found)["0001"] == "running (apply)"  # its backend
     holder.commit()  # the orphaned build finishes, its backend notices the client is gone
     holder.close()
@@ -567,7 +569,7 @@ def test_kill_9_mid_run_leaves_an_exact_ledger_and_the_rerun_repeats_nothing(
 
 def test_a_failure_is_blamed_on_its_own_statement_and_an_edit_is_understood(
         scratch_database, tmp_path):
-    from queries.config import Settings
+    from foundation.config import Settings
 
     settings = Settings(role="dba")
     folder = _dir(tmp_path, {"0001_four.sql": (
@@ -575,8 +577,8 @@ def test_a_failure_is_blamed_on_its_own_statement_and_an_edit_is_understood(
         "CREATE INDEX CONCURRENTLY four_a_id ON four_a (id);\n"
         "INSERT INTO four_a VALUES (1);\n"
         "INSERT INTO no_such_table VALUES (1);\n")})
-    with pytest.raises(migrations.MigrationError, match="statement 4 failed.*2 of 4"):
-        _apply(scratch_database, settings, migrations.discover(folder))
+    with pytest.raises(migration_files.MigrationError, match="statement 4 failed.*2 of 4"):
+        _apply(scratch_database, settings, migration_files.discover(folder))
     status = _admin_status(scratch_database, settings, folder)
     assert status["state"] == "failed (apply)" and status["error"].startswith("statement 4:")
     # the failing statement is fixed in the file: statements 1-2 are unchanged and done
@@ -585,7 +587,7 @@ def test_a_failure_is_blamed_on_its_own_statement_and_an_edit_is_understood(
         "CREATE INDEX CONCURRENTLY four_a_id ON four_a (id);\n"
         "INSERT INTO four_a VALUES (1);\n"
         "INSERT INTO four_a VALUES (2);\n")
-    assert _apply(scratch_database, settings, migrations.discover(folder)) == ["0001"]
+    assert _apply(scratch_database, settings, migration_files.discover(folder)) == ["0001"]
     with psycopg.connect(scratch_database) as conn:
         assert conn.execute("SELECT count(*) FROM four_a").fetchone()[0] == 2
     # a statement that already ran, edited: refused, naming it
@@ -593,18 +595,18 @@ def test_a_failure_is_blamed_on_its_own_statement_and_an_edit_is_understood(
     two = ("CREATE TABLE two_a (id int);\nCREATE INDEX CONCURRENTLY two_a_id ON two_a (id);\n"
            "INSERT INTO nowhere VALUES (1);\n")
     folder2 = _dir(tmp_path / "second", {"0002_two.sql": two})
-    with pytest.raises(migrations.MigrationError, match="2 of 3"):
-        _apply(scratch_database, settings, migrations.discover(folder2))
+    with pytest.raises(migration_files.MigrationError, match="2 of 3"):
+        _apply(scratch_database, settings, migration_files.discover(folder2))
     (folder2 / "0002_two.sql").write_text(two.replace("two_a (id int)", "two_a (id bigint)"))
     with psycopg.connect(scratch_database, autocommit=True) as conn:
         conn.execute("CREATE TABLE nowhere (id int)")
-    with pytest.raises(migrations.MigrationError, match=r"statement\(s\) 1 that already ran"):
-        _apply(scratch_database, settings, migrations.discover(folder2))
+    with pytest.raises(migration_files.MigrationError, match=r"statement\(s\) 1 that already ran"):
+        _apply(scratch_database, settings, migration_files.discover(folder2))
 
 
 def _admin_status(url, settings, folder):
     with admin_connection(url, settings) as conn:
-        return migrations.status(conn, migrations.discover(folder)).iloc[0]
+        return migrations.status(conn, migration_files.discover(folder)).iloc[0]
 
 
 def test_the_plan_says_when_a_migration_builds_a_twin_or_makes_an_index_redundant(
@@ -634,11 +636,11 @@ def test_the_demo_after_every_migration_gives_no_contradictory_index_advice(demo
     Indexes page's, and running every proposed DROP leaves no duplicate behind."""
     from dataclasses import replace
 
-    from queries import checks
-    from queries.connections import monitoring_connection
+    from foundation.connections import monitoring_connection
+    from operations import checks
 
     settings = replace(dba_settings, unused_index_min_age_days=0)
-    _apply(demo_db, settings, migrations.discover())
+    _apply(demo_db, settings, migration_files.discover())
     with monitoring_connection(demo_db, settings) as conn:
         found = checks.index_review(conn, settings)
         overview = {f.check: f.count for f in checks.check_indexes(conn, settings)}

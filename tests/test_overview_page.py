@@ -3,7 +3,7 @@
 import redis
 from streamlit.testing.v1 import AppTest
 
-from queries.redis_cache import HIT_RATE_LABEL
+from reads.redis_cache import HIT_RATE_LABEL
 from tests.conftest import PROJECT_ROOT
 
 APP = str(PROJECT_ROOT / "app.py")

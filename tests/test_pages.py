@@ -6,8 +6,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from queries import redis_cache
-from queries.markup import shown
+from foundation.markup import shown
+from reads import redis_cache
 from tests.conftest import PROJECT_ROOT
 
 APP = str(PROJECT_ROOT / "app.py")
@@ -200,7 +200,7 @@ def _page_as(name, env, role):
 
 
 def test_audit_page_says_actions_and_parameters_in_words(production_env):
-    from queries import audit
+    from operations import audit
 
     at = _page("audit")
     shown = at.dataframe[0].value
@@ -262,9 +262,10 @@ def test_one_redis_figure_has_one_value_on_every_page(production_env, redis_url)
 def test_a_refresh_shows_the_duration_its_log_row_holds(production_env, logins):
     """"Refreshed in N ms" and the table's "Took" are one figure: both the server's clock
     around the refresh, as logged."""
-    from queries import actions, matviews
-    from queries.config import Settings
-    from queries.connections import monitoring_connection
+    from foundation.config import Settings
+    from foundation.connections import monitoring_connection
+    from operations import actions
+    from reads import matviews
     from tests.conftest import as_actor
 
     settings = Settings(role="dba", statement_timeout_ms=5000, connect_timeout_s=3)

@@ -11,8 +11,8 @@ import pytest
 
 from demo import pooler
 from demo.stack import DEMO_PASSWORD, free_port
-from queries import pgbouncer
-from queries.config import Settings
+from foundation.config import Settings
+from reads import pgbouncer
 from tests.conftest import TEST_DIR
 
 
@@ -53,7 +53,7 @@ def test_a_full_pool_is_measured_and_judged_against_the_plan(bouncer, database_u
 
 
 def test_a_login_that_is_no_stats_user_is_told_what_to_set(bouncer):
-    from queries.connections import DatabaseProblem
+    from foundation.connections import DatabaseProblem
 
     with pytest.raises(DatabaseProblem) as refused:
         pgbouncer.read(bouncer.url("salesflow_app", "pgbouncer"), Settings())

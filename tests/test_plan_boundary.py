@@ -16,10 +16,11 @@ import pytest
 from psycopg import sql
 
 from demo.stack import create_database, database_url_for
-from queries import actions, plan_login
-from queries.config import Settings, Target
-from queries.connections import DatabaseProblem
-from queries.roles import Actor
+from foundation import plan_login
+from foundation.config import Settings, Target
+from foundation.connections import DatabaseProblem
+from foundation.roles import Actor
+from operations import actions
 
 SETTINGS = Settings(role="dba", statement_timeout_ms=5000, connect_timeout_s=5)
 

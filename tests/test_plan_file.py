@@ -8,16 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from queries import plan
-from queries.config import ConfigError, Settings
+from foundation import plan
+from foundation.config import ConfigError, Settings
 from tests.conftest import PROJECT_ROOT
 
-CORE = ("queries", "ui", "views", "agent", "reports")
+CORE = ("foundation", "reads", "operations", "ui", "views", "agent", "reports")
 APPLICATION_WORDS = re.compile(r"salesflow|message_events|hot_leads|rlhf_|dm_conversations|"
                                r"lead_verifications|idps:", re.I)
 
 
 def test_no_application_is_named_in_the_generic_code():
+    assert all((PROJECT_ROOT / folder).is_dir() for folder in CORE)
     named = [f"{path.relative_to(PROJECT_ROOT)}:{n}"
              for folder in CORE for path in sorted((PROJECT_ROOT / folder).rglob("*.py"))
              for n, line in enumerate(path.read_text().splitlines(), start=1)

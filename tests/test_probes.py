@@ -9,13 +9,13 @@ import numpy as np
 import psycopg
 import pytest
 
-from agent import alerts
 from agent.runner import Agent
-from queries import dbpulse_schema, indexes, probes, statements
-from queries.capabilities import detect
-from queries.config import Settings, Target
-from queries.connections import admin_connection, monitoring_connection
-from queries.plan import current as current_plan
+from foundation.capabilities import detect
+from foundation.config import Settings, Target
+from foundation.connections import admin_connection, monitoring_connection
+from foundation.plan import current as current_plan
+from operations import alerts, dbpulse_schema
+from reads import indexes, probes, statements
 from tests.conftest import as_actor, promtool, scrape
 
 SETTINGS = Settings(role="dba", statement_timeout_ms=5000, connect_timeout_s=3)

@@ -5,7 +5,8 @@ import pytest
 import redis
 
 from demo.stack import free_port, redis_server_binary
-from queries import redis_cache, snapshots
+from operations import snapshots
+from reads import redis_cache
 
 
 @pytest.fixture
@@ -325,7 +326,7 @@ def test_every_db_pulse_process_takes_out_every_other_ones_lookups(fresh_server_
     before = redis_cache.redis_overview(reader, url)
     stored_before = snapshots._redis((url,))[0]
     other = subprocess.run(
-        [sys.executable, "-c", "import sys; from queries import redis_cache as r; "
+        [sys.executable, "-c", "import sys; from reads import redis_cache as r; "
          "c = r.connect(sys.argv[1]); "
          "r.sample_key_families(c, ('lead:*',), with_ttl=True); "
          "r.sample_key_families(c, ('lead:*',), with_ttl=True)", url],

@@ -14,8 +14,9 @@ import psycopg
 import pytest
 
 from demo.stack import free_port
-from queries import checks, indexes, replication
-from queries.connections import monitoring_connection
+from foundation.connections import monitoring_connection
+from operations import checks
+from reads import indexes, replication
 from tests.conftest import index_findings
 
 
@@ -126,8 +127,8 @@ def test_declared_replicas_add_their_scans_and_the_fleet_shows_the_topology(stan
     """With the standby declared as the target's replica: an index scanned only there is no
     finding at all, one scanned nowhere is a plain "drop" that names both places, and the
     Fleet shows the primary with its standby."""
-    from queries import fleet
-    from queries.config import Target
+    from foundation.config import Target
+    from operations import fleet
 
     primary, url = standby
     with psycopg.connect(primary, autocommit=True) as conn:

@@ -9,10 +9,10 @@ import psycopg
 import pytest
 
 import cli
-from queries import actions, dbpulse_schema, history, review, snapshots
-from queries.config import Settings
-from queries.connections import admin_connection, monitoring_connection
-from queries.markup import shown
+from foundation.config import Settings
+from foundation.connections import admin_connection, monitoring_connection
+from foundation.markup import shown
+from operations import actions, dbpulse_schema, history, review, snapshots
 from reports import weekly
 from tests.conftest import app_on, as_actor
 
@@ -58,7 +58,7 @@ def _review_between(url, settings, source, first, second, third):
 
 @pytest.fixture(scope="module")
 def dba_settings_module():
-    from queries.config import Settings
+    from foundation.config import Settings
     return Settings(role="dba", statement_timeout_ms=5000, connect_timeout_s=3)
 
 

@@ -13,9 +13,11 @@ import pandas as pd
 import psycopg
 import pytest
 
-from queries import bloat, cache, capabilities, checks, indexes, server, statements, vacuum
-from queries.config import Settings
-from queries.connections import monitoring_connection
+from foundation import capabilities, server
+from foundation.config import Settings
+from foundation.connections import monitoring_connection
+from operations import checks
+from reads import bloat, cache, indexes, statements, vacuum
 
 CATALOGUE = """
     CREATE EXTENSION pg_stat_statements;
@@ -233,7 +235,7 @@ def test_slow_query_check_counts_from_one_read_what_the_statement_list_shows(cat
 
 def test_column_statistics_read_by_oid_equal_those_read_through_pg_stats(catalogue):
     """A superuser reads pg_statistic directly; any other role reads pg_stats: the same rows."""
-    from queries.frames import to_frame
+    from foundation.frames import to_frame
 
     with monitoring_connection(catalogue, Settings()) as conn:
         frames = [to_frame(conn.execute(bloat.COLUMN_STATS.format(statistics=statistics),

@@ -5,15 +5,15 @@ import time
 from datetime import datetime, timezone
 
 import psycopg
-from psycopg import conninfo
 import pytest
+from psycopg import conninfo
 
-from queries import actions, matviews, schedules
-from queries.config import Settings
-from queries.connections import DatabaseProblem
-from queries.markup import shown
-from tests.conftest import as_actor
-from tests.conftest import run_cli
+from foundation.config import Settings
+from foundation.connections import DatabaseProblem
+from foundation.markup import shown
+from operations import actions
+from reads import matviews, schedules
+from tests.conftest import as_actor, run_cli
 
 
 @pytest.fixture

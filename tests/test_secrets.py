@@ -9,8 +9,10 @@ import sys
 import psycopg
 from streamlit.testing.v1 import AppTest
 
-from queries import capabilities, dbpulse_schema, snapshots, statements
-from queries.connections import admin_connection, monitoring_connection
+from foundation import capabilities
+from foundation.connections import admin_connection, monitoring_connection
+from operations import dbpulse_schema, snapshots
+from reads import statements
 from tests.conftest import PROJECT_ROOT, as_actor, each_page
 
 PLANTED = "Planted-Pw-7731"
@@ -117,7 +119,7 @@ CORPUS = [
 
 
 def test_every_sql_form_of_a_password_is_masked():
-    from queries.secrets import redact_text
+    from foundation.secrets import redact_text
 
     for text, secret in CORPUS:
         masked = redact_text(text)

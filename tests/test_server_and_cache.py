@@ -2,8 +2,9 @@ from datetime import timedelta
 
 import psycopg
 
-from queries import cache, server
-from queries.connections import monitoring_connection
+from foundation import server
+from foundation.connections import monitoring_connection
+from reads import cache
 
 
 def test_server_identity(database_url, settings):

@@ -3,10 +3,11 @@
 import psycopg
 import pytest
 
-from queries import capabilities, plan_login, statements
-from queries.config import Target
-from queries.connections import OWN_STATEMENT_TAG, monitoring_connection
-from queries.roles import PermissionDenied
+from foundation import capabilities, plan_login
+from foundation.config import Target
+from foundation.connections import OWN_STATEMENT_TAG, monitoring_connection
+from foundation.roles import PermissionDenied
+from reads import statements
 from tests.conftest import RESET_THIS_DATABASE, as_actor, login_role
 
 

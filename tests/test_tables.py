@@ -8,7 +8,7 @@ def _script():
     import pandas as pd
     import streamlit as st
 
-    from queries.columns import Column
+    from foundation.columns import Column
     from ui import tables
 
     frame = pd.DataFrame({"n": range(120)})

@@ -6,8 +6,9 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 from psycopg import sql
 
-from queries import activity, dbpulse_schema, history, snapshots, space, tune
-from queries.config import Settings
+from foundation.config import Settings
+from operations import dbpulse_schema, history, snapshots
+from reads import activity, space, tune
 from tests.conftest import as_actor
 
 

@@ -5,9 +5,11 @@ and the hypopg what-if, which the embedded server does not ship."""
 import psycopg
 import pytest
 
-from queries import capabilities, checks, indexes, statements, whatif
-from queries.connections import monitoring_connection
-from queries.statements import ExplainError
+from foundation import capabilities
+from foundation.connections import monitoring_connection
+from operations import checks
+from reads import indexes, statements, whatif
+from reads.statements import ExplainError
 
 Q1 = ("SELECT * FROM message_events WHERE user_id = $1 AND autopilot_status = $2 "
       "ORDER BY created_at DESC LIMIT $3")

@@ -1,13 +1,16 @@
 """Uncached calls the pages make on request: statement detail and EXPLAIN (reads), and the DBA
-actions of queries/actions.py, whose problems (a refusal included) come back as the Loaded's
+actions of operations/actions.py, whose problems (a refusal included) come back as the Loaded's
 problem like any other failure."""
 
 from __future__ import annotations
 
-from queries import actions, statements
-from queries.config import Settings, Target
-from queries.connections import DatabaseProblem
-from queries.roles import Actor
+from foundation import capabilities
+from foundation.config import Settings, Target
+from foundation.connections import DatabaseProblem
+from foundation.roles import Actor
+from operations import actions
+from reads import statements
+from reads.redis_cache import RedisProblem
 from ui.loaders import Loaded, _load
 
 
@@ -21,8 +24,6 @@ def _outcome(fn, *args, **kwargs) -> Loaded:
 def statement_detail(target: Target, settings: Settings, queryid: int, userid: int,
                      dbid: int) -> Loaded:
     def load(conn):
-        from queries import capabilities
-
         ext = capabilities.detect(conn).extension("pg_stat_statements")
         return statements.statement_detail(conn, ext, queryid, userid, dbid)
     return _load(target.database_url, settings, load)
@@ -81,7 +82,6 @@ def run_migrations(who: Actor, direction: str, until: str | None, progress) -> L
 
 def take_snapshot(who: Actor) -> Loaded:
     """A snapshot now (DBA): stored in the history database, pruned by the retention."""
-    from queries.redis_cache import RedisProblem
 
     try:
         return _outcome(actions.take_snapshot, who)

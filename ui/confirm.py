@@ -9,8 +9,8 @@ from typing import Callable
 
 import streamlit as st
 
-from queries.markup import md
-from queries.roles import Actor
+from foundation.markup import md
+from foundation.roles import Actor
 from ui.loaders import Loaded
 
 

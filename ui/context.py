@@ -1,5 +1,5 @@
 """Who is looking, at which target, with which settings: decided on the server for every run of
-a page (queries/access.py decides, this module asks Streamlit and draws the answer). Nothing is
+a page (foundation/access.py decides, this module asks Streamlit and draws the answer). Nothing is
 shown before the configuration is usable and the person has a role on the target."""
 
 from __future__ import annotations
@@ -11,11 +11,17 @@ from datetime import datetime
 
 import streamlit as st
 
-from queries import access
-from queries.config import (ConfigError, Settings, Target, load_settings, load_targets,
-                            read_secrets)
-from queries.markup import md
-from queries.roles import Actor
+from foundation import access
+from foundation.config import (
+    ConfigError,
+    Settings,
+    Target,
+    load_settings,
+    load_targets,
+    read_secrets,
+)
+from foundation.markup import md
+from foundation.roles import Actor
 
 TARGET_KEY = "dbpulse_target"
 

@@ -6,12 +6,18 @@ from datetime import datetime, timezone
 
 import streamlit as st
 
-from queries import history, statements
-from queries.config import Settings, Target
-from queries.review import slow_calls
+from foundation.config import Settings, Target
+from foundation.format import human_duration, percent
+from operations import history
+from operations.review import slow_calls
+from reads import statements
 from ui import loaders, tables
-from ui.format import human_duration, percent
-from ui.widgets import SLOW_SHARE_HELP, judged_metric, show_problem, top_statements_chart
+from ui.widgets import (
+    SLOW_SHARE_HELP,
+    judged_metric,
+    show_problem,
+    top_statements_chart,
+)
 
 PRESETS = ["last hour", "last day", "last week", "two snapshots"]
 

@@ -1,4 +1,4 @@
-"""Cached loaders between queries/ and the pages. Each borrows a pooled monitoring connection,
+"""Cached loaders between the core (reads/, operations/) and the pages. Each borrows a pooled monitoring connection,
 calls the core, and returns a Loaded: the value, or the problem that stopped it (cached too,
 briefly, so an unreachable server is not hammered on every rerun)."""
 
@@ -12,27 +12,32 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
+import pandas as pd
 import streamlit as st
 
-from queries import (
+from foundation import capabilities, migration_files, plan, server
+from foundation.config import Settings, Target, load_settings
+from foundation.connections import DatabaseProblem, MonitoringPool
+from foundation.problems import Problem
+from operations import alert_log, audit, checks, fleet, history, migrations, review
+from reads import (
     activity,
     bloat,
     cache,
-    capabilities,
-    checks,
     indexes,
+    matviews,
     pgbouncer,
-    plan,
+    plan_tracker,
+    probes,
     redis_cache,
     replication,
-    server,
+    schedules,
+    space,
     statements,
+    tune,
     vacuum,
 )
-from queries.config import Settings, Target, load_settings
-from queries.connections import DatabaseProblem, MonitoringPool
-from queries.problems import Problem
-from queries.redis_cache import RedisProblem
+from reads.redis_cache import RedisProblem
 
 try:
     CACHE_TTL_S = load_settings().cache_ttl_s
@@ -244,15 +249,12 @@ def activity_data(dsn: str, settings: Settings) -> Loaded:
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
 def fleet_data(targets: tuple[Target, ...], settings: Settings, time_limit_s: float) -> list:
     """Every target's health, read concurrently (a down target is a row, not a failure)."""
-    from queries import fleet
 
     return fleet.fleet_reports(list(targets), settings, time_limit_s)
 
 
 @cached(ttl=CACHE_TTL_S)
 def tune_data(dsn: str, settings: Settings) -> Loaded:
-    from queries import tune
-
     return _load(dsn, settings, lambda conn: {
         "advice": tune.advise(tune.read_settings(conn), tune.read_evidence(conn)),
         "identity": server.server_identity(conn)})
@@ -261,7 +263,6 @@ def tune_data(dsn: str, settings: Settings) -> Loaded:
 @cached(ttl=CACHE_TTL_S)
 def space_data(target: Target, settings: Settings) -> Loaded:
     """Sizes now from the watched database; growth from the history when there is one."""
-    from queries import history, space
 
     loaded = _load(target.database_url, settings, lambda conn: {
         "tables": space.table_space(conn), "indexes": space.index_space(conn)})
@@ -313,8 +314,6 @@ def redis_hit_rate(urls: tuple[str, ...] | list[str]) -> float | None:
 
 @cached(ttl=CACHE_TTL_S)
 def matviews_data(dsn: str, settings: Settings) -> Loaded:
-    from queries import matviews, schedules
-
     def load(conn):
         found = {"views": matviews.list_matviews(conn, settings.matview_max_age_minutes),
                  "history": matviews.refresh_history(conn),
@@ -349,18 +348,15 @@ def redis_page_data(url: str, settings: Settings, with_ttl: bool = False) -> Loa
 
 def _discover(settings: Settings):
     """(migrations, None) or (None, a Loaded with the reason they cannot be read)."""
-    from queries import migrations
 
     try:
-        return migrations.discover(migrations.migrations_dir(settings)), None
-    except migrations.MigrationError as exc:
+        return migration_files.discover(migration_files.migrations_dir(settings)), None
+    except migration_files.MigrationError as exc:
         return None, Loaded(problem=DatabaseProblem("migrations", str(exc)))
 
 
 @cached(ttl=CACHE_TTL_S)
 def migrations_data(dsn: str, settings: Settings) -> Loaded:
-    from queries import migrations
-
     found, unreadable = _discover(settings)
     if unreadable:
         return unreadable
@@ -371,14 +367,12 @@ def migrations_data(dsn: str, settings: Settings) -> Loaded:
         return {"migrations": found, "status": states, "ledger": migrations.ledger(conn),
                 "plans": {m.version: migrations.plan(conn, m) for m in found
                           if m.version in pending},
-                "lint": {m.version: migrations.lint(m) for m in found}}
+                "lint": {m.version: migration_files.lint(m) for m in found}}
     return _load(dsn, settings, load)
 
 
 @cached(ttl=CACHE_TTL_S)
 def plan_data(dsn: str, settings: Settings) -> Loaded:
-    from queries import matviews, migrations, plan_tracker
-
     found, unreadable = _discover(settings)
     if unreadable:
         return unreadable
@@ -407,7 +401,6 @@ def plan_data(dsn: str, settings: Settings) -> Loaded:
 def _load_history(target: Target, settings: Settings, fn: Callable) -> Loaded:
     """Read the history database (the watched one unless configured apart); a period that
     cannot be measured comes back as the problem, with what to do."""
-    from queries import history
 
     def load(conn):
         if not history.history_installed(conn):
@@ -425,16 +418,12 @@ def _load_history(target: Target, settings: Settings, fn: Callable) -> Loaded:
 
 @cached(ttl=CACHE_TTL_S)
 def snapshot_times(target: Target, settings: Settings) -> Loaded:
-    from queries import history
-
     return _load_history(target, settings,
                          lambda conn: history.snapshot_times(conn, target.history_source))
 
 
 @cached(ttl=CACHE_TTL_S)
 def interval_statements(target: Target, settings: Settings, period) -> Loaded:
-    from queries import history
-
     def load(conn):
         cov = history.coverage(conn, target.history_source, period)
         history.require_usable(cov, period)
@@ -446,7 +435,6 @@ def interval_statements(target: Target, settings: Settings, period) -> Loaded:
 @cached(ttl=CACHE_TTL_S)
 def statement_history(target: Target, settings: Settings, queryid: int, days: int = 7) -> Loaded:
     """One statement's calls and mean time per hour over the stored snapshots."""
-    from queries import history
 
     now = datetime.now(timezone.utc)
     period = history.Period(now - timedelta(days=days), now)
@@ -458,7 +446,6 @@ def statement_history(target: Target, settings: Settings, queryid: int, days: in
 def redis_history(target: Target, settings: Settings, hours: int = 24) -> Loaded:
     """The Redis hit rate between stored snapshots (the agent's or cron's): it outlives the
     dashboard process and is the same for every dashboard."""
-    from queries import history
 
     now = datetime.now(timezone.utc)
     return _load_history(target, settings, lambda conn: history.redis_series(
@@ -467,8 +454,6 @@ def redis_history(target: Target, settings: Settings, hours: int = 24) -> Loaded
 
 @cached(ttl=CACHE_TTL_S)
 def review_data(target: Target, settings: Settings, previous, current) -> Loaded:
-    from queries import history, review
-
     # migrations and refreshes come from the watched database; without it, no marks
     marks = _load(target.database_url, settings, lambda conn: history.target_events(
         conn, review.span(previous, current)))
@@ -482,7 +467,6 @@ def review_data(target: Target, settings: Settings, previous, current) -> Loaded
 def alerts_data(target: Target, settings: Settings, since: datetime) -> Loaded:
     """The alerts the agent raised for this target since `since` (not cached: the page is
     opened to see the latest)."""
-    from queries import alert_log
 
     return _load_history(target, settings, lambda conn: alert_log.recent(
         conn, target.history_source, since))
@@ -492,9 +476,7 @@ def audit_data(where: Target, settings: Settings, **filters) -> Loaded:
     """The audit rows matching the filters (not cached: a page opened after an action must show
     it), from the target's database and, when snapshots live elsewhere, the history database,
     where snapshot and pruning rows are written."""
-    import pandas as pd
 
-    from queries import audit
 
     def load(conn):
         if not audit.log_exists(conn):
@@ -518,7 +500,6 @@ def audit_data(where: Target, settings: Settings, **filters) -> Loaded:
 @cached(ttl=CACHE_TTL_S)
 def probe_latency(target: Target, settings: Settings, hours: int = 24) -> Loaded:
     """The plan's latency probes over the last hours, beside their targets."""
-    from queries import probes
 
     now = datetime.now(timezone.utc)
     queries = plan.current(settings).probes
@@ -531,7 +512,6 @@ def probe_latency(target: Target, settings: Settings, hours: int = 24) -> Loaded
 def connection_peak(target: Target, settings: Settings, hours: int = 24) -> Loaded:
     """The application's busiest moment for connections over the last hours (the agent's
     samples), or None without samples."""
-    from queries import activity
 
     now = datetime.now(timezone.utc)
 

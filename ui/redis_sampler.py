@@ -1,6 +1,6 @@
 """Samples of Redis counters taken while the dashboard runs: a background thread per Redis URL
 every SAMPLE_EVERY_S seconds, plus one on each page view. Interval hit rates come from these
-(queries.redis_cache.intervals), so they do not depend on anyone resetting the counters."""
+(reads.redis_cache.intervals), so they do not depend on anyone resetting the counters."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections import deque
 
 import streamlit as st
 
-from queries import redis_cache
+from reads import redis_cache
 
 SAMPLE_EVERY_S = 10
 KEEP = 720  # two hours of samples

@@ -1,4 +1,4 @@
-"""One way to show a query's frame: its column specification (queries/columns.py) decides the
+"""One way to show a query's frame: its column specification (foundation/columns.py) decides the
 headers, units, formats and widths, so pages stay thin and no page formats numbers by hand."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from collections.abc import Mapping
 import pandas as pd
 import streamlit as st
 
-from queries.columns import Column
-from queries.markup import md
-from ui.format import known
+from foundation.columns import Column
+from foundation.format import known
+from foundation.markup import md
 
 MISSING = "—"  # an empty number or time: not measured, not applicable
 SAFE_INTEGER = 2 ** 53  # beyond it the browser's numbers lose digits: shown as text instead

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import plotly.express as px
 import streamlit as st
 
-from queries.markup import code, md
+from foundation.access import AccessRefused
+from foundation.config import ConfigError
+from foundation.markup import code, md
+from reads import statements
+from ui import context
 from ui.loaders import Loaded
 
 BADGES = {  # state -> (badge color, material icon, word)
@@ -56,7 +61,7 @@ def show_problem(what: str, loaded: Loaded) -> None:
         st.caption(loaded.problem.hint)
 
 
-# check page ids (queries.checks.Finding.page) -> page files registered in app.py
+# check page ids (operations.checks.Finding.page) -> page files registered in app.py
 PAGE_FILES = {"slow_queries": "views/slow_queries.py", "indexes": "views/indexes.py",
               "bloat": "views/bloat.py", "buffer_cache": "views/buffer_cache.py",
               "activity": "views/activity.py", "matviews": "views/matviews.py",
@@ -96,9 +101,6 @@ def finding_banner(finding) -> None:
 def require_target():
     """Who acts on which target with which settings (an Actor), or stop the page with what to
     configure or why this person has no role there."""
-    from queries.access import AccessRefused
-    from queries.config import ConfigError
-    from ui import context
 
     try:
         target = context.current_target()
@@ -144,9 +146,7 @@ SLOW_SHARE_HELP = ("The plan's KPI: the share of calls slower than the threshold
 def top_statements_chart(top, order_by: str, title: str) -> None:
     """The first 15 statements as horizontal bars of the ranking column, labelled with its
     header and unit."""
-    import plotly.express as px
 
-    from queries import statements
 
     column = statements.ORDER_BY[order_by]
     shown = top.head(15)

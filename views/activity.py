@@ -3,12 +3,12 @@ use, refreshing itself every few seconds; a DBA can cancel a statement or termin
 
 import streamlit as st
 
-from queries import activity, pgbouncer
-from queries.markup import md
+from foundation.format import amount, count, known, percent
+from foundation.markup import md
+from reads import activity, pgbouncer
 from ui import loaders, tables
 from ui.actions import end_session
 from ui.confirm import action_button, last_result
-from ui.format import amount, count, known, percent
 from ui.widgets import as_of, dba_note, judged_metric, page, show_problem
 
 REFRESH_S = 5  # the loader's cache lives as long, so each refresh reads the server once

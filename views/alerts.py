@@ -5,11 +5,10 @@ from datetime import datetime, timedelta, timezone
 
 import streamlit as st
 
-from agent import alerts
-from queries import alert_log
-from queries.markup import md
+from foundation.format import count
+from foundation.markup import md
+from operations import alert_log, alerts
 from ui import actions, context, loaders, tables
-from ui.format import count
 from ui.confirm import action_button
 from ui.widgets import dba_note, page, show_problem, value_or_stop
 

@@ -5,9 +5,9 @@ from datetime import datetime, time, timedelta, timezone
 
 import streamlit as st
 
-from queries import audit
+from foundation.format import count
+from operations import audit
 from ui import loaders, tables
-from ui.format import count
 from ui.widgets import page, value_or_stop
 
 who = page("Audit log")

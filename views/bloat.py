@@ -1,19 +1,24 @@
 """Bloat and vacuum: estimated table and index bloat, exact figures on demand (DBA), dead rows
 and autovacuum trigger points, transaction ID wraparound, sequences."""
 
+import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-import pandas as pd
-
-from queries import bloat, vacuum
-from queries.indexes import OWN_SCHEMA
-from queries.identifiers import qualified
-from queries.markup import md
+from foundation.format import count, human_bytes, percent
+from foundation.identifiers import qualified
+from foundation.markup import md
+from reads import bloat, vacuum
+from reads.indexes import OWN_SCHEMA
 from ui import loaders, tables
 from ui.actions import exact_bloat
-from ui.format import count, human_bytes, percent
-from ui.widgets import disabled_for, own_objects_toggle, page, show_problem, value_or_stop
+from ui.widgets import (
+    disabled_for,
+    own_objects_toggle,
+    page,
+    show_problem,
+    value_or_stop,
+)
 
 who = page("Bloat and vacuum")
 target, settings = who.target, who.settings

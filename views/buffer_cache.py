@@ -3,10 +3,10 @@
 import plotly.express as px
 import streamlit as st
 
-from queries import cache
-from queries.indexes import OWN_SCHEMA
+from foundation.format import percent, state_for_ratio
+from reads import cache
+from reads.indexes import OWN_SCHEMA
 from ui import loaders, tables
-from ui.format import percent, state_for_ratio
 from ui.widgets import judged_metric, own_objects_toggle, page, value_or_stop
 
 who = page("Buffer cache")

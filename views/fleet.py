@@ -4,8 +4,8 @@ shown as down without delaying the others."""
 import pandas as pd
 import streamlit as st
 
-from queries import fleet
-from queries.access import AccessRefused
+from foundation.access import AccessRefused
+from operations import fleet
 from ui import context, loaders, tables
 from ui.widgets import page
 

@@ -6,9 +6,9 @@ from dataclasses import asdict
 import pandas as pd
 import streamlit as st
 
-from queries import indexes
+from foundation.format import human_bytes
+from reads import indexes
 from ui import loaders, tables
-from ui.format import human_bytes
 from ui.widgets import own_objects_toggle, page, value_or_stop
 
 FINDINGS_PER_PAGE = 50

@@ -4,10 +4,10 @@ DBA's refresh actions."""
 import plotly.express as px
 import streamlit as st
 
-from queries import matviews, schedules
-from queries.markup import md
+from foundation.format import amount, known
+from foundation.markup import md
+from reads import matviews, schedules
 from ui import actions, loaders, tables
-from ui.format import amount, known
 from ui.confirm import action_button, last_result
 from ui.widgets import dba_note, page, show_problem, value_or_stop
 

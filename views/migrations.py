@@ -1,16 +1,16 @@
 """Migrations: the prepared optimization migrations, their state, lint and plan, and the DBA's
 apply and rollback."""
 
+import pandas as pd
 import streamlit as st
 
-import pandas as pd
-
-from queries import migrations
-from queries.markup import md
-from queries.migrations import blocks_others
+from foundation import migration_files
+from foundation.format import human_bytes
+from foundation.markup import md
+from foundation.migration_files import blocks_others
+from operations import migrations
 from ui import actions, loaders, tables
 from ui.confirm import action_button
-from ui.format import human_bytes
 from ui.widgets import dba_note, page, show_problem, value_or_stop
 
 
@@ -53,7 +53,7 @@ for m in data["migrations"]:
             tables.show(plan, migrations.PLAN_COLUMNS)
         if findings:
             st.markdown("**squawk**")
-            tables.show(pd.DataFrame(findings), migrations.LINT_COLUMNS)
+            tables.show(pd.DataFrame(findings), migration_files.LINT_COLUMNS)
         st.code(m.path.read_text(), language="sql")
 
 st.subheader("Ledger")

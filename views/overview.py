@@ -4,11 +4,17 @@ server is and what DB Pulse can see there. On a phone the first banner is at the
 import pandas as pd
 import streamlit as st
 
-from queries import redis_cache
-from queries.capabilities import CAPABILITY_COLUMNS, capability_rows
-from queries.markup import md
+from foundation.capabilities import CAPABILITY_COLUMNS, capability_rows
+from foundation.format import (
+    count,
+    human_bytes,
+    human_duration,
+    percent,
+    state_for_ratio,
+)
+from foundation.markup import md
+from reads import redis_cache
 from ui import loaders, tables
-from ui.format import count, human_bytes, human_duration, percent, state_for_ratio
 from ui.widgets import as_of, finding_banner, judged_metric, page, show_problem
 
 who = page("Overview")

@@ -3,10 +3,11 @@ the seeds' KPIs next to the measured values, and the hot queries before and afte
 
 import streamlit as st
 
-from queries import migrations, plan_tracker, probes, redis_cache
-from queries.markup import md
+from foundation.format import amount, percent, state_for_ratio
+from foundation.markup import md
+from operations import migrations
+from reads import plan_tracker, probes, redis_cache
 from ui import loaders, tables
-from ui.format import amount, percent, state_for_ratio
 from ui.widgets import SLOW_SHARE_HELP, judged_metric, page, show_problem, value_or_stop
 
 who = page("Optimization plan")

@@ -7,10 +7,18 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from queries import plan, redis_cache
-from queries.markup import code, md
+from foundation import plan
+from foundation.format import (
+    amount,
+    count,
+    human_bytes,
+    human_duration,
+    percent,
+    state_for_ratio,
+)
+from foundation.markup import code, md
+from reads import redis_cache
 from ui import loaders, redis_sampler, tables
-from ui.format import amount, count, human_bytes, human_duration, percent, state_for_ratio
 from ui.widgets import judged_metric, page, value_or_stop
 
 who = page("Redis cache")

@@ -3,9 +3,9 @@ with the checks' findings and their fixes."""
 
 import streamlit as st
 
-from queries import replication
+from foundation.format import count, human_bytes, human_duration
+from reads import replication
 from ui import loaders, tables
-from ui.format import count, human_bytes, human_duration
 from ui.widgets import finding_banner, page, value_or_stop
 
 who = page("Replication")

@@ -4,8 +4,8 @@ from datetime import datetime, time, timedelta, timezone
 
 import streamlit as st
 
-from queries import history
-from queries.markup import md
+from foundation.markup import md
+from operations import history
 from reports import charts, weekly
 from ui import actions, loaders, tables
 from ui.widgets import disabled_for, page, show_problem, value_or_stop

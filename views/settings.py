@@ -3,8 +3,8 @@ plain advice from what the server shows (temporary files, connections, I/O timin
 
 import streamlit as st
 
-from queries import tune
-from queries.markup import md
+from foundation.markup import md
+from reads import tune
 from ui import loaders, tables
 from ui.widgets import page, value_or_stop
 

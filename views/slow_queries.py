@@ -8,12 +8,19 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from queries import statements
-from queries.markup import md
+from foundation.format import amount, count, human_duration, percent
+from foundation.markup import md
+from reads import statements
 from ui import actions, interval_mode, loaders, tables
-from ui.format import amount, count, human_duration, percent
-from ui.widgets import (SLOW_SHARE_HELP, disabled_for, judged_metric, page, show_problem,
-                        top_statements_chart, value_or_stop)
+from ui.widgets import (
+    SLOW_SHARE_HELP,
+    disabled_for,
+    judged_metric,
+    page,
+    show_problem,
+    top_statements_chart,
+    value_or_stop,
+)
 
 who = page("Slow queries")
 target, settings = who.target, who.settings

@@ -4,10 +4,10 @@ table grew over the last week of stored snapshots."""
 import plotly.express as px
 import streamlit as st
 
-from queries import space
-from queries.indexes import OWN_SCHEMA
+from foundation.format import human_bytes
+from reads import space
+from reads.indexes import OWN_SCHEMA
 from ui import loaders, tables
-from ui.format import human_bytes
 from ui.widgets import own_objects_toggle, page, value_or_stop
 
 MIB = 1048576  # the charts' sizes in MB, as human_bytes writes them

@@ -1,4 +1,4 @@
--- DB Pulse's own schema: applied in file order by queries/dbpulse_schema.py, each file once.
+-- DB Pulse's own schema: applied in file order by operations/dbpulse_schema.py, each file once.
 CREATE SCHEMA IF NOT EXISTS dbpulse;
 
 CREATE TABLE IF NOT EXISTS dbpulse.schema_version (

@@ -1,4 +1,4 @@
--- Latency probes (queries/probes.py): one row per timed run of a hot query's probe (seconds
+-- Latency probes (reads/probes.py): one row per timed run of a hot query's probe (seconds
 -- NULL: it failed, error says why), and the index scans each run caused, which the
 -- unused-index verdicts discount (DB Pulse's own scans prove no use by the application).
 CREATE TABLE IF NOT EXISTS dbpulse.probe_samples (

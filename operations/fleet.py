@@ -1,0 +1,151 @@
+"""Every configured target's health side by side: the checks, the hit rates and the worst
+findings, read concurrently, each target within its own time limit, so a target that is down
+shows as down without delaying the others. Used by `cli.py check --all-targets` and the Fleet
+page."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from concurrent.futures import ThreadPoolExecutor, wait
+from typing import Callable
+
+import psycopg
+
+from foundation import capabilities, server
+from foundation.columns import Column
+from foundation.config import Settings, Target
+from foundation.connections import DatabaseProblem, monitoring_connection
+from operations import checks
+from reads import cache, redis_cache, replication
+
+SEVERITY_RANK = {"down": -1, **checks.SEVERITY_ORDER}
+
+
+def topology(conn: psycopg.Connection, target: Target) -> str:
+    """Where the target stands in its replication: a standby, or a primary with the standbys
+    streaming from it (and how many the target declares as its read replicas)."""
+    if replication.is_standby(conn):
+        return "standby"
+    streaming = replication.standby_names(replication.standbys(conn))
+    declared = f"; {len(target.replica_urls)} declared as replicas" if target.replica_urls else ""
+    return (f"primary, {len(streaming)} standby{'s' if len(streaming) != 1 else ''} streaming"
+            + (f" ({', '.join(streaming)})" if streaming else "") + declared)
+
+
+def target_report(target: Target, settings: Settings,
+                  also: Callable[[psycopg.Connection, capabilities.Capabilities], object]
+                  | None = None) -> dict:
+    """One target's health: PostgreSQL identity, checks and buffer hit rate, each Redis's hit
+    rate; a server that cannot be reached is an error entry, and makes the target red. `also`
+    reads more on the same connection (the agent's KPIs): its result is report["also"]."""
+    t0 = time.monotonic()
+    report: dict = {"target": target.name, "findings": []}
+    failed = False
+    try:
+        with monitoring_connection(target.database_url, settings) as conn:
+            identity = server.server_identity(conn, with_size=True)
+            caps = capabilities.detect(conn)
+            hit = cache.cache_hit_rates(conn)
+            findings = checks.run_all(conn, caps, settings, rates=hit,
+                                      replica_urls=target.replica_urls)
+            report["topology"] = topology(conn, target)
+            if also is not None:
+                report["also"] = also(conn, caps)
+        report["postgres"] = {
+            "version": identity.version, "database": identity.database,
+            "uptime_s": round(identity.uptime.total_seconds()),
+            "database_size_bytes": identity.database_size_bytes,
+            "stats_reset": identity.stats_reset.isoformat() if identity.stats_reset else None,
+            "buffer_hit_rate": hit.database,
+            "blocks_hit": hit.blocks_hit, "blocks_read": hit.blocks_read,
+            "extensions": {n: e.installed_version for n, e in caps.extensions.items()},
+            "can_read_all_stats": caps.can_read_all_stats,
+            "capability_issues": [dataclasses.asdict(i) for i in caps.issues],
+        }
+        report["findings"] = [f.as_dict() for f in findings]
+        failed |= checks.worst_severity(findings) == "red"
+    except DatabaseProblem as problem:
+        report["postgres"] = {"error": problem.message, "hint": problem.hint}
+        failed = True
+    for url in target.redis_urls:
+        entry: dict = {"url": redis_cache.redact_url(url)}
+        try:
+            client = redis_cache.connect(url)
+            overview = redis_cache.redis_overview(client, url)
+            client.close()
+            entry.update(version=overview.version, hit_rate=overview.hit_rate, keys=overview.keys,
+                         keyspace_hits=overview.keyspace_hits,
+                         keyspace_misses=overview.keyspace_misses)
+        except redis_cache.RedisProblem as problem:
+            entry.update(error=problem.message, hint=problem.hint)
+            failed = True
+        report.setdefault("redis", []).append(entry)
+    report["status"] = "red" if failed else checks.worst_severity(
+        [checks.Finding(**f) for f in report["findings"]])
+    report["seconds"] = round(time.monotonic() - t0, 3)
+    return report
+
+
+def fleet_reports(targets: list[Target], settings: Settings, time_limit_s: float = 10.0,
+                  workers: int = 8) -> list[dict]:
+    """Every target's report, read in parallel; a target without an answer within the time
+    limit is "down" with the reason, and the others do not wait for it. Worst first."""
+    pool = ThreadPoolExecutor(max_workers=max(1, min(workers, len(targets))))
+    futures = {pool.submit(target_report, t, settings): t for t in targets}
+    done, _ = wait(futures, timeout=time_limit_s)
+    reports = []
+    for future, target in futures.items():
+        if future in done and future.exception() is None:
+            report = future.result()
+            if "error" in report["postgres"]:  # unreachable: down, whatever else it found
+                report["status"] = "down"
+            reports.append(report)
+        else:
+            reason = (f"no answer within {time_limit_s:g} s" if future not in done
+                      else f"failed: {type(future.exception()).__name__}")
+            reports.append({"target": target.name, "findings": [], "status": "down",
+                            "postgres": {"error": reason, "hint": ""}, "seconds": None})
+    pool.shutdown(wait=False, cancel_futures=True)  # a hung target does not hold the caller
+    return sorted(reports, key=lambda r: (SEVERITY_RANK.get(r["status"], 9), r["target"]))
+
+
+def summary_rows(reports: list[dict]) -> list[dict]:
+    """One row per target for a table: status, versions, hit rates, counts and the worst
+    findings in words."""
+    rows = []
+    for r in reports:
+        pg = r.get("postgres", {})
+        bad = [f for f in r["findings"] if f["severity"] in ("red", "amber")]
+        bad.sort(key=lambda f: checks.SEVERITY_ORDER[f["severity"]])
+        redis_rates = [e["hit_rate"] for e in r.get("redis", []) if e.get("hit_rate") is not None]
+        rows.append({
+            "target": r["target"], "status": r["status"],
+            "postgres": "unreachable" if pg.get("error") else f"PostgreSQL {pg.get('version')}",
+            "down_reason": pg.get("error"),
+            "topology": r.get("topology"),
+            "buffer_hit_rate": pg.get("buffer_hit_rate"),
+            "redis_hit_rate": min(redis_rates) if redis_rates else None,
+            "red": sum(f["severity"] == "red" for f in r["findings"]),
+            "amber": sum(f["severity"] == "amber" for f in r["findings"]),
+            "worst": "; ".join(f"{f['title']} ({f['count']})" for f in bad[:3]),
+            "seconds": r.get("seconds"),
+        })
+    return rows
+
+
+# How these rows are shown (ui/tables.py)
+FLEET_COLUMNS = {
+    "target": Column("Target", pinned=True), "status": Column("Status", width="small"),
+    "postgres": Column("Server", width="medium"),
+    "topology": Column("Replication", width="medium",
+                       help="A standby, or a primary with the standbys streaming from it"),
+    "buffer_hit_rate": Column("Buffer hit rate", "percent", digits=2),
+    "redis_hit_rate": Column(redis_cache.HIT_RATE_LABEL, "percent", digits=1,
+                             help="The lowest of the target's Redis instances. "
+                                  + redis_cache.HIT_RATE_MEANING),
+    "red": Column("Red", "count", width="small"), "amber": Column("Amber", "count", width="small"),
+    "worst": Column("Worst findings", explains=True),
+    "down_reason": Column("Down", explains=True),
+    "seconds": Column("Read in", "number", unit="s", digits=2),
+}

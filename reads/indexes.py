@@ -1,0 +1,743 @@
+"""Indexes: unused, duplicate or redundant, invalid; missing-index hints; each finding with the
+SQL that fixes it.
+
+One catalogue query lists every index with what the checks need (no pg_get_indexdef() per
+index: expressions and predicates are decompiled only where they exist); the checks themselves
+are plain pandas over that frame, so they stay fast on catalogues of tens of thousands of indexes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import psycopg
+from psycopg.types.json import Jsonb
+
+from foundation import migration_files, server
+from foundation.columns import INDEX, SCHEMA, SIZE, TABLE, Column
+from foundation.config import Settings
+from foundation.frames import to_frame
+from foundation.identifiers import qualified, quote_ident
+from reads import probes, replication
+
+# Which indexes a read fetches: each check needs only the indexes it can report on or must look
+# at, a small share of a big catalogue. Each scope is a superset of what its check decides on:
+# the decisions stay in the Python below, so a scoped read finds exactly what the whole list does.
+SCOPES = {
+    # tables holding an index without scans: the candidates and their neighbours (a duplicate
+    # is not reported twice; a foreign key may need the candidate). An array, computed once:
+    # their indexes are then looked up by table, not the whole pg_index hashed against them
+    "unused": """i.indrelid = ANY(ARRAY(
+        SELECT ui.indrelid FROM pg_class uc JOIN pg_index ui ON ui.indexrelid = uc.oid
+        WHERE NOT ui.indisunique AND ui.indisvalid
+          AND (uc.relkind = 'I' OR uc.relkind = 'i' AND
+               -- the size first (CASE keeps the order): the statistics lookup costs more
+               CASE WHEN uc.relpages::bigint * %(block_size)s >= %(min_size_bytes)s
+                    THEN pg_stat_get_numscans(uc.oid) - coalesce(
+                             (%(own_scans)s::jsonb ->> uc.oid::text)::bigint, 0) = 0
+                    ELSE false END)))""",
+    # indexes sharing table, method, first key column and whether they have expressions and a
+    # predicate with another: the only ones that can cover each other
+    "duplicates": """i.indexrelid IN (
+        SELECT a.indexrelid FROM pg_index a
+        JOIN pg_index b ON b.indrelid = a.indrelid AND b.indexrelid <> a.indexrelid
+                       AND b.indkey[0] = a.indkey[0]
+                       AND (b.indexprs IS NULL) = (a.indexprs IS NULL)
+                       AND (b.indpred IS NULL) = (a.indpred IS NULL)
+        JOIN pg_class ac ON ac.oid = a.indexrelid
+        JOIN pg_class bc ON bc.oid = b.indexrelid AND bc.relam = ac.relam)""",
+    "invalid": "NOT i.indisvalid",
+    "foreign_keys": "i.indrelid IN (SELECT conrelid FROM pg_constraint WHERE contype = 'f')",
+}
+USER_SCHEMAS = ("n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') "
+                "AND n.nspname NOT LIKE 'pg_temp%%' AND n.nspname NOT LIKE 'pg_toast_temp%%'")
+# what all the index checks together need: the union of their scopes
+CHECK_SCOPES = ("unused", "duplicates", "invalid", "foreign_keys")
+
+
+# A partitioned index has no pages or scans of its own: the sums over its partitions' indexes
+SIZE_BYTES = """CASE WHEN c.relkind = 'I' THEN
+                    (SELECT coalesce(sum(pc.relpages), 0) FROM pg_partition_tree(c.oid) p
+                     JOIN pg_class pc ON pc.oid = p.relid WHERE p.isleaf)
+                    ELSE c.relpages END::bigint * %(block_size)s"""
+# Scans less those DB Pulse's latency probes caused (%(own_scans)s: their ledger as JSON, index
+# oid -> scans, reads/probes.py): its own reads prove no use by the application
+SCANS = """CASE WHEN c.relkind = 'I' THEN
+                    (SELECT coalesce(sum(pg_stat_get_numscans(p.relid)
+                                         - coalesce((%(own_scans)s::jsonb ->> p.relid::text)
+                                                    ::bigint, 0)), 0)
+                     FROM pg_partition_tree(c.oid) p WHERE p.isleaf)
+                    ELSE pg_stat_get_numscans(i.indexrelid)
+                         - coalesce((%(own_scans)s::jsonb ->> i.indexrelid::text)::bigint, 0)
+               END::bigint"""
+
+
+def list_indexes(conn: psycopg.Connection, scope: str | None = None, min_size_bytes: int = 0,
+                 limit: int | None = None) -> pd.DataFrame:
+    """The indexes outside the system schemas (those of a SCOPES entry or of all the checks,
+    else all of them) with what the checks need; with `limit`, only that many of all the
+    indexes, the least scanned (largest first among equals).
+
+    Kept cheap for catalogues of tens of thousands of indexes: scan counts come straight from
+    the statistics functions (not the pg_stat_all_indexes view), sizes from pg_class.relpages
+    (as of the last VACUUM, ANALYZE or build, instead of a file-system call per index), and
+    column names from one query for the tables read rather than a subquery per index. A
+    partitioned index has no scans or pages of its own: it gets the sums over its partitions'
+    indexes, so it is judged by what they saw."""
+    version = conn.info.server_version
+    last_scan = "pg_stat_get_lastscan(i.indexrelid)" if version >= 160000 else "NULL::timestamptz"
+    nulls_not_distinct = "i.indnullsnotdistinct" if version >= 150000 else "false"
+    block_size = server.block_size(conn)
+    own_scans = Jsonb({str(oid): n for oid, n in probes.own_scans(conn).items()})
+    # the scope (or the least scanned) first, on its own: the few wanted indexes are then
+    # looked up by oid (the planner knows how many) instead of the whole catalogue being
+    # joined, its expressions decompiled, and then filtered
+    wanted = None
+    if limit:
+        wanted = [oid for oid, in conn.execute(f"""
+            SELECT i.indexrelid FROM pg_index i
+            JOIN pg_class c ON c.oid = i.indexrelid
+            JOIN pg_class t ON t.oid = i.indrelid
+            JOIN pg_namespace n ON n.oid = t.relnamespace
+            WHERE {USER_SCHEMAS}
+            ORDER BY {SCANS}, {SIZE_BYTES} DESC, i.indexrelid
+            LIMIT %(limit)s""", {"limit": limit, "block_size": block_size,
+                                 "own_scans": own_scans})]
+    elif scope is not None:
+        # a UNION, not an OR: each part keeps its own plan
+        wanted = [oid for oid, in conn.execute(" UNION ".join(
+            f"SELECT i.indexrelid FROM pg_index i WHERE {SCOPES[part]}"
+            for part in (CHECK_SCOPES if scope == "checks" else (scope,))),
+            {"min_size_bytes": min_size_bytes, "block_size": block_size,
+             "own_scans": own_scans})]
+    only = "true" if wanted is None else "i.indexrelid = ANY(%(wanted)s::oid[])"
+    frame = to_frame(conn.execute(f"""
+        SELECT n.nspname                                         AS schema_name,
+               t.relname                                         AS table_name,
+               c.relname                                         AS index_name,
+               i.indexrelid                                      AS index_oid,
+               i.indrelid                                        AS table_oid,
+               am.amname                                         AS access_method,
+               i.indkey::int2[]                                  AS columns,
+               i.indnkeyatts                                     AS key_count,
+               i.indclass::text                                  AS opclasses,
+               i.indcollation::text                              AS collations,
+               i.indoption::text                                 AS options,
+               {nulls_not_distinct}                              AS nulls_not_distinct,
+               c.relkind = 'I'                                   AS is_partitioned,
+               inh.inhparent                                     AS parent_index_oid,
+               i.indisunique                                     AS is_unique,
+               i.indisprimary                                    AS is_primary,
+               i.indisvalid                                      AS is_valid,
+               i.indisreplident                                  AS is_replica_identity,
+               i.indisclustered                                  AS is_clustered,
+               i.indisready                                      AS is_ready,
+               con.contype                                       AS constraint_type,
+               con.conname                                       AS constraint_name,
+               referenced.conindid IS NOT NULL                   AS referenced_by_fk,
+               CASE WHEN i.indexprs IS NOT NULL THEN pg_get_expr(i.indexprs, i.indrelid) END
+                                                                 AS expressions,
+               CASE WHEN i.indpred IS NOT NULL THEN pg_get_expr(i.indpred, i.indrelid) END
+                                                                 AS predicate,
+               {SIZE_BYTES}                                      AS size_bytes,
+               {SCANS}                                           AS scans,
+               {last_scan}                                       AS last_scan
+        FROM pg_index i
+        JOIN pg_class c ON c.oid = i.indexrelid
+        JOIN pg_class t ON t.oid = i.indrelid
+        JOIN pg_namespace n ON n.oid = t.relnamespace
+        JOIN pg_am am ON am.oid = c.relam
+        LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.contype IN ('p', 'u', 'x')
+        LEFT JOIN pg_inherits inh ON inh.inhrelid = i.indexrelid
+        -- a unique index a foreign key points at cannot be dropped while the key exists
+        LEFT JOIN (SELECT DISTINCT conindid FROM pg_constraint WHERE contype = 'f') referenced
+               ON referenced.conindid = i.indexrelid
+        WHERE {USER_SCHEMAS} AND {only}
+        """, {"wanted": wanted, "block_size": block_size, "own_scans": own_scans},
+        binary=True))
+    # a replica identity index cannot go either: logical replication needs it for every
+    # UPDATE and DELETE on a published table
+    frame["backs_constraint"] = (frame["constraint_type"].notna() | frame["referenced_by_fk"]
+                                 | frame["is_replica_identity"])
+    frame["is_partitioned"] = frame["is_partitioned"].astype(bool)
+    names = table_column_names(conn, frame["table_oid"].unique().tolist())
+    frame["column_names"] = [
+        [names.get(table, [])[n - 1] if 0 < n <= len(names.get(table, [])) else None
+         for n in cols] for table, cols in zip(frame["table_oid"], frame["columns"])]
+    if limit:
+        return frame.sort_values(["scans", "size_bytes", "index_oid"],
+                                 ascending=[True, False, True], ignore_index=True)
+    # one order whatever the scope, so which of two twins is named does not depend on it
+    return frame.sort_values("index_oid", ignore_index=True)
+
+
+def count_indexes(conn: psycopg.Connection) -> int:
+    """How many indexes list_indexes(conn) would return."""
+    return conn.execute(f"""
+        SELECT count(*) FROM pg_index i
+        JOIN pg_class t ON t.oid = i.indrelid
+        JOIN pg_namespace n ON n.oid = t.relnamespace
+        WHERE {USER_SCHEMAS}
+        """, {}).fetchone()[0]
+
+
+def table_column_names(conn: psycopg.Connection, table_oids: list[int]) -> dict[int, list[str]]:
+    """table oid -> its column names by attnum (position attnum - 1, dropped ones included)."""
+    return dict(conn.execute("""
+        SELECT a.attrelid, array_agg(a.attname ORDER BY a.attnum)
+        FROM pg_attribute a
+        WHERE a.attnum > 0 AND a.attrelid = ANY(%s::oid[])
+        GROUP BY a.attrelid
+        """, (table_oids,)).fetchall())
+
+
+def drop_sql(schema: str, index: str, partitioned: bool = False) -> str:
+    """The DROP PostgreSQL accepts: CONCURRENTLY is refused for a partitioned index."""
+    if partitioned:
+        return (f"DROP INDEX IF EXISTS {qualified(schema, index)};  -- partitioned index: "
+                "CONCURRENTLY is not possible; holds an ACCESS EXCLUSIVE lock on the table and "
+                "every partition until it commits (brief: nothing is rewritten)")
+    return f"DROP INDEX CONCURRENTLY IF EXISTS {qualified(schema, index)};"
+
+
+@dataclass
+class IndexFinding:
+    schema_name: str
+    table_name: str
+    index_name: str
+    size_bytes: int
+    reason: str
+    fix: str
+    covered_by: str | None = None   # for duplicates: the index that stays
+    # drop | kept (a reason to keep it) | too new (younger than the minimum age) | age unknown
+    # (nothing shows it existed that long)
+    verdict: str = "drop"
+
+    @property
+    def qualified_name(self) -> str:
+        return qualified(self.schema_name, self.index_name)
+
+
+def _key_orders(row) -> list[int]:
+    """Per key column, pg_index.indoption: bit 1 DESC, bit 2 NULLS FIRST."""
+    return [int(o) for o in (row.options or "").split()][:row.key_count]
+
+
+def _describe(row) -> str:
+    if _text(row.expressions):
+        body = row.expressions
+    else:
+        names = [n or "?" for n in (row.column_names or [])]
+        keys, included = names[:row.key_count], names[row.key_count:]
+        orders = _key_orders(row) + [0] * len(keys)
+        body = ", ".join(quote_ident(n) + _order_text(o) for n, o in zip(keys, orders))
+        if included:
+            body += ") INCLUDE (" + ", ".join(quote_ident(n) for n in included)
+    text = ("UNIQUE " if row.is_unique else "") + f"{row.access_method} ({body})"
+    if getattr(row, "nulls_not_distinct", False):
+        text += " NULLS NOT DISTINCT"
+    return text + (f" WHERE {row.predicate}" if _text(row.predicate) else "")
+
+
+def _order_text(option: int) -> str:
+    """
+    >>> _order_text(0), _order_text(1), _order_text(2), _order_text(3)
+    ('', ' DESC NULLS LAST', ' NULLS FIRST', ' DESC')
+    """
+    desc, nulls_first = bool(option & 1), bool(option & 2)
+    return (" DESC" if desc else "") + (
+        " NULLS FIRST" if nulls_first and not desc else " NULLS LAST" if desc and not nulls_first
+        else "")
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    schema_name: str
+    table_name: str
+    table_oid: int
+    name: str
+    columns: tuple[int, ...]
+    column_names: tuple[str, ...]
+    partitioned_table: bool = False
+
+    def supported_by(self, row) -> bool:
+        """A valid, whole-table index whose leading key columns are the key's columns."""
+        n = len(self.columns)
+        return (bool(row.is_valid) and not _text(row.predicate) and row.table_oid == self.table_oid
+                and row.key_count >= n and sorted(row.columns[:n]) == sorted(self.columns))
+
+
+def foreign_keys(conn: psycopg.Connection) -> list[ForeignKey]:
+    cur = conn.execute("""
+        SELECT n.nspname AS schema_name, t.relname AS table_name, c.conrelid AS table_oid,
+               c.conname AS constraint_name, c.conkey::int[] AS columns,
+               (SELECT array_agg(a.attname ORDER BY k.ord)
+                FROM unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord)
+                JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum) AS column_names,
+               t.relkind = 'p' AS partitioned_table
+        FROM pg_constraint c
+        JOIN pg_class t ON t.oid = c.conrelid
+        JOIN pg_namespace n ON n.oid = t.relnamespace
+        WHERE c.contype = 'f'
+          AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+        """)
+    return [ForeignKey(s, t, oid, name, tuple(cols), tuple(names), part)
+            for s, t, oid, name, cols, names, part in cur.fetchall()]
+
+
+@dataclass(frozen=True)
+class UsageEvidence:
+    """What zero scans can prove: the counters start at the last statistics reset, and an
+    index built since then has been watched only for its own lifetime. `created_after` maps a
+    qualified index name to a moment it did not exist yet, with how that is known;
+    `snapshot_cut` is (the oldest snapshot inside min_age, the indexes it held): an index
+    missing from it is younger than that snapshot; `old_snapshot` is (the newest snapshot at
+    least min_age old, the indexes it held): an index in it is old enough. Without one of
+    these, an index's age is unknown and zero scans are not a reason to drop it."""
+    now: datetime
+    stats_since: datetime | None = None
+    min_age: timedelta = timedelta(days=7)
+    created_after: dict = field(default_factory=dict)
+    snapshot_cut: tuple | None = None
+    old_snapshot: tuple | None = None
+    # streaming standbys: their scans are counted there, not in this server's statistics
+    standbys: tuple = ()
+    # the target's declared read replicas, read: their scans count with this server's
+    replicas: replication.ReplicaScans = field(default_factory=replication.ReplicaScans)
+
+    def too_new(self, name: str) -> str | None:
+        """Why zero scans of this index are not yet evidence, or None."""
+        return self.waiting(name)[1]
+
+    def waiting(self, name: str) -> tuple[str, str | None]:
+        """(verdict, why) for an index without scans: ("drop", None) when its age is proven,
+        else "used on a standby?", "too new" or "age unknown" with the reason."""
+        if len(self.standbys) > len(self.replicas.read):
+            return "used on a standby?", (
+                f"no scans here, but it may be used on {', '.join(self.standbys)}: a standby "
+                "counts its own scans, which this server's statistics do not hold; declare "
+                "the standbys as the target's replica_urls (their scans are then added), or "
+                "look there (pg_stat_user_indexes) before dropping it"
+                + (f" ({'; '.join(self.replicas.problems)})" if self.replicas.problems else ""))
+        if self.replicas.recent_reset:
+            return "age unknown", ("no scans here or on the replicas, but "
+                                   + "; ".join(self.replicas.recent_reset)
+                                   + f", less than {age_text(self.min_age)} ago")
+        if self.min_age <= timedelta(0):
+            return "drop", None
+        born = self.created_after.get(name)
+        if born is None and self.snapshot_cut and name not in self.snapshot_cut[1]:
+            born = (self.snapshot_cut[0], "absent from the snapshot of "
+                    f"{self.snapshot_cut[0]:%Y-%m-%d %H:%M}")
+        if born is not None and self.now - born[0] < self.min_age:
+            return "too new", (f"too new to judge: created less than "
+                               f"{age_text(self.now - born[0])} ago ({born[1]}); zero scans "
+                               "over so short a time prove nothing")
+        if self.stats_since is not None and self.now - self.stats_since < self.min_age:
+            return "too new", (f"too new to judge: the statistics were reset only "
+                               f"{age_text(self.now - self.stats_since)} ago")
+        if born is None and not (self.old_snapshot and name in self.old_snapshot[1]):
+            return "age unknown", self._age_unknown()
+        return "drop", None
+
+    def _age_unknown(self) -> str:
+        return (
+            f"age unknown: nothing shows it existed {age_text(self.min_age)} ago (no DB Pulse "
+            f"migration built it and no snapshot that old holds it), so zero scans may cover "
+            f"only minutes; judged once snapshots have seen it for {age_text(self.min_age)}")
+
+
+def age_text(delta: timedelta) -> str:
+    """
+    >>> age_text(timedelta(minutes=3)), age_text(timedelta(hours=5)), age_text(timedelta(days=9))
+    ('3 min', '5 h', '9 days')
+    """
+    seconds = max(delta.total_seconds(), 0)
+    if seconds < 3600:
+        return f"{max(seconds // 60, 1):.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600:.0f} h"
+    return f"{seconds // 86400:.0f} days"
+
+
+def usage_evidence(conn: psycopg.Connection, migrations_dir: Path | None = None,
+                   min_age: timedelta = timedelta(days=7), replica_urls: tuple[str, ...] = (),
+                   settings: Settings | None = None) -> UsageEvidence:
+    """Everything DB Pulse knows about the indexes' ages: the statistics reset, its own
+    migration ledger (an index a migration builds is no older than the run), and its stored
+    snapshots of this database (an index missing from the oldest one inside min_age is new)."""
+    now, stats_since = conn.execute(
+        "SELECT now(), stats_reset FROM pg_stat_database WHERE datname = current_database()"
+    ).fetchone()
+    standbys = tuple(replication.standby_names(replication.standbys(conn)))
+    created: dict[str, tuple] = {}
+    cut = old = None
+    try:
+        if migrations_dir is not None and conn.execute(
+                "SELECT to_regclass('dbpulse.migration_runs')").fetchone()[0]:
+            runs = dict(conn.execute("""
+                SELECT DISTINCT ON (version) version, started_at FROM dbpulse.migration_runs
+                WHERE direction = 'apply' ORDER BY version, id DESC""").fetchall())
+            for m in migration_files.discover(migrations_dir) if runs else []:
+                for statement in m.statements if m.version in runs else []:
+                    if statement.index_name:
+                        created[statement.index_name] = (runs[m.version],
+                                                         f"built by migration {m.version}")
+        if conn.execute("SELECT to_regclass('dbpulse.snapshot_indexes')").fetchone()[0]:
+            first = conn.execute("""
+                SELECT id, taken_at FROM dbpulse.snapshots
+                WHERE source = %s AND NOT synthetic AND taken_at > now() - %s
+                  AND EXISTS (SELECT 1 FROM dbpulse.snapshots older
+                              WHERE older.source = %s AND NOT older.synthetic)
+                ORDER BY taken_at LIMIT 1""", (conn.info.dbname, min_age, conn.info.dbname)
+            ).fetchone()
+            if first:
+                cut = (first[1], _snapshot_indexes(conn, first[0]))
+            last_old = conn.execute("""
+                SELECT id, taken_at FROM dbpulse.snapshots
+                WHERE source = %s AND NOT synthetic AND taken_at <= now() - %s
+                ORDER BY taken_at DESC LIMIT 1""", (conn.info.dbname, min_age)).fetchone()
+            if last_old:
+                old = (last_old[1], _snapshot_indexes(conn, last_old[0]))
+    except (psycopg.errors.InsufficientPrivilege, migration_files.MigrationError):
+        pass  # what cannot be read is not evidence; the ages stay unknown
+    replicas = replication.replica_scans(conn, replica_urls, settings or Settings(), min_age)
+    return UsageEvidence(now, stats_since, min_age, created, cut, old, standbys, replicas)
+
+
+def _snapshot_indexes(conn: psycopg.Connection, snapshot_id: int) -> frozenset:
+    return frozenset(qualified(s, i) for s, i in conn.execute(
+        "SELECT schema_name, index_name FROM dbpulse.snapshot_indexes WHERE snapshot_id = %s",
+        (snapshot_id,)))
+
+
+def judge_unused(frame: pd.DataFrame, min_size_bytes: int = 0,
+                 already_reported: list[IndexFinding] = (), *,
+                 foreign_keys: list[ForeignKey] = (),
+                 evidence: UsageEvidence | None = None) -> list[IndexFinding]:
+    """Every index with no scans since the statistics reset that could be dropped, with a
+    verdict: drop; kept (the only index supporting a foreign key); too new (younger than the
+    evidence). Never one backing a primary key, unique or exclusion constraint, nor unique at
+    all (a unique index enforces something even unscanned), nor an index attached to a
+    partitioned index (only the parent can be dropped; it is judged by its partitions' scans).
+    Indexes in a reported duplicate pair are left out, so no two findings drop both twins."""
+    skip = {(f.schema_name, f.index_name) for f in already_reported}
+    skip |= {(f.schema_name, f.covered_by) for f in already_reported if f.covered_by}
+    reported = pd.MultiIndex.from_arrays([frame["schema_name"], frame["index_name"]]).isin(
+        list(skip)) if skip else False
+    # scans on the declared replicas count as much as those here
+    elsewhere = frame["index_oid"].map(evidence.replicas.scans).fillna(0) if evidence else 0
+    rows = frame[(frame["scans"] + elsewhere == 0) & ~frame["is_unique"]
+                 & ~frame["backs_constraint"]
+                 & frame["is_valid"] & (frame["size_bytes"] >= min_size_bytes) & ~reported
+                 & frame["parent_index_oid"].isna()]
+    # the keys no index outside the candidates supports: a candidate supporting one is kept
+    others = frame[~frame["index_oid"].isin(list(rows["index_oid"]))]
+    uncovered: dict[int, list[ForeignKey]] = {}
+    for fk in unsupported_keys(foreign_keys, others):
+        uncovered.setdefault(fk.table_oid, []).append(fk)
+    findings = []
+    for r in rows.sort_values("size_bytes", ascending=False).itertuples():
+        name = qualified(r.schema_name, r.index_name)
+        needed_by = [fk for fk in uncovered.get(r.table_oid, []) if fk.supported_by(r)]
+        waiting, young = evidence.waiting(name) if evidence else ("drop", None)
+        if needed_by:
+            fk = needed_by[0]
+            verdict, fix = "kept", ""
+            reason = (f"no scans, but kept: supports foreign key {quote_ident(fk.name)} "
+                      f"({', '.join(quote_ident(c) for c in fk.column_names)}); without it, "
+                      "deleting or updating a referenced row scans this table")
+        elif young:
+            verdict, fix, reason = waiting, "", young
+        else:
+            verdict, fix = "drop", drop_sql(r.schema_name, r.index_name, r.is_partitioned)
+            reason = "no scans since the statistics reset"
+            if evidence and evidence.replicas.read:
+                reason += f", here and on {', '.join(evidence.replicas.read)}"
+            if r.is_partitioned:
+                reason += " on any partition"
+            if r.is_clustered:
+                reason += ("; CLUSTER uses it for this table: after the drop a plain CLUSTER "
+                           f"of {qualified(r.schema_name, r.table_name)} needs another index")
+        findings.append(IndexFinding(r.schema_name, r.table_name, r.index_name,
+                                     int(r.size_bytes), f"{reason}; {_describe(r)}", fix,
+                                     verdict=verdict))
+    return findings
+
+
+def unused_indexes(frame: pd.DataFrame, min_size_bytes: int = 0,
+                   already_reported: list[IndexFinding] = (), *,
+                   foreign_keys: list[ForeignKey] = (),
+                   evidence: UsageEvidence | None = None) -> list[IndexFinding]:
+    """The indexes judge_unused says to drop."""
+    return [f for f in judge_unused(frame, min_size_bytes, already_reported,
+                                    foreign_keys=foreign_keys, evidence=evidence)
+            if f.verdict == "drop"]
+
+
+def _text(value) -> str | None:
+    """A text cell, with any missing-value marker (None, NaN) as None."""
+    return value if isinstance(value, str) else None
+
+
+def _same_order(small, big, n: int) -> bool:
+    """The first n key columns sort alike: same direction and NULLS order on every column, or
+    every one reversed (a B-tree scanned backwards gives exactly the reverse order)."""
+    a, b = _key_orders(small)[:n], _key_orders(big)[:n]
+    return a == b or (small.access_method == "btree" and a == [o ^ 3 for o in b])
+
+
+def _covers(small, big) -> bool:
+    """For two indexes with the same table, method, expressions and predicate: True when every
+    lookup and sort `small` serves, `big` serves as well: small's key columns (with their
+    operator classes, collations, directions and NULLS order) are a leading prefix of big's;
+    small's INCLUDE columns are in big."""
+    if small.access_method != "btree" and small.columns != big.columns:
+        return False  # prefix matching only means something for B-trees
+    n = small.key_count
+    if n > big.key_count or small.columns[:n] != big.columns[:n]:
+        return False
+    # operator classes and collations as oidvector text ("1978 1978"), split only here
+    if (small.opclasses.split()[:n] != big.opclasses.split()[:n]
+            or small.collations.split()[:n] != big.collations.split()[:n]
+            or not _same_order(small, big, n)):
+        return False
+    return set(small.columns[n:]) <= set(big.columns)
+
+
+def _enforces_as_much(small, big) -> bool:
+    """Dropping small loosens no rule: small is not unique, or big is unique on exactly the
+    same key columns and at least as strict about NULLs."""
+    if not small.is_unique:
+        return True
+    return (big.is_unique and small.key_count == big.key_count
+            and small.columns[:small.key_count] == big.columns[:big.key_count]
+            and (big.nulls_not_distinct or not small.nulls_not_distinct))
+
+
+def duplicate_indexes(frame: pd.DataFrame) -> list[IndexFinding]:
+    """Indexes another index makes unnecessary: the one that stays serves every lookup, sort
+    order and constraint the dropped one serves. Never proposes dropping one that backs a
+    constraint, or an index attached to a partitioned one (its parent is judged instead); of
+    two equivalent ones keeps the one backing a constraint, else the more used, else the
+    older (lower oid)."""
+    findings = []
+    # only indexes with the same table, method, expressions and predicate can cover each other
+    groups: dict[tuple, list] = {}
+    needed = ["schema_name", "table_name", "index_name", "index_oid", "table_oid",
+              "access_method", "columns", "key_count", "opclasses", "collations", "options",
+              "is_unique", "nulls_not_distinct", "is_partitioned", "backs_constraint",
+              "is_clustered",
+              "expressions", "predicate", "size_bytes", "scans", "column_names"]
+    candidates = frame[frame["is_valid"] & frame["parent_index_oid"].isna()]
+    # most indexes share their table with no other index of the same kind: skip them in bulk
+    group_key = [candidates["table_oid"], candidates["access_method"],
+                 candidates["expressions"].fillna(""), candidates["predicate"].fillna("")]
+    candidates = candidates[pd.DataFrame(dict(enumerate(group_key))).duplicated(keep=False)]
+    for row in candidates[needed].itertuples(index=False):
+        key = (row.table_oid, row.access_method, _text(row.expressions), _text(row.predicate))
+        groups.setdefault(key, []).append(row)
+    for rows in groups.values():
+        if len(rows) < 2:
+            continue
+        # Those that may stay come first (a constraint's, then the widest, the strictest, the
+        # most used, the oldest); each later one covered by one that stays is dropped in its
+        # favour. So every group keeps at least one index, and the one a finding names as
+        # staying never goes.
+        kept: list = []
+        for small in sorted(rows, key=lambda r: (not r.backs_constraint, -r.key_count,
+                                                 -len(r.columns), not r.is_unique,
+                                                 not r.nulls_not_distinct, -r.scans,
+                                                 r.index_oid)):
+            big = None if small.backs_constraint else next(
+                (b for b in kept if _covers(small, b) and _enforces_as_much(small, b)), None)
+            if big is None:
+                kept.append(small)
+                continue
+            mutual = (_covers(big, small) and big.is_unique == small.is_unique
+                      and big.nulls_not_distinct == small.nulls_not_distinct)
+            kind = "duplicate of" if mutual else "redundant: its columns lead"
+            serves = "every lookup and sort order" + (" and the uniqueness"
+                                                      if small.is_unique else "")
+            findings.append(IndexFinding(
+                small.schema_name, small.table_name, small.index_name, int(small.size_bytes),
+                f"{kind} {quote_ident(big.index_name)}, which stays: it serves {serves} "
+                f"this one serves ({_describe(small)} vs {_describe(big)})"
+                + ("; CLUSTER uses this one for the table: cluster on the one that stays"
+                   if small.is_clustered else ""),
+                drop_sql(small.schema_name, small.index_name, small.is_partitioned),
+                covered_by=big.index_name))
+    return findings
+
+
+def invalid_indexes(conn: psycopg.Connection, frame: pd.DataFrame) -> list[IndexFinding]:
+    """Left INVALID by a failed CREATE INDEX CONCURRENTLY (or REINDEX), and not a build running
+    right now. Still maintained on every write, never used for reads."""
+    building = {r[0] for r in conn.execute(
+        "SELECT index_relid FROM pg_stat_progress_create_index WHERE index_relid <> 0")}
+    rows = frame[~frame["is_valid"] & ~frame["index_oid"].isin(building)]
+    return [IndexFinding(r.schema_name, r.table_name, r.index_name, int(r.size_bytes),
+                         "INVALID: a concurrent build failed; it slows writes and serves no reads",
+                         f"REINDEX INDEX CONCURRENTLY {qualified(r.schema_name, r.index_name)};  "
+                         f"-- or: {drop_sql(r.schema_name, r.index_name)}")
+            for r in rows.itertuples()]
+
+
+@dataclass
+class MissingIndexHint:
+    schema_name: str
+    table_name: str
+    columns: str
+    reason: str
+    fix: str | None
+
+
+def unsupported_keys(keys: list[ForeignKey], frame: pd.DataFrame) -> list[ForeignKey]:
+    """The foreign keys no index of the frame supports (ForeignKey.supported_by); only the
+    indexes of tables that have foreign keys are looked at."""
+    on_fk_tables = frame[frame["table_oid"].isin([fk.table_oid for fk in keys])]
+    by_table: dict[int, list] = {}
+    for r in on_fk_tables.itertuples():
+        by_table.setdefault(r.table_oid, []).append(r)
+    return [fk for fk in keys
+            if not any(fk.supported_by(r) for r in by_table.get(fk.table_oid, []))]
+
+
+def unindexed_foreign_keys(keys: list[ForeignKey], frame: pd.DataFrame) -> list[MissingIndexHint]:
+    """Foreign keys with no valid index whose leading columns are the key's columns: deletes
+    and updates on the referenced table scan this one, and joins on the key cannot use an index."""
+    hints = []
+    for fk in unsupported_keys(keys, frame):
+        cols = ", ".join(quote_ident(c) for c in fk.column_names)
+        index_name = f"idx_{fk.table_name}_{'_'.join(fk.column_names)}"[:63]
+        build = (f"CREATE INDEX IF NOT EXISTS {quote_ident(index_name)} "
+                 f"ON {qualified(fk.schema_name, fk.table_name)} ({cols});  -- partitioned "
+                 "table: CONCURRENTLY is not possible; blocks writes to every partition while "
+                 "it builds" if fk.partitioned_table else
+                 f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {quote_ident(index_name)} "
+                 f"ON {qualified(fk.schema_name, fk.table_name)} ({cols});")
+        hints.append(MissingIndexHint(
+            fk.schema_name, fk.table_name, cols,
+            f"foreign key {quote_ident(fk.name)} ({cols}) has no index leading with its columns",
+            build))
+    return hints
+
+
+OWN_SCHEMA = "dbpulse"  # DB Pulse's own objects: not the application's problem
+
+
+@dataclass
+class IndexReview:
+    """Every index finding of one database, from one catalogue read."""
+    duplicates: list[IndexFinding]
+    judged: list[IndexFinding]          # indexes without scans, each with its verdict
+    invalid: list[IndexFinding]
+    foreign_keys: list[MissingIndexHint]
+
+    @property
+    def unused(self) -> list[IndexFinding]:
+        return [f for f in self.judged if f.verdict == "drop"]
+
+    @property
+    def not_judged(self) -> list[IndexFinding]:
+        return [f for f in self.judged if f.verdict != "drop"]
+
+    def without_own(self) -> "IndexReview":
+        """DB Pulse's own indexes left out (the default on every page and in every check)."""
+        def mine(items):
+            return [f for f in items if f.schema_name != OWN_SCHEMA]
+        return IndexReview(mine(self.duplicates), mine(self.judged), mine(self.invalid),
+                           mine(self.foreign_keys))
+
+
+def review(conn: psycopg.Connection, min_size_bytes: int, evidence: UsageEvidence,
+           frame: pd.DataFrame | None = None) -> IndexReview:
+    """Every index finding from one read of the indexes the checks need (or of `frame`)."""
+    frame = list_indexes(conn, "checks", min_size_bytes) if frame is None else frame
+    keys = foreign_keys(conn)
+    duplicates = duplicate_indexes(frame)
+    return IndexReview(duplicates,
+                       judge_unused(frame, min_size_bytes, duplicates, foreign_keys=keys,
+                                    evidence=evidence),
+                       invalid_indexes(conn, frame), unindexed_foreign_keys(keys, frame))
+
+
+# Each check on its own, reading only its scope: what `cli.py check` and the benchmark time;
+# review() gives the same findings from one read.
+def unused_review(conn: psycopg.Connection, min_size_bytes: int,
+                  evidence: UsageEvidence) -> list[IndexFinding]:
+    frame = list_indexes(conn, "unused", min_size_bytes)
+    return judge_unused(frame, min_size_bytes, duplicate_indexes(frame),
+                        foreign_keys=foreign_keys(conn), evidence=evidence)
+
+
+def duplicate_review(conn: psycopg.Connection) -> list[IndexFinding]:
+    return duplicate_indexes(list_indexes(conn, "duplicates"))
+
+
+def invalid_review(conn: psycopg.Connection) -> list[IndexFinding]:
+    return invalid_indexes(conn, list_indexes(conn, "invalid"))
+
+
+def foreign_key_review(conn: psycopg.Connection) -> list[MissingIndexHint]:
+    return unindexed_foreign_keys(foreign_keys(conn), list_indexes(conn, "foreign_keys"))
+
+
+def sequential_scan_heavy(conn: psycopg.Connection, min_rows: int = 10_000,
+                          min_avg_rows: int = 1_000) -> pd.DataFrame:
+    """Tables read mostly by sequential scans with many rows per scan: candidates for an index
+    (look at the statements that read them on the slow-query page)."""
+    cur = conn.execute("""
+        SELECT s.schemaname                                        AS schema_name,
+               s.relname                                           AS table_name,
+               s.seq_scan                                          AS seq_scans,
+               s.seq_tup_read                                      AS rows_read_by_seq_scans,
+               s.seq_tup_read / nullif(s.seq_scan, 0)              AS avg_rows_per_seq_scan,
+               coalesce(s.idx_scan, 0)                             AS index_scans,
+               s.seq_scan::float8 / nullif(s.seq_scan + coalesce(s.idx_scan, 0), 0)
+                                                                   AS seq_scan_share,
+               s.n_live_tup                                        AS live_rows,
+               pg_relation_size(s.relid)                           AS size_bytes
+        FROM pg_stat_user_tables s
+        WHERE s.seq_tup_read >= %s
+          AND s.seq_tup_read / nullif(s.seq_scan, 0) >= %s
+          AND s.seq_scan > coalesce(s.idx_scan, 0)
+        ORDER BY s.seq_tup_read DESC
+        """, (min_rows, min_avg_rows))
+    return to_frame(cur)
+
+
+# How these frames are shown (ui/tables.py)
+FINDING_COLUMNS = {
+    "schema_name": SCHEMA, "table_name": TABLE, "index_name": INDEX,
+    "size_bytes": SIZE, "reason": Column("Why", explains=True),
+}
+JUDGED_COLUMNS = {"verdict": Column("Verdict", width="small",
+                                    help="drop: no scans and old enough to judge; kept: "
+                                         "supports a foreign key; too new: no evidence yet"),
+                  **FINDING_COLUMNS}
+FOREIGN_KEY_COLUMNS = {"schema_name": SCHEMA, "table_name": TABLE,
+                       "columns": Column("Key columns"), "reason": Column("Why", explains=True)}
+SEQ_SCAN_COLUMNS = {
+    "schema_name": SCHEMA, "table_name": TABLE,
+    "seq_scans": Column("Sequential scans", "count"),
+    "rows_read_by_seq_scans": Column("Rows read by them", "count"),
+    "avg_rows_per_seq_scan": Column("Rows per scan", "count"),
+    "index_scans": Column("Index scans", "count"),
+    "seq_scan_share": Column("Sequential share", "percent",
+                             help="Of all scans of the table"),
+    "live_rows": Column("Live rows", "count"),
+    "size_bytes": SIZE,
+}
+ALL_INDEX_COLUMNS = {
+    "schema_name": SCHEMA, "table_name": TABLE, "index_name": INDEX,
+    "access_method": Column("Method", width="small"), "size_bytes": SIZE,
+    "scans": Column("Scans", "count", help="Index scans since the statistics began"),
+    "last_scan": Column("Last scan", "time", help="PostgreSQL 16+; empty: never scanned or "
+                                                  "older server"),
+    "is_unique": Column("Unique", "flag"), "is_valid": Column("Valid", "flag"),
+    "predicate": Column("Partial on", help="The WHERE of a partial index"),
+}

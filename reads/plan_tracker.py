@@ -1,0 +1,146 @@
+"""The optimization plan tracker: the objects the prepared migrations create, whether they are
+there, valid and used, and the plan's hot queries (foundation/plan.py) before and after each
+applied migration."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import psycopg
+from pglast import ast, parse_sql
+from psycopg import sql
+
+from foundation.capabilities import Extension
+from foundation.columns import SIZE, Column
+from foundation.frames import to_frame
+from foundation.identifiers import qualified
+from foundation.migration_files import Migration
+from foundation.plan import Plan
+from foundation.plan import current as current_plan
+
+MIN_CALLS_FOR_A_TREND = 100  # fewer calls before or after: the change may be noise
+
+
+def hot_query_label(text: str, plan: Plan | None = None) -> str | None:
+    """The plan's hot query a statement text is (foundation/plan.py), or None (never for an
+    EXPLAIN of one)."""
+    return (plan or current_plan()).label(text)
+
+
+def planned_objects(migrations: list[Migration]) -> list[dict]:
+    """What each migration creates: indexes, materialized views, functions."""
+    objects = []
+    for m in migrations:
+        for s in m.statements:
+            stmt = parse_sql(s.text)[0].stmt
+            if isinstance(stmt, ast.IndexStmt) and stmt.idxname:
+                objects.append({"version": m.version, "kind": "index",
+                                "name": qualified(stmt.relation.schemaname or "public",
+                                                  stmt.idxname)})
+            elif isinstance(stmt, ast.CreateTableAsStmt):
+                rel = stmt.into.rel
+                objects.append({"version": m.version, "kind": "materialized view",
+                                "name": qualified(rel.schemaname or "public", rel.relname)})
+            elif isinstance(stmt, ast.CreateFunctionStmt):
+                parts = [p.sval for p in stmt.funcname]
+                objects.append({"version": m.version, "kind": "function",
+                                "name": qualified(*parts) if len(parts) == 2
+                                else qualified("public", parts[0])})
+    return objects
+
+
+def object_status(conn: psycopg.Connection, migrations: list[Migration]) -> pd.DataFrame:
+    """Each planned object: present, valid, size, and use since the statistics began (index
+    scans, reads of a view, calls of a function; functions need track_functions = pl or all)."""
+    planned = planned_objects(migrations)
+    if not planned:
+        return pd.DataFrame()
+    frame = to_frame(conn.execute("""
+        WITH planned AS (
+            SELECT * FROM jsonb_to_recordset(%s::jsonb)
+                AS p(version text, kind text, name text)
+        )
+        SELECT p.version, p.kind, p.name,
+               CASE WHEN p.kind = 'function'
+                    THEN to_regproc(p.name) IS NOT NULL
+                    ELSE to_regclass(p.name) IS NOT NULL END               AS present,
+               CASE WHEN p.kind = 'index'
+                    THEN (SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(p.name))
+               END                                                          AS valid,
+               CASE WHEN p.kind <> 'function'
+                    THEN pg_total_relation_size(to_regclass(p.name)) END    AS size_bytes,
+               CASE p.kind
+                    WHEN 'index' THEN pg_stat_get_numscans(to_regclass(p.name))
+                    WHEN 'materialized view' THEN pg_stat_get_numscans(to_regclass(p.name))
+                    ELSE (SELECT calls FROM pg_stat_user_functions
+                          WHERE funcid = to_regproc(p.name)::oid) END       AS uses
+        FROM planned p
+        """, (json.dumps(planned),)))
+    frame["used"] = frame["uses"].fillna(0) > 0
+    return frame
+
+
+def hot_queries_before_after(conn: psycopg.Connection, pss: Extension,
+                             run: dict | None, plan: Plan | None = None) -> pd.DataFrame:
+    """Mean time of each hot query: cumulative up to the migration's start (before), and over
+    the calls since it finished (after), from the counters DB Pulse stored with the run."""
+    if not pss.installed:
+        return pd.DataFrame()
+    cur = conn.execute(sql.SQL("""
+        SELECT queryid::text, query, calls, total_exec_time FROM {}.pg_stat_statements
+        WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+        """).format(sql.Identifier(pss.schema)))
+    now = {q: (text, calls, total) for q, text, calls, total in cur.fetchall()}
+    before = (run or {}).get("statements_before") or {}
+    after = (run or {}).get("statements_after") or {}
+    rows = []
+    plan = plan or current_plan()
+    labels = {q: plan.label(text) for q, (text, _, _) in now.items()}
+    for label in plan.names:
+        ids = [q for q, found in labels.items() if found == label]
+        b_calls = sum(before.get(q, [0, 0])[0] for q in ids)
+        b_total = sum(before.get(q, [0, 0])[1] for q in ids)
+        a_calls = sum(now[q][1] - after.get(q, [0, 0])[0] for q in ids)
+        a_total = sum(now[q][2] - after.get(q, [0, 0])[1] for q in ids)
+        mean_before = b_total / b_calls if b_calls else None
+        mean_after = a_total / a_calls if a_calls and after else None
+        few = min(b_calls, a_calls if after else b_calls) < MIN_CALLS_FOR_A_TREND
+        rows.append({"query": label, "calls_before": b_calls, "mean_ms_before": mean_before,
+                     "calls_after": a_calls if after else None, "mean_ms_after": mean_after,
+                     "change": None if not (mean_before and mean_after)
+                     else mean_after / mean_before - 1,
+                     "caveat": (f"few calls (under {MIN_CALLS_FOR_A_TREND} on a side): the "
+                                "change may be noise" if few and mean_before and mean_after
+                                else "")})
+    return pd.DataFrame(rows)
+
+
+def latest_apply(conn: psycopg.Connection, version: str) -> dict | None:
+    if conn.execute("SELECT to_regclass('dbpulse.migration_runs')").fetchone()[0] is None:
+        return None
+    row = conn.execute("""
+        SELECT finished_at, statements_before, statements_after FROM dbpulse.migration_runs
+        WHERE version = %s AND direction = 'apply' AND outcome = 'ok'
+        ORDER BY id DESC LIMIT 1""", (version,)).fetchone()
+    return None if row is None else {"finished_at": row[0], "statements_before": row[1],
+                                     "statements_after": row[2]}
+
+
+# How these frames are shown (ui/tables.py)
+OBJECT_COLUMNS = {
+    "version": Column("Migration", width="small"), "kind": Column("Kind", width="small"),
+    "name": Column("Object", pinned=True), "present": Column("Present", "flag"),
+    "valid": Column("Valid", "flag"), "size_bytes": SIZE,
+    "uses": Column("Uses", "count", help="Index scans, reads of a view or calls of a function "
+                                        "since the statistics began"),
+}
+BEFORE_AFTER_COLUMNS = {
+    "query": Column("Hot query", pinned=True),
+    "calls_before": Column("Calls before", "count"),
+    "mean_ms_before": Column("Mean before", "number", unit="ms", digits=2),
+    "calls_after": Column("Calls after", "count"),
+    "mean_ms_after": Column("Mean after", "number", unit="ms", digits=2),
+    "change": Column("Change", "percent", digits=0),
+    "caveat": Column("Caveat", width="large"),
+}

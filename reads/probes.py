@@ -1,0 +1,234 @@
+"""Latency probes: the plan's hot queries (plan/plan.toml, `probe` and `probe_params`), run by
+the agent at a low fixed rate and timed, so p50/p95/p99 can be set against the plan's targets
+(pg_stat_statements keeps means, not percentiles).
+
+They run on the target's probe login (DATABASE_PROBE_URL), never on the monitoring or admin
+login: before each round its session_user is checked (no superuser, no server-file roles, no
+CREATEROLE/CREATEDB/BYPASSRLS/REPLICATION). Each probe runs in a READ ONLY transaction, under a
+statement timeout, and is rolled back. So that DB Pulse's own activity does not change what it
+reports, the probe's text carries DB Pulse's statement tag (pg_stat_statements figures leave it
+out), and the index scans it caused are read inside its own transaction
+(pg_stat_get_xact_numscans) and kept in a ledger that the unused-index verdicts discount."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pandas as pd
+import psycopg
+
+from foundation.columns import Column
+from foundation.config import Settings, Target
+from foundation.connections import DatabaseProblem, TaggedConnection, describe_error
+from foundation.frames import to_frame
+from foundation.plan import HotQuery
+from foundation.plan_login import SERVER_FILE_ROLES
+from foundation.roles import Refused
+
+PROBE_APPLICATION_NAME = "dbpulse-probe"
+
+
+class ProbeRefused(Refused):
+    """The probe login has more rights than reading the application's tables needs."""
+
+
+@dataclass
+class ProbeSample:
+    name: str
+    seconds: float | None            # None: it failed (error says why)
+    error: str | None = None
+    index_scans: dict[int, int] = field(default_factory=dict)   # index oid -> scans it caused
+
+
+_CHECK = """
+SELECT r.rolname, r.rolsuper,
+       ARRAY(SELECT f FROM unnest(%(file_roles)s::text[]) f WHERE pg_has_role(r.oid, f, 'MEMBER')),
+       ARRAY(SELECT m.rolname FROM pg_roles m
+             WHERE m.rolsuper AND m.oid <> r.oid AND pg_has_role(r.oid, m.oid, 'MEMBER')),
+       ARRAY(SELECT a FROM (VALUES ('CREATEROLE', r.rolcreaterole), ('CREATEDB', r.rolcreatedb),
+                                   ('BYPASSRLS', r.rolbypassrls),
+                                   ('REPLICATION', r.rolreplication)) v(a, has) WHERE has)
+FROM pg_roles r WHERE r.rolname = session_user
+"""
+
+
+def check_login(conn: psycopg.Connection) -> None:
+    """ProbeRefused unless the authenticated login is an ordinary one."""
+    login, is_super, file_roles, super_roles, attributes = conn.execute(
+        _CHECK, {"file_roles": list(SERVER_FILE_ROLES)}).fetchone()
+    problems = (["it is a superuser"] if is_super else []) \
+        + ([f"it is a member of {', '.join(file_roles + super_roles)}"]
+           if file_roles or super_roles else []) \
+        + ([f"it has {', '.join(attributes)}"] if attributes else [])
+    if problems:
+        raise ProbeRefused(
+            f"Refused: the probe login {login} has more rights than reading the application's "
+            f"tables needs ({'; '.join(problems)}). Latency probes run only on a login that can "
+            "read those tables and nothing more, e.g.:\nCREATE ROLE dbpulse_probe LOGIN "
+            "PASSWORD '…';\nGRANT USAGE ON SCHEMA public TO dbpulse_probe;\nGRANT SELECT ON ALL "
+            "TABLES IN SCHEMA public TO dbpulse_probe;\nALTER ROLE dbpulse_probe SET "
+            "default_transaction_read_only = on;")
+
+
+def connect(target: Target, settings: Settings) -> psycopg.Connection:
+    """The probe login's connection (checked), or DatabaseProblem/ProbeRefused."""
+    if not target.probe_url:
+        raise DatabaseProblem("privilege", "No probe login is configured for this target.",
+                              "Set DATABASE_PROBE_URL (or database_probe_url) to a read-only "
+                              "login; the README's least-privilege recipe creates one.")
+    try:
+        # every statement tagged (the check's too): pg_stat_statements figures leave them out
+        conn = TaggedConnection.connect(target.probe_url,
+                                        connect_timeout=settings.connect_timeout_s,
+                                        application_name=PROBE_APPLICATION_NAME, autocommit=True)
+    except psycopg.Error as exc:
+        raise describe_error(exc, target.probe_url) from exc
+    try:
+        check_login(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def run_one(conn: psycopg.Connection, query: HotQuery, timeout_ms: int) -> ProbeSample:
+    """One timed run of a hot query's probe, read-only and rolled back."""
+    params = [list(p) if isinstance(p, tuple) else p for p in query.probe_params]
+    text = query.probe.rstrip().rstrip(";")  # the connection tags it
+    try:
+        with conn.transaction(force_rollback=True):
+            conn.execute("SET TRANSACTION READ ONLY")
+            conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(timeout_ms),))
+            started = time.perf_counter()
+            conn.execute(text, params).fetchall()
+            seconds = time.perf_counter() - started
+            # this transaction's own scans, not yet in the shared statistics
+            scans = dict(conn.execute("""
+                SELECT i.indexrelid, pg_stat_get_xact_numscans(i.indexrelid)
+                FROM pg_stat_xact_user_tables t JOIN pg_index i ON i.indrelid = t.relid
+                WHERE t.idx_scan > 0 AND pg_stat_get_xact_numscans(i.indexrelid) > 0
+                """).fetchall())
+        return ProbeSample(query.name, seconds, index_scans=scans)
+    except psycopg.Error as exc:
+        return ProbeSample(query.name, None, str(exc).strip().splitlines()[0])
+
+
+@dataclass
+class Round:
+    samples: list[ProbeSample]
+    stats_reset: datetime | None     # the target's statistics reset the scans count against
+
+
+def run_round(target: Target, settings: Settings, queries: tuple[HotQuery, ...]) -> Round:
+    """Each probe once, on one checked connection."""
+    with connect(target, settings) as conn:
+        stats_reset = conn.execute("SELECT stats_reset FROM pg_stat_database WHERE datname = "
+                                   "current_database()").fetchone()[0]
+        return Round([run_one(conn, q, settings.probe_timeout_ms) for q in queries], stats_reset)
+
+
+# --- the history: samples, percentiles, and the scans the probes caused -----------------------
+
+def store(history: psycopg.Connection, source: str, at: datetime, done: Round) -> None:
+    """The samples, and the probes' index scans added to the ledger, in one transaction."""
+    with history.transaction():
+        for s in done.samples:
+            history.execute("INSERT INTO dbpulse.probe_samples (source, taken_at, name, seconds, "
+                            "error) VALUES (%s, %s, %s, %s, %s)",
+                            (source, at, s.name, s.seconds, s.error))
+            for oid, scans in s.index_scans.items():
+                history.execute("""
+                    INSERT INTO dbpulse.probe_index_scans AS l (source, index_oid, stats_reset,
+                                                                scans)
+                    VALUES (%s, %s, coalesce(%s, '-infinity'::timestamptz), %s)
+                    ON CONFLICT (source, index_oid, stats_reset)
+                    DO UPDATE SET scans = l.scans + excluded.scans""",
+                                (source, oid, done.stats_reset, scans))
+
+
+def percentiles(history: psycopg.Connection, source: str, start: datetime,
+                end: datetime) -> pd.DataFrame:
+    """Per probe over [start, end): runs, failures, p50/p95/p99 in ms (of the runs that
+    finished; a timed-out run counts as a failure, so a tail past the timeout shows there).
+    Empty where no probe ever ran (no table yet)."""
+    if not history.execute("SELECT to_regclass('dbpulse.probe_samples') IS NOT NULL"
+                           ).fetchone()[0]:
+        return pd.DataFrame(columns=["name", "runs", "failures", "p50_ms", "p95_ms", "p99_ms"])
+    return to_frame(history.execute("""
+        SELECT name, count(*) AS runs, count(*) FILTER (WHERE seconds IS NULL) AS failures,
+               1000 * percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) AS p50_ms,
+               1000 * percentile_cont(0.95) WITHIN GROUP (ORDER BY seconds) AS p95_ms,
+               1000 * percentile_cont(0.99) WITHIN GROUP (ORDER BY seconds) AS p99_ms
+        FROM dbpulse.probe_samples
+        WHERE source = %s AND taken_at >= %s AND taken_at < %s
+        GROUP BY name ORDER BY name
+        """, (source, start, end)))
+
+
+def p95_by_name(history: psycopg.Connection, source: str, start: datetime,
+                end: datetime) -> dict[str, float]:
+    """Each probe's p95 in ms over [start, end); empty where no probe ever ran."""
+    found = percentiles(history, source, start, end)
+    return {n: float(v) for n, v in zip(found.get("name", []), found.get("p95_ms", []))
+            if v is not None and v == v}
+
+
+def own_scans(conn: psycopg.Connection) -> dict[int, int]:
+    """The index scans the probes caused since the connected database's statistics were last
+    reset, per index oid (empty where no ledger is kept or readable)."""
+    if not conn.execute("SELECT to_regclass('dbpulse.probe_index_scans') IS NOT NULL"
+                        ).fetchone()[0]:
+        return {}
+    try:
+        rows = conn.execute("""
+            SELECT index_oid, scans FROM dbpulse.probe_index_scans
+            WHERE source = current_database()
+              AND stats_reset = coalesce((SELECT stats_reset FROM pg_stat_database
+                                          WHERE datname = current_database()),
+                                         '-infinity'::timestamptz)""").fetchall()
+    except psycopg.errors.InsufficientPrivilege:
+        return {}
+    return {int(oid): int(n) for oid, n in rows}
+
+
+def latency(history: psycopg.Connection, source: str, queries: tuple[HotQuery, ...],
+            start: datetime, end: datetime) -> pd.DataFrame:
+    """The probes' percentiles over [start, end) beside their targets (the plan page)."""
+    return against_targets(percentiles(history, source, start, end), queries)
+
+
+def against_targets(found: pd.DataFrame, queries: tuple[HotQuery, ...]) -> pd.DataFrame:
+    """The percentiles beside each probe's target: met when p95 is within it (the plan sets
+    p95 targets), unknown without runs that finished.
+
+    >>> import re
+    >>> q = HotQuery("Q1", re.compile("x"), 200.0, probe="SELECT 1")
+    >>> row = against_targets(pd.DataFrame({"name": ["Q1"], "runs": [20], "failures": [0],
+    ...     "p50_ms": [40.0], "p95_ms": [250.0], "p99_ms": [260.0]}), (q,)).iloc[0]
+    >>> float(row["target_ms"]), row["state"]
+    (200.0, 'red')
+    """
+    targets = pd.DataFrame({"name": [q.name for q in queries],
+                            "target_ms": [q.target_ms for q in queries]})
+    frame = targets.merge(found, on="name", how="left") if len(found) else \
+        targets.assign(runs=0, failures=0, p50_ms=None, p95_ms=None, p99_ms=None)
+    p95 = pd.to_numeric(frame["p95_ms"], errors="coerce")
+    frame["state"] = ["grey" if p != p or t != t or t is None else
+                      "green" if p <= t else "red"
+                      for p, t in zip(p95, pd.to_numeric(frame["target_ms"], errors="coerce"))]
+    return frame
+
+
+PROBE_COLUMNS = {
+    "name": Column("Hot query", pinned=True),
+    "p50_ms": Column("p50", "number", unit="ms", digits=1),
+    "p95_ms": Column("p95", "number", unit="ms", digits=1,
+                     help="The plan sets its targets on p95."),
+    "p99_ms": Column("p99", "number", unit="ms", digits=1),
+    "target_ms": Column("Target (p95)", "number", unit="ms", digits=0),
+    "state": Column("State"),
+    "runs": Column("Runs", "count"),
+    "failures": Column("Failed or timed out", "count"),
+}

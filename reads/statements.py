@@ -1,0 +1,459 @@
+"""Slow queries from pg_stat_statements.
+
+The view's columns follow the *installed extension's* version (pg_extension.extversion, which can
+lag the server after an upgrade), so the per-version part lives in sql/statements/entries_X.Y.sql,
+named by the minimum version it needs; the filtering and ranking around it is shared.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psycopg
+from psycopg import sql
+
+from foundation import plan_login
+from foundation.capabilities import Extension
+from foundation.columns import DATABASE, ROLE, STATEMENT, Column
+from foundation.connections import OWN_STATEMENT_TAG
+from foundation.frames import to_frame
+from foundation.roles import ActionError, Actor
+from foundation.secrets import redact_text
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql" / "statements"
+
+# what the list can be ranked by: option -> output column
+ORDER_BY = {
+    "total time": "total_exec_ms", "mean time": "mean_exec_ms", "calls": "calls",
+    "rows": "rows", "shared blocks read": "shared_blks_read", "temp blocks": "temp_blks",
+    "I/O time": "io_ms",
+}
+INSUFFICIENT_PRIVILEGE = "<insufficient privilege>"
+
+
+class StatementsUnavailable(RuntimeError):
+    """pg_stat_statements cannot be read here; the message says why and what to do."""
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", version))
+
+
+def entries_file(extversion: str) -> Path:
+    """The file for the highest minimum version not above the installed one."""
+    installed = version_tuple(extversion)
+    candidates = sorted((version_tuple(p.stem.split("_", 1)[1]), p)
+                        for p in SQL_DIR.glob("entries_*.sql"))
+    usable = [p for v, p in candidates if v <= installed]
+    if not usable:
+        raise StatementsUnavailable(f"pg_stat_statements {extversion} is too old; "
+                                    "run ALTER EXTENSION pg_stat_statements UPDATE;")
+    return usable[-1]
+
+
+def entries_query(ext: Extension) -> sql.Composable:
+    """The version-specific entries SELECT, for use as a CTE."""
+    if not ext.installed:
+        raise StatementsUnavailable("pg_stat_statements is not installed in this database: "
+                                    "CREATE EXTENSION IF NOT EXISTS pg_stat_statements;")
+    text = "\n".join(line for line in entries_file(ext.installed_version).read_text().splitlines()
+                     if not line.startswith("--"))
+    return sql.SQL(text).format(pss=sql.SQL("{}.{}").format(
+        sql.Identifier(ext.schema), sql.Identifier("pg_stat_statements")))
+
+
+@dataclass
+class StatementFilter:
+    database: str | None = None      # None: the connected database; "*": all databases
+    role: str | None = None
+    min_calls: int = 1
+    text: str | None = None          # case-insensitive substring of the statement text
+    hide_own: bool = True            # DB Pulse's own statements
+    order_by: str = "total time"
+    limit: int = 50
+
+
+def top_statements(conn: psycopg.Connection, ext: Extension,
+                   flt: StatementFilter = StatementFilter()) -> pd.DataFrame:
+    """The top statements by the chosen measure, each with its share of the total execution
+    time of the chosen database(s) (computed before the role, calls and text filters)."""
+    if flt.order_by not in ORDER_BY:
+        raise ValueError(f"order_by must be one of {', '.join(ORDER_BY)}")
+    query = sql.SQL("""
+        -- the database's entries, kept once for the total and the top rows (only the
+        -- columns shown: every entry is stored)
+        WITH scoped AS (
+            SELECT e.queryid, e.userid, e.dbid, e.query, e.calls, e.total_exec_ms,
+                   e.mean_exec_ms, e.max_exec_ms, e.stddev_exec_ms, e.total_plan_ms, e.rows,
+                   e.shared_blks_hit, e.shared_blks_read, e.temp_blks, e.io_ms
+            FROM ({entries}) e
+            WHERE %(database)s = '*' OR e.dbid = (SELECT oid FROM pg_database
+                                                  WHERE datname = coalesce(%(database)s,
+                                                                           current_database()))
+        ),
+        -- an aggregate beside the top rows, not a window over every row and its text
+        total AS (SELECT nullif(sum(total_exec_ms), 0) AS ms FROM scoped),
+        top AS (
+            SELECT * FROM scoped
+            WHERE calls >= %(min_calls)s
+              AND (%(role)s::text IS NULL
+                   OR userid = (SELECT oid FROM pg_roles WHERE rolname = %(role)s))
+              AND (%(text)s::text IS NULL OR strpos(lower(query), lower(%(text)s)) > 0)
+              AND NOT (%(hide_own)s AND query LIKE %(own_tag)s)
+            ORDER BY {order} DESC NULLS LAST
+            LIMIT %(limit)s
+        )
+        -- names only for the rows kept
+        SELECT queryid, userid, dbid, r.rolname AS role_name, d.datname AS database_name,
+               left(query, 2000)  AS query,
+               length(query)      AS query_length,
+               calls, total_exec_ms, mean_exec_ms, max_exec_ms, stddev_exec_ms, total_plan_ms,
+               rows, shared_blks_hit, shared_blks_read, temp_blks, io_ms,
+               total_exec_ms / (SELECT ms FROM total) AS share_of_total_time,
+               shared_blks_hit::float8 / nullif(shared_blks_hit + shared_blks_read, 0)
+                                  AS cache_hit_rate
+        FROM top
+        LEFT JOIN pg_roles r ON r.oid = top.userid
+        LEFT JOIN pg_database d ON d.oid = top.dbid
+        ORDER BY {order} DESC NULLS LAST
+        """).format(entries=entries_query(ext), order=sql.Identifier(ORDER_BY[flt.order_by]))
+    params = {"database": flt.database, "role": flt.role, "min_calls": flt.min_calls,
+              "text": flt.text or None, "hide_own": flt.hide_own,
+              "own_tag": "%" + OWN_STATEMENT_TAG, "limit": flt.limit}
+    cur = conn.execute(query, params)
+    frame = to_frame(cur)
+    frame["query"] = frame["query"].map(redact_text)  # CREATE ROLE … PASSWORD '…' and such
+    frame.attrs["insufficient_privilege"] = int((frame["query"] == INSUFFICIENT_PRIVILEGE).sum()) \
+        if len(frame) else 0
+    return frame
+
+
+@dataclass
+class StatementsInfo:
+    dealloc: int | None           # entries evicted since the reset (1.9+)
+    stats_reset: datetime | None  # when pg_stat_statements was last reset (1.9+)
+    max_entries: int | None       # pg_stat_statements.max
+    entries: int                  # how many it holds now (all databases)
+
+
+def statements_info(conn: psycopg.Connection, ext: Extension) -> StatementsInfo:
+    has_info = version_tuple(ext.installed_version) >= (1, 9)
+    dealloc = reset = None
+    if has_info:
+        dealloc, reset = conn.execute(sql.SQL("SELECT dealloc, stats_reset FROM {}.{}").format(
+            sql.Identifier(ext.schema), sql.Identifier("pg_stat_statements_info"))).fetchone()
+    count = conn.execute(sql.SQL("SELECT count(*) FROM {}.{}").format(
+        sql.Identifier(ext.schema), sql.Identifier("pg_stat_statements"))).fetchone()[0]
+    max_entries = conn.execute("SELECT current_setting('pg_stat_statements.max', true)").fetchone()[0]
+    return StatementsInfo(dealloc, reset, int(max_entries) if max_entries else None, count)
+
+
+def slow_call_bounds(calls, mean, low, high, extremes_cover, threshold_ms: float,
+                     extremes_are_calls: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per statement, the fewest and the most of its calls that can have been slower than the
+    threshold T. pg_stat_statements keeps no per-call times, only calls n, the mean and, for
+    the calls since min/max last restarted, min and max. Where min and max cover the calls
+    counted: none slow when max <= T, all when min > T; else at least n·(mean − T)/(max − T)
+    (the others at most T, none above max) and at most n·(mean − min)/(T − min). When the
+    extremes are themselves among the calls counted (a cumulative entry, not a period's
+    difference), the max is one slow call and the min one that is not. Without extremes:
+    at least one slow call when the mean is over T, at most n·mean/T.
+
+    >>> lo, hi = slow_call_bounds([720, 10, 10, 4], [50, 2, 2000, 800], [5, 1, 1500, 100],
+    ...                           [3000, 3, 2500, 1200], [True, True, True, False], 1000, True)
+    >>> lo.tolist(), hi.tolist()
+    ([1.0, 0.0, 10.0, 0.0], [32.0, 0.0, 10.0, 3.0])
+    >>> lo, hi = slow_call_bounds([100], [1000], [1000], [1000], [True], 1000, False)
+    >>> lo.tolist(), hi.tolist()
+    ([0.0], [0.0])
+    """
+    n, mean, low, high = (np.asarray(v, dtype=float) for v in (calls, mean, low, high))
+    covered = np.asarray(extremes_cover, dtype=bool) & ~np.isnan(low) & ~np.isnan(high)
+    t = threshold_ms
+    with np.errstate(divide="ignore", invalid="ignore"):
+        least = np.ceil(n * (mean - t) / (high - t))
+        most = np.floor(n * (mean - low) / (t - low))
+    most = np.nan_to_num(most, nan=0.0, posinf=np.inf)  # mean = min = T: every call is T
+    if extremes_are_calls:
+        least, most = np.maximum(least, 1), np.minimum(most, n - 1)
+    least = np.where(high <= t, 0, np.where(low > t, n, least))
+    most = np.where(high <= t, 0, np.where(low > t, n, most))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        unbounded_most = np.floor(n * mean / t) if t > 0 else n
+    least = np.where(covered, least, np.where(mean > t, 1, 0))
+    most = np.where(covered, most, unbounded_most)
+    least = np.clip(np.nan_to_num(least, nan=0.0), 0, n)
+    return least, np.clip(np.maximum(most, least), 0, n)
+
+
+@dataclass
+class SlowQueryKpi:
+    """The plan's KPI, the share of calls slower than the threshold, as the bounds
+    slow_call_bounds allows summed over the statements: exact where every statement's calls
+    are all on one side of the threshold."""
+    slow_calls_low: int
+    slow_calls_high: int
+    total_calls: int
+    uncertain_statements: int    # statements whose calls straddle the threshold
+    threshold_ms: float
+    # when asked for: the statements averaging at least slow_mean_ms over at least min_calls
+    # calls, and the ids of the slowest 20 of them (None: another role's, unreadable)
+    slow_statements: int = 0
+    slowest_queryids: tuple = ()
+    total_exec_ms: float = 0.0   # every call's execution time together
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame, threshold_ms: float, extremes_are_calls: bool
+           ) -> "SlowQueryKpi":
+        """From rows with calls, mean_exec_ms, min_exec_ms, max_exec_ms, extremes_cover."""
+        if frame.empty:
+            return cls(0, 0, 0, 0, threshold_ms)
+        least, most = slow_call_bounds(frame["calls"], frame["mean_exec_ms"],
+                                       frame["min_exec_ms"], frame["max_exec_ms"],
+                                       frame["extremes_cover"], threshold_ms, extremes_are_calls)
+        calls = frame["calls"].astype(float)
+        return cls(int(least.sum()), int(most.sum()), int(calls.sum()),
+                   int((least != most).sum()), threshold_ms,
+                   total_exec_ms=float((calls * frame["mean_exec_ms"].astype(float)).sum()))
+
+    @property
+    def exact(self) -> bool:
+        return self.slow_calls_low == self.slow_calls_high
+
+    @property
+    def share_low(self) -> float | None:
+        return None if self.total_calls == 0 else self.slow_calls_low / self.total_calls
+
+    @property
+    def share_high(self) -> float | None:
+        return None if self.total_calls == 0 else self.slow_calls_high / self.total_calls
+
+    def state(self, target: float) -> str:
+        """red only when even the lower bound misses the target; amber when only the upper
+        one does (it may or may not); grey without calls."""
+        if self.total_calls == 0:
+            return "grey"
+        return ("red" if self.share_low > target else "amber" if self.share_high > target
+                else "green")
+
+    def text(self) -> str:
+        """
+        >>> SlowQueryKpi(1, 60, 720, 1, 1000).text()
+        '0.1–8.3 % (bounds from min/mean/max)'
+        >>> SlowQueryKpi(40, 40, 720, 0, 1000).text()
+        '5.6 % (exact)'
+        """
+        if self.total_calls == 0:
+            return "n/a"
+        if self.exact:
+            return f"{100 * self.share_low:.1f} % (exact)"
+        return (f"{100 * self.share_low:.1f}–{100 * self.share_high:.1f} % "
+                "(bounds from min/mean/max)")
+
+
+def slow_query_kpi(conn: psycopg.Connection, ext: Extension, threshold_ms: float = 1000.0,
+                   slow_mean_ms: float | None = None, min_calls: int = 1) -> SlowQueryKpi:
+    """The plan's KPI "slow queries (> 1 s) under 5 %" in the connected database, without DB
+    Pulse's own statements (SlowQueryKpi over every entry); with slow_mean_ms, also the
+    statements slow on average (the slow-query check), from the same read."""
+    frame = to_frame(conn.execute(sql.SQL("""
+        WITH entries AS ({entries})
+        SELECT calls::float8 AS calls, mean_exec_ms, min_exec_ms, max_exec_ms, queryid,
+               NOT coalesce(minmax_partial, false) AS extremes_cover,
+               calls >= %(min_calls)s AND mean_exec_ms >= %(slow_mean)s AS slow
+        FROM entries
+        WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND query NOT LIKE %(own_tag)s AND calls > 0
+        """).format(entries=entries_query(ext)),
+        {"own_tag": "%" + OWN_STATEMENT_TAG, "min_calls": min_calls,
+         "slow_mean": slow_mean_ms}))
+    kpi = SlowQueryKpi.of(frame, threshold_ms, extremes_are_calls=True)
+    if not frame.empty:
+        slow = frame[frame["slow"].fillna(False).astype(bool)]
+        kpi.slow_statements = len(slow)
+        kpi.slowest_queryids = tuple(
+            None if pd.isna(q) else int(q)
+            for q in slow.sort_values("mean_exec_ms", ascending=False)["queryid"].head(20))
+    return kpi
+
+
+def slow_statements(frame: pd.DataFrame, mean_ms: float, min_calls: int) -> pd.DataFrame:
+    """The rows of a top_statements frame that count as slow by the configured threshold."""
+    return frame[(frame["mean_exec_ms"] >= mean_ms) & (frame["calls"] >= min_calls)]
+
+
+def statement_detail(conn: psycopg.Connection, ext: Extension, queryid: int, userid: int,
+                     dbid: int | None = None) -> dict | None:
+    """Every counter of one statement, with its full text; without a database id (a statement
+    from the stored history), the one in the connected database."""
+    cur = conn.execute(sql.SQL(
+        "SELECT * FROM {}.{} WHERE queryid = %s AND userid = %s AND dbid = coalesce(%s::oid, "
+        "(SELECT oid FROM pg_database WHERE datname = current_database()))").format(
+            sql.Identifier(ext.schema), sql.Identifier("pg_stat_statements")),
+        (queryid, userid, dbid))
+    row = cur.fetchone()
+    if row is None:
+        return None
+    detail = dict(zip([c.name for c in cur.description], row))
+    detail["query"] = redact_text(detail.get("query"))
+    return detail
+
+
+def queryid_text(queryid) -> str:
+    """A query id as PostgreSQL prints it, also when pandas holds it as a float.
+
+    >>> queryid_text(-1118924422343236163), queryid_text(42.0), queryid_text(None)
+    ('-1118924422343236163', '42', 'hidden')
+    """
+    if queryid is None or queryid != queryid:
+        return "hidden"
+    return str(int(queryid))
+
+
+def chart_labels(texts: pd.Series, queryids: pd.Series, width: int = 60) -> list[str]:
+    """A label per statement for a chart's axis: the start of its text, and where two starts
+    are alike the end of its query id, so two statements are never drawn as one bar.
+
+    >>> chart_labels(pd.Series(["SELECT a FROM t WHERE x", "SELECT a FROM t WHERE y", "SELECT 1"]),
+    ...              pd.Series([111, 222, 333]), width=15)
+    ['SELECT a FROM t… #111', 'SELECT a FROM t… #222', 'SELECT 1']
+    """
+    starts = [" ".join(str(t or "?").split()) for t in texts]
+    cut = [s if len(s) <= width else s[:width] + "…" for s in starts]
+    twins = {c for c in cut if cut.count(c) > 1}
+    return [c + f" #{queryid_text(q)[-6:]}" if c in twins else c
+            for c, q in zip(cut, queryids)]
+
+
+def counter_rows(detail: dict) -> list[dict]:
+    """pg_stat_statements' counters of one statement in words, times in ms, for a table.
+
+    >>> counter_rows({"query": "SELECT 1", "calls": 1200, "mean_exec_time": 0.25, "toplevel": True})
+    [{'counter': 'calls', 'value': '1,200'}, {'counter': 'mean exec time', 'value': '0.25 ms'}, {'counter': 'toplevel', 'value': 'yes'}]
+    """
+    rows = []
+    for name, value in detail.items():
+        if name in ("query", "queryid", "userid", "dbid"):
+            continue
+        if isinstance(value, bool):
+            text = "yes" if value else "no"
+        elif isinstance(value, int):
+            text = f"{value:,}"
+        elif isinstance(value, float):
+            text = f"{value:,.2f}" + (" ms" if name.endswith("_time") else "")
+        elif isinstance(value, datetime):
+            text = f"{value:%Y-%m-%d %H:%M} UTC"
+        else:
+            text = "" if value is None else str(value)
+        rows.append({"counter": name.replace("_", " "), "value": text})
+    return rows
+
+
+EXPLAINABLE = re.compile(r"^\s*(/\*.*?\*/\s*)*(WITH|SELECT|INSERT|UPDATE|DELETE|MERGE|VALUES|TABLE)\b",
+                         re.I | re.S)
+
+
+class ExplainError(ActionError):
+    """A plan cannot be made or the statement may not run; the message says why."""
+
+    kind = "explain"
+
+
+def parameter_count(query: str) -> int:
+    return max((int(n) for n in re.findall(r"\$(\d+)", query)), default=0)
+
+
+def explain_generic(conn: psycopg.Connection, query: str, server_version_num: int,
+                    timeout_ms: int = 3000, role: str | None = None) -> str:
+    """The generic plan of a normalized statement ($1, $2 ... left as parameters), on the plan
+    login's connection (foundation/plan_login.py) as `role`, inside a read-only transaction that is
+    always rolled back. EXPLAIN without ANALYZE does not run it, but planning may run its
+    IMMUTABLE functions: hence the plan login."""
+    if not EXPLAINABLE.match(query):
+        raise ExplainError("Only SELECT, INSERT, UPDATE, DELETE and MERGE statements have a plan.")
+    try:
+        with conn.transaction(force_rollback=True):
+            conn.execute("SET TRANSACTION READ ONLY")
+            plan_login.take_role(conn, role, timeout_ms)
+            return plan_in_transaction(conn, query, server_version_num)
+    except psycopg.Error as exc:
+        raise ExplainError(f"EXPLAIN failed: {str(exc).strip().splitlines()[0]}") from exc
+
+
+def plan_in_transaction(conn: psycopg.Connection, query: str, server_version_num: int) -> str:
+    """The generic plan, inside the caller's transaction (which must roll back)."""
+    if server_version_num >= 160000:
+        rows = conn.execute("EXPLAIN (GENERIC_PLAN) " + query).fetchall()
+    else:  # before 16: a prepared statement forced to its generic plan
+        conn.execute("SELECT set_config('plan_cache_mode', 'force_generic_plan', true)")
+        conn.execute("PREPARE dbpulse_explain AS " + query)
+        nulls = ", ".join(["NULL"] * parameter_count(query))
+        rows = conn.execute("EXPLAIN EXECUTE dbpulse_explain"
+                            + (f"({nulls})" if nulls else "")).fetchall()
+        conn.execute("DEALLOCATE dbpulse_explain")
+    return "\n".join(r[0] for r in rows)
+
+
+def explain_analyze(conn: psycopg.Connection, who: Actor, query: str, params: list,
+                    role: str | None, timeout_ms: int = 10_000) -> str:
+    """EXPLAIN ANALYZE executes the statement: DBA only, with the given parameter values, in a
+    transaction that is always rolled back, on the plan login's connection (checked to have no
+    more rights than the role that ran the statement) as that role (`role`; None: the login is
+    that role)."""
+    who.require_dba("EXPLAIN ANALYZE")
+    if not EXPLAINABLE.match(query):
+        raise ExplainError("Only SELECT, INSERT, UPDATE, DELETE and MERGE statements have a plan.")
+    if len(params) != parameter_count(query):
+        raise ExplainError(f"The statement has {parameter_count(query)} parameters; "
+                           f"{len(params)} values were given.")
+    try:
+        with conn.transaction(force_rollback=True):
+            plan_login.take_role(conn, role, timeout_ms)
+            if params:
+                rows = _explain_with_values(conn, query, params)
+            else:
+                rows = conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + query).fetchall()
+    except psycopg.Error as exc:
+        raise ExplainError(f"EXPLAIN ANALYZE failed: {str(exc).strip().splitlines()[0]}") from exc
+    return "\n".join(r[0] for r in rows)
+
+
+def _explain_with_values(conn: psycopg.Connection, query: str, params: list) -> list:
+    conn.execute("PREPARE dbpulse_analyze AS " + query)
+    placeholders = sql.SQL(", ").join(sql.Literal(v) for v in params)
+    rows = conn.execute(sql.SQL("EXPLAIN (ANALYZE, BUFFERS) EXECUTE dbpulse_analyze ({})").format(
+        placeholders)).fetchall()
+    conn.execute("DEALLOCATE dbpulse_analyze")
+    return rows
+
+
+# How these frames are shown (ui/tables.py)
+TOP_COLUMNS = {
+    "query": STATEMENT,
+    "calls": Column("Calls", "count"),
+    "total_exec_ms": Column("Total time", "number", unit="ms", digits=0,
+                            help="Execution time of all calls together"),
+    "mean_exec_ms": Column("Mean", "number", unit="ms", digits=2),
+    "max_exec_ms": Column("Slowest call", "number", unit="ms", digits=1),
+    "share_of_total_time": Column("Share of time", "share",
+                                  help="Of the execution time of every statement tracked"),
+    "rows": Column("Rows", "count", help="Rows returned or changed, all calls together"),
+    "shared_blks_read": Column("Blocks read", "count",
+                               help="8 kB blocks read from disk or the OS cache, not shared "
+                                    "buffers"),
+    "temp_blks": Column("Temp blocks", "count",
+                        help="Blocks written to temporary files: work_mem was too small"),
+    "io_ms": Column("I/O time", "number", unit="ms", digits=0,
+                    help="Needs track_io_timing; otherwise 0"),
+    "role_name": ROLE,
+    "database_name": DATABASE,
+    "queryid": Column("Query id", width="small"),
+}
+LIST_COLUMNS = {"slow": Column("Slow", "flag", help="Mean over the slow-query threshold"),
+                **TOP_COLUMNS}
+COUNTER_COLUMNS = {"counter": Column("Counter"), "value": Column("Value")}
