@@ -170,7 +170,7 @@ with st.expander("What-if: try a candidate index (hypopg)"):
                 cols = st.columns(3)
                 cols[0].metric("Cost without", amount(outcome.cost_before, digits=1))
                 cols[1].metric("Cost with", amount(outcome.cost_after, digits=1),
-                               delta=f"{-100 * outcome.improvement:.0f} %", delta_color="inverse")
+                               delta=amount(-100 * outcome.improvement, "%"), delta_color="inverse")
                 cols[2].metric("Planner uses it", "yes" if outcome.uses_candidate else "no")
                 cols = st.columns(2)
                 cols[0].code(outcome.plan_before, language="text")
