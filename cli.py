@@ -319,8 +319,6 @@ def cmd_schedule(args) -> int:
 def cmd_agent(args) -> int:
     """Run by itself: per target, checks and KPIs every cycle, history snapshots when due,
     alerts on changes, /metrics for Prometheus; one line per target and cycle."""
-
-
     settings, secrets = load_settings(), read_secrets()
     targets = (load_targets() if args.all_targets
                else [find_target(args.target, load_targets())])
@@ -345,8 +343,6 @@ def cmd_agent(args) -> int:
 
 def cmd_migrate(args) -> int:
     """status | plan | apply | rollback of the prepared migrations (admin connection)."""
-
-
     who = _acting(args)
     if args.dir:
         who = dataclasses.replace(who, settings=dataclasses.replace(who.settings,
@@ -433,8 +429,6 @@ def _moment(text: str):
 def cmd_report(args) -> int:
     """The weekly review of a period (default the last 7 days) against the period of the same
     length before it, written as self-contained HTML or Markdown."""
-
-
     who = _acting(args)
     target, settings = who.target, who.settings
     out = Path(args.out)

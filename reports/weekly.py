@@ -218,7 +218,7 @@ def render_html(review: Review, settings: Settings) -> str:
     parts.append(f"<p class='headline'>{_html_text(review.headline)}</p>")
     figures = [charts.statement_trend(review),
                charts.redis_trend(review, settings.redis_hit_rate_target),
-               charts.buffer_trend(review)]
+               charts.buffer_trend(review, settings.buffer_cache_hit_threshold)]
     for n, (title, header, rows) in enumerate(sections(review, settings)):
         parts.append(f"<h2>{html.escape(title)}</h2>")
         if not rows:

@@ -3,8 +3,10 @@
 Uses Debian's chromium (.ci/run installs it); Playwright cannot download browsers here."""
 
 import re
+import threading
 import time
 
+import psycopg
 import pytest
 
 from foundation import migration_files
@@ -357,40 +359,77 @@ def test_a_snapshot_taken_on_the_review_page_is_counted_at_once(synthetic_histor
 
 # The pages whose findings are explained in words, and the label that starts each explanation
 EXPLAINED = {"settings": "Advice:", "indexes": "Why:", "matviews": "Why not concurrently:",
-             "audit": "Detail:"}
+             "audit": "Detail:", "activity": "Ends it:", "alerts": "What:", "fleet": "Down:"}
 
 
-def test_every_explanation_is_in_view_at_1440_pixels(dashboard, logins):
+def _plant_explained_findings(logins, secrets_file) -> psycopg.Connection:
+    """What the pages explain but the demo has not always got: an audit row with a detail, a
+    session blocking another (returned: closing it ends the block), an alert in the log, and a
+    target that is down (in the secrets file the dashboard reads)."""
+    from datetime import datetime, timezone
+
+    from foundation.config import Settings
+    from operations import actions, alert_log
+    actions.refresh_view(as_actor(Settings(role="dba"), logins.admin_url), "public",
+                         "mv_deal_pipeline", allow_blocking=True)
+    with psycopg.connect(logins.admin_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS explained_lock (id int)")
+        alert_log.record(conn, conn.info.dbname, [{
+            "id": "explained-1", "target": "t", "at": datetime.now(timezone.utc),
+            "check": "unused_indexes", "state": "red", "title": "Unused indexes turned red",
+            "summary": "3 indexes were not scanned in 30 days; together they hold 120 MB and "
+                       "slow every write to their tables", "link": "indexes"}])
+    holder = psycopg.connect(logins.admin_url)
+    holder.execute("LOCK TABLE explained_lock")  # then idle in its transaction
+
+    def wait():
+        with psycopg.connect(logins.admin_url, autocommit=True) as waiter:
+            waiter.execute("SET lock_timeout = '120s'")
+            try:
+                waiter.execute("SELECT * FROM explained_lock")
+            except psycopg.Error:
+                pass  # ended with the holder
+    threading.Thread(target=wait, daemon=True).start()
+    secrets_file.write_text('[targets.away]\n'
+                            'database_url = "postgresql://nobody:none@127.0.0.1:9/none"\n')
+    return holder
+
+
+def test_every_explanation_is_in_view_at_1440_pixels(dashboard, logins, tmp_path):
     """At 1440×900 each finding's reason, advice or detail is wrapped text inside the window:
     nothing cut off in a grid cell, nothing to scroll sideways for."""
     from playwright.sync_api import sync_playwright
 
-    from foundation.config import Settings
-    from operations import actions
-    actions.refresh_view(as_actor(Settings(role="dba"), logins.admin_url), "public",
-                         "mv_deal_pipeline", allow_blocking=True)  # an audit row with a detail
+    holder = _plant_explained_findings(logins, tmp_path / "none.toml")
     seen = {}
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 1440, "height": 900})
-            for name, label in EXPLAINED.items():
-                page.goto(f"{dashboard}/{name}", wait_until="domcontentloaded")
-                items = page.locator("[data-testid=stMarkdownContainer] li", has_text=label)
-                items.first.wait_for(timeout=60_000)
-                wait_idle(page)
-                seen[name] = []
-                for i in range(min(items.count(), 8)):
-                    item = items.nth(i)
-                    item.scroll_into_view_if_needed()
-                    box = item.bounding_box()
-                    whole = item.evaluate("e => e.scrollWidth <= e.clientWidth + 1")
-                    seen[name].append((box["x"], box["x"] + box["width"], whole,
-                                       item.inner_text()))
-        finally:
-            browser.close()
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+            try:
+                page = browser.new_page(viewport={"width": 1440, "height": 900})
+                for name, label in EXPLAINED.items():
+                    page.goto(f"{dashboard}/{name}", wait_until="domcontentloaded")
+                    items = page.locator("[data-testid=stMarkdownContainer] li", has_text=label)
+                    items.first.wait_for(timeout=60_000)
+                    wait_idle(page)
+                    seen[name] = []
+                    for i in range(min(items.count(), 8)):
+                        item = items.nth(i)
+                        item.scroll_into_view_if_needed()
+                        box = item.bounding_box()
+                        whole = item.evaluate("e => e.scrollWidth <= e.clientWidth + 1")
+                        seen[name].append((box["x"], box["x"] + box["width"], whole,
+                                           item.inner_text()))
+            finally:
+                browser.close()
+    finally:
+        holder.close()
+    assert set(seen) == set(EXPLAINED)
     for name, boxes in seen.items():
         assert boxes, name
         for left, right, whole, text in boxes:
             assert left >= 0 and right <= 1440 and whole, (name, left, right, text)
             assert EXPLAINED[name] in text and len(text) > len(EXPLAINED[name]) + 3
+    assert any("pg_terminate_backend" in text for *_, text in seen["activity"])
+    assert any("slow every write" in text for *_, text in seen["alerts"])
+    assert any("away" in text for *_, text in seen["fleet"])

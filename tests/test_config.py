@@ -1,3 +1,5 @@
+import tomllib
+
 import pytest
 
 from foundation.config import (
@@ -77,13 +79,23 @@ def test_malformed_secrets_file(tmp_path):
     assert read_secrets(tmp_path / "missing.toml") == {}
 
 
-def test_shipped_example_parses_into_targets():
-    from foundation.config import PROJECT_ROOT
+def test_a_copy_of_the_shipped_example_changes_nothing_and_its_targets_parse():
+    """Copied as the README says, the example adds no target (no unreachable example host in the
+    sidebar), sets no role and only default settings; its commented targets, uncommented, parse."""
+    import re
 
-    secrets = read_secrets(PROJECT_ROOT / ".streamlit" / "secrets.toml.example")
-    targets = load_targets({}, secrets)
+    from foundation.config import PROJECT_ROOT, Settings
+
+    text = (PROJECT_ROOT / ".streamlit" / "secrets.toml.example").read_text()
+    copied = tomllib.loads(text)
+    assert load_targets({}, copied) == [] and "role" not in copied
+    assert load_settings({}, copied) == Settings()
+    start, end = text.index("# Any number of named targets"), text.index("# Optional settings")
+    named = re.sub(r"^# (\[targets\.\w+\]|\w+ = .*)$", r"\1", text[start:end], flags=re.M)
+    filled = tomllib.loads(text[:start] + named + text[end:])
+    targets = load_targets({}, filled)
     assert [t.name for t in targets] == ["production", "staging"]
-    assert load_settings({}, secrets).statement_timeout_ms == 5000
+    assert targets[0].plan_url and targets[0].probe_url and len(targets[0].redis_urls) == 1
 
 
 def test_history_database_and_source():

@@ -477,7 +477,6 @@ def audit_data(where: Target, settings: Settings, **filters) -> Loaded:
     it), from the target's database and, when snapshots live elsewhere, the history database,
     where snapshot and pruning rows are written."""
 
-
     def load(conn):
         if not audit.log_exists(conn):
             return None

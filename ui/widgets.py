@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from datetime import datetime, timezone
 
 import plotly.express as px
@@ -26,8 +27,8 @@ def judged_metric(container, label: str, value: str, state: str, target_text: st
                   help: str | None = None) -> None:
     """A metric with a green/amber/red badge that names the target it is judged against."""
     color, icon, word = BADGES[state]
-    with container:
-        st.metric(label, value, help=help, border=True)
+    with container.container(border=True):  # the badge inside the card it judges
+        st.metric(label, value, help=help)
         st.badge(f"{word} ({target_text})", color=color, icon=icon)
 
 
@@ -145,12 +146,19 @@ SLOW_SHARE_HELP = ("The plan's KPI: the share of calls slower than the threshold
 
 def top_statements_chart(top, order_by: str, title: str) -> None:
     """The first 15 statements as horizontal bars of the ranking column, labelled with its
-    header and unit."""
-
-
+    header and unit. Each statement's label sits above its bar, across the chart's width, so
+    that on a phone the labels do not squeeze the bars into a sliver."""
     column = statements.ORDER_BY[order_by]
     shown = top.head(15)
     chart = shown.assign(label=statements.chart_labels(shown["query"], shown["queryid"]))
-    st.plotly_chart(px.bar(chart, x=column, y="label", orientation="h", title=title,
-                           labels={"label": "", column: statements.TOP_COLUMNS[column].header})
-                    .update_layout(yaxis={"autorange": "reversed"}, height=420), width="stretch")
+    row_px = 46
+    figure = px.bar(chart, x=column, y="label", orientation="h", title=title,
+                    labels={"label": "", column: statements.TOP_COLUMNS[column].header})
+    figure.update_traces(width=0.45)
+    figure.update_yaxes(autorange="reversed", showticklabels=False)
+    for label in chart["label"]:
+        figure.add_annotation(x=0, xref="paper", y=label, text=html.escape(label),
+                              showarrow=False, xanchor="left", yanchor="bottom",
+                              yshift=row_px * 0.45 / 2, font={"size": 11})
+    figure.update_layout(height=90 + row_px * len(chart), margin={"l": 8, "r": 8, "t": 50})
+    st.plotly_chart(figure, width="stretch")

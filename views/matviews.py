@@ -7,6 +7,7 @@ import streamlit as st
 from foundation.format import amount, known
 from foundation.markup import md
 from reads import matviews, schedules
+from reports import charts
 from ui import actions, loaders, tables
 from ui.confirm import action_button, last_result
 from ui.widgets import dba_note, page, show_problem, value_or_stop
@@ -44,8 +45,9 @@ if not history.empty:
     chart = history.assign(view=history["schema_name"] + "." + history["view_name"])
     st.plotly_chart(px.scatter(chart, x="finished_at", y="duration_ms", color="view",
                                symbol="outcome", labels={"duration_ms": "duration (ms)",
-                                                         "finished_at": ""}),
-                    width="stretch")
+                                                         "finished_at": ""})
+                    .update_xaxes(range=charts.time_range(chart["finished_at"]))
+                    .update_yaxes(rangemode="tozero"), width="stretch")
     tables.show(history, matviews.HISTORY_COLUMNS, max_rows=200)
 if data["cron"] is not None:
     st.subheader("pg_cron runs")

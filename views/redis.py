@@ -18,6 +18,7 @@ from foundation.format import (
 )
 from foundation.markup import code, md
 from reads import redis_cache
+from reports import charts
 from ui import loaders, redis_sampler, tables
 from ui.widgets import judged_metric, page, value_or_stop
 
@@ -91,6 +92,8 @@ if spans:
                      annotation_text="target")
     for when in chart[chart["reset"]]["time"]:
         figure.add_vline(x=when, line_dash="dash", line_color="red")
+    figure.update_xaxes(range=charts.time_range(chart["time"]))
+    figure.update_yaxes(range=charts.rate_range(chart["hit rate"], settings.redis_hit_rate_target))
     st.plotly_chart(figure.update_layout(yaxis_tickformat=".0%", height=320), width="stretch")
     if chart["reset"].any():
         st.caption("Red lines: a restart or statistics reset; that interval has no rate.")
@@ -107,6 +110,9 @@ if series is not None and len(series):
                            labels={"taken_at": "", "hit_rate": "hit rate"})
     stored_chart.add_hline(y=settings.redis_hit_rate_target, line_dash="dot",
                            annotation_text="target")
+    stored_chart.update_xaxes(range=charts.time_range(series["taken_at"]))
+    stored_chart.update_yaxes(range=charts.rate_range(series["hit_rate"],
+                                                      settings.redis_hit_rate_target))
     st.plotly_chart(stored_chart.update_layout(yaxis_tickformat=".0%", height=300),
                     width="stretch")
     st.caption("From the snapshots the agent (or cron) stores: kept across dashboard restarts "

@@ -8,7 +8,7 @@ from foundation.markup import md
 from operations import history
 from reports import charts, weekly
 from ui import actions, loaders, tables
-from ui.widgets import disabled_for, page, show_problem, value_or_stop
+from ui.widgets import BADGES, disabled_for, page, show_problem, value_or_stop
 
 who = page("Weekly review")
 target, settings = who.target, who.settings
@@ -62,19 +62,22 @@ if review.synthetic:
 st.info(md(review.headline), icon=":material/insights:")
 
 st.subheader("KPI scorecard")
-kpi_cols = st.columns(5)
-for i, kpi in enumerate(review.kpis):
-    with kpi_cols[i % 5]:
+KPI_PER_ROW = 4  # at 1440 px a card is wide enough for its name on two lines at most
+for row in range(0, len(review.kpis), KPI_PER_ROW):
+    for column, kpi in zip(st.columns(KPI_PER_ROW), review.kpis[row:row + KPI_PER_ROW]):
         change = weekly.kpi_change(kpi)
-        st.metric(md(kpi.name), weekly.kpi_value(kpi, kpi.current),
-                  delta=change or ("no change" if kpi.trend == "same" else None),
-                  delta_color=("normal" if kpi.higher_is_better else "inverse") if change
-                  else "off", delta_arrow="auto" if change else "off", border=True,
-                  help=f"Previous period: {weekly.kpi_value(kpi, kpi.previous)}"
-                       + (f"; target {kpi.target_text}" if kpi.target_text else ""))
-        if kpi.target_text:
-            st.badge(f"{kpi.target_text}", color={"green": "green", "amber": "orange", "red": "red"}.get(
-                kpi.state, "gray"))
+        with column.container(border=True, height="stretch"):
+            # the name as text above the figure: a metric's own label is cut to one line
+            st.markdown(f"**{md(kpi.name)}**",
+                        help=f"Previous period: {weekly.kpi_value(kpi, kpi.previous)}"
+                             + (f"; target {kpi.target_text}" if kpi.target_text else ""))
+            st.metric(md(kpi.name), weekly.kpi_value(kpi, kpi.current), label_visibility="collapsed",
+                      delta=change or ("no change" if kpi.trend == "same" else None),
+                      delta_color=("normal" if kpi.higher_is_better else "inverse") if change
+                      else "off", delta_arrow="auto" if change else "off")
+            if kpi.target_text:
+                color, icon, word = BADGES[kpi.state]
+                st.badge(f"{word} ({kpi.target_text})", color=color, icon=icon)
 
 sections = weekly.sections(review, settings)
 st.plotly_chart(charts.statement_trend(review), width="stretch")
@@ -83,7 +86,8 @@ for title, header, rows in sections[1:]:
     tables.show_text(header, rows, "Nothing in this period.")
 left, right = st.columns(2)
 left.plotly_chart(charts.redis_trend(review, settings.redis_hit_rate_target), width="stretch")
-right.plotly_chart(charts.buffer_trend(review), width="stretch")
+right.plotly_chart(charts.buffer_trend(review, settings.buffer_cache_hit_threshold),
+                   width="stretch")
 
 if review.notes:
     with st.expander("Notes on the data"):

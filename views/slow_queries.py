@@ -11,6 +11,7 @@ import streamlit as st
 from foundation.format import amount, count, human_duration, percent
 from foundation.markup import md
 from reads import statements
+from reports import charts
 from ui import actions, interval_mode, loaders, tables
 from ui.widgets import (
     SLOW_SHARE_HELP,
@@ -129,7 +130,9 @@ if series.ok and not series.value.empty:
     st.plotly_chart(px.line(trend, x="hour", y="mean time (ms)", markers=True,
                             hover_data={"calls": ":,"},
                             title="Mean time per hour over the stored snapshots, last 7 days")
-                    .update_layout(height=300, xaxis_title=""), width="stretch")
+                    .update_layout(height=300, xaxis_title="")
+                    .update_xaxes(range=charts.time_range(trend["hour"]))
+                    .update_yaxes(rangemode="tozero"), width="stretch")
 else:
     st.caption("No stored snapshots hold this statement in the last 7 days: its time over days "
                "appears here once snapshots are taken (.venv/bin/python cli.py snapshot, hourly).")
