@@ -172,13 +172,22 @@ def check_bloat(conn, settings: Settings) -> Finding:
     severity = "amber" if count else "grey" if unknown and not known else "green"
     return Finding(
         "bloat", "Table and index bloat (estimate)", severity, count,
-        f"{counted(len(bad_tables), 'table')} and {counted(len(bad_indexes), 'index', 'indexes')} "
-        f"{are(count)} at least "
+        f"{_relations(len(bad_tables), len(bad_indexes))} {are(count)} at least "
         f"{100 * settings.bloat_min_ratio:g} % bloated (about {total / 1048576:.1f} MB, "
         "estimated): scans read the empty space too." + unknown_text, "bloat",
         [qualified(r.schema_name, r.table_name) for r in bad_tables.itertuples()]
         + [qualified(r.schema_name, r.index_name) for r in bad_indexes.itertuples()],
         "\n".join(fixes))
+
+
+def _relations(tables: int, indexes: int) -> str:
+    """
+    >>> _relations(1, 0), _relations(2, 1), _relations(0, 0)
+    ('1 table', '2 tables and 1 index', 'No table or index')
+    """
+    parts = [counted(n, word, plural) for n, word, plural in
+             ((tables, "table", None), (indexes, "index", "indexes")) if n]
+    return " and ".join(parts) or "No table or index"
 
 
 def check_vacuum(conn, settings: Settings) -> list[Finding]:

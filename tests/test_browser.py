@@ -433,3 +433,35 @@ def test_every_explanation_is_in_view_at_1440_pixels(dashboard, logins, tmp_path
     assert any("pg_terminate_backend" in text for *_, text in seen["activity"])
     assert any("slow every write" in text for *_, text in seen["alerts"])
     assert any("away" in text for *_, text in seen["fleet"])
+
+
+def test_a_phone_reads_overview_slow_queries_and_activity(dashboard):
+    """At 390×844 nothing needs sideways scrolling, and the slow-query chart's bars keep most
+    of the width with each statement's label above its bar, inside the window."""
+    from playwright.sync_api import sync_playwright
+
+    widths, bars, labels = {}, [], []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 390, "height": 844})
+            for name in ("", "slow_queries", "activity"):
+                page.goto(f"{dashboard}/{name}", wait_until="domcontentloaded")
+                page.locator("[data-testid=stMetric]").first.wait_for(timeout=60_000)
+                wait_idle(page)
+                if name == "slow_queries":
+                    chart = page.locator(".plotly-graph-div").first
+                    chart.locator(".barlayer path").first.wait_for(timeout=30_000)
+                    chart.scroll_into_view_if_needed()
+                    bars = [b["width"] for b in (p.bounding_box() for p in
+                                                 chart.locator(".barlayer path").all()) if b]
+                    labels = [(t.bounding_box(), t.inner_text())
+                              for t in chart.locator(".annotation-text").all()]
+                widths[name] = page.evaluate("document.documentElement.scrollWidth")
+        finally:
+            browser.close()
+    assert widths == {"": 390, "slow_queries": 390, "activity": 390}
+    assert bars and max(bars) > 0.6 * 390, bars
+    assert len(labels) == len(bars)
+    for box, text in labels:
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390 and len(text) > 5, (box, text)

@@ -47,12 +47,14 @@ def page(title: str):
     return require_target()
 
 
-def value_or_stop(loaded: Loaded, what_failed: str):
-    """The loaded figures with the time they were read, or the problem and the page stops."""
+def value_or_stop(loaded: Loaded, what_failed: str, said_as_of: bool = True):
+    """The loaded figures with the time they were read (unless the page says it once for
+    several), or the problem and the page stops."""
     if not loaded.ok:
         show_problem(what_failed, loaded)
         st.stop()
-    as_of(loaded)
+    if said_as_of:
+        as_of(loaded)
     return loaded.value
 
 
@@ -157,7 +159,7 @@ def top_statements_chart(top, order_by: str, title: str) -> None:
     figure.update_traces(width=0.45)
     figure.update_yaxes(autorange="reversed", showticklabels=False)
     for label in chart["label"]:
-        figure.add_annotation(x=0, xref="paper", y=label, text=html.escape(label),
+        figure.add_annotation(x=0, xref="paper", y=label, text=html.escape(label, quote=False),
                               showarrow=False, xanchor="left", yanchor="bottom",
                               yshift=row_px * 0.45 / 2, font={"size": 11})
     figure.update_layout(height=90 + row_px * len(chart), margin={"l": 8, "r": 8, "t": 50})

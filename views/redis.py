@@ -43,7 +43,7 @@ loaded = value_or_stop(loaders.redis_page_data(url, settings, with_ttl),
                        "Redis is not available")
 families = loaded["families"]
 # the same read (and cache period) as the Overview's and the plan's figures: one value
-info = value_or_stop(loaders.redis_overview(url), "Redis is not available")
+info = value_or_stop(loaders.redis_overview(url), "Redis is not available", said_as_of=False)
 samples = sampler.samples()
 target_text = f"> {percent(settings.redis_hit_rate_target, 0)}"
 

@@ -71,10 +71,14 @@ for row in range(0, len(review.kpis), KPI_PER_ROW):
             st.markdown(f"**{md(kpi.name)}**",
                         help=f"Previous period: {weekly.kpi_value(kpi, kpi.previous)}"
                              + (f"; target {kpi.target_text}" if kpi.target_text else ""))
-            st.metric(md(kpi.name), weekly.kpi_value(kpi, kpi.current), label_visibility="collapsed",
+            figure, method = weekly.kpi_figure(kpi, kpi.current)
+            st.metric(md(kpi.name), figure, label_visibility="collapsed",
                       delta=change or ("no change" if kpi.trend == "same" else None),
                       delta_color=("normal" if kpi.higher_is_better else "inverse") if change
                       else "off", delta_arrow="auto" if change else "off")
+            if method:  # said under the figure: in it, the figure would not fit the card
+                st.caption(f"{method}: the true value lies between them",
+                           help=weekly.BOUNDS_NOTE)
             if kpi.target_text:
                 color, icon, word = BADGES[kpi.state]
                 st.badge(f"{word} ({kpi.target_text})", color=color, icon=icon)
