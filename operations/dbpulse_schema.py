@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import psycopg
+from pglast.parser import split
 
 from foundation.roles import Actor
 from foundation.secrets import redact_text
@@ -24,6 +25,14 @@ READER_GRANTS = """
     GRANT USAGE ON SCHEMA dbpulse TO pg_monitor;
     GRANT SELECT ON ALL TABLES IN SCHEMA dbpulse TO pg_monitor;
 """
+
+
+def _run_each(conn: psycopg.Connection, text: str) -> None:
+    """Each statement of `text` on its own: pg_stat_statements stores the statements of one
+    string apart, and only the last would carry the connection's own-statement tag, so the
+    install would rank among the application's top statements."""
+    for statement in split(text):
+        conn.execute(statement)
 
 
 def schema_files() -> list[tuple[int, str, Path]]:
@@ -56,7 +65,7 @@ def _install_cron_readers(conn: psycopg.Connection) -> None:
                     "AND (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
                     ).fetchone()[0]:
         with conn.transaction():
-            conn.execute(CRON_READERS.read_text())
+            _run_each(conn, CRON_READERS.read_text())
 
 
 def _mask_stored_secrets(conn: psycopg.Connection) -> None:
@@ -82,11 +91,11 @@ def install(conn: psycopg.Connection, who: Actor) -> list[str]:
     try:
         for version, name, path in pending_files(conn):
             with conn.transaction():
-                conn.execute(path.read_text())
+                _run_each(conn, path.read_text())
                 conn.execute("INSERT INTO dbpulse.schema_version (version, name) VALUES (%s, %s)",
                              (version, name))
             applied.append(path.name)
-        conn.execute(READER_GRANTS)
+        _run_each(conn, READER_GRANTS)
         _install_cron_readers(conn)
         _mask_stored_secrets(conn)
     finally:

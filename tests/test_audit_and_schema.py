@@ -1,7 +1,7 @@
 import psycopg
 import pytest
 
-from foundation.connections import admin_connection
+from foundation.connections import OWN_STATEMENT_TAG, admin_connection
 from foundation.roles import PermissionDenied
 from operations import audit, dbpulse_schema
 from tests.conftest import as_actor
@@ -31,6 +31,24 @@ def test_install_is_idempotent_and_audited(scratch_database, dba_settings):
     actor, role, action, target, object_name, outcome, detail, duration = rows[0]
     assert (actor, role, action, target, outcome) == ("tester", "dba", "install_schema", "t", "ok")
     assert "001_audit_log.sql" in detail and duration >= 0
+
+
+def test_the_install_is_none_of_the_applications_statements(scratch_database, dba_settings):
+    """Every statement of the schema files is sent alone and tagged: none stays among the
+    statements pg_stat_statements shows as the application's."""
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION pg_stat_statements")
+        conn.execute("SELECT pg_stat_statements_reset(0, oid, 0) FROM pg_database "
+                     "WHERE datname = current_database()")  # this scratch database only
+    with admin_connection(scratch_database, dba_settings) as conn:
+        dbpulse_schema.install(conn, as_actor(dba_settings))
+    with psycopg.connect(scratch_database) as conn:
+        texts = [row[0] for row in conn.execute(
+            "SELECT query FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
+            "WHERE d.datname = current_database() AND query ~* 'dbpulse\\.'")]
+    untagged = [t for t in texts if not t.endswith(OWN_STATEMENT_TAG)]
+    assert untagged == []
+    assert sum("CREATE TABLE IF NOT EXISTS dbpulse." in t for t in texts) >= 10
 
 
 def test_audited_records_success_and_failure(scratch_database, dba_settings):

@@ -450,12 +450,13 @@ def test_a_phone_reads_overview_slow_queries_and_activity(dashboard):
                 page.locator("[data-testid=stMetric]").first.wait_for(timeout=60_000)
                 wait_idle(page)
                 if name == "slow_queries":
-                    chart = page.locator(".plotly-graph-div").first
-                    chart.locator(".barlayer path").first.wait_for(timeout=30_000)
-                    chart.scroll_into_view_if_needed()
+                    # plotly draws a chart once it scrolls into view
+                    page.locator("[data-testid=stPlotlyChart]").first.scroll_into_view_if_needed()
+                    chart = page.locator(".js-plotly-plot").first
+                    chart.locator(".barlayer path").first.wait_for(state="attached", timeout=30_000)
                     bars = [b["width"] for b in (p.bounding_box() for p in
                                                  chart.locator(".barlayer path").all()) if b]
-                    labels = [(t.bounding_box(), t.inner_text())
+                    labels = [(t.bounding_box(), t.text_content())
                               for t in chart.locator(".annotation-text").all()]
                 widths[name] = page.evaluate("document.documentElement.scrollWidth")
         finally:

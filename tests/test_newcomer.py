@@ -20,6 +20,7 @@ import pytest
 from demo.stack import DEFAULT_PG_PORT, DEFAULT_REDIS_PORT
 from tests.conftest import PROJECT_ROOT, TEST_DIR
 
+pytestmark = pytest.mark.server  # starts the demo's servers, dashboard and agent
 DASHBOARD_PORT = 8501
 METRICS_PORT = 19187
 
@@ -123,3 +124,4 @@ def test_the_readmes_first_steps_on_a_fresh_clone():
         time.sleep(0.5)
     assert _left_running(clone) == []
     assert not _listening(DEFAULT_PG_PORT) and not _listening(DEFAULT_REDIS_PORT)
+    shutil.rmtree(clone, ignore_errors=True)

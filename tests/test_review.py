@@ -3,8 +3,10 @@ statement that regressed and one that improved, and the demo's synthetic two wee
 
 import html.parser
 import uuid
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
+import pandas as pd
 import psycopg
 import pytest
 
@@ -307,9 +309,26 @@ def test_charts_cover_exactly_the_two_periods(recorded_review, dba_settings_modu
 
     for figure in (charts.statement_trend(recorded_review),
                    charts.redis_trend(recorded_review, dba_settings_module.redis_hit_rate_target),
-                   charts.buffer_trend(recorded_review)):
+                   charts.buffer_trend(recorded_review,
+                                       dba_settings_module.buffer_cache_hit_threshold)):
         start, end = figure.layout.xaxis.range
         assert (start, end) == (recorded_review.previous.start, recorded_review.current.end)
+    # the hit rates run up to 100 % from under their target: noise is not drawn as a cliff
+    buffer = charts.buffer_trend(recorded_review, 0.99)
+    low, high = buffer.layout.yaxis.range
+    assert high == 100 and low < 99 <= min(buffer.data[0].y)
+    # the Redis legend names the database reviewed (and the address only among several)
+    at = recorded_review.current.start
+    rows = pd.DataFrame({"instance": ["redis://cache-a:6379/0", "redis://cache-b:6379/0"],
+                         "taken_at": [at, at], "keyspace_hits": [90, 50],
+                         "keyspace_misses": [10, 50]})
+    one = charts.redis_trend(replace(recorded_review, redis_trend=rows.head(1)), 0.7)
+    two = charts.redis_trend(replace(recorded_review, redis_trend=rows), 0.7)
+    source = recorded_review.source
+    assert [trace.name for trace in one.data if trace.mode == "lines"] == [f"Redis of {source}"]
+    assert [(trace.name, list(trace.y)) for trace in two.data if trace.mode == "lines"] == [
+        (f"Redis of {source}: cache-a:6379/0", [90.0]),
+        (f"Redis of {source}: cache-b:6379/0", [50.0])]
     mean_axis = charts.statement_trend(recorded_review).layout.yaxis
     # 1 ms and 20 ms statements: a linear axis from 0 (log only beyond two decades)
     assert mean_axis.type != "log" and mean_axis.rangemode == "tozero"

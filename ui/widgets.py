@@ -152,15 +152,16 @@ def top_statements_chart(top, order_by: str, title: str) -> None:
     that on a phone the labels do not squeeze the bars into a sliver."""
     column = statements.ORDER_BY[order_by]
     shown = top.head(15)
-    chart = shown.assign(label=statements.chart_labels(shown["query"], shown["queryid"]))
+    # 40 characters (and a query id's end for twins) fit above a phone's bars at this size
+    chart = shown.assign(label=statements.chart_labels(shown["query"], shown["queryid"], 40))
     row_px = 46
     figure = px.bar(chart, x=column, y="label", orientation="h", title=title,
                     labels={"label": "", column: statements.TOP_COLUMNS[column].header})
     figure.update_traces(width=0.45)
-    figure.update_yaxes(autorange="reversed", showticklabels=False)
+    figure.update_yaxes(autorange="reversed", showticklabels=False, title=None)
     for label in chart["label"]:
         figure.add_annotation(x=0, xref="paper", y=label, text=html.escape(label, quote=False),
                               showarrow=False, xanchor="left", yanchor="bottom",
-                              yshift=row_px * 0.45 / 2, font={"size": 11})
+                              yshift=row_px * 0.45 / 2, font={"size": 10})
     figure.update_layout(height=90 + row_px * len(chart), margin={"l": 8, "r": 8, "t": 50})
     st.plotly_chart(figure, width="stretch")
