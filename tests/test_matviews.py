@@ -341,33 +341,6 @@ def test_event_trigger_knows_a_concurrent_refresh_inside_a_function(views_db, db
         (ODD, True), ("no_unique", False)]
 
 
-def test_pg_cron_runs_are_a_source_of_refresh_times(pg15_url, dba_settings):
-    """A real pg_cron job on PostgreSQL 15 refreshes a view nobody else logs: its run sets the
-    view's last refresh."""
-    with psycopg.connect(pg15_url, autocommit=True) as conn:
-        if conn.execute("SELECT to_regclass('cron.job')").fetchone()[0] is None:
-            pytest.skip("pg_cron is not installed here (postgresql-15-cron)")
-        conn.execute("CREATE TABLE IF NOT EXISTS cron_src (id int); "
-                     "CREATE MATERIALIZED VIEW IF NOT EXISTS cron_mv AS SELECT count(*) FROM cron_src")
-        job = conn.execute("SELECT cron.schedule('dbpulse-test-cron', '* * * * *', "
-                           "'REFRESH MATERIALIZED VIEW public.cron_mv')").fetchone()[0]
-    try:
-        deadline = time.monotonic() + 75  # pg_cron 1.4 runs jobs on the minute
-        with psycopg.connect(pg15_url, autocommit=True) as conn:
-            while not conn.execute("SELECT EXISTS (SELECT 1 FROM cron.job_run_details WHERE "
-                                   "jobid = %s AND status = 'succeeded')", (job,)).fetchone()[0]:
-                assert time.monotonic() < deadline, "pg_cron ran no job within 75 s"
-                time.sleep(1)
-            ended = conn.execute("SELECT max(end_time) FROM cron.job_run_details WHERE jobid = %s",
-                                 (job,)).fetchone()[0]
-        row = _views(pg15_url, dba_settings).loc["cron_mv"]
-        assert row["recorded_by"] == "pg_cron" and row["last_refresh"] == ended
-        assert row["freshness"].startswith("fresh:")
-    finally:
-        with psycopg.connect(pg15_url, autocommit=True) as conn:
-            conn.execute("SELECT cron.unschedule(%s)", (job,))
-
-
 def test_refreshes_that_keep_failing_or_a_view_twice_too_old_turn_red(views_db, dba_settings):
     """The plan's "MV refresh fails → monitoring": three refreshes in a row that fail (by
     anyone DB Pulse sees) make the stale check red and name the view; so does an age past twice
