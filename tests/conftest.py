@@ -28,8 +28,9 @@ from foundation.config import Settings, Target  # noqa: E402
 from foundation.roles import Actor  # noqa: E402
 
 # DBPULSE_TEST_DIR lets two runs of the suite (say, one file while the whole suite runs) keep
-# their servers apart
-TEST_DIR = Path(os.environ.get("DBPULSE_TEST_DIR", PROJECT_ROOT / ".dbpulse"))
+# their servers apart; under pytest-xdist (make test) each worker has servers of its own
+TEST_DIR = (Path(os.environ.get("DBPULSE_TEST_DIR", PROJECT_ROOT / ".dbpulse"))
+            / os.environ.get("PYTEST_XDIST_WORKER", ""))
 TEST_STACK_ROOT = TEST_DIR / "test"
 # pg_stat_statements_reset() alone empties it for every database the suite uses
 RESET_THIS_DATABASE = ("SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database "
