@@ -2,7 +2,7 @@
 # Both create the virtualenv in .venv on first use. Needs Python 3.11 or newer.
 
 PYTHON ?= $(shell for p in python3.12 python3.11 python3; do \
-	  if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))'; \
+	  if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; \
 	  then echo $$p; break; fi; done)
 VENV := .venv
 PY := $(VENV)/bin/python
