@@ -136,7 +136,8 @@ def check_indexes(conn, settings: Settings, replica_urls: tuple[str, ...] = ()) 
                 [f.qualified_name for f in invalid], "\n".join(f.fix for f in invalid)),
         Finding("unindexed_foreign_keys", "Foreign keys without an index",
                 "amber" if fk else "green", len(fk),
-                f"{len(fk)} foreign keys have no index leading with their columns: deleting or "
+                f"{counted(len(fk), 'foreign key')} {'has' if len(fk) == 1 else 'have'} no index "
+                "leading with their columns: deleting or "
                 "updating a referenced row scans the whole referencing table.", page,
                 [f"{qualified(h.schema_name, h.table_name)} ({h.columns})" for h in fk],
                 "\n".join(h.fix for h in fk if h.fix)),
