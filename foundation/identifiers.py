@@ -6,6 +6,7 @@ come from PostgreSQL's own grammar, through pglast)."""
 
 from __future__ import annotations
 
+import functools
 import re
 
 from pglast.keywords import (
@@ -19,6 +20,7 @@ PLAIN = re.compile(r"[a-z_][a-z0-9_$]*")
 NEEDS_QUOTES = frozenset(RESERVED_KEYWORDS | TYPE_FUNC_NAME_KEYWORDS | COL_NAME_KEYWORDS)
 
 
+@functools.lru_cache(maxsize=65536)  # a big catalogue's fixes quote the same names many times
 def quote_ident(name: str) -> str:
     """
     >>> quote_ident("leads"), quote_ident("Odd Table"), quote_ident("end"), quote_ident('a"b')

@@ -8,6 +8,7 @@ are plain pandas over that frame, so they stay fast on catalogues of tens of tho
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -315,6 +316,26 @@ class UsageEvidence:
     def waiting(self, name: str) -> tuple[str, str | None]:
         """(verdict, why) for an index without scans: ("drop", None) when its age is proven,
         else "used on a standby?", "too new" or "age unknown" with the reason."""
+        if self._for_every_index is not None:
+            return self._for_every_index
+        born = self.created_after.get(name)
+        if born is None and self.snapshot_cut and name not in self.snapshot_cut[1]:
+            born = (self.snapshot_cut[0], "absent from the snapshot of "
+                    f"{self.snapshot_cut[0]:%Y-%m-%d %H:%M}")
+        if born is not None and self.now - born[0] < self.min_age:
+            return "too new", (f"too new to judge: created less than "
+                               f"{age_text(self.now - born[0])} ago ({born[1]}); zero scans "
+                               "over so short a time prove nothing")
+        if self._stats_too_new is not None:
+            return self._stats_too_new
+        if born is None and not (self.old_snapshot and name in self.old_snapshot[1]):
+            return "age unknown", self._age_unknown
+        return "drop", None
+
+    # The verdicts that do not depend on the index, worded once per review (a catalogue of
+    # tens of thousands of unscanned indexes asks for each of them)
+    @functools.cached_property
+    def _for_every_index(self) -> tuple[str, str | None] | None:
         if len(self.standbys) > len(self.replicas.read):
             return "used on a standby?", (
                 f"no scans here, but it may be used on {', '.join(self.standbys)}: a standby "
@@ -328,21 +349,16 @@ class UsageEvidence:
                                    + f", less than {age_text(self.min_age)} ago")
         if self.min_age <= timedelta(0):
             return "drop", None
-        born = self.created_after.get(name)
-        if born is None and self.snapshot_cut and name not in self.snapshot_cut[1]:
-            born = (self.snapshot_cut[0], "absent from the snapshot of "
-                    f"{self.snapshot_cut[0]:%Y-%m-%d %H:%M}")
-        if born is not None and self.now - born[0] < self.min_age:
-            return "too new", (f"too new to judge: created less than "
-                               f"{age_text(self.now - born[0])} ago ({born[1]}); zero scans "
-                               "over so short a time prove nothing")
+        return None
+
+    @functools.cached_property
+    def _stats_too_new(self) -> tuple[str, str] | None:
         if self.stats_since is not None and self.now - self.stats_since < self.min_age:
             return "too new", (f"too new to judge: the statistics were reset only "
                                f"{age_text(self.now - self.stats_since)} ago")
-        if born is None and not (self.old_snapshot and name in self.old_snapshot[1]):
-            return "age unknown", self._age_unknown()
-        return "drop", None
+        return None
 
+    @functools.cached_property
     def _age_unknown(self) -> str:
         return (
             f"age unknown: nothing shows it existed {age_text(self.min_age)} ago (no DB Pulse "
