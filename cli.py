@@ -23,28 +23,12 @@ import pandas as pd
 from agent.metrics import serve
 from agent.runner import Agent
 from demo import run
-from demo.stack import (
-    DEFAULT_PG_PORT,
-    DEFAULT_REDIS_PORT,
-    DEFAULT_ROOT,
-    EmbeddedStack,
-    StackError,
-)
+from demo.stack import DEFAULT_PG_PORT, DEFAULT_REDIS_PORT, DEFAULT_ROOT, EmbeddedStack, StackError
 from demo.workload import Workload
 from foundation import access, migration_files
 from foundation.access import AccessRefused
-from foundation.config import (
-    ConfigError,
-    find_target,
-    load_settings,
-    load_targets,
-    read_secrets,
-)
-from foundation.connections import (
-    DatabaseProblem,
-    admin_connection,
-    monitoring_connection,
-)
+from foundation.config import ConfigError, find_target, load_settings, load_targets, read_secrets
+from foundation.connections import DatabaseProblem, admin_connection, monitoring_connection
 from foundation.roles import Actor
 from operations import actions, fleet, history, migrations, review
 from operations.alerts import Alerter, channels_from, policy_from

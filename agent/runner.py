@@ -19,11 +19,7 @@ import psycopg
 from agent.metrics import LastCycle, TargetFigures
 from foundation import capabilities
 from foundation.config import Settings, Target
-from foundation.connections import (
-    DatabaseProblem,
-    admin_connection,
-    monitoring_connection,
-)
+from foundation.connections import DatabaseProblem, admin_connection, monitoring_connection
 from foundation.plan import current as current_plan
 from foundation.roles import Actor
 from operations import actions, alert_log, fleet

@@ -9,11 +9,7 @@ from __future__ import annotations
 import functools
 import re
 
-from pglast.keywords import (
-    COL_NAME_KEYWORDS,
-    RESERVED_KEYWORDS,
-    TYPE_FUNC_NAME_KEYWORDS,
-)
+from pglast.keywords import COL_NAME_KEYWORDS, RESERVED_KEYWORDS, TYPE_FUNC_NAME_KEYWORDS
 
 PLAIN = re.compile(r"[a-z_][a-z0-9_$]*")
 # every keyword that is not "unreserved" can break a statement somewhere as a bare name

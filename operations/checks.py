@@ -17,16 +17,7 @@ from foundation.config import Settings
 from foundation.connections import describe_error
 from foundation.format import state_for_ratio
 from foundation.identifiers import qualified, quote_ident
-from reads import (
-    activity,
-    bloat,
-    cache,
-    indexes,
-    matviews,
-    replication,
-    statements,
-    vacuum,
-)
+from reads import activity, bloat, cache, indexes, matviews, replication, statements, vacuum
 
 OWN_SCHEMA = indexes.OWN_SCHEMA  # DB Pulse's own tables are not the application's problem
 SEVERITY_ORDER = {"red": 0, "amber": 1, "grey": 2, "green": 3}

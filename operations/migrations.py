@@ -26,12 +26,7 @@ from foundation.columns import Column
 from foundation.config import Settings
 from foundation.frames import to_frame
 from foundation.identifiers import qualified
-from foundation.migration_files import (
-    Migration,
-    MigrationError,
-    Statement,
-    version_number,
-)
+from foundation.migration_files import Migration, MigrationError, Statement, version_number
 from foundation.roles import Actor, Refused
 from operations import dbpulse_schema
 

@@ -563,9 +563,7 @@ def test_alerts_are_logged_once_per_change_and_a_down_one_once_it_can_be(scratch
     agent.locks["scratch"].close()
     assert logged(target.history_source) == [("invalid_indexes", "red"),
                                              ("invalid_indexes", "recovered")]
-    from operations import (
-        history,  # the weekly review lists them among the period's events
-    )
+    from operations import history  # the weekly review lists them among the period's events
     with psycopg.connect(scratch_database) as conn:
         listed = history.events(conn, target.history_source, history.Period(
             datetime.now(timezone.utc) - timedelta(hours=1), datetime.now(timezone.utc)))

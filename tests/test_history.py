@@ -14,11 +14,7 @@ import redis
 
 from demo.stack import EmbeddedStack, create_database, free_port, redis_server_binary
 from foundation.config import Target
-from foundation.connections import (
-    DatabaseProblem,
-    admin_connection,
-    monitoring_connection,
-)
+from foundation.connections import DatabaseProblem, admin_connection, monitoring_connection
 from foundation.roles import Actor
 from operations import actions, dbpulse_schema, history, snapshots
 from tests.conftest import as_actor

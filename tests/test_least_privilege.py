@@ -14,11 +14,7 @@ from psycopg import sql
 from streamlit.testing.v1 import AppTest
 
 from foundation.config import Settings
-from foundation.connections import (
-    admin_connection,
-    describe_error,
-    monitoring_connection,
-)
+from foundation.connections import admin_connection, describe_error, monitoring_connection
 from operations import dbpulse_schema
 from tests.conftest import PROJECT_ROOT, as_actor, each_page, login_role
 

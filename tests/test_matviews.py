@@ -13,11 +13,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from foundation.config import Settings
-from foundation.connections import (
-    DatabaseProblem,
-    admin_connection,
-    monitoring_connection,
-)
+from foundation.connections import DatabaseProblem, admin_connection, monitoring_connection
 from foundation.roles import PermissionDenied
 from operations import actions, dbpulse_schema
 from reads import matviews

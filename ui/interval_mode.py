@@ -12,12 +12,7 @@ from operations import history
 from operations.review import slow_calls
 from reads import statements
 from ui import loaders, tables
-from ui.widgets import (
-    SLOW_SHARE_HELP,
-    judged_metric,
-    show_problem,
-    top_statements_chart,
-)
+from ui.widgets import SLOW_SHARE_HELP, judged_metric, show_problem, top_statements_chart
 
 PRESETS = ["last hour", "last day", "last week", "two snapshots"]
 

@@ -12,13 +12,7 @@ from reads import bloat, vacuum
 from reads.indexes import OWN_SCHEMA
 from ui import loaders, tables
 from ui.actions import exact_bloat
-from ui.widgets import (
-    disabled_for,
-    own_objects_toggle,
-    page,
-    show_problem,
-    value_or_stop,
-)
+from ui.widgets import disabled_for, own_objects_toggle, page, show_problem, value_or_stop
 
 who = page("Bloat and vacuum")
 target, settings = who.target, who.settings

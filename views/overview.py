@@ -5,13 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from foundation.capabilities import CAPABILITY_COLUMNS, capability_rows
-from foundation.format import (
-    count,
-    human_bytes,
-    human_duration,
-    percent,
-    state_for_ratio,
-)
+from foundation.format import count, human_bytes, human_duration, percent, state_for_ratio
 from foundation.markup import md
 from reads import redis_cache
 from ui import loaders, tables

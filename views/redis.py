@@ -8,14 +8,7 @@ import plotly.express as px
 import streamlit as st
 
 from foundation import plan
-from foundation.format import (
-    amount,
-    count,
-    human_bytes,
-    human_duration,
-    percent,
-    state_for_ratio,
-)
+from foundation.format import amount, count, human_bytes, human_duration, percent, state_for_ratio
 from foundation.markup import code, md
 from reads import redis_cache
 from reports import charts
