@@ -229,6 +229,39 @@ def find_target(name: str | None, targets: list[Target]) -> Target:
                       f"{', '.join(t.name for t in targets)}")
 
 
+DEFAULT_PLAN = PROJECT_ROOT / "plan" / "plan.toml"
+# The plan's KPI targets: the plan file's [kpis] sets them, a setting of the same name (in
+# [settings] or DBPULSE_<NAME>) overrides the plan
+PLAN_KPIS = ("kpi_slow_ms", "kpi_slow_share_target", "redis_hit_rate_target",
+             "buffer_cache_hit_threshold", "kpi_connection_peak_share",
+             "matview_max_age_minutes")
+
+
+def plan_path(plan_file: str) -> Path:
+    """The plan file the setting plan_file names, else the one the demo ships."""
+    return Path(plan_file) if plan_file else DEFAULT_PLAN
+
+
+def plan_kpis(path: Path) -> dict:
+    """The [kpis] table of a plan file (foundation/plan.py reads the rest of it)."""
+    try:
+        kpis = tomllib.loads(path.read_text(encoding="utf-8")).get("kpis", {})
+    except FileNotFoundError as exc:
+        raise ConfigError(f"no plan file at {path}: set plan_file, or restore plan/plan.toml"
+                          ) from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"the plan file {path.name} cannot be read: {exc}") from exc
+    unknown = sorted(set(kpis) - set(PLAN_KPIS)) if isinstance(kpis, Mapping) else ["kpis"]
+    if unknown:
+        raise ConfigError(f"the plan file {path.name}: [kpis] holds only "
+                          f"{', '.join(PLAN_KPIS)}, not {', '.join(unknown)}")
+    for name, value in kpis.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"the plan file {path.name}: [kpis] {name} must be a number, "
+                              f"got {value!r}")
+    return dict(kpis)
+
+
 def load_settings(environ: Mapping[str, str] | None = None,
                   secrets: Mapping | None = None) -> Settings:
     environ = os.environ if environ is None else environ
@@ -243,6 +276,8 @@ def load_settings(environ: Mapping[str, str] | None = None,
         env_value = environ.get(f"DBPULSE_{f.name.upper()}")
         if env_value is not None:
             values[f.name] = env_value
+    for name, value in plan_kpis(plan_path(str(values.get("plan_file", "")))).items():
+        values.setdefault(name, value)
     converted = {}
     for f in fields(Settings):
         if f.name not in values:

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from foundation.config import PROJECT_ROOT, ConfigError, Settings
+from foundation.config import ConfigError, Settings, plan_path
 
-DEFAULT_PLAN = PROJECT_ROOT / "plan" / "plan.toml"
 # EXPLAIN (ANALYZE) of a hot query, DB Pulse's own or anyone's, is not the application's call
 _EXPLAIN = re.compile(r"^\s*(?:/\*.*?\*/\s*)*(?:EXPLAIN|PREPARE)\b", re.I | re.S)
 
@@ -55,11 +54,10 @@ class Plan:
         return tuple(q for q in self.hot_queries if q.probe)
 
 
-def plan_path(settings: Settings | None = None) -> Path:
+def configured_path(settings: Settings | None = None) -> Path:
     """The setting plan_file (without settings: its environment variable), else the default."""
-    configured = (settings.plan_file if settings is not None
-                  else os.environ.get("DBPULSE_PLAN_FILE", ""))
-    return Path(configured) if configured else DEFAULT_PLAN
+    return plan_path(settings.plan_file if settings is not None
+                     else os.environ.get("DBPULSE_PLAN_FILE", ""))
 
 
 def load(path: Path) -> Plan:
@@ -109,7 +107,7 @@ def _cached(path: str, modified: float) -> Plan:
 
 def current(settings: Settings | None = None) -> Plan:
     """The configured plan, read again when the file changes."""
-    path = plan_path(settings)
+    path = configured_path(settings)
     try:
         modified = path.stat().st_mtime
     except OSError:

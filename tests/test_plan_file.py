@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from foundation import plan
-from foundation.config import ConfigError, Settings
+from foundation.config import DEFAULT_PLAN, PLAN_KPIS, ConfigError, Settings, load_settings
 from tests.conftest import PROJECT_ROOT
 
 CORE = ("foundation", "reads", "operations", "ui", "views", "agent", "reports")
@@ -27,7 +27,7 @@ def test_no_application_is_named_in_the_generic_code():
 
 
 def test_the_demo_plan_drives_the_review_kpis_and_labels():
-    found = plan.load(plan.DEFAULT_PLAN)
+    found = plan.load(DEFAULT_PLAN)
     assert [q.name for q in found.hot_queries if q.review] == ["Q1 message events list",
                                                               "Q9 hot leads"]
     assert found.label("SELECT * FROM leads WHERE user_id = $1 AND p_score >= $2") == \
@@ -45,6 +45,26 @@ def test_another_teams_plan_replaces_it(tmp_path, monkeypatch):
     assert plan.key_families(Settings(plan_file=str(own))) == ("cart:*",)
     assert plan.key_families(Settings(plan_file=str(own), redis_key_families=("x:*",))) == (
         "x:*",)
+
+
+def test_the_plans_kpi_targets_are_the_settings_unless_a_setting_says_otherwise(tmp_path):
+    demo = load_settings({}, {})
+    # the demo's plan holds the targets the pages have always judged by
+    assert {k: getattr(demo, k) for k in PLAN_KPIS} == {k: getattr(Settings(), k)
+                                                        for k in PLAN_KPIS}
+    own = tmp_path / "plan.toml"
+    own.write_text('name = "Shop"\n[kpis]\nkpi_slow_ms = 500\nredis_hit_rate_target = 0.9\n')
+    shop = load_settings({"DBPULSE_PLAN_FILE": str(own)}, {})
+    assert (shop.kpi_slow_ms, shop.redis_hit_rate_target) == (500.0, 0.9)
+    assert shop.buffer_cache_hit_threshold == Settings().buffer_cache_hit_threshold
+    overridden = load_settings({"DBPULSE_PLAN_FILE": str(own), "DBPULSE_KPI_SLOW_MS": "750"},
+                               {"settings": {"redis_hit_rate_target": 0.8}})
+    assert (overridden.kpi_slow_ms, overridden.redis_hit_rate_target) == (750.0, 0.8)
+    for text, said in (("[kpis]\nslow = 3\n", "holds only kpi_slow_ms"),
+                       ('[kpis]\nkpi_slow_ms = "fast"\n', "kpi_slow_ms must be a number")):
+        own.write_text(text)
+        with pytest.raises(ConfigError, match=said):
+            load_settings({"DBPULSE_PLAN_FILE": str(own)}, {})
 
 
 @pytest.mark.parametrize("text, said", [
