@@ -165,14 +165,24 @@ def list_indexes(conn: psycopg.Connection, scope: str | None = None, min_size_by
                                  | frame["is_replica_identity"])
     frame["is_partitioned"] = frame["is_partitioned"].astype(bool)
     names = table_column_names(conn, frame["table_oid"].unique().tolist())
-    frame["column_names"] = [
-        [names.get(table, [])[n - 1] if 0 < n <= len(names.get(table, [])) else None
-         for n in cols] for table, cols in zip(frame["table_oid"], frame["columns"])]
+    frame["column_names"] = [_named(cols, names.get(table, ()))
+                             for table, cols in zip(frame["table_oid"], frame["columns"])]
     if limit:
         return frame.sort_values(["scans", "size_bytes", "index_oid"],
                                  ascending=[True, False, True], ignore_index=True)
     # one order whatever the scope, so which of two twins is named does not depend on it
     return frame.sort_values("index_oid", ignore_index=True)
+
+
+def _named(columns, table_columns) -> list[str | None]:
+    """An index's key columns by name (attnum n is the table's column n; 0, an expression, is
+    None).
+
+    >>> _named([2, 0, 1], ["id", "a"])
+    ['a', None, 'id']
+    """
+    count = len(table_columns)
+    return [table_columns[n - 1] if 0 < n <= count else None for n in columns]
 
 
 def count_indexes(conn: psycopg.Connection) -> int:
@@ -431,7 +441,7 @@ def _snapshot_indexes(conn: psycopg.Connection, snapshot_id: int) -> frozenset:
 
 
 def judge_unused(frame: pd.DataFrame, min_size_bytes: int = 0,
-                 already_reported: list[IndexFinding] = (), *,
+                 already_reported: list[IndexFinding | Covered] = (), *,
                  foreign_keys: list[ForeignKey] = (),
                  evidence: UsageEvidence | None = None) -> list[IndexFinding]:
     """Every index with no scans since the statistics reset that could be dropped, with a
@@ -534,13 +544,33 @@ def _enforces_as_much(small, big) -> bool:
             and (big.nulls_not_distinct or not small.nulls_not_distinct))
 
 
-def duplicate_indexes(frame: pd.DataFrame) -> list[IndexFinding]:
+@dataclass(frozen=True)
+class Covered:
+    """An index another makes unnecessary (`small`), and the one that stays (`big`): rows of
+    list_indexes. Named like a finding, so the unused check can leave both out unworded."""
+    small: tuple
+    big: tuple
+
+    @property
+    def schema_name(self) -> str:
+        return self.small.schema_name
+
+    @property
+    def index_name(self) -> str:
+        return self.small.index_name
+
+    @property
+    def covered_by(self) -> str:
+        return self.big.index_name
+
+
+def covered_indexes(frame: pd.DataFrame) -> list[Covered]:
     """Indexes another index makes unnecessary: the one that stays serves every lookup, sort
     order and constraint the dropped one serves. Never proposes dropping one that backs a
     constraint, or an index attached to a partitioned one (its parent is judged instead); of
     two equivalent ones keeps the one backing a constraint, else the more used, else the
     older (lower oid)."""
-    findings = []
+    covered = []
     # only indexes with the same table, method, expressions and predicate can cover each other
     groups: dict[tuple, list] = {}
     needed = ["schema_name", "table_name", "index_name", "index_oid", "table_oid",
@@ -572,20 +602,28 @@ def duplicate_indexes(frame: pd.DataFrame) -> list[IndexFinding]:
                 (b for b in kept if _covers(small, b) and _enforces_as_much(small, b)), None)
             if big is None:
                 kept.append(small)
-                continue
-            mutual = (_covers(big, small) and big.is_unique == small.is_unique
-                      and big.nulls_not_distinct == small.nulls_not_distinct)
-            kind = "duplicate of" if mutual else "redundant: its columns lead"
-            serves = "every lookup and sort order" + (" and the uniqueness"
-                                                      if small.is_unique else "")
-            findings.append(IndexFinding(
-                small.schema_name, small.table_name, small.index_name, int(small.size_bytes),
-                f"{kind} {quote_ident(big.index_name)}, which stays: it serves {serves} "
-                f"this one serves ({_describe(small)} vs {_describe(big)})"
-                + ("; CLUSTER uses this one for the table: cluster on the one that stays"
-                   if small.is_clustered else ""),
-                drop_sql(small.schema_name, small.index_name, small.is_partitioned),
-                covered_by=big.index_name))
+            else:
+                covered.append(Covered(small, big))
+    return covered
+
+
+def duplicate_indexes(frame: pd.DataFrame) -> list[IndexFinding]:
+    """The covered indexes (covered_indexes) as findings: why, and the DROP."""
+    findings = []
+    for small, big in ((c.small, c.big) for c in covered_indexes(frame)):
+        mutual = (_covers(big, small) and big.is_unique == small.is_unique
+                  and big.nulls_not_distinct == small.nulls_not_distinct)
+        kind = "duplicate of" if mutual else "redundant: its columns lead"
+        serves = "every lookup and sort order" + (" and the uniqueness"
+                                                  if small.is_unique else "")
+        findings.append(IndexFinding(
+            small.schema_name, small.table_name, small.index_name, int(small.size_bytes),
+            f"{kind} {quote_ident(big.index_name)}, which stays: it serves {serves} "
+            f"this one serves ({_describe(small)} vs {_describe(big)})"
+            + ("; CLUSTER uses this one for the table: cluster on the one that stays"
+               if small.is_clustered else ""),
+            drop_sql(small.schema_name, small.index_name, small.is_partitioned),
+            covered_by=big.index_name))
     return findings
 
 
@@ -686,7 +724,8 @@ def review(conn: psycopg.Connection, min_size_bytes: int, evidence: UsageEvidenc
 def unused_review(conn: psycopg.Connection, min_size_bytes: int,
                   evidence: UsageEvidence) -> list[IndexFinding]:
     frame = list_indexes(conn, "unused", min_size_bytes)
-    return judge_unused(frame, min_size_bytes, duplicate_indexes(frame),
+    # the duplicate check's findings are left out by name: they need no words here
+    return judge_unused(frame, min_size_bytes, covered_indexes(frame),
                         foreign_keys=foreign_keys(conn), evidence=evidence)
 
 

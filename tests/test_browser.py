@@ -310,6 +310,8 @@ def test_terminate_from_activity_and_the_page_follows(dashboard, database_url):
                 wait_idle(page)
                 before = _cells_once(page, lambda c: pid in c)
                 page.locator("[data-testid=stSelectbox]", has_text="Session").click()
+                # typed to filter: the list draws only the options in view
+                page.keyboard.type(pid)
                 page.get_by_role("option", name=pid, exact=False).first.click()
                 wait_idle(page)
                 # nothing blocks: cancelling is what is chosen; terminating is the DBA's choice
