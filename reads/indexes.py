@@ -571,7 +571,8 @@ def covered_indexes(frame: pd.DataFrame) -> list[Covered]:
     two equivalent ones keeps the one backing a constraint, else the more used, else the
     older (lower oid)."""
     covered = []
-    # only indexes with the same table, method, expressions and predicate can cover each other
+    # only indexes with the same table, method, expressions, predicate and first key column
+    # can cover each other (a covered index's key columns lead the other's)
     groups: dict[tuple, list] = {}
     needed = ["schema_name", "table_name", "index_name", "index_oid", "table_oid",
               "access_method", "columns", "key_count", "opclasses", "collations", "options",
@@ -581,10 +582,12 @@ def covered_indexes(frame: pd.DataFrame) -> list[Covered]:
     candidates = frame[frame["is_valid"] & frame["parent_index_oid"].isna()]
     # most indexes share their table with no other index of the same kind: skip them in bulk
     group_key = [candidates["table_oid"], candidates["access_method"],
-                 candidates["expressions"].fillna(""), candidates["predicate"].fillna("")]
+                 candidates["expressions"].fillna(""), candidates["predicate"].fillna(""),
+                 candidates["columns"].str[0]]
     candidates = candidates[pd.DataFrame(dict(enumerate(group_key))).duplicated(keep=False)]
     for row in candidates[needed].itertuples(index=False):
-        key = (row.table_oid, row.access_method, _text(row.expressions), _text(row.predicate))
+        key = (row.table_oid, row.access_method, _text(row.expressions), _text(row.predicate),
+               row.columns[0])
         groups.setdefault(key, []).append(row)
     for rows in groups.values():
         if len(rows) < 2:
