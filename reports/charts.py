@@ -7,6 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
+from foundation.format import known
 from operations.review import Review
 
 MAX_REFRESH_MARKS = 300   # a view refreshed every few minutes would bury the chart
@@ -40,8 +41,7 @@ def rate_range(values, target: float, top: float = 1.0) -> list[float]:
     >>> rate_range([40.0, 95.0], 0.90, top=100)
     [25.0, 100.0]
     """
-    known = [float(v) / top for v in values if v is not None and v == v]
-    lowest = min(known + [target])
+    lowest = min([float(v) / top for v in values if known(v)] + [target])
     bottom = max(0.0, lowest - max(1 - lowest, 0.01) / 4)
     return [round(bottom * top, 6), float(top)]
 
