@@ -254,6 +254,22 @@ def wait_idle(page, timeout: int = 60_000) -> None:
                            timeout=timeout)
 
 
+def grid_cells(page) -> list[str]:
+    """The text of every data-grid cell on the page (the grid's accessible copy)."""
+    return page.locator("[data-testid=stDataFrame] td[role=gridcell]").all_inner_texts()
+
+
+def grid_cells_once(page, ready, timeout_s: float = 15) -> list[str]:
+    """The cells as soon as `ready(cells)` holds (the grid redraws its copy a moment after the
+    script has finished; nothing is reloaded), or as they are at the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        cells = grid_cells(page)
+        if ready(cells) or time.monotonic() > deadline:
+            return cells
+        page.wait_for_timeout(250)
+
+
 @contextmanager
 def running_dashboard(env: dict):
     """`streamlit run app.py` with this environment (on top of the suite's own) on a free

@@ -3,14 +3,12 @@
 Uses Debian's chromium (.ci/run installs it); Playwright cannot download browsers here."""
 
 import re
-import threading
-import time
 
 import psycopg
 import pytest
 
 from foundation import migration_files
-from tests.conftest import CHROMIUM, CHROMIUM_FLAGS, as_actor, wait_idle
+from tests.conftest import CHROMIUM, CHROMIUM_FLAGS, as_actor, grid_cells_once, wait_idle
 
 
 def test_overview_in_chromium(dashboard, tmp_path):
@@ -38,7 +36,6 @@ def test_overview_in_chromium(dashboard, tmp_path):
 
 def test_slow_queries_and_indexes_in_chromium(dashboard, logins):
     # some traffic so the slow-query list has rows beyond DB Pulse's own
-    import psycopg
     from playwright.sync_api import sync_playwright
     with psycopg.connect(logins.app_url) as conn:  # the application's statement: planned as it
         for i in range(20):
@@ -74,7 +71,6 @@ def test_slow_queries_and_indexes_in_chromium(dashboard, logins):
 
 @pytest.mark.parametrize("dashboard", ["dba", "viewer"], indirect=True)
 def test_matview_refresh_button_by_role(dashboard, database_url):
-    import psycopg
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -103,7 +99,7 @@ def test_matview_refresh_button_by_role(dashboard, database_url):
                 page.get_by_text("Refreshed public.mv_deal_pipeline").wait_for(timeout=60_000)
                 wait_idle(page)
                 # the table drawn after the refresh, without a reload
-                after = _cells_once(page, lambda c: "mv_deal_pipeline" in c and c[
+                after = grid_cells_once(page, lambda c: "mv_deal_pipeline" in c and c[
                     c.index("mv_deal_pipeline") + 2].startswith("fresh"))
         finally:
             browser.close()
@@ -120,22 +116,6 @@ def test_matview_refresh_button_by_role(dashboard, database_url):
                                 ).fetchone()[0] >= 1
 
 
-def _cells(page) -> list[str]:
-    """The text of every data-grid cell on the page (the grid's accessible copy)."""
-    return page.locator("[data-testid=stDataFrame] td[role=gridcell]").all_inner_texts()
-
-
-def _cells_once(page, ready, timeout_s: float = 15) -> list[str]:
-    """The cells as soon as `ready(cells)` holds (the grid redraws its copy a moment after the
-    script has finished; nothing is reloaded), or as they are at the timeout."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        cells = _cells(page)
-        if ready(cells) or time.monotonic() > deadline:
-            return cells
-        page.wait_for_timeout(250)
-
-
 def _state_of(version: str):
     """A test on the cells: the migration's State cell (Version, Migration, State …) is there."""
     return lambda cells: version in cells and cells.index(version) + 2 < len(cells)
@@ -146,7 +126,6 @@ def test_apply_phase_1_in_chromium(dashboard, database_url):
     """Apply phase 1 from the Migrations page as a DBA: the state table, the ledger and the
     rollback button follow at once; roll it back from the page, so the shared demo database
     stays as the other tests expect it."""
-    import psycopg
     from playwright.sync_api import sync_playwright
 
     from foundation.config import Settings
@@ -172,7 +151,7 @@ def test_apply_phase_1_in_chromium(dashboard, database_url):
             page.get_by_text("Applied: 0001").wait_for(timeout=120_000)
             wait_idle(page)
             # the page agrees with what it just did, without a reload
-            applied_cells = _cells_once(page, lambda c: _state_of("0001")(c) and c[
+            applied_cells = grid_cells_once(page, lambda c: _state_of("0001")(c) and c[
                 c.index("0001") + 2] == "applied")
             ledger_empty = page.get_by_text("No migration has run here yet").count()
             rollback = page.get_by_role("button", name="Roll back the last applied migration")
@@ -185,7 +164,7 @@ def test_apply_phase_1_in_chromium(dashboard, database_url):
             dialog.get_by_role("button", name="Roll back the last applied migration").click()
             page.get_by_text("Rolled back: 0001").wait_for(timeout=120_000)
             wait_idle(page)
-            rolled_cells = _cells_once(page, lambda c: _state_of("0001")(c) and c[
+            rolled_cells = grid_cells_once(page, lambda c: _state_of("0001")(c) and c[
                 c.index("0001") + 2] == "pending")
         finally:
             browser.close()
@@ -253,86 +232,6 @@ def test_weekly_review_and_its_html_offline(synthetic_history, dashboard, tmp_pa
     assert "Synthetic demo data" in text
 
 
-def test_activity_refreshes_itself(dashboard, database_url):
-    """A blocked session that appears after the page was drawn shows up without a reload."""
-    import threading
-
-    import psycopg
-    from playwright.sync_api import sync_playwright
-
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("CREATE TABLE IF NOT EXISTS activity_probe (id int)")
-    holder = psycopg.connect(database_url)
-    try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                page.goto(f"{dashboard}/activity", wait_until="domcontentloaded")
-                blocked = page.locator("[data-testid=stMetric]", has_text="Blocked sessions")
-                blocked.wait_for(timeout=60_000)
-                before = blocked.inner_text()
-                holder.execute("LOCK TABLE activity_probe")     # then idle in its transaction
-
-                def wait():
-                    with psycopg.connect(database_url) as waiter:
-                        waiter.execute("SET lock_timeout = '30s'")
-                        waiter.execute("SELECT * FROM activity_probe")
-                threading.Thread(target=wait, daemon=True).start()
-                # the page's own refresh shows it: nothing here reloads the page
-                page.locator("[data-testid=stMetric]",
-                             has_text="Blocked sessions").filter(has_text="1").wait_for(
-                    timeout=30_000)
-            finally:
-                browser.close()
-    finally:
-        holder.close()
-    assert before.split()[-1] == "0"
-
-
-@pytest.mark.parametrize("dashboard", ["dba"], indirect=True)
-def test_terminate_from_activity_and_the_page_follows(dashboard, database_url):
-    """A DBA terminates a session idle in a transaction through the dialog (typing its pid);
-    the sessions table drawn next no longer lists it, without a reload."""
-    import psycopg
-    from playwright.sync_api import sync_playwright
-
-    holder = psycopg.connect(database_url, application_name="terminate-probe")
-    holder.execute("SELECT 1")  # leaves the session idle in a transaction
-    pid = str(holder.info.backend_pid)
-    try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                page.goto(f"{dashboard}/activity", wait_until="domcontentloaded")
-                page.get_by_text("Cancel or terminate a session").wait_for(timeout=60_000)
-                wait_idle(page)
-                before = _cells_once(page, lambda c: pid in c)
-                page.locator("[data-testid=stSelectbox]", has_text="Session").click()
-                # typed to filter: the list draws only the options in view
-                page.keyboard.type(pid)
-                page.get_by_role("option", name=pid, exact=False).first.click()
-                wait_idle(page)
-                # nothing blocks: cancelling is what is chosen; terminating is the DBA's choice
-                page.get_by_text("Terminate the session").click()
-                wait_idle(page)
-                page.get_by_role("button", name="Terminate", exact=True).click()
-                dialog = page.get_by_role("dialog")
-                typed = dialog.locator("input[type=text]")
-                typed.fill(pid)
-                typed.press("Enter")
-                dialog.get_by_role("button", name="Terminate", exact=True).click()
-                page.get_by_text(f"terminated session {pid}").wait_for(timeout=60_000)
-                wait_idle(page)
-                after = _cells_once(page, lambda c: pid not in c)
-            finally:
-                browser.close()
-    finally:
-        holder.close()
-    assert pid in before and pid not in after
-
-
 @pytest.mark.parametrize("dashboard", ["dba"], indirect=True)
 def test_a_snapshot_taken_on_the_review_page_is_counted_at_once(synthetic_history, dashboard):
     from playwright.sync_api import sync_playwright
@@ -357,114 +256,3 @@ def test_a_snapshot_taken_on_the_review_page_is_counted_at_once(synthetic_histor
         finally:
             browser.close()
     assert after == before + 1
-
-
-# The pages whose findings are explained in words, and the label that starts each explanation
-EXPLAINED = {"settings": "Advice:", "indexes": "Why:", "matviews": "Why not concurrently:",
-             "audit": "Detail:", "activity": "Ends it:", "alerts": "What:", "fleet": "Down:"}
-
-
-def _plant_explained_findings(logins, secrets_file) -> psycopg.Connection:
-    """What the pages explain but the demo has not always got: an audit row with a detail, a
-    session blocking another (returned: closing it ends the block), an alert in the log, and a
-    target that is down (in the secrets file the dashboard reads)."""
-    from datetime import datetime, timezone
-
-    from foundation.config import Settings
-    from operations import actions, alert_log
-    actions.refresh_view(as_actor(Settings(role="dba"), logins.admin_url), "public",
-                         "mv_deal_pipeline", allow_blocking=True)
-    with psycopg.connect(logins.admin_url, autocommit=True) as conn:
-        conn.execute("CREATE TABLE IF NOT EXISTS explained_lock (id int)")
-        alert_log.record(conn, conn.info.dbname, [{
-            "id": "explained-1", "target": "t", "at": datetime.now(timezone.utc),
-            "check": "unused_indexes", "state": "red", "title": "Unused indexes turned red",
-            "summary": "3 indexes were not scanned in 30 days; together they hold 120 MB and "
-                       "slow every write to their tables", "link": "indexes"}])
-    holder = psycopg.connect(logins.admin_url)
-    holder.execute("LOCK TABLE explained_lock")  # then idle in its transaction
-
-    def wait():
-        with psycopg.connect(logins.admin_url, autocommit=True) as waiter:
-            waiter.execute("SET lock_timeout = '120s'")
-            try:
-                waiter.execute("SELECT * FROM explained_lock")
-            except psycopg.Error:
-                pass  # ended with the holder
-    threading.Thread(target=wait, daemon=True).start()
-    secrets_file.write_text('[targets.away]\n'
-                            'database_url = "postgresql://nobody:none@127.0.0.1:9/none"\n')
-    return holder
-
-
-def test_every_explanation_is_in_view_at_1440_pixels(dashboard, logins, tmp_path):
-    """At 1440×900 each finding's reason, advice or detail is wrapped text inside the window:
-    nothing cut off in a grid cell, nothing to scroll sideways for."""
-    from playwright.sync_api import sync_playwright
-
-    holder = _plant_explained_findings(logins, tmp_path / "none.toml")
-    seen = {}
-    try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-            try:
-                page = browser.new_page(viewport={"width": 1440, "height": 900})
-                for name, label in EXPLAINED.items():
-                    page.goto(f"{dashboard}/{name}", wait_until="domcontentloaded")
-                    items = page.locator("[data-testid=stMarkdownContainer] li", has_text=label)
-                    items.first.wait_for(timeout=60_000)
-                    wait_idle(page)
-                    seen[name] = []
-                    for i in range(min(items.count(), 8)):
-                        item = items.nth(i)
-                        item.scroll_into_view_if_needed()
-                        box = item.bounding_box()
-                        whole = item.evaluate("e => e.scrollWidth <= e.clientWidth + 1")
-                        seen[name].append((box["x"], box["x"] + box["width"], whole,
-                                           item.inner_text()))
-            finally:
-                browser.close()
-    finally:
-        holder.close()
-    assert set(seen) == set(EXPLAINED)
-    for name, boxes in seen.items():
-        assert boxes, name
-        for left, right, whole, text in boxes:
-            assert left >= 0 and right <= 1440 and whole, (name, left, right, text)
-            assert EXPLAINED[name] in text and len(text) > len(EXPLAINED[name]) + 3
-    assert any("pg_terminate_backend" in text for *_, text in seen["activity"])
-    assert any("slow every write" in text for *_, text in seen["alerts"])
-    assert any("away" in text for *_, text in seen["fleet"])
-
-
-def test_a_phone_reads_overview_slow_queries_and_activity(dashboard):
-    """At 390×844 nothing needs sideways scrolling, and the slow-query chart's bars keep most
-    of the width with each statement's label above its bar, inside the window."""
-    from playwright.sync_api import sync_playwright
-
-    widths, bars, labels = {}, [], []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 390, "height": 844})
-            for name in ("", "slow_queries", "activity"):
-                page.goto(f"{dashboard}/{name}", wait_until="domcontentloaded")
-                page.locator("[data-testid=stMetric]").first.wait_for(timeout=60_000)
-                wait_idle(page)
-                if name == "slow_queries":
-                    # plotly draws a chart once it scrolls into view
-                    page.locator("[data-testid=stPlotlyChart]").first.scroll_into_view_if_needed()
-                    chart = page.locator(".js-plotly-plot").first
-                    chart.locator(".barlayer path").first.wait_for(state="attached", timeout=30_000)
-                    bars = [b["width"] for b in (p.bounding_box() for p in
-                                                 chart.locator(".barlayer path").all()) if b]
-                    labels = [(t.bounding_box(), t.text_content())
-                              for t in chart.locator(".annotation-text").all()]
-                widths[name] = page.evaluate("document.documentElement.scrollWidth")
-        finally:
-            browser.close()
-    assert widths == {"": 390, "slow_queries": 390, "activity": 390}
-    assert bars and max(bars) > 0.6 * 390, bars
-    assert len(labels) == len(bars)
-    for box, text in labels:
-        assert box["x"] >= 0 and box["x"] + box["width"] <= 390 and len(text) > 5, (box, text)
