@@ -18,6 +18,7 @@ table in the secrets file; the environment wins.
 
 from __future__ import annotations
 
+import functools
 import os
 import tomllib
 from dataclasses import dataclass, fields
@@ -242,15 +243,31 @@ def plan_path(plan_file: str) -> Path:
     return Path(plan_file) if plan_file else DEFAULT_PLAN
 
 
-def plan_kpis(path: Path) -> dict:
-    """The [kpis] table of a plan file (foundation/plan.py reads the rest of it)."""
+@functools.lru_cache(maxsize=8)
+def _plan_toml(path: Path, version: tuple) -> dict:
     try:
-        kpis = tomllib.loads(path.read_text(encoding="utf-8")).get("kpis", {})
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError(f"no plan file at {path}: set plan_file, or restore plan/plan.toml"
                           ) from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"the plan file {path.name} cannot be read: {exc}") from exc
+
+
+def read_plan(path: Path) -> dict:
+    """A plan file's TOML, parsed once per change of the file (settings are loaded on every
+    page run); ConfigError naming the file when it is missing or malformed."""
+    try:
+        stat = path.stat()
+        version = (stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        version = ()
+    return _plan_toml(Path(path), version)
+
+
+def plan_kpis(path: Path) -> dict:
+    """The [kpis] table of a plan file (foundation/plan.py reads the rest of it)."""
+    kpis = read_plan(path).get("kpis", {})
     unknown = sorted(set(kpis) - set(PLAN_KPIS)) if isinstance(kpis, Mapping) else ["kpis"]
     if unknown:
         raise ConfigError(f"the plan file {path.name}: [kpis] holds only "

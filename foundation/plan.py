@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from foundation.config import ConfigError, Settings, plan_path
+from foundation.config import ConfigError, Settings, plan_path, read_plan
 
 # EXPLAIN (ANALYZE) of a hot query, DB Pulse's own or anyone's, is not the application's call
 _EXPLAIN = re.compile(r"^\s*(?:/\*.*?\*/\s*)*(?:EXPLAIN|PREPARE)\b", re.I | re.S)
@@ -62,13 +61,7 @@ def configured_path(settings: Settings | None = None) -> Path:
 
 def load(path: Path) -> Plan:
     """The plan in a file; ConfigError naming the file and the line for what is wrong."""
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"no plan file at {path}: set plan_file, or restore plan/plan.toml"
-                          ) from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"the plan file {Path(path).name} cannot be read: {exc}") from exc
+    data = read_plan(Path(path))
     queries = []
     for i, entry in enumerate(data.get("hot_queries", []), start=1):
         where = f"{Path(path).name}, hot query {i}"
