@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import getpass
 import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -298,23 +299,33 @@ class Agent:
             self.log("no target left to watch: every one has an agent already")
             return 2
         # SIGTERM (systemctl stop/restart) ends the process like Ctrl-C: the cycle is left
-        # where it is, the outbox as last written; what was not marked sent goes next start
-        previous = signal.signal(signal.SIGTERM, _stop)
+        # where it is, the outbox as last written; what was not marked sent goes next start.
+        # The flag too: Python drops an exception raised while a __del__ or a callback runs,
+        # and the agent must still stop, at the latest when its cycle ends.
+        stopping = threading.Event()
+
+        def stop(signum, frame):
+            stopping.set()
+            raise Stopped()
+
+        previous = signal.signal(signal.SIGTERM, stop)
         try:
-            while True:
+            while not stopping.is_set():
                 started = time.monotonic()
                 self.cycle(targets)
                 if once:
                     return 0
-                time.sleep(max(0.0, every_s - (time.monotonic() - started)))
+                if stopping.wait(max(0.0, every_s - (time.monotonic() - started))):
+                    break
                 targets = self.claim()  # a pool: the targets of an agent that died
         except Stopped:
-            self.log("stopped (SIGTERM)")
-            return 0
+            pass
         finally:
             signal.signal(signal.SIGTERM, previous)
             for lock in self.locks.values():
                 lock.close()
+        self.log("stopped (SIGTERM)")
+        return 0
 
 
 class Stopped(BaseException):
@@ -322,5 +333,3 @@ class Stopped(BaseException):
     (a channel's failure, say) may take it for an error and go on."""
 
 
-def _stop(signum, frame):
-    raise Stopped()

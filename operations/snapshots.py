@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-import numpy as np
 import pandas as pd
 import psycopg
 from psycopg import sql
@@ -198,24 +197,23 @@ FLOAT_COLUMNS = {"total_exec_ms", "total_plan_ms", "io_ms", "age_minutes", "min_
 
 
 def _plain(value, column: str):
-    """A Python value COPY accepts: numpy scalars unwrapped, NaN as NULL, and whole floats as
-    int (pandas turns an integer column with a NULL into floats)."""
-    if isinstance(value, np.generic):
-        value = value.item()
+    """A Python value COPY accepts: NaN, NaT and NA as NULL, and whole floats as int (pandas
+    turns an integer column with a NULL into floats)."""
     if isinstance(value, float):
         if value != value:
             return None
         if column not in FLOAT_COLUMNS and value.is_integer():
             return int(value)
+    elif value is pd.NaT or value is pd.NA:
+        return None
     return value
 
 
 def _rows(frame: pd.DataFrame, columns: list[str]) -> list[tuple]:
+    # column by column: tolist() unwraps numpy scalars at C speed (per cell, pandas is 10× slower)
     if frame.empty:
         return []
-    values = frame[columns].astype(object).where(frame[columns].notna(), None)
-    return [tuple(_plain(v, c) for v, c in zip(row, columns))
-            for row in values.itertuples(index=False, name=None)]
+    return list(zip(*([_plain(v, c) for v in frame[c].tolist()] for c in columns)))
 
 
 def _copy(conn: psycopg.Connection, table: str | sql.Composable, columns: list[str],

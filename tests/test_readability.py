@@ -15,7 +15,12 @@ RAW_JSON = re.compile(r"[{\[]\s*\"\w+\"\s*:")
 
 def _settle(page) -> None:
     wait_idle(page, 90_000)
-    page.wait_for_timeout(1200)  # the data grids draw after the script has finished
+    # the data grids draw their accessible copy a moment after the script has finished
+    page.wait_for_function(GRIDS_DRAWN, timeout=30_000)
+
+
+GRIDS_DRAWN = """() => [...document.querySelectorAll('[data-testid=stDataFrame]')]
+                        .every(grid => grid.querySelector('th[role=columnheader]'))"""
 
 
 def _read(page) -> tuple[str, list[str], list[str]]:
