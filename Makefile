@@ -22,10 +22,10 @@ $(VENV)/.installed: requirements.txt
 demo: venv
 	$(PY) cli.py demo --scale $(SCALE)
 
-# on every core, whole files per worker (their module fixtures are built once); each worker
-# starts servers of its own
+# on every core, whole files per worker (their module fixtures are built once), the longest
+# files first (tests/conftest.py orders them); each worker starts servers of its own
 test: venv
-	$(PY) -m pytest -n auto --dist loadfile
+	$(PY) -m pytest -n auto --dist loadfile --no-loadscope-reorder
 
 # the tests that need no server (pure helpers, doctests, parsing): seconds, not minutes
 test-fast: venv

