@@ -129,11 +129,14 @@ def goal_ms(peer_ms: float) -> float:
 
 
 def floors() -> dict:
-    """What any tool pays for the data: a round trip; the index catalogue read in full; the
-    planner's statistics (pg_stats, which the bloat estimates read, is a view over it)."""
+    """What any tool pays for the data: a round trip; every index with its table, name, size
+    and schema (pg_index, pg_class and pg_namespace read in full); the planner's statistics
+    (pg_stats, which the bloat estimates read, is a view over them)."""
     return {"round trip": lambda c: c.execute("SELECT 1").fetchall(),
-            "catalogue read": lambda c: [c.execute(f"SELECT * FROM {table}").fetchall()
-                                         for table in ("pg_index", "pg_class", "pg_namespace")],
+            "catalogue read": lambda c: c.execute("""
+                SELECT i.indexrelid, i.indrelid, i.indkey, c.relname, c.relpages, n.nspname
+                FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                JOIN pg_namespace n ON n.oid = c.relnamespace""").fetchall(),
             "pg_statistic read": lambda c: c.execute(
                 "SELECT starelid, staattnum, stawidth, stanullfrac FROM pg_statistic"
             ).fetchall()}
