@@ -504,7 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all-targets", action="store_true",
                    help="every configured target side by side, read concurrently")
     p.add_argument("--time-limit", type=float, default=10.0,
-                   help="seconds a target may take before it is shown as down (--all-targets)")
+                   help="seconds a target's read may take before it is shown as down "
+                        "(--all-targets)")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("agent", help="run by itself: checks, snapshots, alerts, /metrics")

@@ -6,8 +6,8 @@ page."""
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Callable
 
 import psycopg
@@ -89,25 +89,54 @@ def target_report(target: Target, settings: Settings,
 
 def fleet_reports(targets: list[Target], settings: Settings, time_limit_s: float = 10.0,
                   workers: int = 8) -> list[dict]:
-    """Every target's report, read in parallel; a target without an answer within the time
-    limit is "down" with the reason, and the others do not wait for it. Worst first."""
-    pool = ThreadPoolExecutor(max_workers=max(1, min(workers, len(targets))))
-    futures = {pool.submit(target_report, t, settings): t for t in targets}
-    done, _ = wait(futures, timeout=time_limit_s)
-    reports = []
-    for future, target in futures.items():
-        if future in done and future.exception() is None:
-            report = future.result()
-            if "error" in report["postgres"]:  # unreachable: down, whatever else it found
-                report["status"] = "down"
-            reports.append(report)
-        else:
-            reason = (f"no answer within {time_limit_s:g} s" if future not in done
-                      else f"failed: {type(future.exception()).__name__}")
-            reports.append({"target": target.name, "findings": [], "status": "down",
-                            "postgres": {"error": reason, "hint": ""}, "seconds": None})
-    pool.shutdown(wait=False, cancel_futures=True)  # a hung target does not hold the caller
-    return sorted(reports, key=lambda r: (SEVERITY_RANK.get(r["status"], 9), r["target"]))
+    """Every target's report, read `workers` at a time (so as many connections); a target
+    that has not answered within time_limit_s of its own read starting is "down" with the
+    reason, and its place goes to the next target (its thread ends with its connection's
+    timeouts). A target waiting its turn is never called down. Worst first."""
+    reports: dict[str, dict] = {}
+    lock = threading.Lock()
+    changed = threading.Event()
+    places = threading.Semaphore(max(1, workers))
+
+    def read(target: Target) -> None:
+        try:
+            report = target_report(target, settings)
+        except Exception as exc:  # a bug in a check must not hang the fleet
+            report = _down(target, f"failed: {type(exc).__name__}")
+        with lock:
+            if target.name not in reports:  # else it was called down already
+                reports[target.name] = report
+                places.release()
+        changed.set()
+
+    waiting, running = list(targets), {}   # running: name -> when its read started
+    while waiting or running:
+        while waiting and places.acquire(blocking=False):
+            target = waiting.pop(0)
+            running[target.name] = time.monotonic()
+            threading.Thread(target=read, args=(target,), daemon=True).start()
+        changed.wait(0.05)
+        changed.clear()
+        now = time.monotonic()
+        with lock:
+            for name, started in list(running.items()):
+                if name in reports:
+                    del running[name]
+                elif now - started >= time_limit_s:
+                    reports[name] = _down(next(t for t in targets if t.name == name),
+                                          f"no answer within {time_limit_s:g} s")
+                    del running[name]
+                    places.release()
+    for report in reports.values():
+        if "error" in report["postgres"]:  # unreachable: down, whatever else it found
+            report["status"] = "down"
+    return sorted(reports.values(),
+                  key=lambda r: (SEVERITY_RANK.get(r["status"], 9), r["target"]))
+
+
+def _down(target: Target, reason: str) -> dict:
+    return {"target": target.name, "findings": [], "status": "down",
+            "postgres": {"error": reason, "hint": ""}, "seconds": None}
 
 
 def summary_rows(reports: list[dict]) -> list[dict]:

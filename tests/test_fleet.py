@@ -67,6 +67,29 @@ def test_a_hung_target_is_down_at_the_time_limit(database_url):
     assert by_name["demo"]["status"] in ("green", "amber")
 
 
+def test_a_target_waiting_its_turn_is_never_called_down(database_url):
+    """More targets than readers: the limit counts from each target's own read, so twenty
+    targets read one at a time (longer in all than the limit) all answer, and a hung one
+    gives its place to the next at the limit."""
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(5)
+    hung_url = f"postgresql://postgres@127.0.0.1:{silent.getsockname()[1]}/x"
+    targets = [Target("hung", hung_url, hung_url)] + [
+        Target(f"demo_{n:02d}", database_url, database_url) for n in range(20)]
+    try:
+        reports = fleet.fleet_reports(targets, Settings(connect_timeout_s=30), time_limit_s=2,
+                                      workers=1)
+    finally:
+        silent.close()
+    statuses = {r["target"]: r["status"] for r in reports}
+    assert statuses.pop("hung") == "down"
+    assert len(statuses) == 20 and set(statuses.values()) <= {"green", "amber"}
+    assert all(r["seconds"] is not None for r in reports if r["target"] != "hung")
+
+
 def test_cli_check_all_targets(database_url, scratch_database, closed_port, tmp_path):
     _plant_invalid_index(scratch_database)
     secrets = tmp_path / "secrets.toml"

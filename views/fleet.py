@@ -32,6 +32,6 @@ cols[0].metric("Targets", len(rows))
 cols[1].metric("Down", int(counts.get("down", 0)))
 cols[2].metric("Red", int(counts.get("red", 0)))
 cols[3].metric("Amber", int(counts.get("amber", 0)))
-st.caption(f"Read concurrently; a target that has not answered within {TIME_LIMIT_S:g} s is "
-           "shown as down. Choose a target in the sidebar for its pages.")
+st.caption(f"Read concurrently; a target that has not answered within {TIME_LIMIT_S:g} s of "
+           "its read starting is shown as down. Choose a target in the sidebar for its pages.")
 tables.show(rows, fleet.FLEET_COLUMNS, "No target is configured.")
