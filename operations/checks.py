@@ -16,6 +16,7 @@ from foundation.capabilities import Capabilities
 from foundation.config import Settings
 from foundation.connections import describe_error
 from foundation.format import state_for_ratio
+from foundation.frames import rows
 from foundation.identifiers import qualified, quote_ident
 from reads import activity, bloat, cache, indexes, matviews, replication, statements, vacuum
 
@@ -151,8 +152,8 @@ def check_bloat(conn, settings: Settings) -> Finding:
     count = len(bad_tables) + len(bad_indexes)
     # an empty estimate has no columns (nothing was big enough to estimate)
     total = int(sum(f["bloat_bytes"].sum() for f in (bad_tables, bad_indexes) if len(f)))
-    fixes = [bloat.table_fix_sql(r.schema_name, r.table_name) for r in bad_tables.itertuples()]
-    fixes += [bloat.index_fix_sql(r.schema_name, r.index_name) for r in bad_indexes.itertuples()]
+    fixes = [bloat.table_fix_sql(r.schema_name, r.table_name) for r in rows(bad_tables)]
+    fixes += [bloat.index_fix_sql(r.schema_name, r.index_name) for r in rows(bad_indexes)]
     relations = [f[(f["schema_name"] != OWN_SCHEMA) & (f["pages"] > 0)] for f in (tables, idx)
                  if not f.empty]
     unknown = sum(int(f["bloat_ratio"].isna().sum()) for f in relations)
@@ -167,8 +168,8 @@ def check_bloat(conn, settings: Settings) -> Finding:
         f"{_relations(len(bad_tables), len(bad_indexes))} {are(count)} at least "
         f"{100 * settings.bloat_min_ratio:g} % bloated (about {total / 1048576:.1f} MB, "
         "estimated): scans read the empty space too." + unknown_text, "bloat",
-        [qualified(r.schema_name, r.table_name) for r in bad_tables.itertuples()]
-        + [qualified(r.schema_name, r.index_name) for r in bad_indexes.itertuples()],
+        [qualified(r.schema_name, r.table_name) for r in rows(bad_tables)]
+        + [qualified(r.schema_name, r.index_name) for r in rows(bad_indexes)],
         "\n".join(fixes))
 
 
@@ -188,7 +189,7 @@ def check_vacuum(conn, settings: Settings) -> list[Finding]:
                     & (status["schema_name"] != OWN_SCHEMA)]
     disabled = behind[~behind["autovacuum_enabled"]]
     fixes = []
-    for r in behind.itertuples():
+    for r in rows(behind):
         name = qualified(r.schema_name, r.table_name)
         if not r.autovacuum_enabled:
             fixes.append(f"ALTER TABLE {name} RESET (autovacuum_enabled);")
@@ -211,7 +212,7 @@ def check_vacuum(conn, settings: Settings) -> list[Finding]:
                 f"{counted(len(behind), 'table')} hold{'s' if len(behind) == 1 else ''} at least twice the dead rows that should have "
                 f"triggered autovacuum ({len(disabled)} with autovacuum switched off): dead rows "
                 "bloat the table and slow scans.", "bloat",
-                [qualified(r.schema_name, r.table_name) for r in behind.itertuples()],
+                [qualified(r.schema_name, r.table_name) for r in rows(behind)],
                 "\n".join(fixes)),
         Finding("wraparound", "Transaction ID wraparound", wrap_severity,
                 int((wrap["share_of_limit"] >= 0.5).sum()),
@@ -225,14 +226,14 @@ def check_vacuum(conn, settings: Settings) -> list[Finding]:
                 "integer column they feed): inserts fail when they run out." + _cycling(sequences)
                 + cannot_read,
                 "bloat",
-                [qualified(r.schema_name, r.sequence_name) for r in sequences.itertuples()],
-                "\n".join(filter(None, (vacuum.widen_sql(r) for r in sequences.itertuples())))),
+                [qualified(r.schema_name, r.sequence_name) for r in rows(sequences)],
+                "\n".join(filter(None, (vacuum.widen_sql(r) for r in rows(sequences))))),
     ]
 
 
 def _cycling(sequences) -> str:
     """What a CYCLE sequence does at the end instead of failing."""
-    cycling = [qualified(r.schema_name, r.sequence_name) for r in sequences.itertuples()
+    cycling = [qualified(r.schema_name, r.sequence_name) for r in rows(sequences)
                if r.cycles]
     if not cycling:
         return ""
@@ -244,10 +245,10 @@ def _cycling(sequences) -> str:
 def check_matviews(conn, settings: Settings) -> Finding:
     views = matviews.list_matviews(conn, settings.matview_max_age_minutes)
     stale = views[views["stale"]] if not views.empty else views
-    names = [qualified(r.schema_name, r.view_name) for r in stale.itertuples()]
+    names = [qualified(r.schema_name, r.view_name) for r in rows(stale)]
     # escalation: refreshes that keep failing (whoever runs them), or twice the maximum age
     red: dict[str, str] = {}
-    for r in stale.itertuples():
+    for r in rows(stale):
         name = qualified(r.schema_name, r.view_name)
         if r.failures_in_a_row >= settings.matview_failures_red:
             red[name] = f"{r.failures_in_a_row} refreshes in a row failed"
@@ -262,7 +263,7 @@ def check_matviews(conn, settings: Settings) -> Finding:
         f"{settings.matview_max_age_minutes:g} min with writes to their sources since, never "
         "populated, or have no recorded refresh: readers see old data.", "matviews", names,
         "\n".join(f"REFRESH MATERIALIZED VIEW {'CONCURRENTLY ' if r.concurrent_refresh else ''}"
-                  f"{qualified(r.schema_name, r.view_name)};" for r in stale.itertuples()))
+                  f"{qualified(r.schema_name, r.view_name)};" for r in rows(stale)))
 
 
 def check_cache(conn, settings: Settings, rates: cache.CacheHitRates | None = None) -> Finding:
@@ -290,11 +291,11 @@ def _limits_finding(limits, settings: Settings) -> Finding:
          f"{100 * settings.connections_amber_share:.0f} % or more of the connection limit of "
          "its own; at the limit the next connection is refused: "
          + ", ".join(f"{r.kind} {r.name} {r.connections} of {r.connection_limit}"
-                     for r in near.itertuples())) if len(near) else
+                     for r in rows(near))) if len(near) else
         "No role or database is near a connection limit of its own.",
-        "activity", [f"{r.kind} {r.name}" for r in near.itertuples()],
+        "activity", [f"{r.kind} {r.name}" for r in rows(near)],
         "\n".join(activity.raise_limit_sql(r.kind, r.name, int(r.connection_limit))
-                  for r in near.itertuples()))
+                  for r in rows(near)))
 
 
 def check_activity(conn, settings: Settings, caps: Capabilities | None = None) -> list[Finding]:

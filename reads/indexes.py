@@ -20,7 +20,7 @@ from psycopg.types.json import Jsonb
 from foundation import migration_files, server
 from foundation.columns import INDEX, SCHEMA, SIZE, TABLE, Column
 from foundation.config import Settings
-from foundation.frames import to_frame
+from foundation.frames import rows, to_frame
 from foundation.identifiers import qualified, quote_ident
 from reads import probes, replication
 
@@ -456,17 +456,17 @@ def judge_unused(frame: pd.DataFrame, min_size_bytes: int = 0,
         list(skip)) if skip else False
     # scans on the declared replicas count as much as those here
     elsewhere = frame["index_oid"].map(evidence.replicas.scans).fillna(0) if evidence else 0
-    rows = frame[(frame["scans"] + elsewhere == 0) & ~frame["is_unique"]
+    unused = frame[(frame["scans"] + elsewhere == 0) & ~frame["is_unique"]
                  & ~frame["backs_constraint"]
                  & frame["is_valid"] & (frame["size_bytes"] >= min_size_bytes) & ~reported
                  & frame["parent_index_oid"].isna()]
     # the keys no index outside the candidates supports: a candidate supporting one is kept
-    others = frame[~frame["index_oid"].isin(list(rows["index_oid"]))]
+    others = frame[~frame["index_oid"].isin(list(unused["index_oid"]))]
     uncovered: dict[int, list[ForeignKey]] = {}
     for fk in unsupported_keys(foreign_keys, others):
         uncovered.setdefault(fk.table_oid, []).append(fk)
     findings = []
-    for r in rows.sort_values("size_bytes", ascending=False).itertuples():
+    for r in rows(unused.sort_values("size_bytes", ascending=False)):
         name = qualified(r.schema_name, r.index_name)
         needed_by = [fk for fk in uncovered.get(r.table_oid, []) if fk.supported_by(r)]
         waiting, young = evidence.waiting(name) if evidence else ("drop", None)
@@ -585,19 +585,19 @@ def covered_indexes(frame: pd.DataFrame) -> list[Covered]:
                  candidates["expressions"].fillna(""), candidates["predicate"].fillna(""),
                  candidates["columns"].str[0]]
     candidates = candidates[pd.DataFrame(dict(enumerate(group_key))).duplicated(keep=False)]
-    for row in candidates[needed].itertuples(index=False):
+    for row in rows(candidates[needed], index=False):
         key = (row.table_oid, row.access_method, _text(row.expressions), _text(row.predicate),
                row.columns[0])
         groups.setdefault(key, []).append(row)
-    for rows in groups.values():
-        if len(rows) < 2:
+    for group in groups.values():
+        if len(group) < 2:
             continue
         # Those that may stay come first (a constraint's, then the widest, the strictest, the
         # most used, the oldest); each later one covered by one that stays is dropped in its
         # favour. So every group keeps at least one index, and the one a finding names as
         # staying never goes.
         kept: list = []
-        for small in sorted(rows, key=lambda r: (not r.backs_constraint, -r.key_count,
+        for small in sorted(group, key=lambda r: (not r.backs_constraint, -r.key_count,
                                                  -len(r.columns), not r.is_unique,
                                                  not r.nulls_not_distinct, -r.scans,
                                                  r.index_oid)):
@@ -635,12 +635,12 @@ def invalid_indexes(conn: psycopg.Connection, frame: pd.DataFrame) -> list[Index
     right now. Still maintained on every write, never used for reads."""
     building = {r[0] for r in conn.execute(
         "SELECT index_relid FROM pg_stat_progress_create_index WHERE index_relid <> 0")}
-    rows = frame[~frame["is_valid"] & ~frame["index_oid"].isin(building)]
+    invalid = frame[~frame["is_valid"] & ~frame["index_oid"].isin(building)]
     return [IndexFinding(r.schema_name, r.table_name, r.index_name, int(r.size_bytes),
                          "INVALID: a concurrent build failed; it slows writes and serves no reads",
                          f"REINDEX INDEX CONCURRENTLY {qualified(r.schema_name, r.index_name)};  "
                          f"-- or: {drop_sql(r.schema_name, r.index_name)}")
-            for r in rows.itertuples()]
+            for r in rows(invalid)]
 
 
 @dataclass
@@ -657,7 +657,7 @@ def unsupported_keys(keys: list[ForeignKey], frame: pd.DataFrame) -> list[Foreig
     indexes of tables that have foreign keys are looked at."""
     on_fk_tables = frame[frame["table_oid"].isin([fk.table_oid for fk in keys])]
     by_table: dict[int, list] = {}
-    for r in on_fk_tables.itertuples():
+    for r in rows(on_fk_tables):
         by_table.setdefault(r.table_oid, []).append(r)
     return [fk for fk in keys
             if not any(fk.supported_by(r) for r in by_table.get(fk.table_oid, []))]

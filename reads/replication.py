@@ -14,7 +14,7 @@ import psycopg
 from foundation.columns import Column
 from foundation.config import Settings
 from foundation.connections import DatabaseProblem, monitoring_connection, redact
-from foundation.frames import to_frame
+from foundation.frames import rows, to_frame
 
 # WAL position of "now" on either side: a standby has no current insert position
 NOW_LSN = ("CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() "
@@ -170,7 +170,7 @@ def _system_identifier(conn: psycopg.Connection) -> int | None:
 def standby_names(frame: pd.DataFrame) -> list[str]:
     """The streaming standbys of a standbys() frame, as people know them."""
     return [f"{r.standby} ({r.client_address})" if r.client_address else str(r.standby)
-            for r in frame.itertuples()]
+            for r in rows(frame)]
 
 
 # How these frames are shown (ui/tables.py)
@@ -214,8 +214,8 @@ SLOT_COLUMNS = {
 
 def slot_check_rows(frame: pd.DataFrame, max_retained_bytes: int) -> tuple[list, list]:
     """(lost slots, inactive slots over the limit) of a slots() frame."""
-    lost = [r.slot_name for r in frame.itertuples() if r.wal_status == "lost"]
-    idle = [r.slot_name for r in frame.itertuples()
+    lost = [r.slot_name for r in rows(frame) if r.wal_status == "lost"]
+    idle = [r.slot_name for r in rows(frame)
             if not r.active and r.wal_status != "lost"
             and (r.retained_bytes or 0) > max_retained_bytes]
     return lost, idle
