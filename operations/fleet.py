@@ -109,22 +109,21 @@ def fleet_reports(targets: list[Target], settings: Settings, time_limit_s: float
                 places.release()
         changed.set()
 
-    waiting, running = list(targets), {}   # running: name -> when its read started
+    waiting, running = list(targets), {}   # running: name -> (target, when its read started)
     while waiting or running:
         while waiting and places.acquire(blocking=False):
             target = waiting.pop(0)
-            running[target.name] = time.monotonic()
+            running[target.name] = (target, time.monotonic())
             threading.Thread(target=read, args=(target,), daemon=True).start()
         changed.wait(0.05)
         changed.clear()
         now = time.monotonic()
         with lock:
-            for name, started in list(running.items()):
+            for name, (target, started) in list(running.items()):
                 if name in reports:
                     del running[name]
                 elif now - started >= time_limit_s:
-                    reports[name] = _down(next(t for t in targets if t.name == name),
-                                          f"no answer within {time_limit_s:g} s")
+                    reports[name] = _down(target, f"no answer within {time_limit_s:g} s")
                     del running[name]
                     places.release()
     for report in reports.values():

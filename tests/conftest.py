@@ -248,6 +248,19 @@ def require_chromium():
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
 
 
+@contextmanager
+def chromium():
+    """Debian's Chromium through Playwright, closed afterwards."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
 def wait_idle(page, timeout: int = 60_000) -> None:
     """Until the Streamlit app in the page has finished its script run."""
     page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",

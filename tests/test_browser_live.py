@@ -8,41 +8,32 @@ import threading
 import psycopg
 import pytest
 
-from tests.conftest import CHROMIUM, CHROMIUM_FLAGS, as_actor, grid_cells_once, wait_idle
+from tests.conftest import as_actor, chromium, grid_cells_once, wait_idle
 
 
 def test_activity_refreshes_itself(dashboard, database_url):
     """A blocked session that appears after the page was drawn shows up without a reload."""
-    import threading
-
-    import psycopg
-    from playwright.sync_api import sync_playwright
-
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS activity_probe (id int)")
     holder = psycopg.connect(database_url)
     try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                page.goto(f"{dashboard}/activity", wait_until="domcontentloaded")
-                blocked = page.locator("[data-testid=stMetric]", has_text="Blocked sessions")
-                blocked.wait_for(timeout=60_000)
-                before = blocked.inner_text()
-                holder.execute("LOCK TABLE activity_probe")     # then idle in its transaction
+        with chromium() as browser:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{dashboard}/activity", wait_until="domcontentloaded")
+            blocked = page.locator("[data-testid=stMetric]", has_text="Blocked sessions")
+            blocked.wait_for(timeout=60_000)
+            before = blocked.inner_text()
+            holder.execute("LOCK TABLE activity_probe")     # then idle in its transaction
 
-                def wait():
-                    with psycopg.connect(database_url) as waiter:
-                        waiter.execute("SET lock_timeout = '30s'")
-                        waiter.execute("SELECT * FROM activity_probe")
-                threading.Thread(target=wait, daemon=True).start()
-                # the page's own refresh shows it: nothing here reloads the page
-                page.locator("[data-testid=stMetric]",
-                             has_text="Blocked sessions").filter(has_text="1").wait_for(
-                    timeout=30_000)
-            finally:
-                browser.close()
+            def wait():
+                with psycopg.connect(database_url) as waiter:
+                    waiter.execute("SET lock_timeout = '30s'")
+                    waiter.execute("SELECT * FROM activity_probe")
+            threading.Thread(target=wait, daemon=True).start()
+            # the page's own refresh shows it: nothing here reloads the page
+            page.locator("[data-testid=stMetric]",
+                         has_text="Blocked sessions").filter(has_text="1").wait_for(
+                timeout=30_000)
     finally:
         holder.close()
     assert before.split()[-1] == "0"
@@ -52,40 +43,33 @@ def test_activity_refreshes_itself(dashboard, database_url):
 def test_terminate_from_activity_and_the_page_follows(dashboard, database_url):
     """A DBA terminates a session idle in a transaction through the dialog (typing its pid);
     the sessions table drawn next no longer lists it, without a reload."""
-    import psycopg
-    from playwright.sync_api import sync_playwright
-
     holder = psycopg.connect(database_url, application_name="terminate-probe")
     holder.execute("SELECT 1")  # leaves the session idle in a transaction
     pid = str(holder.info.backend_pid)
     try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                page.goto(f"{dashboard}/activity", wait_until="domcontentloaded")
-                page.get_by_text("Cancel or terminate a session").wait_for(timeout=60_000)
-                wait_idle(page)
-                before = grid_cells_once(page, lambda c: pid in c)
-                page.locator("[data-testid=stSelectbox]", has_text="Session").click()
-                # typed to filter: the list draws only the options in view
-                page.keyboard.type(pid)
-                page.get_by_role("option", name=pid, exact=False).first.click()
-                wait_idle(page)
-                # nothing blocks: cancelling is what is chosen; terminating is the DBA's choice
-                page.get_by_text("Terminate the session").click()
-                wait_idle(page)
-                page.get_by_role("button", name="Terminate", exact=True).click()
-                dialog = page.get_by_role("dialog")
-                typed = dialog.locator("input[type=text]")
-                typed.fill(pid)
-                typed.press("Enter")
-                dialog.get_by_role("button", name="Terminate", exact=True).click()
-                page.get_by_text(f"terminated session {pid}").wait_for(timeout=60_000)
-                wait_idle(page)
-                after = grid_cells_once(page, lambda c: pid not in c)
-            finally:
-                browser.close()
+        with chromium() as browser:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{dashboard}/activity", wait_until="domcontentloaded")
+            page.get_by_text("Cancel or terminate a session").wait_for(timeout=60_000)
+            wait_idle(page)
+            before = grid_cells_once(page, lambda c: pid in c)
+            page.locator("[data-testid=stSelectbox]", has_text="Session").click()
+            # typed to filter: the list draws only the options in view
+            page.keyboard.type(pid)
+            page.get_by_role("option", name=pid, exact=False).first.click()
+            wait_idle(page)
+            # nothing blocks: cancelling is what is chosen; terminating is the DBA's choice
+            page.get_by_text("Terminate the session").click()
+            wait_idle(page)
+            page.get_by_role("button", name="Terminate", exact=True).click()
+            dialog = page.get_by_role("dialog")
+            typed = dialog.locator("input[type=text]")
+            typed.fill(pid)
+            typed.press("Enter")
+            dialog.get_by_role("button", name="Terminate", exact=True).click()
+            page.get_by_text(f"terminated session {pid}").wait_for(timeout=60_000)
+            wait_idle(page)
+            after = grid_cells_once(page, lambda c: pid not in c)
     finally:
         holder.close()
     assert pid in before and pid not in after
@@ -132,30 +116,25 @@ def _plant_explained_findings(logins, secrets_file) -> psycopg.Connection:
 def test_every_explanation_is_in_view_at_1440_pixels(dashboard, logins, tmp_path):
     """At 1440×900 each finding's reason, advice or detail is wrapped text inside the window:
     nothing cut off in a grid cell, nothing to scroll sideways for."""
-    from playwright.sync_api import sync_playwright
 
     holder = _plant_explained_findings(logins, tmp_path / "none.toml")
     seen = {}
     try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-            try:
-                page = browser.new_page(viewport={"width": 1440, "height": 900})
-                for name, label in EXPLAINED.items():
-                    page.goto(f"{dashboard}/{name}", wait_until="domcontentloaded")
-                    items = page.locator("[data-testid=stMarkdownContainer] li", has_text=label)
-                    items.first.wait_for(timeout=60_000)
-                    wait_idle(page)
-                    seen[name] = []
-                    for i in range(min(items.count(), 8)):
-                        item = items.nth(i)
-                        item.scroll_into_view_if_needed()
-                        box = item.bounding_box()
-                        whole = item.evaluate("e => e.scrollWidth <= e.clientWidth + 1")
-                        seen[name].append((box["x"], box["x"] + box["width"], whole,
-                                           item.inner_text()))
-            finally:
-                browser.close()
+        with chromium() as browser:
+            page = browser.new_page(viewport={"width": 1440, "height": 900})
+            for name, label in EXPLAINED.items():
+                page.goto(f"{dashboard}/{name}", wait_until="domcontentloaded")
+                items = page.locator("[data-testid=stMarkdownContainer] li", has_text=label)
+                items.first.wait_for(timeout=60_000)
+                wait_idle(page)
+                seen[name] = []
+                for i in range(min(items.count(), 8)):
+                    item = items.nth(i)
+                    item.scroll_into_view_if_needed()
+                    box = item.bounding_box()
+                    whole = item.evaluate("e => e.scrollWidth <= e.clientWidth + 1")
+                    seen[name].append((box["x"], box["x"] + box["width"], whole,
+                                       item.inner_text()))
     finally:
         holder.close()
     assert set(seen) == set(EXPLAINED)
@@ -172,29 +151,24 @@ def test_every_explanation_is_in_view_at_1440_pixels(dashboard, logins, tmp_path
 def test_a_phone_reads_overview_slow_queries_and_activity(dashboard):
     """At 390×844 nothing needs sideways scrolling, and the slow-query chart's bars keep most
     of the width with each statement's label above its bar, inside the window."""
-    from playwright.sync_api import sync_playwright
 
     widths, bars, labels = {}, [], []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 390, "height": 844})
-            for name in ("", "slow_queries", "activity"):
-                page.goto(f"{dashboard}/{name}", wait_until="domcontentloaded")
-                page.locator("[data-testid=stMetric]").first.wait_for(timeout=60_000)
-                wait_idle(page)
-                if name == "slow_queries":
-                    # plotly draws a chart once it scrolls into view
-                    page.locator("[data-testid=stPlotlyChart]").first.scroll_into_view_if_needed()
-                    chart = page.locator(".js-plotly-plot").first
-                    chart.locator(".barlayer path").first.wait_for(state="attached", timeout=30_000)
-                    bars = [b["width"] for b in (p.bounding_box() for p in
-                                                 chart.locator(".barlayer path").all()) if b]
-                    labels = [(t.bounding_box(), t.text_content())
-                              for t in chart.locator(".annotation-text").all()]
-                widths[name] = page.evaluate("document.documentElement.scrollWidth")
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 390, "height": 844})
+        for name in ("", "slow_queries", "activity"):
+            page.goto(f"{dashboard}/{name}", wait_until="domcontentloaded")
+            page.locator("[data-testid=stMetric]").first.wait_for(timeout=60_000)
+            wait_idle(page)
+            if name == "slow_queries":
+                # plotly draws a chart once it scrolls into view
+                page.locator("[data-testid=stPlotlyChart]").first.scroll_into_view_if_needed()
+                chart = page.locator(".js-plotly-plot").first
+                chart.locator(".barlayer path").first.wait_for(state="attached", timeout=30_000)
+                bars = [b["width"] for b in (p.bounding_box() for p in
+                                             chart.locator(".barlayer path").all()) if b]
+                labels = [(t.bounding_box(), t.text_content())
+                          for t in chart.locator(".annotation-text").all()]
+            widths[name] = page.evaluate("document.documentElement.scrollWidth")
     assert widths == {"": 390, "slow_queries": 390, "activity": 390}
     assert bars and max(bars) > 0.6 * 390, bars
     assert len(labels) == len(bars)

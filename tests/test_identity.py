@@ -20,14 +20,7 @@ from foundation import migration_files
 from foundation.config import Settings
 from foundation.connections import admin_connection
 from operations import migrations
-from tests.conftest import (
-    CHROMIUM,
-    CHROMIUM_FLAGS,
-    PROJECT_ROOT,
-    as_actor,
-    require_chromium,
-    wait_idle,
-)
+from tests.conftest import PROJECT_ROOT, as_actor, chromium, require_chromium, wait_idle
 
 COOKIE_SECRET = "cookie-secret-for-the-suite-Zq81"
 
@@ -127,8 +120,6 @@ def _rollback_all(database_url):
 
 def test_two_people_signed_in_at_once_have_their_roles_and_the_audit_tells_them_apart(
         tmp_path, database_url):
-    from playwright.sync_api import sync_playwright
-
     port = free_port()
     redirect = f"http://127.0.0.1:{port}/oauth2callback"
     with _provider() as provider:
@@ -148,48 +139,44 @@ viewer = ["@example.com"]
 unknown = "refuse"
 """
         with _dashboard(tmp_path, database_url, secrets, port=port) as (url, _), \
-                sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-            try:
-                ann = _sign_in(browser, url, "ann@example.com")
-                bob = _sign_in(browser, url, "bob@example.com")
-                carl = _sign_in(browser, url, "carl@partner.org")   # DBA through his group
-                roles = {name: _sidebar(p) for name, p in
-                         (("ann", ann), ("bob", bob), ("carl", carl))}
-                # both open the Migrations page at once; the DBA applies the next migration
-                for page in (ann, bob):
-                    page.goto(f"{url}/migrations", wait_until="domcontentloaded")
-                    page.get_by_role("button", name="Apply", exact=True).wait_for(timeout=60_000)
-                    _settled(page)
-                ann.get_by_role("button", name="Apply", exact=True).click()
-                dialog = ann.get_by_role("dialog")
-                dialog.get_by_text("This applies 0001").wait_for(timeout=30_000)
-                dialog.get_by_role("button", name="Apply", exact=True).click()
-                ann.get_by_text("Applied: 0001").wait_for(timeout=120_000)
-                # the viewer sees the same button disabled (the core would refuse the press)
-                bob_apply = bob.get_by_role("button", name="Apply", exact=True)
-                bob_disabled = bob_apply.is_disabled()
-                # the viewer reads the audit log and finds both actions
-                bob.goto(f"{url}/audit", wait_until="domcontentloaded")
-                bob.locator("[data-testid=stMetric]", has_text="Refused").wait_for(
-                    timeout=60_000)
-                _settled(bob)
-                metrics = " ".join(bob.locator("[data-testid=stMetric]").all_inner_texts())
-                with bob.expect_download() as download:
-                    bob.get_by_role("button", name="Download CSV").click()
-                csv = Path(download.value.path()).read_text()
-                # someone in no role list sees nothing but why
-                eve = browser.new_context().new_page()
-                eve.goto(url, wait_until="domcontentloaded")
-                eve.get_by_role("button", name="Sign in").click()
-                eve.locator("input[name=sub]").fill("eve@elsewhere.org")
-                eve.get_by_role("button", name="Authorize").click()
-                eve.get_by_text("eve@elsewhere.org is in no role list").wait_for(timeout=60_000)
-                _settled(eve)
-                eve_nav = eve.locator("[data-testid=stSidebarNav]").count()
-                eve_metrics = eve.locator("[data-testid=stMetric]").count()
-            finally:
-                browser.close()
+                chromium() as browser:
+            ann = _sign_in(browser, url, "ann@example.com")
+            bob = _sign_in(browser, url, "bob@example.com")
+            carl = _sign_in(browser, url, "carl@partner.org")   # DBA through his group
+            roles = {name: _sidebar(p) for name, p in
+                     (("ann", ann), ("bob", bob), ("carl", carl))}
+            # both open the Migrations page at once; the DBA applies the next migration
+            for page in (ann, bob):
+                page.goto(f"{url}/migrations", wait_until="domcontentloaded")
+                page.get_by_role("button", name="Apply", exact=True).wait_for(timeout=60_000)
+                _settled(page)
+            ann.get_by_role("button", name="Apply", exact=True).click()
+            dialog = ann.get_by_role("dialog")
+            dialog.get_by_text("This applies 0001").wait_for(timeout=30_000)
+            dialog.get_by_role("button", name="Apply", exact=True).click()
+            ann.get_by_text("Applied: 0001").wait_for(timeout=120_000)
+            # the viewer sees the same button disabled (the core would refuse the press)
+            bob_apply = bob.get_by_role("button", name="Apply", exact=True)
+            bob_disabled = bob_apply.is_disabled()
+            # the viewer reads the audit log and finds both actions
+            bob.goto(f"{url}/audit", wait_until="domcontentloaded")
+            bob.locator("[data-testid=stMetric]", has_text="Refused").wait_for(
+                timeout=60_000)
+            _settled(bob)
+            metrics = " ".join(bob.locator("[data-testid=stMetric]").all_inner_texts())
+            with bob.expect_download() as download:
+                bob.get_by_role("button", name="Download CSV").click()
+            csv = Path(download.value.path()).read_text()
+            # someone in no role list sees nothing but why
+            eve = browser.new_context().new_page()
+            eve.goto(url, wait_until="domcontentloaded")
+            eve.get_by_role("button", name="Sign in").click()
+            eve.locator("input[name=sub]").fill("eve@elsewhere.org")
+            eve.get_by_role("button", name="Authorize").click()
+            eve.get_by_text("eve@elsewhere.org is in no role list").wait_for(timeout=60_000)
+            _settled(eve)
+            eve_nav = eve.locator("[data-testid=stSidebarNav]").count()
+            eve_metrics = eve.locator("[data-testid=stMetric]").count()
     try:
         assert "Signed in as ann@example.com" in roles["ann"] and "Role: dba" in roles["ann"]
         assert "Signed in as bob@example.com" in roles["bob"] and "Role: viewer" in roles["bob"]
@@ -209,21 +196,15 @@ unknown = "refuse"
 
 
 def _page_text(url: str, extra_headers: dict | None = None, path: str = "") -> str:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        try:
-            context = browser.new_context(extra_http_headers=extra_headers or {})
-            page = context.new_page()
-            page.goto(f"{url}/{path}", wait_until="domcontentloaded")
-            _settled(page)
-            page.locator("[data-testid=stMain]").wait_for()
-            time.sleep(0.5)
-            _settled(page)
-            return " ".join(page.locator("[data-testid=stApp]").inner_text().split())
-        finally:
-            browser.close()
+    with chromium() as browser:
+        context = browser.new_context(extra_http_headers=extra_headers or {})
+        page = context.new_page()
+        page.goto(f"{url}/{path}", wait_until="domcontentloaded")
+        _settled(page)
+        page.locator("[data-testid=stMain]").wait_for()
+        time.sleep(0.5)
+        _settled(page)
+        return " ".join(page.locator("[data-testid=stApp]").inner_text().split())
 
 
 def test_proxy_header_with_and_without_a_trusted_address(tmp_path, database_url):

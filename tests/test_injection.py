@@ -22,14 +22,7 @@ from foundation.roles import Actor
 from operations import actions, review, snapshots
 from operations.history import Period
 from reports import weekly
-from tests.conftest import (
-    CHROMIUM,
-    CHROMIUM_FLAGS,
-    PAGES,
-    require_chromium,
-    running_dashboard,
-    wait_idle,
-)
+from tests.conftest import PAGES, chromium, require_chromium, running_dashboard, wait_idle
 
 
 class Beacon:
@@ -111,26 +104,21 @@ def hostile_db(servers, beacon):
 def test_every_page_shows_hostile_names_literally_and_fetches_nothing(hostile_db, beacon,
                                                                       tmp_path):
     require_chromium()
-    from playwright.sync_api import sync_playwright
 
     url, names = hostile_db
     env = {"DATABASE_URL": url, "REDIS_URL": "", "DBPULSE_ROLE": "dba",
            "DBPULSE_SECRETS_FILE": str(tmp_path / "none.toml")}
     texts = {}
-    with running_dashboard(env) as dashboard, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 1440, "height": 900})
-            for name in PAGES:
-                page.goto(f"{dashboard}/{name}", wait_until="domcontentloaded")
-                page.locator("h1").first.wait_for(timeout=60_000)
-                wait_idle(page)
-                # text_content: closed expanders' text too
-                texts[name] = page.locator("[data-testid=stMain]").text_content()
-                assert not page.locator("[data-testid=stMain] img[src*='127.0.0.1']").count()
-                assert not page.locator("a[href^='javascript']").count(), name
-        finally:
-            browser.close()
+    with running_dashboard(env) as dashboard, chromium() as browser:
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        for name in PAGES:
+            page.goto(f"{dashboard}/{name}", wait_until="domcontentloaded")
+            page.locator("h1").first.wait_for(timeout=60_000)
+            wait_idle(page)
+            # text_content: closed expanders' text too
+            texts[name] = page.locator("[data-testid=stMain]").text_content()
+            assert not page.locator("[data-testid=stMain] img[src*='127.0.0.1']").count()
+            assert not page.locator("a[href^='javascript']").count(), name
     assert beacon.hits == []
     view = f"{names['schema']}.{names['view']}"
     assert view in texts["matviews"]  # literally, brackets and all

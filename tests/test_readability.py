@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.conftest import CHROMIUM, CHROMIUM_FLAGS, PAGES, PROJECT_ROOT, wait_idle
+from tests.conftest import PAGES, PROJECT_ROOT, chromium, wait_idle
 
 RAW_WORDS = re.compile(r"\b(None|NaN|NaT|nan)\b")
 SNAKE_CASE = re.compile(r"^[a-z0-9]+(_[a-z0-9]+)+$")
@@ -59,57 +59,45 @@ def _read(page) -> tuple[str, list[str], list[str]]:
 @pytest.mark.parametrize("dashboard", ["viewer", "dba"], indirect=True)
 def test_every_page_reads_without_raw_values_or_aliases(synthetic_history, dashboard,
                                                         tmp_path, request):
-    from playwright.sync_api import sync_playwright
-
     role = request.node.callspec.params["dashboard"]
     problems, tables_seen = [], 0
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 1440, "height": 900})
-            for name in pages_for(role):
-                page.goto(f"{dashboard}/{'' if name == 'overview' else name}",
-                          wait_until="domcontentloaded")
-                _settle(page)
-                page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
-                main, headers, cells = _read(page)
-                tables_seen += bool(headers)
-                for header in headers:
-                    if SNAKE_CASE.match(header.strip()):
-                        problems.append(f"{name}: header {header!r}")
-                for text in [main] + cells:
-                    for raw in RAW_WORDS.findall(text) + RAW_JSON.findall(text):
-                        problems.append(f"{name}: {raw!r} in {text[:120]!r}")
-                if page.locator("[data-testid=stException]").count():
-                    problems.append(f"{name}: an exception is shown")
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        for name in pages_for(role):
+            page.goto(f"{dashboard}/{'' if name == 'overview' else name}",
+                      wait_until="domcontentloaded")
+            _settle(page)
+            page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
+            main, headers, cells = _read(page)
+            tables_seen += bool(headers)
+            for header in headers:
+                if SNAKE_CASE.match(header.strip()):
+                    problems.append(f"{name}: header {header!r}")
+            for text in [main] + cells:
+                for raw in RAW_WORDS.findall(text) + RAW_JSON.findall(text):
+                    problems.append(f"{name}: {raw!r} in {text[:120]!r}")
+            if page.locator("[data-testid=stException]").count():
+                problems.append(f"{name}: an exception is shown")
     assert problems == []
     # the check read real tables, not empty pages
     assert tables_seen >= {"viewer": 12, "dba": 5}[role]
 
 
 def test_overview_on_a_phone_shows_health_first(dashboard, tmp_path):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 390, "height": 844})
-            page.goto(dashboard, wait_until="domcontentloaded")
-            page.locator("[data-testid=stMetric]", has_text="Buffer cache hit rate").wait_for(
-                timeout=60_000)
-            _settle(page)
-            page.screenshot(path=str(tmp_path / "overview-phone.png"), full_page=True)
-            first_banner = page.locator("[data-testid=stMain] [data-testid=stAlert]").first \
-                .bounding_box()
-            buffer = page.locator("[data-testid=stMetric]",
-                                  has_text="Buffer cache hit rate").bounding_box()
-            redis = page.locator("[data-testid=stMetric]",
-                                 has_text="Redis hit rate").bounding_box()
-            details = page.get_by_role("heading", name="PostgreSQL").bounding_box()
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 390, "height": 844})
+        page.goto(dashboard, wait_until="domcontentloaded")
+        page.locator("[data-testid=stMetric]", has_text="Buffer cache hit rate").wait_for(
+            timeout=60_000)
+        _settle(page)
+        page.screenshot(path=str(tmp_path / "overview-phone.png"), full_page=True)
+        first_banner = page.locator("[data-testid=stMain] [data-testid=stAlert]").first \
+            .bounding_box()
+        buffer = page.locator("[data-testid=stMetric]",
+                              has_text="Buffer cache hit rate").bounding_box()
+        redis = page.locator("[data-testid=stMetric]",
+                             has_text="Redis hit rate").bounding_box()
+        details = page.get_by_role("heading", name="PostgreSQL").bounding_box()
     # the first health banner is on the first screen, the hit rates follow, details after
     assert first_banner["y"] < 844, first_banner
     assert first_banner["y"] < buffer["y"] < details["y"]
