@@ -1,7 +1,8 @@
 """The agent's cycle, per target: measure (checks, KPIs, top statements, view ages, scans), take
 a history snapshot when one is due, turn changes into alerts, keep the figures for /metrics,
 and log one line. A target that is down is measured as down and tried again next cycle; an
-advisory lock held on each target for the agent's life keeps a second agent off it."""
+advisory lock held on each target for the agent's life keeps a second agent off it
+(agent/locks.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Callable
 import pandas as pd
 import psycopg
 
+from agent.locks import AlreadyRunning, Locks
 from agent.metrics import LastCycle, TargetFigures
 from foundation import capabilities
 from foundation.config import Settings, Target
@@ -27,29 +29,7 @@ from operations import actions, alert_log, fleet
 from operations.alerts import Alerter
 from reads import activity, matviews, probes, statements
 
-AGENT_LOCK_KEY = 0x44425041  # "DBPA": one agent per target database
 TOP_STATEMENTS = 10           # bounded labels for Prometheus
-
-
-class AlreadyRunning(RuntimeError):
-    pass
-
-
-def hold_lock(target: Target, settings: Settings) -> psycopg.Connection:
-    """A session that holds the agent's advisory lock on the target for as long as it lives."""
-    conn = psycopg.connect(target.database_url, autocommit=True,
-                           connect_timeout=settings.connect_timeout_s,
-                           application_name="dbpulse-agent-lock")
-    if not conn.execute("SELECT pg_try_advisory_lock(%s)", (AGENT_LOCK_KEY,)).fetchone()[0]:
-        holder = conn.execute(
-            "SELECT a.pid, a.client_addr, a.backend_start FROM pg_locks l JOIN pg_stat_activity "
-            "a USING (pid) WHERE l.locktype = 'advisory' AND l.objid = %s AND l.granted",
-            (AGENT_LOCK_KEY & 0xFFFFFFFF,)).fetchone()
-        conn.close()
-        raise AlreadyRunning(f"another agent already runs on target {target.name}"
-                             + (f" (session {holder[0]} from {holder[1] or 'a local socket'}, "
-                                f"since {holder[2]:%Y-%m-%d %H:%M} UTC)" if holder else ""))
-    return conn
 
 
 def measure(target: Target, settings: Settings) -> TargetFigures:
@@ -97,13 +77,18 @@ class Agent:
     actor_for: Callable[[Target], Actor] | None = None  # who takes the snapshots
     refresh_stale: bool = False   # refresh stale views (where pg_cron does not)
     state_path: Path | None = None  # the alerts' memory across restarts
-    locks: dict = field(default_factory=dict)
+    locks: Locks | None = None  # made with the agent's settings and log
+    adopted: set = field(default_factory=set)  # targets whose alert log this process has read
     next_snapshot: dict = field(default_factory=dict)
     refresh_retry: dict = field(default_factory=dict)  # target -> view -> (failures, not before)
     next_probe: dict = field(default_factory=dict)  # target -> when its probes run next
     down_retry: dict = field(default_factory=dict)  # target -> (failures in a row, not before)
     others: dict = field(default_factory=dict)  # target -> why another agent watches it
     pool: bool = False  # stay with no target of its own, to take over those of one that stops
+
+    def __post_init__(self):
+        if self.locks is None:
+            self.locks = Locks(self.settings, self.log)
 
     def actor(self, target: Target) -> Actor:
         if self.actor_for is not None:
@@ -131,12 +116,14 @@ class Agent:
         return mine
 
     def _lock(self, target: Target) -> None:
-        held = self.locks.get(target.name)
-        if held is not None and not held.closed and not held.broken:
-            return
-        self.locks[target.name] = hold_lock(target, self.settings)
-        if held is None:  # first held by this process: what others already announced stands
+        self.locks.take(target)
+        if target.name not in self.adopted:  # first held by this process: what others
+            self.adopted.add(target.name)      # already announced stands
             self._adopt(target)
+
+    def close(self) -> None:
+        """Let the targets go, as the process's end does."""
+        self.locks.close()
 
     def _adopt(self, target: Target) -> None:
         try:
@@ -322,8 +309,7 @@ class Agent:
             pass
         finally:
             signal.signal(signal.SIGTERM, previous)
-            for lock in self.locks.values():
-                lock.close()
+            self.close()
         self.log("stopped (SIGTERM)")
         return 0
 

@@ -118,8 +118,7 @@ def main() -> None:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
             scrapes.append((time.perf_counter() - t0) * 1000)
         server.shutdown()
-    for held in agent.locks.values():
-        held.close()
+    agent.close()
     share = own / total if total else None
     # steady state: a cycle without a snapshot every `every` s, a snapshot every hour (the
     # agent's first cycle took one), the probes (run here every cycle, to be measured) once

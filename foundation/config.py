@@ -116,6 +116,8 @@ class Settings:
     # agent_refreshes_cron_views also views a pg_cron job refreshes (it failed or fell behind)
     refresh_retry_max_minutes: float = 60.0
     agent_refreshes_cron_views: bool = False
+    # where the agent holds its per-target locks, one session per server (agent/locks.py)
+    agent_lock_database: str = "postgres"
     # Redis key families: glob patterns (the plan's families); other keys group by the text up
     # to their first ":"
     redis_key_families: tuple = ()  # empty: the plan's (foundation/plan.py)

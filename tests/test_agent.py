@@ -17,8 +17,9 @@ import psycopg
 import pytest
 from psycopg import conninfo, sql
 
+from agent.locks import AGENT_LOCK_KEY, AlreadyRunning, Locks
 from agent.metrics import serve
-from agent.runner import Agent, AlreadyRunning, hold_lock
+from agent.runner import Agent
 from demo.stack import free_port
 from foundation.config import Settings, Target
 from foundation.markup import shown
@@ -207,8 +208,7 @@ def test_a_target_that_stays_down_is_tried_less_often_and_measured_when_back(dat
     agent.cycle([back], now + timedelta(minutes=17))
     assert "Cannot connect" not in lines[-1] and " red, " in lines[-1]  # measured: its counts
     assert "down" not in agent.down_retry
-    for held in agent.locks.values():
-        held.close()
+    agent.close()
 
 
 def test_quiet_hours_hold_messages_until_they_end():
@@ -265,10 +265,11 @@ def test_metrics_parse_equal_the_checks_and_come_from_the_last_cycle(scratch_dat
 
 def test_a_second_agent_on_a_target_is_refused(database_url, tmp_path):
     target = Target("demo", database_url, database_url)
-    first = hold_lock(target, Settings())
+    first = Locks(Settings())
+    first.take(target)
     try:
         with pytest.raises(AlreadyRunning, match="another agent already runs on target demo"):
-            hold_lock(target, Settings())
+            Locks(Settings()).take(target)
         second = subprocess.run(
             [sys.executable, str(PROJECT_ROOT / "cli.py"), "agent", "--once"],
             env={"PATH": "/usr/bin:/bin", "DATABASE_URL": database_url,
@@ -502,7 +503,7 @@ def test_the_agent_refreshes_stale_views_and_backs_off_after_a_failure(scratch_d
         conn.execute("REVOKE SELECT ON src FROM PUBLIC")
         conn.execute("ALTER MATERIALIZED VIEW mv OWNER TO pg_monitor")  # cannot read src now
     assert logged == 1
-    agent.locks["scratch"].close()
+    agent.close()
     # a maximum age so short that the view is stale at once: the agent tries, fails, waits
     agent = Agent([target], Settings(role="dba", matview_max_age_minutes=0.001),
                   alerts.Alerter([]), snapshot_every=timedelta(days=1), refresh_stale=True,
@@ -560,7 +561,7 @@ def test_alerts_are_logged_once_per_change_and_a_down_one_once_it_can_be(scratch
     with psycopg.connect(scratch_database, autocommit=True) as conn:
         conn.execute("DROP INDEX t_id_key")
     agent.cycle([target])
-    agent.locks["scratch"].close()
+    agent.close()
     assert logged(target.history_source) == [("invalid_indexes", "red"),
                                              ("invalid_indexes", "recovered")]
     from operations import history  # the weekly review lists them among the period's events
@@ -600,7 +601,7 @@ def test_the_alerts_page_lists_what_the_agent_raised_and_tests_each_channel(
     agent.cycle([target])
     _plant_invalid_index(scratch_database)
     agent.cycle([target])                            # one red alert in the log
-    agent.locks[name].close()
+    agent.close()
     hooks = Receiver()
     secrets = tmp_path / "secrets.toml"
     secrets.write_text(f'[alerts]\nwebhook_url = "{hooks.url}/hook/s3cret-path"\n'
@@ -643,6 +644,87 @@ def test_the_alerts_page_lists_what_the_agent_raised_and_tests_each_channel(
                             "ORDER BY id").fetchall() == [("ok",), ("error",)]
 
 
+def _lock_sessions(locks: Locks, base_url: str) -> dict[str, set[str]]:
+    """Per lock session of `locks`: its database, and the databases whose lock it holds."""
+    pids = {conn.info.backend_pid for conn in locks.sessions.values()}
+    with psycopg.connect(base_url) as conn:
+        rows = conn.execute(
+            "SELECT a.datname, d.datname FROM pg_stat_activity a LEFT JOIN pg_locks l "
+            "ON l.pid = a.pid AND l.locktype = 'advisory' AND l.classid = %s::oid "
+            "LEFT JOIN pg_database d ON d.oid = l.objid WHERE a.pid = ANY(%s)",
+            (AGENT_LOCK_KEY, list(pids))).fetchall()
+    found: dict[str, set[str]] = {}
+    for session_db, locked in rows:
+        found.setdefault(session_db, set()).update({locked} - {None})
+    return found
+
+
+def _pid(locks: Locks) -> int:
+    (conn,) = locks.sessions.values()
+    return conn.info.backend_pid
+
+
+def _on(url: str, login_url: str) -> str:
+    """url's database reached with login_url's role."""
+    login = conninfo.conninfo_to_dict(login_url)
+    return conninfo.make_conninfo(url, user=login["user"], password=login["password"])
+
+
+def test_the_locks_of_one_server_are_one_session_of_the_monitoring_login(
+        servers, logins, scratch_database):
+    """Two hundred databases on one server must not cost two hundred idle sessions (a default
+    server allows 100): one session per server holds them all, in its lock database."""
+    targets = [Target("demo", logins.monitor_url, logins.admin_url),
+               Target("scratch", _on(scratch_database, logins.monitor_url), scratch_database)]
+    scratch_name = conninfo.conninfo_to_dict(scratch_database)["dbname"]
+    first, second = Locks(Settings()), Locks(Settings())
+    try:
+        for target in targets + targets:  # a lock held already is kept, not taken again
+            first.take(target)
+        assert _lock_sessions(first, servers[0]) == {
+            "postgres": {"salesflow_test", scratch_name}}
+        for target in targets:
+            with pytest.raises(AlreadyRunning, match=rf"another agent already runs on target "
+                               rf"{target.name} \(session {_pid(first)} from"):
+                second.take(target)
+        first.close()  # the first agent ends: the second takes both
+        for target in targets:
+            second.take(target)
+        assert _lock_sessions(second, servers[0]) == {
+            "postgres": {"salesflow_test", scratch_name}}
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_login_kept_out_of_the_lock_database_locks_in_each_target(
+        servers, logins, scratch_database, closed_port):
+    settings = Settings(agent_lock_database="no_such_database")
+    targets = [Target("demo", logins.monitor_url, logins.admin_url),
+               Target("scratch", _on(scratch_database, logins.monitor_url), scratch_database)]
+    scratch_name = conninfo.conninfo_to_dict(scratch_database)["dbname"]
+    lines = []
+    first, second = Locks(settings, lines.append), Locks(settings, lambda line: None)
+    down = Target("down", f"postgresql://nobody@127.0.0.1:{closed_port}/x",
+                  f"postgresql://nobody@127.0.0.1:{closed_port}/x")
+    try:
+        for target in targets:
+            first.take(target)
+        with pytest.raises(psycopg.OperationalError):  # down: neither database answers
+            first.take(down)
+        assert _lock_sessions(first, servers[0]) == {
+            "salesflow_test": {"salesflow_test"}, scratch_name: {scratch_name}}
+        assert lines == ["demo: cannot connect to the lock database no_such_database; the "
+                         "agent's locks on this server are held in each target's own database "
+                         "(one session per target)"]
+        for target in targets:
+            with pytest.raises(AlreadyRunning, match=f"on target {target.name}"):
+                second.take(target)
+    finally:
+        first.close()
+        second.close()
+
+
 def test_three_agents_share_three_targets_and_take_over_from_one_killed(servers, tmp_path):
     """Each target is watched by exactly one agent at a time (PostgreSQL advisory locks); after
     a kill -9 of the agent holding a target, another holds it within a few cycles."""
@@ -665,16 +747,18 @@ def test_three_agents_share_three_targets_and_take_over_from_one_killed(servers,
         env.pop(key, None)
 
     def holders() -> list[set[int]]:
-        """Per target, the agent processes holding its lock session."""
+        """Per target, the agent processes holding its lock."""
         found = []
-        for url in urls:
-            with psycopg.connect(url) as conn:
+        with psycopg.connect(base) as conn:
+            for name in names:
                 ports = [p for p, in conn.execute(
-                    "SELECT client_port FROM pg_stat_activity WHERE application_name = "
-                    "'dbpulse-agent-lock' AND datname = current_database()")]
-            found.append({a.pid for a in agents if a.poll() is None
-                          for c in psutil.Process(a.pid).net_connections()
-                          if c.laddr and c.laddr.port in ports})
+                    "SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+                    "JOIN pg_database d ON d.oid = l.objid WHERE l.locktype = 'advisory' "
+                    "AND l.granted AND l.classid = %s::oid AND l.objsubid = 2 "
+                    "AND d.datname = %s", (AGENT_LOCK_KEY, name))]
+                found.append({a.pid for a in agents if a.poll() is None
+                              for c in psutil.Process(a.pid).net_connections()
+                              if c.laddr and c.laddr.port in ports})
         return found
 
     def settled(timeout_s=40):
@@ -726,7 +810,7 @@ def test_an_agent_taking_a_target_over_does_not_announce_again_what_is_red(scrat
             alerts.channels_from({"webhook_url": f"{hooks.url}/hook"})), log=lambda line: None)
         _plant_invalid_index(scratch_database)
         first.cycle([target])
-        first.locks["scratch"].close()  # it died: its lock went with its session
+        first.close()  # it died: its lock went with its session
         second = Agent([target], Settings(role="viewer"), alerts.Alerter(
             alerts.channels_from({"webhook_url": f"{hooks.url}/hook"})), log=lambda line: None)
         second.cycle([target])

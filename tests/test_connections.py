@@ -179,8 +179,7 @@ def test_the_agent_samples_connection_use_and_the_plan_kpi_is_its_peak(logins):
     finally:
         for conn in held:
             conn.close()
-        for lock in agent.locks.values():
-            lock.close()
+        agent.close()
     assert before == after >= 6  # nothing else came or went meanwhile
     with psycopg.connect(logins.admin_url) as conn:
         peak = activity.peak_use(conn, target.history_source, start,
