@@ -123,15 +123,16 @@ def secrets_file(targets: list[Target]) -> Path:
     return path
 
 
-def cli_seconds(targets: list[Target], *args: str) -> tuple[float, int, str]:
-    """A CLI command over every target of a secrets file: seconds, exit code, last line."""
+def cli_seconds(targets: list[Target], *args: str) -> tuple[float, int, str, list[str]]:
+    """A CLI command over every target of a secrets file: seconds, exit code, last line, and
+    every line."""
     env = {**os.environ, "DBPULSE_SECRETS_FILE": str(secrets_file(targets)),
            "DATABASE_URL": "", "REDIS_URL": "", "DBPULSE_ROLE": "dba"}
     t0 = time.perf_counter()
     done = subprocess.run([sys.executable, str(PROJECT_ROOT / "cli.py"), *args], env=env,
                           capture_output=True, text=True, timeout=600)
     lines = (done.stdout + done.stderr).strip().splitlines()
-    return time.perf_counter() - t0, done.returncode, lines[-1] if lines else ""
+    return time.perf_counter() - t0, done.returncode, lines[-1] if lines else "", lines
 
 
 def page_seconds(targets: list[Target], runs: int) -> list[float]:
@@ -221,7 +222,10 @@ def main() -> None:
                      for _ in range(args.runs)]
         result["agent cycle"] = {**_median([a[0] for a in agent], GOAL_S["agent cycle"]),
                                  "exit_code": agent[-1][1], "last_line": agent[-1][2],
-                                 "peak_connections": connections.peak}
+                                 "peak_connections": connections.peak,
+                                 # its log's line per target: measured ("N red, M amber") or not
+                                 "targets_measured": sum(" red, " in line
+                                                         for line in agent[-1][3])}
         result["fleet page (AppTest)"] = _median(page_seconds(targets, args.runs),
                                                  GOAL_S["fleet page"])
         in_browser, from_cache = browser_seconds(targets, args.runs)

@@ -41,28 +41,33 @@ def to_frame(cur: psycopg.Cursor) -> pd.DataFrame:
 
 def _columns_to_frame(cur: psycopg.Cursor) -> pd.DataFrame:
     rows = cur.fetchall()
-    values = list(zip(*rows)) if rows else [() for _ in cur.description]
+    description = cur.description  # psycopg builds it anew on every access
+    index = pd.RangeIndex(len(rows))
+    values = list(zip(*rows)) if rows else [() for _ in description]
     data = {}  # by position: two columns may share a name
-    for position, (column, cells) in enumerate(zip(cur.description, values)):
-        # object dtype keeps text as Python str/None (pandas 3 would make Arrow strings: slow
-        # to iterate row by row, and missing values become NaN)
+    for position, (column, cells) in enumerate(zip(description, values)):
         complete = None not in cells
-        if column.type_code in NUMBER_OIDS and cells:
+        if column.type_code in NUMBER_OIDS:
             # straight to numpy, far faster; with NULLs, floats with NaN as pandas makes them
-            numbers = np.array(cells, dtype=None if complete else float)
+            numbers = np.array(cells, dtype=(np.int64 if not cells else None if complete
+                                              else float))
             if numbers.dtype.kind in "if":
                 data[position] = numbers  # an array: no index to align
                 continue
-        series = pd.Series(cells, dtype=object)
-        if column.type_code in BOOL_OIDS and complete:
-            series = series.astype(bool)
-        elif column.type_code in NUMBER_OIDS:  # numeric (Decimal) without NULLs
+        elif column.type_code in BOOL_OIDS and complete:
+            data[position] = np.array(cells, dtype=bool)
+            continue
+        # object dtype keeps text as Python str/None and times as datetime (pandas 3 would
+        # infer Arrow strings from an array: slow to iterate row by row, NaN for NULL);
+        # fromiter, as a cell may itself be a list (an array column)
+        series = pd.Series(np.fromiter(cells, dtype=object, count=len(rows)), dtype=object,
+                           index=index, copy=False)
+        if column.type_code in NUMBER_OIDS:  # numeric (Decimal) without NULLs
             series = pd.to_numeric(series, errors="coerce")
         data[position] = series
-    # the index given: pandas aligns nothing (from Series alone it unions their indexes);
-    # text stays a Series, as an object array pandas 3 would make strings of
-    frame = pd.DataFrame(data, columns=range(len(cur.description)), index=pd.RangeIndex(len(rows)))
-    frame.columns = [c.name for c in cur.description]
+    # the index given: pandas aligns nothing (from Series alone it unions their indexes)
+    frame = pd.DataFrame(data, columns=range(len(description)), index=index, copy=False)
+    frame.columns = [c.name for c in description]
     return frame
 
 
