@@ -10,6 +10,7 @@ import getpass
 import signal
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -135,10 +136,9 @@ class Agent:
                      "still red may be announced again")
 
     def cycle(self, targets: list[Target], now: datetime | None = None) -> None:
+        now = now or datetime.now(timezone.utc)
+        due = []
         for target in targets:
-            now = now or datetime.now(timezone.utc)
-            t0 = time.monotonic()
-            notes = []
             failures, not_before = self.down_retry.get(target.name, (0, now))
             if now < not_before:  # down: tried again after 1, 2, 4, then every 5 minutes
                 self.log(f"{now:%Y-%m-%d %H:%M:%S} {target.name}: down ({failures} failed "
@@ -151,11 +151,18 @@ class Agent:
             except AlreadyRunning as exc:
                 self.log(f"{now:%H:%M:%S} {target.name}: {exc}; not measured")
                 continue
-            try:
-                figures = measure(target, self.settings)
-            except DatabaseProblem as problem:  # went away between the checks and the rest
-                figures = TargetFigures({"target": target.name, "findings": [],
-                                         "status": "down", "postgres": {"error": str(problem)}})
+            due.append(target)
+        # measured side by side (most of a measurement is waiting for the server), the rest
+        # one target at a time: the alerts, their outbox and the history writes stay in order
+        pool = ThreadPoolExecutor(fleet.WORKERS)
+        try:
+            measured = list(pool.map(self._measure, due))
+        finally:  # on a SIGTERM only the running ones finish
+            pool.shutdown(cancel_futures=True)
+        for target, (figures, measure_s) in zip(due, measured):
+            t0 = time.monotonic()
+            notes = []
+            failures, _ = self.down_retry.get(target.name, (0, now))
             report = figures.report
             up = "error" not in report.get("postgres", {})
             if up:
@@ -180,7 +187,7 @@ class Agent:
             fired = self.alerter.observe(target.name, report, now)
             self._save()  # the outbox holds them before anything is sent
             notes += self._log_alerts(target)
-            seconds = time.monotonic() - t0
+            seconds = measure_s + time.monotonic() - t0
             self.last.store(target.name, figures, seconds, failed=not up)
             red = sum(f["severity"] == "red" for f in report["findings"])
             amber = sum(f["severity"] == "amber" for f in report["findings"])
@@ -190,12 +197,23 @@ class Agent:
                      + "".join(f"; {n}" for n in notes)
                      + (f"; {len(fired)} alert(s)" if fired else "") + f"; {seconds:.2f} s")
         # each send is written down as it happens: a crash resends only what was not marked
-        sent = self.alerter.flush(now or datetime.now(timezone.utc), marked=self._save)
+        sent = self.alerter.flush(now, marked=self._save)
         self._save()
         if sent or self.alerter.pending:
             self.log(f"alerts: {sent} sent, {len(self.alerter.pending)} waiting"
                      + (f" (last error: {self.alerter.last_error})"
                         if self.alerter.pending and self.alerter.last_error else ""))
+
+    def _measure(self, target: Target) -> tuple[TargetFigures, float]:
+        """The target's figures (down when it went away between the checks and the rest), and
+        the seconds they took."""
+        t0 = time.monotonic()
+        try:
+            figures = measure(target, self.settings)
+        except DatabaseProblem as problem:
+            figures = TargetFigures({"target": target.name, "findings": [], "status": "down",
+                                     "postgres": {"error": str(problem)}})
+        return figures, time.monotonic() - t0
 
     def _save(self) -> None:
         if self.state_path is not None:

@@ -20,6 +20,7 @@ from operations import checks
 from reads import cache, redis_cache, replication
 
 SEVERITY_RANK = {"down": -1, **checks.SEVERITY_ORDER}
+WORKERS = 8  # targets read at once, so as many connections: most of a read is waiting
 
 
 def topology(conn: psycopg.Connection, target: Target) -> str:
@@ -88,7 +89,7 @@ def target_report(target: Target, settings: Settings,
 
 
 def fleet_reports(targets: list[Target], settings: Settings, time_limit_s: float = 10.0,
-                  workers: int = 8) -> list[dict]:
+                  workers: int = WORKERS) -> list[dict]:
     """Every target's report, read `workers` at a time (so as many connections); a target
     that has not answered within time_limit_s of its own read starting is "down" with the
     reason, and its place goes to the next target (its thread ends with its connection's
