@@ -152,16 +152,15 @@ class Agent:
                 self.log(f"{now:%H:%M:%S} {target.name}: {exc}; not measured")
                 continue
             due.append(target)
-        # measured side by side (most of a measurement is waiting for the server), the rest
-        # one target at a time: the alerts, their outbox and the history writes stay in order
+        # measured (and snapshot) side by side: most of it is waiting for the server; the rest
+        # one target at a time: the alerts and their outbox, the refreshes and probes in order
         pool = ThreadPoolExecutor(fleet.WORKERS)
         try:
-            measured = list(pool.map(self._measure, due))
+            measured = list(pool.map(lambda target: self._measure(target, now), due))
         finally:  # on a SIGTERM only the running ones finish
             pool.shutdown(cancel_futures=True)
-        for target, (figures, measure_s) in zip(due, measured):
+        for target, (figures, notes, measure_s) in zip(due, measured):
             t0 = time.monotonic()
-            notes = []
             failures, _ = self.down_retry.get(target.name, (0, now))
             report = figures.report
             up = "error" not in report.get("postgres", {})
@@ -170,19 +169,9 @@ class Agent:
             else:
                 self.down_retry[target.name] = (failures + 1, now + timedelta(
                     minutes=min(DOWN_RETRY_MAX_MINUTES, 2 ** failures)))
-            if up and now >= self.next_snapshot.get(target.name, now):
-                try:
-                    snap = actions.take_snapshot(self.actor(target))
-                    notes.append(f"snapshot {snap.snapshot_id}")
-                    self.next_snapshot[target.name] = now + self.snapshot_every
-                except DatabaseProblem as problem:
-                    notes.append(f"no snapshot: {problem}")
-                    self.next_snapshot[target.name] = now + min(self.snapshot_every,
-                                                                timedelta(minutes=5))
             if up and self.refresh_stale:
                 notes += self._refresh(target, now)
             if up:
-                notes += self._record_connections(target, now, figures)
                 notes += self._probe(target, now)
             fired = self.alerter.observe(target.name, report, now)
             self._save()  # the outbox holds them before anything is sent
@@ -204,16 +193,33 @@ class Agent:
                      + (f" (last error: {self.alerter.last_error})"
                         if self.alerter.pending and self.alerter.last_error else ""))
 
-    def _measure(self, target: Target) -> tuple[TargetFigures, float]:
-        """The target's figures (down when it went away between the checks and the rest), and
-        the seconds they took."""
+    def _measure(self, target: Target, now: datetime
+                 ) -> tuple[TargetFigures, list[str], float]:
+        """The target's figures (down when it went away between the checks and the rest), its
+        snapshot when one is due and its connection use recorded, with notes of how that went,
+        and the seconds it all took. Runs in a thread of its own, beside other targets'."""
         t0 = time.monotonic()
         try:
             figures = measure(target, self.settings)
         except DatabaseProblem as problem:
             figures = TargetFigures({"target": target.name, "findings": [], "status": "down",
                                      "postgres": {"error": str(problem)}})
-        return figures, time.monotonic() - t0
+        if "error" in figures.report.get("postgres", {}):
+            return figures, [], time.monotonic() - t0
+        notes = self._snapshot(target, now) + self._record_connections(target, now, figures)
+        return figures, notes, time.monotonic() - t0
+
+    def _snapshot(self, target: Target, now: datetime) -> list[str]:
+        if now < self.next_snapshot.get(target.name, now):
+            return []
+        try:
+            snap = actions.take_snapshot(self.actor(target))
+        except DatabaseProblem as problem:
+            self.next_snapshot[target.name] = now + min(self.snapshot_every,
+                                                        timedelta(minutes=5))
+            return [f"no snapshot: {problem}"]
+        self.next_snapshot[target.name] = now + self.snapshot_every
+        return [f"snapshot {snap.snapshot_id}"]
 
     def _save(self) -> None:
         if self.state_path is not None:
