@@ -175,13 +175,20 @@ def cmd_check(args) -> int:
 
     who = _acting(args)
     if args.all_targets:
-        reports = fleet.fleet_reports(load_targets(), who.settings,
-                                      time_limit_s=args.time_limit)
-        if args.json:
+        def read(targets):
+            return fleet.fleet_reports(targets, who.settings, time_limit_s=args.time_limit)
+
+        if args.json:  # whole reports, so read here
+            reports = read(load_targets())
             print(json.dumps(reports, indent=2, default=str))
-        else:
-            _print_fleet(fleet.summary_rows(reports))
-        return 1 if any(r["status"] in ("red", "down") for r in reports) else 0
+            return 1 if any(r["status"] in ("red", "down") for r in reports) else 0
+        settings = dataclasses.replace(who.settings, agent_url="") if args.live else who.settings
+        rows, from_agent, note = fleet.current_rows(load_targets(), settings, read)
+        _print_fleet(rows)
+        if from_agent or note:
+            print(f"# {from_agent} of {len(rows)} as the agent measured them"
+                  + (f"; {note}" if note else ""), file=sys.stderr)
+        return 1 if any(r["status"] in ("red", "down") for r in rows) else 0
     report = fleet.target_report(who.target, who.settings)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
@@ -506,6 +513,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-limit", type=float, default=10.0,
                    help="seconds a target's read may take before it is shown as down "
                         "(--all-targets)")
+    p.add_argument("--live", action="store_true",
+                   help="read every target now, not what the agent (setting agent_url) "
+                        "measured (--all-targets)")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("agent", help="run by itself: checks, snapshots, alerts, /metrics")

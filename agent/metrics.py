@@ -6,15 +6,22 @@ Conventions (as postgres_exporter and redis_exporter keep them): what counts is 
 (`_seconds`); one stable series per check (its state as a number, its object count apart);
 labels bounded and stable: targets, checks, views, a fixed number of statements by query id
 (never their text), Redis instances by address; no `instance` or `job` of our own, which
-Prometheus sets itself."""
+Prometheus sets itself.
+
+The same port serves /fleet.json: the Fleet's row of every target as the last cycle measured
+it, and when, so that the Fleet page and `check --all-targets` show 200 targets without reading
+them again (operations/fleet.agent_rows). No finding's objects or fix, as in the metrics."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass, field
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import start_http_server
+from prometheus_client import make_wsgi_app
 from prometheus_client.core import (
     CollectorRegistry,
     CounterMetricFamily,
@@ -22,6 +29,8 @@ from prometheus_client.core import (
     HistogramMetricFamily,
 )
 from prometheus_client.process_collector import ProcessCollector
+
+from operations import fleet
 
 # dbpulse_check_state's values; "grey" (the check could not run) is unknown
 CHECK_STATES = {"green": 0, "amber": 1, "red": 2, "grey": 3}
@@ -65,6 +74,13 @@ class LastCycle:
             self.cycle_seconds[target] = seconds
             self.finished_at[target] = time.time()
             self.errors[target] = self.errors.get(target, 0) + int(failed)
+
+    def fleet(self) -> dict:
+        """{target: its Fleet row as the last cycle measured it} (/fleet.json)."""
+        with self.lock:
+            reports = [dict(figures.report) for figures in self.targets.values()]
+        return {row["target"]: row for row in fleet.summary_rows(list(map(fleet.mark_down,
+                                                                          reports)))}
 
     def count_refreshes(self, target: str, outcome: str, n: int = 1) -> None:
         with self.lock:
@@ -202,11 +218,31 @@ def _target(name, fig, up, hits, reads, redis_hits, redis_misses, state, found, 
         scans.add_metric([name, "sequential"], float(fig.seq_scans))
 
 
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format, *args):  # a scrape every 15 s is not news
+        pass
+
+
 def serve(last: LastCycle, port: int, address: str = "127.0.0.1"):
     """Serve /metrics from the last cycle (and the agent process's own CPU, memory and open
-    files) on a thread; returns the server."""
+    files), and /fleet.json, on a thread; returns the server."""
     registry = CollectorRegistry()
     registry.register(last)
     ProcessCollector(registry=registry)
-    server, _ = start_http_server(port, addr=address, registry=registry)
+    metrics = make_wsgi_app(registry)
+
+    def app(environ, start_response):
+        if environ.get("PATH_INFO") == "/fleet.json":
+            body = json.dumps(last.fleet(), default=str).encode()
+            start_response("200 OK", [("Content-Type", "application/json"),
+                                      ("Content-Length", str(len(body)))])
+            return [body]
+        return metrics(environ, start_response)
+
+    server = make_server(address, port, app, _Server, _Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     return server

@@ -203,7 +203,8 @@ class Agent:
             figures = measure(target, self.settings)
         except DatabaseProblem as problem:
             figures = TargetFigures({"target": target.name, "findings": [], "status": "down",
-                                     "postgres": {"error": str(problem)}})
+                                     "postgres": {"error": str(problem)},
+                                     "measured_at": datetime.now(timezone.utc)})
         if "error" in figures.report.get("postgres", {}):
             return figures, [], time.monotonic() - t0
         notes = self._snapshot(target, now) + self._record_connections(target, now, figures)

@@ -118,6 +118,10 @@ class Settings:
     agent_refreshes_cron_views: bool = False
     # where the agent holds its per-target locks, one session per server (agent/locks.py)
     agent_lock_database: str = "postgres"
+    # an agent's /metrics address (http://host:port): the Fleet page and `check --all-targets`
+    # show what it measured within agent_max_age_s instead of reading each target again
+    agent_url: str = ""
+    agent_max_age_s: float = 300.0
     # Redis key families: glob patterns (the plan's families); other keys group by the text up
     # to their first ":"
     redis_key_families: tuple = ()  # empty: the plan's (foundation/plan.py)

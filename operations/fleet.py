@@ -6,8 +6,11 @@ page."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 import time
+import urllib.request
+from datetime import datetime, timezone
 from typing import Callable
 
 import psycopg
@@ -41,7 +44,8 @@ def target_report(target: Target, settings: Settings,
     rate; a server that cannot be reached is an error entry, and makes the target red. `also`
     reads more on the same connection (the agent's KPIs): its result is report["also"]."""
     t0 = time.monotonic()
-    report: dict = {"target": target.name, "findings": []}
+    report: dict = {"target": target.name, "findings": [],
+                    "measured_at": datetime.now(timezone.utc)}
     failed = False
     try:
         with monitoring_connection(target.database_url, settings) as conn:
@@ -127,16 +131,60 @@ def fleet_reports(targets: list[Target], settings: Settings, time_limit_s: float
                     reports[name] = _down(target, f"no answer within {time_limit_s:g} s")
                     del running[name]
                     places.release()
-    for report in reports.values():
-        if "error" in report["postgres"]:  # unreachable: down, whatever else it found
-            report["status"] = "down"
-    return sorted(reports.values(),
+    return worst_first(list(map(mark_down, reports.values())))
+
+
+def worst_first(reports_or_rows: list[dict]) -> list[dict]:
+    """Down, then red, amber, green; by target name within each."""
+    return sorted(reports_or_rows,
                   key=lambda r: (SEVERITY_RANK.get(r["status"], 9), r["target"]))
+
+
+def mark_down(report: dict) -> dict:
+    """The report, "down" when its server was unreachable, whatever else it found."""
+    if "error" in report.get("postgres", {}):
+        report["status"] = "down"
+    return report
+
+
+def agent_rows(agent_url: str, targets: list[Target], max_age_s: float,
+               timeout_s: float = 2.0) -> tuple[list[dict], list[Target], str]:
+    """The Fleet rows the agent at agent_url (its /fleet.json) measured within max_age_s; the
+    targets it has no such row for, to be read here; and why none came from it, when none did
+    ("" otherwise). Rows of targets not asked for are left out."""
+    try:
+        with urllib.request.urlopen(f"{agent_url.rstrip('/')}/fleet.json",
+                                    timeout=timeout_s) as answer:
+            measured = json.load(answer)
+    except (OSError, ValueError) as exc:  # down, refused, not an agent, not JSON
+        return [], list(targets), f"the agent at {agent_url} did not answer ({exc})"
+    now, rows, left = datetime.now(timezone.utc), [], []
+    for target in targets:
+        row = measured.get(target.name)
+        at = datetime.fromisoformat(row["measured_at"]) if row and row["measured_at"] else None
+        if at is None or (now - at).total_seconds() > max_age_s:
+            left.append(target)
+            continue
+        rows.append({**row, "measured_at": at})
+    return rows, left, "" if rows else f"the agent at {agent_url} has no recent figures"
+
+
+def current_rows(targets: list[Target], settings: Settings,
+                 read: Callable[[list[Target]], list[dict]]) -> tuple[list[dict], int, str]:
+    """The Fleet's rows, worst first: what the agent at settings.agent_url measured within
+    agent_max_age_s, and the other targets' reports from `read`; how many rows came from the
+    agent, and why none did when it was asked."""
+    from_agent, to_read, note = (agent_rows(settings.agent_url, targets,
+                                            settings.agent_max_age_s)
+                                 if settings.agent_url else ([], list(targets), ""))
+    rows = from_agent + summary_rows(read(to_read) if to_read else [])
+    return worst_first(rows), len(from_agent), note
 
 
 def _down(target: Target, reason: str) -> dict:
     return {"target": target.name, "findings": [], "status": "down",
-            "postgres": {"error": reason, "hint": ""}, "seconds": None}
+            "postgres": {"error": reason, "hint": ""}, "seconds": None,
+            "measured_at": datetime.now(timezone.utc)}
 
 
 def summary_rows(reports: list[dict]) -> list[dict]:
@@ -159,6 +207,7 @@ def summary_rows(reports: list[dict]) -> list[dict]:
             "amber": sum(f["severity"] == "amber" for f in r["findings"]),
             "worst": "; ".join(f"{f['title']} ({f['count']})" for f in bad[:3]),
             "seconds": r.get("seconds"),
+            "measured_at": r.get("measured_at"),
         })
     return rows
 
@@ -177,4 +226,6 @@ FLEET_COLUMNS = {
     "worst": Column("Worst findings", explains=True),
     "down_reason": Column("Down", explains=True),
     "seconds": Column("Read in", "number", unit="s", digits=2),
+    "measured_at": Column("Measured", "time",
+                          help="When these figures were read: by the agent, or by this page"),
 }

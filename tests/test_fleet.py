@@ -138,3 +138,66 @@ def test_twenty_targets_in_the_sidebar_and_on_the_fleet_page(database_url, close
     # why it is down, in full under the grid
     assert any("t19** — Down: Cannot connect" in m.value for m in at.markdown)
     st.cache_data.clear()
+
+
+def test_the_fleet_shows_what_the_agent_measured_and_reads_only_the_rest(
+        database_url, scratch_database, closed_port, monkeypatch, tmp_path):
+    """With an agent's address (agent_url) the Fleet shows the figures of its last cycle for
+    the targets it watches, as of when it measured them, and reads the others itself: ground
+    truth changed after the agent's cycle shows only where a target is read now."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from agent.metrics import serve
+    from agent.runner import Agent
+    from demo.stack import free_port
+    from operations import alerts
+    from tests.conftest import PROJECT_ROOT
+
+    demo, broken, down = _targets(database_url, scratch_database, closed_port)
+    agent = Agent([broken, down], Settings(connect_timeout_s=3), alerts.Alerter([]),
+                  log=lambda line: None)
+    agent.cycle([broken, down])  # broken is still healthy when the agent measures it
+    agent.close()
+    measured_at = agent.last.targets["broken"].report["measured_at"]
+    _plant_invalid_index(scratch_database)
+    port = free_port()
+    server = serve(agent.last, port)
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text(f'[settings]\nagent_url = "http://127.0.0.1:{port}"\n'
+                       + "".join(f'[targets.{t.name}]\ndatabase_url = "{t.database_url}"\n'
+                                 for t in (demo, broken, down)))
+    env = {"DBPULSE_SECRETS_FILE": str(secrets), "DATABASE_URL": ""}
+    try:
+        text = run_cli("check", "--all-targets", env=env)
+        live = run_cli("check", "--all-targets", "--live", env=env)
+        monkeypatch.setenv("DBPULSE_SECRETS_FILE", str(secrets))
+        monkeypatch.delenv("DATABASE_URL", raising=False)
+        monkeypatch.delenv("REDIS_URL", raising=False)
+        st.cache_data.clear()
+        at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=90).run()
+        at.switch_page("views/fleet.py").run()
+        assert not at.exception
+        rows = next(d.value for d in at.dataframe if "topology" in d.value.columns)
+        stale = run_cli("check", "--all-targets",
+                        env={**env, "DBPULSE_AGENT_MAX_AGE_S": "0"})
+    finally:
+        server.shutdown()
+    gone = run_cli("check", "--all-targets", env=env)
+    st.cache_data.clear()
+    # the agent's figures: broken had no red finding when measured (grey: no
+    # pg_stat_statements there), down was down
+    lines = text.stdout.splitlines()
+    assert [line.split()[:2] for line in lines] == [["down", "DOWN"], ["demo", "AMBER"],
+                                                    ["broken", "GREY"]]
+    assert text.stderr.strip() == "# 2 of 3 as the agent measured them"
+    assert "broken" in live.stdout.splitlines()[1] and "RED" in live.stdout.splitlines()[1]
+    assert live.stderr == ""
+    assert "RED" in stale.stdout and "has no recent figures" in stale.stderr
+    assert "RED" in gone.stdout and "did not answer" in gone.stderr
+    by_target = rows.set_index("target")
+    assert by_target.loc["broken", "status"] == "grey" and by_target.loc["demo", "status"] == \
+        "amber" and by_target.loc["down", "status"] == "down"
+    assert any("2 of 3 as the agent measured them" in c.value for c in at.caption)
+    assert str(measured_at.replace(tzinfo=None))[:16] in str(by_target.loc["broken",
+                                                                           "measured_at"])
