@@ -211,6 +211,8 @@ class Agent:
         return figures, notes, time.monotonic() - t0
 
     def _snapshot(self, target: Target, now: datetime) -> list[str]:
+        """The target's history snapshot when one is due (again in 5 minutes at most after a
+        failure)."""
         if now < self.next_snapshot.get(target.name, now):
             return []
         try:
