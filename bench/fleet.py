@@ -21,7 +21,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -98,26 +97,35 @@ def drop(base_url: str, count: int) -> None:
 
 class PeakConnections:
     """The most client connections the server held at once while it ran (sampled every 20 ms
-    from pg_stat_activity, the sampler's own left out)."""
+    from pg_stat_activity, the sampler's own left out), by a process of its own: a thread here
+    would take the interpreter from what is measured in this process (an agent's cycle)."""
+
+    SAMPLER = """
+import select, sys
+import psycopg
+
+QUERY = ("SELECT count(*) FROM pg_stat_activity "
+         "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()")
+peak = 0
+with psycopg.connect(sys.argv[1], autocommit=True) as conn:
+    print("ready", flush=True)
+    while not select.select([sys.stdin], [], [], 0.02)[0]:  # until told to stop
+        peak = max(peak, conn.execute(QUERY).fetchone()[0])
+print(peak, flush=True)
+"""
 
     def __init__(self, base_url: str):
-        self.base_url, self.peak, self.stop = base_url, 0, threading.Event()
+        self.base_url, self.peak = base_url, 0
 
     def __enter__(self):
-        self.thread = threading.Thread(target=self._sample, daemon=True)
-        self.thread.start()
+        self.proc = subprocess.Popen([sys.executable, "-c", self.SAMPLER, self.base_url],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc.stdout.readline()  # connected: sampling from now on
         return self
 
-    def _sample(self):
-        with psycopg.connect(self.base_url, autocommit=True) as conn:
-            while not self.stop.wait(0.02):
-                self.peak = max(self.peak, conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client "
-                    "backend' AND pid <> pg_backend_pid()").fetchone()[0])
-
     def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
+        out, _ = self.proc.communicate("stop\n", timeout=30)
+        self.peak = int(out.split()[-1])
 
 
 def secrets_file(targets: list[Target], agent_url: str = "") -> Path:
