@@ -26,11 +26,6 @@ class AlreadyRunning(RuntimeError):
     pass
 
 
-def _database(url: str) -> str:
-    parts = conninfo.conninfo_to_dict(url)
-    return parts.get("dbname") or parts.get("user") or "postgres"
-
-
 def _server(url: str) -> str:
     """The URL with no database: every target of one server and login shares it.
 
@@ -69,7 +64,7 @@ class Locks:
             self._lock(key, conn, target)
 
     def _lock(self, key: str, conn: psycopg.Connection, target: Target) -> None:
-        name = _database(target.database_url)
+        name = target.database_name
         row = conn.execute("SELECT oid FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if row is None:
             raise psycopg.OperationalError(f"database {name} does not exist")

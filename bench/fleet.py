@@ -34,6 +34,7 @@ from agent.runner import Agent  # noqa: E402
 from demo.stack import PROJECT_ROOT, create_database, free_port  # noqa: E402
 from foundation.config import Settings, Target  # noqa: E402
 from operations import fleet  # noqa: E402
+from operations.alerts import Alerter  # noqa: E402
 
 # seconds, issue 32
 GOAL_S = {"fleet page": 3.0, "check --all-targets": 5.0, "agent cycle": 30.0}
@@ -201,8 +202,6 @@ def agent_cycles(targets: list[Target], base_url: str) -> tuple[dict, Agent]:
     process): the first takes every target's first snapshot, the second is the steady cycle
     (snapshots hourly). Each with the targets it measured and the peak of connections; and the
     agent, whose last cycle the Fleet then shows."""
-    from operations.alerts import Alerter
-
     lines: list[str] = []
     agent = Agent(targets, Settings(role="dba", connect_timeout_s=3), Alerter([]),
                   log=lines.append)

@@ -67,6 +67,11 @@ class Target:
     def history_source(self) -> str:
         """What the snapshots of this target are filed under: its database name, known from the
         URL alone, so history stays readable while the database itself is down."""
+        return self.database_name
+
+    @property
+    def database_name(self) -> str:
+        """The database its URL names (libpq's default when none: the user's name)."""
         try:
             parts = conninfo.conninfo_to_dict(self.database_url)
         except Exception:  # a malformed URL is reported when connecting
