@@ -129,6 +129,13 @@ class Locks:
             conn.close()
 
     def close(self) -> None:
-        """Let every lock go (as the agent's end does)."""
-        for key in list(self.sessions):
+        """Let every lock go (as the agent's end does). Released before the sessions close:
+        a closed session's backend lets its locks go only when it has exited, a moment later,
+        and an agent taking over in that moment would be refused."""
+        for key, conn in list(self.sessions.items()):
+            if not (conn.closed or conn.broken):
+                try:
+                    conn.execute("SELECT pg_advisory_unlock_all()")
+                except psycopg.Error:
+                    pass  # the session is going anyway; its locks go with it
             self._drop(key)

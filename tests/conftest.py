@@ -267,6 +267,27 @@ def wait_idle(page, timeout: int = 60_000) -> None:
                            timeout=timeout)
 
 
+# the text of the page's title once it differs from `t` (a page switch has drawn the new page)
+NEW_TITLE = """t => {const h = document.querySelector('[data-testid=stMain] h1');
+                     return h !== null && h.innerText !== t}"""
+
+
+def open_page(page, dashboard: str, name: str, timeout: int = 60_000) -> None:
+    """The dashboard's page `name` ("overview" or "" for the first) with its title drawn. Once
+    the app is loaded, through its sidebar link, as a reader moves between pages: loading the
+    whole app again costs the browser about a second of CPU per page. A link hidden in the
+    collapsed sidebar of a phone is clicked all the same (dispatch_event needs no visibility)."""
+    url = f"{dashboard}/{'' if name == 'overview' else name}"
+    link = page.locator(f'[data-testid=stSidebarNav] a[href="{url}"]')
+    if page.url.rstrip("/") == url.rstrip("/") or not link.count():
+        page.goto(url, wait_until="domcontentloaded")
+        page.locator("[data-testid=stMain] h1").first.wait_for(timeout=timeout)
+        return
+    title = page.locator("[data-testid=stMain] h1").first.inner_text()
+    link.dispatch_event("click")
+    page.wait_for_function(NEW_TITLE, arg=title, timeout=timeout)
+
+
 def grid_cells(page) -> list[str]:
     """The text of every data-grid cell on the page (the grid's accessible copy)."""
     return page.locator("[data-testid=stDataFrame] td[role=gridcell]").all_inner_texts()

@@ -8,7 +8,7 @@ import threading
 import psycopg
 import pytest
 
-from tests.conftest import as_actor, chromium, grid_cells_once, wait_idle
+from tests.conftest import as_actor, chromium, grid_cells_once, open_page, wait_idle
 
 
 def test_activity_refreshes_itself(dashboard, database_url):
@@ -123,7 +123,7 @@ def test_every_explanation_is_in_view_at_1440_pixels(dashboard, logins, tmp_path
         with chromium() as browser:
             page = browser.new_page(viewport={"width": 1440, "height": 900})
             for name, label in EXPLAINED.items():
-                page.goto(f"{dashboard}/{name}", wait_until="domcontentloaded")
+                open_page(page, dashboard, name)
                 items = page.locator("[data-testid=stMarkdownContainer] li", has_text=label)
                 items.first.wait_for(timeout=60_000)
                 wait_idle(page)
@@ -156,7 +156,7 @@ def test_a_phone_reads_overview_slow_queries_and_activity(dashboard):
     with chromium() as browser:
         page = browser.new_page(viewport={"width": 390, "height": 844})
         for name in ("", "slow_queries", "activity"):
-            page.goto(f"{dashboard}/{name}", wait_until="domcontentloaded")
+            open_page(page, dashboard, name)
             page.locator("[data-testid=stMetric]").first.wait_for(timeout=60_000)
             wait_idle(page)
             if name == "slow_queries":

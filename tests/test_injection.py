@@ -22,7 +22,14 @@ from foundation.roles import Actor
 from operations import actions, review, snapshots
 from operations.history import Period
 from reports import weekly
-from tests.conftest import PAGES, chromium, require_chromium, running_dashboard, wait_idle
+from tests.conftest import (
+    PAGES,
+    chromium,
+    open_page,
+    require_chromium,
+    running_dashboard,
+    wait_idle,
+)
 
 
 class Beacon:
@@ -112,8 +119,7 @@ def test_every_page_shows_hostile_names_literally_and_fetches_nothing(hostile_db
     with running_dashboard(env) as dashboard, chromium() as browser:
         page = browser.new_page(viewport={"width": 1440, "height": 900})
         for name in PAGES:
-            page.goto(f"{dashboard}/{name}", wait_until="domcontentloaded")
-            page.locator("h1").first.wait_for(timeout=60_000)
+            open_page(page, dashboard, name)
             wait_idle(page)
             # text_content: closed expanders' text too
             texts[name] = page.locator("[data-testid=stMain]").text_content()

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.conftest import PAGES, PROJECT_ROOT, chromium, wait_idle
+from tests.conftest import PAGES, PROJECT_ROOT, chromium, open_page, wait_idle
 
 RAW_WORDS = re.compile(r"\b(None|NaN|NaT|nan)\b")
 SNAKE_CASE = re.compile(r"^[a-z0-9]+(_[a-z0-9]+)+$")
@@ -64,8 +64,7 @@ def test_every_page_reads_without_raw_values_or_aliases(synthetic_history, dashb
     with chromium() as browser:
         page = browser.new_page(viewport={"width": 1440, "height": 900})
         for name in pages_for(role):
-            page.goto(f"{dashboard}/{'' if name == 'overview' else name}",
-                      wait_until="domcontentloaded")
+            open_page(page, dashboard, name)
             _settle(page)
             page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
             main, headers, cells = _read(page)

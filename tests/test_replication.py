@@ -37,6 +37,9 @@ def standby(servers):
 
 def _wal(primary: str, rows: int = 2000) -> None:
     with psycopg.connect(primary, autocommit=True) as conn:
+        # written out at commit: the suite's servers commit asynchronously, and the WAL
+        # position the slots and standbys are measured against is what has been written
+        conn.execute("SET synchronous_commit = on")
         conn.execute("CREATE TABLE IF NOT EXISTS wal_maker (n int, t text)")
         conn.execute("INSERT INTO wal_maker SELECT g, repeat('x', 200) FROM generate_series(1, %s) g",
                      (rows,))
