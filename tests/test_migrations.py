@@ -377,11 +377,13 @@ def test_a_concurrent_build_waits_for_a_long_transaction_instead_of_timing_out(
     folder, holder = _build_behind_a_long_reader(scratch_database, tmp_path)
     holder_pid = holder.info.backend_pid
     messages = []
-    threading.Timer(6, holder.commit).start()
+    ends = threading.Timer(6, holder.commit)
+    ends.start()
     t0 = time.monotonic()
     with admin_connection(scratch_database, settings) as conn:
         done = migrations.apply(conn, as_actor(settings, scratch_database),
                                 migration_files.discover(folder), progress=messages.append)
+    ends.join()  # the build ends with the COMMIT, maybe before its thread has read the reply
     holder.close()
     assert done == ["0001"] and time.monotonic() - t0 >= 5
     assert any(f"waiting for session {holder_pid}" in m for m in messages), messages
