@@ -22,10 +22,12 @@ $(VENV)/.installed: requirements.txt
 demo: venv
 	$(PY) cli.py demo --scale $(SCALE)
 
-# on every core, whole files per worker (their module fixtures are built once), the longest
-# files first (tests/conftest.py orders them); each worker starts servers of its own
+# four workers, whole files per worker (their module fixtures are built once), the longest
+# files first (tests/conftest.py orders them); each worker starts servers of its own. Four on
+# two cores: the browser, pg_cron and agent tests wait on other processes much of the time
+# (on two cores the suite took 10.8 min with two workers, 7.2-8.7 with three, 7.0 with four)
 test: venv
-	$(PY) -m pytest -n auto --dist loadfile --no-loadscope-reorder
+	$(PY) -m pytest -n 4 --dist loadfile --no-loadscope-reorder
 
 # the tests that need no server (pure helpers, doctests, parsing): seconds, not minutes
 test-fast: venv

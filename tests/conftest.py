@@ -248,17 +248,58 @@ def require_chromium():
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
 
 
+# One Chromium (with its Playwright driver) per test file: a launch costs about two seconds of
+# CPU. Started by the file's first chromium(), stopped after its last test: a running
+# Playwright holds an event loop, in which asyncio.run() refuses to start.
+_RUNNING: dict = {}
+
+
+class Contexts:
+    """Chromium as one test sees it: every context it opens is its own, closed after it."""
+
+    def __init__(self, browser):
+        self.browser, self.opened = browser, []
+
+    def new_context(self, **options):
+        self.opened.append(self.browser.new_context(**options))
+        return self.opened[-1]
+
+    def new_page(self, **options):
+        return self.new_context(**options).new_page()
+
+    def close(self) -> None:
+        for context in self.opened:
+            context.close()
+
+
 @contextmanager
 def chromium():
-    """Debian's Chromium through Playwright, closed afterwards."""
-    from playwright.sync_api import sync_playwright
+    """Debian's Chromium through Playwright for one test; its contexts closed afterwards."""
+    if _RUNNING and not _RUNNING["browser"].is_connected():  # crashed in an earlier test
+        _stop_running_chromium()
+    if not _RUNNING:
+        from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+        _RUNNING["playwright"] = sync_playwright().start()
+        _RUNNING["browser"] = _RUNNING["playwright"].chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+    contexts = Contexts(_RUNNING["browser"])
+    try:
+        yield contexts
+    finally:
+        contexts.close()
+
+
+def _stop_running_chromium() -> None:
+    if _RUNNING:
+        _RUNNING.pop("browser").close()
+        _RUNNING.pop("playwright").stop()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _stop_chromium():
+    yield
+    _stop_running_chromium()
 
 
 def wait_idle(page, timeout: int = 60_000) -> None:

@@ -1,4 +1,5 @@
-"""A real browser on a real `streamlit run app.py`: the Overview loads and shows live numbers.
+"""A real browser on a real `streamlit run app.py`: slow queries and indexes, refreshing a view,
+applying a migration, the weekly review. (The Overview's live numbers: tests/test_browser_live.py.)
 
 Uses Debian's chromium (.ci/run installs it); Playwright cannot download browsers here."""
 
@@ -9,23 +10,6 @@ import pytest
 
 from foundation import migration_files
 from tests.conftest import as_actor, chromium, grid_cells_once, wait_idle
-
-
-def test_overview_in_chromium(dashboard, tmp_path):
-    with chromium() as browser:
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(dashboard, wait_until="domcontentloaded")
-        wait_idle(page)
-        page.locator("[data-testid=stMetric]", has_text="Buffer cache hit rate").wait_for(
-            timeout=30_000)
-        wait_idle(page)
-        metrics = page.locator("[data-testid=stMetric]").all_inner_texts()
-        page.screenshot(path=str(tmp_path / "overview.png"), full_page=True)
-    joined = "\n".join(metrics)
-    assert "PostgreSQL" in joined
-    buffer = next(m for m in metrics if "Buffer cache hit rate" in m)
-    assert "%" in buffer  # a live number, not n/a
-    assert any("Redis hit rate" in m for m in metrics)
 
 
 def test_slow_queries_and_indexes_in_chromium(dashboard, logins):

@@ -1,6 +1,6 @@
 """Pages that live with the database in a real browser: Activity follows blocks and ends
 sessions without a reload; every finding's explanation is in view at 1440 pixels; a phone reads
-Overview, Slow queries and Activity without scrolling sideways. (Apart from tests/test_browser.py
+Overview (its health first), Slow queries and Activity without scrolling sideways. (Apart from tests/test_browser.py
 so that the two halves can run on two cores.)"""
 
 import threading
@@ -148,9 +148,10 @@ def test_every_explanation_is_in_view_at_1440_pixels(dashboard, logins, tmp_path
     assert any("away" in text for *_, text in seen["fleet"])
 
 
-def test_a_phone_reads_overview_slow_queries_and_activity(dashboard):
-    """At 390×844 nothing needs sideways scrolling, and the slow-query chart's bars keep most
-    of the width with each statement's label above its bar, inside the window."""
+def test_a_phone_reads_overview_slow_queries_and_activity(dashboard, tmp_path):
+    """At 390×844 nothing needs sideways scrolling; the Overview's first health banner is on
+    the first screen, its hit rates follow, the details after; the slow-query chart's bars keep
+    most of the width with each statement's label above its bar, inside the window."""
 
     widths, bars, labels = {}, [], []
     with chromium() as browser:
@@ -159,6 +160,17 @@ def test_a_phone_reads_overview_slow_queries_and_activity(dashboard):
             open_page(page, dashboard, name)
             page.locator("[data-testid=stMetric]").first.wait_for(timeout=60_000)
             wait_idle(page)
+            if name == "":
+                buffer = page.locator("[data-testid=stMetric]", has_text="Buffer cache hit rate")
+                buffer.wait_for(timeout=60_000)
+                wait_idle(page)
+                page.screenshot(path=str(tmp_path / "overview-phone.png"), full_page=True)
+                first_banner = page.locator("[data-testid=stMain] [data-testid=stAlert]").first \
+                    .bounding_box()
+                buffer_box, buffer_text = buffer.bounding_box(), buffer.inner_text()
+                redis_box = page.locator("[data-testid=stMetric]",
+                                         has_text="Redis hit rate").bounding_box()
+                details = page.get_by_role("heading", name="PostgreSQL").bounding_box()
             if name == "slow_queries":
                 # plotly draws a chart once it scrolls into view
                 page.locator("[data-testid=stPlotlyChart]").first.scroll_into_view_if_needed()
@@ -170,6 +182,11 @@ def test_a_phone_reads_overview_slow_queries_and_activity(dashboard):
                           for t in chart.locator(".annotation-text").all()]
             widths[name] = page.evaluate("document.documentElement.scrollWidth")
     assert widths == {"": 390, "slow_queries": 390, "activity": 390}
+    # the first health banner is on the first screen, the hit rates follow, details after
+    assert first_banner["y"] < 844, first_banner
+    assert first_banner["y"] < buffer_box["y"] < details["y"]
+    assert "%" in buffer_text, buffer_text  # a live number, not n/a
+    assert redis_box["y"] < details["y"]
     assert bars and max(bars) > 0.6 * 390, bars
     assert len(labels) == len(bars)
     for box, text in labels:

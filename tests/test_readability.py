@@ -1,6 +1,6 @@
 """Every page read in a real browser as a new user would, as a viewer and as a DBA: no raw
 values (None, NaN, NaT, JSON) and no SQL aliases as headers; a screenshot of each page at
-1440×900; on a phone the Overview's first health banner comes before the details."""
+1440×900. (The Overview on a phone: tests/test_browser_live.py.)"""
 
 import re
 import time
@@ -80,24 +80,3 @@ def test_every_page_reads_without_raw_values_or_aliases(synthetic_history, dashb
     assert problems == []
     # the check read real tables, not empty pages
     assert tables_seen >= {"viewer": 12, "dba": 5}[role]
-
-
-def test_overview_on_a_phone_shows_health_first(dashboard, tmp_path):
-    with chromium() as browser:
-        page = browser.new_page(viewport={"width": 390, "height": 844})
-        page.goto(dashboard, wait_until="domcontentloaded")
-        page.locator("[data-testid=stMetric]", has_text="Buffer cache hit rate").wait_for(
-            timeout=60_000)
-        _settle(page)
-        page.screenshot(path=str(tmp_path / "overview-phone.png"), full_page=True)
-        first_banner = page.locator("[data-testid=stMain] [data-testid=stAlert]").first \
-            .bounding_box()
-        buffer = page.locator("[data-testid=stMetric]",
-                              has_text="Buffer cache hit rate").bounding_box()
-        redis = page.locator("[data-testid=stMetric]",
-                             has_text="Redis hit rate").bounding_box()
-        details = page.get_by_role("heading", name="PostgreSQL").bounding_box()
-    # the first health banner is on the first screen, the hit rates follow, details after
-    assert first_banner["y"] < 844, first_banner
-    assert first_banner["y"] < buffer["y"] < details["y"]
-    assert redis["y"] < details["y"]
