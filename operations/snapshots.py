@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
+import numpy as np
 import pandas as pd
 import psycopg
 from psycopg import sql
@@ -209,11 +210,25 @@ def _plain(value, column: str):
     return value
 
 
+def _plain_column(series: pd.Series, column: str) -> list:
+    """_plain of every value of a column; a numpy integer or boolean column is plain already
+    (not pandas' nullable ones: their missing values are pd.NA).
+
+    >>> _plain_column(pd.Series([3, 4]), "calls"), _plain_column(pd.Series([1.0, None]), "calls")
+    ([3, 4], [1, None])
+    >>> _plain_column(pd.Series([5, None], dtype="Int64"), "calls")
+    [5, None]
+    """
+    values = series.tolist()
+    plain = isinstance(series.dtype, np.dtype) and series.dtype.kind in "iub"
+    return values if plain else [_plain(v, column) for v in values]
+
+
 def _rows(frame: pd.DataFrame, columns: list[str]) -> list[tuple]:
     # column by column: tolist() unwraps numpy scalars at C speed (per cell, pandas is 10× slower)
     if frame.empty:
         return []
-    return list(zip(*([_plain(v, c) for v in frame[c].tolist()] for c in columns)))
+    return list(zip(*(_plain_column(frame[c], c) for c in columns)))
 
 
 def _copy(conn: psycopg.Connection, table: str | sql.Composable, columns: list[str],

@@ -281,6 +281,27 @@ def test_a_second_agent_on_a_target_is_refused(database_url, tmp_path):
     assert "another agent already runs on target salesflow_test" in second.stdout
 
 
+def _run_until_logged(command: list[str], env: dict, url: str, state: str) -> None:
+    """An agent run until the alert log holds `state` (at most two minutes), then killed."""
+    import signal
+
+    agent = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            with psycopg.connect(url) as conn:
+                if conn.execute("SELECT to_regclass('dbpulse.alert_log')").fetchone()[0] and \
+                        conn.execute("SELECT count(*) FROM dbpulse.alert_log WHERE state = %s",
+                                     (state,)).fetchone()[0]:
+                    return
+            time.sleep(0.5)
+        pytest.fail(f"no {state} logged by the agent within two minutes")
+    finally:
+        agent.send_signal(signal.SIGKILL)
+        agent.wait(30)
+
+
 def test_killed_at_any_moment_each_change_reaches_a_channel_under_one_id(scratch_database,
                                                                          tmp_path):
     """The agent is killed (kill -9 and SIGTERM in turn) at random moments of its cycles, many
@@ -305,6 +326,9 @@ def test_killed_at_any_moment_each_change_reaches_a_channel_under_one_id(scratch
     try:
         for round_ in range(10):
             if round_ == 5:
+                # on a busy machine no agent may have finished a cycle yet: one runs until the
+                # red is logged (and is killed then), so that there is a change to go back on
+                _run_until_logged(command, env, scratch_database, "red")
                 with psycopg.connect(scratch_database, autocommit=True) as conn:
                     conn.execute("DROP INDEX t_id_key")  # the change back: recovered
             agent = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT,
