@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import psycopg
 from psycopg.types.json import Jsonb
@@ -40,16 +41,15 @@ SCOPES = {
                     THEN pg_stat_get_numscans(uc.oid) - coalesce(
                              (%(own_scans)s::jsonb ->> uc.oid::text)::bigint, 0) = 0
                     ELSE false END)))""",
-    # indexes sharing table, method, first key column and whether they have expressions and a
-    # predicate with another: the only ones that can cover each other
-    "duplicates": """i.indexrelid IN (
-        SELECT a.indexrelid FROM pg_index a
-        JOIN pg_index b ON b.indrelid = a.indrelid AND b.indexrelid <> a.indexrelid
-                       AND b.indkey[0] = a.indkey[0]
-                       AND (b.indexprs IS NULL) = (a.indexprs IS NULL)
-                       AND (b.indpred IS NULL) = (a.indpred IS NULL)
-        JOIN pg_class ac ON ac.oid = a.indexrelid
-        JOIN pg_class bc ON bc.oid = b.indexrelid AND bc.relam = ac.relam)""",
+    # indexes sharing table, first key column and whether they have expressions and a
+    # predicate with another: the only ones that can cover each other (the method is compared
+    # in covered_indexes: joining pg_class here for it doubled this read)
+    "duplicates": """EXISTS (
+        SELECT FROM pg_index b
+        WHERE b.indrelid = i.indrelid AND b.indexrelid <> i.indexrelid
+          AND b.indkey[0] = i.indkey[0]
+          AND (b.indexprs IS NULL) = (i.indexprs IS NULL)
+          AND (b.indpred IS NULL) = (i.indpred IS NULL))""",
     "invalid": "NOT i.indisvalid",
     "foreign_keys": "i.indrelid IN (SELECT conrelid FROM pg_constraint WHERE contype = 'f')",
 }
@@ -95,26 +95,32 @@ def list_indexes(conn: psycopg.Connection, scope: str | None = None, min_size_by
     own_scans = Jsonb({str(oid): n for oid, n in probes.own_scans(conn).items()})
     # the scope (or the least scanned) first, on its own: the few wanted indexes are then
     # looked up by oid (the planner knows how many) instead of the whole catalogue being
-    # joined, its expressions decompiled, and then filtered
+    # joined, its expressions decompiled, and then filtered. The oids travel as one array
+    # text, not as a list converted element by element (25,000 of them cost 40 ms of Python)
     wanted = None
     if limit:
-        wanted = [oid for oid, in conn.execute(f"""
-            SELECT i.indexrelid FROM pg_index i
-            JOIN pg_class c ON c.oid = i.indexrelid
-            JOIN pg_class t ON t.oid = i.indrelid
-            JOIN pg_namespace n ON n.oid = t.relnamespace
-            WHERE {USER_SCHEMAS}
-            ORDER BY {SCANS}, {SIZE_BYTES} DESC, i.indexrelid
-            LIMIT %(limit)s""", {"limit": limit, "block_size": block_size,
-                                 "own_scans": own_scans})]
+        wanted = conn.execute(f"""
+            SELECT coalesce(array_agg(indexrelid), '{{}}')::text FROM (
+                SELECT i.indexrelid FROM pg_index i
+                JOIN pg_class c ON c.oid = i.indexrelid
+                JOIN pg_class t ON t.oid = i.indrelid
+                JOIN pg_namespace n ON n.oid = t.relnamespace
+                WHERE {USER_SCHEMAS}
+                ORDER BY {SCANS}, {SIZE_BYTES} DESC, i.indexrelid
+                LIMIT %(limit)s) least_scanned""",
+            {"limit": limit, "block_size": block_size, "own_scans": own_scans}).fetchone()[0]
     elif scope is not None:
         # a UNION, not an OR: each part keeps its own plan
-        wanted = [oid for oid, in conn.execute(" UNION ".join(
-            f"SELECT i.indexrelid FROM pg_index i WHERE {SCOPES[part]}"
-            for part in (CHECK_SCOPES if scope == "checks" else (scope,))),
-            {"min_size_bytes": min_size_bytes, "block_size": block_size,
-             "own_scans": own_scans})]
-    only = "true" if wanted is None else "i.indexrelid = ANY(%(wanted)s::oid[])"
+        wanted = conn.execute("SELECT coalesce(array_agg(indexrelid), '{}')::text FROM ("
+                              + " UNION ".join(
+                                  f"SELECT i.indexrelid FROM pg_index i WHERE {SCOPES[part]}"
+                                  for part in (CHECK_SCOPES if scope == "checks" else (scope,)))
+                              + ") scoped",
+                              {"min_size_bytes": min_size_bytes, "block_size": block_size,
+                               "own_scans": own_scans}).fetchone()[0]
+    only = "true" if wanted is None else "i.indexrelid = ANY(%(wanted)s::text::oid[])"
+    # constraints and partition parents come from queries of their own: joined here, the
+    # planner hashed the wide rows of every index against them, a third of the query's time
     frame = to_frame(conn.execute(f"""
         SELECT n.nspname                                         AS schema_name,
                t.relname                                         AS table_name,
@@ -129,16 +135,10 @@ def list_indexes(conn: psycopg.Connection, scope: str | None = None, min_size_by
                i.indoption::text                                 AS options,
                {nulls_not_distinct}                              AS nulls_not_distinct,
                c.relkind = 'I'                                   AS is_partitioned,
-               inh.inhparent                                     AS parent_index_oid,
                i.indisunique                                     AS is_unique,
-               i.indisprimary                                    AS is_primary,
                i.indisvalid                                      AS is_valid,
                i.indisreplident                                  AS is_replica_identity,
                i.indisclustered                                  AS is_clustered,
-               i.indisready                                      AS is_ready,
-               con.contype                                       AS constraint_type,
-               con.conname                                       AS constraint_name,
-               referenced.conindid IS NOT NULL                   AS referenced_by_fk,
                CASE WHEN i.indexprs IS NOT NULL THEN pg_get_expr(i.indexprs, i.indrelid) END
                                                                  AS expressions,
                CASE WHEN i.indpred IS NOT NULL THEN pg_get_expr(i.indpred, i.indrelid) END
@@ -151,27 +151,39 @@ def list_indexes(conn: psycopg.Connection, scope: str | None = None, min_size_by
         JOIN pg_class t ON t.oid = i.indrelid
         JOIN pg_namespace n ON n.oid = t.relnamespace
         JOIN pg_am am ON am.oid = c.relam
-        LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.contype IN ('p', 'u', 'x')
-        LEFT JOIN pg_inherits inh ON inh.inhrelid = i.indexrelid
-        -- a unique index a foreign key points at cannot be dropped while the key exists
-        LEFT JOIN (SELECT DISTINCT conindid FROM pg_constraint WHERE contype = 'f') referenced
-               ON referenced.conindid = i.indexrelid
         WHERE {USER_SCHEMAS} AND {only}
         """, {"wanted": wanted, "block_size": block_size, "own_scans": own_scans},
         binary=True))
+    frame["parent_index_oid"] = frame["index_oid"].map(_index_parents(conn))
     # a replica identity index cannot go either: logical replication needs it for every
     # UPDATE and DELETE on a published table
-    frame["backs_constraint"] = (frame["constraint_type"].notna() | frame["referenced_by_fk"]
+    frame["backs_constraint"] = (frame["index_oid"].isin(_constraint_indexes(conn))
                                  | frame["is_replica_identity"])
     frame["is_partitioned"] = frame["is_partitioned"].astype(bool)
+    # each row refers to its table's list of names: an index's own are picked out only when
+    # it is described (most are never), not for every one of a big catalogue's
     names = table_column_names(conn, frame["table_oid"].unique().tolist())
-    frame["column_names"] = [_named(cols, names.get(table, ()))
-                             for table, cols in zip(frame["table_oid"], frame["columns"])]
+    frame["table_columns"] = frame["table_oid"].map(pd.Series(names, dtype=object))
     if limit:
         return frame.sort_values(["scans", "size_bytes", "index_oid"],
                                  ascending=[True, False, True], ignore_index=True)
     # one order whatever the scope, so which of two twins is named does not depend on it
     return frame.sort_values("index_oid", ignore_index=True)
+
+
+def _constraint_indexes(conn: psycopg.Connection) -> list[int]:
+    """The indexes a constraint needs: those backing a primary key, unique or exclusion
+    constraint, and the unique ones a foreign key points at (it cannot be dropped while the
+    key exists)."""
+    return [oid for oid, in conn.execute(
+        "SELECT conindid FROM pg_constraint WHERE contype IN ('p', 'u', 'x', 'f')")]
+
+
+def _index_parents(conn: psycopg.Connection) -> dict[int, int]:
+    """Index oid -> the partitioned index it is attached to."""
+    return dict(conn.execute("""
+        SELECT inh.inhrelid, inh.inhparent FROM pg_inherits inh
+        JOIN pg_class c ON c.oid = inh.inhrelid WHERE c.relkind IN ('i', 'I')""").fetchall())
 
 
 def _named(columns, table_columns) -> list[str | None]:
@@ -200,9 +212,18 @@ def table_column_names(conn: psycopg.Connection, table_oids: list[int]) -> dict[
     return dict(conn.execute("""
         SELECT a.attrelid, array_agg(a.attname ORDER BY a.attnum)
         FROM pg_attribute a
-        WHERE a.attnum > 0 AND a.attrelid = ANY(%s::oid[])
+        WHERE a.attnum > 0 AND a.attrelid = ANY(%s::text::oid[])
         GROUP BY a.attrelid
-        """, (table_oids,)).fetchall())
+        """, (_array_text(table_oids),)).fetchall())
+
+
+def _array_text(numbers: list[int]) -> str:
+    """An array literal: thousands of oids sent as one text, not converted one by one.
+
+    >>> _array_text([16384, 16390]), _array_text([])
+    ('{16384,16390}', '{}')
+    """
+    return "{" + ",".join(map(str, numbers)) + "}"
 
 
 def drop_sql(schema: str, index: str, partitioned: bool = False) -> str:
@@ -238,17 +259,23 @@ def _key_orders(row) -> list[int]:
 
 
 def _describe(row) -> str:
+    """An index's definition in short, from a list_indexes row: the method, its keys in order
+    (or its expressions), INCLUDE columns, NULLS NOT DISTINCT, the predicate."""
     if _text(row.expressions):
         body = row.expressions
     else:
-        names = [n or "?" for n in (row.column_names or [])]
+        table_columns = _list(row.table_columns)
+        count = len(table_columns)
+        names = [quote_ident(table_columns[n - 1] if 0 < n <= count else "?")
+                 for n in row.columns]
         keys, included = names[:row.key_count], names[row.key_count:]
-        orders = _key_orders(row) + [0] * len(keys)
-        body = ", ".join(quote_ident(n) + _order_text(o) for n, o in zip(keys, orders))
+        if row.options.strip("0 "):  # most indexes sort every key ascending, nulls last
+            keys = [n + ORDER_TEXTS[o & 3] for n, o in zip(keys, _key_orders(row))]
+        body = ", ".join(keys)
         if included:
-            body += ") INCLUDE (" + ", ".join(quote_ident(n) for n in included)
+            body += ") INCLUDE (" + ", ".join(included)
     text = ("UNIQUE " if row.is_unique else "") + f"{row.access_method} ({body})"
-    if getattr(row, "nulls_not_distinct", False):
+    if row.nulls_not_distinct:
         text += " NULLS NOT DISTINCT"
     return text + (f" WHERE {row.predicate}" if _text(row.predicate) else "")
 
@@ -262,6 +289,9 @@ def _order_text(option: int) -> str:
     return (" DESC" if desc else "") + (
         " NULLS FIRST" if nulls_first and not desc else " NULLS LAST" if desc and not nulls_first
         else "")
+
+
+ORDER_TEXTS = tuple(_order_text(option) for option in range(4))
 
 
 @dataclass(frozen=True)
@@ -452,24 +482,28 @@ def judge_unused(frame: pd.DataFrame, min_size_bytes: int = 0,
     Indexes in a reported duplicate pair are left out, so no two findings drop both twins."""
     skip = {(f.schema_name, f.index_name) for f in already_reported}
     skip |= {(f.schema_name, f.covered_by) for f in already_reported if f.covered_by}
-    reported = pd.MultiIndex.from_arrays([frame["schema_name"], frame["index_name"]]).isin(
-        list(skip)) if skip else False
+    reported = np.fromiter((key in skip for key in zip(frame["schema_name"], frame["index_name"])),
+                           dtype=bool, count=len(frame))
     # scans on the declared replicas count as much as those here
-    elsewhere = frame["index_oid"].map(evidence.replicas.scans).fillna(0) if evidence else 0
-    unused = frame[(frame["scans"] + elsewhere == 0) & ~frame["is_unique"]
-                 & ~frame["backs_constraint"]
-                 & frame["is_valid"] & (frame["size_bytes"] >= min_size_bytes) & ~reported
-                 & frame["parent_index_oid"].isna()]
+    scans = frame["scans"]
+    if evidence and evidence.replicas.scans:
+        scans = scans + frame["index_oid"].map(evidence.replicas.scans).fillna(0)
+    unused = frame[(scans == 0) & ~frame["is_unique"] & ~frame["backs_constraint"]
+                   & frame["is_valid"] & (frame["size_bytes"] >= min_size_bytes) & ~reported
+                   & frame["parent_index_oid"].isna()]
     # the keys no index outside the candidates supports: a candidate supporting one is kept
-    others = frame[~frame["index_oid"].isin(list(unused["index_oid"]))]
     uncovered: dict[int, list[ForeignKey]] = {}
-    for fk in unsupported_keys(foreign_keys, others):
-        uncovered.setdefault(fk.table_oid, []).append(fk)
+    if foreign_keys:
+        others = frame[~frame["index_oid"].isin(unused["index_oid"])]
+        for fk in unsupported_keys(foreign_keys, others):
+            uncovered.setdefault(fk.table_oid, []).append(fk)
+    on_replicas = (f", here and on {', '.join(evidence.replicas.read)}"
+                   if evidence and evidence.replicas.read else "")
     findings = []
-    for r in rows(unused.sort_values("size_bytes", ascending=False)):
-        name = qualified(r.schema_name, r.index_name)
-        needed_by = [fk for fk in uncovered.get(r.table_oid, []) if fk.supported_by(r)]
-        waiting, young = evidence.waiting(name) if evidence else ("drop", None)
+    for r in rows(unused[JUDGED].sort_values("size_bytes", ascending=False), index=False):
+        needed_by = [fk for fk in uncovered.get(r.table_oid, ()) if fk.supported_by(r)]
+        waiting, young = (evidence.waiting(qualified(r.schema_name, r.index_name)) if evidence
+                          else ("drop", None))
         if needed_by:
             fk = needed_by[0]
             verdict, fix = "kept", ""
@@ -480,9 +514,7 @@ def judge_unused(frame: pd.DataFrame, min_size_bytes: int = 0,
             verdict, fix, reason = waiting, "", young
         else:
             verdict, fix = "drop", drop_sql(r.schema_name, r.index_name, r.is_partitioned)
-            reason = "no scans since the statistics reset"
-            if evidence and evidence.replicas.read:
-                reason += f", here and on {', '.join(evidence.replicas.read)}"
+            reason = "no scans since the statistics reset" + on_replicas
             if r.is_partitioned:
                 reason += " on any partition"
             if r.is_clustered:
@@ -492,6 +524,12 @@ def judge_unused(frame: pd.DataFrame, min_size_bytes: int = 0,
                                      int(r.size_bytes), f"{reason}; {_describe(r)}", fix,
                                      verdict=verdict))
     return findings
+
+
+# what judging and describing a candidate reads of its row
+JUDGED = ["schema_name", "table_name", "index_name", "table_oid", "size_bytes", "is_partitioned",
+          "is_clustered", "is_valid", "is_unique", "access_method", "columns", "table_columns",
+          "key_count", "options", "nulls_not_distinct", "expressions", "predicate"]
 
 
 def unused_indexes(frame: pd.DataFrame, min_size_bytes: int = 0,
@@ -504,6 +542,11 @@ def unused_indexes(frame: pd.DataFrame, min_size_bytes: int = 0,
             if f.verdict == "drop"]
 
 
+def _list(value) -> list:
+    """A list cell, with a missing-value marker (a table whose columns were not read) as []."""
+    return value if isinstance(value, list) else []
+
+
 def _text(value) -> str | None:
     """A text cell, with any missing-value marker (None, NaN) as None."""
     return value if isinstance(value, str) else None
@@ -512,8 +555,19 @@ def _text(value) -> str | None:
 def _same_order(small, big, n: int) -> bool:
     """The first n key columns sort alike: same direction and NULLS order on every column, or
     every one reversed (a B-tree scanned backwards gives exactly the reverse order)."""
+    if _same_prefix(small.options, big.options, n):
+        return True
     a, b = _key_orders(small)[:n], _key_orders(big)[:n]
-    return a == b or (small.access_method == "btree" and a == [o ^ 3 for o in b])
+    return small.access_method == "btree" and a == [o ^ 3 for o in b]
+
+
+def _same_prefix(a: str, b: str, n: int) -> bool:
+    """The first n entries of two pg_index vectors as text ("1978 1978") are equal.
+
+    >>> _same_prefix("1 2", "1 2", 2), _same_prefix("1", "1 3", 1), _same_prefix("1 2", "1 3", 2)
+    (True, True, False)
+    """
+    return a == b or a.split()[:n] == b.split()[:n]
 
 
 def _covers(small, big) -> bool:
@@ -526,12 +580,11 @@ def _covers(small, big) -> bool:
     n = small.key_count
     if n > big.key_count or small.columns[:n] != big.columns[:n]:
         return False
-    # operator classes and collations as oidvector text ("1978 1978"), split only here
-    if (small.opclasses.split()[:n] != big.opclasses.split()[:n]
-            or small.collations.split()[:n] != big.collations.split()[:n]
-            or not _same_order(small, big, n)):
+    if not (_same_prefix(small.opclasses, big.opclasses, n)
+            and _same_prefix(small.collations, big.collations, n)
+            and _same_order(small, big, n)):
         return False
-    return set(small.columns[n:]) <= set(big.columns)
+    return len(small.columns) == n or set(small.columns[n:]) <= set(big.columns)
 
 
 def _enforces_as_much(small, big) -> bool:
@@ -578,7 +631,7 @@ def covered_indexes(frame: pd.DataFrame) -> list[Covered]:
               "access_method", "columns", "key_count", "opclasses", "collations", "options",
               "is_unique", "nulls_not_distinct", "is_partitioned", "backs_constraint",
               "is_clustered",
-              "expressions", "predicate", "size_bytes", "scans", "column_names"]
+              "expressions", "predicate", "size_bytes", "scans", "table_columns"]
     candidates = frame[frame["is_valid"] & frame["parent_index_oid"].isna()]
     # most indexes share their table with no other index of the same kind: skip them in bulk
     group_key = [candidates["table_oid"], candidates["access_method"],
@@ -614,8 +667,8 @@ def duplicate_indexes(frame: pd.DataFrame) -> list[IndexFinding]:
     """The covered indexes (covered_indexes) as findings: why, and the DROP."""
     findings = []
     for small, big in ((c.small, c.big) for c in covered_indexes(frame)):
-        mutual = (_covers(big, small) and big.is_unique == small.is_unique
-                  and big.nulls_not_distinct == small.nulls_not_distinct)
+        mutual = (big.is_unique == small.is_unique
+                  and big.nulls_not_distinct == small.nulls_not_distinct and _covers(big, small))
         kind = "duplicate of" if mutual else "redundant: its columns lead"
         serves = "every lookup and sort order" + (" and the uniqueness"
                                                   if small.is_unique else "")
