@@ -24,6 +24,7 @@ from agent.metrics import LastCycle, TargetFigures
 from foundation import capabilities
 from foundation.config import Settings, Target
 from foundation.connections import DatabaseProblem, admin_connection, monitoring_connection
+from foundation.frames import rows
 from foundation.plan import current as current_plan
 from foundation.roles import Actor
 from operations import actions, alert_log, fleet
@@ -38,18 +39,17 @@ def measure(target: Target, settings: Settings) -> TargetFigures:
     down."""
     figures = TargetFigures({})
 
-    def kpis(conn: psycopg.Connection, caps: capabilities.Capabilities) -> None:
-        if caps.has_pg_stat_statements:
-            ext = caps.extension("pg_stat_statements")
-            kpi = statements.slow_query_kpi(conn, ext, settings.kpi_slow_ms)
+    def kpis(conn: psycopg.Connection, caps: capabilities.Capabilities,
+             kpi: statements.SlowQueryKpi | None) -> None:
+        if kpi is not None:  # the checks' own read: the busiest statements come from it too
             figures.slow_calls = (kpi.slow_calls_low, kpi.slow_calls_high, kpi.total_calls)
             figures.exec_ms = kpi.total_exec_ms
-            top = statements.top_statements(conn, ext, statements.StatementFilter(
-                limit=TOP_STATEMENTS))
+            # another role's statements have no queryid without pg_read_all_stats
+            known = kpi.entries[kpi.entries["queryid"].notna()]
             figures.statements = [
                 {"queryid": statements.queryid_text(r.queryid), "calls": int(r.calls),
                  "exec_ms": float(r.total_exec_ms)}
-                for r in top.itertuples() if r.queryid == r.queryid]
+                for r in rows(known.nlargest(TOP_STATEMENTS, "total_exec_ms"))]
         views = matviews.list_matviews(conn, settings.matview_max_age_minutes)
         figures.view_ages = {f"{r.schema_name}.{r.view_name}":
                              None if pd.isna(r.age_minutes) else float(r.age_minutes)

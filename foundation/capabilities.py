@@ -6,6 +6,7 @@ dashboard can say it instead of failing later.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import psycopg
@@ -90,8 +91,13 @@ def _statements_loaded(conn: psycopg.Connection, ext: Extension) -> bool | None:
     without the statement texts: the texts live in a file the plain view reads whole."""
     if not ext.installed or not ext.usable:
         return None
-    query = sql.SQL("SELECT 1 FROM {}.pg_stat_statements(false) LIMIT 1").format(
-        sql.Identifier(ext.schema))
+    # from 1.9 its info view answers the same (it fails alike without the preload) from one
+    # shared counter; the entries function builds every entry of the server first, even for
+    # LIMIT 1 (5 ms with 5,000 entries, on every page load and agent cycle)
+    source = ("pg_stat_statements_info" if _version(ext.installed_version) >= (1, 9)
+              else "pg_stat_statements(false)")
+    query = sql.SQL("SELECT 1 FROM {}.{} LIMIT 1").format(sql.Identifier(ext.schema),
+                                                           sql.SQL(source))
     try:
         conn.execute(query)
         return True
@@ -99,6 +105,14 @@ def _statements_loaded(conn: psycopg.Connection, ext: Extension) -> bool | None:
         return False
     except psycopg.Error:  # e.g. no USAGE on its schema: we cannot tell
         return None
+
+
+def _version(text: str) -> tuple[int, ...]:
+    """
+    >>> _version("1.10") > _version("1.9") > _version("1.8")
+    True
+    """
+    return tuple(int(part) for part in re.findall(r"\d+", text))
 
 
 def detect(conn: psycopg.Connection) -> Capabilities:

@@ -56,7 +56,24 @@ class Finding:
         return asdict(self)
 
 
-def check_slow_queries(conn, caps: Capabilities, settings: Settings) -> Finding:
+def slow_query_kpi(conn, caps: Capabilities,
+                   settings: Settings) -> statements.SlowQueryKpi | None:
+    """The KPI as the slow-query check reads it, for a caller that wants its figures too (one
+    read of pg_stat_statements instead of two); None where it cannot be read (the check then
+    says why)."""
+    if not caps.has_pg_stat_statements:
+        return None
+    try:
+        return statements.slow_query_kpi(conn, caps.extension("pg_stat_statements"),
+                                         settings.kpi_slow_ms, settings.slow_query_mean_ms,
+                                         settings.slow_query_min_calls)
+    except psycopg.Error:
+        return None
+
+
+def check_slow_queries(conn, caps: Capabilities, settings: Settings,
+                       kpi: statements.SlowQueryKpi | None = None) -> Finding:
+    """kpi: slow_query_kpi's, when the caller has read it already."""
     page = "slow_queries"
     if not caps.has_pg_stat_statements:
         # the capability that is missing says why, with its fix (an install, the preload, or
@@ -67,9 +84,10 @@ def check_slow_queries(conn, caps: Capabilities, settings: Settings) -> Finding:
                         "here") + " Statements cannot be judged.", page,
                        fix=issue.fix if issue else
                        "CREATE EXTENSION IF NOT EXISTS pg_stat_statements;")
-    ext = caps.extension("pg_stat_statements")
-    kpi = statements.slow_query_kpi(conn, ext, settings.kpi_slow_ms,
-                                    settings.slow_query_mean_ms, settings.slow_query_min_calls)
+    if kpi is None:
+        kpi = statements.slow_query_kpi(conn, caps.extension("pg_stat_statements"),
+                                        settings.kpi_slow_ms, settings.slow_query_mean_ms,
+                                        settings.slow_query_min_calls)
     slow = kpi.slow_statements
     # red only when even the lower bound of the slow-call share misses the plan's target
     kpi_state = kpi.state(settings.kpi_slow_share_target)
@@ -415,14 +433,16 @@ def run_all(conn: psycopg.Connection, caps: Capabilities, settings: Settings,
             spare_conn: psycopg.Connection | None = None,
             rates: cache.CacheHitRates | None = None,
             index_findings: Future | None = None,
-            replica_urls: tuple[str, ...] = ()) -> list[Finding]:
+            replica_urls: tuple[str, ...] = (),
+            kpi: statements.SlowQueryKpi | None = None) -> list[Finding]:
     """Every check; one that fails (a timeout, a missing privilege) becomes a grey finding
     with its reason instead of stopping the others. spare_conn: a second connection to the same
     database, on which the index checks (most of the time on a big catalogue) run meanwhile;
     or index_findings: those checks already started by the caller (index_checks_aside), which
-    can then read more on this connection while they run; rates: the buffer cache figures,
-    when the caller has read them already; replica_urls: the target's declared read replicas."""
-    runs = {"slow_queries": lambda c: [check_slow_queries(c, caps, settings)],
+    can then read more on this connection while they run; rates and kpi: the buffer cache
+    figures and slow_query_kpi's, when the caller has read them already; replica_urls: the
+    target's declared read replicas."""
+    runs = {"slow_queries": lambda c: [check_slow_queries(c, caps, settings, kpi)],
             "indexes": lambda c: check_indexes(c, settings, replica_urls),
             "bloat": lambda c: [check_bloat(c, settings)],
             "vacuum": lambda c: check_vacuum(c, settings),

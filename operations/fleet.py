@@ -20,7 +20,7 @@ from foundation.columns import Column
 from foundation.config import Settings, Target
 from foundation.connections import DatabaseProblem, monitoring_connection
 from operations import checks
-from reads import cache, redis_cache, replication
+from reads import cache, redis_cache, replication, statements
 
 SEVERITY_RANK = {"down": -1, **checks.SEVERITY_ORDER}
 WORKERS = 8  # targets read at once, so as many connections: most of a read is waiting
@@ -38,11 +38,12 @@ def topology(conn: psycopg.Connection, target: Target) -> str:
 
 
 def target_report(target: Target, settings: Settings,
-                  also: Callable[[psycopg.Connection, capabilities.Capabilities], object]
-                  | None = None) -> dict:
+                  also: Callable[[psycopg.Connection, capabilities.Capabilities,
+                                  statements.SlowQueryKpi | None], object] | None = None) -> dict:
     """One target's health: PostgreSQL identity, checks and buffer hit rate, each Redis's hit
     rate; a server that cannot be reached is an error entry, and makes the target red. `also`
-    reads more on the same connection (the agent's KPIs): its result is report["also"]."""
+    reads more on the same connection (the agent's KPIs), given the slow-query KPI the checks
+    read (None where it could not be): its result is report["also"]."""
     t0 = time.monotonic()
     report: dict = {"target": target.name, "findings": [],
                     "measured_at": datetime.now(timezone.utc)}
@@ -52,11 +53,14 @@ def target_report(target: Target, settings: Settings,
             identity = server.server_identity(conn, with_size=True)
             caps = capabilities.detect(conn)
             hit = cache.cache_hit_rates(conn)
+            # read once for the check and for `also`: each read of pg_stat_statements builds
+            # every entry of the server
+            kpi = checks.slow_query_kpi(conn, caps, settings)
             findings = checks.run_all(conn, caps, settings, rates=hit,
-                                      replica_urls=target.replica_urls)
+                                      replica_urls=target.replica_urls, kpi=kpi)
             report["topology"] = topology(conn, target)
             if also is not None:
-                report["also"] = also(conn, caps)
+                report["also"] = also(conn, caps, kpi)
         report["postgres"] = {
             "version": identity.version, "database": identity.database,
             "uptime_s": round(identity.uptime.total_seconds()),

@@ -86,12 +86,12 @@ def _statement_counters(conn: psycopg.Connection, ext: capabilities.Extension) -
                max(e.minmax_since) AS minmax_since
         FROM entries e
         LEFT JOIN pg_roles r ON r.oid = e.userid
-        WHERE e.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-          AND e.queryid IS NOT NULL
+        WHERE e.queryid IS NOT NULL
           AND e.query NOT LIKE %(own_tag)s
           AND e.query NOT LIKE '%%dbpulse.%%'  -- untagged parts of DB Pulse's schema scripts
         GROUP BY e.queryid, e.userid, r.rolname
-        """).format(entries=statements.entries_query(ext)), {"own_tag": "%" + OWN_STATEMENT_TAG}))
+        """).format(entries=statements.entries_query(ext, this_database=True)),
+        {"own_tag": "%" + OWN_STATEMENT_TAG}))
     frame["query"] = frame["query"].map(redact_text)  # stored texts carry no password
     return frame
 

@@ -8,7 +8,7 @@ named by the minimum version it needs; the filtering and ranking around it is sh
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -56,15 +56,21 @@ def entries_file(extversion: str) -> Path:
     return usable[-1]
 
 
-def entries_query(ext: Extension) -> sql.Composable:
-    """The version-specific entries SELECT, for use as a CTE."""
+def entries_query(ext: Extension, this_database: bool = False) -> sql.Composable:
+    """The version-specific entries SELECT, for use as a CTE; with this_database, only the
+    connected database's entries (the function returns every database's: filtered inside, the
+    CTE, which PostgreSQL materializes as the function is volatile, holds only these)."""
     if not ext.installed:
         raise StatementsUnavailable("pg_stat_statements is not installed in this database: "
                                     "CREATE EXTENSION IF NOT EXISTS pg_stat_statements;")
     text = "\n".join(line for line in entries_file(ext.installed_version).read_text().splitlines()
                      if not line.startswith("--"))
-    return sql.SQL(text).format(pss=sql.SQL("{}.{}").format(
+    query = sql.SQL(text).format(pss=sql.SQL("{}.{}").format(
         sql.Identifier(ext.schema), sql.Identifier("pg_stat_statements")))
+    if this_database:
+        query += sql.SQL("\nWHERE s.dbid = (SELECT oid FROM pg_database "
+                         "WHERE datname = current_database())")
+    return query
 
 
 @dataclass
@@ -206,6 +212,9 @@ class SlowQueryKpi:
     slow_statements: int = 0
     slowest_queryids: tuple = ()
     total_exec_ms: float = 0.0   # every call's execution time together
+    # the statements counted, read from pg_stat_statements (queryid, calls, total_exec_ms):
+    # the agent's busiest statements come from the same read
+    entries: pd.DataFrame | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def of(cls, frame: pd.DataFrame, threshold_ms: float, extremes_are_calls: bool
@@ -263,16 +272,16 @@ def slow_query_kpi(conn: psycopg.Connection, ext: Extension, threshold_ms: float
     statements slow on average (the slow-query check), from the same read."""
     frame = to_frame(conn.execute(sql.SQL("""
         WITH entries AS ({entries})
-        SELECT calls::float8 AS calls, mean_exec_ms, min_exec_ms, max_exec_ms, queryid,
-               NOT coalesce(minmax_partial, false) AS extremes_cover,
+        SELECT calls::float8 AS calls, mean_exec_ms, min_exec_ms, max_exec_ms, total_exec_ms,
+               queryid, NOT coalesce(minmax_partial, false) AS extremes_cover,
                calls >= %(min_calls)s AND mean_exec_ms >= %(slow_mean)s AS slow
         FROM entries
-        WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-          AND query NOT LIKE %(own_tag)s AND calls > 0
-        """).format(entries=entries_query(ext)),
+        WHERE query NOT LIKE %(own_tag)s AND calls > 0
+        """).format(entries=entries_query(ext, this_database=True)),
         {"own_tag": "%" + OWN_STATEMENT_TAG, "min_calls": min_calls,
          "slow_mean": slow_mean_ms}))
     kpi = SlowQueryKpi.of(frame, threshold_ms, extremes_are_calls=True)
+    kpi.entries = frame[["queryid", "calls", "total_exec_ms"]]
     if not frame.empty:
         slow = frame[frame["slow"].fillna(False).astype(bool)]
         kpi.slow_statements = len(slow)

@@ -19,7 +19,7 @@ from psycopg import conninfo, sql
 
 from agent.locks import AGENT_LOCK_KEY, AlreadyRunning, Locks
 from agent.metrics import serve
-from agent.runner import Agent
+from agent.runner import TOP_STATEMENTS, Agent, measure
 from demo.stack import free_port
 from foundation.config import Settings, Target
 from foundation.markup import shown
@@ -261,6 +261,41 @@ def test_metrics_parse_equal_the_checks_and_come_from_the_last_cycle(scratch_dat
     assert not labels & {"statement", "instance", "job", "severity"}
     checked = subprocess.run([promtool(), "check", "metrics"], input=text, capture_output=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_busiest_statements_are_the_applications_from_the_checks_own_read(
+        scratch_database):
+    """The agent's busiest statements (the dbpulse_statement_* series) and its slow-call KPI
+    come from the one read the slow-query check makes: the workload's statements with their
+    calls and time as pg_stat_statements holds them, none of DB Pulse's own."""
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION pg_stat_statements")
+        conn.execute("CREATE TABLE busy (id int)")
+        for i in range(30):
+            conn.execute("SELECT pg_sleep(0.002), %s::int", (i,))
+        for i in range(5):
+            conn.execute("INSERT INTO busy VALUES (%s)", (i,))
+    figures = measure(Target("scratch", scratch_database, scratch_database),
+                      Settings(role="viewer"))
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        entries = conn.execute("""
+            SELECT queryid::text, calls, total_exec_time, query LIKE '%%/* dbpulse */'
+            FROM pg_stat_statements
+            WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+              AND calls > 0  -- this read itself is an entry already, without calls
+            """).fetchall()
+    theirs = {q: (calls, ms) for q, calls, ms, own in entries if not own}
+    sleep_id = next(q for q, *_ in entries
+                    if q in theirs and theirs[q][0] == 30 and theirs[q][1] >= 60)
+    busiest = figures.statements[0]
+    assert (busiest["queryid"], busiest["calls"]) == (sleep_id, 30)
+    assert busiest["exec_ms"] == pytest.approx(theirs[sleep_id][1], rel=1e-9)
+    shown_ids = [s["queryid"] for s in figures.statements]
+    assert set(shown_ids) <= set(theirs) and len(shown_ids) == min(TOP_STATEMENTS, len(theirs))
+    assert [s["exec_ms"] for s in figures.statements] == sorted(
+        (s["exec_ms"] for s in figures.statements), reverse=True)
+    # every call of the application's statements, none of DB Pulse's (read after its checks)
+    assert figures.slow_calls[2] == sum(calls for calls, _ in theirs.values())
 
 
 def test_a_second_agent_on_a_target_is_refused(database_url, tmp_path):
