@@ -1,6 +1,8 @@
 """Benchmark: the Overview, Indexes and Bloat pages drawn in headless Chromium on the big
 catalogue of bench/catalog_scale.py (issue 15's goals: Overview under 1.5 s on first load and
-under 0.7 s from the cache; Indexes and Bloat under 1 s).
+under 0.7 s from the cache; Indexes and Bloat under 1 s; issue 32's: Overview and Indexes first
+loads within 0.4 s of the reload floor measured in the same run, reloads from the cache within
+0.2 s of it).
 
 Each round starts a fresh dashboard (empty caches), then per page: the first load (the
 Overview opened by its address, the others by their sidebar link, until the page's script
@@ -41,6 +43,9 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
 # page path -> (its title, first-load goal s, cached goal s)
 PAGES = {"": ("Overview", 1.5, 0.7), "indexes": ("Indexes", 1.0, 1.0),
          "bloat": ("Bloat and vacuum", 1.0, 1.0)}
+# issue 32: how far above Streamlit's own reload floor (same run) a first load and a reload
+# from the cache may be, s
+OVER_FLOOR_GOALS = {"Overview": (0.4, 0.2), "Indexes": (0.4, 0.2)}
 FINISHED = """title => {
     const app = document.querySelector('[data-testid=stApp]');
     const heading = [...document.querySelectorAll('h1')].some(h => h.innerText.includes(title));
@@ -161,8 +166,18 @@ def main() -> None:
                          "met": cached <= cached_goal},
             "cached_reload_s": statistics.median(r[title]["cached_reload_s"] for r in rounds),
             "cut_tables": rounds[-1][title]["cut_tables"]}
-    result["all_goals_met"] = all(p["first_s"]["met"] and p["cached_s"]["met"]
-                                  for p in result["pages"].values())
+        if title in OVER_FLOOR_GOALS:
+            page, floor = result["pages"][title], result["floor_reload_s"]
+            for key, figure, goal in zip(("first_over_floor_s", "cached_reload_over_floor_s"),
+                                         (first, page["cached_reload_s"]),
+                                         OVER_FLOOR_GOALS[title]):
+                page[key] = {"median": round(figure - floor, 3), "goal": goal,
+                             "met": figure - floor <= goal}
+    result["all_goals_met"] = all(
+        p["first_s"]["met"] and p["cached_s"]["met"]
+        and all(p[k]["met"] for k in ("first_over_floor_s", "cached_reload_over_floor_s")
+                if k in p)
+        for p in result["pages"].values())
     print(json.dumps(result, indent=2))
 
 
