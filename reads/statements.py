@@ -153,7 +153,8 @@ def statements_info(conn: psycopg.Connection, ext: Extension) -> StatementsInfo:
     if has_info:
         dealloc, reset = conn.execute(sql.SQL("SELECT dealloc, stats_reset FROM {}.{}").format(
             sql.Identifier(ext.schema), sql.Identifier("pg_stat_statements_info"))).fetchone()
-    count = conn.execute(sql.SQL("SELECT count(*) FROM {}.{}").format(
+    # without the texts: the view loads the whole file of them to count the entries
+    count = conn.execute(sql.SQL("SELECT count(*) FROM {}.{}(false)").format(
         sql.Identifier(ext.schema), sql.Identifier("pg_stat_statements"))).fetchone()[0]
     max_entries = conn.execute("SELECT current_setting('pg_stat_statements.max', true)").fetchone()[0]
     return StatementsInfo(dealloc, reset, int(max_entries) if max_entries else None, count)
