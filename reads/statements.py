@@ -273,8 +273,8 @@ def slow_query_kpi(conn: psycopg.Connection, ext: Extension, threshold_ms: float
     statements slow on average (the slow-query check), from the same read."""
     frame = to_frame(conn.execute(sql.SQL("""
         WITH entries AS ({entries})
-        SELECT calls::float8 AS calls, mean_exec_ms, min_exec_ms, max_exec_ms, total_exec_ms,
-               queryid, NOT coalesce(minmax_partial, false) AS extremes_cover,
+        SELECT calls::float8 AS calls, mean_exec_ms, min_exec_ms, max_exec_ms, queryid,
+               NOT coalesce(minmax_partial, false) AS extremes_cover,
                calls >= %(min_calls)s AND mean_exec_ms >= %(slow_mean)s AS slow
         FROM entries
         WHERE query NOT LIKE %(own_tag)s AND calls > 0
@@ -282,7 +282,9 @@ def slow_query_kpi(conn: psycopg.Connection, ext: Extension, threshold_ms: float
         {"own_tag": "%" + OWN_STATEMENT_TAG, "min_calls": min_calls,
          "slow_mean": slow_mean_ms}))
     kpi = SlowQueryKpi.of(frame, threshold_ms, extremes_are_calls=True)
-    kpi.entries = frame[["queryid", "calls", "total_exec_ms"]]
+    # each statement's time as the KPI's total counts it (calls x mean)
+    kpi.entries = pd.DataFrame({"queryid": frame["queryid"], "calls": frame["calls"],
+                                "total_exec_ms": frame["calls"] * frame["mean_exec_ms"]})
     if not frame.empty:
         slow = frame[frame["slow"].fillna(False).astype(bool)]
         kpi.slow_statements = len(slow)
