@@ -53,7 +53,11 @@ def test_top_statements_ranking_filters_and_shares(workload, settings):
                                                                              limit=500))
     assert list(top["total_exec_ms"]) == sorted(top["total_exec_ms"], reverse=True)
     assert by_calls.iloc[0]["calls"] == 120 and (by_calls["calls"] >= 100).all()
-    assert 'FROM "Weird ""Name"" Table" WHERE id > $1' in texts.iloc[0]["query"]
+    # the filter is a case-insensitive substring: every statement naming the table, and only
+    # those (which of them took longest depends on the machine: the CREATE TABLE may)
+    assert texts["query"].str.contains('"Weird ""Name"" Table"', regex=False).all()
+    assert any('FROM "Weird ""Name"" Table" WHERE id > $1' in q for q in texts["query"])
+    assert len(texts) == 3  # CREATE TABLE, INSERT, SELECT count(*)
     assert not top["query"].str.endswith(OWN_STATEMENT_TAG).any()
     assert own["query"].str.endswith(OWN_STATEMENT_TAG).any()
     assert 0 < top["share_of_total_time"].max() <= 1
