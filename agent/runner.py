@@ -306,16 +306,11 @@ class Agent:
                    if failed else "")]
 
     def run(self, every_s: float, once: bool = False) -> int:
-        if self.state_path is not None:
-            self.alerter.load(self.state_path)
-        targets = self.claim()
-        if not targets and not self.pool:
-            self.log("no target left to watch: every one has an agent already")
-            return 2
         # SIGTERM (systemctl stop/restart) ends the process like Ctrl-C: the cycle is left
         # where it is, the outbox as last written; what was not marked sent goes next start.
         # The flag too: Python drops an exception raised while a __del__ or a callback runs,
-        # and the agent must still stop, at the latest when its cycle ends.
+        # and the agent must still stop, at the latest when its cycle ends. Caught from the
+        # start, so that a stop while it claims its targets is clean too.
         stopping = threading.Event()
 
         def stop(signum, frame):
@@ -324,6 +319,12 @@ class Agent:
 
         previous = signal.signal(signal.SIGTERM, stop)
         try:
+            if self.state_path is not None:
+                self.alerter.load(self.state_path)
+            targets = self.claim()
+            if not targets and not self.pool:
+                self.log("no target left to watch: every one has an agent already")
+                return 2
             while not stopping.is_set():
                 started = time.monotonic()
                 self.cycle(targets)

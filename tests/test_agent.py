@@ -316,6 +316,24 @@ def test_a_second_agent_on_a_target_is_refused(database_url, tmp_path):
     assert "another agent already runs on target salesflow_test" in second.stdout
 
 
+def _wait_until_claimed(url: str, timeout_s: float = 60) -> None:
+    """Until an agent started from now on holds the lock of the target at `url`."""
+    since = datetime.now(timezone.utc)
+    name = conninfo.conninfo_to_dict(url)["dbname"]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with psycopg.connect(url) as conn:
+            if conn.execute(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+                    "JOIN pg_database d ON d.oid = l.objid WHERE l.locktype = 'advisory' "
+                    "AND l.granted AND l.classid = %s::oid AND l.objsubid = 2 "
+                    "AND d.datname = %s AND a.backend_start >= %s",
+                    (AGENT_LOCK_KEY, name, since)).fetchone()[0]:
+                return
+        time.sleep(0.2)
+    pytest.fail(f"no agent claimed {name} within {timeout_s:g} s")
+
+
 def _run_until_logged(command: list[str], env: dict, url: str, state: str) -> None:
     """An agent run until the alert log holds `state` (at most two minutes), then killed."""
     import signal
@@ -373,6 +391,9 @@ def test_killed_at_any_moment_each_change_reaches_a_channel_under_one_id(scratch
             agent.wait(30)
         agent = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # its SIGTERM handler is in place once it holds the target (on a busy machine the
+        # waits below may end before it has imported and connected)
+        _wait_until_claimed(scratch_database)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and {p["state"] for p in hooks.posts.get(
                 "/hook", [])} != {"red", "recovered"}:
