@@ -64,6 +64,8 @@ def test_a_paused_standby_shows_lag_on_both_sides(standby, settings):
             lag, _, _ = checks.check_replication(conn, strict)
         assert lag.severity == "amber" and "walreceiver" in lag.objects[0]
         with monitoring_connection(url, settings) as conn:
+            # the primary counts WAL not yet sent too: wait until the standby has received it
+            _until(lambda: (replication.recovery(conn).receive_behind_bytes or 0) > 100_000)
             seen = replication.recovery(conn)
             own, _, _ = checks.check_replication(conn, strict)
         assert seen.paused and seen.receive_behind_bytes > 100_000
