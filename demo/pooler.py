@@ -14,6 +14,7 @@ from pathlib import Path
 import psutil
 
 from demo.stack import (
+    DEFAULT_POOLER_PORT,
     PG_SYSTEM_USER,
     StackError,
     give_to_pg_user,
@@ -22,7 +23,7 @@ from demo.stack import (
     process_alive,
 )
 
-DEFAULT_PORT = 56432
+DEFAULT_PORT = DEFAULT_POOLER_PORT
 
 
 def binary() -> str | None:

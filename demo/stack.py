@@ -29,6 +29,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ROOT = PROJECT_ROOT / ".dbpulse" / "demo"
 DEFAULT_PG_PORT = 55432
 DEFAULT_REDIS_PORT = 56379
+DEFAULT_POOLER_PORT = 56432  # demo/pooler.py's PgBouncer
 DEMO_DATABASE = "salesflow"
 # A local, loopback-only demo server: the password exists so that password checks are real.
 DEMO_PASSWORD = "dbpulse-demo"
@@ -131,9 +132,14 @@ def port_is_free(port: int) -> bool:
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port, never one of the demo's own: the operating system hands them out
+    too (they lie in its ephemeral range), and a demo may be about to start on them."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in (DEFAULT_PG_PORT, DEFAULT_REDIS_PORT, DEFAULT_POOLER_PORT):
+            return port
 
 
 def pid_from_file(path: Path) -> int | None:
