@@ -94,7 +94,7 @@ def _statements_loaded(conn: psycopg.Connection, ext: Extension) -> bool | None:
     # from 1.9 its info view answers the same (it fails alike without the preload) from one
     # shared counter; the entries function builds every entry of the server first, even for
     # LIMIT 1 (5 ms with 5,000 entries, on every page load and agent cycle)
-    source = ("pg_stat_statements_info" if _version(ext.installed_version) >= (1, 9)
+    source = ("pg_stat_statements_info" if version_tuple(ext.installed_version) >= (1, 9)
               else "pg_stat_statements(false)")
     query = sql.SQL("SELECT 1 FROM {}.{} LIMIT 1").format(sql.Identifier(ext.schema),
                                                            sql.SQL(source))
@@ -107,9 +107,10 @@ def _statements_loaded(conn: psycopg.Connection, ext: Extension) -> bool | None:
         return None
 
 
-def _version(text: str) -> tuple[int, ...]:
-    """
-    >>> _version("1.10") > _version("1.9") > _version("1.8")
+def version_tuple(text: str) -> tuple[int, ...]:
+    """An extension's version as numbers, to compare.
+
+    >>> version_tuple("1.10") > version_tuple("1.9") > version_tuple("1.8")
     True
     """
     return tuple(int(part) for part in re.findall(r"\d+", text))

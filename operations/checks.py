@@ -64,11 +64,15 @@ def slow_query_kpi(conn, caps: Capabilities,
     if not caps.has_pg_stat_statements:
         return None
     try:
-        return statements.slow_query_kpi(conn, caps.extension("pg_stat_statements"),
-                                         settings.kpi_slow_ms, settings.slow_query_mean_ms,
-                                         settings.slow_query_min_calls)
+        return _read_kpi(conn, caps, settings)
     except psycopg.Error:
         return None
+
+
+def _read_kpi(conn, caps: Capabilities, settings: Settings) -> statements.SlowQueryKpi:
+    return statements.slow_query_kpi(conn, caps.extension("pg_stat_statements"),
+                                     settings.kpi_slow_ms, settings.slow_query_mean_ms,
+                                     settings.slow_query_min_calls)
 
 
 def check_slow_queries(conn, caps: Capabilities, settings: Settings,
@@ -85,9 +89,7 @@ def check_slow_queries(conn, caps: Capabilities, settings: Settings,
                        fix=issue.fix if issue else
                        "CREATE EXTENSION IF NOT EXISTS pg_stat_statements;")
     if kpi is None:
-        kpi = statements.slow_query_kpi(conn, caps.extension("pg_stat_statements"),
-                                        settings.kpi_slow_ms, settings.slow_query_mean_ms,
-                                        settings.slow_query_min_calls)
+        kpi = _read_kpi(conn, caps, settings)
     slow = kpi.slow_statements
     # red only when even the lower bound of the slow-call share misses the plan's target
     kpi_state = kpi.state(settings.kpi_slow_share_target)

@@ -242,10 +242,7 @@ def _describe(row) -> str:
     if _text(row.expressions):
         body = row.expressions
     else:
-        table_columns = _list(row.table_columns)
-        count = len(table_columns)
-        names = [quote_ident(table_columns[n - 1] if 0 < n <= count else "?")
-                 for n in row.columns]
+        names = [quote_ident(n or "?") for n in _named(row.columns, _list(row.table_columns))]
         keys, included = names[:row.key_count], names[row.key_count:]
         if row.options.strip("0 "):  # most indexes sort every key ascending, nulls last
             keys = [n + ORDER_TEXTS[o & 3] for n, o in zip(keys, _key_orders(row))]

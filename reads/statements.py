@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 
 from foundation import plan_login
-from foundation.capabilities import Extension
+from foundation.capabilities import Extension, version_tuple
 from foundation.columns import DATABASE, ROLE, STATEMENT, Column
 from foundation.connections import OWN_STATEMENT_TAG
 from foundation.frames import to_frame
@@ -38,10 +38,6 @@ INSUFFICIENT_PRIVILEGE = "<insufficient privilege>"
 
 class StatementsUnavailable(RuntimeError):
     """pg_stat_statements cannot be read here; the message says why and what to do."""
-
-
-def version_tuple(version: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in re.findall(r"\d+", version))
 
 
 def entries_file(extversion: str) -> Path:
