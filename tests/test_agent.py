@@ -285,15 +285,14 @@ def test_the_busiest_statements_are_the_applications_from_the_checks_own_read(
               AND calls > 0  -- this read itself is an entry already, without calls
             """).fetchall()
     theirs = {q: (calls, ms) for q, calls, ms, own in entries if not own}
-    sleep_id = next(q for q, *_ in entries
-                    if q in theirs and theirs[q][0] == 30 and theirs[q][1] >= 60)
-    busiest = figures.statements[0]
-    assert (busiest["queryid"], busiest["calls"]) == (sleep_id, 30)
-    assert busiest["exec_ms"] == pytest.approx(theirs[sleep_id][1], rel=1e-9)
-    shown_ids = [s["queryid"] for s in figures.statements]
-    assert set(shown_ids) <= set(theirs) and len(shown_ids) == min(TOP_STATEMENTS, len(theirs))
-    assert [s["exec_ms"] for s in figures.statements] == sorted(
-        (s["exec_ms"] for s in figures.statements), reverse=True)
+    # the ranking pg_stat_statements itself gives (under load a one-call DDL can outweigh
+    # the sleeps, so the order is read, not assumed)
+    ranked = sorted(theirs, key=lambda q: theirs[q][1], reverse=True)[:TOP_STATEMENTS]
+    shown = [(s["queryid"], s["calls"]) for s in figures.statements]
+    assert shown == [(q, theirs[q][0]) for q in ranked]
+    assert [s["exec_ms"] for s in figures.statements] == pytest.approx(
+        [theirs[q][1] for q in ranked], rel=1e-9)
+    assert any(theirs[q][0] == 30 for q in ranked)  # the sleeps, with every call
     # every call of the application's statements, none of DB Pulse's (read after its checks)
     assert figures.slow_calls[2] == sum(calls for calls, _ in theirs.values())
 
