@@ -40,7 +40,7 @@ def measure(target: Target, settings: Settings) -> TargetFigures:
     figures = TargetFigures({})
 
     def kpis(conn: psycopg.Connection, caps: capabilities.Capabilities,
-             kpi: statements.SlowQueryKpi | None) -> None:
+             kpi: statements.SlowQueryKpi | None, views: pd.DataFrame | None) -> None:
         if kpi is not None:  # the checks' own read: the busiest statements come from it too
             figures.slow_calls = (kpi.slow_calls_low, kpi.slow_calls_high, kpi.total_calls)
             figures.exec_ms = kpi.total_exec_ms
@@ -50,16 +50,17 @@ def measure(target: Target, settings: Settings) -> TargetFigures:
                 {"queryid": statements.queryid_text(r.queryid), "calls": int(r.calls),
                  "exec_ms": float(r.total_exec_ms)}
                 for r in rows(known.nlargest(TOP_STATEMENTS, "total_exec_ms"))]
-        views = matviews.list_matviews(conn, settings.matview_max_age_minutes)
-        figures.view_ages = {f"{r.schema_name}.{r.view_name}":
-                             None if pd.isna(r.age_minutes) else float(r.age_minutes)
-                             for r in views.itertuples()}
+        if views is not None:  # the checks' own read too
+            figures.view_ages = {f"{r.schema_name}.{r.view_name}":
+                                 None if pd.isna(r.age_minutes) else float(r.age_minutes)
+                                 for r in views.itertuples()}
         figures.connections = activity.connection_use(conn)
         figures.index_scans, figures.seq_scans = conn.execute(
             "SELECT coalesce(sum(idx_scan), 0)::bigint, coalesce(sum(seq_scan), 0)::bigint "
             "FROM pg_stat_user_tables").fetchone()
 
-    figures.report = fleet.target_report(target, settings, also=kpis)
+    # the database's size is no figure of the agent's, and reading it visits every file
+    figures.report = fleet.target_report(target, settings, also=kpis, with_size=False)
     figures.report.pop("also", None)
     return figures
 

@@ -7,6 +7,7 @@ dashboard can say it instead of failing later.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 
 import psycopg
@@ -21,7 +22,7 @@ OPTIONAL_EXTENSIONS = ("pg_stat_statements", "pgstattuple", "hypopg", "pg_cron")
 @dataclass
 class Extension:
     name: str
-    available: bool              # listed in pg_available_extensions
+    available: bool              # installed, or listed in pg_available_extensions
     installed_version: str | None
     schema: str | None           # where it lives (Supabase puts most in "extensions")
     usable: bool = True          # this role may use that schema (USAGE)
@@ -72,17 +73,36 @@ def _extensions(conn: psycopg.Connection) -> dict[str, Extension]:
         SELECT wanted.name,
                e.extversion       AS installed_version,
                n.nspname          AS schema_name,
-               a.name IS NOT NULL AS available,
                n.oid IS NULL OR has_schema_privilege(n.oid, 'USAGE') AS usable
         FROM unnest(%s::text[]) AS wanted(name)
-        LEFT JOIN pg_available_extensions a ON a.name = wanted.name
         LEFT JOIN pg_extension e ON e.extname = wanted.name
         LEFT JOIN pg_namespace n ON n.oid = e.extnamespace
         """, (list(OPTIONAL_EXTENSIONS),)).fetchall()
-    found = {}
-    for name, version, schema, available, usable in rows:
-        found[name] = Extension(name, bool(available), version, schema, bool(usable))
-    return found
+    shipped = (_shipped(conn) if any(version is None for _, version, _, _ in rows)
+               else frozenset())
+    return {name: Extension(name, version is not None or name in shipped, version, schema,
+                            bool(usable))
+            for name, version, schema, usable in rows}
+
+
+# What the server ships changes only when packages are installed on it: pg_available_extensions
+# reads and parses every control file (about 1 ms, on every page load and agent cycle), so
+# its answer is kept per server address for a while. Installed versions are always read anew.
+SHIPPED_TTL_S = 600.0
+_shipped_by_server: dict[tuple[str, int], tuple[float, frozenset[str]]] = {}
+
+
+def _shipped(conn: psycopg.Connection) -> frozenset[str]:
+    """Which of OPTIONAL_EXTENSIONS the server ships (listed in pg_available_extensions)."""
+    key = (conn.info.host, conn.info.port)
+    read_at, names = _shipped_by_server.get(key, (-SHIPPED_TTL_S, frozenset()))
+    if time.monotonic() - read_at < SHIPPED_TTL_S:
+        return names
+    names = frozenset(name for name, in conn.execute(
+        "SELECT name FROM pg_available_extensions() WHERE name = ANY(%s)",
+        (list(OPTIONAL_EXTENSIONS),)))
+    _shipped_by_server[key] = (time.monotonic(), names)
+    return names
 
 
 def _statements_loaded(conn: psycopg.Connection, ext: Extension) -> bool | None:

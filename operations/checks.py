@@ -158,8 +158,7 @@ def check_indexes(conn, settings: Settings, replica_urls: tuple[str, ...] = ()) 
 
 def check_bloat(conn, settings: Settings) -> Finding:
     # a relation smaller than the minimum cannot be a finding: only bigger ones are estimated
-    tables = bloat.table_bloat(conn, min_size_bytes=settings.bloat_min_bytes)
-    idx = bloat.index_bloat(conn, min_size_bytes=settings.bloat_min_bytes)
+    tables, idx = bloat.table_and_index_bloat(conn, settings.bloat_min_bytes)
 
     def bloated(frame):
         if frame.empty:
@@ -262,8 +261,19 @@ def _cycling(sequences) -> str:
             "existing keys (or repeat ids where nothing is unique).")
 
 
-def check_matviews(conn, settings: Settings) -> Finding:
-    views = matviews.list_matviews(conn, settings.matview_max_age_minutes)
+def matview_list(conn, settings: Settings) -> pd.DataFrame | None:
+    """The materialized views as the matview check reads them, for a caller that wants them
+    too; None where they cannot be read (the check then says why)."""
+    try:
+        return matviews.list_matviews(conn, settings.matview_max_age_minutes)
+    except psycopg.Error:
+        return None
+
+
+def check_matviews(conn, settings: Settings, views: pd.DataFrame | None = None) -> Finding:
+    """views: matview_list's, when the caller has read them already."""
+    if views is None:
+        views = matviews.list_matviews(conn, settings.matview_max_age_minutes)
     stale = views[views["stale"]] if not views.empty else views
     names = [qualified(r.schema_name, r.view_name) for r in rows(stale)]
     # escalation: refreshes that keep failing (whoever runs them), or twice the maximum age
@@ -436,20 +446,21 @@ def run_all(conn: psycopg.Connection, caps: Capabilities, settings: Settings,
             rates: cache.CacheHitRates | None = None,
             index_findings: Future | None = None,
             replica_urls: tuple[str, ...] = (),
-            kpi: statements.SlowQueryKpi | None = None) -> list[Finding]:
+            kpi: statements.SlowQueryKpi | None = None,
+            views: pd.DataFrame | None = None) -> list[Finding]:
     """Every check; one that fails (a timeout, a missing privilege) becomes a grey finding
     with its reason instead of stopping the others. spare_conn: a second connection to the same
     database, on which the index checks (most of the time on a big catalogue) run meanwhile;
     or index_findings: those checks already started by the caller (index_checks_aside), which
-    can then read more on this connection while they run; rates and kpi: the buffer cache
-    figures and slow_query_kpi's, when the caller has read them already; replica_urls: the
-    target's declared read replicas."""
+    can then read more on this connection while they run; rates, kpi and views: the buffer
+    cache figures, slow_query_kpi's and matview_list's, when the caller has read them already;
+    replica_urls: the target's declared read replicas."""
     runs = {"slow_queries": lambda c: [check_slow_queries(c, caps, settings, kpi)],
             "indexes": lambda c: check_indexes(c, settings, replica_urls),
             "bloat": lambda c: [check_bloat(c, settings)],
             "vacuum": lambda c: check_vacuum(c, settings),
             "cache_hit": lambda c: [check_cache(c, settings, rates)],
-            "matviews": lambda c: [check_matviews(c, settings)],
+            "matviews": lambda c: [check_matviews(c, settings, views)],
             "activity": lambda c: check_activity(c, settings, caps),
             "replication": lambda c: check_replication(c, settings)}
     with ThreadPoolExecutor(1) as pool:

@@ -13,6 +13,7 @@ import urllib.request
 from datetime import datetime, timezone
 from typing import Callable
 
+import pandas as pd
 import psycopg
 
 from foundation import capabilities, server
@@ -39,28 +40,33 @@ def topology(conn: psycopg.Connection, target: Target) -> str:
 
 def target_report(target: Target, settings: Settings,
                   also: Callable[[psycopg.Connection, capabilities.Capabilities,
-                                  statements.SlowQueryKpi | None], object] | None = None) -> dict:
+                                  statements.SlowQueryKpi | None, pd.DataFrame | None],
+                                 object] | None = None,
+                  with_size: bool = True) -> dict:
     """One target's health: PostgreSQL identity, checks and buffer hit rate, each Redis's hit
     rate; a server that cannot be reached is an error entry, and makes the target red. `also`
-    reads more on the same connection (the agent's KPIs), given the slow-query KPI the checks
-    read (None where it could not be): its result is report["also"]."""
+    reads more on the same connection (the agent's KPIs), given what the checks read that it
+    wants too: the slow-query KPI and the materialized views (each None where it could not be
+    read); its result is report["also"]. Without `with_size` the database's size is not read
+    (it visits every file of the database): None."""
     t0 = time.monotonic()
     report: dict = {"target": target.name, "findings": [],
                     "measured_at": datetime.now(timezone.utc)}
     failed = False
     try:
         with monitoring_connection(target.database_url, settings) as conn:
-            identity = server.server_identity(conn, with_size=True)
+            identity = server.server_identity(conn, with_size=with_size)
             caps = capabilities.detect(conn)
             hit = cache.cache_hit_rates(conn)
-            # read once for the check and for `also`: each read of pg_stat_statements builds
+            # read once for the checks and for `also`: each read of pg_stat_statements builds
             # every entry of the server
             kpi = checks.slow_query_kpi(conn, caps, settings)
+            views = checks.matview_list(conn, settings)
             findings = checks.run_all(conn, caps, settings, rates=hit,
-                                      replica_urls=target.replica_urls, kpi=kpi)
+                                      replica_urls=target.replica_urls, kpi=kpi, views=views)
             report["topology"] = topology(conn, target)
             if also is not None:
-                report["also"] = also(conn, caps, kpi)
+                report["also"] = also(conn, caps, kpi, views)
         report["postgres"] = {
             "version": identity.version, "database": identity.database,
             "uptime_s": round(identity.uptime.total_seconds()),

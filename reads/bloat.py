@@ -293,6 +293,19 @@ def index_bloat(conn: psycopg.Connection, stats: pd.DataFrame | None = None,
     return _index_estimate(frame, _with_expression_stats(conn, frame, stats))
 
 
+def table_and_index_bloat(conn: psycopg.Connection,
+                          min_size_bytes: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """table_bloat and index_bloat of the relations of at least `min_size_bytes`, with one read
+    of the column statistics (of the tables either estimate needs) instead of one each."""
+    tables, idx = _tables(conn, min_size_bytes, False), _indexes(conn, min_size_bytes)
+    wanted = sorted(set(tables["relid"].tolist() if not tables.empty else ())
+                    | set(idx["table_oid"].tolist() if not idx.empty else ()))
+    stats = column_stats(conn, wanted) if wanted else None
+    return (_table_estimate(tables, stats) if not tables.empty else tables,
+            _index_estimate(idx, _with_expression_stats(conn, idx, stats)) if not idx.empty
+            else idx)
+
+
 def _with_expression_stats(conn: psycopg.Connection, frame: pd.DataFrame,
                            stats: pd.DataFrame) -> pd.DataFrame:
     """The table statistics and, for the indexes with expressions, the index's own (ANALYZE

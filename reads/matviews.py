@@ -95,7 +95,9 @@ def list_matviews(conn: psycopg.Connection, max_age_minutes: float = 15.0) -> pd
                extract(epoch FROM last.finished_at - last.started_at) * 1000
                                                                 AS last_duration_ms,
                last.refreshed_by, last.recorded_by, last.was_concurrent AS last_concurrently,
-               {writes_now} - last.source_writes                AS writes_since_refresh,
+               -- the function (planned anew in each backend) only where its figure is used
+               CASE WHEN last.source_writes IS NOT NULL
+                    THEN {writes_now} - last.source_writes END  AS writes_since_refresh,
                extract(epoch FROM now() - last.finished_at) / 60 AS age_minutes,
                {failures}                                       AS failures_in_a_row
         FROM pg_class c

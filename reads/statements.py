@@ -8,6 +8,7 @@ named by the minimum version it needs; the filtering and ranking around it is sh
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -52,16 +53,18 @@ def entries_file(extversion: str) -> Path:
     return usable[-1]
 
 
-def entries_query(ext: Extension, this_database: bool = False) -> sql.Composable:
+def entries_query(ext: Extension, this_database: bool = False,
+                  texts: bool = True) -> sql.Composable:
     """The version-specific entries SELECT, for use as a CTE; with this_database, only the
     connected database's entries (the function returns every database's: filtered inside, the
-    CTE, which PostgreSQL materializes as the function is volatile, holds only these)."""
+    CTE, which PostgreSQL materializes as the function is volatile, holds only these); without
+    texts, `query` is NULL and the file holding the texts is not read."""
     if not ext.installed:
         raise StatementsUnavailable("pg_stat_statements is not installed in this database: "
                                     "CREATE EXTENSION IF NOT EXISTS pg_stat_statements;")
     text = "\n".join(line for line in entries_file(ext.installed_version).read_text().splitlines()
                      if not line.startswith("--"))
-    query = sql.SQL(text).format(pss=sql.SQL("{}.{}").format(
+    query = sql.SQL(text).format(pss=sql.SQL("{}.{}" if texts else "{}.{}(false)").format(
         sql.Identifier(ext.schema), sql.Identifier("pg_stat_statements")))
     if this_database:
         query += sql.SQL("\nWHERE s.dbid = (SELECT oid FROM pg_database "
@@ -266,17 +269,20 @@ def slow_query_kpi(conn: psycopg.Connection, ext: Extension, threshold_ms: float
                    slow_mean_ms: float | None = None, min_calls: int = 1) -> SlowQueryKpi:
     """The plan's KPI "slow queries (> 1 s) under 5 %" in the connected database, without DB
     Pulse's own statements (SlowQueryKpi over every entry); with slow_mean_ms, also the
-    statements slow on average (the slow-query check), from the same read."""
+    statements slow on average (the slow-query check), from the same read. Read without the
+    statements' texts: which entries are DB Pulse's comes from own_entries."""
     frame = to_frame(conn.execute(sql.SQL("""
         WITH entries AS ({entries})
         SELECT calls::float8 AS calls, mean_exec_ms, min_exec_ms, max_exec_ms, queryid,
+               dbid::text || '/' || userid::text || '/' || queryid::text AS entry,
                NOT coalesce(minmax_partial, false) AS extremes_cover,
                calls >= %(min_calls)s AND mean_exec_ms >= %(slow_mean)s AS slow
         FROM entries
-        WHERE query NOT LIKE %(own_tag)s AND calls > 0
-        """).format(entries=entries_query(ext, this_database=True)),
-        {"own_tag": "%" + OWN_STATEMENT_TAG, "min_calls": min_calls,
-         "slow_mean": slow_mean_ms}))
+        WHERE calls > 0
+        """).format(entries=entries_query(ext, this_database=True, texts=False)),
+        {"min_calls": min_calls, "slow_mean": slow_mean_ms}))
+    if not frame.empty:
+        frame = frame[~frame["entry"].isin(own_entries(conn, ext, frame["entry"]))]
     kpi = SlowQueryKpi.of(frame, threshold_ms, extremes_are_calls=True)
     # each statement's time as the KPI's total counts it (calls x mean)
     kpi.entries = pd.DataFrame({"queryid": frame["queryid"], "calls": frame["calls"],
@@ -288,6 +294,41 @@ def slow_query_kpi(conn: psycopg.Connection, ext: Extension, threshold_ms: float
             None if pd.isna(q) else int(q)
             for q in slow.sort_values("mean_exec_ms", ascending=False)["queryid"].head(20))
     return kpi
+
+
+# DB Pulse's own entries are told by their text (the tag), and the texts live in a file that a
+# read with them loads whole (15 ms of the server's at 5,000 entries, on every look). An
+# entry's text is fixed while it lives, so each entry's verdict is kept, per database: the texts
+# are read again only when an entry not seen before appears, and at least every
+# OWN_VERDICTS_TTL_S (an entry evicted and created again by another statement with the same
+# query id, a rare case, is then judged anew; a database created again under the same name has
+# another dbid, so its entries are new).
+OWN_VERDICTS_TTL_S = 600.0
+_own_verdicts: dict[tuple, tuple[float, frozenset[str], frozenset[str]]] = {}
+
+
+def own_entries(conn: psycopg.Connection, ext: Extension, entries: pd.Series) -> frozenset[str]:
+    """Which of `entries` ("dbid/userid/queryid" of the connected database; None where the query id
+    is hidden, as for other roles' statements without pg_read_all_stats, whose texts are hidden
+    too: never DB Pulse's) are DB Pulse's own statements."""
+    key = (conn.info.host, conn.info.port, conn.info.dbname)
+    read_at, seen, own = _own_verdicts.get(key, (-OWN_VERDICTS_TTL_S, frozenset(), frozenset()))
+    fresh = time.monotonic() - read_at < OWN_VERDICTS_TTL_S
+    if fresh and seen.issuperset(entries.dropna()):
+        return own
+    read_at = time.monotonic()
+    verdicts = conn.execute(sql.SQL("""
+        SELECT s.dbid::text || '/' || s.userid::text || '/' || s.queryid::text,
+               s.query LIKE %s
+        FROM {}.{}(true) s
+        WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND s.queryid IS NOT NULL
+        """).format(sql.Identifier(ext.schema), sql.Identifier("pg_stat_statements")),
+        ("%" + OWN_STATEMENT_TAG,)).fetchall()
+    seen = frozenset(entry for entry, _ in verdicts)
+    own = frozenset(entry for entry, mine in verdicts if mine)
+    _own_verdicts[key] = (read_at, seen, own)
+    return own
 
 
 def slow_statements(frame: pd.DataFrame, mean_ms: float, min_calls: int) -> pd.DataFrame:

@@ -297,6 +297,60 @@ def test_the_busiest_statements_are_the_applications_from_the_checks_own_read(
     assert figures.slow_calls[2] == sum(calls for calls, _ in theirs.values())
 
 
+def test_one_look_reads_each_costly_source_once(scratch_database):
+    """The checks and the agent's KPIs share one read each of pg_stat_statements, the
+    materialized views (a function per view) and the column statistics (both bloat estimates):
+    what DB Pulse costs the database it watches. The entries are read without their texts
+    (a file read whole); the texts only while entries not judged before appear."""
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION pg_stat_statements")
+        # over the bloat estimates' 1 MB floor, with an index: both estimates need its stats
+        conn.execute("CREATE TABLE wide AS "
+                     "SELECT g AS id, repeat('x', 200) AS pad FROM generate_series(1, 20000) g")
+        conn.execute("CREATE INDEX wide_id ON wide (id)")
+        conn.execute("ANALYZE wide")
+        conn.execute("CREATE MATERIALIZED VIEW wide_count AS SELECT count(*) FROM wide")
+        conn.execute("SELECT pg_stat_statements_reset()")
+        for _ in range(7):
+            conn.execute("SELECT count(*) FROM wide WHERE id < 100")
+    target = Target("scratch", scratch_database, scratch_database)
+
+    def own_calls() -> dict[str, int]:
+        """DB Pulse's statements' calls by text."""
+        with psycopg.connect(scratch_database, autocommit=True) as conn:
+            return dict(conn.execute("""
+                SELECT query, calls FROM pg_stat_statements
+                WHERE query LIKE '%%/* dbpulse */'
+                  AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+                """).fetchall())
+
+    def calls(own: dict[str, int], fragment: str) -> int:
+        return sum(n for query, n in own.items() if fragment in query)
+    figures = measure(target, Settings(role="viewer"))
+    first = own_calls()
+    assert calls(first, "AS extremes_cover") == 1     # the entries: KPI and top 10
+    assert calls(first, "s.query LIKE") == 1          # their texts: whose they are
+    assert calls(first, '"pg_stat_statements"') == 2  # no other read of either
+    assert calls(first, "AS view_oid") == 1                   # the materialized views
+    assert calls(first, "AND s.inherited = (c.relkind") == 1  # the column statistics
+    # and each was used: the view's age, the statements, the bloat check's verdict
+    assert list(figures.view_ages) == ["public.wide_count"]
+    assert [s["calls"] for s in figures.statements if s["calls"] == 7] == [7]
+    bloat_finding = next(f for f in figures.report["findings"] if f["check"] == "bloat")
+    assert bloat_finding["severity"] in ("green", "amber")  # estimated, not unknown
+    # the first look's own statements are new entries for the second; then none are new
+    measure(target, Settings(role="viewer"))
+    second = own_calls()
+    third_figures = measure(target, Settings(role="viewer"))
+    third = own_calls()
+    assert calls(third, "AS extremes_cover") == 3
+    assert calls(third, "s.query LIKE") == calls(second, "s.query LIKE")
+    # still without DB Pulse's statements, whose calls grew with every look: since the first,
+    # only this test's own two reads of pg_stat_statements (first, second) were added
+    assert third_figures.slow_calls[2] == figures.slow_calls[2] + 2
+    assert calls(third, "AS view_oid") == 3
+
+
 def test_a_second_agent_on_a_target_is_refused(database_url, tmp_path):
     target = Target("demo", database_url, database_url)
     first = Locks(Settings())
