@@ -321,7 +321,8 @@ def cmd_agent(args) -> int:
 
     config = secrets.get("alerts", {})
     agent = Agent(targets, settings, Alerter(channels_from(config), policy_from(config)),
-                  snapshot_every=timedelta(minutes=args.snapshot_every), actor_for=actor_for,
+                  snapshot_every=timedelta(minutes=args.snapshot_every),
+                  snapshots_per_cycle=args.snapshots_per_cycle, actor_for=actor_for,
                   refresh_stale=args.refresh_stale, state_path=Path(args.state_file),
                   pool=args.pool,
                   log=lambda line: print(line, flush=True))
@@ -521,6 +522,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("agent", help="run by itself: checks, snapshots, alerts, /metrics")
     p.add_argument("--every", type=float, default=60, help="seconds between cycles")
     p.add_argument("--snapshot-every", type=float, default=60, help="minutes between snapshots")
+    p.add_argument("--snapshots-per-cycle", type=int, default=25,
+                   help="at most this many snapshots a cycle, the longest due first; the others "
+                        "wait (a start over many targets does not snapshot them all at once)")
     p.add_argument("--metrics-port", type=int, default=0, help="serve /metrics here (0: off)")
     p.add_argument("--metrics-address", default="127.0.0.1")
     p.add_argument("--all-targets", action="store_true", help="every configured target")

@@ -75,6 +75,10 @@ class Agent:
     alerter: Alerter
     last: LastCycle = field(default_factory=LastCycle)
     snapshot_every: timedelta = timedelta(hours=1)
+    # at most this many snapshots a cycle, the longest due first; the others wait for the next
+    # cycles: a first cycle (or a restart) over a big fleet does not snapshot every target at
+    # once, which took it over its interval and loaded every server together
+    snapshots_per_cycle: int = 25
     log: Callable[[str], None] = print
     actor_for: Callable[[Target], Actor] | None = None  # who takes the snapshots
     refresh_stale: bool = False   # refresh stale views (where pg_cron does not)
@@ -155,9 +159,13 @@ class Agent:
             due.append(target)
         # measured (and snapshot) side by side: most of it is waiting for the server; the rest
         # one target at a time: the alerts and their outbox, the refreshes and probes in order
+        snapshot_due = sorted((t for t in due if now >= self.next_snapshot.get(t.name, now)),
+                              key=lambda t: (self.next_snapshot.get(t.name, now), t.name))
+        snapshot_now = {t.name for t in snapshot_due[:self.snapshots_per_cycle]}
         pool = ThreadPoolExecutor(fleet.WORKERS)
         try:
-            measured = list(pool.map(lambda target: self._measure(target, now), due))
+            measured = list(pool.map(
+                lambda target: self._measure(target, now, target.name in snapshot_now), due))
         finally:  # on a SIGTERM only the running ones finish
             pool.shutdown(cancel_futures=True)
         for target, (figures, notes, measure_s) in zip(due, measured):
@@ -194,11 +202,12 @@ class Agent:
                      + (f" (last error: {self.alerter.last_error})"
                         if self.alerter.pending and self.alerter.last_error else ""))
 
-    def _measure(self, target: Target, now: datetime
+    def _measure(self, target: Target, now: datetime, may_snapshot: bool = True
                  ) -> tuple[TargetFigures, list[str], float]:
         """The target's figures (down when it went away between the checks and the rest), its
-        snapshot when one is due and its connection use recorded, with notes of how that went,
-        and the seconds it all took. Runs in a thread of its own, beside other targets'."""
+        snapshot when one is due (and this cycle may take it) and its connection use
+        recorded, with notes of how that went, and the seconds it all took. Runs in a thread of
+        its own, beside other targets'."""
         t0 = time.monotonic()
         try:
             figures = measure(target, self.settings)
@@ -208,14 +217,18 @@ class Agent:
                                      "measured_at": datetime.now(timezone.utc)})
         if "error" in figures.report.get("postgres", {}):
             return figures, [], time.monotonic() - t0
-        notes = self._snapshot(target, now) + self._record_connections(target, now, figures)
+        notes = (self._snapshot(target, now, may_snapshot)
+                 + self._record_connections(target, now, figures))
         return figures, notes, time.monotonic() - t0
 
-    def _snapshot(self, target: Target, now: datetime) -> list[str]:
+    def _snapshot(self, target: Target, now: datetime, may: bool = True) -> list[str]:
         """The target's history snapshot when one is due (again in 5 minutes at most after a
-        failure)."""
+        failure), unless this cycle has taken its share of snapshots already."""
         if now < self.next_snapshot.get(target.name, now):
             return []
+        if not may:
+            return [f"snapshot due, taken in a later cycle (at most {self.snapshots_per_cycle} "
+                    "a cycle)"]
         try:
             snap = actions.take_snapshot(self.actor(target))
         except DatabaseProblem as problem:

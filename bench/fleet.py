@@ -1,8 +1,9 @@
 """Benchmark: the fleet over 200 databases on one server (issue 32): most small, every 40th
 with a catalogue of 2,500 indexes (slow to check), every 50th unreachable (down). Times the
 concurrent read (operations/fleet.py) and the peak of connections it opens, `check
---all-targets` and the Fleet page reading every target, an agent's first and steady cycles over
-every target with their peaks of connections, then `check --all-targets`, the Fleet page drawn
+--all-targets` and the Fleet page reading every target, an agent's cycles over every target
+with their peaks of connections (those taking the targets' first snapshots, spread over cycles,
+then a steady one), then `check --all-targets`, the Fleet page drawn
 by Streamlit's AppTest and the page in headless Chromium (a fresh dashboard each run) showing
 that agent's figures (its /fleet.json, setting agent_url). Prints one JSON object, each figure
 with its goal and whether it is met.
@@ -198,27 +199,40 @@ def browser_seconds(targets: list[Target], runs: int, agent_url: str = ""
 
 
 def agent_cycles(targets: list[Target], base_url: str) -> tuple[dict, Agent]:
-    """Two cycles of one agent watching every target (as `agent --all-targets`, in this
-    process): the first takes every target's first snapshot, the second is the steady cycle
-    (snapshots hourly). Each with the targets it measured and the peak of connections; and the
-    agent, whose last cycle the Fleet then shows."""
+    """One agent watching every target (as `agent --all-targets`, in this process), cycle
+    after cycle: the first cycles take the targets' first snapshots, at most
+    snapshots_per_cycle each (the rest wait), until every target has one; then a steady cycle
+    (snapshots hourly). Each with its seconds and the peak of connections, the targets it
+    measured and the snapshots it took; and the agent, whose last cycle the Fleet then shows."""
     lines: list[str] = []
     agent = Agent(targets, Settings(role="dba", connect_timeout_s=3), Alerter([]),
                   log=lines.append)
+    goal = GOAL_S["agent cycle"]
+    spreading: list[dict] = []
     out = {}
     try:
         agent.claim()
-        for name in ("agent cycle, first (snapshots)", "agent cycle"):
+        while True:
             lines.clear()
             with PeakConnections(base_url) as connections:
                 t0 = time.perf_counter()
                 agent.cycle(targets)
                 seconds = time.perf_counter() - t0
-            out[name] = {"seconds": round(seconds, 2), "goal_s": GOAL_S["agent cycle"],
-                         "met": seconds <= GOAL_S["agent cycle"],
-                         "peak_connections": connections.peak,
-                         # the log's line per target: measured ("N red, M amber") or not
-                         "targets_measured": sum(" red, " in line for line in lines)}
+            cycle = {"seconds": round(seconds, 2), "goal_s": goal, "met": seconds <= goal,
+                     "peak_connections": connections.peak,
+                     # the log's line per target: measured ("N red, M amber") or not
+                     "targets_measured": sum(" red, " in line for line in lines),
+                     "snapshots": sum("; snapshot " in line and "snapshot due" not in line
+                                      for line in lines)}
+            if not cycle["snapshots"] or len(spreading) == 20:
+                out["agent cycle"] = cycle
+                break
+            spreading.append(cycle)
+        out["agent cycle, first (snapshots)"] = spreading[0] if spreading else None
+        out["agent cycles taking the first snapshots"] = {
+            "cycles": len(spreading), "snapshots": sum(c["snapshots"] for c in spreading),
+            "max_s": max((c["seconds"] for c in spreading), default=None), "goal_s": goal,
+            "met": all(c["met"] for c in spreading)}
     finally:
         agent.close()
     return out, agent

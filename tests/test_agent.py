@@ -4,6 +4,7 @@ that fails is retried, nothing lost; /metrics parses and equals what the checks 
 from the last cycle; a second agent on a target is refused."""
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -613,6 +614,28 @@ def test_the_agents_snapshots_keep_the_redis_hit_rate_for_every_dashboard(
     at.switch_page("views/redis.py").run()
     assert not at.exception
     assert any("From the snapshots the agent" in c.value for c in at.caption)
+
+
+def test_a_start_over_many_targets_spreads_its_snapshots_over_cycles(scratch_database):
+    """At most snapshots_per_cycle a cycle, the longest due first: of three targets due, two
+    now and the third in the next cycle, then none until they are due again."""
+    targets = [Target(f"t{i}", scratch_database, scratch_database) for i in range(3)]
+    lines: list[str] = []
+    agent = Agent(targets, Settings(role="dba"), alerts.Alerter([]),
+                  snapshot_every=timedelta(hours=1), snapshots_per_cycle=2, log=lines.append)
+    now = datetime.now(timezone.utc)
+    taken = []
+    try:
+        for minute in range(3):
+            lines.clear()
+            agent.cycle(targets, now + timedelta(minutes=minute))
+            taken.append(sorted(re.match(r"\S+ \S+ (\w+):", line).group(1) for line in lines
+                                if re.search(r"; snapshot \d+", line)))
+    finally:
+        agent.close()
+    assert taken == [["t0", "t1"], ["t2"], []]
+    with psycopg.connect(scratch_database) as conn:
+        assert conn.execute("SELECT count(*) FROM dbpulse.snapshots").fetchone()[0] == 3
 
 
 def test_the_agent_refreshes_stale_views_and_backs_off_after_a_failure(scratch_database):
