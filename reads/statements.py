@@ -280,7 +280,7 @@ def slow_query_kpi(conn: psycopg.Connection, ext: Extension, threshold_ms: float
         FROM entries
         WHERE calls > 0
         """).format(entries=entries_query(ext, this_database=True, texts=False)),
-        {"min_calls": min_calls, "slow_mean": slow_mean_ms}))
+        {"min_calls": min_calls, "slow_mean": slow_mean_ms}, binary=True))
     if not frame.empty:
         frame = frame[~frame["entry"].isin(own_entries(conn, ext, frame["entry"]))]
     kpi = SlowQueryKpi.of(frame, threshold_ms, extremes_are_calls=True)
