@@ -159,8 +159,10 @@ class Agent:
             due.append(target)
         # measured (and snapshot) side by side: most of it is waiting for the server; the rest
         # one target at a time: the alerts and their outbox, the refreshes and probes in order
+        # a target down last time goes last: it would likely take a place and not use it
         snapshot_due = sorted((t for t in due if now >= self.next_snapshot.get(t.name, now)),
-                              key=lambda t: (self.next_snapshot.get(t.name, now), t.name))
+                              key=lambda t: (t.name in self.down_retry,
+                                             self.next_snapshot.get(t.name, now), t.name))
         snapshot_now = {t.name for t in snapshot_due[:self.snapshots_per_cycle]}
         pool = ThreadPoolExecutor(fleet.WORKERS)
         try:
