@@ -57,7 +57,7 @@ def target_report(target: Target, settings: Settings,
         with monitoring_connection(target.database_url, settings) as conn:
             identity = server.server_identity(conn, with_size=with_size)
             caps = capabilities.detect(conn)
-            hit = cache.cache_hit_rates(conn)
+            hit = cache.cache_hit_rates(conn, per_kind=False)  # the report has the database's
             # read once for the checks and for `also`: each read of pg_stat_statements builds
             # every entry of the server
             kpi = checks.slow_query_kpi(conn, caps, settings)

@@ -334,6 +334,10 @@ def test_one_look_reads_each_costly_source_once(scratch_database):
     assert calls(first, '"pg_stat_statements"') == 2  # no other read of either
     assert calls(first, "AS view_oid") == 1                   # the materialized views
     assert calls(first, "AND s.inherited = (c.relkind") == 1  # the column statistics
+    # nor what the report does not hold: the tables' and indexes' hit rates (every relation's
+    # statistics), the database's size (every file)
+    assert calls(first, "pg_stat_get_blocks_fetched") == 0
+    assert calls(first, "pg_database_size") == 0
     # and each was used: the view's age, the statements, the bloat check's verdict
     assert list(figures.view_ages) == ["public.wide_count"]
     assert [s["calls"] for s in figures.statements if s["calls"] == 7] == [7]
