@@ -7,8 +7,10 @@ what runs, and `down` knows exactly which processes are ours.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pwd
 import shlex
 import shutil
 import signal
@@ -165,9 +167,6 @@ def ensure_pg_user() -> None:
     """Create PG_SYSTEM_USER once. Several processes (the suite's workers) start servers at
     the same time on a machine that lacks the user: unserialised, their useradds overwrite each
     other's entry and a server is started under a user id that no longer exists."""
-    import fcntl
-    import pwd
-
     lock_path = Path(tempfile.gettempdir()) / "dbpulse-pg-user.lock"
     with lock_path.open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
