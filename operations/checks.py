@@ -297,7 +297,7 @@ def check_matviews(conn, settings: Settings, views: pd.DataFrame | None = None) 
 
 
 def check_cache(conn, settings: Settings, rates: cache.CacheHitRates | None = None) -> Finding:
-    rates = rates or cache.cache_hit_rates(conn)
+    rates = rates or cache.cache_hit_rates(conn, per_kind=False)  # the verdict is the database's
     severity = state_for_ratio(rates.database, settings.buffer_cache_hit_threshold)
     value = "n/a" if rates.database is None else f"{100 * rates.database:.2f} %"
     return Finding("cache_hit", "Buffer cache hit rate", severity,

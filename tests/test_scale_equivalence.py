@@ -46,6 +46,12 @@ CATALOGUE = """
     INSERT INTO child SELECT i, 1 + i % 500, 1 + i % 500, 'n' || i FROM generate_series(1, 5000) i;
     CREATE INDEX child_parent ON child (parent_id);
     CREATE INDEX child_parent_note ON child (parent_id, note);
+    CREATE TABLE pair (x int, y int, PRIMARY KEY (x, y));
+    INSERT INTO pair SELECT i, i FROM generate_series(1, 100) i;
+    CREATE TABLE pair_ref (id int, x int, y int, FOREIGN KEY (x, y) REFERENCES pair);
+    INSERT INTO pair_ref SELECT i, 1 + i % 100, 1 + i % 100 FROM generate_series(1, 2000) i;
+    CREATE INDEX pair_ref_xy ON pair_ref (x, y);
+    CREATE INDEX pair_ref_yx ON pair_ref (y, x);
     CREATE TABLE events (id int, at date, kind int) PARTITION BY RANGE (at);
     CREATE TABLE events_1 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2026-07-01');
     CREATE TABLE events_2 PARTITION OF events FOR VALUES FROM ('2026-07-01') TO ('2027-01-01');
@@ -88,6 +94,7 @@ def catalogue(scratch_database):
             conn.execute("SELECT count(*) FROM events WHERE kind = %s", (i % 5,))
             conn.execute("SELECT count(*) FROM t WHERE a = %s", (i,))
             conn.execute("SELECT * FROM small WHERE id = %s", (i,))
+            conn.execute("SELECT * FROM pair_ref WHERE x = %s", (i,))
         conn.execute("SELECT pg_sleep(0.12)")  # slow on average, once
         conn.execute("SELECT pg_stat_force_next_flush()")
         conn.execute("CREATE INDEX events_kind_again ON events (kind)")  # its twin, unscanned
@@ -119,6 +126,11 @@ def test_index_checks_find_from_their_scopes_what_the_whole_catalogue_shows(cata
     judged = {f.index_name for f in whole.judged}
     assert "events_kind" not in judged and "t_d_big_unused" in judged
     assert ("small_x" in judged) == (min_size == 0)
+    # unscanned, but another index (scanned: the duplicates' scope holds neither) supports the
+    # foreign key: it goes
+    verdicts = {f.index_name: f.verdict for f in whole.judged}
+    assert verdicts.get("pair_ref_yx") == ("drop" if min_size == 0 else None)
+    assert "pair_ref_xy" not in verdicts
     # and the narrow reads find exactly the same
     assert scoped == whole
     assert alone == (whole.judged, whole.duplicates, whole.invalid, whole.foreign_keys)
