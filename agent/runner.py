@@ -29,7 +29,7 @@ from foundation.plan import current as current_plan
 from foundation.roles import Actor
 from operations import actions, alert_log, fleet
 from operations.alerts import Alerter
-from reads import activity, matviews, probes, statements
+from reads import activity, indexes, matviews, probes, statements
 
 TOP_STATEMENTS = 10           # bounded labels for Prometheus
 
@@ -55,9 +55,7 @@ def measure(target: Target, settings: Settings) -> TargetFigures:
                                  None if pd.isna(r.age_minutes) else float(r.age_minutes)
                                  for r in views.itertuples()}
         figures.connections = activity.connection_use(conn)
-        figures.index_scans, figures.seq_scans = conn.execute(
-            "SELECT coalesce(sum(idx_scan), 0)::bigint, coalesce(sum(seq_scan), 0)::bigint "
-            "FROM pg_stat_user_tables").fetchone()
+        figures.index_scans, figures.seq_scans = map(int, indexes.scan_totals(conn))
 
     # the database's size is no figure of the agent's, and reading it visits every file
     figures.report = fleet.target_report(target, settings, also=kpis, with_size=False)

@@ -784,6 +784,21 @@ def foreign_key_review(conn: psycopg.Connection) -> list[MissingIndexHint]:
     return unindexed_foreign_keys(foreign_keys(conn), list_indexes(conn, "foreign_keys"))
 
 
+def scan_totals(conn: psycopg.Connection) -> tuple[int, int]:
+    """(index scans, sequential scans) over the user tables: pg_stat_user_tables' idx_scan and
+    seq_scan summed, from the statistics functions (the view sums each table's indexes in a
+    subquery per table: 46 ms at 25,000 indexes, against 27). An index lives in its table's
+    schema, and a partitioned one has no scans of its own."""
+    return conn.execute("""
+        SELECT coalesce(sum(pg_stat_get_numscans(c.oid)) FILTER (WHERE c.relkind = 'i'), 0),
+               coalesce(sum(pg_stat_get_numscans(c.oid)) FILTER (WHERE c.relkind <> 'i'), 0)
+        FROM pg_class c
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'm', 'p', 'i')
+          AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
+        """).fetchone()
+
+
 def sequential_scan_heavy(conn: psycopg.Connection, min_rows: int = 10_000,
                           min_avg_rows: int = 1_000) -> pd.DataFrame:
     """Tables read mostly by sequential scans with many rows per scan: candidates for an index

@@ -296,3 +296,37 @@ def test_a_replica_identity_index_is_never_dropped_and_twins_keep_one(scratch_da
                                            "WHERE tablename IN ('t', 'u')")}
         conn.execute("DROP PUBLICATION dbpulse_test_pub")
     assert left == {"t_pkey", "t_ri", "u_ab"}
+
+
+def test_scan_totals_are_the_user_tables_view_summed(scratch_database):
+    """The agent's index and sequential scan totals: what pg_stat_user_tables sums to, over
+    plain, partitioned and materialized relations and a schema of their own; none of the
+    system catalogues' scans."""
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("""
+            CREATE SCHEMA other;
+            CREATE TABLE other.t (id int PRIMARY KEY, v int);
+            INSERT INTO other.t SELECT i, i FROM generate_series(1, 500) i;
+            CREATE TABLE p (id int, at int) PARTITION BY RANGE (at);
+            CREATE TABLE p1 PARTITION OF p FOR VALUES FROM (0) TO (100);
+            CREATE INDEX p_id ON p (id);
+            INSERT INTO p SELECT i, i % 100 FROM generate_series(1, 300) i;
+            CREATE MATERIALIZED VIEW mv AS SELECT id, v FROM other.t;
+            CREATE INDEX mv_id ON mv (id);
+            ANALYZE""")
+        conn.execute("SET enable_seqscan = off")
+        for i in range(7):
+            conn.execute("SELECT * FROM other.t WHERE id = %s", (i,))
+            conn.execute("SELECT * FROM p WHERE id = %s", (i,))
+            conn.execute("SELECT * FROM mv WHERE id = %s", (i,))
+        conn.execute("SET enable_seqscan = on")
+        for _ in range(3):
+            conn.execute("SELECT count(*) FROM other.t")
+        conn.execute("SELECT count(*) FROM pg_class")  # a catalogue's scans are not counted
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        truth = conn.execute("SELECT sum(idx_scan)::bigint, sum(seq_scan)::bigint "
+                             "FROM pg_stat_user_tables").fetchone()
+        totals = indexes.scan_totals(conn)
+    assert truth[0] >= 21 and truth[1] >= 3
+    assert totals == truth
