@@ -21,7 +21,7 @@ from psycopg.types.json import Jsonb
 from foundation import migration_files, server
 from foundation.columns import INDEX, SCHEMA, SIZE, TABLE, Column
 from foundation.config import Settings
-from foundation.frames import rows, to_frame
+from foundation.frames import no_collection, rows, to_frame
 from foundation.identifiers import qualified, quote_ident
 from reads import probes, replication
 
@@ -457,6 +457,7 @@ def _snapshot_indexes(conn: psycopg.Connection, snapshot_id: int) -> frozenset:
         (snapshot_id,)))
 
 
+@no_collection()  # a row tuple per index: see no_collection
 def judge_unused(frame: pd.DataFrame, min_size_bytes: int = 0,
                  already_reported: list[IndexFinding | Covered] = (), *,
                  foreign_keys: list[ForeignKey] = (),
@@ -604,6 +605,7 @@ class Covered:
         return self.big.index_name
 
 
+@no_collection()  # a row tuple per index: see no_collection
 def covered_indexes(frame: pd.DataFrame) -> list[Covered]:
     """Indexes another index makes unnecessary: the one that stays serves every lookup, sort
     order and constraint the dropped one serves. Never proposes dropping one that backs a
@@ -650,6 +652,7 @@ def covered_indexes(frame: pd.DataFrame) -> list[Covered]:
     return covered
 
 
+@no_collection()  # a row tuple per index: see no_collection
 def duplicate_indexes(frame: pd.DataFrame) -> list[IndexFinding]:
     """The covered indexes (covered_indexes) as findings: why, and the DROP."""
     findings = []
