@@ -51,6 +51,11 @@ class TargetFigures:
     seq_scans: int | None = None
     connections: object | None = None             # reads.activity.ConnectionUse
 
+    @property
+    def answered(self) -> bool:
+        """PostgreSQL answered this cycle (the report holds no error of its)."""
+        return "error" not in self.report.get("postgres", {})
+
 
 class LastCycle:
     """The figures of the last cycle per target, and DB Pulse's own cost and work."""

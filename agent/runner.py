@@ -155,24 +155,31 @@ class Agent:
                 self.log(f"{now:%H:%M:%S} {target.name}: {exc}; not measured")
                 continue
             due.append(target)
-        # measured (and snapshot) side by side: most of it is waiting for the server; the rest
-        # one target at a time: the alerts and their outbox, the refreshes and probes in order
-        # a target down last time goes last: it would likely take a place and not use it
-        snapshot_due = sorted((t for t in due if now >= self.next_snapshot.get(t.name, now)),
-                              key=lambda t: (t.name in self.down_retry,
-                                             self.next_snapshot.get(t.name, now), t.name))
-        snapshot_now = {t.name for t in snapshot_due[:self.snapshots_per_cycle]}
+        # measured side by side, then the snapshots due of the targets that answered, the
+        # longest due first (most of it is waiting for the servers); the rest one target at a
+        # time: the alerts and their outbox, the refreshes and probes in order
         pool = ThreadPoolExecutor(fleet.WORKERS)
         try:
-            measured = list(pool.map(
-                lambda target: self._measure(target, now, target.name in snapshot_now), due))
+            measured = list(pool.map(lambda target: self._measure(target, now), due))
+            answered = [t for t, (figures, _, _) in zip(due, measured) if figures.answered]
+            snapshot_due = sorted((t for t in answered
+                                   if now >= self.next_snapshot.get(t.name, now)),
+                                  key=lambda t: (self.next_snapshot.get(t.name, now), t.name))
+            placed = snapshot_due[:self.snapshots_per_cycle]
+            snapshots = dict(zip((t.name for t in placed), pool.map(
+                lambda target: self._timed_snapshot(target, now), placed)))
         finally:  # on a SIGTERM only the running ones finish
             pool.shutdown(cancel_futures=True)
         for target, (figures, notes, measure_s) in zip(due, measured):
+            if target.name in snapshots:  # its snapshot's note first, or why it waits
+                snapshot_notes, snapshot_s = snapshots[target.name]
+                notes, measure_s = snapshot_notes + notes, measure_s + snapshot_s
+            elif figures.answered:
+                notes = self._snapshot(target, now, may=False) + notes
             t0 = time.monotonic()
             failures, _ = self.down_retry.get(target.name, (0, now))
             report = figures.report
-            up = "error" not in report.get("postgres", {})
+            up = figures.answered
             if up:
                 self.down_retry.pop(target.name, None)
             else:
@@ -202,12 +209,10 @@ class Agent:
                      + (f" (last error: {self.alerter.last_error})"
                         if self.alerter.pending and self.alerter.last_error else ""))
 
-    def _measure(self, target: Target, now: datetime, may_snapshot: bool = True
-                 ) -> tuple[TargetFigures, list[str], float]:
-        """The target's figures (down when it went away between the checks and the rest), its
-        snapshot when one is due (and this cycle may take it) and its connection use
-        recorded, with notes of how that went, and the seconds it all took. Runs in a thread of
-        its own, beside other targets'."""
+    def _measure(self, target: Target, now: datetime) -> tuple[TargetFigures, list[str], float]:
+        """The target's figures (down when it went away between the checks and the rest) and
+        its connection use recorded, with notes of how that went, and the seconds it all took.
+        Runs in a thread of its own, beside other targets'."""
         t0 = time.monotonic()
         try:
             figures = measure(target, self.settings)
@@ -215,11 +220,13 @@ class Agent:
             figures = TargetFigures({"target": target.name, "findings": [], "status": "down",
                                      "postgres": {"error": str(problem)},
                                      "measured_at": datetime.now(timezone.utc)})
-        if "error" in figures.report.get("postgres", {}):
+        if not figures.answered:
             return figures, [], time.monotonic() - t0
-        notes = (self._snapshot(target, now, may_snapshot)
-                 + self._record_connections(target, now, figures))
-        return figures, notes, time.monotonic() - t0
+        return figures, self._record_connections(target, now, figures), time.monotonic() - t0
+
+    def _timed_snapshot(self, target: Target, now: datetime) -> tuple[list[str], float]:
+        t0 = time.monotonic()
+        return self._snapshot(target, now), time.monotonic() - t0
 
     def _snapshot(self, target: Target, now: datetime, may: bool = True) -> list[str]:
         """The target's history snapshot when one is due (again in 5 minutes at most after a

@@ -642,6 +642,26 @@ def test_a_start_over_many_targets_spreads_its_snapshots_over_cycles(scratch_dat
         assert conn.execute("SELECT count(*) FROM dbpulse.snapshots").fetchone()[0] == 3
 
 
+
+def test_snapshot_places_go_to_targets_that_answered(scratch_database):
+    """A target down on its first try takes no snapshot place: of four targets due, the two
+    first in line are down, and the two that answered take the cycle's two places."""
+    down = conninfo.make_conninfo(scratch_database, port=free_port(), connect_timeout=2)
+    targets = [Target("a_down", down, down), Target("b_down", down, down),
+               Target("c_up", scratch_database, scratch_database),
+               Target("d_up", scratch_database, scratch_database)]
+    lines: list[str] = []
+    agent = Agent(targets, Settings(role="dba"), alerts.Alerter([]),
+                  snapshot_every=timedelta(hours=1), snapshots_per_cycle=2, log=lines.append)
+    try:
+        agent.cycle(targets, datetime.now(timezone.utc))
+        down_now = set(agent.down_retry)
+    finally:
+        agent.close()
+    taken = sorted(re.match(r"\S+ \S+ (\w+):", line).group(1) for line in lines
+                   if re.search(r"; snapshot \d+", line))
+    assert down_now == {"a_down", "b_down"} and taken == ["c_up", "d_up"]
+
 def test_the_agent_refreshes_stale_views_and_backs_off_after_a_failure(scratch_database):
     with psycopg.connect(scratch_database, autocommit=True) as conn:
         conn.execute("CREATE TABLE src (id int PRIMARY KEY)")
