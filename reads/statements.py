@@ -301,10 +301,10 @@ def slow_query_kpi(conn: psycopg.Connection, ext: Extension, threshold_ms: float
 # DB Pulse's own entries are told by their text (the tag), and the texts live in a file that a
 # read with them loads whole (15 ms of the server's at 5,000 entries, on every look). An
 # entry's text is fixed while it lives, so each entry's verdict is kept, per database: the texts
-# are read again only when an entry not seen before appears, and at least every
-# OWN_VERDICTS_TTL_S (an entry evicted and created again by another statement with the same
-# query id, a rare case, is then judged anew; a database created again under the same name has
-# another dbid, so its entries are new).
+# are read again only when an entry not seen before appears (one evicted comes back as seen),
+# and every verdict is renewed at least every OWN_VERDICTS_TTL_S (an entry evicted and created
+# again by another statement with the same query id, a rare case, is then judged anew; a
+# database created again under the same name has another dbid, so its entries are new).
 OWN_VERDICTS_TTL_S = 600.0
 _own_verdicts: dict[tuple, tuple[float, frozenset[str], frozenset[str]]] = {}
 
@@ -318,7 +318,7 @@ def own_entries(conn: psycopg.Connection, ext: Extension, entries: pd.Series) ->
     fresh = time.monotonic() - read_at < OWN_VERDICTS_TTL_S
     if fresh and seen.issuperset(entries.dropna()):
         return own
-    read_at = time.monotonic()
+    started = time.monotonic()
     verdicts = conn.execute(sql.SQL("""
         SELECT s.dbid::text || '/' || s.userid::text || '/' || s.queryid::text,
                s.query LIKE %s
@@ -327,10 +327,16 @@ def own_entries(conn: psycopg.Connection, ext: Extension, entries: pd.Series) ->
           AND s.queryid IS NOT NULL
         """).format(sql.Identifier(ext.schema), sql.Identifier("pg_stat_statements")),
         ("%" + OWN_STATEMENT_TAG,)).fetchall()
-    seen = frozenset(entry for entry, _ in verdicts)
-    own = frozenset(entry for entry, mine in verdicts if mine)
-    _own_verdicts[key] = (read_at, seen, own)
-    return own
+    judged = frozenset(entry for entry, _ in verdicts)
+    mine = frozenset(entry for entry, is_own in verdicts if is_own)
+    if fresh:
+        # an entry gone since (evicted by a full pg_stat_statements, to come back under the
+        # same id) keeps its verdict until the TTL: its return reads no texts again
+        judged, mine = seen | judged, (own - judged) | mine
+    else:
+        read_at = started
+    _own_verdicts[key] = (read_at, judged, mine)
+    return mine
 
 
 def slow_statements(frame: pd.DataFrame, mean_ms: float, min_calls: int) -> pd.DataFrame:
