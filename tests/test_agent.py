@@ -658,7 +658,6 @@ def test_a_start_over_many_targets_spreads_its_snapshots_over_cycles(scratch_dat
         assert conn.execute("SELECT count(*) FROM dbpulse.snapshots").fetchone()[0] == 3
 
 
-
 def test_snapshot_places_go_to_targets_that_answered(scratch_database):
     """A target down on its first try takes no snapshot place: of four targets due, the two
     first in line are down, and the two that answered take the cycle's two places."""
