@@ -53,8 +53,8 @@ class TargetFigures:
 
     @property
     def answered(self) -> bool:
-        """PostgreSQL answered this cycle (the report holds no error of its)."""
-        return "error" not in self.report.get("postgres", {})
+        """PostgreSQL answered this cycle."""
+        return fleet.answered(self.report)
 
 
 class LastCycle:

@@ -150,9 +150,14 @@ def worst_first(reports_or_rows: list[dict]) -> list[dict]:
                   key=lambda r: (SEVERITY_RANK.get(r["status"], 9), r["target"]))
 
 
+def answered(report: dict) -> bool:
+    """PostgreSQL answered: the report holds no error of its."""
+    return "error" not in report.get("postgres", {})
+
+
 def mark_down(report: dict) -> dict:
     """The report, "down" when its server was unreachable, whatever else it found."""
-    if "error" in report.get("postgres", {}):
+    if not answered(report):
         report["status"] = "down"
     return report
 
