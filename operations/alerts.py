@@ -153,9 +153,14 @@ class Alerter:
 
     def adopt(self, target: str, raised: list[tuple]) -> None:
         """What another agent already announced for a target this one now watches (the alert
-        log's (check, raised at, link)): not announced again, its recovery will be."""
+        log's (check, raised at, link)): not announced again, its recovery will be. A change
+        this process saw that is not in the log yet is newer than the log: a recovery noted
+        before a restart, and not written, must not be taken back for a red to recover again."""
+        unwritten = {a.check for a in self.unlogged if a.target == target}
         for check, at, link in raised:
-            self.active.setdefault((target, check), (at, link.rsplit("/", 1)[-1] if link else ""))
+            if check not in unwritten:
+                self.active.setdefault((target, check),
+                                       (at, link.rsplit("/", 1)[-1] if link else ""))
 
     def take_unlogged(self, target: str) -> list[Alert]:
         """The target's alerts still to write to its alert log (handed over: put back what

@@ -735,6 +735,32 @@ def test_a_restarted_agent_neither_repeats_nor_forgets(tmp_path):
         ("prod", "invalid_indexes", "red")]
 
 
+def test_a_recovery_noted_before_a_restart_and_not_logged_is_not_said_again(tmp_path):
+    """Killed after it noted the recovery but before it wrote it to the alert log: the restarted
+    agent reads red as the log's last word, yet its own state holds the newer recovery, which it
+    sends and logs under the same id; it does not find the check red and recover it again (CI
+    saw two recovery ids in test_killed_at_any_moment_each_change_reaches_a_channel_under_one_id).
+    """
+    state = tmp_path / "agent-state.json"
+    red_at = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+    first = alerts.Alerter([lambda alert: None])
+    first.observe("prod", RED, red_at)
+    first.flush(red_at)                              # the red is sent
+    first.take_unlogged("prod")                      # and in the log
+    recovered = first.observe("prod", {**RED, "status": "green", "findings": []},
+                              red_at + timedelta(minutes=1))
+    first.save(state)                                # killed here: the recovery is not logged
+    delivered = []
+    second = alerts.Alerter([delivered.append])
+    second.load(state)
+    second.adopt("prod", [("invalid_indexes", red_at, "")])  # the log's last word: red
+    assert second.observe("prod", {**RED, "status": "green", "findings": []},
+                          red_at + timedelta(minutes=2)) == []
+    second.flush(red_at + timedelta(minutes=2))
+    assert [a.id for a in delivered] == [a.id for a in recovered]
+    assert [a.id for a in second.take_unlogged("prod")] == [a.id for a in recovered]
+
+
 def test_alerts_are_logged_once_per_change_and_a_down_one_once_it_can_be(scratch_database,
                                                                          tmp_path):
     """The alert log (history database) gets one row per change; an alert whose history
