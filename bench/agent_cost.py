@@ -60,6 +60,19 @@ def exec_ms(url: str) -> tuple[float, float]:
                             ("%" + OWN_STATEMENT_TAG,)).fetchone()
 
 
+def clear_dropped_databases_statements(url: str) -> int:
+    """Removes the pg_stat_statements entries of databases that no longer exist (left by earlier
+    benches on this server, which create and drop databases): they fill the extension's
+    pg_stat_statements.max, so that every new statement evicts others, and a fresh demo has
+    none. Returns how many there were."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute("""
+            SELECT coalesce(sum(entries), 0)::int FROM (
+                SELECT count(*) AS entries, pg_stat_statements_reset(0, dbid, 0)
+                FROM pg_stat_statements
+                WHERE dbid NOT IN (SELECT oid FROM pg_database) GROUP BY dbid) gone""").fetchone()[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scale", default="default")
@@ -76,6 +89,7 @@ def main() -> None:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
             sql.Identifier(DATABASE)))
     url = create_database(base, DATABASE, "pg_stat_statements")
+    cleared = clear_dropped_databases_statements(url)
     loader.load(url, args.scale)
     # the production shape's probe login: the probes' statements are DB Pulse's own (tagged)
     probe_url = "" if args.no_probes else demo_logins.ensure(url).probe_url
@@ -144,6 +158,9 @@ def main() -> None:
             FROM pg_stat_statements WHERE query LIKE %s
               AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
             ORDER BY total_exec_time DESC LIMIT 5""", ("%" + OWN_STATEMENT_TAG,)).fetchall()
+        # its entries go with it: the next bench on this server starts as a fresh demo does
+        conn.execute("SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database "
+                     "WHERE datname = current_database()), 0)")
     with psycopg.connect(base, autocommit=True) as conn:
         version = conn.execute("SHOW server_version").fetchone()[0]
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
@@ -153,6 +170,7 @@ def main() -> None:
         "watcher": args.watcher, "probes": bool(probe_url),
         "postgresql": version, "scale": args.scale, "duration_s": args.duration,
         "cycle_every_s": args.every, "cycles": len(cycles), "workload_rate_per_s": args.rate,
+        "dropped_databases_entries_cleared": cleared,
         "cpu_count": os.cpu_count(), "load_average": [round(v, 2) for v in os.getloadavg()],
         "cycle_s": {"median": round(statistics.median(cycles), 3), "max": round(max(cycles), 3)},
         "own_exec_ms": round(own, 1), "all_exec_ms": round(total, 1),
