@@ -37,7 +37,7 @@ from agent.metrics import serve  # noqa: E402
 from agent.runner import Agent  # noqa: E402
 from demo import loader  # noqa: E402
 from demo import logins as demo_logins  # noqa: E402
-from demo.stack import create_database, free_port  # noqa: E402
+from demo.stack import create_database, drop_databases, free_port  # noqa: E402
 from demo.workload import Workload  # noqa: E402
 from foundation.config import Settings, Target  # noqa: E402
 from foundation.connections import OWN_STATEMENT_TAG  # noqa: E402
@@ -158,13 +158,8 @@ def main() -> None:
             FROM pg_stat_statements WHERE query LIKE %s
               AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
             ORDER BY total_exec_time DESC LIMIT 5""", ("%" + OWN_STATEMENT_TAG,)).fetchall()
-        # its entries go with it: the next bench on this server starts as a fresh demo does
-        conn.execute("SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database "
-                     "WHERE datname = current_database()), 0)")
-    with psycopg.connect(base, autocommit=True) as conn:
         version = conn.execute("SHOW server_version").fetchone()[0]
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(DATABASE)))
+    drop_databases(base, [DATABASE])
     goal = GOAL_SHARE[args.watcher]
     print(json.dumps({
         "watcher": args.watcher, "probes": bool(probe_url),

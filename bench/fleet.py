@@ -32,7 +32,7 @@ from psycopg import sql  # noqa: E402
 
 from agent.metrics import serve  # noqa: E402
 from agent.runner import Agent  # noqa: E402
-from demo.stack import PROJECT_ROOT, create_database, free_port  # noqa: E402
+from demo.stack import PROJECT_ROOT, create_database, drop_databases, free_port  # noqa: E402
 from foundation.config import Settings, Target  # noqa: E402
 from operations import fleet  # noqa: E402
 from operations.alerts import Alerter  # noqa: E402
@@ -91,10 +91,8 @@ def build(base_url: str, count: int) -> list[Target]:
 
 
 def drop(base_url: str, count: int) -> None:
-    with psycopg.connect(base_url, autocommit=True) as conn:
-        for name in [f"fleet_bench_{n:03d}" for n in range(count)] + list(TEMPLATES.values()):
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)))
+    drop_databases(base_url, [f"fleet_bench_{n:03d}" for n in range(count)]
+                   + list(TEMPLATES.values()))
 
 
 class PeakConnections:

@@ -474,6 +474,23 @@ def install_extensions(url: str, *extensions: str) -> None:
             sql.Identifier(conn.info.dbname), sql.Identifier(EXTENSION_SCHEMA)))
 
 
+def drop_databases(base_url: str, names: list[str]) -> None:
+    """Drop databases of the benchmarks, their pg_stat_statements entries first (when the
+    extension is in base_url's database): the entries outlive a dropped database and fill
+    pg_stat_statements.max for every later run on the server, which a fresh demo's has not."""
+    with psycopg.connect(base_url, autocommit=True) as conn:
+        schema = conn.execute("""
+            SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+            WHERE e.extname = 'pg_stat_statements'""").fetchone()
+        if schema:
+            conn.execute(sql.SQL("SELECT {}.pg_stat_statements_reset(0, oid, 0) FROM pg_database "
+                                 "WHERE datname = ANY(%s)").format(sql.Identifier(schema[0])),
+                         (names,))
+        for name in names:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))
+
+
 def create_database(base_url: str, name: str, *extensions: str) -> str:
     """(Re)create database `name` on the server of base_url with the given extensions; return
     its URL. Used by the test suite and the benchmarks for their own databases."""
