@@ -6,11 +6,11 @@ while the watcher works every `--every` seconds, and compares DB Pulse's own sta
 nothing is reset). Watchers: the agent (checks, KPIs, a snapshot, the plan's latency probes
 every cycle unless --no-probes; goal under 1 %, issue 16),
 or the Overview page's loads as a browser left open on it runs them once its cache expires
-(goal under 0.5 %, issue 15). For the agent, then scrapes /metrics, which answers from the
-last cycle. Prints one JSON object.
+(goal under 0.5 %, issue 15), or both at once (together under 0.5 %, issue 32). For the agent,
+then scrapes /metrics, which answers from the last cycle. Prints one JSON object.
 
 Run against the embedded stack: eval "$(.venv/bin/python cli.py stack status)";
-.venv/bin/python bench/agent_cost.py [--watcher agent|overview] [--scale default]
+.venv/bin/python bench/agent_cost.py [--watcher agent|overview|both] [--scale default]
     [--duration 180] [--every 60]
 """
 
@@ -44,7 +44,7 @@ from foundation.connections import OWN_STATEMENT_TAG  # noqa: E402
 from operations.alerts import Alerter  # noqa: E402
 
 DATABASE = "agent_cost"
-GOAL_SHARE = {"agent": 0.01, "overview": 0.005}
+GOAL_SHARE = {"agent": 0.01, "overview": 0.005, "both": 0.005}
 GOAL_SCRAPE_MS = 200
 GOAL_LOOK_MS = 5.0
 
@@ -96,15 +96,16 @@ def main() -> None:
     target = Target(DATABASE, url, url, (redis_url,) if redis_url else (), probe_url=probe_url)
     agent = Agent([target], Settings(role="dba", probe_interval_s=args.every), Alerter([]),
                   snapshot_every=timedelta(hours=1), log=lambda line: None)
-    if args.watcher == "overview":
+    agent_watches, page_watches = args.watcher != "overview", args.watcher != "agent"
+    if page_watches:
         from ui import loaders
 
         load_overview = loaders.postgres_overview.__wrapped__  # what the page loads, uncached
 
-        def watch():
+    def watch():
+        if page_watches:
             assert load_overview(url, Settings()).ok
-    else:
-        def watch():
+        if agent_watches:
             agent.cycle([target])
     workload = Workload(url, redis_url or None, seed=7)
     own_before, all_before = exec_ms(url)
@@ -125,7 +126,7 @@ def main() -> None:
     own, total = own_after - own_before, all_after - all_before
 
     scrapes = []
-    if args.watcher == "agent":
+    if agent_watches:
         port = free_port()
         server = serve(agent.last, port)
         for _ in range(20):
@@ -147,7 +148,7 @@ def main() -> None:
     probe_round_ms = probe_ms / len(cycles) if cycles else 0.0
     probe_every = Settings().probe_interval_s
     checks_ms = statistics.median(own_per_cycle[1:]) if len(own_per_cycle) > 1 else None
-    snapshot_ms = own_per_cycle[0] - (checks_ms or 0) if args.watcher == "agent" else 0
+    snapshot_ms = own_per_cycle[0] - (checks_ms or 0) if agent_watches else 0
     steady = (((checks_ms - probe_round_ms) / args.every + probe_round_ms / probe_every
                + snapshot_ms / 3600) / ((total - own) / args.duration)
               if checks_ms is not None and total > own else None)
@@ -181,7 +182,8 @@ def main() -> None:
         "steady_within_goal": steady is not None and steady <= goal,
         # issue 32: each look (an uncached Overview load, an agent cycle without a snapshot)
         # under GOAL_LOOK_MS of DB Pulse's statements' execution time, on the small demo
-        "own_ms_per_look": None if checks_ms is None else {
+        # (both: an Overview load and an agent cycle together, each has the goal on its own)
+        "own_ms_per_look": None if checks_ms is None or args.watcher == "both" else {
             "median": round(checks_ms, 2),
             "without_probes": round(checks_ms - probe_round_ms, 2),
             "goal_ms": GOAL_LOOK_MS, "met": checks_ms - probe_round_ms <= GOAL_LOOK_MS},

@@ -79,3 +79,34 @@ def test_taken_port_is_a_clear_error(own_stack):
                       "--redis-port", str(own_stack.requested.redis_port), env_root=own_stack.root)
     assert result.returncode == 2
     assert f"port {own_stack.requested.pg_port} is taken" in result.stderr
+
+
+def test_dropped_databases_take_their_statements_with_them(servers, database_url):
+    """A benchmark's database is dropped with its pg_stat_statements entries, which outlive the
+    database otherwise; other databases' entries stay."""
+    import uuid
+
+    from demo.stack import EXTENSION_SCHEMA, create_database, drop_databases
+
+    def entries(dbid) -> int:
+        with psycopg.connect(database_url) as conn:
+            return conn.execute(f"SELECT count(*) FROM {EXTENSION_SCHEMA}.pg_stat_statements "
+                                "WHERE dbid = %s", (dbid,)).fetchone()[0]
+
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    url = create_database(servers[0], name)
+    with psycopg.connect(url) as conn:
+        dropped = conn.execute("SELECT oid FROM pg_database WHERE datname = current_database()"
+                               ).fetchone()[0]
+        conn.execute("SELECT 42")
+    with psycopg.connect(database_url) as conn:
+        kept = conn.execute("SELECT oid FROM pg_database WHERE datname = current_database()"
+                            ).fetchone()[0]
+    kept_before = entries(kept)
+    assert entries(dropped) >= 1 and kept_before >= 1
+    drop_databases(database_url, [name])
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s",
+                            (name,)).fetchone()[0] == 0
+    assert entries(dropped) == 0
+    assert entries(kept) >= kept_before
