@@ -16,6 +16,7 @@ import psycopg
 
 BOOL_OIDS = {16}
 NUMBER_OIDS = {20, 21, 23, 26, 700, 701, 1700}  # int8, int2, int4, oid, float4, float8, numeric
+INT8_OID = 20  # the only integer type beyond a float's exact range
 
 
 @contextmanager
@@ -48,8 +49,13 @@ def _columns_to_frame(cur: psycopg.Cursor) -> pd.DataFrame:
     data = {}  # by position: two columns may share a name
     for position, (column, cells) in enumerate(zip(description, values)):
         complete = None not in cells
-        if column.type_code in NUMBER_OIDS:
-            # straight to numpy, far faster; with NULLs, floats with NaN as pandas makes them
+        # with NULLs, numbers become floats with NaN as pandas makes them: exact up to 2**53
+        # (counts, sizes); a 64-bit hash such as a query id beside a NULL stays Python ints,
+        # or it would be rounded to another id
+        number = column.type_code in NUMBER_OIDS and (
+            complete or column.type_code != INT8_OID or not _beyond_float(cells))
+        if number:
+            # straight to numpy, far faster
             numbers = np.array(cells, dtype=(np.int64 if not cells else None if complete
                                               else float))
             if numbers.dtype.kind in "if":
@@ -63,7 +69,7 @@ def _columns_to_frame(cur: psycopg.Cursor) -> pd.DataFrame:
         # fromiter, as a cell may itself be a list (an array column)
         series = pd.Series(np.fromiter(cells, dtype=object, count=len(rows)), dtype=object,
                            index=index, copy=False)
-        if column.type_code in NUMBER_OIDS:  # numeric (Decimal) without NULLs
+        if number:  # numeric (Decimal) without NULLs
             series = pd.to_numeric(series, errors="coerce")
         data[position] = series
     # the index given: pandas aligns nothing (from Series alone it unions their indexes);
@@ -72,6 +78,18 @@ def _columns_to_frame(cur: psycopg.Cursor) -> pd.DataFrame:
     frame = pd.DataFrame(data, columns=range(len(description)), index=index)
     frame.columns = [c.name for c in description]
     return frame
+
+
+FLOAT_EXACT = 2 ** 53  # a float64 holds every integer up to this exactly
+
+
+def _beyond_float(cells) -> bool:
+    """Whether an integer among the cells would be rounded as a float.
+
+    >>> _beyond_float((1, None, 2 ** 40)), _beyond_float((-1118924422343236163, None))
+    (False, True)
+    """
+    return any(type(v) is int and not -FLOAT_EXACT <= v <= FLOAT_EXACT for v in cells)
 
 
 def rows(frame: pd.DataFrame, index: bool = True) -> Iterator[tuple]:

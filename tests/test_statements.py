@@ -206,11 +206,25 @@ def test_explain_analyze_runs_with_the_privileges_of_the_role_that_ran_it(scratc
 
 
 def test_role_without_pg_read_all_stats_sees_insufficient_privilege(workload, settings):
+    """Other roles' statements are hidden, query id too; the ids the role may see stay exact
+    beside the hidden ones (a column of floats, as a NULL among 64-bit ids made it, showed and
+    looked up ids rounded to others)."""
     with login_role(workload, "dbpulse_test_viewer", "v") as url:
+        with psycopg.connect(url) as conn:  # a statement of its own, not DB Pulse's
+            conn.execute("SELECT count(*) FROM pg_class WHERE relpages > 7")
         with monitoring_connection(url, settings) as conn:
-            top = statements.top_statements(conn, _ext(conn))
+            top = statements.top_statements(conn, _ext(conn), statements.StatementFilter(
+                limit=1000))
+            kpi = statements.slow_query_kpi(conn, _ext(conn))
+        with psycopg.connect(workload) as conn:
+            own = conn.execute("""
+                SELECT queryid FROM pg_stat_statements
+                WHERE userid = 'dbpulse_test_viewer'::regrole AND query LIKE '%relpages%'
+                """).fetchone()[0]
         assert top.attrs["insufficient_privilege"] > 0
         assert statements.INSUFFICIENT_PRIVILEGE in set(top["query"])
+        assert top["queryid"].isna().any() and kpi.entries["queryid"].isna().any()
+        assert own in list(top["queryid"]) and own in list(kpi.entries["queryid"])
 
 
 def test_statements_info(workload, settings):
