@@ -275,16 +275,18 @@ def slow_query_kpi(conn: psycopg.Connection, ext: Extension, threshold_ms: float
     # a subquery, not a CTE: only the columns used are computed (a CTE over the volatile
     # function is materialized whole: 7 ms against 4.4 at 4,800 entries)
     frame = to_frame(conn.execute(sql.SQL("""
-        SELECT calls::float8 AS calls, mean_exec_ms, min_exec_ms, max_exec_ms, queryid,
-               dbid::text || '/' || userid::text || '/' || queryid::text AS entry,
-               NOT coalesce(minmax_partial, false) AS extremes_cover,
+        SELECT calls::float8 AS calls, mean_exec_ms, min_exec_ms, max_exec_ms, queryid, userid,
+               dbid, NOT coalesce(minmax_partial, false) AS extremes_cover,
                calls >= %(min_calls)s AND mean_exec_ms >= %(slow_mean)s AS slow
         FROM ({entries}) entries
         WHERE calls > 0
         """).format(entries=entries_query(ext, this_database=True, texts=False)),
         {"min_calls": min_calls, "slow_mean": slow_mean_ms}, binary=True))
     if not frame.empty:
-        frame = frame[~frame["entry"].isin(own_entries(conn, ext, frame["entry"]))]
+        entries = list(zip(frame["userid"].tolist(), frame["queryid"].tolist()))
+        own = own_entries(conn, ext, int(frame["dbid"].iloc[0]), entries)
+        if own:
+            frame = frame[[entry not in own for entry in entries]]
     kpi = SlowQueryKpi.of(frame, threshold_ms, extremes_are_calls=True)
     # each statement's time as the KPI's total counts it (calls x mean)
     kpi.entries = pd.DataFrame({"queryid": frame["queryid"], "calls": frame["calls"],
@@ -306,29 +308,30 @@ def slow_query_kpi(conn: psycopg.Connection, ext: Extension, threshold_ms: float
 # again by another statement with the same query id, a rare case, is then judged anew; a
 # database created again under the same name has another dbid, so its entries are new).
 OWN_VERDICTS_TTL_S = 600.0
-_own_verdicts: dict[tuple, tuple[float, frozenset[str], frozenset[str]]] = {}
+_own_verdicts: dict[tuple, tuple[float, frozenset[tuple], frozenset[tuple]]] = {}
 
 
-def own_entries(conn: psycopg.Connection, ext: Extension, entries: pd.Series) -> frozenset[str]:
-    """Which of `entries` ("dbid/userid/queryid" of the connected database; None where the query id
-    is hidden, as for other roles' statements without pg_read_all_stats, whose texts are hidden
-    too: never DB Pulse's) are DB Pulse's own statements."""
-    key = (conn.info.host, conn.info.port, conn.info.dbname)
+def own_entries(conn: psycopg.Connection, ext: Extension, dbid: int,
+                entries: list[tuple]) -> frozenset[tuple[int, int]]:
+    """Which of `entries` ((userid, queryid) of the connected database's, whose oid is dbid; the
+    query id missing (None or NaN) where it is hidden, as for other roles' statements without
+    pg_read_all_stats, whose texts are hidden too: never DB Pulse's) are DB Pulse's own
+    statements."""
+    key = (conn.info.host, conn.info.port, dbid)
     read_at, seen, own = _own_verdicts.get(key, (-OWN_VERDICTS_TTL_S, frozenset(), frozenset()))
     fresh = time.monotonic() - read_at < OWN_VERDICTS_TTL_S
-    if fresh and seen.issuperset(entries.dropna()):
+    # a missing query id (None, or NaN, which equals nothing) is never among those judged
+    if fresh and seen.issuperset(e for e in entries if e[1] is not None and e[1] == e[1]):
         return own
     started = time.monotonic()
     verdicts = conn.execute(sql.SQL("""
-        SELECT s.dbid::text || '/' || s.userid::text || '/' || s.queryid::text,
-               s.query LIKE %s
+        SELECT s.userid, s.queryid, s.query LIKE %s
         FROM {}.{}(true) s
-        WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-          AND s.queryid IS NOT NULL
+        WHERE s.dbid = %s AND s.queryid IS NOT NULL
         """).format(sql.Identifier(ext.schema), sql.Identifier("pg_stat_statements")),
-        ("%" + OWN_STATEMENT_TAG,)).fetchall()
-    judged = frozenset(entry for entry, _ in verdicts)
-    mine = frozenset(entry for entry, is_own in verdicts if is_own)
+        ("%" + OWN_STATEMENT_TAG, dbid), binary=True).fetchall()
+    judged = frozenset((userid, queryid) for userid, queryid, _ in verdicts)
+    mine = frozenset((userid, queryid) for userid, queryid, is_own in verdicts if is_own)
     if fresh:
         # an entry gone since (evicted by a full pg_stat_statements, to come back under the
         # same id) keeps its verdict until the TTL: its return reads no texts again
