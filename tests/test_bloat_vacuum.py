@@ -136,10 +136,17 @@ def test_sequences_near_their_maximum(scratch_database, settings):
         conn.execute("SELECT setval('small_ids_id_seq', 2000000000)")
         conn.execute("CREATE SEQUENCE roomy")
         conn.execute("SELECT nextval('roomy')")
+        # a bigint one near its end, beside one never used (no last value): read exactly, not
+        # rounded as a float would
+        conn.execute("CREATE SEQUENCE huge")
+        conn.execute("SELECT setval('huge', 9200000000000000001)")
+        conn.execute("CREATE SEQUENCE untouched")
     with monitoring_connection(scratch_database, settings) as conn:
         near = vacuum.sequences_near_max(conn, 0.75)
-    assert list(near["sequence_name"]) == ["small_ids_id_seq"]
-    assert near.iloc[0]["effective_max"] == 2147483647 and near.iloc[0]["column_name"] == "id"
+    assert list(near["sequence_name"]) == ["huge", "small_ids_id_seq"]
+    assert int(near.iloc[0]["last_value"]) == 9200000000000000001
+    assert near.iloc[0]["used_share"] == pytest.approx(9200000000000000001 / (2 ** 63 - 2))
+    assert near.iloc[1]["effective_max"] == 2147483647 and near.iloc[1]["column_name"] == "id"
 
 
 def test_sequences_found_through_defaults_and_identity_and_their_fix_runs(scratch_database,

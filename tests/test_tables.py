@@ -30,3 +30,16 @@ def test_a_long_frame_is_paged_and_says_which_rows_it_shows():
     assert at.session_state["shown"] == list(range(100, 120))
     assert len(at.dataframe[0].value) == 20
     assert at.caption[0].value == "Rows 101–120 of 120."
+
+
+def test_a_count_beyond_the_browsers_integers_is_shown_exactly():
+    """A sequence's last value near 2**63 beside one with none is text with every digit (the
+    browser's numbers, like a float, would round it)."""
+    import pandas as pd
+
+    from foundation.columns import Column
+    from ui import tables
+
+    frame = pd.DataFrame({"last_value": pd.Series([9200000000000000001, None, 7], dtype=object)})
+    shown, _ = tables.prepare(frame, {"last_value": Column("Last value", "count")})
+    assert list(shown["last_value"]) == ["9,200,000,000,000,000,001", tables.MISSING, "7"]

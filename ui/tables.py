@@ -55,8 +55,10 @@ def prepare(frame: pd.DataFrame, columns: dict[str, Column]) -> tuple[pd.DataFra
         if col.kind in ("count", "number", "bytes", "percent"):
             numbers = pd.to_numeric(values, errors="coerce").astype(float)
             if col.kind == "count" and (numbers.abs() >= SAFE_INTEGER).any():
-                shown[name] = [MISSING if v != v else f"{int(v):,}" for v in
-                               pd.to_numeric(values, errors="coerce")]
+                # the frame's own integers where it has them: a float has lost the digits too
+                exact = [v if isinstance(v, int) else n
+                         for v, n in zip(values, pd.to_numeric(values, errors="coerce"))]
+                shown[name] = [f"{int(v):,}" if known(v) else MISSING for v in exact]
                 config[name] = st.column_config.TextColumn(col.header, **common)
                 continue
             if col.kind == "percent":
