@@ -22,6 +22,7 @@ from foundation import plan_login
 from foundation.capabilities import Extension, version_tuple
 from foundation.columns import DATABASE, ROLE, STATEMENT, Column
 from foundation.connections import OWN_STATEMENT_TAG
+from foundation.format import known
 from foundation.frames import to_frame
 from foundation.roles import ActionError, Actor
 from foundation.secrets import redact_text
@@ -320,8 +321,8 @@ def own_entries(conn: psycopg.Connection, ext: Extension, dbid: int,
     key = (conn.info.host, conn.info.port, dbid)
     read_at, seen, own = _own_verdicts.get(key, (-OWN_VERDICTS_TTL_S, frozenset(), frozenset()))
     fresh = time.monotonic() - read_at < OWN_VERDICTS_TTL_S
-    # a missing query id (None, or NaN, which equals nothing) is never among those judged
-    if fresh and seen.issuperset(e for e in entries if e[1] is not None and e[1] == e[1]):
+    # a missing query id (hidden) is never among those judged
+    if fresh and seen.issuperset(e for e in entries if known(e[1])):
         return own
     started = time.monotonic()
     verdicts = conn.execute(sql.SQL("""
