@@ -110,17 +110,20 @@ def check_slow_queries(conn, caps: Capabilities, settings: Settings,
 
 
 def index_review(conn, settings: Settings, include_own: bool = False,
-                 replica_urls: tuple[str, ...] = ()) -> indexes.IndexReview:
-    """replica_urls: the target's declared read replicas, whose index scans count too."""
+                 replica_urls: tuple[str, ...] = (), described: bool = True
+                 ) -> indexes.IndexReview:
+    """replica_urls: the target's declared read replicas, whose index scans count too;
+    described: each reason with the index's definition (indexes.review)."""
     evidence = indexes.usage_evidence(conn, migration_files.migrations_dir(settings),
                                       timedelta(days=settings.unused_index_min_age_days),
                                       replica_urls, settings)
-    found = indexes.review(conn, settings.unused_index_min_bytes, evidence)
+    found = indexes.review(conn, settings.unused_index_min_bytes, evidence, described=described)
     return found if include_own else found.without_own()
 
 
 def check_indexes(conn, settings: Settings, replica_urls: tuple[str, ...] = ()) -> list[Finding]:
-    found = index_review(conn, settings, replica_urls=replica_urls)
+    # a check's finding names the indexes and their fixes, never the reasons: not described
+    found = index_review(conn, settings, replica_urls=replica_urls, described=False)
     page = "indexes"
     unused, duplicates, invalid, fk = (found.unused, found.duplicates, found.invalid,
                                        found.foreign_keys)

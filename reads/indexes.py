@@ -85,10 +85,10 @@ def list_indexes(conn: psycopg.Connection, scope: str | None = None, min_size_by
 
     Kept cheap for catalogues of tens of thousands of indexes: scan counts come straight from
     the statistics functions (not the pg_stat_all_indexes view), sizes from pg_class.relpages
-    (as of the last VACUUM, ANALYZE or build, instead of a file-system call per index), and
-    column names from one query for the tables read rather than a subquery per index. A
-    partitioned index has no scans or pages of its own: it gets the sums over its partitions'
-    indexes, so it is judged by what they saw."""
+    (as of the last VACUUM, ANALYZE or build, instead of a file-system call per index); the
+    column names only where findings are described (with_column_names). A partitioned index
+    has no scans or pages of its own: it gets the sums over its partitions' indexes, so it is
+    judged by what they saw."""
     version = conn.info.server_version
     last_scan = "pg_stat_get_lastscan(i.indexrelid)" if version >= 160000 else "NULL::timestamptz"
     nulls_not_distinct = "i.indnullsnotdistinct" if version >= 150000 else "false"
@@ -151,10 +151,6 @@ def list_indexes(conn: psycopg.Connection, scope: str | None = None, min_size_by
         """, {"limit": limit, "min_size_bytes": min_size_bytes, "block_size": block_size,
               "own_scans": own_scans}, binary=True))
     frame["is_partitioned"] = frame["is_partitioned"].astype(bool)
-    # each row refers to its table's list of names: an index's own are picked out only when
-    # it is described (most are never), not for every one of a big catalogue's
-    names = table_column_names(conn, frame["table_oid"].unique().tolist())
-    frame["table_columns"] = frame["table_oid"].map(pd.Series(names, dtype=object))
     if limit:
         return frame.sort_values(["scans", "size_bytes", "index_oid"],
                                  ascending=[True, False, True], ignore_index=True)
@@ -192,6 +188,22 @@ def count_indexes(conn: psycopg.Connection) -> int:
         JOIN pg_namespace n ON n.oid = t.relnamespace
         WHERE {USER_SCHEMAS}
         """, {}).fetchone()[0]
+
+
+def with_column_names(conn: psycopg.Connection, frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with its tables' column names (table_columns), by which the findings judged
+    from it are described: an index's definition in short in each reason. Only a page that
+    shows the reasons needs them: at 25,000 indexes reading them and describing the findings
+    was a fifth of every check's time, at 120,000 a sixth. Each row refers to its table's
+    list (one query for the tables, not a subquery per index); an index's own names are
+    picked out only when it is described."""
+    names = table_column_names(conn, frame["table_oid"].unique().tolist())
+    return frame.assign(table_columns=frame["table_oid"].map(pd.Series(names, dtype=object)))
+
+
+def _described(frame: pd.DataFrame) -> bool:
+    """Whether findings judged from the frame say the index's definition (with_column_names)."""
+    return "table_columns" in frame.columns
 
 
 def table_column_names(conn: psycopg.Connection, table_oids: list[int]) -> dict[int, list[str]]:
@@ -484,8 +496,10 @@ def judge_unused(frame: pd.DataFrame, min_size_bytes: int = 0,
             uncovered.setdefault(fk.table_oid, []).append(fk)
     on_replicas = (f", here and on {', '.join(evidence.replicas.read)}"
                    if evidence and evidence.replicas.read else "")
+    described = _described(frame)
+    judged = JUDGED + ["table_columns"] if described else JUDGED
     findings = []
-    for r in rows(unused[JUDGED].sort_values("size_bytes", ascending=False), index=False):
+    for r in rows(unused[judged].sort_values("size_bytes", ascending=False), index=False):
         needed_by = [fk for fk in uncovered.get(r.table_oid, ()) if fk.supported_by(r)]
         waiting, young = (evidence.waiting(qualified(r.schema_name, r.index_name)) if evidence
                           else ("drop", None))
@@ -505,16 +519,18 @@ def judge_unused(frame: pd.DataFrame, min_size_bytes: int = 0,
             if r.is_clustered:
                 reason += ("; CLUSTER uses it for this table: after the drop a plain CLUSTER "
                            f"of {qualified(r.schema_name, r.table_name)} needs another index")
+        if described:
+            reason += f"; {_describe(r)}"
         findings.append(IndexFinding(r.schema_name, r.table_name, r.index_name,
-                                     int(r.size_bytes), f"{reason}; {_describe(r)}", fix,
-                                     verdict=verdict))
+                                     int(r.size_bytes), reason, fix, verdict=verdict))
     return findings
 
 
-# what judging and describing a candidate reads of its row
+# what judging and describing a candidate reads of its row (and its table's column names, when
+# the frame has them)
 JUDGED = ["schema_name", "table_name", "index_name", "table_oid", "size_bytes", "is_partitioned",
-          "is_clustered", "is_valid", "is_unique", "access_method", "columns", "table_columns",
-          "key_count", "options", "nulls_not_distinct", "expressions", "predicate"]
+          "is_clustered", "is_valid", "is_unique", "access_method", "columns", "key_count",
+          "options", "nulls_not_distinct", "expressions", "predicate"]
 
 
 def unused_indexes(frame: pd.DataFrame, min_size_bytes: int = 0,
@@ -617,7 +633,9 @@ def covered_indexes(frame: pd.DataFrame) -> list[Covered]:
               "access_method", "columns", "key_count", "opclasses", "collations", "options",
               "is_unique", "nulls_not_distinct", "is_partitioned", "backs_constraint",
               "is_clustered",
-              "expressions", "predicate", "size_bytes", "scans", "table_columns"]
+              "expressions", "predicate", "size_bytes", "scans"]
+    if _described(frame):
+        needed.append("table_columns")
     candidates = frame[frame["is_valid"] & frame["parent_index_oid"].isna()]
     # most indexes share their table with no other index of the same kind: skip them in bulk
     group_key = [candidates["table_oid"], candidates["access_method"],
@@ -651,7 +669,9 @@ def covered_indexes(frame: pd.DataFrame) -> list[Covered]:
 
 @no_collection()  # a row tuple per index: see no_collection
 def duplicate_indexes(frame: pd.DataFrame) -> list[IndexFinding]:
-    """The covered indexes (covered_indexes) as findings: why, and the DROP."""
+    """The covered indexes (covered_indexes) as findings: why (with both definitions when the
+    frame has column names), and the DROP."""
+    described = _described(frame)
     findings = []
     for small, big in ((c.small, c.big) for c in covered_indexes(frame)):
         mutual = (big.is_unique == small.is_unique
@@ -662,7 +682,7 @@ def duplicate_indexes(frame: pd.DataFrame) -> list[IndexFinding]:
         findings.append(IndexFinding(
             small.schema_name, small.table_name, small.index_name, int(small.size_bytes),
             f"{kind} {quote_ident(big.index_name)}, which stays: it serves {serves} "
-            f"this one serves ({_describe(small)} vs {_describe(big)})"
+            "this one serves" + (f" ({_describe(small)} vs {_describe(big)})" if described else "")
             + ("; CLUSTER uses this one for the table: cluster on the one that stays"
                if small.is_clustered else ""),
             drop_sql(small.schema_name, small.index_name, small.is_partitioned),
@@ -751,9 +771,12 @@ class IndexReview:
 
 
 def review(conn: psycopg.Connection, min_size_bytes: int, evidence: UsageEvidence,
-           frame: pd.DataFrame | None = None) -> IndexReview:
-    """Every index finding from one read of the indexes the checks need (or of `frame`)."""
+           frame: pd.DataFrame | None = None, described: bool = True) -> IndexReview:
+    """Every index finding from one read of the indexes the checks need (or of `frame`);
+    described: each reason with the index's definition (a page shows them; a check does not)."""
     frame = list_indexes(conn, "checks", min_size_bytes) if frame is None else frame
+    if described:
+        frame = with_column_names(conn, frame)
     keys = foreign_keys(conn)
     duplicates = duplicate_indexes(frame)
     return IndexReview(duplicates,
@@ -765,15 +788,18 @@ def review(conn: psycopg.Connection, min_size_bytes: int, evidence: UsageEvidenc
 # Each check on its own, reading only its scope: what `cli.py check` and the benchmark time;
 # review() gives the same findings from one read.
 def unused_review(conn: psycopg.Connection, min_size_bytes: int,
-                  evidence: UsageEvidence) -> list[IndexFinding]:
+                  evidence: UsageEvidence, described: bool = True) -> list[IndexFinding]:
     frame = list_indexes(conn, "unused", min_size_bytes)
+    if described:
+        frame = with_column_names(conn, frame)
     # the duplicate check's findings are left out by name: they need no words here
     return judge_unused(frame, min_size_bytes, covered_indexes(frame),
                         foreign_keys=foreign_keys(conn), evidence=evidence)
 
 
-def duplicate_review(conn: psycopg.Connection) -> list[IndexFinding]:
-    return duplicate_indexes(list_indexes(conn, "duplicates"))
+def duplicate_review(conn: psycopg.Connection, described: bool = True) -> list[IndexFinding]:
+    frame = list_indexes(conn, "duplicates")
+    return duplicate_indexes(with_column_names(conn, frame) if described else frame)
 
 
 def invalid_review(conn: psycopg.Connection) -> list[IndexFinding]:
