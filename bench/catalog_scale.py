@@ -9,8 +9,8 @@ of five new connections (cold relation cache: median and max) and min/median/max
 Each job is judged against the fastest peer's figure for the same job, measured beside it from
 outside (the peers' SQL is not ours and is not here): at most half of it, warm and cold, or no
 slower than it where the peer takes under 50 ms. `run_all` (every check, as the Overview and
-`check` run them) is judged against the floor measured in the same run: at most 4× reading
-pg_index, pg_class and pg_namespace in full. Every job also prints its ratio to that floor; the
+`check` run them) is judged against the floor: at most 4× reading pg_index, pg_class and
+pg_namespace in full, the two timed in turn and the ratio taken pair by pair (its median). Every job also prints its ratio to that floor; the
 floors (a round trip, the catalogue read, reading pg_statistic) are in the JSON.
 
 Prints one JSON object. Run: .venv/bin/python bench/catalog_scale.py [--size 120k] [--keep]
@@ -103,6 +103,20 @@ def timed(url: str, fn, runs: int, cold_runs: int = 5) -> dict:
     return figures
 
 
+def paired_with_floor(url: str, fn, floor_fn, runs: int) -> dict:
+    """fn and the floor in turn on one warm connection, fn's time over the floor's taken pair
+    by pair: on a shared host whose speed drifts, two medians taken minutes apart drift apart
+    too (this catalogue's floor read 30-57 ms between runs of one day)."""
+    conn = open_monitoring(url, SETTINGS)
+    try:
+        _clock(fn, conn), _clock(floor_fn, conn)  # both warm first
+        ratios = [_clock(fn, conn) / _clock(floor_fn, conn) for _ in range(runs)]
+    finally:
+        conn.close()
+    return {"median": round(statistics.median(ratios), 2), "min": round(min(ratios), 2),
+            "max": round(max(ratios), 2), "pairs": runs}
+
+
 def _clock(fn, conn) -> float:
     t0 = time.perf_counter()
     fn(conn)
@@ -180,11 +194,15 @@ def diagnostics() -> dict:
     }
 
 
-def judged(figures: dict, name: str, catalogue_read_ms: float, size: str) -> dict:
+def judged(figures: dict, name: str, catalogue_read_ms: float, size: str,
+           paired: dict | None = None) -> dict:
+    """paired: run_all's paired_with_floor, by which it is judged (the goal is a ratio)."""
     out = {**figures, "per_catalogue_read": round(figures["median_ms"] / catalogue_read_ms, 1)}
-    if name == "run_all":  # judged warm, against the floor
+    if name == "run_all":  # judged warm, against the floor read beside it
         out["goal_ms"] = round(RUN_ALL_PER_CATALOGUE_READ * catalogue_read_ms, 1)
-        out["warm_met"] = figures["median_ms"] <= out["goal_ms"]
+        out["paired_per_catalogue_read"] = paired
+        out["goal_per_catalogue_read"] = RUN_ALL_PER_CATALOGUE_READ
+        out["warm_met"] = paired["median"] <= RUN_ALL_PER_CATALOGUE_READ
         return out
     if size != "25k":  # the peers were measured on the 25,000-index catalogue only
         return out
@@ -246,8 +264,10 @@ def main() -> None:
         result["load_before"] = os.getloadavg()
         result["floors"] = {name: timed(url, fn, args.runs) for name, fn in floors().items()}
         catalogue_read_ms = result["floors"]["catalogue read"]["median_ms"]
+        run_all_paired = paired_with_floor(url, jobs(caps)["run_all"],
+                                           floors()["catalogue read"], 2 * args.runs + 1)
         result["jobs"] = {name: judged(timed(url, fn, args.runs), name, catalogue_read_ms,
-                                 args.size)
+                                       args.size, run_all_paired)
                           for name, fn in jobs(caps).items()}
         result["all_goals_met"] = all(j.get("warm_met", True) and j.get("cold_met", True)
                                       for j in result["jobs"].values())
