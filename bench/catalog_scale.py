@@ -109,7 +109,8 @@ def paired_with_floor(url: str, fn, floor_fn, runs: int) -> dict:
     too (this catalogue's floor read 30-57 ms between runs of one day)."""
     conn = open_monitoring(url, SETTINGS)
     try:
-        _clock(fn, conn), _clock(floor_fn, conn)  # both warm first
+        for warm_up in (fn, floor_fn):
+            _clock(warm_up, conn)
         ratios = [_clock(fn, conn) / _clock(floor_fn, conn) for _ in range(runs)]
     finally:
         conn.close()
