@@ -20,7 +20,7 @@ from operations.checks import counted
 from operations.history import Period
 from reads import activity, probes, redis_cache
 from reads.plan_tracker import hot_query_label
-from reads.statements import SlowQueryKpi
+from reads.statements import SlowQueryKpi, slow_on_average
 
 MIN_CALLS_TO_COMPARE = 10   # fewer calls in either period: too noisy to call it a change
 MIN_MEAN_CHANGE = 0.10      # a smaller change of the mean is noise, not an improvement
@@ -252,8 +252,9 @@ def new_slow_statements(previous: pd.DataFrame, current: pd.DataFrame,
                         settings: Settings) -> pd.DataFrame:
     """Slow now (by the configured threshold), and absent or not slow in the previous period."""
     def slow(frame):
-        return frame[(frame["mean_exec_ms"].astype(float) >= settings.slow_query_mean_ms)
-                     & (frame["calls"].astype(float) >= settings.slow_query_min_calls)]
+        return frame[slow_on_average(frame["mean_exec_ms"].astype(float),
+                                     frame["calls"].astype(float), settings.slow_query_mean_ms,
+                                     settings.slow_query_min_calls)]
     was_slow = set(zip(slow(previous)["queryid"], slow(previous)["userid"])) \
         if not previous.empty else set()
     now = slow(current) if not current.empty else current
