@@ -324,9 +324,8 @@ _own_verdicts: dict[tuple, tuple[float, frozenset[tuple], frozenset[tuple]]] = {
 def own_entries(conn: psycopg.Connection, ext: Extension, dbid: int,
                 entries: list[tuple]) -> frozenset[tuple[int, int]]:
     """Which of `entries` ((userid, queryid) of the connected database's, whose oid is dbid; the
-    query id missing (None or NaN) where it is hidden, as for other roles' statements without
-    pg_read_all_stats, whose texts are hidden too: never DB Pulse's) are DB Pulse's own
-    statements."""
+    query id None where it is hidden, as for other roles' statements without pg_read_all_stats,
+    whose texts are hidden too: never DB Pulse's) are DB Pulse's own statements."""
     key = (conn.info.host, conn.info.port, dbid)
     read_at, seen, own = _own_verdicts.get(key, (-OWN_VERDICTS_TTL_S, frozenset(), frozenset()))
     fresh = time.monotonic() - read_at < OWN_VERDICTS_TTL_S
