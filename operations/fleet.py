@@ -11,7 +11,7 @@ import threading
 import time
 import urllib.request
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Callable, ContextManager
 
 import pandas as pd
 import psycopg
@@ -42,19 +42,22 @@ def target_report(target: Target, settings: Settings,
                   also: Callable[[psycopg.Connection, capabilities.Capabilities,
                                   statements.SlowQueryKpi | None, pd.DataFrame | None],
                                  object] | None = None,
-                  with_size: bool = True) -> dict:
+                  with_size: bool = True,
+                  connect: Callable[[], ContextManager[psycopg.Connection]] | None = None) -> dict:
     """One target's health: PostgreSQL identity, checks and buffer hit rate, each Redis's hit
     rate; a server that cannot be reached is an error entry, and makes the target red. `also`
     reads more on the same connection (the agent's KPIs), given what the checks read that it
     wants too: the slow-query KPI and the materialized views (each None where it could not be
     read); its result is report["also"]. Without `with_size` the database's size is not read
-    (it visits every file of the database): None."""
+    (it visits every file of the database): None. `connect` gives the connection (the agent's
+    kept one); by default a new one."""
     t0 = time.monotonic()
     report: dict = {"target": target.name, "findings": [],
                     "measured_at": datetime.now(timezone.utc)}
     failed = False
     try:
-        with monitoring_connection(target.database_url, settings) as conn:
+        with (connect() if connect else
+              monitoring_connection(target.database_url, settings)) as conn:
             identity = server.server_identity(conn, with_size=with_size)
             caps = capabilities.detect(conn)
             hit = cache.cache_hit_rates(conn, per_kind=False)  # the report has the database's
