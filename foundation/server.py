@@ -48,10 +48,14 @@ class ServerIdentity:
         return f"since {start} (server start; no reset is recorded)"
 
 
+# pg_database_size() visits every file of the database: 1.3 ms on the small demo, tens of
+# milliseconds on a catalogue of tens of thousands of relations
+DATABASE_SIZE = "pg_database_size(current_database())"
+
+
 def server_identity(conn: psycopg.Connection, with_size: bool = False) -> ServerIdentity:
-    """With `with_size`, also the database's size: pg_database_size() visits every file of the
-    database, tens of milliseconds on a catalogue of tens of thousands of relations."""
-    size = "pg_database_size(current_database())" if with_size else "NULL::bigint"
+    """With `with_size`, also the database's size (DATABASE_SIZE)."""
+    size = DATABASE_SIZE if with_size else "NULL::bigint"
     row = conn.execute(
         f"""
         SELECT current_setting('server_version')               AS version,
@@ -68,6 +72,11 @@ def server_identity(conn: psycopg.Connection, with_size: bool = False) -> Server
         """).fetchone()
     version, *rest = row
     return ServerIdentity(version.split()[0], *rest)
+
+
+def database_size(conn: psycopg.Connection) -> int:
+    """The database's size on disk in bytes (DATABASE_SIZE)."""
+    return conn.execute(f"SELECT {DATABASE_SIZE}").fetchone()[0]
 
 
 def login_roles(conn: psycopg.Connection) -> list[str]:

@@ -77,3 +77,28 @@ def test_refresh_button_clears_cached_results(production_env):
     at.sidebar.button[0].click().run()
     assert not at.exception
     assert "Buffer cache hit rate" in _metrics(at)
+
+
+def test_the_database_size_is_read_apart_and_not_with_every_load(production_env, database_url):
+    """Reading the size visits every file of the database: the Overview reads it every
+    SIZE_TTL_S, with its time, not whenever its other figures expire."""
+    import psycopg
+
+    from ui import loaders
+
+    def size_reads() -> int:
+        with psycopg.connect(database_url) as conn:
+            return conn.execute("""
+                SELECT coalesce(sum(calls), 0) FROM extensions.pg_stat_statements
+                WHERE query LIKE '%%pg_database_size%%/* dbpulse */'
+                  AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+                """).fetchone()[0]
+
+    before = size_reads()
+    size = next(m for m in _run().metric if m.label == "Database size")
+    assert "MB" in size.value
+    assert "read at " in size.help and "again after 10 minutes" in size.help
+    assert size_reads() == before + 1
+    loaders.postgres_overview.clear()  # the Overview's figures expire, the size not yet
+    assert _metrics(_run())["Database size"] == size.value
+    assert size_reads() == before + 1

@@ -64,8 +64,12 @@ if pg.ok:
     cols[0].metric("PostgreSQL", identity.version, help=identity.full_version)
     cols[1].metric("Uptime", human_duration(identity.uptime),
                    help=f"started {identity.started_at:%Y-%m-%d %H:%M %Z}")
-    cols[2].metric("Database size", human_bytes(identity.database_size_bytes),
-                   help=f"database {identity.database}")
+    size = loaders.database_size(target.database_url, settings)
+    cols[2].metric("Database size", human_bytes(size.value) if size.ok else "unknown",
+                   help=f"database {identity.database}; " + (
+                       f"read at {size.loaded_at:%H:%M:%S} UTC, again after "
+                       f"{loaders.SIZE_TTL_S // 60} minutes (reading it visits every file of "
+                       "the database)" if size.ok else f"not read: {size.problem}"))
     cols[3].metric("Statistics since",
                    f"{identity.stats_reset or identity.started_at:%b %d %H:%M}"
                    + ("" if identity.stats_reset else " or before"),
