@@ -6,8 +6,9 @@ while the watcher works every `--every` seconds, and compares DB Pulse's own sta
 nothing is reset). Watchers: the agent (checks, KPIs, a snapshot, the plan's latency probes
 every cycle unless --no-probes; goal under 1 %, issue 16),
 or the Overview page's loads as a browser left open on it runs them once its cache expires
-(the database's size once its own, longer, cache expires; goal under 0.5 %, issue 15), or both at once (together under 0.5 %, issue 32). For the agent,
-then scrapes /metrics, which answers from the last cycle. Prints one JSON object.
+(the database's size once its own, longer, cache expires; goal under 0.5 %, issue 15), or
+both at once (together under 0.5 %, issue 32). For the agent, then scrapes /metrics, which
+answers from the last cycle. Prints one JSON object.
 
 Run against the embedded stack: eval "$(.venv/bin/python cli.py stack status)";
 .venv/bin/python bench/agent_cost.py [--watcher agent|overview|both] [--scale default]
