@@ -64,7 +64,7 @@ if pg.ok:
     cols[0].metric("PostgreSQL", identity.version, help=identity.full_version)
     cols[1].metric("Uptime", human_duration(identity.uptime),
                    help=f"started {identity.started_at:%Y-%m-%d %H:%M %Z}")
-    size = loaders.database_size(target.database_url, settings)
+    size = pg.value.size
     cols[2].metric("Database size", human_bytes(size.value) if size.ok else "unknown",
                    help=f"database {identity.database}; " + (
                        f"read at {size.loaded_at:%H:%M:%S} UTC, again after "
