@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, ContextManager
+from typing import Callable
 
 import pandas as pd
 import psycopg
@@ -41,8 +41,7 @@ TOP_STATEMENTS = 10           # bounded labels for Prometheus
 
 
 def measure(target: Target, settings: Settings,
-            connect: Callable[[], ContextManager[psycopg.Connection]] | None = None
-            ) -> TargetFigures:
+            connect: fleet.Connect | None = None) -> TargetFigures:
     """The figures of one target now, on one connection (connect's, else a new one); only the
     report when PostgreSQL is down."""
     figures = TargetFigures({})
@@ -149,8 +148,7 @@ class Agent:
             kept.close()
         self.kept.clear()
 
-    def _connectors(self, targets: list[Target]
-                    ) -> dict[str, Callable[[], ContextManager[psycopg.Connection]]]:
+    def _connectors(self, targets: list[Target]) -> dict[str, fleet.Connect]:
         """How each target (by name) is measured: on its kept connection (one that went away,
         as in a server's restart, is replaced), unless the agent watches more than
         KEPT_CONNECTIONS targets; a target no longer watched, or moved, has it closed."""
@@ -249,8 +247,7 @@ class Agent:
                      + (f" (last error: {self.alerter.last_error})"
                         if self.alerter.pending and self.alerter.last_error else ""))
 
-    def _measure(self, target: Target, now: datetime,
-                 connect: Callable[[], ContextManager[psycopg.Connection]] | None = None
+    def _measure(self, target: Target, now: datetime, connect: fleet.Connect
                  ) -> tuple[TargetFigures, list[str], float]:
         """The target's figures (down when it went away between the checks and the rest) and
         its connection use recorded, with notes of how that went, and the seconds it all took.

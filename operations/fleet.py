@@ -25,6 +25,8 @@ from reads import cache, redis_cache, replication, statements
 
 SEVERITY_RANK = {"down": -1, **checks.SEVERITY_ORDER}
 WORKERS = 8  # targets read at once, so as many connections: most of a read is waiting
+# how a target's report gets its connection: a new one by default, or one the caller keeps
+Connect = Callable[[], ContextManager[psycopg.Connection]]
 
 
 def topology(conn: psycopg.Connection, target: Target) -> str:
@@ -43,7 +45,7 @@ def target_report(target: Target, settings: Settings,
                                   statements.SlowQueryKpi | None, pd.DataFrame | None],
                                  object] | None = None,
                   with_size: bool = True,
-                  connect: Callable[[], ContextManager[psycopg.Connection]] | None = None) -> dict:
+                  connect: Connect | None = None) -> dict:
     """One target's health: PostgreSQL identity, checks and buffer hit rate, each Redis's hit
     rate; a server that cannot be reached is an error entry, and makes the target red. `also`
     reads more on the same connection (the agent's KPIs), given what the checks read that it
