@@ -321,10 +321,14 @@ def _with_expression_stats(conn: psycopg.Connection, frame: pd.DataFrame,
 
 
 def _indexes(conn: psycopg.Connection, min_size_bytes: int) -> pd.DataFrame:
+    # Every index: the tables first, then their indexes by hash joins (one row per table for
+    # the statistics function, no lookup per index). With a size floor (the check's, the Bloat
+    # page's default), the indexes that big first, each table looked up by oid: at 25,000
+    # indexes none of which was big enough, 8 against 15 ms; were every index that big, 90
+    # against 64.
+    tables_first = "NOT MATERIALIZED" if min_size_bytes else "MATERIALIZED"
     return to_frame(conn.execute(f"""
-        -- the tables first, then their indexes by hash joins: one row per table for the
-        -- statistics functions, no lookup per index
-        WITH tables AS MATERIALIZED (
+        WITH tables AS {tables_first} (
             SELECT t.oid, t.relname, n.nspname,
                    pg_stat_get_mod_since_analyze(t.oid) AS changed_since_analyze
             FROM pg_class t

@@ -54,8 +54,13 @@ SCOPES = {
     "invalid": "NOT i.indisvalid",
     "foreign_keys": "i.indrelid IN (SELECT conrelid FROM pg_constraint WHERE contype = 'f')",
 }
-USER_SCHEMAS = ("n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') "
-                "AND n.nspname NOT LIKE 'pg_temp%%' AND n.nspname NOT LIKE 'pg_toast_temp%%'")
+# The application's tables t (in schemas n): their kind named too, although a TOAST table's
+# schema alone leaves it out, so that the planner hashes the tables rather than every relation:
+# at 120,000 indexes reading them all took 504 ms against 1,210, the unused check's scope without
+# a size floor 866 against 1,329 (at 25,000: 119 against 213, 165 against 218)
+USER_TABLES = ("t.relkind IN ('r', 'm', 'p') "
+               "AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') "
+               "AND n.nspname NOT LIKE 'pg_temp%%' AND n.nspname NOT LIKE 'pg_toast_temp%%'")
 # what all the index checks together need: the union of their scopes
 CHECK_SCOPES = ("unused", "duplicates", "invalid", "foreign_keys")
 
@@ -104,7 +109,7 @@ def list_indexes(conn: psycopg.Connection, scope: str | None = None, min_size_by
             JOIN pg_class c ON c.oid = i.indexrelid
             JOIN pg_class t ON t.oid = i.indrelid
             JOIN pg_namespace n ON n.oid = t.relnamespace
-            WHERE {USER_SCHEMAS}
+            WHERE {USER_TABLES}
             ORDER BY {SCANS}, {SIZE_BYTES} DESC, i.indexrelid
             LIMIT %(limit)s)"""
     elif scope is not None:
@@ -147,7 +152,7 @@ def list_indexes(conn: psycopg.Connection, scope: str | None = None, min_size_by
         JOIN pg_namespace n ON n.oid = t.relnamespace
         JOIN pg_am am ON am.oid = c.relam
         LEFT JOIN pg_inherits inh ON inh.inhrelid = i.indexrelid
-        WHERE {USER_SCHEMAS} AND {wanted}
+        WHERE {USER_TABLES} AND {wanted}
         """, {"limit": limit, "min_size_bytes": min_size_bytes, "block_size": block_size,
               "own_scans": own_scans}, binary=True))
     frame["is_partitioned"] = frame["is_partitioned"].astype(bool)
@@ -186,7 +191,7 @@ def count_indexes(conn: psycopg.Connection) -> int:
         SELECT count(*) FROM pg_index i
         JOIN pg_class t ON t.oid = i.indrelid
         JOIN pg_namespace n ON n.oid = t.relnamespace
-        WHERE {USER_SCHEMAS}
+        WHERE {USER_TABLES}
         """, {}).fetchone()[0]
 
 

@@ -26,16 +26,14 @@ def vacuum_status(conn: psycopg.Connection, min_dead_rows: int = 0) -> pd.DataFr
                    current_setting('autovacuum_vacuum_threshold')::int           AS threshold,
                    current_setting('autovacuum_vacuum_scale_factor')::float8     AS scale_factor,
                    current_setting('block_size')::int                            AS block_size),
+        -- the tables with that many dead rows first: their schemas are looked up for a few
         tables AS MATERIALIZED (
-            SELECT c.oid, n.nspname, c.relname, c.reltuples, c.relpages, c.relfrozenxid,
+            SELECT c.oid, c.relnamespace, c.relname, c.reltuples, c.relpages, c.relfrozenxid,
                    c.reloptions, pg_stat_get_dead_tuples(c.oid) AS dead_rows
             FROM pg_class c
-            JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE c.relkind IN ('r', 'm', 'p')
-              -- the tables pg_stat_user_tables lists
-              AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-              AND n.nspname !~ '^pg_toast')
-        SELECT t.nspname                                           AS schema_name,
+              AND pg_stat_get_dead_tuples(c.oid) >= %(min_dead_rows)s)
+        SELECT n.nspname                                           AS schema_name,
                t.relname                                           AS table_name,
                pg_stat_get_live_tuples(t.oid)                      AS live_rows,
                t.dead_rows,
@@ -53,6 +51,7 @@ def vacuum_status(conn: psycopg.Connection, min_dead_rows: int = 0) -> pd.DataFr
                age(t.relfrozenxid)                                 AS xid_age,
                t.relpages::bigint * d.block_size                   AS table_bytes
         FROM tables t
+        JOIN pg_namespace n ON n.oid = t.relnamespace
         CROSS JOIN defaults d
         LEFT JOIN LATERAL (
             SELECT max(option_value) FILTER (WHERE option_name = 'autovacuum_enabled') AS enabled,
@@ -61,9 +60,11 @@ def vacuum_status(conn: psycopg.Connection, min_dead_rows: int = 0) -> pd.DataFr
                    max(option_value) FILTER (WHERE option_name = 'autovacuum_vacuum_scale_factor')
                                                                    AS scale_factor
             FROM pg_options_to_table(t.reloptions)) o ON t.reloptions IS NOT NULL
-        WHERE t.dead_rows >= %s
+        -- the tables pg_stat_user_tables lists
+        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+          AND n.nspname !~ '^pg_toast'
         ORDER BY t.dead_rows DESC, t.oid
-        """, (min_dead_rows,))).assign(
+        """, {"min_dead_rows": min_dead_rows})).assign(
         trigger_progress=lambda f: f["dead_rows"] / f["autovacuum_trigger_rows"].clip(lower=1))
 
 
