@@ -484,15 +484,18 @@ def judge_unused(frame: pd.DataFrame, min_size_bytes: int = 0,
     Indexes in a reported duplicate pair are left out, so no two findings drop both twins."""
     skip = {(f.schema_name, f.index_name) for f in already_reported}
     skip |= {(f.schema_name, f.covered_by) for f in already_reported if f.covered_by}
-    reported = np.fromiter((key in skip for key in zip(frame["schema_name"], frame["index_name"])),
-                           dtype=bool, count=len(frame))
     # scans on the declared replicas count as much as those here
     scans = frame["scans"]
     if evidence and evidence.replicas.scans:
         scans = scans + frame["index_oid"].map(evidence.replicas.scans).fillna(0)
-    unused = frame[(scans == 0) & ~frame["is_unique"] & ~frame["backs_constraint"]
-                   & frame["is_valid"] & (frame["size_bytes"] >= min_size_bytes) & ~reported
-                   & frame["parent_index_oid"].isna()]
+    candidate = ((scans == 0) & ~frame["is_unique"] & ~frame["backs_constraint"]
+                 & frame["is_valid"] & (frame["size_bytes"] >= min_size_bytes)
+                 & frame["parent_index_oid"].isna()).to_numpy(copy=True)
+    # the reported ones looked up among the candidates only, not every index by name
+    at = np.flatnonzero(candidate)
+    candidate[at] = [key not in skip for key in zip(frame["schema_name"].to_numpy()[at],
+                                                    frame["index_name"].to_numpy()[at])]
+    unused = frame[candidate]
     # the keys no index outside the candidates supports: a candidate supporting one is kept
     uncovered: dict[int, list[ForeignKey]] = {}
     if foreign_keys:
