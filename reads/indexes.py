@@ -168,10 +168,12 @@ def _scope(parts: tuple[str, ...], min_size_bytes: int) -> str:
     few candidate tables: an array, computed once, whose tables' indexes are looked up by
     table (9 against 17 ms at 25,000 indexes); without the floor, most tables of a big
     catalogue, which the hashed set suits (the array drove 25,000 index probes one by one:
-    twice the time)."""
+    twice the time). IS TRUE keeps a lone part a filter too: the planner made it a join, whose
+    size it misjudged at 120,000 indexes, and hashed the whole result, spilling it to temporary
+    files (which the Tune page counts against work_mem)."""
     if parts == ("unused",) and min_size_bytes:
         return f"i.indrelid = ANY(ARRAY({UNUSED_TABLES}))"
-    return "(" + " OR ".join(SCOPES[part] for part in parts) + ")"
+    return "(" + " OR ".join(SCOPES[part] for part in parts) + ") IS TRUE"
 
 
 def _named(columns, table_columns) -> list[str | None]:
