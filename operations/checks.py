@@ -109,21 +109,46 @@ def check_slow_queries(conn, caps: Capabilities, settings: Settings,
             "missing-index hints")
 
 
-def index_review(conn, settings: Settings, include_own: bool = False,
-                 replica_urls: tuple[str, ...] = (), described: bool = True
-                 ) -> indexes.IndexReview:
+@dataclass(frozen=True)
+class IndexReads:
+    """What the index findings are judged from: the evidence of the indexes' ages and usage,
+    and the catalogue (indexes.review_reads)."""
+    evidence: indexes.UsageEvidence
+    catalogue: indexes.ReviewReads
+
+
+def index_reads(conn, settings: Settings, replica_urls: tuple[str, ...] = (),
+                described: bool = True) -> IndexReads:
     """replica_urls: the target's declared read replicas, whose index scans count too;
-    described: each reason with the index's definition (indexes.review)."""
+    described: each reason with the index's definition (indexes.review_reads)."""
     evidence = indexes.usage_evidence(conn, migration_files.migrations_dir(settings),
                                       timedelta(days=settings.unused_index_min_age_days),
                                       replica_urls, settings)
-    found = indexes.review(conn, settings.unused_index_min_bytes, evidence, described=described)
+    return IndexReads(evidence, indexes.review_reads(conn, settings.unused_index_min_bytes,
+                                                     described=described))
+
+
+def judged_indexes(reads: IndexReads, settings: Settings,
+                   include_own: bool = False) -> indexes.IndexReview:
+    found = indexes.judged(reads.catalogue, settings.unused_index_min_bytes, reads.evidence)
     return found if include_own else found.without_own()
+
+
+def index_review(conn, settings: Settings, include_own: bool = False,
+                 replica_urls: tuple[str, ...] = (), described: bool = True
+                 ) -> indexes.IndexReview:
+    return judged_indexes(index_reads(conn, settings, replica_urls, described), settings,
+                          include_own)
 
 
 def check_indexes(conn, settings: Settings, replica_urls: tuple[str, ...] = ()) -> list[Finding]:
     # a check's finding names the indexes and their fixes, never the reasons: not described
-    found = index_review(conn, settings, replica_urls=replica_urls, described=False)
+    return index_findings(index_reads(conn, settings, replica_urls, described=False), settings)
+
+
+def index_findings(reads: IndexReads, settings: Settings) -> list[Finding]:
+    """check_indexes' findings from its reads, without reading anything more."""
+    found = judged_indexes(reads, settings)
     page = "indexes"
     unused, duplicates, invalid, fk = (found.unused, found.duplicates, found.invalid,
                                        found.foreign_keys)
@@ -444,6 +469,11 @@ def _subscriptions_finding(subs, page: str) -> Finding:
         page, names)  # no fix to run: the cause is in the server log
 
 
+# run_all's findings in this order within each severity
+CHECK_ORDER = ("slow_queries", "indexes", "bloat", "vacuum", "cache_hit", "matviews",
+               "activity", "replication")
+
+
 def run_all(conn: psycopg.Connection, caps: Capabilities, settings: Settings,
             spare_conn: psycopg.Connection | None = None,
             rates: cache.CacheHitRates | None = None,
@@ -457,9 +487,9 @@ def run_all(conn: psycopg.Connection, caps: Capabilities, settings: Settings,
     or index_findings: those checks already started by the caller (index_checks_aside), which
     can then read more on this connection while they run; rates, kpi and views: the buffer
     cache figures, slow_query_kpi's and matview_list's, when the caller has read them already;
-    replica_urls: the target's declared read replicas."""
+    replica_urls: the target's declared read replicas. With neither, the index checks read on
+    conn first and are judged meanwhile (_index_checks_judged_aside)."""
     runs = {"slow_queries": lambda c: [check_slow_queries(c, caps, settings, kpi)],
-            "indexes": lambda c: check_indexes(c, settings, replica_urls),
             "bloat": lambda c: [check_bloat(c, settings)],
             "vacuum": lambda c: check_vacuum(c, settings),
             "cache_hit": lambda c: [check_cache(c, settings, rates)],
@@ -467,14 +497,15 @@ def run_all(conn: psycopg.Connection, caps: Capabilities, settings: Settings,
             "activity": lambda c: check_activity(c, settings, caps),
             "replication": lambda c: check_replication(c, settings)}
     with ThreadPoolExecutor(1) as pool:
-        if index_findings is None and spare_conn is not None:
-            index_findings = index_checks_aside(pool, spare_conn, settings, replica_urls)
-        found = {name: _guarded(name, run, conn) for name, run in runs.items()
-                 if index_findings is None or name != "indexes"}
-        if index_findings is not None:
-            found["indexes"] = index_findings.result()
-    findings = [f for name in runs for f in found[name]]
+        if index_findings is None:
+            index_findings = (index_checks_aside(pool, spare_conn, settings, replica_urls)
+                              if spare_conn is not None
+                              else _index_checks_judged_aside(pool, conn, settings, replica_urls))
+        found = {name: _guarded(name, run, conn) for name, run in runs.items()}
+        found["indexes"] = index_findings.result()
+    findings = [f for name in CHECK_ORDER for f in found[name]]
     return sorted(findings, key=lambda f: SEVERITY_ORDER[f.severity])
+
 
 
 def index_checks_aside(pool: ThreadPoolExecutor, spare_conn: psycopg.Connection,
@@ -484,14 +515,32 @@ def index_checks_aside(pool: ThreadPoolExecutor, spare_conn: psycopg.Connection,
                        spare_conn)
 
 
+def _index_checks_judged_aside(pool: ThreadPoolExecutor, conn: psycopg.Connection,
+                               settings: Settings, replica_urls: tuple[str, ...]) -> Future:
+    """The index checks' reads on conn now, their judging in pool's thread: pure Python (a
+    fifth of run_all's time at 25,000 indexes), it runs while conn serves the other checks.
+    (The connection itself is never shared between threads: a transaction one of them opened
+    would take in the other's statements.)"""
+    try:
+        reads = index_reads(conn, settings, replica_urls, described=False)
+    except psycopg.Error as exc:
+        done: Future = Future()
+        done.set_result(_could_not_check("indexes", exc))
+        return done
+    return pool.submit(index_findings, reads, settings)
+
+
 def _guarded(name: str, run, conn: psycopg.Connection) -> list[Finding]:
     try:
         return run(conn)
     except psycopg.Error as exc:
+        return _could_not_check(name, exc)
 
-        problem = describe_error(exc)
-        return [Finding(name, name.replace("_", " ").capitalize(), "grey", 0,
-                        f"Could not check: {problem.message}", name, fix=problem.hint)]
+
+def _could_not_check(name: str, exc: psycopg.Error) -> list[Finding]:
+    problem = describe_error(exc)
+    return [Finding(name, name.replace("_", " ").capitalize(), "grey", 0,
+                    f"Could not check: {problem.message}", name, fix=problem.hint)]
 
 
 def worst_severity(findings: list[Finding]) -> str:

@@ -700,11 +700,15 @@ def duplicate_indexes(frame: pd.DataFrame) -> list[IndexFinding]:
     return findings
 
 
-def invalid_indexes(conn: psycopg.Connection, frame: pd.DataFrame) -> list[IndexFinding]:
+def being_built(conn: psycopg.Connection) -> frozenset[int]:
+    """The oids of the indexes whose build is running right now."""
+    return frozenset(r[0] for r in conn.execute(
+        "SELECT index_relid FROM pg_stat_progress_create_index WHERE index_relid <> 0"))
+
+
+def invalid_indexes(frame: pd.DataFrame, building: frozenset[int]) -> list[IndexFinding]:
     """Left INVALID by a failed CREATE INDEX CONCURRENTLY (or REINDEX), and not a build running
-    right now. Still maintained on every write, never used for reads."""
-    building = {r[0] for r in conn.execute(
-        "SELECT index_relid FROM pg_stat_progress_create_index WHERE index_relid <> 0")}
+    right now (`building`: being_built). Still maintained on every write, never used for reads."""
     invalid = frame[~frame["is_valid"] & ~frame["index_oid"].isin(building)]
     return [IndexFinding(r.schema_name, r.table_name, r.index_name, int(r.size_bytes),
                          "INVALID: a concurrent build failed; it slows writes and serves no reads",
@@ -780,19 +784,40 @@ class IndexReview:
                            mine(self.foreign_keys))
 
 
-def review(conn: psycopg.Connection, min_size_bytes: int, evidence: UsageEvidence,
-           frame: pd.DataFrame | None = None, described: bool = True) -> IndexReview:
-    """Every index finding from one read of the indexes the checks need (or of `frame`);
-    described: each reason with the index's definition (a page shows them; a check does not)."""
+@dataclass(frozen=True)
+class ReviewReads:
+    """What the index findings are judged from (review_reads)."""
+    frame: pd.DataFrame              # list_indexes' rows (with_column_names' when described)
+    foreign_keys: list[ForeignKey]
+    building: frozenset[int]         # being_built
+
+
+def review_reads(conn: psycopg.Connection, min_size_bytes: int,
+                 frame: pd.DataFrame | None = None, described: bool = True) -> ReviewReads:
+    """Everything review() reads: the indexes the checks need (or `frame`); described: with
+    their tables' column names, by which each reason says the index's definition (a page
+    shows them; a check does not)."""
     frame = list_indexes(conn, "checks", min_size_bytes) if frame is None else frame
     if described:
         frame = with_column_names(conn, frame)
-    keys = foreign_keys(conn)
+    return ReviewReads(frame, foreign_keys(conn), being_built(conn))
+
+
+def judged(reads: ReviewReads, min_size_bytes: int, evidence: UsageEvidence) -> IndexReview:
+    """Every index finding from review_reads' result, without reading anything more."""
+    frame, keys = reads.frame, reads.foreign_keys
     duplicates = duplicate_indexes(frame)
     return IndexReview(duplicates,
                        judge_unused(frame, min_size_bytes, duplicates, foreign_keys=keys,
                                     evidence=evidence),
-                       invalid_indexes(conn, frame), unindexed_foreign_keys(keys, frame))
+                       invalid_indexes(frame, reads.building), unindexed_foreign_keys(keys, frame))
+
+
+def review(conn: psycopg.Connection, min_size_bytes: int, evidence: UsageEvidence,
+           frame: pd.DataFrame | None = None, described: bool = True) -> IndexReview:
+    """Every index finding from one read of the indexes the checks need (or of `frame`)."""
+    return judged(review_reads(conn, min_size_bytes, frame, described), min_size_bytes,
+                  evidence)
 
 
 # Each check on its own, reading only its scope: what `cli.py check` and the benchmark time;
@@ -813,7 +838,7 @@ def duplicate_review(conn: psycopg.Connection, described: bool = True) -> list[I
 
 
 def invalid_review(conn: psycopg.Connection) -> list[IndexFinding]:
-    return invalid_indexes(conn, list_indexes(conn, "invalid"))
+    return invalid_indexes(list_indexes(conn, "invalid"), being_built(conn))
 
 
 def foreign_key_review(conn: psycopg.Connection) -> list[MissingIndexHint]:

@@ -97,6 +97,26 @@ def test_a_role_that_cannot_see_other_sessions_gets_grey_not_green(scratch_datab
     assert findings["connections"].fix == "GRANT pg_monitor TO activity_blind;"
 
 
+def test_index_checks_that_cannot_read_turn_grey_and_the_others_run(scratch_database, settings):
+    # On one connection run_all reads the index checks' catalogue first and judges it while the
+    # other checks read: a login that may not read pg_index (revoked in this database only)
+    # fails that read, which must become the grey finding, not an exception
+    from tests.conftest import login_role
+    with psycopg.connect(scratch_database, autocommit=True) as setup:
+        setup.execute("CREATE TABLE t (id int PRIMARY KEY, a int)")
+        setup.execute("CREATE INDEX t_a ON t (a)")
+        setup.execute("REVOKE SELECT ON pg_catalog.pg_index FROM PUBLIC")
+    with login_role(scratch_database, "index_blind", "pw-idx") as url:
+        with monitoring_connection(url, settings) as conn:
+            caps = capabilities.detect(conn)
+            findings = {f.check: f for f in checks.run_all(conn, caps, settings)}
+    assert findings["indexes"].severity == "grey"
+    assert findings["indexes"].summary.startswith("Could not check: ")
+    assert "pg_index" in findings["indexes"].summary
+    assert not {"unused_indexes", "duplicate_indexes", "invalid_indexes"} & findings.keys()
+    assert findings["vacuum"].severity == "green" and findings["cache_hit"].severity != "grey"
+
+
 def test_connections_against_the_limit(scratch_database, settings):
     with monitoring_connection(scratch_database, settings) as conn:
         use = activity.connection_use(conn)
