@@ -143,10 +143,11 @@ def index_review(conn, settings: Settings, include_own: bool = False,
 
 def check_indexes(conn, settings: Settings, replica_urls: tuple[str, ...] = ()) -> list[Finding]:
     # a check's finding names the indexes and their fixes, never the reasons: not described
-    return index_findings(index_reads(conn, settings, replica_urls, described=False), settings)
+    return index_check_findings(index_reads(conn, settings, replica_urls, described=False),
+                                settings)
 
 
-def index_findings(reads: IndexReads, settings: Settings) -> list[Finding]:
+def index_check_findings(reads: IndexReads, settings: Settings) -> list[Finding]:
     """check_indexes' findings from its reads, without reading anything more."""
     found = judged_indexes(reads, settings)
     page = "indexes"
@@ -507,7 +508,6 @@ def run_all(conn: psycopg.Connection, caps: Capabilities, settings: Settings,
     return sorted(findings, key=lambda f: SEVERITY_ORDER[f.severity])
 
 
-
 def index_checks_aside(pool: ThreadPoolExecutor, spare_conn: psycopg.Connection,
                        settings: Settings, replica_urls: tuple[str, ...] = ()) -> Future:
     """The index checks started on spare_conn in pool's thread, for run_all(index_findings=)."""
@@ -527,7 +527,7 @@ def _index_checks_judged_aside(pool: ThreadPoolExecutor, conn: psycopg.Connectio
         done: Future = Future()
         done.set_result(_could_not_check("indexes", exc))
         return done
-    return pool.submit(index_findings, reads, settings)
+    return pool.submit(index_check_findings, reads, settings)
 
 
 def _guarded(name: str, run, conn: psycopg.Connection) -> list[Finding]:
