@@ -130,7 +130,8 @@ def index_reads(conn, settings: Settings, replica_urls: tuple[str, ...] = (),
 
 def judged_indexes(reads: IndexReads, settings: Settings,
                    include_own: bool = False) -> indexes.IndexReview:
-    found = indexes.judged(reads.catalogue, settings.unused_index_min_bytes, reads.evidence)
+    found = indexes.judge_review(reads.catalogue, settings.unused_index_min_bytes,
+                                 reads.evidence)
     return found if include_own else found.without_own()
 
 
