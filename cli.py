@@ -23,12 +23,14 @@ import pandas as pd
 from agent.metrics import serve
 from agent.runner import Agent
 from demo import run
+from demo.loader import LoadError
 from demo.stack import DEFAULT_PG_PORT, DEFAULT_REDIS_PORT, DEFAULT_ROOT, EmbeddedStack, StackError
 from demo.workload import Workload
 from foundation import access, migration_files
 from foundation.access import AccessRefused
 from foundation.config import ConfigError, find_target, load_settings, load_targets, read_secrets
 from foundation.connections import DatabaseProblem, admin_connection, monitoring_connection
+from foundation.migration_files import MigrationError
 from foundation.roles import Actor
 from operations import actions, fleet, history, migrations, review
 from operations.alerts import Alerter, channels_from, policy_from
@@ -602,14 +604,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (ConfigError, DatabaseProblem, RedisProblem, AccessRefused) as exc:
+    except (ConfigError, DatabaseProblem, RedisProblem, AccessRefused, StackError, LoadError,
+            MigrationError) as exc:  # plainly, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # StackError, LoadError, MigrationError: plainly, no traceback
-        if type(exc).__name__ in ("StackError", "LoadError", "MigrationError"):
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        raise
 
 
 if __name__ == "__main__":
