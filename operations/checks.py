@@ -18,6 +18,7 @@ from foundation.connections import describe_error
 from foundation.format import state_for_ratio
 from foundation.frames import rows
 from foundation.identifiers import qualified, quote_ident
+from foundation.threads import work_beside
 from reads import activity, bloat, cache, indexes, matviews, replication, statements, vacuum
 
 OWN_SCHEMA = indexes.OWN_SCHEMA  # DB Pulse's own tables are not the application's problem
@@ -498,7 +499,7 @@ def run_all(conn: psycopg.Connection, caps: Capabilities, settings: Settings,
             "matviews": lambda c: [check_matviews(c, settings, views)],
             "activity": lambda c: check_activity(c, settings, caps),
             "replication": lambda c: check_replication(c, settings)}
-    with ThreadPoolExecutor(1) as pool:
+    with work_beside() as pool:
         if index_findings is None:
             index_findings = (index_checks_aside(pool, spare_conn, settings, replica_urls)
                               if spare_conn is not None

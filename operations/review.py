@@ -7,7 +7,6 @@ and the Markdown summary all draw from.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -15,6 +14,7 @@ import psycopg
 
 from foundation.config import Settings
 from foundation.plan import current as current_plan
+from foundation.threads import work_beside
 from operations import history
 from operations.checks import counted
 from operations.history import Period
@@ -306,7 +306,7 @@ def statement_periods(conn: psycopg.Connection, spare_conn: psycopg.Connection |
     if spare_conn is None:
         return (history.statement_deltas(conn, source, previous),
                 history.statement_deltas(conn, source, current))
-    with ThreadPoolExecutor(1) as pool:
+    with work_beside() as pool:
         earlier = pool.submit(history.statement_deltas, spare_conn, source, previous)
         now = history.statement_deltas(conn, source, current)  # meanwhile, on this one
         return earlier.result(), now

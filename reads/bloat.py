@@ -19,8 +19,6 @@ NULL-heavy tables are estimated a few points low: the note gives the bound.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 import pandas as pd
 import psycopg
@@ -31,6 +29,7 @@ from foundation.columns import INDEX, SCHEMA, SIZE, TABLE, Column
 from foundation.frames import to_frame
 from foundation.identifiers import qualified
 from foundation.roles import Actor
+from foundation.threads import work_beside
 
 MAXALIGN = 8
 PAGE_HEADER = 24
@@ -222,7 +221,7 @@ def _with_every_tables_stats(conn: psycopg.Connection, read,
     is known only once the relations are read, and their statistics are few.)"""
     if spare_conn is None:
         return read(conn), column_stats(conn)
-    with ThreadPoolExecutor(1) as pool:
+    with work_beside() as pool:
         aside = pool.submit(column_stats, spare_conn)
         relations = read(conn)
         return relations, aside.result()

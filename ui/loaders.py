@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -19,6 +18,7 @@ from foundation import capabilities, migration_files, plan, server
 from foundation.config import Settings, Target, load_settings
 from foundation.connections import DatabaseProblem, MonitoringPool
 from foundation.problems import Problem
+from foundation.threads import work_beside
 from operations import alert_log, audit, checks, fleet, history, migrations, review
 from reads import (
     activity,
@@ -150,7 +150,7 @@ def postgres_overview(dsn: str, settings: Settings, replica_urls: tuple[str, ...
     def load(conn):
         # the index checks (most of the time) first, on a second connection; everything else
         # meanwhile, the size (when its own cache time is over) too
-        with monitoring_pool(dsn, settings).connection() as spare, ThreadPoolExecutor(1) as pool:
+        with monitoring_pool(dsn, settings).connection() as spare, work_beside() as pool:
             index_findings = checks.index_checks_aside(pool, spare, settings, replica_urls)
             size = database_size(dsn, settings)
             caps = capabilities.detect(conn)
@@ -201,7 +201,7 @@ def indexes_data(dsn: str, settings: Settings, include_own: bool = False,
 
     def load(conn):
         # the lists on a second connection while the review (most of the time) runs on this one
-        with monitoring_pool(dsn, settings).connection() as spare, ThreadPoolExecutor(1) as pool:
+        with monitoring_pool(dsn, settings).connection() as spare, work_beside() as pool:
             lists = pool.submit(listing, spare)
             review = checks.index_review(conn, settings, include_own, replica_urls)
             return {"review": review, **lists.result(), "identity": server.server_identity(conn)}
