@@ -83,6 +83,11 @@ SCANS = """CASE WHEN c.relkind = 'I' THEN
                END::bigint"""
 
 
+def own_scans_parameter(conn: psycopg.Connection) -> Jsonb:
+    """SCANS' %(own_scans)s: the latency probes' scans per index, from their ledger."""
+    return Jsonb({str(oid): n for oid, n in probes.own_scans(conn).items()})
+
+
 def list_indexes(conn: psycopg.Connection, scope: str | None = None, min_size_bytes: int = 0,
                  limit: int | None = None) -> pd.DataFrame:
     """The indexes outside the system schemas (those of a SCOPES entry or of all the checks,
@@ -99,7 +104,7 @@ def list_indexes(conn: psycopg.Connection, scope: str | None = None, min_size_by
     last_scan = "pg_stat_get_lastscan(i.indexrelid)" if version >= 160000 else "NULL::timestamptz"
     nulls_not_distinct = "i.indnullsnotdistinct" if version >= 150000 else "false"
     block_size = server.block_size(conn)
-    own_scans = Jsonb({str(oid): n for oid, n in probes.own_scans(conn).items()})
+    own_scans = own_scans_parameter(conn)
     # the scope as a condition (the least scanned as a semi-join) in the same query: sent
     # back and forth as a list of oids it cost 20 ms a way at 25,000 (converted in Python, or
     # parsed by the server as text); the expressions are decompiled only for the rows kept
@@ -886,10 +891,15 @@ def sequential_scan_heavy(conn: psycopg.Connection, min_rows: int = 10_000,
     return to_frame(cur)
 
 
-# How these frames are shown (ui/tables.py)
+# How these frames are shown (ui/tables.py); an index's size and scans as SIZE_BYTES and SCANS
+# define them, on every page
+INDEX_SIZE = Column("Size", "bytes", help="Its pages as of the last VACUUM, ANALYZE or build "
+                                          "(pg_class.relpages)")
+INDEX_SCANS = Column("Scans", "count", help="Index scans since the statistics began, less DB "
+                                            "Pulse's latency probes'")
 FINDING_COLUMNS = {
     "schema_name": SCHEMA, "table_name": TABLE, "index_name": INDEX,
-    "size_bytes": SIZE, "reason": Column("Why", explains=True),
+    "size_bytes": INDEX_SIZE, "reason": Column("Why", explains=True),
 }
 JUDGED_COLUMNS = {"verdict": Column("Verdict", width="small",
                                     help="drop: no scans and old enough to judge; kept: "
@@ -910,8 +920,8 @@ SEQ_SCAN_COLUMNS = {
 }
 ALL_INDEX_COLUMNS = {
     "schema_name": SCHEMA, "table_name": TABLE, "index_name": INDEX,
-    "access_method": Column("Method", width="small"), "size_bytes": SIZE,
-    "scans": Column("Scans", "count", help="Index scans since the statistics began"),
+    "access_method": Column("Method", width="small"), "size_bytes": INDEX_SIZE,
+    "scans": INDEX_SCANS,
     "last_scan": Column("Last scan", "time", help="PostgreSQL 16+; empty: never scanned or "
                                                   "older server"),
     "is_unique": Column("Unique", "flag"), "is_valid": Column("Valid", "flag"),

@@ -6,8 +6,10 @@ from __future__ import annotations
 import pandas as pd
 import psycopg
 
-from foundation.columns import INDEX, SCHEMA, SIZE, TABLE, Column
+from foundation import server
+from foundation.columns import INDEX, SCHEMA, TABLE, Column
 from foundation.frames import to_frame
+from reads import indexes
 
 
 def table_space(conn: psycopg.Connection, limit: int = 200) -> pd.DataFrame:
@@ -34,18 +36,21 @@ def table_space(conn: psycopg.Connection, limit: int = 200) -> pd.DataFrame:
 
 
 def index_space(conn: psycopg.Connection, limit: int = 100) -> pd.DataFrame:
-    """The largest indexes with their scans: a big index never scanned is pure cost."""
-    return to_frame(conn.execute("""
+    """The largest indexes with their scans: a big index never scanned is pure cost. Size and
+    scans as the Indexes page has them (indexes.SIZE_BYTES and SCANS): the pages, not a
+    file-system call for every index of the catalogue before the largest are kept; the scans
+    without the latency probes'."""
+    return to_frame(conn.execute(f"""
         SELECT n.nspname AS schema_name, t.relname AS table_name, c.relname AS index_name,
-               pg_relation_size(c.oid) AS size_bytes, pg_stat_get_numscans(c.oid) AS scans
-        FROM pg_class c
-        JOIN pg_index i ON i.indexrelid = c.oid
+               {indexes.SIZE_BYTES} AS size_bytes, {indexes.SCANS} AS scans
+        FROM pg_index i
+        JOIN pg_class c ON c.oid = i.indexrelid
         JOIN pg_class t ON t.oid = i.indrelid
-        JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE c.relkind = 'i'
-          AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
-        ORDER BY size_bytes DESC
-        LIMIT %s""", (limit,)))
+        JOIN pg_namespace n ON n.oid = t.relnamespace
+        WHERE {indexes.USER_TABLES} AND c.relkind = 'i'
+        ORDER BY size_bytes DESC, i.indexrelid
+        LIMIT %(limit)s""", {"limit": limit, "block_size": server.block_size(conn),
+                             "own_scans": indexes.own_scans_parameter(conn)}))
 
 
 def with_growth(tables: pd.DataFrame, changes: pd.DataFrame | None) -> pd.DataFrame:
@@ -78,6 +83,6 @@ TABLE_SPACE_COLUMNS = {
                                 "days; empty when no snapshot holds the table"),
 }
 INDEX_SPACE_COLUMNS = {
-    "schema_name": SCHEMA, "table_name": TABLE, "index_name": INDEX, "size_bytes": SIZE,
-    "scans": Column("Scans", "count", help="Since the statistics began"),
+    "schema_name": SCHEMA, "table_name": TABLE, "index_name": INDEX,
+    "size_bytes": indexes.INDEX_SIZE, "scans": indexes.INDEX_SCANS,
 }

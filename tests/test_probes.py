@@ -15,7 +15,7 @@ from foundation.config import Settings, Target
 from foundation.connections import admin_connection, monitoring_connection
 from foundation.plan import current as current_plan
 from operations import alerts, dbpulse_schema
-from reads import indexes, probes, statements
+from reads import indexes, probes, space, statements
 from tests.conftest import as_actor, promtool, scrape
 
 SETTINGS = Settings(role="dba", statement_timeout_ms=5000, connect_timeout_s=3)
@@ -135,10 +135,12 @@ def test_scans_the_probes_cause_prove_no_use_and_their_text_is_not_reported(scra
     with monitoring_connection(scratch_database, settings) as conn:
         raw = conn.execute("SELECT pg_stat_get_numscans('planted_tag'::regclass)").fetchone()[0]
         frame = indexes.list_indexes(conn)
+        on_space_page = space.index_space(conn)
         top = statements.top_statements(conn, detect(conn).extensions["pg_stat_statements"],
                                         statements.StatementFilter(text="probe_planted"))
     assert raw == 1
     assert frame.set_index("index_name").at["planted_tag", "scans"] == 0
+    assert on_space_page.set_index("index_name").at["planted_tag", "scans"] == 0
     assert top.empty and untagged == []
 
 

@@ -8,7 +8,7 @@ from psycopg import sql
 
 from foundation.config import Settings
 from operations import dbpulse_schema, history, snapshots
-from reads import activity, space, tune
+from reads import activity, indexes, space, tune
 from tests.conftest import as_actor
 
 
@@ -76,6 +76,9 @@ def test_space_per_table_and_its_growth_between_snapshots(scratch_database):
                                             history.Period(now - timedelta(days=7), now))
         by_table = space.with_growth(space.table_space(conn), changes)
         by_index = space.index_space(conn)
+        listed = indexes.list_indexes(conn).set_index("index_name")
+        pkey_pages = conn.execute("SELECT relpages FROM pg_class WHERE relname = 'big_pkey'"
+                                  ).fetchone()[0]
     first = by_table.iloc[0]
     assert first.table_name == "big"  # biggest first
     assert first.total_bytes == first.table_bytes + first.index_bytes + first.toast_bytes
@@ -85,7 +88,10 @@ def test_space_per_table_and_its_growth_between_snapshots(scratch_database):
     small = by_table[by_table["table_name"] == "small"].iloc[0]
     assert small.total_bytes == 0
     pkey = by_index[by_index["index_name"] == "big_pkey"].iloc[0]
-    assert pkey.size_bytes > 0 and pkey.table_name == "big"
+    assert pkey.size_bytes == pkey_pages * 8192 > 0 and pkey.table_name == "big"
+    # one definition of an index's size and scans: the Indexes page's
+    assert (pkey.size_bytes, pkey.scans) == (listed.at["big_pkey", "size_bytes"],
+                                             listed.at["big_pkey", "scans"])
 
 
 def test_connections_grouped_by_role_application_and_client(scratch_database):
