@@ -8,9 +8,11 @@ of five new connections (cold relation cache: median and max) and min/median/max
 
 Each job is judged against the fastest peer's figure for the same job, measured beside it from
 outside (the peers' SQL is not ours and is not here): at most half of it, warm and cold, or no
-slower than it where the peer takes under 50 ms. `run_all` (every check, as the Overview and
-`check` run them) is judged against the floor: at most 4× reading pg_index, pg_class and
-pg_namespace in full, the two timed in turn and the ratio taken pair by pair (its median).
+slower than it where the peer takes under 50 ms. `run_all` (every check on one connection, as
+the agent and `check` run them) is judged against the floor: at most 4× reading pg_index,
+pg_class and pg_namespace in full, the two timed in turn and the ratio taken pair by pair (its
+median); the Overview's way, the index checks on a second connection, is paired the same way
+beside it (diagnostics).
 Every job also prints its ratio to that floor; the floors (a round trip, the catalogue read,
 reading pg_statistic) are in the JSON. The peers' figures are of the host's speed the day they
 were taken: beside each goal, an estimate scales them by the catalogue read then and now.
@@ -295,6 +297,10 @@ def main() -> None:
                     "bloat.estimates (the Bloat page, every relation)":
                         lambda c: bloat.estimates(c, spare_conn=spare)}.items():
                 result["diagnostics"][f"{name} on two connections"] = timed(url, fn, args.runs)
+            overview_way = result["diagnostics"]["checks.run_all on two connections"]
+            overview_way["paired_per_catalogue_read"] = paired_with_floor(
+                url, lambda c: checks.run_all(c, caps, SETTINGS, spare_conn=spare),
+                floors()["catalogue read"], 2 * args.runs + 1)
         finally:
             spare.close()
         result["load_after"] = os.getloadavg()
