@@ -16,7 +16,7 @@ from contextlib import contextmanager
 PROMPT_SWITCH_S = 0.001
 
 _held = threading.Lock()
-_inside = 0          # how many work_beside blocks are open, in any thread
+_inside = 0          # how many prompt_switches blocks are open, in any thread
 _interval_before = 0.005
 
 
