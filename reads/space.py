@@ -75,7 +75,10 @@ def with_growth(tables: pd.DataFrame, changes: pd.DataFrame | None) -> pd.DataFr
 TABLE_SPACE_COLUMNS = {
     "schema_name": SCHEMA, "table_name": TABLE, "kind": Column("Kind", width="small"),
     "total_bytes": Column("Total", "bytes", help="Table, indexes and TOAST together"),
-    "table_bytes": Column("Table", "bytes"), "index_bytes": Column("Indexes", "bytes"),
+    "table_bytes": Column("Table", "bytes"),
+    "index_bytes": Column("Indexes", "bytes",
+                          help="All of the table's indexes, on disk now (the list of indexes "
+                               "gives each one's pages as of its last VACUUM or ANALYZE)"),
     "toast_bytes": Column("TOAST", "bytes", help="Large values stored apart"),
     "estimated_rows": Column("Rows (estimate)", "count", help="From the last ANALYZE"),
     "growth_bytes": Column("Growth, 7 days", "bytes",
