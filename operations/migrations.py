@@ -24,6 +24,7 @@ from psycopg import conninfo, sql
 
 from foundation.columns import Column
 from foundation.config import Settings
+from foundation.connections import OWN_STATEMENT_TAG
 from foundation.frames import to_frame
 from foundation.identifiers import qualified
 from foundation.migration_files import Migration, MigrationError, Statement, version_number
@@ -188,16 +189,21 @@ def _run_lock(conn: psycopg.Connection) -> Iterator[None]:
 
 
 def _statement_counters(conn: psycopg.Connection) -> dict | None:
-    """queryid -> [calls, total ms] for the hot statements, for before/after comparisons."""
+    """queryid -> [calls, total ms] for the hot statements, for before/after comparisons: the
+    application's, each query id's entries of every role added up. DB Pulse's own (tagged)
+    are left out: its latency probes run the hot statements, same query id, on their login."""
     schema = conn.execute("SELECT extnamespace::regnamespace::text FROM pg_extension "
                           "WHERE extname = 'pg_stat_statements'").fetchone()
     if schema is None:
         return None
     try:
         rows = conn.execute(f"""
-            SELECT queryid, calls, total_exec_time FROM {schema[0]}.pg_stat_statements
+            SELECT queryid, sum(calls)::bigint AS calls, sum(total_exec_time) AS total_ms
+            FROM {schema[0]}.pg_stat_statements
             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-            ORDER BY calls DESC LIMIT 300""").fetchall()
+              AND queryid IS NOT NULL AND query NOT LIKE %s
+            GROUP BY queryid
+            ORDER BY calls DESC LIMIT 300""", ("%" + OWN_STATEMENT_TAG,)).fetchall()
     except psycopg.Error:  # installed but not preloaded
         return None
     return {str(q): [c, round(t, 3)] for q, c, t in rows}

@@ -11,13 +11,16 @@ import psycopg
 from pglast import ast, parse_sql
 from psycopg import sql
 
+from foundation import server
 from foundation.capabilities import Extension
-from foundation.columns import SIZE, Column
+from foundation.columns import Column
+from foundation.connections import OWN_STATEMENT_TAG
 from foundation.frames import to_frame
 from foundation.identifiers import qualified
 from foundation.migration_files import Migration
 from foundation.plan import Plan
 from foundation.plan import current as current_plan
+from reads import indexes
 
 MIN_CALLS_FOR_A_TREND = 100  # fewer calls before or after: the change may be noise
 
@@ -52,13 +55,16 @@ def planned_objects(migrations: list[Migration]) -> list[dict]:
 
 def object_status(conn: psycopg.Connection, migrations: list[Migration]) -> pd.DataFrame:
     """Each planned object: present, valid, size, and use since the statistics began (index
-    scans, reads of a view, calls of a function; functions need track_functions = pl or all)."""
+    scans, reads of a view, calls of a function; functions need track_functions = pl or all).
+    An index's size and scans as the Indexes page has them (indexes.SIZE_BYTES, SCANS): its
+    pages, and its scans less the latency probes' (which run the very statements the plan's
+    indexes are for); a view's size as the Materialized views page has it."""
     planned = planned_objects(migrations)
     if not planned:
         return pd.DataFrame()
-    frame = to_frame(conn.execute("""
+    frame = to_frame(conn.execute(f"""
         WITH planned AS (
-            SELECT * FROM jsonb_to_recordset(%s::jsonb)
+            SELECT * FROM jsonb_to_recordset(%(planned)s::jsonb)
                 AS p(version text, kind text, name text)
         )
         SELECT p.version, p.kind, p.name,
@@ -68,15 +74,22 @@ def object_status(conn: psycopg.Connection, migrations: list[Migration]) -> pd.D
                CASE WHEN p.kind = 'index'
                     THEN (SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(p.name))
                END                                                          AS valid,
-               CASE WHEN p.kind <> 'function'
-                    THEN pg_total_relation_size(to_regclass(p.name)) END    AS size_bytes,
                CASE p.kind
-                    WHEN 'index' THEN pg_stat_get_numscans(to_regclass(p.name))
+                    WHEN 'index' THEN ix.size_bytes
+                    WHEN 'materialized view' THEN pg_total_relation_size(to_regclass(p.name))
+               END                                                          AS size_bytes,
+               CASE p.kind
+                    WHEN 'index' THEN ix.scans
                     WHEN 'materialized view' THEN pg_stat_get_numscans(to_regclass(p.name))
                     ELSE (SELECT calls FROM pg_stat_user_functions
                           WHERE funcid = to_regproc(p.name)::oid) END       AS uses
         FROM planned p
-        """, (json.dumps(planned),)))
+        LEFT JOIN LATERAL (
+            SELECT {indexes.SIZE_BYTES} AS size_bytes, {indexes.SCANS} AS scans
+            FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+            WHERE p.kind = 'index' AND i.indexrelid = to_regclass(p.name)) ix ON true
+        """, {"planned": json.dumps(planned), "block_size": server.block_size(conn),
+              "own_scans": indexes.own_scans_parameter(conn)}))
     frame["used"] = frame["uses"].fillna(0) > 0
     return frame
 
@@ -87,11 +100,18 @@ def hot_queries_before_after(conn: psycopg.Connection, pss: Extension,
     the calls since it finished (after), from the counters DB Pulse stored with the run."""
     if not pss.installed:
         return pd.DataFrame()
+    # the application's statements, as the migration run stored them: each query id's entries
+    # of every role added up, DB Pulse's own (its probes run the hot statements) left out
     cur = conn.execute(sql.SQL("""
         SELECT queryid::text, query, calls, total_exec_time FROM {}.pg_stat_statements
         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-        """).format(sql.Identifier(pss.schema)))
-    now = {q: (text, calls, total) for q, text, calls, total in cur.fetchall()}
+          AND queryid IS NOT NULL AND query NOT LIKE %s
+        """).format(sql.Identifier(pss.schema)), ("%" + OWN_STATEMENT_TAG,))
+    now: dict[str, list] = {}
+    for q, text, calls, total in cur.fetchall():
+        entry = now.setdefault(q, [text, 0, 0.0])
+        entry[1] += calls
+        entry[2] += total
     before = (run or {}).get("statements_before") or {}
     after = (run or {}).get("statements_after") or {}
     rows = []
@@ -131,9 +151,13 @@ def latest_apply(conn: psycopg.Connection, version: str) -> dict | None:
 OBJECT_COLUMNS = {
     "version": Column("Migration", width="small"), "kind": Column("Kind", width="small"),
     "name": Column("Object", pinned=True), "present": Column("Present", "flag"),
-    "valid": Column("Valid", "flag"), "size_bytes": SIZE,
-    "uses": Column("Uses", "count", help="Index scans, reads of a view or calls of a function "
-                                        "since the statistics began"),
+    "valid": Column("Valid", "flag"),
+    "size_bytes": Column("Size", "bytes", help="An index: its pages as of the last VACUUM, "
+                                               "ANALYZE or build; a materialized view: on disk "
+                                               "now, with its indexes"),
+    "uses": Column("Uses", "count", help="Index scans (less DB Pulse's latency probes'), reads "
+                                        "of a view or calls of a function since the "
+                                        "statistics began"),
 }
 BEFORE_AFTER_COLUMNS = {
     "query": Column("Hot query", pinned=True),

@@ -144,6 +144,81 @@ def test_scans_the_probes_cause_prove_no_use_and_their_text_is_not_reported(scra
     assert top.empty and untagged == []
 
 
+def test_the_plans_figures_are_the_applications_not_the_probes(scratch_database, tmp_path):
+    """The probes run the plan's hot statements: the same query id as the application's, under
+    their own login. The Plan page's calls before and after a migration are the application's
+    (ground truth: the calls this test makes), and its planned index counts no probe's scan as
+    use."""
+    from foundation import migration_files
+    from operations import migrations
+    from reads import plan_tracker
+    from tests.conftest import login_role
+
+    plan_file = tmp_path / "plan.toml"
+    plan_file.write_text('name = "hot"\n[[hot_queries]]\nname = "H1 hot"\n'
+                         'match = "FROM hot WHERE tag"\ntarget_ms = 30\n'
+                         'probe = "SELECT id FROM hot WHERE tag = %s"\nprobe_params = [7]\n')
+    planned = tmp_path / "migrations"
+    planned.mkdir()
+    (planned / "0001_hot.sql").write_text("CREATE INDEX IF NOT EXISTS hot_tag ON hot (tag);\n")
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        conn.execute("CREATE TABLE hot (id int, tag int); INSERT INTO hot SELECT i, i % 100 "
+                     "FROM generate_series(1, 20000) i; CREATE INDEX hot_tag ON hot (tag); "
+                     "ANALYZE hot")
+    with admin_connection(scratch_database, SETTINGS) as conn:
+        dbpulse_schema.install(conn, as_actor(SETTINGS))
+
+    def application(calls: int) -> None:
+        with psycopg.connect(scratch_database, autocommit=True) as app:
+            for _ in range(calls):
+                app.execute("SELECT id FROM hot WHERE tag = %s", [3]).fetchall()
+
+    with login_role(scratch_database, "probe_hot_login", "pw") as probe_url:
+        with psycopg.connect(scratch_database, autocommit=True) as conn:
+            conn.execute("GRANT SELECT ON hot TO probe_hot_login")
+        settings = Settings(role="dba", plan_file=str(plan_file))
+        target = Target("scratch", scratch_database, scratch_database, probe_url=probe_url)
+        plan = current_plan(settings)
+
+        def probe_rounds(rounds: int) -> None:
+            for _ in range(rounds):
+                done = probes.run_round(target, settings, plan.probes)
+                assert done.samples[0].error is None
+                with admin_connection(scratch_database, settings) as conn:
+                    # the ledger of the database it watches (the agent's source name)
+                    probes.store(conn, conn.info.dbname, datetime.now(timezone.utc), done)
+
+        application(5)
+        probe_rounds(2)
+        with admin_connection(scratch_database, settings) as conn:
+            before = migrations._statement_counters(conn)
+        application(4)
+        probe_rounds(3)
+        with admin_connection(scratch_database, settings) as conn:
+            after = migrations._statement_counters(conn)
+        application(6)
+        probe_rounds(2)
+        with admin_connection(scratch_database, settings) as conn:
+            conn.execute("SELECT pg_stat_force_next_flush()")
+        with monitoring_connection(scratch_database, settings) as conn:
+            raw_scans = conn.execute("SELECT pg_stat_get_numscans('hot_tag'::regclass)"
+                                     ).fetchone()[0]
+            pss = detect(conn).extension("pg_stat_statements")
+            table = plan_tracker.hot_queries_before_after(
+                conn, pss, {"statements_before": before, "statements_after": after},
+                plan).set_index("query")
+            objects = plan_tracker.object_status(
+                conn, migration_files.discover(planned)).set_index("name")
+            listed = indexes.list_indexes(conn).set_index("index_name")
+    hot = table.loc["H1 hot"]
+    assert (hot.calls_before, hot.calls_after) == (5, 6)
+    index = objects.loc["public.hot_tag"]
+    assert raw_scans == 5 + 4 + 6 + 7  # the application's and the probes' (one a round)
+    assert index.uses == listed.at["hot_tag", "scans"] == 15
+    assert index.size_bytes == listed.at["hot_tag", "size_bytes"] > 0
+
+
 def test_the_agent_probes_and_serves_a_histogram_promtool_accepts(logins):
     target = _target(logins)
     agent = Agent([target], SETTINGS, alerts.Alerter([]), log=lambda line: None,
