@@ -856,15 +856,20 @@ def scan_totals(conn: psycopg.Connection) -> tuple[int, int]:
     """(index scans, sequential scans) over the user tables: pg_stat_user_tables' idx_scan and
     seq_scan summed, from the statistics functions (the view sums each table's indexes in a
     subquery per table: 46 ms at 25,000 indexes, against 27). An index lives in its table's
-    schema, and a partitioned one has no scans of its own."""
+    schema, and a partitioned one has no scans of its own. DB Pulse's own are left out: its
+    schema's, and the index scans of its latency probes (as SCANS leaves them out; a probe's
+    sequential scans are in no ledger and stay in)."""
     return conn.execute("""
-        SELECT coalesce(sum(pg_stat_get_numscans(c.oid)) FILTER (WHERE c.relkind = 'i'), 0),
+        SELECT coalesce(sum(pg_stat_get_numscans(c.oid) - coalesce(
+                   (%(own_scans)s::jsonb ->> c.oid::text)::bigint, 0))
+                   FILTER (WHERE c.relkind = 'i'), 0)::bigint,
                coalesce(sum(pg_stat_get_numscans(c.oid)) FILTER (WHERE c.relkind <> 'i'), 0)
         FROM pg_class c
         JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE c.relkind IN ('r', 'm', 'p', 'i')
-          AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
-        """).fetchone()
+          AND n.nspname NOT IN ('pg_catalog', 'information_schema', %(own_schema)s)
+          AND n.nspname !~ '^pg_toast'
+        """, {"own_scans": own_scans_parameter(conn), "own_schema": OWN_SCHEMA}).fetchone()
 
 
 def sequential_scan_heavy(conn: psycopg.Connection, min_rows: int = 10_000,

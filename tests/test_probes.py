@@ -211,11 +211,13 @@ def test_the_plans_figures_are_the_applications_not_the_probes(scratch_database,
             objects = plan_tracker.object_status(
                 conn, migration_files.discover(planned)).set_index("name")
             listed = indexes.list_indexes(conn).set_index("index_name")
+            index_scans, _ = indexes.scan_totals(conn)  # the agent's scans_total{kind="index"}
     hot = table.loc["H1 hot"]
     assert (hot.calls_before, hot.calls_after) == (5, 6)
     index = objects.loc["public.hot_tag"]
     assert raw_scans == 5 + 4 + 6 + 7  # the application's and the probes' (one a round)
     assert index.uses == listed.at["hot_tag", "scans"] == 15
+    assert index_scans == 15  # neither the probes' nor those on DB Pulse's own tables
     assert index.size_bytes == listed.at["hot_tag", "size_bytes"] > 0
 
 
