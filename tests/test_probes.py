@@ -26,17 +26,27 @@ def _target(logins) -> Target:
     return Target("demo", logins.monitor_url, logins.admin_url, probe_url=logins.probe_url)
 
 
-def _plan_file(tmp_path, probe: str, params: list) -> str:
+def _plan_file(tmp_path, probe: str, params: list, match: str = "probe_planted") -> str:
     path = tmp_path / "plan.toml"
     path.write_text(f"""name = "probe test"
 [[hot_queries]]
 name = "P1 planted"
-match = 'probe_planted'
+match = '{match}'
 target_ms = 30
 probe = "{probe}"
 probe_params = {params!r}
 """.replace("'", '"'))
     return str(path)
+
+
+def _planted(url: str, table_sql: str) -> None:
+    """pg_stat_statements, the test's table and DB Pulse's schema (the probes' ledger) in
+    the scratch database."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        conn.execute(table_sql)
+    with admin_connection(url, SETTINGS) as conn:
+        dbpulse_schema.install(conn, as_actor(SETTINGS))
 
 
 def test_the_plans_probes_run_on_the_probe_login_and_are_stored(logins):
@@ -110,13 +120,9 @@ def test_scans_the_probes_cause_prove_no_use_and_their_text_is_not_reported(scra
     the statements DB Pulse reports."""
     from tests.conftest import login_role
 
-    with psycopg.connect(scratch_database, autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        conn.execute("CREATE TABLE planted (id int, tag int); CREATE INDEX planted_tag ON "
-                     "planted (tag); INSERT INTO planted SELECT i, i FROM "
-                     "generate_series(1, 20000) i; ANALYZE planted")
-    with admin_connection(scratch_database, SETTINGS) as conn:
-        dbpulse_schema.install(conn, as_actor(SETTINGS))
+    _planted(scratch_database, "CREATE TABLE planted (id int, tag int); CREATE INDEX "
+             "planted_tag ON planted (tag); INSERT INTO planted SELECT i, i FROM "
+             "generate_series(1, 20000) i; ANALYZE planted")
     with login_role(scratch_database, "probe_scan_login", "pw") as probe_url:
         with psycopg.connect(scratch_database, autocommit=True) as conn:
             conn.execute("GRANT SELECT ON planted TO probe_scan_login")
@@ -155,20 +161,14 @@ def test_the_plans_figures_are_the_applications_not_the_probes(scratch_database,
     from reads import plan_tracker
     from tests.conftest import login_role
 
-    plan_file = tmp_path / "plan.toml"
-    plan_file.write_text('name = "hot"\n[[hot_queries]]\nname = "H1 hot"\n'
-                         'match = "FROM hot WHERE tag"\ntarget_ms = 30\n'
-                         'probe = "SELECT id FROM hot WHERE tag = %s"\nprobe_params = [7]\n')
+    plan_file = _plan_file(tmp_path, "SELECT id FROM hot WHERE tag = %s", [7],
+                           match="FROM hot WHERE tag")
     planned = tmp_path / "migrations"
     planned.mkdir()
     (planned / "0001_hot.sql").write_text("CREATE INDEX IF NOT EXISTS hot_tag ON hot (tag);\n")
-    with psycopg.connect(scratch_database, autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        conn.execute("CREATE TABLE hot (id int, tag int); INSERT INTO hot SELECT i, i % 100 "
-                     "FROM generate_series(1, 20000) i; CREATE INDEX hot_tag ON hot (tag); "
-                     "ANALYZE hot")
-    with admin_connection(scratch_database, SETTINGS) as conn:
-        dbpulse_schema.install(conn, as_actor(SETTINGS))
+    _planted(scratch_database, "CREATE TABLE hot (id int, tag int); INSERT INTO hot SELECT i, "
+             "i % 100 FROM generate_series(1, 20000) i; CREATE INDEX hot_tag ON hot (tag); "
+             "ANALYZE hot")
 
     def application(calls: int) -> None:
         with psycopg.connect(scratch_database, autocommit=True) as app:
@@ -179,7 +179,7 @@ def test_the_plans_figures_are_the_applications_not_the_probes(scratch_database,
     with login_role(scratch_database, "probe_hot_login", "pw") as probe_url:
         with psycopg.connect(scratch_database, autocommit=True) as conn:
             conn.execute("GRANT SELECT ON hot TO probe_hot_login")
-        settings = Settings(role="dba", plan_file=str(plan_file))
+        settings = Settings(role="dba", plan_file=plan_file)
         target = Target("scratch", scratch_database, scratch_database, probe_url=probe_url)
         plan = current_plan(settings)
 
@@ -218,7 +218,7 @@ def test_the_plans_figures_are_the_applications_not_the_probes(scratch_database,
                 conn, migration_files.discover(planned)).set_index("name")
             listed = indexes.list_indexes(conn).set_index("index_name")
             index_scans, _ = indexes.scan_totals(conn)  # the agent's scans_total{kind="index"}
-    hot = table.loc["H1 hot"]
+    hot = table.loc["P1 planted"]
     assert (hot.calls_before, hot.calls_after) == (5, 6)
     index = objects.loc["public.hot_tag"]
     assert raw_scans == 5 + 4 + 6 + 7  # the application's and the probes' (one a round)
