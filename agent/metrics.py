@@ -139,10 +139,15 @@ class LastCycle:
                                  "Duration of DB Pulse's last cycle", labels=["target"])
         failed = CounterMetricFamily("dbpulse_cycle_errors", "Cycles that could not read the "
                                      "target", labels=["target"])
-        hits = CounterMetricFamily("dbpulse_buffer_cache_hits", "Blocks found in shared "
-                                   "buffers (pg_stat_database.blks_hit)", labels=["target"])
-        reads = CounterMetricFamily("dbpulse_buffer_cache_reads", "Blocks read from disk or "
-                                    "the OS cache (pg_stat_database.blks_read)",
+        # the database's data only (reads/cache.py DATA_BLOCKS): DB Pulse's catalogue reads
+        # would count as hits
+        hits = CounterMetricFamily("dbpulse_buffer_cache_hits", "Blocks of the database's "
+                                   "tables, indexes and TOAST found in shared buffers "
+                                   "(pg_stat_database.blks_hit less the system catalogues', "
+                                   "sequences' and DB Pulse's own schema's)", labels=["target"])
+        reads = CounterMetricFamily("dbpulse_buffer_cache_reads", "Blocks of the database's "
+                                    "tables, indexes and TOAST read from disk or the OS cache "
+                                    "(pg_stat_database.blks_read less the same)",
                                     labels=["target"])
         redis_hits = CounterMetricFamily(
             "dbpulse_redis_keyspace_hits", "Redis keyspace hits (every command that reads a "

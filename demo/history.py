@@ -136,7 +136,7 @@ def generate(template: snapshots.Snapshot, end: datetime, seed: int = 7, days: i
                       if not row.get("error")]
         out.append(dataclasses.replace(
             template, taken_at=at, statements=statements, tables=t, indexes=i, matviews=views,
-            redis=redis_rows, problems=[], blks_hit=round(blks_hit), blks_read=round(blks_read),
+            redis=redis_rows, problems=[], data_blks_hit=round(blks_hit), data_blks_read=round(blks_read),
             xact_commit=round(cumulative["calls"].sum() / 3), xact_rollback=0,
             server_started_at=start - timedelta(days=1), pss_stats_reset=start, pss_dealloc=0,
             db_stats_reset=None, collect_ms=0.0))

@@ -330,12 +330,14 @@ def check_matviews(conn, settings: Settings, views: pd.DataFrame | None = None) 
 def check_cache(conn, settings: Settings, rates: cache.CacheHitRates | None = None) -> Finding:
     rates = rates or cache.cache_hit_rates(conn, per_kind=False)  # the verdict is the database's
     severity = state_for_ratio(rates.database, settings.buffer_cache_hit_threshold)
-    value = "n/a" if rates.database is None else f"{100 * rates.database:.2f} %"
+    found = ("Unknown: no block of the database's tables and indexes was read since the "
+             "statistics reset" if rates.database is None
+             else f"{100 * rates.database:.2f} % of the block reads of the database's tables and "
+                  "indexes came from shared buffers since the statistics reset")
     return Finding("cache_hit", "Buffer cache hit rate", severity,
                    0 if severity in ("green", "grey") else 1,
-                   f"{value} of block reads came from shared buffers since the statistics reset "
-                   f"(target ≥ {100 * settings.buffer_cache_hit_threshold:g} %). Misses read from "
-                   "disk or the OS cache.", "buffer_cache",
+                   f"{found} (target ≥ {100 * settings.buffer_cache_hit_threshold:g} %). Misses "
+                   "read from disk or the OS cache.", "buffer_cache",
                    fix="-- raise shared_buffers (about 25 % of RAM), or index the tables with "
                        "most disk reads (Buffer cache page)")
 

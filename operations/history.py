@@ -122,7 +122,8 @@ def _snaps(complete: str = "true") -> str:
                lag(s.db_stats_reset) OVER w IS DISTINCT FROM s.db_stats_reset AS db_reset,
                lag(s.server_started_at) OVER w IS DISTINCT FROM s.server_started_at AS restarted,
                s.pss_dealloc - lag(s.pss_dealloc) OVER w             AS evicted,
-               s.pss_version, s.blks_hit, s.blks_read, s.xact_commit, s.xact_rollback
+               s.pss_version, s.data_blks_hit, s.data_blks_read, s.xact_commit,
+               s.xact_rollback
         FROM dbpulse.snapshots s, bounds
         WHERE s.source = %(source)s AND s.taken_at >= bounds.base AND s.taken_at <= %(end)s
         WINDOW w AS (ORDER BY s.taken_at, s.id))
@@ -397,10 +398,11 @@ def buffer_cache_series(conn: psycopg.Connection, source: str, period: Period) -
     frame = to_frame(conn.execute(sql.SQL("WITH {snaps} SELECT * FROM snaps").format(
         snaps=sql.SQL(SNAPS)), _params(source, period)))
     if len(frame) < 2:
-        return pd.DataFrame(columns=["taken_at", "blks_hit", "blks_read", "hit_rate"])
-    pairs = _gauge_pairs(frame, ["blks_hit", "blks_read", "xact_commit", "xact_rollback"])
-    total = pairs["blks_hit"] + pairs["blks_read"]
-    return pairs.assign(hit_rate=(pairs["blks_hit"] / total.where(total > 0)))
+        return pd.DataFrame(columns=["taken_at", "data_blks_hit", "data_blks_read", "hit_rate"])
+    pairs = _gauge_pairs(frame, ["data_blks_hit", "data_blks_read", "xact_commit",
+                                 "xact_rollback"])
+    total = pairs["data_blks_hit"] + pairs["data_blks_read"]
+    return pairs.assign(hit_rate=(pairs["data_blks_hit"] / total.where(total > 0)))
 
 
 def redis_series(conn: psycopg.Connection, source: str, period: Period) -> pd.DataFrame:

@@ -379,7 +379,8 @@ def build_review(history_conn: psycopg.Connection, source: str, previous: Period
 
     def buffer_rate(period):
         part = in_period(buffer_trend, period)
-        return None if part.empty else history.ratio(part["blks_hit"], part["blks_read"])
+        return None if part.empty else history.ratio(part["data_blks_hit"],
+                                                     part["data_blks_read"])
 
     def oldest_view(frame):
         # a view whose age was unknown in a snapshot may have been the oldest: then so is this

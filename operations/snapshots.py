@@ -23,7 +23,7 @@ from foundation.connections import OWN_STATEMENT_TAG
 from foundation.frames import to_frame
 from foundation.roles import Actor
 from foundation.secrets import redact_text
-from reads import bloat, indexes, matviews, redis_cache, statements
+from reads import bloat, cache, indexes, matviews, redis_cache, statements
 
 STATEMENT_COUNTERS = ["calls", "total_exec_ms", "total_plan_ms", "rows", "shared_blks_hit",
                       "shared_blks_read", "shared_blks_dirtied", "shared_blks_written",
@@ -52,8 +52,8 @@ class Snapshot:
     pss_stats_reset: datetime | None = None
     pss_dealloc: int | None = None
     db_stats_reset: datetime | None = None
-    blks_hit: int | None = None
-    blks_read: int | None = None
+    data_blks_hit: int | None = None     # reads/cache.py DATA_BLOCKS
+    data_blks_read: int | None = None
     xact_commit: int | None = None
     xact_rollback: int | None = None
     statements: pd.DataFrame = field(default_factory=pd.DataFrame)  # + queryid, userid, role, query
@@ -162,12 +162,14 @@ def collect(conn: psycopg.Connection, source: str, redis_urls: tuple[str, ...] =
             max_age_minutes: float = 15.0) -> Snapshot:
     """Read every counter a snapshot keeps (monitoring connection: reads only)."""
     t0 = time.monotonic()
-    taken_at, version, started, db_reset, hit, read, commit, rollback = conn.execute("""
+    taken_at, version, started, db_reset, commit, rollback = conn.execute("""
         SELECT now(), current_setting('server_version_num')::int, pg_postmaster_start_time(),
-               d.stats_reset, d.blks_hit, d.blks_read, d.xact_commit, d.xact_rollback
+               d.stats_reset, d.xact_commit, d.xact_rollback
         FROM pg_stat_database d WHERE d.datname = current_database()""").fetchone()
-    snap = Snapshot(source, taken_at, version, started, db_stats_reset=db_reset, blks_hit=hit,
-                    blks_read=read, xact_commit=commit, xact_rollback=rollback)
+    hit, read = cache.data_blocks(conn)
+    snap = Snapshot(source, taken_at, version, started, db_stats_reset=db_reset,
+                    data_blks_hit=hit, data_blks_read=read, xact_commit=commit,
+                    xact_rollback=rollback)
     ext = capabilities.detect(conn).extension("pg_stat_statements")
     try:
         info = statements.statements_info(conn, ext) if ext.installed else None
@@ -329,13 +331,13 @@ def store(conn: psycopg.Connection, snap: Snapshot, who: Actor, *,
         snapshot_id = conn.execute("""
             INSERT INTO dbpulse.snapshots (taken_at, source, taken_by, synthetic,
                 server_version_num, server_started_at, pss_version, pss_stats_reset, pss_dealloc,
-                db_stats_reset, blks_hit, blks_read, xact_commit, xact_rollback, collect_ms,
-                statements_complete)
+                db_stats_reset, data_blks_hit, data_blks_read, xact_commit, xact_rollback,
+                collect_ms, statements_complete)
             VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
             RETURNING id""",
             (snap.taken_at, snap.source, who.person, synthetic, snap.server_version_num,
              snap.server_started_at, snap.pss_version, snap.pss_stats_reset, snap.pss_dealloc,
-             snap.db_stats_reset, snap.blks_hit, snap.blks_read, snap.xact_commit,
+             snap.db_stats_reset, snap.data_blks_hit, snap.data_blks_read, snap.xact_commit,
              snap.xact_rollback, snap.collect_ms, complete)).fetchone()[0]
         if not snap.statements.empty:
             # one statement for all texts (executemany would lose the own-statement tag)

@@ -336,7 +336,7 @@ def test_one_look_reads_each_costly_source_once(scratch_database):
     assert calls(first, "AND s.inherited = (c.relkind") == 1  # the column statistics
     # nor what the report does not hold: the tables' and indexes' hit rates (every relation's
     # statistics), the database's size (every file)
-    assert calls(first, "pg_stat_get_blocks_fetched") == 0
+    assert calls(first, "AS heap_hit") == 0
     assert calls(first, "pg_database_size") == 0
     # and each was used: the view's age, the statements, the bloat check's verdict
     assert list(figures.view_ages) == ["public.wide_count"]

@@ -275,7 +275,7 @@ def test_deltas_across_a_crash_restart_and_a_full_reset(crashable_stack, dba_set
     assert any("restarted" in n for n in notes)
     assert any("pg_stat_statements was reset" in n for n in notes)
     assert len(buffer) == 3
-    assert (buffer[["blks_hit", "blks_read"]].astype(float) >= 0).all().all()
+    assert (buffer[["data_blks_hit", "data_blks_read"]].astype(float) >= 0).all().all()
 
 
 def test_redis_restart_between_snapshots(database_url, dba_settings, tmp_path):

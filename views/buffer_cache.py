@@ -20,10 +20,12 @@ st.caption(f"Cumulative {identity.stats_window()}: a recent change shows slowly 
 
 target_text = f"≥ {percent(settings.buffer_cache_hit_threshold, 0)}"
 cols = st.columns(3)
-for col, label, value in ((cols[0], "Database", rates.database), (cols[1], "Tables", rates.tables),
-                          (cols[2], "Indexes", rates.indexes)):
+for col, label, value, meaning in (
+        (cols[0], "Database", rates.database, cache.DATABASE_RATE_MEANING),
+        (cols[1], "Tables", rates.tables, None), (cols[2], "Indexes", rates.indexes, None)):
     judged_metric(col, f"{label} hit rate", percent(value, 2),
-                  state_for_ratio(value, settings.buffer_cache_hit_threshold), target_text)
+                  state_for_ratio(value, settings.buffer_cache_hit_threshold), target_text,
+                  help=meaning)
 
 st.subheader("Tables with the most disk reads")
 if not per_table.empty:

@@ -7,7 +7,7 @@ import streamlit as st
 from foundation.capabilities import CAPABILITY_COLUMNS, capability_rows
 from foundation.format import count, human_bytes, human_duration, percent, state_for_ratio
 from foundation.markup import md
-from reads import redis_cache
+from reads import cache, redis_cache
 from ui import loaders, tables
 from ui.widgets import as_of, finding_banner, judged_metric, page, show_problem
 
@@ -39,8 +39,7 @@ if pg.ok:
     buffer_state = state_for_ratio(hit.database, settings.buffer_cache_hit_threshold)
     judged_metric(cols[0], "Buffer cache hit rate", percent(hit.database, 2), buffer_state,
                   f"≥ {percent(settings.buffer_cache_hit_threshold, 0)}",
-                  help="Share of block reads served from shared buffers, cumulative since the "
-                       "statistics reset.")
+                  help=f"{cache.DATABASE_RATE_MEANING} Cumulative since the statistics reset.")
 if rd is not None and rd.ok:
     info = rd.value
     judged_metric(cols[1], redis_cache.HIT_RATE_LABEL, percent(info.hit_rate),
