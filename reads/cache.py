@@ -57,6 +57,13 @@ DATA_BLOCKS = """
         """
 
 
+# what the database's rate counts, where it is shown
+DATABASE_RATE_MEANING = ("Share of the block reads of the database's tables, indexes, TOAST "
+                         "and materialized views served from shared buffers. The system "
+                         "catalogues, sequences and DB Pulse's own schema are left out: DB Pulse "
+                         "reads the catalogue on every look, which would lift the rate.")
+
+
 def data_blocks(conn: psycopg.Connection) -> tuple[int | None, int | None]:
     """(hit, read): DATA_BLOCKS, the blocks the hit rates count (None where the database has
     no statistics)."""
