@@ -98,6 +98,10 @@ def run_one(conn: psycopg.Connection, query: HotQuery, timeout_ms: int) -> Probe
     params = [list(p) if isinstance(p, tuple) else p for p in query.probe_params]
     text = query.probe.rstrip().rstrip(";")  # the connection tags it
     try:
+        # A session's counts wait up to a second before they are shared, and until then the
+        # transaction functions below include them: flushed first, another probe's scans
+        # (the one before, on the same index) are not counted as this one's too
+        conn.execute("SELECT pg_stat_force_next_flush()")
         with conn.transaction(force_rollback=True):
             conn.execute("SET TRANSACTION READ ONLY")
             conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(timeout_ms),))

@@ -151,6 +151,38 @@ def test_scans_the_probes_cause_prove_no_use_and_their_text_is_not_reported(scra
     assert top.empty and untagged == []
 
 
+def test_each_probes_ledger_entry_is_its_own_scans(scratch_database, tmp_path):
+    """Two probes of one round scan the same index once each: the ledger holds 2, what the
+    server counted (a session's statistics wait up to a second before they are shared, and
+    the second probe's transaction must not count the first one's as its own)."""
+    from tests.conftest import login_role
+
+    _planted(scratch_database, "CREATE TABLE twice (id int, tag int); CREATE INDEX twice_tag "
+             "ON twice (tag); INSERT INTO twice SELECT i, i FROM generate_series(1, 20000) i; "
+             "ANALYZE twice")
+    path = tmp_path / "plan.toml"
+    path.write_text("".join(f"""
+[[hot_queries]]
+name = "P{n} twice"
+match = "FROM twice WHERE tag"
+probe = "SELECT id FROM twice WHERE tag = %s"
+probe_params = [{n}]
+""" for n in (1, 2)))
+    settings = Settings(role="dba", plan_file=str(path))
+    with login_role(scratch_database, "probe_twice_login", "pw") as probe_url:
+        with psycopg.connect(scratch_database, autocommit=True) as conn:
+            conn.execute("GRANT SELECT ON twice TO probe_twice_login")
+        target = Target("scratch", scratch_database, scratch_database, probe_url=probe_url)
+        done = probes.run_round(target, settings, current_plan(settings).probes)
+    with admin_connection(scratch_database, settings) as conn:
+        probes.store(conn, conn.info.dbname, datetime.now(timezone.utc), done)
+        ledger = probes.own_scans(conn)
+        raw = conn.execute("SELECT pg_stat_get_numscans('twice_tag'::regclass)").fetchone()[0]
+        tag_index = conn.execute("SELECT 'twice_tag'::regclass::oid").fetchone()[0]
+    assert [s.error for s in done.samples] == [None, None]
+    assert raw == 2 and ledger == {tag_index: 2}
+
+
 def test_the_plans_figures_are_the_applications_not_the_probes(scratch_database, tmp_path):
     """The probes run the plan's hot statements: the same query id as the application's, under
     their own login. The Plan page's calls before and after a migration are the application's
