@@ -1,8 +1,8 @@
 """PostgreSQL buffer cache hit rates (cumulative since the statistics were last reset), of the
 database's data: its tables, indexes, TOAST and materialized views. The system catalogues,
-sequences and DB Pulse's own schema are left out: every look of DB Pulse reads thousands of
-catalogue blocks (32,000 per run of the checks at 25,000 indexes), which would count as the
-database's hits and lift its rate."""
+sequences and DB Pulse's own schema are left out, and the blocks its latency probes read
+(their ledger): every look of DB Pulse reads thousands of catalogue blocks (32,000 per run of
+the checks at 25,000 indexes), which would count as the database's hits and lift its rate."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 import psycopg
+from psycopg.types.json import Jsonb
 
 from foundation.columns import SCHEMA, TABLE, Column
 from foundation.frames import to_frame
+from reads import probes
 from reads.indexes import OWN_SCHEMA
 
 
@@ -60,28 +62,39 @@ DATA_BLOCKS = """
 # what the database's rate counts, where it is shown
 DATABASE_RATE_MEANING = ("Share of the block reads of the database's tables, indexes, TOAST "
                          "and materialized views served from shared buffers. The system "
-                         "catalogues, sequences and DB Pulse's own schema are left out: DB Pulse "
-                         "reads the catalogue on every look, which would lift the rate.")
+                         "catalogues, sequences, DB Pulse's own schema and its latency probes' "
+                         "reads are left out: DB Pulse reads the catalogue on every look, which "
+                         "would lift the rate.")
 
 
-def data_blocks(conn: psycopg.Connection) -> tuple[int | None, int | None]:
-    """(hit, read): DATA_BLOCKS, the blocks the hit rates count (None where the database has
-    no statistics)."""
+def data_blocks(conn: psycopg.Connection,
+                probed: dict[int, probes.Reads] | None = None) -> tuple[int | None, int | None]:
+    """(hit, read): DATA_BLOCKS less the blocks DB Pulse's latency probes read (`probed`, else
+    their ledger read now): the blocks the hit rates count (None where the database has no
+    statistics)."""
     found = conn.execute(DATA_BLOCKS, {"own_schema": OWN_SCHEMA}).fetchone()
-    return (int(found[0]), int(found[1])) if found else (None, None)
+    if not found:
+        return None, None
+    probed = (probes.own_reads(conn) if probed is None else probed).values()
+    return (int(found[0]) - sum(r.blocks_hit for r in probed),
+            int(found[1]) - sum(r.blocks_fetched - r.blocks_hit for r in probed))
 
 
 # The sums of pg_statio_user_tables' heap and index blocks, read per relation from the
 # statistics functions: the view sums each table's indexes in a subquery per table, most of its
 # cost on a big catalogue. A user table's indexes live in its schema; partitioned tables and
-# indexes have no blocks of their own. DB Pulse's own schema is left out, as in DATA_BLOCKS.
+# indexes have no blocks of their own. DB Pulse's own are left out: its schema's, and those
+# its latency probes read (%(own_blocks)s: relation oid -> [fetched, hit], their ledger).
 USER_TABLE_BLOCKS = """
         SELECT sum(hit) FILTER (WHERE relkind <> 'i')             AS heap_hit,
                sum(fetched - hit) FILTER (WHERE relkind <> 'i')   AS heap_read,
                sum(hit) FILTER (WHERE relkind = 'i')              AS idx_hit,
                sum(fetched - hit) FILTER (WHERE relkind = 'i')    AS idx_read
-        FROM (SELECT c.relkind, pg_stat_get_blocks_hit(c.oid) AS hit,
-                     pg_stat_get_blocks_fetched(c.oid) AS fetched
+        FROM (SELECT c.relkind,
+                     pg_stat_get_blocks_hit(c.oid) - coalesce(
+                         (%(own_blocks)s::jsonb -> c.oid::text ->> 1)::bigint, 0) AS hit,
+                     pg_stat_get_blocks_fetched(c.oid) - coalesce(
+                         (%(own_blocks)s::jsonb -> c.oid::text ->> 0)::bigint, 0) AS fetched
               FROM pg_class c
               JOIN pg_namespace n ON n.oid = c.relnamespace
               WHERE c.relkind IN ('r', 'm', 'i')
@@ -91,15 +104,23 @@ USER_TABLE_BLOCKS = """
         """
 
 
+def user_table_blocks_parameters(probed: dict[int, probes.Reads]) -> dict:
+    """USER_TABLE_BLOCKS' parameters, with the probes' ledger (probes.own_reads)."""
+    return {"own_schema": OWN_SCHEMA, "own_blocks": Jsonb(
+        {str(oid): [r.blocks_fetched, r.blocks_hit] for oid, r in probed.items()
+         if r.blocks_fetched})}
+
+
 def cache_hit_rates(conn: psycopg.Connection, per_kind: bool = True) -> CacheHitRates:
     """The database's hit rate (of its data: DATA_BLOCKS), and with per_kind its tables' and
     indexes' (summed over every relation's statistics: 27 ms at 40,000 relations, for pages
     that show them)."""
-    db_hit, db_read = data_blocks(conn)
+    probed = probes.own_reads(conn)
+    db_hit, db_read = data_blocks(conn, probed)
     heap_hit = heap_read = idx_hit = idx_read = None
     if per_kind:
         heap_hit, heap_read, idx_hit, idx_read = conn.execute(
-            USER_TABLE_BLOCKS, {"own_schema": OWN_SCHEMA}).fetchone()
+            USER_TABLE_BLOCKS, user_table_blocks_parameters(probed)).fetchone()
     return CacheHitRates(database=_ratio(db_hit, db_read), tables=_ratio(heap_hit, heap_read),
                          indexes=_ratio(idx_hit, idx_read), blocks_hit=int(db_hit or 0),
                          blocks_read=int(db_read or 0))

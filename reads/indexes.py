@@ -857,42 +857,62 @@ def scan_totals(conn: psycopg.Connection) -> tuple[int, int]:
     seq_scan summed, from the statistics functions (the view sums each table's indexes in a
     subquery per table: 46 ms at 25,000 indexes, against 27). An index lives in its table's
     schema, and a partitioned one has no scans of its own. DB Pulse's own are left out: its
-    schema's, and the index scans of its latency probes (as SCANS leaves them out; a probe's
-    sequential scans are in no ledger and stay in)."""
+    schema's, and the scans of its latency probes (as SCANS leaves them out)."""
     return conn.execute("""
-        SELECT coalesce(sum(pg_stat_get_numscans(c.oid) - coalesce(
-                   (%(own_scans)s::jsonb ->> c.oid::text)::bigint, 0))
-                   FILTER (WHERE c.relkind = 'i'), 0)::bigint,
-               coalesce(sum(pg_stat_get_numscans(c.oid)) FILTER (WHERE c.relkind <> 'i'), 0)
-        FROM pg_class c
-        JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE c.relkind IN ('r', 'm', 'p', 'i')
-          AND n.nspname NOT IN ('pg_catalog', 'information_schema', %(own_schema)s)
-          AND n.nspname !~ '^pg_toast'
+        SELECT coalesce(sum(scans) FILTER (WHERE relkind = 'i'), 0)::bigint,
+               coalesce(sum(scans) FILTER (WHERE relkind <> 'i'), 0)::bigint
+        FROM (SELECT c.relkind, pg_stat_get_numscans(c.oid) - coalesce(
+                         (%(own_scans)s::jsonb ->> c.oid::text)::bigint, 0) AS scans
+              FROM pg_class c
+              JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.relkind IN ('r', 'm', 'p', 'i')
+                AND n.nspname NOT IN ('pg_catalog', 'information_schema', %(own_schema)s)
+                AND n.nspname !~ '^pg_toast'
+              OFFSET 0) relations  -- each relation's lookups once, not once per sum
         """, {"own_scans": own_scans_parameter(conn), "own_schema": OWN_SCHEMA}).fetchone()
 
 
 def sequential_scan_heavy(conn: psycopg.Connection, min_rows: int = 10_000,
                           min_avg_rows: int = 1_000) -> pd.DataFrame:
     """Tables read mostly by sequential scans with many rows per scan: candidates for an index
-    (look at the statements that read them on the slow-query page)."""
+    (look at the statements that read them on the slow-query page). The scans and rows are the
+    application's: DB Pulse's latency probes' are taken out."""
+    own = {str(oid): [r.scans, r.tuples_read] for oid, r in probes.own_reads(conn).items()}
     cur = conn.execute("""
+        WITH own AS (SELECT key::oid AS relid, (value ->> 0)::bigint AS scans,
+                            (value ->> 1)::bigint AS tuples_read
+                     FROM jsonb_each(%(own)s::jsonb)),
+             -- per table, the scans and rows of DB Pulse's latency probes: its own sequential
+             -- scans, and its indexes' scans
+             own_by_table AS (
+                SELECT coalesce(i.indrelid, o.relid) AS relid,
+                       sum(o.scans) FILTER (WHERE i.indexrelid IS NULL) AS seq_scans,
+                       sum(o.tuples_read) FILTER (WHERE i.indexrelid IS NULL) AS seq_rows,
+                       sum(o.scans) FILTER (WHERE i.indexrelid IS NOT NULL) AS index_scans
+                FROM own o LEFT JOIN pg_index i ON i.indexrelid = o.relid
+                GROUP BY 1),
+             scanned AS (
+                SELECT s.relid, s.schemaname, s.relname, s.n_live_tup,
+                       s.seq_scan - coalesce(p.seq_scans, 0) AS seq_scan,
+                       s.seq_tup_read - coalesce(p.seq_rows, 0) AS seq_tup_read,
+                       coalesce(s.idx_scan, 0) - coalesce(p.index_scans, 0) AS idx_scan
+                FROM pg_stat_user_tables s LEFT JOIN own_by_table p ON p.relid = s.relid)
         SELECT s.schemaname                                        AS schema_name,
                s.relname                                           AS table_name,
                s.seq_scan                                          AS seq_scans,
                s.seq_tup_read                                      AS rows_read_by_seq_scans,
                s.seq_tup_read / nullif(s.seq_scan, 0)              AS avg_rows_per_seq_scan,
-               coalesce(s.idx_scan, 0)                             AS index_scans,
-               s.seq_scan::float8 / nullif(s.seq_scan + coalesce(s.idx_scan, 0), 0)
+               s.idx_scan                                          AS index_scans,
+               s.seq_scan::float8 / nullif(s.seq_scan + s.idx_scan, 0)
                                                                    AS seq_scan_share,
                s.n_live_tup                                        AS live_rows,
                pg_relation_size(s.relid)                           AS size_bytes
-        FROM pg_stat_user_tables s
-        WHERE s.seq_tup_read >= %s
-          AND s.seq_tup_read / nullif(s.seq_scan, 0) >= %s
-          AND s.seq_scan > coalesce(s.idx_scan, 0)
+        FROM scanned s
+        WHERE s.seq_tup_read >= %(min_rows)s
+          AND s.seq_tup_read / nullif(s.seq_scan, 0) >= %(min_avg_rows)s
+          AND s.seq_scan > s.idx_scan
         ORDER BY s.seq_tup_read DESC
-        """, (min_rows, min_avg_rows))
+        """, {"own": Jsonb(own), "min_rows": min_rows, "min_avg_rows": min_avg_rows})
     return to_frame(cur)
 
 

@@ -7,8 +7,9 @@ login: before each round its session_user is checked (no superuser, no server-fi
 CREATEROLE/CREATEDB/BYPASSRLS/REPLICATION). Each probe runs in a READ ONLY transaction, under a
 statement timeout, and is rolled back. So that DB Pulse's own activity does not change what it
 reports, the probe's text carries DB Pulse's statement tag (pg_stat_statements figures leave it
-out), and the index scans it caused are read inside its own transaction
-(pg_stat_get_xact_numscans) and kept in a ledger that the unused-index verdicts discount."""
+out), and what its reads added to each relation's statistics (scans, rows, blocks) is read
+inside its own transaction (pg_stat_get_xact_*) and kept in a ledger (dbpulse.probe_reads)
+that the scan counts, the unused-index verdicts and the buffer cache hit rates take out."""
 
 from __future__ import annotations
 
@@ -34,12 +35,23 @@ class ProbeRefused(Refused):
     """The probe login has more rights than reading the application's tables needs."""
 
 
+@dataclass(frozen=True)
+class Reads:
+    """What reads added to one relation's statistics: a table's sequential scans and the rows
+    they read, or an index's scans and the entries they returned; the blocks read, and of them
+    those found in shared buffers."""
+    scans: int = 0
+    tuples_read: int = 0
+    blocks_fetched: int = 0
+    blocks_hit: int = 0
+
+
 @dataclass
 class ProbeSample:
     name: str
     seconds: float | None            # None: it failed (error says why)
     error: str | None = None
-    index_scans: dict[int, int] = field(default_factory=dict)   # index oid -> scans it caused
+    reads: dict[int, Reads] = field(default_factory=dict)   # relation oid -> its reads added
 
 
 _CHECK = """
@@ -108,13 +120,17 @@ def run_one(conn: psycopg.Connection, query: HotQuery, timeout_ms: int) -> Probe
             started = time.perf_counter()
             conn.execute(text, params).fetchall()
             seconds = time.perf_counter() - started
-            # this transaction's own scans, not yet in the shared statistics
-            scans = dict(conn.execute("""
-                SELECT i.indexrelid, pg_stat_get_xact_numscans(i.indexrelid)
-                FROM pg_stat_xact_user_tables t JOIN pg_index i ON i.indrelid = t.relid
-                WHERE t.idx_scan > 0 AND pg_stat_get_xact_numscans(i.indexrelid) > 0
-                """).fetchall())
-        return ProbeSample(query.name, seconds, index_scans=scans)
+            # this transaction's own reads, not yet in the shared statistics, of the
+            # database's data (the catalogues' are left out of every figure anyway)
+            reads = {oid: Reads(*counts) for oid, *counts in conn.execute("""
+                SELECT c.oid, pg_stat_get_xact_numscans(c.oid),
+                       pg_stat_get_xact_tuples_returned(c.oid),
+                       pg_stat_get_xact_blocks_fetched(c.oid), pg_stat_get_xact_blocks_hit(c.oid)
+                FROM pg_class c
+                WHERE c.oid >= 16384 AND c.relkind IN ('r', 'm', 'i', 't')
+                  AND pg_stat_get_xact_numscans(c.oid) + pg_stat_get_xact_blocks_fetched(c.oid) > 0
+                """).fetchall()}
+        return ProbeSample(query.name, seconds, reads=reads)
     except psycopg.Error as exc:
         return ProbeSample(query.name, None, str(exc).strip().splitlines()[0])
 
@@ -136,20 +152,24 @@ def run_round(target: Target, settings: Settings, queries: tuple[HotQuery, ...])
 # --- the history: samples, percentiles, and the scans the probes caused -----------------------
 
 def store(history: psycopg.Connection, source: str, at: datetime, done: Round) -> None:
-    """The samples, and the probes' index scans added to the ledger, in one transaction."""
+    """The samples, and the probes' reads added to the ledger, in one transaction."""
     with history.transaction():
         for s in done.samples:
             history.execute("INSERT INTO dbpulse.probe_samples (source, taken_at, name, seconds, "
                             "error) VALUES (%s, %s, %s, %s, %s)",
                             (source, at, s.name, s.seconds, s.error))
-            for oid, scans in s.index_scans.items():
+            for oid, r in s.reads.items():
                 history.execute("""
-                    INSERT INTO dbpulse.probe_index_scans AS l (source, index_oid, stats_reset,
-                                                                scans)
-                    VALUES (%s, %s, coalesce(%s, '-infinity'::timestamptz), %s)
-                    ON CONFLICT (source, index_oid, stats_reset)
-                    DO UPDATE SET scans = l.scans + excluded.scans""",
-                                (source, oid, done.stats_reset, scans))
+                    INSERT INTO dbpulse.probe_reads AS l (source, relation_oid, stats_reset,
+                        scans, tuples_read, blocks_fetched, blocks_hit)
+                    VALUES (%s, %s, coalesce(%s, '-infinity'::timestamptz), %s, %s, %s, %s)
+                    ON CONFLICT (source, relation_oid, stats_reset)
+                    DO UPDATE SET scans = l.scans + excluded.scans,
+                                  tuples_read = l.tuples_read + excluded.tuples_read,
+                                  blocks_fetched = l.blocks_fetched + excluded.blocks_fetched,
+                                  blocks_hit = l.blocks_hit + excluded.blocks_hit""",
+                                (source, oid, done.stats_reset, r.scans, r.tuples_read,
+                                 r.blocks_fetched, r.blocks_hit))
 
 
 def percentiles(history: psycopg.Connection, source: str, start: datetime,
@@ -179,22 +199,29 @@ def p95_by_name(history: psycopg.Connection, source: str, start: datetime,
             if v is not None and v == v}
 
 
-def own_scans(conn: psycopg.Connection) -> dict[int, int]:
-    """The index scans the probes caused since the connected database's statistics were last
-    reset, per index oid (empty where no ledger is kept or readable)."""
-    if not conn.execute("SELECT to_regclass('dbpulse.probe_index_scans') IS NOT NULL"
-                        ).fetchone()[0]:
+def own_reads(conn: psycopg.Connection) -> dict[int, Reads]:
+    """What the probes' reads added to each relation's statistics since the connected
+    database's statistics were last reset, per relation oid (empty where no ledger is kept or
+    readable)."""
+    if not conn.execute("SELECT to_regclass('dbpulse.probe_reads') IS NOT NULL").fetchone()[0]:
         return {}
     try:
         rows = conn.execute("""
-            SELECT index_oid, scans FROM dbpulse.probe_index_scans
+            SELECT relation_oid, scans, tuples_read, blocks_fetched, blocks_hit
+            FROM dbpulse.probe_reads
             WHERE source = current_database()
               AND stats_reset = coalesce((SELECT stats_reset FROM pg_stat_database
                                           WHERE datname = current_database()),
                                          '-infinity'::timestamptz)""").fetchall()
     except psycopg.errors.InsufficientPrivilege:
         return {}
-    return {int(oid): int(n) for oid, n in rows}
+    return {int(oid): Reads(*map(int, counts)) for oid, *counts in rows}
+
+
+def own_scans(conn: psycopg.Connection) -> dict[int, int]:
+    """The scans the probes caused (a table's sequential ones, an index's), per relation oid:
+    own_reads' scans."""
+    return {oid: r.scans for oid, r in own_reads(conn).items() if r.scans}
 
 
 def latency(history: psycopg.Connection, source: str, queries: tuple[HotQuery, ...],

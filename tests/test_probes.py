@@ -16,7 +16,7 @@ from foundation.config import Settings, Target
 from foundation.connections import admin_connection, monitoring_connection
 from foundation.plan import current as current_plan
 from operations import alerts, dbpulse_schema
-from reads import indexes, probes, space, statements
+from reads import cache, indexes, probes, space, statements
 from tests.conftest import as_actor, promtool, scrape
 
 SETTINGS = Settings(role="dba", statement_timeout_ms=5000, connect_timeout_s=3)
@@ -130,10 +130,11 @@ def test_scans_the_probes_cause_prove_no_use_and_their_text_is_not_reported(scra
             tmp_path, "SELECT id FROM planted WHERE tag = %s /* probe_planted */", [7]))
         target = Target("scratch", scratch_database, scratch_database, probe_url=probe_url)
         done = probes.run_round(target, settings, current_plan(settings).probes)
-        assert done.samples[0].error is None and sum(done.samples[0].index_scans.values()) == 1
+        assert done.samples[0].error is None
+        assert [r.scans for r in done.samples[0].reads.values() if r.scans] == [1]
         with admin_connection(scratch_database, settings) as conn:
             probes.store(conn, "scratch_probe", datetime.now(timezone.utc), done)
-            conn.execute("UPDATE dbpulse.probe_index_scans SET source = current_database()")
+            conn.execute("UPDATE dbpulse.probe_reads SET source = current_database()")
             conn.execute("SELECT pg_stat_force_next_flush()")
             untagged = conn.execute(  # nothing the probe login ran is left untagged
                 "SELECT query FROM pg_stat_statements WHERE userid = 'probe_scan_login'::regrole "
@@ -180,7 +181,67 @@ probe_params = [{n}]
         raw = conn.execute("SELECT pg_stat_get_numscans('twice_tag'::regclass)").fetchone()[0]
         tag_index = conn.execute("SELECT 'twice_tag'::regclass::oid").fetchone()[0]
     assert [s.error for s in done.samples] == [None, None]
-    assert raw == 2 and ledger == {tag_index: 2}
+    assert raw == 2 and ledger[tag_index] == 2
+
+
+def test_the_probes_sequential_scans_and_blocks_are_not_the_applications(scratch_database,
+                                                                        tmp_path):
+    """A probe that scans a table no one else reads leaves every figure as it was: the
+    sequential scans the agent counts, the tables read by large sequential scans, the buffer
+    cache's blocks and rates; the application's same scan then counts (ground truth: the
+    table's pages and rows)."""
+    from tests.conftest import login_role
+
+    _planted(scratch_database, "CREATE TABLE scanned (id int, pad text) WITH "
+             "(autovacuum_enabled = off); INSERT INTO scanned SELECT i, repeat('x', 100) FROM "
+             "generate_series(1, 20000) i")
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE scanned")  # its pages known and in shared buffers
+    settings = Settings(role="dba", plan_file=_plan_file(
+        tmp_path, "SELECT count(*) FROM scanned WHERE id = %s", [7], match="FROM scanned"))
+
+    def figures() -> tuple:
+        with monitoring_connection(scratch_database, settings) as conn:
+            heavy = indexes.sequential_scan_heavy(conn)
+            rates = cache.cache_hit_rates(conn)
+            return (indexes.scan_totals(conn)[1], heavy["table_name"].tolist(),
+                    rates.blocks_hit + rates.blocks_read, rates.tables)
+
+    def raw_seq_scans(at_least: int) -> int:
+        """scanned's sequential scans as the server counts them, once a session that closed a
+        moment ago has shared its statistics (it does as it exits)."""
+        with psycopg.connect(scratch_database, autocommit=True) as conn:
+            for _ in range(100):
+                found = conn.execute("SELECT pg_stat_get_numscans('scanned'::regclass)"
+                                     ).fetchone()[0]
+                if found >= at_least:
+                    return found
+                time.sleep(0.1)
+                conn.execute("SELECT pg_stat_clear_snapshot()")
+        return found
+
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        pages = conn.execute("SELECT relpages FROM pg_class WHERE relname = 'scanned'"
+                             ).fetchone()[0]
+    before = figures()
+    with login_role(scratch_database, "probe_seq_login", "pw") as probe_url:
+        with psycopg.connect(scratch_database, autocommit=True) as conn:
+            conn.execute("GRANT SELECT ON scanned TO probe_seq_login")
+        target = Target("scratch", scratch_database, scratch_database, probe_url=probe_url)
+        for _ in range(2):
+            done = probes.run_round(target, settings, current_plan(settings).probes)
+            assert done.samples[0].error is None
+            with admin_connection(scratch_database, settings) as conn:
+                probes.store(conn, conn.info.dbname, datetime.now(timezone.utc), done)
+    assert raw_seq_scans(2) == 2
+    assert figures() == before
+    with psycopg.connect(scratch_database, autocommit=True) as app:
+        app.execute("SELECT count(*) FROM scanned WHERE id = 7").fetchone()
+        app.execute("SELECT pg_stat_force_next_flush()")
+    after = figures()
+    assert raw_seq_scans(3) == 3
+    assert after[0] == before[0] + 1 and after[1] == ["scanned"]
+    assert after[2] == before[2] + pages > 0
 
 
 def test_the_plans_figures_are_the_applications_not_the_probes(scratch_database, tmp_path):

@@ -212,7 +212,7 @@ def test_cache_hit_sums_equal_the_statistics_views(catalogue):
     try:
         with monitoring_connection(catalogue, Settings()) as conn, conn.transaction():
             mine = conn.execute(cache.USER_TABLE_BLOCKS,
-                                {"own_schema": indexes.OWN_SCHEMA}).fetchone()
+                                cache.user_table_blocks_parameters({})).fetchone()
             view = conn.execute("""
                 SELECT sum(heap_blks_hit), sum(heap_blks_read), sum(idx_blks_hit),
                        sum(idx_blks_read) FROM pg_statio_user_tables
