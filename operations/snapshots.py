@@ -23,7 +23,7 @@ from foundation.connections import OWN_STATEMENT_TAG
 from foundation.frames import to_frame
 from foundation.roles import Actor
 from foundation.secrets import redact_text
-from reads import bloat, cache, indexes, matviews, redis_cache, statements
+from reads import bloat, cache, indexes, matviews, probes, redis_cache, statements
 
 STATEMENT_COUNTERS = ["calls", "total_exec_ms", "total_plan_ms", "rows", "shared_blks_hit",
                       "shared_blks_read", "shared_blks_dirtied", "shared_blks_written",
@@ -106,18 +106,23 @@ def _bloat_by_oid(estimate: pd.DataFrame) -> pd.Series:
 
 
 def _tables(conn: psycopg.Connection, stats: pd.DataFrame) -> pd.DataFrame:
-    frame = to_frame(conn.execute("""
+    """Each table's counters, the scans and blocks of DB Pulse's latency probes taken out."""
+    frame = to_frame(conn.execute(f"""
+        WITH {probes.PROBED_TABLES}
         SELECT s.schemaname AS schema_name, s.relname AS table_name,
                pg_total_relation_size(s.relid) AS total_bytes,
                s.n_live_tup AS live_rows, s.n_dead_tup AS dead_rows,
-               s.seq_scan AS seq_scans, s.idx_scan AS index_scans,
+               s.seq_scan - coalesce(p.seq_scans, 0) AS seq_scans,
+               s.idx_scan - coalesce(p.index_scans, 0) AS index_scans,
                s.n_tup_ins AS rows_inserted, s.n_tup_upd AS rows_updated,
                s.n_tup_del AS rows_deleted,
-               io.heap_blks_hit, io.heap_blks_read, s.relid
+               io.heap_blks_hit - coalesce(p.heap_hit, 0) AS heap_blks_hit,
+               io.heap_blks_read - coalesce(p.heap_read, 0) AS heap_blks_read, s.relid
         FROM pg_stat_user_tables s
         JOIN pg_statio_user_tables io ON io.relid = s.relid
-        WHERE s.schemaname <> 'dbpulse'
-        """))
+        LEFT JOIN probed_tables p ON p.relid = s.relid
+        WHERE s.schemaname <> %(own_schema)s
+        """, {"probed": probes.probed_parameter(conn), "own_schema": indexes.OWN_SCHEMA}))
     frame["bloat_bytes"] = frame["relid"].map(_bloat_by_oid(bloat.table_bloat(conn, stats)))
     return frame[TABLE_COLUMNS]
 

@@ -877,26 +877,14 @@ def sequential_scan_heavy(conn: psycopg.Connection, min_rows: int = 10_000,
     """Tables read mostly by sequential scans with many rows per scan: candidates for an index
     (look at the statements that read them on the slow-query page). The scans and rows are the
     application's: DB Pulse's latency probes' are taken out."""
-    own = {str(oid): [r.scans, r.tuples_read] for oid, r in probes.own_reads(conn).items()}
-    cur = conn.execute("""
-        WITH own AS (SELECT key::oid AS relid, (value ->> 0)::bigint AS scans,
-                            (value ->> 1)::bigint AS tuples_read
-                     FROM jsonb_each(%(own)s::jsonb)),
-             -- per table, the scans and rows of DB Pulse's latency probes: its own sequential
-             -- scans, and its indexes' scans
-             own_by_table AS (
-                SELECT coalesce(i.indrelid, o.relid) AS relid,
-                       sum(o.scans) FILTER (WHERE i.indexrelid IS NULL) AS seq_scans,
-                       sum(o.tuples_read) FILTER (WHERE i.indexrelid IS NULL) AS seq_rows,
-                       sum(o.scans) FILTER (WHERE i.indexrelid IS NOT NULL) AS index_scans
-                FROM own o LEFT JOIN pg_index i ON i.indexrelid = o.relid
-                GROUP BY 1),
+    cur = conn.execute(f"""
+        WITH {probes.PROBED_TABLES},
              scanned AS (
                 SELECT s.relid, s.schemaname, s.relname, s.n_live_tup,
                        s.seq_scan - coalesce(p.seq_scans, 0) AS seq_scan,
                        s.seq_tup_read - coalesce(p.seq_rows, 0) AS seq_tup_read,
                        coalesce(s.idx_scan, 0) - coalesce(p.index_scans, 0) AS idx_scan
-                FROM pg_stat_user_tables s LEFT JOIN own_by_table p ON p.relid = s.relid)
+                FROM pg_stat_user_tables s LEFT JOIN probed_tables p ON p.relid = s.relid)
         SELECT s.schemaname                                        AS schema_name,
                s.relname                                           AS table_name,
                s.seq_scan                                          AS seq_scans,
@@ -912,7 +900,8 @@ def sequential_scan_heavy(conn: psycopg.Connection, min_rows: int = 10_000,
           AND s.seq_tup_read / nullif(s.seq_scan, 0) >= %(min_avg_rows)s
           AND s.seq_scan > s.idx_scan
         ORDER BY s.seq_tup_read DESC
-        """, {"own": Jsonb(own), "min_rows": min_rows, "min_avg_rows": min_avg_rows})
+        """, {"probed": probes.probed_parameter(conn), "min_rows": min_rows,
+              "min_avg_rows": min_avg_rows})
     return to_frame(cur)
 
 

@@ -19,6 +19,7 @@ from datetime import datetime
 
 import pandas as pd
 import psycopg
+from psycopg.types.json import Jsonb
 
 from foundation.columns import Column
 from foundation.config import Settings, Target
@@ -222,6 +223,35 @@ def own_scans(conn: psycopg.Connection) -> dict[int, int]:
     """The scans the probes caused (a table's sequential ones, an index's), per relation oid:
     own_reads' scans."""
     return {oid: r.scans for oid, r in own_reads(conn).items() if r.scans}
+
+
+# Per table, what the probes' reads added to its statistics (%(probed)s: probed_parameter):
+# its own sequential scans, their rows and its blocks; its indexes' scans and blocks. CTEs to
+# put after WITH, joined by relid (a TOAST table's rows stay its own: no user table's)
+PROBED_TABLES = """
+    probed AS (SELECT key::oid AS relid, (value ->> 0)::bigint AS scans,
+                      (value ->> 1)::bigint AS tuples_read, (value ->> 2)::bigint AS fetched,
+                      (value ->> 3)::bigint AS hit
+               FROM jsonb_each(%(probed)s::jsonb)),
+    probed_tables AS (
+        SELECT coalesce(i.indrelid, p.relid) AS relid,
+               coalesce(sum(p.scans) FILTER (WHERE i.indexrelid IS NULL), 0) AS seq_scans,
+               coalesce(sum(p.tuples_read) FILTER (WHERE i.indexrelid IS NULL), 0) AS seq_rows,
+               coalesce(sum(p.fetched - p.hit) FILTER (WHERE i.indexrelid IS NULL), 0)
+                   AS heap_read,
+               coalesce(sum(p.hit) FILTER (WHERE i.indexrelid IS NULL), 0) AS heap_hit,
+               coalesce(sum(p.scans) FILTER (WHERE i.indexrelid IS NOT NULL), 0) AS index_scans,
+               coalesce(sum(p.fetched - p.hit) FILTER (WHERE i.indexrelid IS NOT NULL), 0)
+                   AS index_read,
+               coalesce(sum(p.hit) FILTER (WHERE i.indexrelid IS NOT NULL), 0) AS index_hit
+        FROM probed p LEFT JOIN pg_index i ON i.indexrelid = p.relid
+        GROUP BY 1)"""
+
+
+def probed_parameter(conn: psycopg.Connection) -> Jsonb:
+    """PROBED_TABLES' %(probed)s: the ledger (own_reads) as JSON, oid -> its four counts."""
+    return Jsonb({str(oid): [r.scans, r.tuples_read, r.blocks_fetched, r.blocks_hit]
+                  for oid, r in own_reads(conn).items()})
 
 
 def latency(history: psycopg.Connection, source: str, queries: tuple[HotQuery, ...],

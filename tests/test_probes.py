@@ -15,7 +15,7 @@ from foundation.capabilities import detect
 from foundation.config import Settings, Target
 from foundation.connections import admin_connection, monitoring_connection
 from foundation.plan import current as current_plan
-from operations import alerts, dbpulse_schema
+from operations import alerts, dbpulse_schema, snapshots
 from reads import cache, indexes, probes, space, statements
 from tests.conftest import as_actor, promtool, scrape
 
@@ -204,8 +204,12 @@ def test_the_probes_sequential_scans_and_blocks_are_not_the_applications(scratch
         with monitoring_connection(scratch_database, settings) as conn:
             heavy = indexes.sequential_scan_heavy(conn)
             rates = cache.cache_hit_rates(conn)
+            per_table = cache.table_hit_rates(conn).set_index("table_name").loc["scanned"]
+            stored = snapshots.collect(conn, "probe-seq").tables.set_index("table_name")
             return (indexes.scan_totals(conn)[1], heavy["table_name"].tolist(),
-                    rates.blocks_hit + rates.blocks_read, rates.tables)
+                    rates.blocks_hit + rates.blocks_read, rates.tables,
+                    per_table["table_blocks_read"], per_table["table_hit_rate"],
+                    *stored.loc["scanned", ["seq_scans", "heap_blks_hit", "heap_blks_read"]])
 
     def raw_seq_scans(at_least: int) -> int:
         """scanned's sequential scans as the server counts them, once a session that closed a
@@ -242,6 +246,7 @@ def test_the_probes_sequential_scans_and_blocks_are_not_the_applications(scratch
     assert raw_seq_scans(3) == 3
     assert after[0] == before[0] + 1 and after[1] == ["scanned"]
     assert after[2] == before[2] + pages > 0
+    assert after[6] == before[6] + 1 and after[7] + after[8] == before[7] + before[8] + pages
 
 
 def test_the_plans_figures_are_the_applications_not_the_probes(scratch_database, tmp_path):
