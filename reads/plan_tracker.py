@@ -54,8 +54,9 @@ def planned_objects(migrations: list[Migration]) -> list[dict]:
 
 
 def object_status(conn: psycopg.Connection, migrations: list[Migration]) -> pd.DataFrame:
-    """Each planned object: present, valid, size, and use since the statistics began (index
-    scans, reads of a view, calls of a function; functions need track_functions = pl or all).
+    """Each planned object: present, valid, size, and use since the statistics began (scans of
+    an index, or of a view and its indexes, calls of a function; functions need
+    track_functions = pl or all).
     An index's size and scans as the Indexes page has them (indexes.SIZE_BYTES, SCANS): its
     pages, and its scans less the latency probes' (which run the very statements the plan's
     indexes are for); a view's size as the Materialized views page has it."""
@@ -80,7 +81,13 @@ def object_status(conn: psycopg.Connection, migrations: list[Migration]) -> pd.D
                END                                                          AS size_bytes,
                CASE p.kind
                     WHEN 'index' THEN ix.scans
-                    WHEN 'materialized view' THEN pg_stat_get_numscans(to_regclass(p.name))
+                    -- a view's own scans and its indexes' (it is read through either)
+                    WHEN 'materialized view' THEN (
+                        SELECT sum(pg_stat_get_numscans(r.oid) - coalesce(
+                                   (%(own_scans)s::jsonb ->> r.oid::text)::bigint, 0))
+                        FROM (SELECT to_regclass(p.name)::oid AS oid
+                              UNION ALL SELECT indexrelid FROM pg_index
+                                        WHERE indrelid = to_regclass(p.name)) r)
                     ELSE (SELECT calls FROM pg_stat_user_functions
                           WHERE funcid = to_regproc(p.name)::oid) END       AS uses
         FROM planned p
@@ -155,9 +162,9 @@ OBJECT_COLUMNS = {
     "size_bytes": Column("Size", "bytes", help="An index: its pages as of the last VACUUM, "
                                                "ANALYZE or build; a materialized view: on disk "
                                                "now, with its indexes"),
-    "uses": Column("Uses", "count", help="Index scans (less DB Pulse's latency probes'), reads "
-                                        "of a view or calls of a function since the "
-                                        "statistics began"),
+    "uses": Column("Uses", "count", help="Scans of an index, or of a view and its indexes "
+                                        "(less DB Pulse's latency probes'), or calls of a "
+                                        "function since the statistics began"),
 }
 BEFORE_AFTER_COLUMNS = {
     "query": Column("Hot query", pinned=True),

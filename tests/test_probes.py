@@ -325,6 +325,56 @@ def test_the_plans_figures_are_the_applications_not_the_probes(scratch_database,
     assert index.size_bytes == listed.at["hot_tag", "size_bytes"] > 0
 
 
+def test_a_planned_views_uses_are_the_applications_reads_of_it_and_its_index(
+        scratch_database, tmp_path):
+    """A planned materialized view is read through its index as often as directly: its uses
+    on the Plan page count both, the application's only (ground truth: 3 reads through the
+    index and 2 direct ones, beside the index build's; the probe's read is left out)."""
+    from foundation import migration_files
+    from reads import plan_tracker
+    from tests.conftest import login_role
+
+    planned = tmp_path / "migrations"
+    planned.mkdir()
+    (planned / "0001_daily.sql").write_text(
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS daily AS SELECT g AS day, g * 2 AS total "
+        "FROM generate_series(1, 5000) g;\n"
+        "CREATE UNIQUE INDEX IF NOT EXISTS daily_day ON daily (day);\n")
+    _planted(scratch_database, "CREATE MATERIALIZED VIEW daily AS SELECT g AS day, g * 2 AS "
+             "total FROM generate_series(1, 5000) g; CREATE UNIQUE INDEX daily_day ON daily "
+             "(day); ANALYZE daily")
+    settings = Settings(role="dba", plan_file=_plan_file(
+        tmp_path, "SELECT total FROM daily WHERE day = %s", [7], match="FROM daily"))
+    scans = ("SELECT pg_stat_get_numscans('daily'::regclass) + "
+             "pg_stat_get_numscans('daily_day'::regclass)")
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        built = conn.execute(scans).fetchone()[0]  # the index build read the view once
+    with login_role(scratch_database, "probe_daily_login", "pw") as probe_url:
+        with psycopg.connect(scratch_database, autocommit=True) as conn:
+            conn.execute("GRANT SELECT ON daily TO probe_daily_login")
+        target = Target("scratch", scratch_database, scratch_database, probe_url=probe_url)
+        done = probes.run_round(target, settings, current_plan(settings).probes)
+        assert done.samples[0].error is None
+        with admin_connection(scratch_database, settings) as conn:
+            probes.store(conn, conn.info.dbname, datetime.now(timezone.utc), done)
+    with psycopg.connect(scratch_database, autocommit=True) as app:
+        for day in (1, 2, 3):
+            app.execute("SELECT total FROM daily WHERE day = %s", [day]).fetchall()
+        for _ in range(2):
+            app.execute("SELECT sum(total) FROM daily").fetchall()
+        app.execute("SELECT pg_stat_force_next_flush()")
+    with monitoring_connection(scratch_database, settings) as conn:
+        for _ in range(100):  # the probe's session shares its scans as it exits
+            raw = conn.execute(scans).fetchone()[0]
+            if raw >= built + 6:
+                break
+            time.sleep(0.1)
+            conn.execute("SELECT pg_stat_clear_snapshot()")
+        objects = plan_tracker.object_status(
+            conn, migration_files.discover(planned)).set_index("name")
+    assert raw == built + 6 and objects.at["public.daily", "uses"] == built + 5
+
+
 def test_the_agent_probes_and_serves_a_histogram_promtool_accepts(logins):
     target = _target(logins)
     agent = Agent([target], SETTINGS, alerts.Alerter([]), log=lambda line: None,
