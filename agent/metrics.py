@@ -144,7 +144,8 @@ class LastCycle:
         hits = CounterMetricFamily("dbpulse_buffer_cache_hits", "Blocks of the database's "
                                    "tables, indexes and TOAST found in shared buffers "
                                    "(pg_stat_database.blks_hit less the system catalogues', "
-                                   "sequences' and DB Pulse's own schema's)", labels=["target"])
+                                   "sequences', DB Pulse's own schema's and its probes')",
+                                   labels=["target"])
         reads = CounterMetricFamily("dbpulse_buffer_cache_reads", "Blocks of the database's "
                                     "tables, indexes and TOAST read from disk or the OS cache "
                                     "(pg_stat_database.blks_read less the same)",

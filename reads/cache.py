@@ -68,16 +68,13 @@ DATABASE_RATE_MEANING = ("Share of the block reads of the database's tables, ind
 
 
 def data_blocks(conn: psycopg.Connection,
-                probed: dict[int, probes.Reads] | None = None) -> tuple[int | None, int | None]:
+                probed: dict[int, probes.Reads] | None = None) -> tuple[int, int]:
     """(hit, read): DATA_BLOCKS less the blocks DB Pulse's latency probes read (`probed`, else
-    their ledger read now): the blocks the hit rates count (None where the database has no
-    statistics)."""
-    found = conn.execute(DATA_BLOCKS, {"own_schema": OWN_SCHEMA}).fetchone()
-    if not found:
-        return None, None
+    their ledger read now): the blocks the hit rates count."""
+    hit, read = conn.execute(DATA_BLOCKS, {"own_schema": OWN_SCHEMA}).fetchone()
     probed = (probes.own_reads(conn) if probed is None else probed).values()
-    return (int(found[0]) - sum(r.blocks_hit for r in probed),
-            int(found[1]) - sum(r.blocks_fetched - r.blocks_hit for r in probed))
+    return (int(hit) - sum(r.blocks_hit for r in probed),
+            int(read) - sum(r.blocks_fetched - r.blocks_hit for r in probed))
 
 
 # The sums of pg_statio_user_tables' heap and index blocks, read per relation from the
@@ -122,8 +119,8 @@ def cache_hit_rates(conn: psycopg.Connection, per_kind: bool = True) -> CacheHit
         heap_hit, heap_read, idx_hit, idx_read = conn.execute(
             USER_TABLE_BLOCKS, user_table_blocks_parameters(probed)).fetchone()
     return CacheHitRates(database=_ratio(db_hit, db_read), tables=_ratio(heap_hit, heap_read),
-                         indexes=_ratio(idx_hit, idx_read), blocks_hit=int(db_hit or 0),
-                         blocks_read=int(db_read or 0))
+                         indexes=_ratio(idx_hit, idx_read), blocks_hit=db_hit,
+                         blocks_read=db_read)
 
 
 def table_hit_rates(conn: psycopg.Connection, limit: int = 100) -> pd.DataFrame:
