@@ -227,7 +227,8 @@ def own_scans(conn: psycopg.Connection) -> dict[int, int]:
 
 # Per table, what the probes' reads added to its statistics (%(probed)s: probed_parameter):
 # its own sequential scans, their rows and its blocks; its indexes' scans and blocks. CTEs to
-# put after WITH, joined by relid (a TOAST table's rows stay its own: no user table's)
+# put after WITH, joined by relid (a TOAST relation's counts stay under its own oid, which no
+# table's row matches)
 PROBED_TABLES = """
     probed AS (SELECT key::oid AS relid, (value ->> 0)::bigint AS scans,
                       (value ->> 1)::bigint AS tuples_read, (value ->> 2)::bigint AS fetched,
