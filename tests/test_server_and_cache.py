@@ -82,7 +82,8 @@ def _own_activity_leaves_the_hit_rates(admin_url: str, monitor_url: str) -> None
 
 
 def test_db_pulses_own_reads_leave_the_hit_rates_alone(scratch_database, logins):
-    monitor = database_url_for(logins.monitor_url, conninfo_dbname(scratch_database))
+    name = psycopg.conninfo.conninfo_to_dict(scratch_database)["dbname"]
+    monitor = database_url_for(logins.monitor_url, name)
     _own_activity_leaves_the_hit_rates(scratch_database, monitor)
 
 
@@ -94,10 +95,6 @@ def test_db_pulses_own_reads_leave_the_hit_rates_alone_on_15(pg15_url, pg15_logi
     finally:
         with psycopg.connect(pg15_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-def conninfo_dbname(url: str) -> str:
-    return psycopg.conninfo.conninfo_to_dict(url)["dbname"]
 
 
 def test_buffer_cache_hit_rates_follow_the_counters(database_url, settings):
