@@ -49,6 +49,19 @@ def _planted(url: str, table_sql: str) -> None:
         dbpulse_schema.install(conn, as_actor(SETTINGS))
 
 
+def _shared_scans(url: str, scans_sql: str, at_least: int) -> int:
+    """The count scans_sql reads, once it is at_least or after 10 s: a probe's session that
+    closed a moment ago shares its statistics as it exits."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        for _ in range(100):
+            found = conn.execute(scans_sql).fetchone()[0]
+            if found >= at_least:
+                break
+            time.sleep(0.1)
+            conn.execute("SELECT pg_stat_clear_snapshot()")
+    return found
+
+
 def test_the_plans_probes_run_on_the_probe_login_and_are_stored(logins):
     """Every probe the shipped plan declares runs on the demo's probe login and is timed;
     the round is stored and read back as percentiles."""
@@ -178,8 +191,9 @@ probe_params = [{n}]
     with admin_connection(scratch_database, settings) as conn:
         probes.store(conn, conn.info.dbname, datetime.now(timezone.utc), done)
         ledger = probes.own_scans(conn)
-        raw = conn.execute("SELECT pg_stat_get_numscans('twice_tag'::regclass)").fetchone()[0]
         tag_index = conn.execute("SELECT 'twice_tag'::regclass::oid").fetchone()[0]
+    raw = _shared_scans(scratch_database, "SELECT pg_stat_get_numscans('twice_tag'::regclass)",
+                        2)
     assert [s.error for s in done.samples] == [None, None]
     assert raw == 2 and ledger[tag_index] == 2
 
@@ -212,17 +226,8 @@ def test_the_probes_sequential_scans_and_blocks_are_not_the_applications(scratch
                     *stored.loc["scanned", ["seq_scans", "heap_blks_hit", "heap_blks_read"]])
 
     def raw_seq_scans(at_least: int) -> int:
-        """scanned's sequential scans as the server counts them, once a session that closed a
-        moment ago has shared its statistics (it does as it exits)."""
-        with psycopg.connect(scratch_database, autocommit=True) as conn:
-            for _ in range(100):
-                found = conn.execute("SELECT pg_stat_get_numscans('scanned'::regclass)"
-                                     ).fetchone()[0]
-                if found >= at_least:
-                    return found
-                time.sleep(0.1)
-                conn.execute("SELECT pg_stat_clear_snapshot()")
-        return found
+        return _shared_scans(scratch_database,
+                             "SELECT pg_stat_get_numscans('scanned'::regclass)", at_least)
 
     with psycopg.connect(scratch_database, autocommit=True) as conn:
         pages = conn.execute("SELECT relpages FROM pg_class WHERE relname = 'scanned'"
@@ -363,13 +368,8 @@ def test_a_planned_views_uses_are_the_applications_reads_of_it_and_its_index(
         for _ in range(2):
             app.execute("SELECT sum(total) FROM daily").fetchall()
         app.execute("SELECT pg_stat_force_next_flush()")
+    raw = _shared_scans(scratch_database, scans, built + 6)
     with monitoring_connection(scratch_database, settings) as conn:
-        for _ in range(100):  # the probe's session shares its scans as it exits
-            raw = conn.execute(scans).fetchone()[0]
-            if raw >= built + 6:
-                break
-            time.sleep(0.1)
-            conn.execute("SELECT pg_stat_clear_snapshot()")
         objects = plan_tracker.object_status(
             conn, migration_files.discover(planned)).set_index("name")
     assert raw == built + 6 and objects.at["public.daily", "uses"] == built + 5
