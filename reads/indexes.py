@@ -88,6 +88,11 @@ def own_scans_parameter(conn: psycopg.Connection) -> Jsonb:
     return Jsonb({str(oid): n for oid, n in probes.own_scans(conn).items()})
 
 
+def size_and_scans_parameters(conn: psycopg.Connection) -> dict:
+    """The parameters SIZE_BYTES and SCANS take, for any read that uses them."""
+    return {"block_size": server.block_size(conn), "own_scans": own_scans_parameter(conn)}
+
+
 def list_indexes(conn: psycopg.Connection, scope: str | None = None, min_size_bytes: int = 0,
                  limit: int | None = None) -> pd.DataFrame:
     """The indexes outside the system schemas (those of a SCOPES entry or of all the checks,
@@ -103,8 +108,6 @@ def list_indexes(conn: psycopg.Connection, scope: str | None = None, min_size_by
     version = conn.info.server_version
     last_scan = "pg_stat_get_lastscan(i.indexrelid)" if version >= 160000 else "NULL::timestamptz"
     nulls_not_distinct = "i.indnullsnotdistinct" if version >= 150000 else "false"
-    block_size = server.block_size(conn)
-    own_scans = own_scans_parameter(conn)
     # the scope as a condition (the least scanned as a semi-join) in the same query: sent
     # back and forth as a list of oids it cost 20 ms a way at 25,000 (converted in Python, or
     # parsed by the server as text); the expressions are decompiled only for the rows kept
@@ -159,8 +162,8 @@ def list_indexes(conn: psycopg.Connection, scope: str | None = None, min_size_by
         JOIN pg_am am ON am.oid = c.relam
         LEFT JOIN pg_inherits inh ON inh.inhrelid = i.indexrelid
         WHERE {USER_TABLES} AND {wanted}
-        """, {"limit": limit, "min_size_bytes": min_size_bytes, "block_size": block_size,
-              "own_scans": own_scans}, binary=True))
+        """, {"limit": limit, "min_size_bytes": min_size_bytes,
+              **size_and_scans_parameters(conn)}, binary=True))
     frame["is_partitioned"] = frame["is_partitioned"].astype(bool)
     if limit:
         return frame.sort_values(["scans", "size_bytes", "index_oid"],

@@ -11,7 +11,6 @@ import psycopg
 from pglast import ast, parse_sql
 from psycopg import sql
 
-from foundation import server
 from foundation.capabilities import Extension
 from foundation.columns import Column
 from foundation.connections import OWN_STATEMENT_TAG
@@ -95,8 +94,7 @@ def object_status(conn: psycopg.Connection, migrations: list[Migration]) -> pd.D
             SELECT {indexes.SIZE_BYTES} AS size_bytes, {indexes.SCANS} AS scans
             FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
             WHERE p.kind = 'index' AND i.indexrelid = to_regclass(p.name)) ix ON true
-        """, {"planned": json.dumps(planned), "block_size": server.block_size(conn),
-              "own_scans": indexes.own_scans_parameter(conn)}))
+        """, {"planned": json.dumps(planned), **indexes.size_and_scans_parameters(conn)}))
     frame["used"] = frame["uses"].fillna(0) > 0
     return frame
 

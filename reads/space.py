@@ -6,7 +6,6 @@ from __future__ import annotations
 import pandas as pd
 import psycopg
 
-from foundation import server
 from foundation.columns import INDEX, SCHEMA, TABLE, Column
 from foundation.frames import to_frame
 from reads import indexes
@@ -49,8 +48,7 @@ def index_space(conn: psycopg.Connection, limit: int = 100) -> pd.DataFrame:
         JOIN pg_namespace n ON n.oid = t.relnamespace
         WHERE {indexes.USER_TABLES} AND c.relkind = 'i'
         ORDER BY size_bytes DESC, i.indexrelid
-        LIMIT %(limit)s""", {"limit": limit, "block_size": server.block_size(conn),
-                             "own_scans": indexes.own_scans_parameter(conn)}))
+        LIMIT %(limit)s""", {"limit": limit, **indexes.size_and_scans_parameters(conn)}))
 
 
 def with_growth(tables: pd.DataFrame, changes: pd.DataFrame | None) -> pd.DataFrame:

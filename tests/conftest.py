@@ -430,6 +430,14 @@ def app_on(monkeypatch, tmp_path, database_url, redis_url, role="dba"):
     return at
 
 
+def read_data(conn, table: str) -> None:
+    """The application reads `table` and its session's statistics are shared at once: the
+    buffer cache hit rate counts the database's data only, so a test that wants a rate has the
+    application read some."""
+    conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+    conn.execute("SELECT pg_stat_force_next_flush()")
+
+
 def index_findings(url, settings, evidence=None, include_own=False):
     """Every index finding of a database (no age needed unless `evidence` says)."""
     from datetime import timedelta

@@ -12,6 +12,7 @@ from foundation.config import Settings
 from foundation.connections import monitoring_connection
 from operations import checks
 from reads import activity
+from tests.conftest import read_data
 
 
 def test_blocked_and_long_running_sessions_are_found(scratch_database, settings):
@@ -97,13 +98,6 @@ def test_a_role_that_cannot_see_other_sessions_gets_grey_not_green(scratch_datab
     assert findings["connections"].fix == "GRANT pg_monitor TO activity_blind;"
 
 
-def _reads_data(conn: psycopg.Connection, table: str) -> None:
-    """A row of `table` read, its statistics shared: the buffer cache hit rate counts the
-    database's data only, so a database nothing has read has none."""
-    conn.execute(f"SELECT count(*) FROM {table}").fetchone()
-    conn.execute("SELECT pg_stat_force_next_flush()")
-
-
 def test_index_checks_that_cannot_read_turn_grey_and_the_others_run(scratch_database, settings):
     # On one connection run_all reads the index checks' catalogue first and judges it while the
     # other checks read: a login that may not read pg_index (revoked in this database only)
@@ -114,7 +108,7 @@ def test_index_checks_that_cannot_read_turn_grey_and_the_others_run(scratch_data
         setup.execute("CREATE INDEX t_a ON t (a)")
         setup.execute("REVOKE SELECT ON pg_catalog.pg_index FROM PUBLIC")
         setup.execute("INSERT INTO t VALUES (1, 1)")
-        _reads_data(setup, "t")
+        read_data(setup, "t")
     with login_role(scratch_database, "index_blind", "pw-idx") as url:
         with monitoring_connection(url, settings) as conn:
             caps = capabilities.detect(conn)
@@ -172,7 +166,7 @@ def test_a_failing_check_turns_grey_and_the_others_run(scratch_database):
     with psycopg.connect(scratch_database, autocommit=True) as setup:
         setup.execute("CREATE MATERIALIZED VIEW totals AS "
                       "SELECT g AS id FROM generate_series(1, 1000) g")
-        _reads_data(setup, "totals")
+        read_data(setup, "totals")
     quick = Settings(lock_timeout_ms=200)
     with monitoring_connection(scratch_database, quick) as conn:
         caps = capabilities.detect(conn)

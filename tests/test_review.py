@@ -16,7 +16,7 @@ from foundation.connections import admin_connection, monitoring_connection
 from foundation.markup import shown
 from operations import actions, dbpulse_schema, history, review, snapshots
 from reports import weekly
-from tests.conftest import app_on, as_actor
+from tests.conftest import app_on, as_actor, read_data
 
 REGRESSING = "SELECT pg_sleep(%s) AS review_regression_probe"
 IMPROVING = "SELECT 1 AS review_improvement_probe, pg_sleep(%s)"  # aliases alone share a queryid
@@ -28,13 +28,6 @@ def _snap(url, settings, source):
         return snapshots.take(mon, hist, as_actor(settings), source=source, redis_urls=())
 
 
-def _reads_its_tables(conn: psycopg.Connection) -> None:
-    """The application reads its data (the buffer cache's hit rate counts nothing else), and
-    the statistics are shared before the next snapshot."""
-    conn.execute("SELECT count(*) FROM message_events").fetchone()
-    conn.execute("SELECT pg_stat_force_next_flush()")
-
-
 @pytest.fixture(scope="module")
 def recorded_review(database_url, dba_settings_module):
     """Three real snapshots: in the first interval the regressing probe sleeps 1 ms and the
@@ -42,19 +35,19 @@ def recorded_review(database_url, dba_settings_module):
     settings = dba_settings_module
     source = f"review-{uuid.uuid4().hex[:6]}"
     with psycopg.connect(database_url, autocommit=True) as conn:
-        _reads_its_tables(conn)  # in shared buffers before the first period
+        read_data(conn, "message_events")  # in shared buffers before the first period
     first = _snap(database_url, settings, source)
     with psycopg.connect(database_url, autocommit=True) as conn:
         for _ in range(12):
             conn.execute(REGRESSING, (0.001,))
             conn.execute(IMPROVING, (0.02,))
-        _reads_its_tables(conn)
+        read_data(conn, "message_events")
     second = _snap(database_url, settings, source)
     with psycopg.connect(database_url, autocommit=True) as conn:
         for _ in range(12):
             conn.execute(REGRESSING, (0.02,))
             conn.execute(IMPROVING, (0.001,))
-        _reads_its_tables(conn)
+        read_data(conn, "message_events")
     third = _snap(database_url, settings, source)
     return _review_between(database_url, settings, source, first, second, third)
 
