@@ -130,18 +130,20 @@ def cache_hit_rates(conn: psycopg.Connection, per_kind: bool = True) -> CacheHit
 
 def table_hit_rates(conn: psycopg.Connection, limit: int = 100) -> pd.DataFrame:
     """Per table (with its indexes and TOAST), most disk reads first: where the misses are.
-    The blocks DB Pulse's latency probes read from the table and its indexes are taken out;
-    the TOAST column still counts theirs."""
+    The blocks DB Pulse's latency probes read from the table, its indexes and its TOAST are
+    taken out."""
     cur = conn.execute(f"""
-        WITH {probes.PROBED_TABLES},
+        WITH {probes.PROBED_TABLES}, {probes.PROBED_TOAST},
              blocks AS (
                 SELECT s.schemaname, s.relname,
                        s.heap_blks_read - coalesce(p.heap_read, 0) AS heap_read,
                        s.heap_blks_hit - coalesce(p.heap_hit, 0) AS heap_hit,
                        s.idx_blks_read - coalesce(p.index_read, 0) AS idx_read,
                        s.idx_blks_hit - coalesce(p.index_hit, 0) AS idx_hit,
-                       coalesce(s.toast_blks_read, 0) + coalesce(s.tidx_blks_read, 0) AS toast_read
-                FROM pg_statio_user_tables s LEFT JOIN probed_tables p ON p.relid = s.relid)
+                       coalesce(s.toast_blks_read, 0) + coalesce(s.tidx_blks_read, 0)
+                           - coalesce(pt.toast_read, 0) AS toast_read
+                FROM pg_statio_user_tables s LEFT JOIN probed_tables p ON p.relid = s.relid
+                LEFT JOIN probed_toast pt ON pt.relid = s.relid)
         SELECT schemaname                                           AS schema_name,
                relname                                              AS table_name,
                heap_read                                            AS table_blocks_read,

@@ -228,7 +228,7 @@ def own_scans(conn: psycopg.Connection) -> dict[int, int]:
 # Per table, what the probes' reads added to its statistics (%(probed)s: probed_parameter):
 # its own sequential scans, their rows and its blocks; its indexes' scans and blocks. CTEs to
 # put after WITH, joined by relid (a TOAST relation's counts stay under its own oid, which no
-# table's row matches)
+# table's row matches: PROBED_TOAST gives them to their table)
 PROBED_TABLES = """
     probed AS (SELECT key::oid AS relid, (value ->> 0)::bigint AS scans,
                       (value ->> 1)::bigint AS tuples_read, (value ->> 2)::bigint AS fetched,
@@ -246,6 +246,18 @@ PROBED_TABLES = """
                    AS index_read,
                coalesce(sum(p.hit) FILTER (WHERE i.indexrelid IS NOT NULL), 0) AS index_hit
         FROM probed p LEFT JOIN pg_index i ON i.indexrelid = p.relid
+        GROUP BY 1)"""
+
+# After PROBED_TABLES: per table, the blocks the probes read from disk in its TOAST table and
+# that table's index (probed_tables' row of the TOAST table); a TOAST table's owner is the
+# table its internal dependency points at (found by index, not by scanning pg_class)
+PROBED_TOAST = """
+    probed_toast AS (
+        SELECT d.refobjid AS relid, sum(p.heap_read + p.index_read) AS toast_read
+        FROM probed_tables p
+        JOIN pg_class t ON t.oid = p.relid AND t.relkind = 't'
+        JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = t.oid
+                        AND d.refclassid = 'pg_class'::regclass AND d.deptype = 'i'
         GROUP BY 1)"""
 
 

@@ -254,6 +254,60 @@ def test_the_probes_sequential_scans_and_blocks_are_not_the_applications(scratch
     assert after[6] == before[6] + 1 and after[7] + after[8] == before[7] + before[8] + pages
 
 
+def test_the_probes_toast_reads_are_not_the_applications(scratch_database, tmp_path):
+    """A probe that reads a TOASTed value from disk leaves the Buffer cache page's TOAST
+    column as it was, though the server counted its reads; the application's same read then
+    counts exactly as the server counts it (ground truth: pg_statio_user_tables read raw)."""
+    from tests.conftest import login_role
+
+    # EXTERNAL: stored out of line uncompressed, so every row's value spans TOAST pages
+    _planted(scratch_database, "CREATE EXTENSION IF NOT EXISTS pg_buffercache; CREATE TABLE "
+             "docs (id int PRIMARY KEY, doc text); ALTER TABLE docs ALTER doc SET STORAGE "
+             "EXTERNAL; INSERT INTO docs SELECT i, repeat(md5(i::text), 1000) FROM "
+             "generate_series(1, 50) i; ANALYZE docs")
+    settings = Settings(role="dba", plan_file=_plan_file(
+        tmp_path, "SELECT length(doc) FROM docs WHERE id = %s", [7], match="FROM docs"))
+
+    def evicted() -> None:
+        """The TOAST table and its index out of shared buffers: the next read is from disk."""
+        with psycopg.connect(scratch_database, autocommit=True) as conn:
+            conn.execute("""
+                SELECT pg_buffercache_evict_relation(r)
+                FROM (SELECT reltoastrelid AS r FROM pg_class WHERE relname = 'docs'
+                      UNION ALL SELECT indexrelid FROM pg_index
+                      WHERE indrelid = (SELECT reltoastrelid FROM pg_class
+                                        WHERE relname = 'docs')) toast""").fetchall()
+
+    def shown() -> int:
+        with monitoring_connection(scratch_database, settings) as conn:
+            frame = cache.table_hit_rates(conn).set_index("table_name")
+            return int(frame.loc["docs", "toast_blocks_read"])
+
+    raw_sql = ("SELECT toast_blks_read + tidx_blks_read FROM pg_statio_user_tables "
+               "WHERE relname = 'docs'")
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        raw_before = conn.execute(raw_sql).fetchone()[0]
+    before = shown()
+    with login_role(scratch_database, "probe_toast_login", "pw") as probe_url:
+        with psycopg.connect(scratch_database, autocommit=True) as conn:
+            conn.execute("GRANT SELECT ON docs TO probe_toast_login")
+        target = Target("scratch", scratch_database, scratch_database, probe_url=probe_url)
+        evicted()
+        done = probes.run_round(target, settings, current_plan(settings).probes)
+        assert done.samples[0].error is None
+        with admin_connection(scratch_database, settings) as conn:
+            probes.store(conn, conn.info.dbname, datetime.now(timezone.utc), done)
+    raw_probed = _shared_scans(scratch_database, raw_sql, raw_before + 1)
+    assert raw_probed > raw_before  # the server counted the probe's TOAST reads
+    assert shown() == before
+    evicted()
+    with psycopg.connect(scratch_database, autocommit=True) as app:
+        assert app.execute("SELECT length(doc) FROM docs WHERE id = 7").fetchone()[0] == 32000
+        app.execute("SELECT pg_stat_force_next_flush()")
+    raw_after = _shared_scans(scratch_database, raw_sql, raw_probed + 1)
+    assert shown() == before + (raw_after - raw_probed) > before
+
+
 def test_the_plans_figures_are_the_applications_not_the_probes(scratch_database, tmp_path):
     """The probes run the plan's hot statements: the same query id as the application's, under
     their own login. The Plan page's calls before and after a migration are the application's
