@@ -39,6 +39,14 @@ UNUSED_TABLES = """
                     THEN pg_stat_get_numscans(uc.oid) - coalesce(
                              (%(own_scans)s::jsonb ->> uc.oid::text)::bigint, 0) = 0
                     ELSE false END)"""
+# The same without a size floor: every size passes, and a partitioned index has no scans of
+# its own (zero), so pg_class is not needed (at 25,000 indexes 107 against 130 ms of the
+# server's for the unused review's read)
+UNUSED_TABLES_ANY_SIZE = """
+        SELECT ui.indrelid FROM pg_index ui
+        WHERE NOT ui.indisunique AND ui.indisvalid
+          AND pg_stat_get_numscans(ui.indexrelid) - coalesce(
+                  (%(own_scans)s::jsonb ->> ui.indexrelid::text)::bigint, 0) = 0"""
 SCOPES = {
     # Each a condition on pg_index i whose subquery is computed once and hashed, so that the
     # checks' union is one pass over pg_index with the parts ORed. As a UNION of semi-joins it
@@ -180,9 +188,11 @@ def _scope(parts: tuple[str, ...], min_size_bytes: int) -> str:
     twice the time). IS TRUE keeps a lone part a filter too: the planner made it a join, whose
     size it misjudged at 120,000 indexes, and hashed the whole result, spilling it to temporary
     files (which the Tune page counts against work_mem)."""
-    if parts == ("unused",) and min_size_bytes:
+    if parts == ("unused",) and min_size_bytes > 0:
         return f"i.indrelid = ANY(ARRAY({UNUSED_TABLES}))"
-    return "(" + " OR ".join(SCOPES[part] for part in parts) + ") IS TRUE"
+    conditions = [f"i.indrelid IN ({UNUSED_TABLES_ANY_SIZE})"
+                  if part == "unused" and min_size_bytes <= 0 else SCOPES[part] for part in parts]
+    return "(" + " OR ".join(conditions) + ") IS TRUE"
 
 
 def _named(columns, table_columns) -> list[str | None]:
