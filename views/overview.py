@@ -69,9 +69,10 @@ if pg.ok:
                        f"read at {size.loaded_at:%H:%M:%S} UTC, again after "
                        f"{loaders.SIZE_TTL_S // 60} minutes (reading it visits every file of "
                        "the database)" if size.ok else f"not read: {size.problem}"))
-    cols[3].metric("Statistics since",
-                   f"{identity.stats_reset or identity.started_at:%b %d %H:%M}"
-                   + ("" if identity.stats_reset else " or before"),
+    # the qualifier in the label: a metric's value shows about 12 characters, and the cut
+    # hid "or before"
+    cols[3].metric("Statistics since" + ("" if identity.stats_reset else " (or before)"),
+                   f"{identity.stats_reset or identity.started_at:%b %-d %H:%M}",
                    help=f"Cumulative figures (cache hit rate, index usage) count "
                         f"{identity.stats_window()}. DB Pulse never resets them.")
     cols = st.columns(4)
