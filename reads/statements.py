@@ -260,12 +260,24 @@ class SlowQueryKpi:
         >>> SlowQueryKpi(40, 40, 720, 0, 1000).text()
         '5.6 % (exact)'
         """
+        figure, method = self.figure()
+        return f"{figure} ({method})" if method else figure
+
+    def figure(self) -> tuple[str, str | None]:
+        """The share, and how it is known: "exact", or bounds from min/mean/max (a page shows
+        the method under the figure: in it, the figure is cut to the card's width).
+
+        >>> SlowQueryKpi(1, 60, 720, 1, 1000).figure()
+        ('0.1–8.3 %', 'bounds from min/mean/max')
+        >>> SlowQueryKpi(0, 0, 0, 0, 1000).figure()
+        ('n/a', None)
+        """
         if self.total_calls == 0:
-            return "n/a"
+            return "n/a", None
         if self.exact:
-            return f"{100 * self.share_low:.1f} % (exact)"
-        return (f"{100 * self.share_low:.1f}–{100 * self.share_high:.1f} % "
-                "(bounds from min/mean/max)")
+            return f"{100 * self.share_low:.1f} %", "exact"
+        return (f"{100 * self.share_low:.1f}–{100 * self.share_high:.1f} %",
+                "bounds from min/mean/max")
 
 
 def slow_query_kpi(conn: psycopg.Connection, ext: Extension, threshold_ms: float = 1000.0,

@@ -114,6 +114,31 @@ def test_slow_call_share_bounds_hold_the_truth_that_a_mean_misses(scratch_databa
     assert "bounds" in kpi.text()
 
 
+def _slow_share_cards():
+    import streamlit as st
+
+    from foundation.config import Settings
+    from reads.statements import SlowQueryKpi
+    from ui.widgets import slow_share_metric
+
+    left, right = st.columns(2)
+    slow_share_metric(left, SlowQueryKpi(1, 60, 720, 1, 1000), Settings())   # bounds
+    slow_share_metric(right, SlowQueryKpi(40, 40, 720, 0, 1000), Settings())  # exact
+
+
+def test_slow_call_share_card_says_bounds_under_the_figure_where_it_is_not_cut():
+    """The card is a few characters wide: the range alone is its value, and how the bounds
+    were found is said under it (it was cut off inside the value, so a range read as one
+    figure); an exact share is the figure alone."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_slow_share_cards).run()
+    assert not at.exception
+    assert [m.value for m in at.metric] == ["0.1–8.3 %", "5.6 %"]
+    assert [c.value for c in at.caption] == [
+        "bounds from min/mean/max: the true value lies between them"]
+
+
 def test_slow_call_share_is_not_red_when_only_a_mean_is_over(scratch_database, settings):
     """The issue's second case at a 20 ms threshold: 2 calls at 110 ms and 8 at 0 ms (mean
     22 ms, over the threshold) among 90 fast calls. Truth 2 %; by the mean it was 10 %, red."""

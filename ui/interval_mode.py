@@ -7,12 +7,12 @@ from datetime import datetime, timezone
 import streamlit as st
 
 from foundation.config import Settings, Target
-from foundation.format import human_duration, percent
+from foundation.format import human_duration
 from operations import history
 from operations.review import slow_calls
 from reads import statements
 from ui import loaders, tables
-from ui.widgets import SLOW_SHARE_HELP, judged_metric, show_problem, top_statements_chart
+from ui.widgets import show_problem, slow_share_metric, top_statements_chart
 
 PRESETS = ["last hour", "last day", "last week", "two snapshots"]
 
@@ -63,9 +63,7 @@ def show(target: Target, settings: Settings, flt: statements.StatementFilter,
 
     kpi = slow_calls(deltas, settings)
     cols = st.columns(3)
-    judged_metric(cols[0], f"Calls slower than {settings.kpi_slow_ms / 1000:g} s", kpi.text(),
-                  kpi.state(settings.kpi_slow_share_target),
-                  f"< {percent(settings.kpi_slow_share_target, 0)}", help=SLOW_SHARE_HELP)
+    slow_share_metric(cols[0], kpi, settings)
     cols[1].metric("Calls in the interval", f"{deltas['calls'].astype(float).sum():,.0f}"
                    if not deltas.empty else "0")
     cols[2].metric("Statement time", f"{deltas['total_exec_ms'].astype(float).sum() / 1000:,.1f} s"

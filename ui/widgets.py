@@ -9,7 +9,8 @@ import plotly.express as px
 import streamlit as st
 
 from foundation.access import AccessRefused
-from foundation.config import ConfigError
+from foundation.config import ConfigError, Settings
+from foundation.format import percent
 from foundation.markup import code, md
 from reads import statements
 from ui import context
@@ -24,12 +25,26 @@ BADGES = {  # state -> (badge color, material icon, word)
 
 
 def judged_metric(container, label: str, value: str, state: str, target_text: str,
-                  help: str | None = None) -> None:
-    """A metric with a green/amber/red badge that names the target it is judged against."""
+                  help: str | None = None, bounds: str | None = None) -> None:
+    """A metric with a green/amber/red badge that names the target it is judged against;
+    `bounds`: how the value's bounds were found, when it is a range and not a measured figure
+    (said under it: in the value, the card's width cut it off)."""
     color, icon, word = BADGES[state]
     with container.container(border=True):  # the badge inside the card it judges
         st.metric(label, value, help=help)
+        if bounds:
+            st.caption(f"{bounds}: the true value lies between them")
         st.badge(f"{word} ({target_text})", color=color, icon=icon)
+
+
+def slow_share_metric(container, kpi: statements.SlowQueryKpi | None, settings: Settings) -> None:
+    """The plan's KPI, the share of calls slower than the threshold, judged: the same card on
+    every page that shows it."""
+    figure, method = kpi.figure() if kpi else ("n/a", None)
+    judged_metric(container, f"Calls slower than {settings.kpi_slow_ms / 1000:g} s", figure,
+                  kpi.state(settings.kpi_slow_share_target) if kpi else "grey",
+                  f"< {percent(settings.kpi_slow_share_target, 0)}", help=SLOW_SHARE_HELP,
+                  bounds=None if method == "exact" else method)
 
 
 def as_of(loaded: Loaded) -> None:

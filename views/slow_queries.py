@@ -14,11 +14,10 @@ from reads import statements
 from reports import charts
 from ui import actions, interval_mode, loaders, tables
 from ui.widgets import (
-    SLOW_SHARE_HELP,
     disabled_for,
-    judged_metric,
     page,
     show_problem,
+    slow_share_metric,
     top_statements_chart,
     value_or_stop,
 )
@@ -62,9 +61,7 @@ def live_list():
                   else "") + ".")
 
     cols = st.columns(3)
-    judged_metric(cols[0], f"Calls slower than {settings.kpi_slow_ms / 1000:g} s", kpi.text(),
-                  kpi.state(settings.kpi_slow_share_target),
-                  f"< {percent(settings.kpi_slow_share_target, 0)}", help=SLOW_SHARE_HELP)
+    slow_share_metric(cols[0], kpi, settings)
     slow = statements.slow_statements(top, settings.slow_query_mean_ms,
                                       settings.slow_query_min_calls)
     cols[1].metric("Slow statements in this list", len(slow),
