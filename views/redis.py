@@ -46,7 +46,9 @@ st.caption(f"{md(info.server)} {md(info.version)}, up {human_duration(info.uptim
            "DB Pulse's own lookups and commands from this dashboard are taken out of every "
            "figure.")
 
-cols = st.columns(4)
+# the judged cards two a row, the plain figures four: at 1280 pixels four cards a row cut
+# their names
+cols = [*st.columns(2), *st.columns(4)]
 judged_metric(cols[0], redis_cache.HIT_RATE_LABEL, percent(info.hit_rate),
               state_for_ratio(info.hit_rate, settings.redis_hit_rate_target, 0.10), target_text,
               help=f"{redis_cache.HIT_RATE_MEANING} Since the Redis server started or its "
@@ -65,15 +67,15 @@ memory_help = ("maxmemory not set: Redis grows until the OS stops it" if not inf
                else f"of maxmemory {human_bytes(info.maxmemory)}")
 cols[3].metric("Memory used", human_bytes(info.used_memory),
                help=f"{memory_help}; eviction policy {info.maxmemory_policy or 'n/a'}")
+cols[4].metric("Fragmentation ratio", amount(info.fragmentation_ratio, digits=2),
+               help="used_memory_rss / used_memory; well above 1.5 wastes memory")
+cols[5].metric("Evicted / expired keys",
+               f"{count(info.evicted_keys or 0)} / {count(info.expired_keys or 0)}")
 
 cols = st.columns(4)
-cols[0].metric("Fragmentation ratio", amount(info.fragmentation_ratio, digits=2),
-               help="used_memory_rss / used_memory; well above 1.5 wastes memory")
-cols[1].metric("Evicted / expired keys",
-               f"{count(info.evicted_keys or 0)} / {count(info.expired_keys or 0)}")
-cols[2].metric("Clients: connected / blocked",
+cols[0].metric("Clients: connected / blocked",
                f"{count(info.connected_clients)} / {count(info.blocked_clients)}")
-cols[3].metric("Rejected connections", count(info.rejected_connections))
+cols[1].metric("Rejected connections", count(info.rejected_connections))
 
 if spans:
     chart = pd.DataFrame({"time": [datetime.fromtimestamp(i.end) for i in spans],
