@@ -36,7 +36,9 @@ def live() -> None:
                f"{settings.long_query_s:g} s.")
     cols = st.columns(3)
     cols[0].metric("Connections in use", f"{use.used} / {use.available}", help=(
-        f"max_connections {use.max_connections}, {use.reserved} reserved for superusers"))
+        f"Every client connection, DB Pulse's own {use.own} included: they take slots too "
+        "(the Optimization plan's KPI counts the application's alone); of max_connections "
+        f"{use.max_connections}, {use.reserved} reserved for superusers."))
     cols[1].metric("Share", percent(use.share, 0))
     cols[2].metric("Blocked sessions", int((tree["depth"] > 0).sum()))
 
