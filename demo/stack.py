@@ -320,6 +320,9 @@ class EmbeddedStack:
 
     # -- the streaming standby -----------------------------------------------------------------
     STANDBY_SLOT = "dbpulse_demo_standby"
+    # its cluster_name, which the primary shows as the standby's application_name (without
+    # one, every standby is "walreceiver"), as a production standby is usually named
+    STANDBY_NAME = "demo_standby"
 
     def start_standby(self, port: int) -> str:
         """A streaming standby of the running primary (pg_basebackup -R -X stream, through a
@@ -342,7 +345,8 @@ class EmbeddedStack:
             target = self.standby_data / "dbpulse.conf"
             lines = [f"{k} = {v}" for k, v in {**SERVER_SETTINGS, **self.extra_settings}.items()]
             target.write_text("\n".join(lines + [f"port = {port}", "hot_standby = on",
-                                                  "hot_standby_feedback = on"]) + "\n")
+                                                  "hot_standby_feedback = on",
+                                                  f"cluster_name = '{self.STANDBY_NAME}'"]) + "\n")
             if os.geteuid() == 0:
                 shutil.chown(target, PG_SYSTEM_USER, PG_SYSTEM_USER)
             result = subprocess.run(
