@@ -260,22 +260,22 @@ class SlowQueryKpi:
         >>> SlowQueryKpi(40, 40, 720, 0, 1000).text()
         '5.6 % (exact)'
         """
-        figure, method = self.figure()
-        return f"{figure} ({method})" if method else figure
+        figure, bounds = self.figure()
+        return figure if self.total_calls == 0 else f"{figure} ({bounds or 'exact'})"
 
     def figure(self) -> tuple[str, str | None]:
-        """The share, and how it is known: "exact", or bounds from min/mean/max (a page shows
-        the method under the figure: in it, the figure is cut to the card's width).
+        """The share, and how its bounds were found when it is a range (None when exact, or
+        without calls): a page says that under the figure, in which the card's width cut it.
 
         >>> SlowQueryKpi(1, 60, 720, 1, 1000).figure()
         ('0.1–8.3 %', 'bounds from min/mean/max')
-        >>> SlowQueryKpi(0, 0, 0, 0, 1000).figure()
-        ('n/a', None)
+        >>> SlowQueryKpi(40, 40, 720, 0, 1000).figure(), SlowQueryKpi(0, 0, 0, 0, 1000).figure()
+        (('5.6 %', None), ('n/a', None))
         """
         if self.total_calls == 0:
             return "n/a", None
         if self.exact:
-            return f"{100 * self.share_low:.1f} %", "exact"
+            return f"{100 * self.share_low:.1f} %", None
         return (f"{100 * self.share_low:.1f}–{100 * self.share_high:.1f} %",
                 "bounds from min/mean/max")
 

@@ -40,11 +40,11 @@ def judged_metric(container, label: str, value: str, state: str, target_text: st
 def slow_share_metric(container, kpi: statements.SlowQueryKpi | None, settings: Settings) -> None:
     """The plan's KPI, the share of calls slower than the threshold, judged: the same card on
     every page that shows it."""
-    figure, method = kpi.figure() if kpi else ("n/a", None)
+    figure, bounds = kpi.figure() if kpi else ("n/a", None)
     judged_metric(container, f"Calls slower than {settings.kpi_slow_ms / 1000:g} s", figure,
                   kpi.state(settings.kpi_slow_share_target) if kpi else "grey",
                   f"< {percent(settings.kpi_slow_share_target, 0)}", help=SLOW_SHARE_HELP,
-                  bounds=None if method == "exact" else method)
+                  bounds=bounds)
 
 
 def as_of(loaded: Loaded) -> None:

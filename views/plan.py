@@ -38,11 +38,6 @@ judged_metric(cols[2], "Oldest plan view",
               view_state, f"≤ {settings.matview_max_age_minutes:g} min",
               help="A view whose last refresh DB Pulse cannot know (refreshed by someone else "
                    "without the event trigger or pg_cron history) makes the oldest unknown.")
-status = data["status"]
-done = int((status["state"] == "applied").sum())
-with cols[4].container(border=True, height="stretch"):  # a card like the judged ones beside
-    st.metric("Migrations applied", f"{done} / {len(status)}",
-              help="Dashboard p95 < 500 ms is measured by the application, not the database.")
 
 peak = loaders.connection_peak(target, settings)
 peak_use = peak.value if peak.ok else None
@@ -58,6 +53,12 @@ judged_metric(cols[3], "Connections at peak, 24 h",
                       f": {peak_use.used} of {peak_use.available} at {peak_use.at:%Y-%m-%d %H:%M} "
                       f"UTC, {peak_use.samples} samples") + ". With PgBouncer in front, its pools "
                    "are on the Activity page.")
+
+status = data["status"]
+done = int((status["state"] == "applied").sum())
+with cols[4].container(border=True, height="stretch"):  # a card like the judged ones beside
+    st.metric("Migrations applied", f"{done} / {len(status)}",
+              help="Dashboard p95 < 500 ms is measured by the application, not the database.")
 
 st.subheader("Hot query latency, last 24 h")
 latency = loaders.probe_latency(target, settings)
