@@ -377,9 +377,9 @@ class UsageEvidence:
 
     def waiting(self, name: str) -> tuple[str, str | None]:
         """(verdict, why) for an index without scans: ("drop", None) when its age is proven,
-        else "used on a standby?", "too new" or "age unknown" with the reason."""
-        if self._for_every_index is not None:
-            return self._for_every_index
+        else "too new", "used on a standby?" or "age unknown" with the reason. An index known
+        to be younger than min_age is too new first: whatever a standby saw, minutes of zero
+        scans prove nothing (a plan's index just built read "used on a standby?")."""
         born = self.created_after.get(name)
         if born is None and self.snapshot_cut and name not in self.snapshot_cut[1]:
             born = (self.snapshot_cut[0], "absent from the snapshot of "
@@ -388,6 +388,8 @@ class UsageEvidence:
             return "too new", (f"too new to judge: created less than "
                                f"{age_text(self.now - born[0])} ago ({born[1]}); zero scans "
                                "over so short a time prove nothing")
+        if self._for_every_index is not None:
+            return self._for_every_index
         if self._stats_too_new is not None:
             return self._stats_too_new
         if born is None and not (self.old_snapshot and name in self.old_snapshot[1]):

@@ -3,7 +3,7 @@ NULLS NOT DISTINCT, the only index of a foreign key, indexes too new to judge, p
 tables, names that need quoting, DB Pulse's own objects. Every fix SQL a finding carries is run
 as shown: it succeeds, the finding goes, and the foreign-key check is no worse."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import psycopg
 import pytest
@@ -153,6 +153,19 @@ def test_indexes_built_by_a_recent_migration_are_too_new_to_judge(scratch_databa
         late = indexes.usage_evidence(conn, migration_files.migrations_dir(dba_settings),
                                       timedelta(seconds=0))
         assert all(late.too_new(f"public.{n}") is None for n in young)
+
+
+def test_an_index_known_to_be_new_is_too_new_even_beside_a_standby():
+    """A plan's index built a minute ago on a server that streams to a standby: minutes of
+    zero scans prove nothing wherever the reads go, so it waits as too new (it read "used on a
+    standby?" in the demo); an index of unknown age there may be used on the standby."""
+    now = datetime.now(timezone.utc)
+    evidence = indexes.UsageEvidence(
+        now, standbys=("demo_standby (127.0.0.1)",),
+        created_after={"public.fresh": (now - timedelta(minutes=1), "built by migration 0001")})
+    verdict, why = evidence.waiting("public.fresh")
+    assert verdict == "too new" and "built by migration 0001" in why
+    assert evidence.waiting("public.older")[0] == "used on a standby?"
 
 
 def test_a_reset_younger_than_the_minimum_age_proves_nothing(foreign_keyed, settings):
