@@ -15,7 +15,7 @@ from foundation import migration_files
 from foundation.capabilities import Capabilities
 from foundation.config import Settings
 from foundation.connections import describe_error
-from foundation.format import state_for_ratio
+from foundation.format import human_bytes, state_for_ratio
 from foundation.frames import rows
 from foundation.identifiers import qualified, quote_ident
 from foundation.threads import work_beside
@@ -156,21 +156,21 @@ def index_check_findings(reads: IndexReads, settings: Settings) -> list[Finding]
     unused, duplicates, invalid, fk = (found.unused, found.duplicates, found.invalid,
                                        found.foreign_keys)
     waiting = found.not_judged
-    wasted = sum(f.size_bytes for f in unused + duplicates)
     not_judged = (f" {len(waiting)} more without scans are kept, too new or of unknown age "
                   "(the Indexes page says why)." if waiting else "")
     return [
         Finding("unused_indexes", "Unused indexes", "amber" if unused else "green", len(unused),
                 f"{counted(len(unused), 'index', 'indexes')} {was(len(unused))} never scanned since "
-                f"the statistics reset; "
-                f"each slows every write and takes {wasted // 1024:,} kB with the duplicates."
+                "the statistics reset" + (f": each slows every write; together they take "
+                                          f"{_size(unused)}." if unused else ".")
                 + not_judged,
                 page, [f.qualified_name for f in unused], "\n".join(f.fix for f in unused)),
         Finding("duplicate_indexes", "Duplicate and redundant indexes",
                 "amber" if duplicates else "green", len(duplicates),
                 f"{counted(len(duplicates), 'index', 'indexes')} {are(len(duplicates))} covered by "
                 "another index on the same table: "
-                "writes maintain both, reads need one.", page,
+                "writes maintain both, reads need one"
+                + (f"; together they take {_size(duplicates)}." if duplicates else "."), page,
                 [f.qualified_name for f in duplicates], "\n".join(f.fix for f in duplicates)),
         Finding("invalid_indexes", "Invalid indexes", "red" if invalid else "green", len(invalid),
                 f"{counted(len(invalid), 'index', 'indexes')} {are(len(invalid))} INVALID (a concurrent "
@@ -185,6 +185,12 @@ def index_check_findings(reads: IndexReads, settings: Settings) -> list[Finding]
                 [f"{qualified(h.schema_name, h.table_name)} ({h.columns})" for h in fk],
                 "\n".join(h.fix for h in fk if h.fix)),
     ]
+
+
+def _size(found: list[indexes.IndexFinding]) -> str:
+    """The indexes' pages together, as list_indexes sizes them (as of the last VACUUM, ANALYZE
+    or build)."""
+    return human_bytes(sum(f.size_bytes for f in found))
 
 
 def check_bloat(conn, settings: Settings) -> Finding:

@@ -150,6 +150,17 @@ def test_run_all_on_the_demo_finds_the_planted_problems(database_url, settings):
     assert len(twins & set(findings["duplicate_indexes"].objects)) == 1
     assert "public.idx_contacts_user_id" in findings["duplicate_indexes"].objects
     assert "public.idx_web_tracking_events_url" in findings["unused_indexes"].objects
+    # each finding says the size of its own indexes (the unused one said both kinds' together)
+    with monitoring_connection(database_url, settings) as conn:
+        sizes = dict(conn.execute(
+            "SELECT format('%I.%I', n.nspname, c.relname), c.relpages::bigint * "
+            "current_setting('block_size')::int FROM pg_class c JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE c.relkind = 'i'").fetchall())
+    for check in ("unused_indexes", "duplicate_indexes"):
+        found = findings[check]
+        together = format.human_bytes(sum(sizes[name] for name in found.objects))
+        assert f"; together they take {together}." in found.summary
+        assert "duplicates" not in found.summary
     assert findings["bloat"].objects[0] == "public.dm_conversations"
     assert "ALTER TABLE public.dm_conversations RESET (autovacuum_enabled);" in \
         findings["vacuum"].fix
