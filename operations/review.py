@@ -20,7 +20,7 @@ from operations.checks import counted
 from operations.history import Period
 from reads import activity, probes, redis_cache
 from reads.plan_tracker import hot_query_label
-from reads.statements import SlowQueryKpi, slow_on_average
+from reads.statements import EXPLAINABLE, SlowQueryKpi, slow_on_average
 
 MIN_CALLS_TO_COMPARE = 10   # fewer calls in either period: too noisy to call it a change
 MIN_MEAN_CHANGE = 0.10      # a smaller change of the mean is noise, not an improvement
@@ -464,6 +464,22 @@ def statement_texts(review: Review, limit: int = 10, width: int = 400) -> list[d
     return rows
 
 
+def _where_to_look(query: str | None, at_the_plan: str) -> str:
+    """`at_the_plan`, unless the statement is a command without a plan (pg_stat_statements
+    counts DDL, VACUUM, COPY ... too): then when it runs and what it waits for. A hidden text
+    (another role's) is taken to have one.
+
+    >>> _where_to_look("VACUUM (ANALYZE) big", "check its plan.")[:22]
+    'a command with no plan'
+    >>> _where_to_look("SELECT 1", "check its plan."), _where_to_look(None, "check its plan.")
+    ('check its plan.', 'check its plan.')
+    """
+    if query is None or query != query or EXPLAINABLE.match(query):
+        return at_the_plan
+    return ("a command with no plan: look at when it runs, how often, and what it waits for "
+            "(the Activity page while it runs).")
+
+
 def next_steps(review: Review, settings: Settings, limit: int = 8) -> list[str]:
     """A short list for the meeting, most pressing first: the KPIs that miss their target, the
     regressions, new slow statements, indexes no longer used, views left stale, thin data."""
@@ -471,11 +487,12 @@ def next_steps(review: Review, settings: Settings, limit: int = 8) -> list[str]:
              for k in review.kpis if k.state == "red"]
     for r in review.regressed.head(3).itertuples():
         steps.append(f"Find out why {r.label} slowed down (mean {r.mean_ms_previous:.2f} → "
-                     f"{r.mean_ms_current:.2f} ms over {r.calls_current:,.0f} calls): look at "
-                     "its plan on the Slow queries page.")
+                     f"{r.mean_ms_current:.2f} ms over {r.calls_current:,.0f} calls): "
+                     + _where_to_look(r.query, "look at its plan on the Slow queries page."))
     for r in review.new_slow.head(3).itertuples():
         steps.append(f"New slow statement {r.label} ({float(r.mean_exec_ms):,.1f} ms mean over "
-                     f"{float(r.calls):,.0f} calls): check its plan and indexes.")
+                     f"{float(r.calls):,.0f} calls): "
+                     + _where_to_look(r.query, "check its plan and indexes."))
     for r in review.newly_unused_indexes.head(3).itertuples():
         steps.append(f"Index {r.schema_name}.{r.index_name} was not scanned this period "
                      f"({float(r.scans_previous):,.0f} scans before): check whether the code "

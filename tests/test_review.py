@@ -307,6 +307,21 @@ def test_the_meeting_gets_next_steps_sample_sizes_and_the_texts(recorded_review,
         "<script")[0]  # backticks became <code>, none shows literally
 
 
+def test_a_command_without_a_plan_is_not_sent_to_its_plan(recorded_review,
+                                                         dba_settings_module):
+    """pg_stat_statements counts utility commands too: a slow VACUUM has no plan to look at,
+    so its next step says when it runs and what it waits for; a slow SELECT keeps its plan."""
+    slow = pd.DataFrame({"label": ["VACUUM big", "SELECT big"], "mean_exec_ms": [900.0, 50.0],
+                         "calls": [120, 300],
+                         "query": ["VACUUM (ANALYZE) big", "SELECT * FROM big WHERE a = $1"]})
+    steps = review.next_steps(replace(recorded_review, new_slow=slow), dba_settings_module)
+    vacuum = next(s for s in steps if "VACUUM big" in s)
+    select = next(s for s in steps if "SELECT big" in s)
+    assert vacuum.endswith("a command with no plan: look at when it runs, how often, and what "
+                           "it waits for (the Activity page while it runs).")
+    assert select.endswith("check its plan and indexes.")
+
+
 def test_charts_cover_exactly_the_two_periods(recorded_review, dba_settings_module):
     """Refresh marks or the newest snapshot must not stretch a time axis past the review."""
     from reports import charts
