@@ -135,6 +135,10 @@ def explanations(frame: pd.DataFrame, columns: dict[str, Column]) -> list[str]:
     >>> spec = {"index": Column("Index", pinned=True), "why": Column("Why", explains=True)}
     >>> explanations(pd.DataFrame({"index": ["a_b", "c"], "why": ["dup of *x*", None]}), spec)
     ['- **a_b** — Why: dup of \\\\*x\\\\*']
+    >>> when = {"at": Column("Raised", "time", pinned=True), "what": Column("What", explains=True)}
+    >>> explanations(pd.DataFrame({"at": [pd.Timestamp("2026-12-03 14:54:04.5", tz="UTC")],
+    ...                            "what": ["Red"]}), when)
+    ['- **2026\\\\-12\\\\-03 14\\\\:54 UTC** — What: Red']
     """
     explained = [name for name, col in columns.items() if col.explains and name in frame]
     if not explained or frame.empty:
@@ -146,8 +150,17 @@ def explanations(frame: pd.DataFrame, columns: dict[str, Column]) -> list[str]:
         parts = [f"{columns[name].label}: {md(str(row[name]))}" for name in explained
                  if known(row[name]) and str(row[name])]
         if parts:
-            lines.append(f"- **{md(str(row[label]))}** — " + "; ".join(parts))
+            lines.append(f"- **{md(_named(row[label], columns[label]))}** — " + "; ".join(parts))
     return lines
+
+
+def _named(value, column: Column) -> str:
+    """A row's name as its grid column shows it (a time to the minute, in UTC)."""
+    if column.kind == "time" and known(value):
+        when = pd.Timestamp(value)
+        when = when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
+        return f"{when:%Y-%m-%d %H:%M} UTC"
+    return str(value)
 
 
 def show_text(header: list[str], rows: list[list[str]], empty_note: str = "") -> None:
