@@ -165,8 +165,9 @@ def choices(conn: psycopg.Connection) -> dict[str, list[str]]:
 
 
 # How these frames are shown (ui/tables.py)
+# the time names each row's detail under the grid (the person alone named many alike)
 ACTION_COLUMNS = {
-    "started_at": Column("When", "time"), "person": Column("Person", pinned=True),
+    "started_at": Column("When", "time", pinned=True), "person": Column("Person", pinned=True),
     "role": Column("Role", width="small"), "action": Column("Action"),
     "target": Column("Target", width="small"), "object_name": Column("Object"),
     "parameters": Column("Parameters", width="medium"),
