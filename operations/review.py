@@ -13,6 +13,7 @@ import pandas as pd
 import psycopg
 
 from foundation.config import Settings
+from foundation.format import known
 from foundation.plan import current as current_plan
 from foundation.threads import work_beside
 from operations import history
@@ -474,7 +475,7 @@ def _where_to_look(query: str | None, at_the_plan: str) -> str:
     >>> _where_to_look("SELECT 1", "check its plan."), _where_to_look(None, "check its plan.")
     ('check its plan.', 'check its plan.')
     """
-    if query is None or query != query or EXPLAINABLE.match(query):
+    if not known(query) or EXPLAINABLE.match(query):
         return at_the_plan
     return ("a command with no plan: look at when it runs, how often, and what it waits for "
             "(the Activity page while it runs).")
