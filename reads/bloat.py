@@ -540,12 +540,13 @@ TABLE_BLOAT_COLUMNS = {
     "bloat_ratio": Column("Bloat share", "share"),
     "toast_bytes": Column("TOAST", "bytes", help="Not estimated"),
     "fillfactor": Column("Fillfactor", "count", unit="%"),
-    "stats_note": Column("Note", width="large"),
+    # why an estimate is missing or shaky: wrapped under the grid, where it is read in full
+    "stats_note": Column("Note", explains=True),
 }
 INDEX_BLOAT_COLUMNS = {
     "schema_name": SCHEMA, "table_name": TABLE, "index_name": INDEX, "size_bytes": SIZE,
     "bloat_bytes": Column("Bloat", "bytes"), "bloat_ratio": Column("Bloat share", "share"),
-    "stats_note": Column("Note", width="large"),
+    "stats_note": Column("Note", explains=True),
 }
 EXACT_COLUMNS = {  # pgstattuple's figures, one row per measure
     "measure": Column("Measure"), "value": Column("Value", "number", digits=2),

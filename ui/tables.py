@@ -129,12 +129,15 @@ def show(frame: pd.DataFrame | None, columns: dict[str, Column], empty_note: str
 
 
 def explanations(frame: pd.DataFrame, columns: dict[str, Column]) -> list[str]:
-    """A Markdown line per row for the columns that explain it, named by the row's first
-    pinned column (else its first): wrapped text, in view at any width.
+    """A Markdown line per row for the columns that explain it, named by the row's pinned
+    columns (else its first), as the grid shows them: wrapped text, in view at any width. All
+    the pinned ones: a table's name alone named two indexes of one table alike.
 
-    >>> spec = {"index": Column("Index", pinned=True), "why": Column("Why", explains=True)}
-    >>> explanations(pd.DataFrame({"index": ["a_b", "c"], "why": ["dup of *x*", None]}), spec)
-    ['- **a_b** — Why: dup of \\\\*x\\\\*']
+    >>> spec = {"table": Column("Table", pinned=True), "index": Column("Index", pinned=True),
+    ...         "why": Column("Why", explains=True)}
+    >>> explanations(pd.DataFrame({"table": ["t", "t"], "index": ["a_b", "c"],
+    ...                            "why": ["dup of *x*", None]}), spec)
+    ['- **t · a_b** — Why: dup of \\\\*x\\\\*']
     >>> when = {"at": Column("Raised", "time", pinned=True), "what": Column("What", explains=True)}
     >>> explanations(pd.DataFrame({"at": [pd.Timestamp("2026-12-03 14:54:04.5", tz="UTC")],
     ...                            "what": ["Red"]}), when)
@@ -143,14 +146,15 @@ def explanations(frame: pd.DataFrame, columns: dict[str, Column]) -> list[str]:
     explained = [name for name, col in columns.items() if col.explains and name in frame]
     if not explained or frame.empty:
         return []
-    label = next((n for n, c in columns.items() if c.pinned and not c.explains),
-                 next(n for n, c in columns.items() if not c.explains))
+    names = [n for n, c in columns.items() if c.pinned and not c.explains and n in frame] or \
+        [next(n for n, c in columns.items() if not c.explains)]
     lines = []
     for _, row in frame.iterrows():
         parts = [f"{columns[name].label}: {md(str(row[name]))}" for name in explained
                  if known(row[name]) and str(row[name])]
         if parts:
-            lines.append(f"- **{md(_named(row[label], columns[label]))}** — " + "; ".join(parts))
+            named = " · ".join(_named(row[n], columns[n]) for n in names)
+            lines.append(f"- **{md(named)}** — " + "; ".join(parts))
     return lines
 
 
