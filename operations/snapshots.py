@@ -105,8 +105,10 @@ def _bloat_by_oid(estimate: pd.DataFrame) -> pd.Series:
     return estimate["bloat_bytes"].where(estimate["estimated_rows"] >= 0)
 
 
-def _tables(conn: psycopg.Connection, stats: pd.DataFrame) -> pd.DataFrame:
-    """Each table's counters, the scans and blocks of DB Pulse's latency probes taken out."""
+def _tables(conn: psycopg.Connection, stats: pd.DataFrame,
+            probed: dict[int, probes.Reads]) -> pd.DataFrame:
+    """Each table's counters, the scans and blocks of DB Pulse's latency probes (`probed`,
+    their ledger) taken out."""
     frame = to_frame(conn.execute(f"""
         WITH {probes.PROBED_TABLES}
         SELECT s.schemaname AS schema_name, s.relname AS table_name,
@@ -122,7 +124,7 @@ def _tables(conn: psycopg.Connection, stats: pd.DataFrame) -> pd.DataFrame:
         JOIN pg_statio_user_tables io ON io.relid = s.relid
         LEFT JOIN probed_tables p ON p.relid = s.relid
         WHERE s.schemaname <> %(own_schema)s
-        """, {"probed": probes.probed_parameter(conn), "own_schema": indexes.OWN_SCHEMA}))
+        """, {"probed": probes.ledger_parameter(probed), "own_schema": indexes.OWN_SCHEMA}))
     frame["bloat_bytes"] = frame["relid"].map(_bloat_by_oid(bloat.table_bloat(conn, stats)))
     return frame[TABLE_COLUMNS]
 
@@ -171,7 +173,8 @@ def collect(conn: psycopg.Connection, source: str, redis_urls: tuple[str, ...] =
         SELECT now(), current_setting('server_version_num')::int, pg_postmaster_start_time(),
                d.stats_reset, d.xact_commit, d.xact_rollback
         FROM pg_stat_database d WHERE d.datname = current_database()""").fetchone()
-    hit, read = cache.data_blocks(conn)
+    probed = probes.own_reads(conn)  # once, for the hit rate and the tables' counters
+    hit, read = cache.data_blocks(conn, probed)
     snap = Snapshot(source, taken_at, version, started, db_stats_reset=db_reset,
                     data_blks_hit=hit, data_blks_read=read, xact_commit=commit,
                     xact_rollback=rollback)
@@ -186,7 +189,7 @@ def collect(conn: psycopg.Connection, source: str, redis_urls: tuple[str, ...] =
     except psycopg.errors.ObjectNotInPrerequisiteState as exc:  # installed but not preloaded
         snap.problems.append(f"statements not recorded: {str(exc).splitlines()[0]}")
     stats = bloat.column_stats(conn)
-    snap.tables = _tables(conn, stats)
+    snap.tables = _tables(conn, stats, probed)
     snap.indexes = _indexes(conn, stats)
     views = matviews.list_matviews(conn, max_age_minutes)
     snap.matviews = (views.reindex(columns=MATVIEW_COLUMNS) if not views.empty

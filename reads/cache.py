@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import pandas as pd
 import psycopg
-from psycopg.types.json import Jsonb
 
 from foundation.columns import SCHEMA, TABLE, Column
 from foundation.frames import to_frame
@@ -86,7 +85,7 @@ def data_blocks(conn: psycopg.Connection,
 # statistics functions: the view sums each table's indexes in a subquery per table, most of its
 # cost on a big catalogue. A user table's indexes live in its schema; partitioned tables and
 # indexes have no blocks of their own. DB Pulse's own are left out: its schema's, and those
-# its latency probes read (%(own_blocks)s: relation oid -> [fetched, hit], their ledger).
+# its latency probes read (%(probed)s: their ledger, probes.ledger_parameter).
 USER_TABLE_BLOCKS = """
         SELECT sum(hit) FILTER (WHERE relkind <> 'i')             AS heap_hit,
                sum(fetched - hit) FILTER (WHERE relkind <> 'i')   AS heap_read,
@@ -94,9 +93,9 @@ USER_TABLE_BLOCKS = """
                sum(fetched - hit) FILTER (WHERE relkind = 'i')    AS idx_read
         FROM (SELECT c.relkind,
                      pg_stat_get_blocks_hit(c.oid) - coalesce(
-                         (%(own_blocks)s::jsonb -> c.oid::text ->> 1)::bigint, 0) AS hit,
+                         (%(probed)s::jsonb -> c.oid::text ->> 3)::bigint, 0) AS hit,
                      pg_stat_get_blocks_fetched(c.oid) - coalesce(
-                         (%(own_blocks)s::jsonb -> c.oid::text ->> 0)::bigint, 0) AS fetched
+                         (%(probed)s::jsonb -> c.oid::text ->> 2)::bigint, 0) AS fetched
               FROM pg_class c
               JOIN pg_namespace n ON n.oid = c.relnamespace
               WHERE c.relkind IN ('r', 'm', 'i')
@@ -108,9 +107,7 @@ USER_TABLE_BLOCKS = """
 
 def user_table_blocks_parameters(probed: dict[int, probes.Reads]) -> dict:
     """USER_TABLE_BLOCKS' parameters, with the probes' ledger (probes.own_reads)."""
-    return {"own_schema": OWN_SCHEMA, "own_blocks": Jsonb(
-        {str(oid): [r.blocks_fetched, r.blocks_hit] for oid, r in probed.items()
-         if r.blocks_fetched})}
+    return {"own_schema": OWN_SCHEMA, "probed": probes.ledger_parameter(probed)}
 
 
 def cache_hit_rates(conn: psycopg.Connection, per_kind: bool = True) -> CacheHitRates:

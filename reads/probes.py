@@ -261,10 +261,16 @@ PROBED_TOAST = """
         GROUP BY 1)"""
 
 
-def probed_parameter(conn: psycopg.Connection) -> Jsonb:
-    """PROBED_TABLES' %(probed)s: the ledger (own_reads) as JSON, oid -> its four counts."""
+def ledger_parameter(probed: dict[int, Reads]) -> Jsonb:
+    """The ledger (own_reads) as a statement's JSON parameter: oid -> [scans, tuples_read,
+    blocks_fetched, blocks_hit], as PROBED_TABLES and cache.USER_TABLE_BLOCKS read it."""
     return Jsonb({str(oid): [r.scans, r.tuples_read, r.blocks_fetched, r.blocks_hit]
-                  for oid, r in own_reads(conn).items()})
+                  for oid, r in probed.items()})
+
+
+def probed_parameter(conn: psycopg.Connection) -> Jsonb:
+    """PROBED_TABLES' %(probed)s: the ledger read now (ledger_parameter)."""
+    return ledger_parameter(own_reads(conn))
 
 
 def latency(history: psycopg.Connection, source: str, queries: tuple[HotQuery, ...],
