@@ -45,6 +45,8 @@ class Reads:
     tuples_read: int = 0
     blocks_fetched: int = 0
     blocks_hit: int = 0
+    # the ledger's: when the probes last scanned it, on the server's clock (None: unknown)
+    last_scan_at: datetime | None = None
 
 
 @dataclass
@@ -140,6 +142,9 @@ def run_one(conn: psycopg.Connection, query: HotQuery, timeout_ms: int) -> Probe
 class Round:
     samples: list[ProbeSample]
     stats_reset: datetime | None     # the target's statistics reset the scans count against
+    # the server's clock once the round's counts were shared: a last scan of theirs
+    # (pg_stat_get_lastscan) is never later
+    scans_until: datetime | None = None
 
 
 def run_round(target: Target, settings: Settings, queries: tuple[HotQuery, ...]) -> Round:
@@ -147,7 +152,11 @@ def run_round(target: Target, settings: Settings, queries: tuple[HotQuery, ...])
     with connect(target, settings) as conn:
         stats_reset = conn.execute("SELECT stats_reset FROM pg_stat_database WHERE datname = "
                                    "current_database()").fetchone()[0]
-        return Round([run_one(conn, q, settings.probe_timeout_ms) for q in queries], stats_reset)
+        samples = [run_one(conn, q, settings.probe_timeout_ms) for q in queries]
+        # shared as this statement ends, each scan's time set at or before its end
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        until = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+        return Round(samples, stats_reset, until)
 
 
 # --- the history: samples, percentiles, and the scans the probes caused -----------------------
@@ -162,15 +171,18 @@ def store(history: psycopg.Connection, source: str, at: datetime, done: Round) -
             for oid, r in s.reads.items():
                 history.execute("""
                     INSERT INTO dbpulse.probe_reads AS l (source, relation_oid, stats_reset,
-                        scans, tuples_read, blocks_fetched, blocks_hit)
-                    VALUES (%s, %s, coalesce(%s, '-infinity'::timestamptz), %s, %s, %s, %s)
+                        scans, tuples_read, blocks_fetched, blocks_hit, last_scan_at)
+                    VALUES (%s, %s, coalesce(%s, '-infinity'::timestamptz), %s, %s, %s, %s, %s)
                     ON CONFLICT (source, relation_oid, stats_reset)
                     DO UPDATE SET scans = l.scans + excluded.scans,
                                   tuples_read = l.tuples_read + excluded.tuples_read,
                                   blocks_fetched = l.blocks_fetched + excluded.blocks_fetched,
-                                  blocks_hit = l.blocks_hit + excluded.blocks_hit""",
+                                  blocks_hit = l.blocks_hit + excluded.blocks_hit,
+                                  last_scan_at = greatest(l.last_scan_at,
+                                                          excluded.last_scan_at)""",
                                 (source, oid, done.stats_reset, r.scans, r.tuples_read,
-                                 r.blocks_fetched, r.blocks_hit))
+                                 r.blocks_fetched, r.blocks_hit,
+                                 done.scans_until if r.scans else None))
 
 
 def percentiles(history: psycopg.Connection, source: str, start: datetime,
@@ -208,7 +220,7 @@ def own_reads(conn: psycopg.Connection) -> dict[int, Reads]:
         return {}
     try:
         rows = conn.execute("""
-            SELECT relation_oid, scans, tuples_read, blocks_fetched, blocks_hit
+            SELECT relation_oid, scans, tuples_read, blocks_fetched, blocks_hit, last_scan_at
             FROM dbpulse.probe_reads
             WHERE source = current_database()
               AND stats_reset = coalesce((SELECT stats_reset FROM pg_stat_database
@@ -216,7 +228,7 @@ def own_reads(conn: psycopg.Connection) -> dict[int, Reads]:
                                          '-infinity'::timestamptz)""").fetchall()
     except psycopg.errors.InsufficientPrivilege:
         return {}
-    return {int(oid): Reads(*map(int, counts)) for oid, *counts in rows}
+    return {int(oid): Reads(*map(int, counts), last_scan_at=at) for oid, *counts, at in rows}
 
 
 def own_scans(conn: psycopg.Connection) -> dict[int, int]:

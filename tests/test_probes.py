@@ -7,6 +7,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
+import pandas as pd
 import psycopg
 import pytest
 
@@ -196,6 +197,54 @@ probe_params = [{n}]
                         2)
     assert [s.error for s in done.samples] == [None, None]
     assert raw == 2 and ledger[tag_index] == 2
+
+
+def _application_scan(url: str, sql: str) -> datetime:
+    """sql run as the application would, on the index (no sequential scan), its counts shared
+    at once; the server's clock after that."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET enable_seqscan = off")
+        conn.execute(sql).fetchall()
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        return conn.execute("SELECT clock_timestamp()").fetchone()[0]
+
+
+def test_an_index_last_scan_is_the_applications_not_the_probes(scratch_database, tmp_path):
+    """The least scanned indexes' last scan (PostgreSQL 16+) leaves out the probes' own: after
+    a probe, an index the application scanned before shows no last scan (the application's is
+    not known any more) while the server's says the probe's moment; the application's next
+    scan shows again."""
+    from tests.conftest import login_role
+
+    _planted(scratch_database, "CREATE TABLE lastly (id int, tag int); CREATE INDEX lastly_tag "
+             "ON lastly (tag); INSERT INTO lastly SELECT i, i FROM generate_series(1, 20000) i; "
+             "ANALYZE lastly")
+    settings = Settings(role="dba", plan_file=_plan_file(
+        tmp_path, "SELECT id FROM lastly WHERE tag = %s /* probe_planted */", [3]))
+
+    def listed() -> tuple:
+        with monitoring_connection(scratch_database, settings) as conn:
+            row = indexes.list_indexes(conn, limit=50).set_index("index_name").loc["lastly_tag"]
+            raw = conn.execute("SELECT pg_stat_get_lastscan('lastly_tag'::regclass)").fetchone()
+        return row["scans"], row["last_scan"], raw[0]
+
+    applied = _application_scan(scratch_database, "SELECT id FROM lastly WHERE tag = 5")
+    before = listed()
+    with login_role(scratch_database, "probe_last_login", "pw") as probe_url:
+        with psycopg.connect(scratch_database, autocommit=True) as conn:
+            conn.execute("GRANT SELECT ON lastly TO probe_last_login")
+        target = Target("scratch", scratch_database, scratch_database, probe_url=probe_url)
+        done = probes.run_round(target, settings, current_plan(settings).probes)
+    with admin_connection(scratch_database, settings) as conn:
+        probes.store(conn, conn.info.dbname, datetime.now(timezone.utc), done)
+    probed = listed()
+    again = _application_scan(scratch_database, "SELECT id FROM lastly WHERE tag = 9")
+    after = listed()
+    assert done.samples[0].error is None and done.scans_until > applied
+    assert before[0] == 1 and before[1] == before[2] and before[1] <= applied
+    # the server's last scan is the probe's; DB Pulse's shows none, and one scan
+    assert probed[0] == 1 and applied < probed[2] <= done.scans_until and pd.isna(probed[1])
+    assert after[0] == 2 and done.scans_until < after[1] == after[2] <= again
 
 
 def test_the_probes_sequential_scans_and_blocks_are_not_the_applications(scratch_database,
