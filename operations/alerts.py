@@ -32,8 +32,9 @@ class Alert:
     state: str            # "red" (or "down") when it fires, "recovered" when it clears
     summary: str
     at: datetime          # when the change was first seen
-    link: str = ""        # the page that explains it
+    link: str = ""        # the page that explains it, on the dashboard (dashboard_url)
     objects: tuple = ()   # what it is about: the finding's objects
+    page: str = ""        # that page's id (Finding.page; "" where none explains it)
 
     @property
     def id(self) -> str:
@@ -60,7 +61,7 @@ class Alert:
     def as_dict(self) -> dict:
         return {"id": self.id, "target": self.target, "check": self.check, "title": self.title,
                 "state": self.state, "summary": self.summary, "at": self.at.isoformat(),
-                "link": self.link, "objects": list(self.objects)}
+                "link": self.link, "objects": list(self.objects), "page": self.page}
 
 
 @dataclass
@@ -153,14 +154,13 @@ class Alerter:
 
     def adopt(self, target: str, raised: list[tuple]) -> None:
         """What another agent already announced for a target this one now watches (the alert
-        log's (check, raised at, link)): not announced again, its recovery will be. A change
+        log's (check, raised at, page)): not announced again, its recovery will be. A change
         this process saw that is not in the log yet is newer than the log: a recovery noted
         before a restart, and not written, must not be taken back for a red to recover again."""
         unwritten = {a.check for a in self.unlogged if a.target == target}
-        for check, at, link in raised:
+        for check, at, page in raised:
             if check not in unwritten:
-                self.active.setdefault((target, check),
-                                       (at, link.rsplit("/", 1)[-1] if link else ""))
+                self.active.setdefault((target, check), (at, page))
 
     def take_unlogged(self, target: str) -> list[Alert]:
         """The target's alerts still to write to its alert log (handed over: put back what
@@ -196,7 +196,7 @@ class Alerter:
     def _alert(self, target, check, title, state, summary, now, page, objects=()) -> Alert:
         link = (f"{self.policy.dashboard_url.rstrip('/')}/{page}"
                 if self.policy.dashboard_url else "")
-        return Alert(target, check, title, state, summary, now, link, tuple(objects))
+        return Alert(target, check, title, state, summary, now, link, tuple(objects), page)
 
     def flush(self, now: datetime, marked: Callable[[], None] = lambda: None) -> int:
         """Send what is due (not in quiet hours), one message at a time, calling `marked`

@@ -785,6 +785,11 @@ def test_alerts_are_logged_once_per_change_and_a_down_one_once_it_can_be(scratch
     agent.close()
     assert logged(target.history_source) == [("invalid_indexes", "red"),
                                              ("invalid_indexes", "recovered")]
+    with psycopg.connect(scratch_database) as conn:  # no dashboard_url: the page is named
+        rows = alert_log.recent(conn, target.history_source,
+                                datetime(2000, 1, 1, tzinfo=timezone.utc))
+    assert list(rows["link"]) == ["", ""]
+    assert list(rows["explained_on"]) == ["Indexes page", "Indexes page"]
     from operations import history  # the weekly review lists them among the period's events
     with psycopg.connect(scratch_database) as conn:
         listed = history.events(conn, target.history_source, history.Period(

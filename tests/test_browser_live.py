@@ -96,7 +96,7 @@ def _plant_explained_findings(logins, secrets_file) -> psycopg.Connection:
             "id": "explained-1", "target": "t", "at": datetime.now(timezone.utc),
             "check": "unused_indexes", "state": "red", "title": "Unused indexes turned red",
             "summary": "3 indexes were not scanned in 30 days; together they hold 120 MB and "
-                       "slow every write to their tables", "link": "indexes"}])
+                       "slow every write to their tables", "link": "", "page": "indexes"}])
     holder = psycopg.connect(logins.admin_url)
     holder.execute("LOCK TABLE explained_lock")  # then idle in its transaction
 
@@ -135,6 +135,11 @@ def test_every_explanation_is_in_view_at_1440_pixels(dashboard, logins, tmp_path
                     whole = item.evaluate("e => e.scrollWidth <= e.clientWidth + 1")
                     seen[name].append((box["x"], box["x"] + box["width"], whole,
                                        item.inner_text()))
+            # the alert still red leads to its page, though no dashboard_url gives it a link
+            open_page(page, dashboard, "alerts")
+            to_indexes = page.locator("[data-testid=stPageLink]", has_text="Indexes page")
+            to_indexes.first.wait_for(timeout=60_000)
+            links_to_indexes = to_indexes.count()
     finally:
         holder.close()
     assert set(seen) == set(EXPLAINED)
@@ -145,6 +150,7 @@ def test_every_explanation_is_in_view_at_1440_pixels(dashboard, logins, tmp_path
             assert EXPLAINED[name] in text and len(text) > len(EXPLAINED[name]) + 3
     assert any("pg_terminate_backend" in text for *_, text in seen["activity"])
     assert any("slow every write" in text for *_, text in seen["alerts"])
+    assert links_to_indexes == 1
     assert any("away" in text for *_, text in seen["fleet"])
 
 

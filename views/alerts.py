@@ -10,7 +10,7 @@ from foundation.markup import md
 from operations import alert_log, alerts
 from ui import actions, context, loaders, tables
 from ui.confirm import action_button
-from ui.widgets import dba_note, page, show_problem, value_or_stop
+from ui.widgets import PAGE_FILES, dba_note, page, show_problem, value_or_stop
 
 who = page("Alerts")
 target, settings = who.target, who.settings
@@ -45,6 +45,11 @@ else:
     cols[1].metric("Recoveries", count((raised['state'] == 'recovered').sum()))
     cols[2].metric("Still red at the last alert", count((still['state'] != 'recovered').sum()))
     tables.show(raised, alert_log.ALERT_COLUMNS, "No alert in this period.")
+    # the pages of the checks still red, one click away
+    for red_page in still.loc[still["state"] != "recovered", "page"].unique():
+        if red_page in PAGE_FILES:
+            st.page_link(PAGE_FILES[red_page], icon=":material/arrow_forward:",
+                         label=alert_log.explained_on("", red_page))
 
 if channels:
     st.subheader("Test the channels")
