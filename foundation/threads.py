@@ -1,5 +1,5 @@
-"""A second thread beside the caller's: a read on another connection, or pure Python (judging
-what was read) while the caller's connection reads on."""
+"""Threads beside the caller's: a read on another connection, or pure Python (judging what was
+read) while the caller's connection reads on."""
 
 from __future__ import annotations
 
@@ -49,8 +49,8 @@ def prompt_switches() -> Iterator[None]:
 
 
 @contextmanager
-def work_beside() -> Iterator[ThreadPoolExecutor]:
-    """One thread for work beside the caller's, with prompt switches while it lives; the
-    block ends when that work has."""
-    with prompt_switches(), ThreadPoolExecutor(1) as pool:
+def work_beside(threads: int = 1) -> Iterator[ThreadPoolExecutor]:
+    """Threads (one by default) for work beside the caller's, with prompt switches while they
+    live; the block ends when that work has."""
+    with prompt_switches(), ThreadPoolExecutor(threads) as pool:
         yield pool

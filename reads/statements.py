@@ -333,6 +333,22 @@ OWN_VERDICTS_TTL_S = 600.0
 _own_verdicts: dict[tuple, tuple[float, frozenset[tuple], frozenset[tuple]]] = {}
 
 
+def temp_written_bytes(conn: psycopg.Connection, ext: Extension) -> tuple[int, int]:
+    """What the connected database's entries in pg_stat_statements wrote to temporary files, in
+    bytes: (the application's statements, DB Pulse's own), each entry since it began counting
+    (a reset or an eviction restarts it). DB Pulse's are told by their tag in the text."""
+    application, own = conn.execute(sql.SQL("""
+        SELECT coalesce(sum(temp_blks_written) FILTER (WHERE NOT own), 0),
+               coalesce(sum(temp_blks_written) FILTER (WHERE own), 0)
+        FROM (SELECT e.temp_blks_written * current_setting('block_size')::bigint
+                         AS temp_blks_written,
+                     coalesce(e.query LIKE %(own_tag)s, false) AS own
+              FROM ({entries}) e) entries
+        """).format(entries=entries_query(ext, this_database=True)),
+        {"own_tag": "%" + OWN_STATEMENT_TAG}).fetchone()
+    return int(application), int(own)
+
+
 def own_entries(conn: psycopg.Connection, ext: Extension, dbid: int,
                 entries: list[tuple]) -> frozenset[tuple[int, int]]:
     """Which of `entries` ((userid, queryid) of the connected database's, whose oid is dbid; the

@@ -9,8 +9,11 @@ from dataclasses import dataclass
 import pandas as pd
 import psycopg
 
+from foundation.capabilities import Extension
 from foundation.columns import Column
+from foundation.format import human_bytes
 from foundation.frames import to_frame
+from reads import statements
 
 SETTINGS = ("shared_buffers", "effective_cache_size", "work_mem", "maintenance_work_mem",
             "random_page_cost", "effective_io_concurrency", "max_connections",
@@ -28,6 +31,10 @@ class Evidence:
     connections_used: int
     max_connections: int
     idle_connections: int
+    # what the database's statements in pg_stat_statements wrote to temporary files (bytes):
+    # the application's (None where pg_stat_statements cannot be read) and DB Pulse's own
+    statements_temp_bytes: int | None = None
+    own_temp_bytes: int = 0
 
 
 def read_settings(conn: psycopg.Connection) -> pd.DataFrame:
@@ -38,7 +45,9 @@ def read_settings(conn: psycopg.Connection) -> pd.DataFrame:
                                  (list(SETTINGS), list(SETTINGS))))
 
 
-def read_evidence(conn: psycopg.Connection) -> Evidence:
+def read_evidence(conn: psycopg.Connection, ext: Extension | None = None) -> Evidence:
+    """The server's load; with ext (pg_stat_statements, installed and readable), also what its
+    statements wrote to temporary files."""
     row = conn.execute("""
         SELECT coalesce(sum(temp_files), 0), coalesce(sum(temp_bytes), 0),
                (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'),
@@ -46,7 +55,8 @@ def read_evidence(conn: psycopg.Connection) -> Evidence:
                (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'
                   AND state = 'idle')
         FROM pg_stat_database WHERE datname = current_database()""").fetchone()
-    return Evidence(*(int(v) for v in row))
+    written = statements.temp_written_bytes(conn, ext) if ext is not None else (None, 0)
+    return Evidence(*(int(v) for v in row), *written)
 
 
 def default_text(boot_val: str | None, unit: str | None) -> str:
@@ -84,9 +94,10 @@ def _advice(name: str, value: str, numeric: float, changed: bool, ev: Evidence
     if name == "work_mem":
         if ev.temp_files:
             return ("consider", f"{ev.temp_files:,} temporary files "
-                    f"({ev.temp_bytes / 1048576:,.0f} MB) written since the statistics reset: "
-                    "sorts and hashes spill to disk. Raise it for the statements with temp "
-                    "blocks (SET work_mem per role or session) rather than globally: each sort "
+                    f"({human_bytes(ev.temp_bytes)}) written since the statistics reset: "
+                    f"sorts and hashes spill to disk.{_temp_writers(ev)} Raise it for the "
+                    "statements with temp blocks (the Slow queries page, ordered by temp "
+                    "blocks; SET work_mem per role or session) rather than globally: each sort "
                     "of each connection may use this much.")
         return ("ok", "No temporary files since the statistics reset: sorts and hashes fit.")
     if name == "maintenance_work_mem":
@@ -144,6 +155,30 @@ def _advice(name: str, value: str, numeric: float, changed: bool, ev: Evidence
                 "application (ALTER ROLE … SET statement_timeout = '30s')." if numeric == 0
                 else "Statements are stopped after this long.")
     return ("ok", "")
+
+
+def _temp_writers(ev: Evidence) -> str:
+    """Which statements wrote the temporary files, as far as pg_stat_statements knows: its
+    blocks written count every write (a sort's merge passes rewrite blocks), so they are not
+    set against the files' size.
+
+    >>> _temp_writers(Evidence(6, 1048576, 5, 100, 2, 3 * 1048576, own_temp_bytes=1048576))
+    " The statements pg_stat_statements holds wrote 3.0 MB to temporary files (every block written), DB Pulse's own 1.0 MB more."
+    >>> _temp_writers(Evidence(6, 1048576, 5, 100, 2, 0))[:60]
+    ' No statement pg_stat_statements holds wrote to a temporary '
+    >>> _temp_writers(Evidence(6, 1048576, 5, 100, 2))
+    ''
+    """
+    if ev.statements_temp_bytes is None:
+        return ""
+    if ev.statements_temp_bytes + ev.own_temp_bytes == 0:
+        return (" No statement pg_stat_statements holds wrote to a temporary file: those that "
+                "did are gone from it (a reset, an eviction) or not tracked (maintenance "
+                "such as an index build, or a load that turned tracking off).")
+    return (" The statements pg_stat_statements holds wrote "
+            f"{human_bytes(ev.statements_temp_bytes)} to temporary files (every block written)"
+            + (f", DB Pulse's own {human_bytes(ev.own_temp_bytes)} more"
+               if ev.own_temp_bytes else "") + ".")
 
 
 def advise(settings: pd.DataFrame, ev: Evidence) -> pd.DataFrame:

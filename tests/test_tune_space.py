@@ -6,7 +6,10 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 from psycopg import sql
 
+from foundation import capabilities
 from foundation.config import Settings
+from foundation.connections import OWN_STATEMENT_TAG
+from foundation.format import human_bytes
 from operations import dbpulse_schema, history, snapshots
 from reads import activity, indexes, space, tune
 from tests.conftest import as_actor
@@ -47,6 +50,40 @@ def test_advice_follows_the_settings_and_the_temp_files_the_server_wrote(scratch
     # the ones to look at come first
     states = list(tune.advise(*_read(scratch_database))["state"])
     assert states == sorted(states, key={"consider": 0, "unknown": 1, "ok": 2}.get)
+
+
+SPILLING_SORT = "SELECT g{} FROM generate_series(1, 200000) g ORDER BY g DESC"
+
+
+def _blocks_written(url: str, sql_text: str) -> int:
+    """The temporary blocks sql_text writes, as EXPLAIN counts them, run untracked."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET pg_stat_statements.track = 'none'")
+        conn.execute("SET work_mem = '64kB'")
+        plan = conn.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql_text).fetchone()[0]
+    return plan[0]["Plan"]["Temp Written Blocks"]
+
+
+def test_the_temp_files_advice_says_whose_statements_wrote_them(scratch_database):
+    """The work_mem advice tells what the statements pg_stat_statements holds wrote to
+    temporary files, DB Pulse's own (its tag) apart: each what EXPLAIN counts for the
+    statement."""
+    application = SPILLING_SORT.format("")
+    own = SPILLING_SORT.format(", 1") + " " + OWN_STATEMENT_TAG  # another statement
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        conn.execute("SET work_mem = '64kB'")
+        for text in (application, own):
+            conn.execute(text).fetchall()
+        conn.execute("SELECT pg_stat_force_next_flush()")  # the server's temp files shared
+        ext = capabilities.detect(conn).extension("pg_stat_statements")
+        evidence = tune.read_evidence(conn, ext)
+        advice = tune.advise(tune.read_settings(conn), evidence).set_index("name")
+    expected = tuple(_blocks_written(scratch_database, text) * 8192 for text in (application, own))
+    assert expected[0] > 0 and expected[1] > 0
+    assert (evidence.statements_temp_bytes, evidence.own_temp_bytes) == expected
+    assert (f"holds wrote {human_bytes(expected[0])} to temporary files (every block written), "
+            f"DB Pulse's own {human_bytes(expected[1])} more.") in advice.at["work_mem", "advice"]
 
 
 def _read(url):

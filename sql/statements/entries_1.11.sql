@@ -18,6 +18,7 @@ SELECT s.userid, s.dbid, s.queryid, s.query,
        s.minmax_stats_since > s.stats_since AS minmax_partial,
        s.minmax_stats_since             AS minmax_since,
        s.temp_blks_read + s.temp_blks_written AS temp_blks,
+       s.temp_blks_written,
        s.shared_blk_read_time + s.shared_blk_write_time
          + s.local_blk_read_time + s.local_blk_write_time
          + s.temp_blk_read_time + s.temp_blk_write_time AS io_ms

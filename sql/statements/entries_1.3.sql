@@ -16,5 +16,6 @@ SELECT s.userid, s.dbid, s.queryid, s.query,
        false                            AS minmax_partial,
        NULL::timestamptz                AS minmax_since,
        s.temp_blks_read + s.temp_blks_written AS temp_blks,
+       s.temp_blks_written,
        s.blk_read_time + s.blk_write_time     AS io_ms
 FROM {pss} s
