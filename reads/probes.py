@@ -231,12 +231,6 @@ def own_reads(conn: psycopg.Connection) -> dict[int, Reads]:
     return {int(oid): Reads(*map(int, counts), last_scan_at=at) for oid, *counts, at in rows}
 
 
-def own_scans(conn: psycopg.Connection) -> dict[int, int]:
-    """The scans the probes caused (a table's sequential ones, an index's), per relation oid:
-    own_reads' scans."""
-    return {oid: r.scans for oid, r in own_reads(conn).items() if r.scans}
-
-
 # Per table, what the probes' reads added to its statistics (%(probed)s: probed_parameter):
 # its own sequential scans, their rows and its blocks; its indexes' scans and blocks. CTEs to
 # put after WITH, joined by relid (a TOAST relation's counts stay under its own oid, which no

@@ -338,10 +338,9 @@ def temp_written_bytes(conn: psycopg.Connection, ext: Extension) -> tuple[int, i
     bytes: (the application's statements, DB Pulse's own), each entry since it began counting
     (a reset or an eviction restarts it). DB Pulse's are told by their tag in the text."""
     application, own = conn.execute(sql.SQL("""
-        SELECT coalesce(sum(temp_blks_written) FILTER (WHERE NOT own), 0),
-               coalesce(sum(temp_blks_written) FILTER (WHERE own), 0)
-        FROM (SELECT e.temp_blks_written * current_setting('block_size')::bigint
-                         AS temp_blks_written,
+        SELECT coalesce(sum(temp_bytes) FILTER (WHERE NOT own), 0),
+               coalesce(sum(temp_bytes) FILTER (WHERE own), 0)
+        FROM (SELECT e.temp_blks_written * current_setting('block_size')::bigint AS temp_bytes,
                      coalesce(e.query LIKE %(own_tag)s, false) AS own
               FROM ({entries}) e) entries
         """).format(entries=entries_query(ext, this_database=True)),

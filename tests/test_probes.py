@@ -191,7 +191,7 @@ probe_params = [{n}]
         done = probes.run_round(target, settings, current_plan(settings).probes)
     with admin_connection(scratch_database, settings) as conn:
         probes.store(conn, conn.info.dbname, datetime.now(timezone.utc), done)
-        ledger = probes.own_scans(conn)
+        ledger = {oid: r.scans for oid, r in probes.own_reads(conn).items()}
         tag_index = conn.execute("SELECT 'twice_tag'::regclass::oid").fetchone()[0]
     raw = _shared_scans(scratch_database, "SELECT pg_stat_get_numscans('twice_tag'::regclass)",
                         2)
