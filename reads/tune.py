@@ -96,8 +96,8 @@ def _advice(name: str, value: str, numeric: float, changed: bool, ev: Evidence
             return ("consider", f"{ev.temp_files:,} temporary files "
                     f"({human_bytes(ev.temp_bytes)}) written since the statistics reset: "
                     f"sorts and hashes spill to disk.{_temp_writers(ev)} Raise it for the "
-                    "statements with temp blocks (the Slow queries page, ordered by temp "
-                    "blocks; SET work_mem per role or session) rather than globally: each sort "
+                    "statements that spill (the Slow queries page, ordered by temp blocks; "
+                    "SET work_mem per role or session) rather than globally: each sort "
                     "of each connection may use this much.")
         return ("ok", "No temporary files since the statistics reset: sorts and hashes fit.")
     if name == "maintenance_work_mem":
