@@ -28,6 +28,8 @@ import psycopg
 import redis
 from psycopg import conninfo, sql
 
+from foundation.connections import OWN_STATEMENT_TAG
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ROOT = PROJECT_ROOT / ".dbpulse" / "demo"
 DEFAULT_PG_PORT = 55432
@@ -460,6 +462,14 @@ def database_url_for(base_url: str, dbname: str) -> str:
     return conninfo.make_conninfo(**{**conninfo.conninfo_to_dict(base_url), "dbname": dbname})
 
 
+def maintenance_url(base_url: str) -> str:
+    """The server's maintenance database: the benchmarks and tests create and drop their
+    databases from there, so that those statements are not among the statements of base_url's
+    database, which may be the one the demo watches (its Slow queries page listed "DROP
+    DATABASE fleet_bench_…", and its synthetic history took them as new slow statements)."""
+    return database_url_for(base_url, "postgres")
+
+
 EXTENSION_SCHEMA = "extensions"
 
 
@@ -483,13 +493,14 @@ def drop_databases(base_url: str, names: list[str]) -> None:
     extension is in base_url's database): the entries outlive a dropped database and fill
     pg_stat_statements.max for every later run on the server, which a fresh demo's has not."""
     with psycopg.connect(base_url, autocommit=True) as conn:
-        schema = conn.execute("""
+        schema = conn.execute(f"""
             SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
-            WHERE e.extname = 'pg_stat_statements'""").fetchone()
+            WHERE e.extname = 'pg_stat_statements' {OWN_STATEMENT_TAG}""").fetchone()
         if schema:
             conn.execute(sql.SQL("SELECT {}.pg_stat_statements_reset(0, oid, 0) FROM pg_database "
-                                 "WHERE datname = ANY(%s)").format(sql.Identifier(schema[0])),
-                         (names,))
+                                 "WHERE datname = ANY(%s) " + OWN_STATEMENT_TAG).format(
+                sql.Identifier(schema[0])), (names,))
+    with psycopg.connect(maintenance_url(base_url), autocommit=True) as conn:
         for name in names:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                 sql.Identifier(name)))
@@ -499,7 +510,7 @@ def create_database(base_url: str, name: str, *extensions: str) -> str:
     """(Re)create database `name` on the server of base_url with the given extensions; return
     its URL. Used by the test suite and the benchmarks for their own databases."""
 
-    with psycopg.connect(base_url, autocommit=True) as conn:
+    with psycopg.connect(maintenance_url(base_url), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     url = database_url_for(base_url, name)

@@ -110,3 +110,28 @@ def test_dropped_databases_take_their_statements_with_them(servers, database_url
                             (name,)).fetchone()[0] == 0
     assert entries(dropped) == 0
     assert entries(kept) >= kept_before
+
+
+def test_the_tools_databases_leave_no_statement_in_the_watched_one(servers, database_url):
+    """The databases benchmarks and tests make and drop through the URL of the demo's database
+    leave no statement of the application's there: CREATE and DROP DATABASE run in the
+    maintenance database, the entries' reset is tagged as DB Pulse's own."""
+    import uuid
+
+    from demo.stack import EXTENSION_SCHEMA, create_database, drop_databases
+    from foundation.connections import OWN_STATEMENT_TAG
+
+    name = f"tool_{uuid.uuid4().hex[:8]}"
+    create_database(database_url, name)
+    drop_databases(database_url, [name])
+    with psycopg.connect(database_url) as conn:
+        seen = conn.execute(f"""
+            SELECT query FROM {EXTENSION_SCHEMA}.pg_stat_statements
+            WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+              AND strpos(query, %s) > 0""", (name,)).fetchall()
+        seen += conn.execute(f"""
+            SELECT query FROM {EXTENSION_SCHEMA}.pg_stat_statements
+            WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+              AND (query ILIKE '%%pg_stat_statements_reset%%'
+                   OR query ILIKE '%%e.extname = %%')""").fetchall()
+    assert seen and all(q.endswith(OWN_STATEMENT_TAG) for (q,) in seen), seen
