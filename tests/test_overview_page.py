@@ -30,6 +30,12 @@ def test_overview_shows_live_numbers(production_env, redis_url):
     assert metrics["Buffer cache hit rate"].endswith("%")
     assert metrics[HIT_RATE_LABEL].endswith("%")
     assert "MB" in metrics["Database size"]
+    # the tables' and indexes' rates are the Buffer cache page's (one read of every
+    # relation's statistics less on each load): a link here, no figure
+    assert int(metrics["Blocks read from disk"].replace(",", "")) >= 0
+    assert not {"Tables hit rate", "Indexes hit rate"} & set(metrics)
+    assert "Tables' and indexes' hit rates, and where the misses are" in [
+        link.label for link in at.get("page_link")]
     # the test server's statistics were never reset: a time, not "never reset"
     since = next(m for m in at.metric if m.label == "Statistics since (or before)")
     assert since.value[:3].isalpha() and since.value[-5:-3].isdigit() and len(since.value) <= 12

@@ -163,9 +163,11 @@ def postgres_overview(dsn: str, settings: Settings, replica_urls: tuple[str, ...
 
 
 def _overview_reads(conn, settings: Settings, index_findings) -> tuple:
-    """The Overview's figures and checks on conn, the index checks' already started."""
+    """The Overview's figures and checks on conn, the index checks' already started. The hit
+    rate is the database's: the tables' and indexes' sum every relation's statistics (45 ms at
+    25,000 indexes, on every uncached load), and the Buffer cache page shows them."""
     caps = capabilities.detect(conn)
-    rates = cache.cache_hit_rates(conn)
+    rates = cache.cache_hit_rates(conn, per_kind=False)
     identity = server.server_identity(conn)
     return identity, caps, rates, checks.run_all(conn, caps, settings, rates=rates,
                                                  index_findings=index_findings)

@@ -76,9 +76,11 @@ if pg.ok:
                    help=f"Cumulative figures (cache hit rate, index usage) count "
                         f"{identity.stats_window()}. DB Pulse never resets them.")
     cols = st.columns(4)
-    cols[0].metric("Tables hit rate", percent(hit.tables, 2))
-    cols[1].metric("Indexes hit rate", percent(hit.indexes, 2))
-    cols[2].metric("Blocks read from disk", count(hit.blocks_read))
+    cols[0].metric("Blocks read from disk", count(hit.blocks_read),
+                   help="Of the database's data, since the statistics reset: the misses of the "
+                        "buffer cache hit rate")
+    cols[1].page_link("views/buffer_cache.py", icon=":material/memory:",
+                      label="Tables' and indexes' hit rates, and where the misses are")
     if buffer_state in ("amber", "red"):
         st.warning("The buffer cache hit rate is below its target: the working set does not fit "
                    "in shared_buffers, or queries scan large tables. Look at sequential scans and "
