@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import psycopg
 import pytest
+from psycopg import sql
 
 from agent.runner import Agent
 from foundation.capabilities import detect
@@ -18,7 +19,7 @@ from foundation.connections import admin_connection, monitoring_connection
 from foundation.plan import current as current_plan
 from operations import alerts, dbpulse_schema, snapshots
 from reads import cache, indexes, probes, space, statements
-from tests.conftest import as_actor, promtool, scrape
+from tests.conftest import as_actor, login_role, promtool, scrape
 
 SETTINGS = Settings(role="dba", statement_timeout_ms=5000, connect_timeout_s=3)
 
@@ -127,13 +128,30 @@ def test_a_probe_login_with_more_rights_is_refused(logins):
         probes.run_round(too_strong, SETTINGS, current_plan(SETTINGS).probes)
 
 
+def _probed(url: str, table: str, settings: Settings, rounds: int = 1,
+            before_each=lambda: None) -> probes.Round:
+    """The plan's probes run `rounds` times on a login that may read `table` and nothing
+    more, each round kept in the ledger; the last round."""
+    login = f"probe_{table}_login"
+    with login_role(url, login, "pw") as probe_url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(sql.Identifier(table),
+                                                                     sql.Identifier(login)))
+        target = Target("scratch", url, url, probe_url=probe_url)
+        for _ in range(rounds):
+            before_each()
+            done = probes.run_round(target, settings, current_plan(settings).probes)
+            assert done.samples[0].error is None
+            with admin_connection(url, settings) as conn:
+                probes.store(conn, conn.info.dbname, datetime.now(timezone.utc), done)
+    return done
+
+
 def test_scans_the_probes_cause_prove_no_use_and_their_text_is_not_reported(scratch_database,
                                                                              tmp_path):
     """An index only the probe uses stays "no scans" (its scans are in the probes' ledger),
     while the server's own counter shows the probe's scan; the probe's statement is not among
     the statements DB Pulse reports."""
-    from tests.conftest import login_role
-
     _planted(scratch_database, "CREATE TABLE planted (id int, tag int); CREATE INDEX "
              "planted_tag ON planted (tag); INSERT INTO planted SELECT i, i FROM "
              "generate_series(1, 20000) i; ANALYZE planted")
@@ -170,8 +188,6 @@ def test_each_probes_ledger_entry_is_its_own_scans(scratch_database, tmp_path):
     """Two probes of one round scan the same index once each: the ledger holds 2, what the
     server counted (a session's statistics wait up to a second before they are shared, and
     the second probe's transaction must not count the first one's as its own)."""
-    from tests.conftest import login_role
-
     _planted(scratch_database, "CREATE TABLE twice (id int, tag int); CREATE INDEX twice_tag "
              "ON twice (tag); INSERT INTO twice SELECT i, i FROM generate_series(1, 20000) i; "
              "ANALYZE twice")
@@ -184,13 +200,8 @@ probe = "SELECT id FROM twice WHERE tag = %s"
 probe_params = [{n}]
 """ for n in (1, 2)))
     settings = Settings(role="dba", plan_file=str(path))
-    with login_role(scratch_database, "probe_twice_login", "pw") as probe_url:
-        with psycopg.connect(scratch_database, autocommit=True) as conn:
-            conn.execute("GRANT SELECT ON twice TO probe_twice_login")
-        target = Target("scratch", scratch_database, scratch_database, probe_url=probe_url)
-        done = probes.run_round(target, settings, current_plan(settings).probes)
+    done = _probed(scratch_database, "twice", settings)
     with admin_connection(scratch_database, settings) as conn:
-        probes.store(conn, conn.info.dbname, datetime.now(timezone.utc), done)
         ledger = {oid: r.scans for oid, r in probes.own_reads(conn).items()}
         tag_index = conn.execute("SELECT 'twice_tag'::regclass::oid").fetchone()[0]
     raw = _shared_scans(scratch_database, "SELECT pg_stat_get_numscans('twice_tag'::regclass)",
@@ -214,8 +225,6 @@ def test_an_index_last_scan_is_the_applications_not_the_probes(scratch_database,
     a probe, an index the application scanned before shows no last scan (the application's is
     not known any more) while the server's says the probe's moment; the application's next
     scan shows again."""
-    from tests.conftest import login_role
-
     _planted(scratch_database, "CREATE TABLE lastly (id int, tag int); CREATE INDEX lastly_tag "
              "ON lastly (tag); INSERT INTO lastly SELECT i, i FROM generate_series(1, 20000) i; "
              "ANALYZE lastly")
@@ -230,17 +239,11 @@ def test_an_index_last_scan_is_the_applications_not_the_probes(scratch_database,
 
     applied = _application_scan(scratch_database, "SELECT id FROM lastly WHERE tag = 5")
     before = listed()
-    with login_role(scratch_database, "probe_last_login", "pw") as probe_url:
-        with psycopg.connect(scratch_database, autocommit=True) as conn:
-            conn.execute("GRANT SELECT ON lastly TO probe_last_login")
-        target = Target("scratch", scratch_database, scratch_database, probe_url=probe_url)
-        done = probes.run_round(target, settings, current_plan(settings).probes)
-    with admin_connection(scratch_database, settings) as conn:
-        probes.store(conn, conn.info.dbname, datetime.now(timezone.utc), done)
+    done = _probed(scratch_database, "lastly", settings)
     probed = listed()
     again = _application_scan(scratch_database, "SELECT id FROM lastly WHERE tag = 9")
     after = listed()
-    assert done.samples[0].error is None and done.scans_until > applied
+    assert done.scans_until > applied
     assert before[0] == 1 and before[1] == before[2] and before[1] <= applied
     # the server's last scan is the probe's; DB Pulse's shows none, and one scan
     assert probed[0] == 1 and applied < probed[2] <= done.scans_until and pd.isna(probed[1])
@@ -253,8 +256,6 @@ def test_the_probes_sequential_scans_and_blocks_are_not_the_applications(scratch
     sequential scans the agent counts, the tables read by large sequential scans, the buffer
     cache's blocks and rates; the application's same scan then counts (ground truth: the
     table's pages and rows)."""
-    from tests.conftest import login_role
-
     _planted(scratch_database, "CREATE TABLE scanned (id int, pad text) WITH "
              "(autovacuum_enabled = off); INSERT INTO scanned SELECT i, repeat('x', 100) FROM "
              "generate_series(1, 20000) i")
@@ -282,15 +283,7 @@ def test_the_probes_sequential_scans_and_blocks_are_not_the_applications(scratch
         pages = conn.execute("SELECT relpages FROM pg_class WHERE relname = 'scanned'"
                              ).fetchone()[0]
     before = figures()
-    with login_role(scratch_database, "probe_seq_login", "pw") as probe_url:
-        with psycopg.connect(scratch_database, autocommit=True) as conn:
-            conn.execute("GRANT SELECT ON scanned TO probe_seq_login")
-        target = Target("scratch", scratch_database, scratch_database, probe_url=probe_url)
-        for _ in range(2):
-            done = probes.run_round(target, settings, current_plan(settings).probes)
-            assert done.samples[0].error is None
-            with admin_connection(scratch_database, settings) as conn:
-                probes.store(conn, conn.info.dbname, datetime.now(timezone.utc), done)
+    _probed(scratch_database, "scanned", settings, rounds=2)
     assert raw_seq_scans(2) == 2
     assert figures() == before
     with psycopg.connect(scratch_database, autocommit=True) as app:
@@ -307,8 +300,6 @@ def test_the_probes_toast_reads_are_not_the_applications(scratch_database, tmp_p
     """A probe that reads a TOASTed value from disk leaves the Buffer cache page's TOAST
     column as it was, though the server counted its reads; the application's same read then
     counts exactly as the server counts it (ground truth: pg_statio_user_tables read raw)."""
-    from tests.conftest import login_role
-
     # EXTERNAL: stored out of line uncompressed, so every row's value spans TOAST pages
     _planted(scratch_database, "CREATE EXTENSION IF NOT EXISTS pg_buffercache; CREATE TABLE "
              "docs (id int PRIMARY KEY, doc text); ALTER TABLE docs ALTER doc SET STORAGE "
@@ -337,15 +328,7 @@ def test_the_probes_toast_reads_are_not_the_applications(scratch_database, tmp_p
     with psycopg.connect(scratch_database, autocommit=True) as conn:
         raw_before = conn.execute(raw_sql).fetchone()[0]
     before = shown()
-    with login_role(scratch_database, "probe_toast_login", "pw") as probe_url:
-        with psycopg.connect(scratch_database, autocommit=True) as conn:
-            conn.execute("GRANT SELECT ON docs TO probe_toast_login")
-        target = Target("scratch", scratch_database, scratch_database, probe_url=probe_url)
-        evicted()
-        done = probes.run_round(target, settings, current_plan(settings).probes)
-        assert done.samples[0].error is None
-        with admin_connection(scratch_database, settings) as conn:
-            probes.store(conn, conn.info.dbname, datetime.now(timezone.utc), done)
+    _probed(scratch_database, "docs", settings, before_each=evicted)
     raw_probed = _shared_scans(scratch_database, raw_sql, raw_before + 1)
     assert raw_probed > raw_before  # the server counted the probe's TOAST reads
     assert shown() == before
@@ -365,8 +348,6 @@ def test_the_plans_figures_are_the_applications_not_the_probes(scratch_database,
     from foundation import migration_files
     from operations import migrations
     from reads import plan_tracker
-    from tests.conftest import login_role
-
     plan_file = _plan_file(tmp_path, "SELECT id FROM hot WHERE tag = %s", [7],
                            match="FROM hot WHERE tag")
     planned = tmp_path / "migrations"
@@ -440,8 +421,6 @@ def test_a_planned_views_uses_are_the_applications_reads_of_it_and_its_index(
     index and 2 direct ones, beside the index build's; the probe's read is left out)."""
     from foundation import migration_files
     from reads import plan_tracker
-    from tests.conftest import login_role
-
     planned = tmp_path / "migrations"
     planned.mkdir()
     (planned / "0001_daily.sql").write_text(
@@ -457,14 +436,7 @@ def test_a_planned_views_uses_are_the_applications_reads_of_it_and_its_index(
              "pg_stat_get_numscans('daily_day'::regclass)")
     with psycopg.connect(scratch_database, autocommit=True) as conn:
         built = conn.execute(scans).fetchone()[0]  # the index build read the view once
-    with login_role(scratch_database, "probe_daily_login", "pw") as probe_url:
-        with psycopg.connect(scratch_database, autocommit=True) as conn:
-            conn.execute("GRANT SELECT ON daily TO probe_daily_login")
-        target = Target("scratch", scratch_database, scratch_database, probe_url=probe_url)
-        done = probes.run_round(target, settings, current_plan(settings).probes)
-        assert done.samples[0].error is None
-        with admin_connection(scratch_database, settings) as conn:
-            probes.store(conn, conn.info.dbname, datetime.now(timezone.utc), done)
+    _probed(scratch_database, "daily", settings)
     with psycopg.connect(scratch_database, autocommit=True) as app:
         for day in (1, 2, 3):
             app.execute("SELECT total FROM daily WHERE day = %s", [day]).fetchall()
