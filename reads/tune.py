@@ -55,7 +55,12 @@ def read_evidence(conn: psycopg.Connection, ext: Extension | None = None) -> Evi
                (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'
                   AND state = 'idle')
         FROM pg_stat_database WHERE datname = current_database()""").fetchone()
-    written = statements.temp_written_bytes(conn, ext) if ext is not None else (None, 0)
+    written = (None, 0)
+    if ext is not None:
+        try:
+            written = statements.temp_written_bytes(conn, ext)
+        except statements.StatementsUnavailable:
+            pass  # too old a pg_stat_statements: the advice says nothing of the statements
     return Evidence(*(int(v) for v in row), *written)
 
 
