@@ -44,6 +44,20 @@ class TaggedConnection(psycopg.Connection):
             query = query + tag.encode()
         return super().execute(query, params, **kwargs)
 
+    def _exec_command(self, command, *args, **kwargs):
+        # psycopg's own statements (BEGIN, COMMIT, ROLLBACK, SAVEPOINT, RELEASE of
+        # conn.transaction()) tagged too: untagged, pg_stat_statements listed them as the
+        # application's, and their calls counted in its figures (psycopg's internal hook:
+        # test_connections checks that the tag still reaches them)
+        tag = "\n" + OWN_STATEMENT_TAG
+        if isinstance(command, str):
+            command = command + tag
+        elif isinstance(command, sql.Composable):
+            command = command + sql.SQL(tag)
+        elif isinstance(command, bytes):
+            command = command + tag.encode()
+        return super()._exec_command(command, *args, **kwargs)
+
 
 class DatabaseProblem(Problem):
     """A database could not be used; kind: bad_dsn | unreachable | auth | no_database |

@@ -7,6 +7,7 @@ from foundation.config import Settings
 from foundation.connections import (
     ADMIN_APPLICATION_NAME,
     MONITOR_APPLICATION_NAME,
+    OWN_STATEMENT_TAG,
     DatabaseProblem,
     admin_connection,
     monitoring_connection,
@@ -190,3 +191,26 @@ def test_the_agent_samples_connection_use_and_the_plan_kpi_is_its_peak(logins):
             "- coalesce(current_setting('reserved_connections', true)::int, 0)").fetchone()[0]
     assert (peak.used, peak.available) == (before, available)
     assert peak.share == pytest.approx(before / available)
+
+
+def test_psycopgs_own_transaction_statements_are_tagged(scratch_database, settings):
+    """BEGIN, SAVEPOINT, RELEASE, COMMIT and ROLLBACK that psycopg sends for conn.transaction()
+    on DB Pulse's connections carry its tag: pg_stat_statements does not list them as the
+    application's statements (they were among the Slow queries page's bars)."""
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        conn.execute("SELECT pg_stat_statements_reset(0, oid, 0) FROM pg_database "
+                     "WHERE datname = current_database()")
+    with monitoring_connection(scratch_database, settings) as conn:
+        with conn.transaction():
+            with conn.transaction():  # a savepoint
+                conn.execute("SELECT 1")
+        with conn.transaction(force_rollback=True):
+            conn.execute("SELECT 2")
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        texts = [q for (q,) in conn.execute(
+            "SELECT query FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database "
+            "WHERE datname = current_database()) AND query ~* '^(BEGIN|COMMIT|ROLLBACK|"
+            "SAVEPOINT|RELEASE)'")]
+    assert len(texts) >= 4, texts
+    assert all(q.endswith(OWN_STATEMENT_TAG) for q in texts), texts
