@@ -31,32 +31,30 @@ OWN_APPLICATION_PREFIX = "dbpulse"
 OWN_STATEMENT_TAG = "/* dbpulse */"
 
 
+def _tagged(query):
+    """query with OWN_STATEMENT_TAG appended, in whichever form psycopg was given it."""
+    tag = "\n" + OWN_STATEMENT_TAG
+    if isinstance(query, str):
+        return query + tag
+    if isinstance(query, sql.Composable):
+        return query + sql.SQL(tag)
+    if isinstance(query, bytes):
+        return query + tag.encode()
+    return query
+
+
 class TaggedConnection(psycopg.Connection):
     """A connection that appends OWN_STATEMENT_TAG to every statement."""
 
     def execute(self, query, params=None, **kwargs):
-        tag = "\n" + OWN_STATEMENT_TAG
-        if isinstance(query, str):
-            query = query + tag
-        elif isinstance(query, sql.Composable):
-            query = query + sql.SQL(tag)
-        elif isinstance(query, bytes):
-            query = query + tag.encode()
-        return super().execute(query, params, **kwargs)
+        return super().execute(_tagged(query), params, **kwargs)
 
     def _exec_command(self, command, *args, **kwargs):
         # psycopg's own statements (BEGIN, COMMIT, ROLLBACK, SAVEPOINT, RELEASE of
         # conn.transaction()) tagged too: untagged, pg_stat_statements listed them as the
         # application's, and their calls counted in its figures (psycopg's internal hook:
         # test_connections checks that the tag still reaches them)
-        tag = "\n" + OWN_STATEMENT_TAG
-        if isinstance(command, str):
-            command = command + tag
-        elif isinstance(command, sql.Composable):
-            command = command + sql.SQL(tag)
-        elif isinstance(command, bytes):
-            command = command + tag.encode()
-        return super()._exec_command(command, *args, **kwargs)
+        return super()._exec_command(_tagged(command), *args, **kwargs)
 
 
 class DatabaseProblem(Problem):
