@@ -335,17 +335,19 @@ _own_verdicts: dict[tuple, tuple[float, frozenset[tuple], frozenset[tuple]]] = {
 
 def temp_written_bytes(conn: psycopg.Connection, ext: Extension) -> tuple[int, int]:
     """What the connected database's entries in pg_stat_statements wrote to temporary files, in
-    bytes: (the application's statements, DB Pulse's own), each entry since it began counting
-    (a reset or an eviction restarts it). DB Pulse's are told by their tag in the text."""
-    application, own = conn.execute(sql.SQL("""
-        SELECT coalesce(sum(temp_bytes) FILTER (WHERE NOT own), 0),
-               coalesce(sum(temp_bytes) FILTER (WHERE own), 0)
-        FROM (SELECT e.temp_blks_written * current_setting('block_size')::bigint AS temp_bytes,
-                     coalesce(e.query LIKE %(own_tag)s, false) AS own
-              FROM ({entries}) e) entries
-        """).format(entries=entries_query(ext, this_database=True)),
-        {"own_tag": "%" + OWN_STATEMENT_TAG}).fetchone()
-    return int(application), int(own)
+    bytes: (the application's statements, DB Pulse's own: own_entries), each entry since it
+    began counting (a reset or an eviction restarts it). Read without the texts."""
+    rows = conn.execute(sql.SQL("""
+        SELECT userid, queryid, dbid,
+               temp_blks_written * current_setting('block_size')::bigint AS temp_bytes
+        FROM ({entries}) e
+        WHERE temp_blks_written > 0
+        """).format(entries=entries_query(ext, this_database=True, texts=False))).fetchall()
+    if not rows:
+        return 0, 0
+    own = own_entries(conn, ext, rows[0][2], [(userid, queryid) for userid, queryid, *_ in rows])
+    mine = sum(int(b) for userid, queryid, _, b in rows if (userid, queryid) in own)
+    return sum(int(b) for *_, b in rows) - mine, mine
 
 
 def own_entries(conn: psycopg.Connection, ext: Extension, dbid: int,
