@@ -124,3 +124,31 @@ def test_sequential_scan_heavy_tables(crafted, settings):
     with monitoring_connection(crafted, settings) as conn:
         heavy = indexes.sequential_scan_heavy(conn, min_rows=10_000, min_avg_rows=1_000)
     assert "Odd Table" in set(heavy["table_name"])
+
+
+def test_sequential_scan_heavy_figures_are_pg_stat_user_tables(crafted, settings):
+    """The read's figures, taken from the statistics functions, are the view's: for a table
+    scanned both ways, one without any index, and one never scanned."""
+    with psycopg.connect(crafted, autocommit=True) as conn:
+        conn.execute("CREATE TABLE plain (v int); INSERT INTO plain SELECT generate_series(1, 300)")
+        for _ in range(3):
+            conn.execute("SELECT count(*) FROM plain").fetchone()
+            conn.execute('SELECT count(*) FROM "Odd Table" WHERE b = 3').fetchone()
+        conn.execute("SET enable_seqscan = off")
+        conn.execute('SELECT * FROM "Odd Table" WHERE a = 1 AND b = 1').fetchall()
+        conn.execute("SELECT pg_stat_force_next_flush()")
+    with monitoring_connection(crafted, settings) as conn, conn.transaction():
+        conn.execute("SET LOCAL stats_fetch_consistency = snapshot")  # both reads alike
+        heavy = indexes.sequential_scan_heavy(conn, min_rows=0, min_avg_rows=0)
+        view = conn.execute("""
+            SELECT relname, seq_scan, seq_tup_read, coalesce(idx_scan, 0), n_live_tup
+            FROM pg_stat_user_tables
+            WHERE seq_scan > 0 AND seq_scan > coalesce(idx_scan, 0)
+            ORDER BY seq_tup_read DESC, schemaname, relname""").fetchall()
+    read = [tuple(r) for r in heavy[["table_name", "seq_scans", "rows_read_by_seq_scans",
+                                     "index_scans", "live_rows"]].itertuples(index=False)]
+    assert read == [tuple(r) for r in view]
+    by_name = {r[0]: r for r in view}
+    assert by_name["plain"][1:4] == (3, 900, 0)
+    assert by_name["Odd Table"][3] >= 1  # the index scan is counted against its table
+    assert "parent" not in by_name  # read by no sequential scan: not listed
