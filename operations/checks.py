@@ -118,15 +118,12 @@ class IndexReads:
     catalogue: indexes.ReviewReads
 
 
-def index_reads(conn, settings: Settings, replica_urls: tuple[str, ...] = (),
-                described: bool = True) -> IndexReads:
-    """replica_urls: the target's declared read replicas, whose index scans count too;
-    described: each reason with the index's definition (indexes.review_reads)."""
+def index_reads(conn, settings: Settings, replica_urls: tuple[str, ...] = ()) -> IndexReads:
+    """replica_urls: the target's declared read replicas, whose index scans count too."""
     evidence = indexes.usage_evidence(conn, migration_files.migrations_dir(settings),
                                       timedelta(days=settings.unused_index_min_age_days),
                                       replica_urls, settings)
-    return IndexReads(evidence, indexes.review_reads(conn, settings.unused_index_min_bytes,
-                                                     described=described))
+    return IndexReads(evidence, indexes.review_reads(conn, settings.unused_index_min_bytes))
 
 
 def judged_indexes(reads: IndexReads, settings: Settings,
@@ -137,16 +134,12 @@ def judged_indexes(reads: IndexReads, settings: Settings,
 
 
 def index_review(conn, settings: Settings, include_own: bool = False,
-                 replica_urls: tuple[str, ...] = (), described: bool = True
-                 ) -> indexes.IndexReview:
-    return judged_indexes(index_reads(conn, settings, replica_urls, described), settings,
-                          include_own)
+                 replica_urls: tuple[str, ...] = ()) -> indexes.IndexReview:
+    return judged_indexes(index_reads(conn, settings, replica_urls), settings, include_own)
 
 
 def check_indexes(conn, settings: Settings, replica_urls: tuple[str, ...] = ()) -> list[Finding]:
-    # a check's finding names the indexes and their fixes, never the reasons: not described
-    return index_check_findings(index_reads(conn, settings, replica_urls, described=False),
-                                settings)
+    return index_check_findings(index_reads(conn, settings, replica_urls), settings)
 
 
 def index_check_findings(reads: IndexReads, settings: Settings) -> list[Finding]:
@@ -532,7 +525,7 @@ def _index_checks_judged_aside(pool: ThreadPoolExecutor, conn: psycopg.Connectio
     (The connection itself is never shared between threads: a transaction one of them opened
     would take in the other's statements.)"""
     try:
-        reads = index_reads(conn, settings, replica_urls, described=False)
+        reads = index_reads(conn, settings, replica_urls)
     except psycopg.Error as exc:
         done: Future = Future()
         done.set_result(_could_not_check("indexes", exc))

@@ -136,7 +136,7 @@ def list_indexes(conn: psycopg.Connection, scope: str | None = None, min_size_by
     Kept cheap for catalogues of tens of thousands of indexes: scan counts come straight from
     the statistics functions (not the pg_stat_all_indexes view), sizes from pg_class.relpages
     (as of the last VACUUM, ANALYZE or build, instead of a file-system call per index); the
-    column names only where findings are described (with_column_names). A partitioned index
+    definitions only for the findings a page draws (definitions). A partitioned index
     has no scans or pages of its own: it gets the sums over its partitions' indexes, so it is
     judged by what they saw."""
     version = conn.info.server_version
@@ -228,17 +228,6 @@ def _scope(parts: tuple[str, ...], min_size_bytes: int) -> str:
     return "(" + " OR ".join(conditions) + ") IS TRUE"
 
 
-def _named(columns, table_columns) -> list[str | None]:
-    """An index's key columns by name (attnum n is the table's column n; 0, an expression, is
-    None).
-
-    >>> _named([2, 0, 1], ["id", "a"])
-    ['a', None, 'id']
-    """
-    count = len(table_columns)
-    return [table_columns[n - 1] if 0 < n <= count else None for n in columns]
-
-
 def count_indexes(conn: psycopg.Connection) -> int:
     """How many indexes list_indexes(conn) would return."""
     return conn.execute(f"""
@@ -247,32 +236,6 @@ def count_indexes(conn: psycopg.Connection) -> int:
         JOIN pg_namespace n ON n.oid = t.relnamespace
         WHERE {USER_TABLES}
         """, {}).fetchone()[0]
-
-
-def with_column_names(conn: psycopg.Connection, frame: pd.DataFrame) -> pd.DataFrame:
-    """The frame with its tables' column names (table_columns), by which the findings judged
-    from it are described: an index's definition in short in each reason. Only a page that
-    shows the reasons needs them: at 25,000 indexes reading them and describing the findings
-    was a fifth of every check's time, at 120,000 a sixth. Each row refers to its table's
-    list (one query for the tables, not a subquery per index); an index's own names are
-    picked out only when it is described."""
-    names = table_column_names(conn, frame["table_oid"].unique().tolist())
-    return frame.assign(table_columns=frame["table_oid"].map(pd.Series(names, dtype=object)))
-
-
-def _described(frame: pd.DataFrame) -> bool:
-    """Whether findings judged from the frame say the index's definition (with_column_names)."""
-    return "table_columns" in frame.columns
-
-
-def table_column_names(conn: psycopg.Connection, table_oids: list[int]) -> dict[int, list[str]]:
-    """table oid -> its column names by attnum (position attnum - 1, dropped ones included)."""
-    return dict(conn.execute("""
-        SELECT a.attrelid, array_agg(a.attname ORDER BY a.attnum)
-        FROM pg_attribute a
-        WHERE a.attnum > 0 AND a.attrelid = ANY(%s::text::oid[])
-        GROUP BY a.attrelid
-        """, (_array_text(table_oids),)).fetchall())
 
 
 def _array_text(numbers: list[int]) -> str:
@@ -305,6 +268,10 @@ class IndexFinding:
     # drop | kept (a reason to keep it) | too new (younger than the minimum age) | age unknown
     # (nothing shows it existed that long)
     verdict: str = "drop"
+    # the index's oid, and a duplicate's the one that stays: by them a page reads the
+    # definitions of the findings it shows (definitions)
+    index_oid: int = 0
+    covered_by_oid: int = 0
 
     @property
     def qualified_name(self) -> str:
@@ -314,39 +281,6 @@ class IndexFinding:
 def _key_orders(row) -> list[int]:
     """Per key column, pg_index.indoption: bit 1 DESC, bit 2 NULLS FIRST."""
     return [int(o) for o in (row.options or "").split()][:row.key_count]
-
-
-def _describe(row) -> str:
-    """An index's definition in short, from a list_indexes row: the method, its keys in order
-    (or its expressions), INCLUDE columns, NULLS NOT DISTINCT, the predicate."""
-    if _text(row.expressions):
-        body = row.expressions
-    else:
-        names = [quote_ident(n or "?") for n in _named(row.columns, _list(row.table_columns))]
-        keys, included = names[:row.key_count], names[row.key_count:]
-        if row.options.strip("0 "):  # most indexes sort every key ascending, nulls last
-            keys = [n + ORDER_TEXTS[o & 3] for n, o in zip(keys, _key_orders(row))]
-        body = ", ".join(keys)
-        if included:
-            body += ") INCLUDE (" + ", ".join(included)
-    text = ("UNIQUE " if row.is_unique else "") + f"{row.access_method} ({body})"
-    if row.nulls_not_distinct:
-        text += " NULLS NOT DISTINCT"
-    return text + (f" WHERE {row.predicate}" if _text(row.predicate) else "")
-
-
-def _order_text(option: int) -> str:
-    """
-    >>> _order_text(0), _order_text(1), _order_text(2), _order_text(3)
-    ('', ' DESC NULLS LAST', ' NULLS FIRST', ' DESC')
-    """
-    desc, nulls_first = bool(option & 1), bool(option & 2)
-    return (" DESC" if desc else "") + (
-        " NULLS FIRST" if nulls_first and not desc else " NULLS LAST" if desc and not nulls_first
-        else "")
-
-
-ORDER_TEXTS = tuple(_order_text(option) for option in range(4))
 
 
 @dataclass(frozen=True)
@@ -560,10 +494,8 @@ def judge_unused(frame: pd.DataFrame, min_size_bytes: int = 0,
             uncovered.setdefault(fk.table_oid, []).append(fk)
     on_replicas = (f", here and on {', '.join(evidence.replicas.read)}"
                    if evidence and evidence.replicas.read else "")
-    described = _described(frame)
-    judged = JUDGED + ["table_columns"] if described else JUDGED
     findings = []
-    for r in rows(unused[judged].sort_values("size_bytes", ascending=False), index=False):
+    for r in rows(unused[JUDGED].sort_values("size_bytes", ascending=False), index=False):
         needed_by = [fk for fk in uncovered.get(r.table_oid, ()) if fk.supported_by(r)]
         waiting, young = (evidence.waiting(qualified(r.schema_name, r.index_name)) if evidence
                           else ("drop", None))
@@ -583,18 +515,15 @@ def judge_unused(frame: pd.DataFrame, min_size_bytes: int = 0,
             if r.is_clustered:
                 reason += ("; CLUSTER uses it for this table: after the drop a plain CLUSTER "
                            f"of {qualified(r.schema_name, r.table_name)} needs another index")
-        if described:
-            reason += f"; {_describe(r)}"
         findings.append(IndexFinding(r.schema_name, r.table_name, r.index_name,
-                                     int(r.size_bytes), reason, fix, verdict=verdict))
+                                     int(r.size_bytes), reason, fix, verdict=verdict,
+                                     index_oid=int(r.index_oid)))
     return findings
 
 
-# what judging and describing a candidate reads of its row (and its table's column names, when
-# the frame has them)
-JUDGED = ["schema_name", "table_name", "index_name", "table_oid", "size_bytes", "is_partitioned",
-          "is_clustered", "is_valid", "is_unique", "access_method", "columns", "key_count",
-          "options", "nulls_not_distinct", "expressions", "predicate"]
+# what judging a candidate reads of its row (ForeignKey.supported_by's among them)
+JUDGED = ["schema_name", "table_name", "index_name", "index_oid", "table_oid", "size_bytes",
+          "is_partitioned", "is_clustered", "is_valid", "columns", "key_count", "predicate"]
 
 
 def unused_indexes(frame: pd.DataFrame, min_size_bytes: int = 0,
@@ -605,11 +534,6 @@ def unused_indexes(frame: pd.DataFrame, min_size_bytes: int = 0,
     return [f for f in judge_unused(frame, min_size_bytes, already_reported,
                                     foreign_keys=foreign_keys, evidence=evidence)
             if f.verdict == "drop"]
-
-
-def _list(value) -> list:
-    """A list cell, with a missing-value marker (a table whose columns were not read) as []."""
-    return value if isinstance(value, list) else []
 
 
 def _text(value) -> str | None:
@@ -698,8 +622,6 @@ def covered_indexes(frame: pd.DataFrame) -> list[Covered]:
               "is_unique", "nulls_not_distinct", "is_partitioned", "backs_constraint",
               "is_clustered",
               "expressions", "predicate", "size_bytes", "scans"]
-    if _described(frame):
-        needed.append("table_columns")
     candidates = frame[frame["is_valid"] & frame["parent_index_oid"].isna()]
     # most indexes share their table with no other index of the same kind: skip them in bulk
     group_key = [candidates["table_oid"], candidates["access_method"],
@@ -733,9 +655,7 @@ def covered_indexes(frame: pd.DataFrame) -> list[Covered]:
 
 @no_collection()  # a row tuple per index: see no_collection
 def duplicate_indexes(frame: pd.DataFrame) -> list[IndexFinding]:
-    """The covered indexes (covered_indexes) as findings: why (with both definitions when the
-    frame has column names), and the DROP."""
-    described = _described(frame)
+    """The covered indexes (covered_indexes) as findings: why, and the DROP."""
     findings = []
     for small, big in ((c.small, c.big) for c in covered_indexes(frame)):
         mutual = (big.is_unique == small.is_unique
@@ -746,11 +666,11 @@ def duplicate_indexes(frame: pd.DataFrame) -> list[IndexFinding]:
         findings.append(IndexFinding(
             small.schema_name, small.table_name, small.index_name, int(small.size_bytes),
             f"{kind} {quote_ident(big.index_name)}, which stays: it serves {serves} "
-            "this one serves" + (f" ({_describe(small)} vs {_describe(big)})" if described else "")
-            + ("; CLUSTER uses this one for the table: cluster on the one that stays"
-               if small.is_clustered else ""),
+            "this one serves" + ("; CLUSTER uses this one for the table: cluster on the one "
+                                 "that stays" if small.is_clustered else ""),
             drop_sql(small.schema_name, small.index_name, small.is_partitioned),
-            covered_by=big.index_name))
+            covered_by=big.index_name, index_oid=int(small.index_oid),
+            covered_by_oid=int(big.index_oid)))
     return findings
 
 
@@ -767,7 +687,8 @@ def invalid_indexes(frame: pd.DataFrame, building: frozenset[int]) -> list[Index
     return [IndexFinding(r.schema_name, r.table_name, r.index_name, int(r.size_bytes),
                          "INVALID: a concurrent build failed; it slows writes and serves no reads",
                          f"REINDEX INDEX CONCURRENTLY {qualified(r.schema_name, r.index_name)};  "
-                         f"-- or: {drop_sql(r.schema_name, r.index_name)}")
+                         f"-- or: {drop_sql(r.schema_name, r.index_name)}",
+                         index_oid=int(r.index_oid))
             for r in rows(invalid)]
 
 
@@ -841,19 +762,15 @@ class IndexReview:
 @dataclass(frozen=True)
 class ReviewReads:
     """What the index findings are judged from (review_reads)."""
-    frame: pd.DataFrame              # list_indexes' rows (with_column_names' when described)
+    frame: pd.DataFrame              # list_indexes' rows
     foreign_keys: list[ForeignKey]
     building: frozenset[int]         # being_built
 
 
 def review_reads(conn: psycopg.Connection, min_size_bytes: int,
-                 frame: pd.DataFrame | None = None, described: bool = True) -> ReviewReads:
-    """Everything review() reads: the indexes the checks need (or `frame`); described: with
-    their tables' column names, by which each reason says the index's definition (a page
-    shows them; a check does not)."""
+                 frame: pd.DataFrame | None = None) -> ReviewReads:
+    """Everything review() reads: the indexes the checks need (or `frame`)."""
     frame = list_indexes(conn, "checks", min_size_bytes) if frame is None else frame
-    if described:
-        frame = with_column_names(conn, frame)
     return ReviewReads(frame, foreign_keys(conn), being_built(conn))
 
 
@@ -869,27 +786,72 @@ def judge_review(reads: ReviewReads, min_size_bytes: int,
 
 
 def review(conn: psycopg.Connection, min_size_bytes: int, evidence: UsageEvidence,
-           frame: pd.DataFrame | None = None, described: bool = True) -> IndexReview:
+           frame: pd.DataFrame | None = None) -> IndexReview:
     """Every index finding from one read of the indexes the checks need (or of `frame`)."""
-    return judge_review(review_reads(conn, min_size_bytes, frame, described), min_size_bytes,
-                        evidence)
+    return judge_review(review_reads(conn, min_size_bytes, frame), min_size_bytes, evidence)
 
 
 # Each check on its own, reading only its scope: what `cli.py check` and the benchmark time;
 # review() gives the same findings from one read.
 def unused_review(conn: psycopg.Connection, min_size_bytes: int,
-                  evidence: UsageEvidence, described: bool = True) -> list[IndexFinding]:
+                  evidence: UsageEvidence) -> list[IndexFinding]:
     frame = list_indexes(conn, "unused", min_size_bytes)
-    if described:
-        frame = with_column_names(conn, frame)
     # the duplicate check's findings are left out by name: they need no words here
     return judge_unused(frame, min_size_bytes, covered_indexes(frame),
                         foreign_keys=foreign_keys(conn), evidence=evidence)
 
 
-def duplicate_review(conn: psycopg.Connection, described: bool = True) -> list[IndexFinding]:
-    frame = list_indexes(conn, "duplicates")
-    return duplicate_indexes(with_column_names(conn, frame) if described else frame)
+def duplicate_review(conn: psycopg.Connection) -> list[IndexFinding]:
+    return duplicate_indexes(list_indexes(conn, "duplicates"))
+
+
+def definitions(conn: psycopg.Connection, oids: list[int]) -> dict[int, str]:
+    """Each index's definition in short, by oid: the server's own (pg_get_indexdef) from its
+    method on, UNIQUE kept. Read for the findings a page draws: decompiling every index is
+    what the catalogue read avoids, and wording 6,000 definitions from column names took a
+    seventh of the Indexes page's data at 25,000 indexes."""
+    if not oids:
+        return {}
+    found = conn.execute("""
+        SELECT i.indexrelid, i.indisunique, pg_get_indexdef(i.indexrelid),
+               -- what precedes the method in pg_get_indexdef, quoted as it quotes
+               'INDEX ' || quote_ident(c.relname) || ' ON '
+               || CASE WHEN c.relkind = 'I' THEN 'ONLY ' ELSE '' END
+               || quote_ident(n.nspname) || '.' || quote_ident(t.relname) || ' USING '
+        FROM pg_index i
+        JOIN pg_class c ON c.oid = i.indexrelid
+        JOIN pg_class t ON t.oid = i.indrelid
+        JOIN pg_namespace n ON n.oid = t.relnamespace
+        WHERE i.indexrelid = ANY(%s::text::oid[])""", (_array_text(oids),)).fetchall()
+    return {oid: _short_definition(unique, text, head) for oid, unique, text, head in found}
+
+
+def _short_definition(unique: bool, text: str, head: str) -> str:
+    """pg_get_indexdef's text from the method on (`head`: what precedes it), else whole.
+
+    >>> _short_definition(True, 'CREATE UNIQUE INDEX "x USING y" ON public.t USING btree (a)',
+    ...                   'INDEX "x USING y" ON public.t USING ')
+    'UNIQUE btree (a)'
+    """
+    start = text.find(head)
+    if start < 0:
+        return text
+    return ("UNIQUE " if unique else "") + text[start + len(head):]
+
+
+def definition_text(words: dict[int, str], oid: int, stays: int = 0) -> str | None:
+    """A finding's definition from definitions()' `words`: its index's, and for a duplicate
+    the one that stays (`stays`); None for an index dropped since the review was read.
+
+    >>> words = {1: "btree (a)", 2: "btree (a, b)"}
+    >>> definition_text(words, 1), definition_text(words, 1, 2), definition_text(words, 3)
+    ('btree (a)', 'btree (a); the one that stays: btree (a, b)', None)
+    """
+    if oid not in words:
+        return None
+    if not stays:
+        return words[oid]
+    return f"{words[oid]}; the one that stays: {words.get(stays, 'unknown (dropped since)')}"
 
 
 def invalid_review(conn: psycopg.Connection) -> list[IndexFinding]:
@@ -980,6 +942,8 @@ INDEX_SCANS = Column("Scans", "count", help="Index scans since the statistics be
 FINDING_COLUMNS = {
     "schema_name": SCHEMA, "table_name": TABLE, "index_name": INDEX,
     "size_bytes": INDEX_SIZE, "reason": Column("Why", explains=True),
+    # read for the findings drawn (definitions)
+    "definition": Column("Definition", explains=True),
 }
 JUDGED_COLUMNS = {"verdict": Column("Verdict", width="small",
                                     help="drop: no scans and old enough to judge; kept: "

@@ -343,3 +343,27 @@ def test_scan_totals_are_the_user_tables_view_summed(scratch_database):
         totals = indexes.scan_totals(conn)
     assert truth[0] >= 21 and truth[1] >= 3
     assert totals == truth
+
+
+def test_definitions_are_the_servers_from_the_method_on(scratch_database, settings):
+    """A page's definitions: pg_get_indexdef's text after the names, whatever they hold."""
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        conn.execute("""
+            CREATE SCHEMA "Odd Schema";
+            CREATE TABLE "Odd Schema"."Odd Table" (a int, "B c" text, d int);
+            CREATE INDEX "weird USING idx" ON "Odd Schema"."Odd Table"
+                (a DESC, lower("B c")) INCLUDE (d) WHERE a > 0;
+            CREATE UNIQUE INDEX u_a ON "Odd Schema"."Odd Table" (a) NULLS NOT DISTINCT;
+            CREATE TABLE p (k int, v int) PARTITION BY RANGE (k);
+            CREATE TABLE p1 PARTITION OF p FOR VALUES FROM (0) TO (10);
+            CREATE INDEX p_v ON p (v)""")
+        oids = dict(conn.execute("""
+            SELECT relname, oid FROM pg_class
+            WHERE relname IN ('weird USING idx', 'u_a', 'p_v', 'p1_v_idx')""").fetchall())
+    with monitoring_connection(scratch_database, settings) as conn:
+        words = indexes.definitions(conn, list(oids.values()) + [1])  # 1: no such index
+    assert {name: words[oid] for name, oid in oids.items()} == {
+        "weird USING idx": 'btree (a DESC, lower("B c")) INCLUDE (d) WHERE (a > 0)',
+        "u_a": "UNIQUE btree (a) NULLS NOT DISTINCT",
+        "p_v": "btree (v)", "p1_v_idx": "btree (v)"}
+    assert 1 not in words

@@ -57,6 +57,10 @@ def test_indexes_page_shows_the_planted_findings(production_env):
     text = _text(at)
     assert "DROP INDEX CONCURRENTLY IF EXISTS public.idx_contacts_user_id;" in text
     assert "idx_web_tracking_events_url" in text
+    # each drawn finding's definition, read for it (and a duplicate's, the one that stays)
+    assert "Definition: btree \\(url\\)" in text
+    assert ("Definition: btree \\(user_id\\); the one that stays\\: btree \\(user_id, "
+            "created_at DESC\\)") in text
 
 
 def test_bloat_page_shows_the_churned_table(production_env):

@@ -115,7 +115,9 @@ def test_index_checks_find_from_their_scopes_what_the_whole_catalogue_shows(cata
                  indexes.duplicate_review(conn), indexes.invalid_review(conn),
                  indexes.foreign_key_review(conn))
         everything = indexes.list_indexes(conn)
-        plain = indexes.review(conn, min_size, evidence, described=False)  # as a check reads
+        found = whole.duplicates + whole.judged
+        words = indexes.definitions(conn, [f.index_oid for f in found]
+                                    + [f.covered_by_oid for f in whole.duplicates])
     # the catalogue holds what each decision needs, so equality means something
     names = {f.index_name for f in whole.duplicates}
     assert {"t_a_again", "t_lower_c_2", "events_kind_again", "child_parent"} & names
@@ -134,17 +136,18 @@ def test_index_checks_find_from_their_scopes_what_the_whole_catalogue_shows(cata
     assert "pair_ref_xy" not in verdicts
     # and the narrow reads find exactly the same
     assert scoped == whole
-    # without the column names the same findings, their reasons without the definitions
-    def decided(found):
-        return [(f.index_name, f.fix, f.verdict, f.covered_by)
-                for f in found.duplicates + found.judged + found.invalid]
-    assert decided(plain) == decided(whole) and "table_columns" not in everything
-    described = {f.index_name: f.reason for f in whole.duplicates + whole.judged}
-    worded = {f.index_name: f.reason for f in plain.duplicates + plain.judged}
-    assert described["t_d_big_unused"] == worded["t_d_big_unused"] + "; btree (d, c)"
-    assert "(btree (lower(c)) vs btree (lower(c)))" in described["t_lower_c_2"]
-    assert worded["t_lower_c_2"].endswith("this one serves")
-    assert not any("btree" in reason for reason in worded.values())
+    # the definitions are read for the findings a page draws, by oid; the reasons never
+    # carry them, and the catalogue is read without column names
+    by_name = {f.index_name: f for f in found}
+    assert "table_columns" not in everything
+    assert words[by_name["t_d_big_unused"].index_oid] == "btree (d, c)"
+    twin = by_name["t_lower_c_2"]
+    assert indexes.definition_text(words, twin.index_oid, twin.covered_by_oid) == (
+        "btree (lower(c)); the one that stays: btree (lower(c))")
+    assert twin.reason.endswith("this one serves")
+    assert not any("btree" in f.reason for f in found)
+    assert set(words) == {f.index_oid for f in found} | {f.covered_by_oid
+                                                         for f in whole.duplicates}
     assert alone == (whole.judged, whole.duplicates, whole.invalid, whole.foreign_keys)
 
 

@@ -220,6 +220,12 @@ def indexes_data(dsn: str, settings: Settings, include_own: bool = False,
 
 
 @cached(ttl=CACHE_TTL_S)
+def index_definitions(dsn: str, settings: Settings, oids: tuple[int, ...]) -> Loaded:
+    """The definitions of the indexes a page draws (indexes.definitions), by oid."""
+    return _load(dsn, settings, lambda conn: indexes.definitions(conn, list(oids)))
+
+
+@cached(ttl=CACHE_TTL_S)
 def bloat_data(dsn: str, settings: Settings, min_size_bytes: int = 0) -> Loaded:
     """Relations of at least min_size_bytes estimated (every one with 0)."""
     def load(conn):

@@ -4,7 +4,7 @@ headers, units, formats and widths, so pages stay thin and no page formats numbe
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import pandas as pd
 import streamlit as st
@@ -94,12 +94,15 @@ def prepare(frame: pd.DataFrame, columns: dict[str, Column]) -> tuple[pd.DataFra
 
 def show(frame: pd.DataFrame | None, columns: dict[str, Column], empty_note: str = "", *,
          max_rows: int | None = None, missing: str = MISSING, height: int | None = None,
-         key: str | None = None, total: int | None = None) -> pd.DataFrame | None:
+         key: str | None = None, total: int | None = None,
+         completed: Callable[[pd.DataFrame], pd.DataFrame] | None = None
+         ) -> pd.DataFrame | None:
     """Draw the frame as its spec says, or the note when there is nothing. The frame comes
     worst first: with more than `max_rows` rows, one page of them is drawn at a time, with a
     page selector (the browser never gets thousands of rows at once). `total`: how many rows
-    the frame was already cut from, when the query read only the first. Returns the rows
-    drawn, so a page can show the fixes of exactly those."""
+    the frame was already cut from, when the query read only the first. `completed`: the rows
+    to draw with what is read for them alone. Returns the rows drawn, so a page can show the
+    fixes of exactly those."""
     if frame is None or len(frame) == 0:
         if empty_note:
             st.caption(empty_note)
@@ -115,6 +118,8 @@ def show(frame: pd.DataFrame | None, columns: dict[str, Column], empty_note: str
             help=f"{max_rows:,} rows a page, worst first")
         start = (int(number) - 1) * max_rows
         frame = frame.iloc[start:start + max_rows]
+    if completed:
+        frame = completed(frame)
     grid = {name: col for name, col in columns.items() if not col.explains}
     shown, config = prepare(frame, grid)
     st.dataframe(shown, hide_index=True, width="stretch", column_config=config,

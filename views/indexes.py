@@ -23,6 +23,19 @@ st.caption(f"Scan counts are cumulative, {identity.stats_window()}. "
            "An index unused over a short period may still serve a monthly report.")
 
 
+def with_definitions(drawn: pd.DataFrame) -> pd.DataFrame:
+    """The findings drawn with their indexes' definitions (a duplicate's and the one that
+    stays), read for these alone."""
+    wanted = {*drawn["index_oid"], *drawn["covered_by_oid"]} - {0}
+    loaded = loaders.index_definitions(target.database_url, settings, tuple(sorted(wanted)))
+    if not loaded.ok:
+        st.caption(f"The indexes' definitions could not be read: {loaded.problem}")
+        return drawn
+    return drawn.assign(definition=[
+        indexes.definition_text(loaded.value, oid, stays)
+        for oid, stays in zip(drawn["index_oid"], drawn["covered_by_oid"])])
+
+
 def findings_table(findings, empty_note, key, columns=indexes.FINDING_COLUMNS):
     """One page of the findings (largest first) with the fixes of that page; every fix as a
     file when there are more."""
@@ -32,7 +45,9 @@ def findings_table(findings, empty_note, key, columns=indexes.FINDING_COLUMNS):
     # each finding's fields as they are (vars): asdict copied every value deeply, 45 ms for
     # 3,000 duplicates at 25,000 indexes against 2.4
     shown = tables.show(pd.DataFrame([vars(f) for f in findings]), columns,
-                        max_rows=FINDINGS_PER_PAGE, key=key)
+                        max_rows=FINDINGS_PER_PAGE, key=key,
+                        completed=(with_definitions
+                                   if isinstance(findings[0], indexes.IndexFinding) else None))
     fixes = [fix for fix in shown["fix"] if fix]
     if fixes:
         st.code("\n".join(fixes), language="sql")
