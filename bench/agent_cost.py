@@ -105,6 +105,7 @@ def main() -> None:
 
     def watch():
         if page_watches:
+            loaders.index_reads.clear()  # shared with the Indexes page: read anew too
             assert load_overview(url, Settings()).ok  # its size through its own cache
         if agent_watches:
             agent.cycle([target])

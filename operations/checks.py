@@ -528,7 +528,7 @@ def _index_checks_judged_aside(pool: ThreadPoolExecutor, conn: psycopg.Connectio
         reads = index_reads(conn, settings, replica_urls)
     except psycopg.Error as exc:
         done: Future = Future()
-        done.set_result(_could_not_check("indexes", exc))
+        done.set_result(could_not_check("indexes", exc))
         return done
     return pool.submit(index_check_findings, reads, settings)
 
@@ -537,10 +537,12 @@ def _guarded(name: str, run, conn: psycopg.Connection) -> list[Finding]:
     try:
         return run(conn)
     except psycopg.Error as exc:
-        return _could_not_check(name, exc)
+        return could_not_check(name, exc)
 
 
-def _could_not_check(name: str, exc: psycopg.Error) -> list[Finding]:
+def could_not_check(name: str, exc: Exception) -> list[Finding]:
+    """A grey finding: the check `name` could not run (a psycopg error, or the DatabaseProblem
+    a loader reports)."""
     problem = describe_error(exc)
     return [Finding(name, name.replace("_", " ").capitalize(), "grey", 0,
                     f"Could not check: {problem.message}", name, fix=problem.hint)]

@@ -148,18 +148,35 @@ def database_size(dsn: str, settings: Settings) -> Loaded:
 @cached(ttl=CACHE_TTL_S)
 def postgres_overview(dsn: str, settings: Settings, replica_urls: tuple[str, ...] = ()) -> Loaded:
     def load(conn):
-        # three at once: the index checks (most of the time) on a second connection, the
-        # other figures and checks on this one, each in a thread, and the size (when its own
-        # cache time is over, on a third) in this thread, where Streamlit's cache wants it.
-        # Read before the checks instead, the load on new connections took 1/0.92 as long at
-        # 25,000 indexes (8 alternated runs)
-        with monitoring_pool(dsn, settings).connection() as spare, work_beside(2) as pool:
-            index_findings = checks.index_checks_aside(pool, spare, settings, replica_urls)
+        # three at once: the index checks (most of the time; their read on a second
+        # connection, unless the Indexes page's load left it cached), the other figures and
+        # checks on this one, each in a thread, and the size (when its own cache time is
+        # over, on a third). Read before the checks instead, the load on new connections took
+        # 1/0.92 as long at 25,000 indexes (8 alternated runs)
+        with work_beside(2) as pool:
+            index_findings = pool.submit(_index_findings, dsn, settings, replica_urls)
             rest = pool.submit(_overview_reads, conn, settings, index_findings)
             size = database_size(dsn, settings)
             identity, caps, rates, findings = rest.result()
         return PostgresOverview(identity, caps, rates, findings, size)
     return _load(dsn, settings, load)
+
+
+@cached(ttl=CACHE_TTL_S)
+def index_reads(dsn: str, settings: Settings, replica_urls: tuple[str, ...] = ()) -> Loaded:
+    """What the index findings are judged from (checks.index_reads), shared: the Overview's
+    index checks and the Indexes page judge the same read while it is cached, so both name
+    the same findings, and the page reached from the Overview does not read the catalogue
+    again."""
+    return _load(dsn, settings, lambda conn: checks.index_reads(conn, settings, replica_urls))
+
+
+def _index_findings(dsn: str, settings: Settings, replica_urls: tuple[str, ...]) -> list:
+    """The index checks' findings from the shared read (index_reads)."""
+    loaded = index_reads(dsn, settings, replica_urls)
+    if not loaded.ok:
+        return checks.could_not_check("indexes", loaded.problem)
+    return checks.index_check_findings(loaded.value, settings)
 
 
 def _overview_reads(conn, settings: Settings, index_findings) -> tuple:
@@ -211,11 +228,16 @@ def indexes_data(dsn: str, settings: Settings, include_own: bool = False,
                 "seq_scans": indexes.sequential_scan_heavy(conn)}
 
     def load(conn):
-        # the lists on a second connection while the review (most of the time) runs on this one
-        with monitoring_pool(dsn, settings).connection() as spare, work_beside() as pool:
-            lists = pool.submit(listing, spare)
-            review = checks.index_review(conn, settings, include_own, replica_urls)
-            return {"review": review, **lists.result(), "identity": server.server_identity(conn)}
+        # the lists on this connection in a thread, while the findings' read (the Overview's,
+        # when still cached; else on a second connection) is judged in this one
+        with work_beside() as pool:
+            lists = pool.submit(listing, conn)
+            reads = index_reads(dsn, settings, replica_urls)
+            if not reads.ok:
+                raise reads.problem
+            review = checks.judged_indexes(reads.value, settings, include_own)
+            lists = lists.result()
+        return {"review": review, **lists, "identity": server.server_identity(conn)}
     return _load(dsn, settings, load)
 
 
