@@ -29,7 +29,7 @@ def with_definitions(drawn: pd.DataFrame) -> pd.DataFrame:
     wanted = {*drawn["index_oid"], *drawn["covered_by_oid"]} - {0}
     loaded = loaders.index_definitions(target.database_url, settings, tuple(sorted(wanted)))
     if not loaded.ok:
-        st.caption(f"The indexes' definitions could not be read: {loaded.problem}")
+        st.caption(f"The indexes' definitions could not be read: {loaded.problem.message}")
         return drawn
     return drawn.assign(definition=[
         indexes.definition_text(loaded.value, oid, stays)
