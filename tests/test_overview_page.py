@@ -134,3 +134,23 @@ def test_the_overview_and_the_indexes_page_judge_one_read(production_env, databa
     duplicates = _metrics(indexes)["Duplicate or redundant"]
     assert int(duplicates) >= 2  # the demo's planted ones
     assert any(f"{duplicates} indexes are covered by another index" in b for b in banners), banners
+
+
+def test_a_page_judging_the_shared_index_read_is_dated_by_it(production_env):
+    """The Overview judging the index read the Indexes page left cached says the read's time,
+    not its own load's: the findings are as old as that read."""
+    import time
+
+    from ui import loaders
+
+    indexes = AppTest.from_file(APP, default_timeout=30)
+    indexes.run()
+    indexes.switch_page("views/indexes.py").run()
+    assert not indexes.exception, indexes.exception
+    read_at = [c.value for c in indexes.caption if c.value.startswith("As of ")][0]
+    time.sleep(2.1)
+    loaders.postgres_overview.clear()  # the Overview's own figures read anew; the index read not
+    overview = _run()
+    said = [c.value for c in overview.caption if c.value.startswith("As of ")][0]
+    assert said.startswith(read_at[:len("As of HH:MM:SS UTC")]), (said, read_at)
+    assert "from the cache" in said

@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
@@ -125,6 +125,15 @@ def _load(dsn: str, settings: Settings, fn: Callable) -> Loaded:
     return Loaded(value, problem, datetime.now(timezone.utc), time.monotonic() - t0)
 
 
+def _dated(loaded: Loaded, parts_read_at: list[datetime]) -> Loaded:
+    """loaded, dated by the oldest read it holds: a part taken from another loader's cache (the
+    shared index read) is as old as that entry, and the page's "as of" says so."""
+    oldest = min(parts_read_at, default=None)
+    if loaded.ok and oldest is not None and oldest < loaded.loaded_at:
+        return replace(loaded, loaded_at=oldest)
+    return loaded
+
+
 @dataclass
 class PostgresOverview:
     identity: server.ServerIdentity
@@ -154,12 +163,14 @@ def postgres_overview(dsn: str, settings: Settings, replica_urls: tuple[str, ...
         # over, on a third). Read before the checks instead, the load on new connections took
         # 1/0.92 as long at 25,000 indexes (8 alternated runs)
         with work_beside(2) as pool:
-            index_findings = pool.submit(_index_findings, dsn, settings, replica_urls)
+            index_findings = pool.submit(_index_findings, dsn, settings, replica_urls,
+                                         index_read_at)
             rest = pool.submit(_overview_reads, conn, settings, index_findings)
             size = database_size(dsn, settings)
             identity, caps, rates, findings = rest.result()
         return PostgresOverview(identity, caps, rates, findings, size)
-    return _load(dsn, settings, load)
+    index_read_at: list[datetime] = []
+    return _dated(_load(dsn, settings, load), index_read_at)
 
 
 @cached(ttl=CACHE_TTL_S)
@@ -171,9 +182,11 @@ def index_reads(dsn: str, settings: Settings, replica_urls: tuple[str, ...] = ()
     return _load(dsn, settings, lambda conn: checks.index_reads(conn, settings, replica_urls))
 
 
-def _index_findings(dsn: str, settings: Settings, replica_urls: tuple[str, ...]) -> list:
-    """The index checks' findings from the shared read (index_reads)."""
+def _index_findings(dsn: str, settings: Settings, replica_urls: tuple[str, ...],
+                    read_at: list[datetime]) -> list:
+    """The index checks' findings from the shared read (index_reads), its time in read_at."""
     loaded = index_reads(dsn, settings, replica_urls)
+    read_at.append(loaded.loaded_at)
     if not loaded.ok:
         return checks.could_not_check("indexes", loaded.problem)
     return checks.index_check_findings(loaded.value, settings)
@@ -235,10 +248,12 @@ def indexes_data(dsn: str, settings: Settings, include_own: bool = False,
             reads = index_reads(dsn, settings, replica_urls)
             if not reads.ok:
                 raise reads.problem
+            index_read_at.append(reads.loaded_at)
             review = checks.judged_indexes(reads.value, settings, include_own)
             lists = lists.result()
         return {"review": review, **lists, "identity": server.server_identity(conn)}
-    return _load(dsn, settings, load)
+    index_read_at: list[datetime] = []
+    return _dated(_load(dsn, settings, load), index_read_at)
 
 
 @cached(ttl=CACHE_TTL_S)
