@@ -155,8 +155,7 @@ def test_least_scanned_list_is_the_head_of_the_whole_list(catalogue):
     with monitoring_connection(catalogue, Settings()) as conn:
         everything = indexes.list_indexes(conn)
         head = indexes.list_indexes(conn, limit=5)
-        total = indexes.count_indexes(conn)
-    assert total == len(everything) and len(head) == 5
+    assert set(head["indexes_total"]) == {len(everything)} and len(head) == 5
     expected = everything.sort_values(["scans", "size_bytes", "index_oid"],
                                       ascending=[True, False, True]).head(5)
     assert list(head["index_name"]) == list(expected["index_name"])

@@ -235,9 +235,10 @@ def indexes_data(dsn: str, settings: Settings, include_own: bool = False,
                  replica_urls: tuple[str, ...] = ()) -> Loaded:
     def listing(conn):
         least_scanned = indexes.list_indexes(conn, limit=ALL_INDEXES_SHOWN)
+        count = int(least_scanned["indexes_total"].iat[0]) if len(least_scanned) else 0
         if not include_own:
             least_scanned = least_scanned[least_scanned["schema_name"] != indexes.OWN_SCHEMA]
-        return {"least_scanned": least_scanned, "index_count": indexes.count_indexes(conn),
+        return {"least_scanned": least_scanned, "index_count": count,
                 "seq_scans": indexes.sequential_scan_heavy(conn)}
 
     def load(conn):
