@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -90,7 +91,16 @@ def connectable_databases(conn: psycopg.Connection) -> list[str]:
         "SELECT datname FROM pg_database WHERE datallowconn"))
 
 
+# A server's page size is fixed when it is built: read once per connection, not by each of
+# the three reads of a run of the checks that need it
+_block_sizes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def block_size(conn: psycopg.Connection) -> int:
     """The server's page size, passed to catalogue queries as a number: current_setting() in a
     query is called again for every row."""
-    return int(conn.execute("SELECT current_setting('block_size')").fetchone()[0])
+    size = _block_sizes.get(conn)
+    if size is None:
+        size = _block_sizes[conn] = int(
+            conn.execute("SELECT current_setting('block_size')").fetchone()[0])
+    return size

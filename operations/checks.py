@@ -18,6 +18,7 @@ from foundation.connections import describe_error
 from foundation.format import human_bytes, state_for_ratio
 from foundation.frames import rows
 from foundation.identifiers import qualified, quote_ident
+from foundation.looks import one_look
 from foundation.threads import work_beside
 from reads import activity, bloat, cache, indexes, matviews, replication, statements, vacuum
 
@@ -492,7 +493,8 @@ def run_all(conn: psycopg.Connection, caps: Capabilities, settings: Settings,
     can then read more on this connection while they run; rates, kpi and views: the buffer
     cache figures, slow_query_kpi's and matview_list's, when the caller has read them already;
     replica_urls: the target's declared read replicas. With neither, the index checks read on
-    conn first and are judged meanwhile (_index_checks_judged_aside)."""
+    conn first and are judged meanwhile (_index_checks_judged_aside). One look (one_look): the
+    reads several checks make (the standbys, the probes' ledger) are made once on conn."""
     runs = {"slow_queries": lambda c: [check_slow_queries(c, caps, settings, kpi)],
             "bloat": lambda c: [check_bloat(c, settings)],
             "vacuum": lambda c: check_vacuum(c, settings),
@@ -500,7 +502,7 @@ def run_all(conn: psycopg.Connection, caps: Capabilities, settings: Settings,
             "matviews": lambda c: [check_matviews(c, settings, views)],
             "activity": lambda c: check_activity(c, settings, caps),
             "replication": lambda c: check_replication(c, settings)}
-    with work_beside() as pool:
+    with one_look(conn), work_beside() as pool:
         if index_findings is None:
             index_findings = (index_checks_aside(pool, spare_conn, settings, replica_urls)
                               if spare_conn is not None

@@ -20,6 +20,7 @@ from foundation import capabilities, server
 from foundation.columns import Column
 from foundation.config import Settings, Target
 from foundation.connections import DatabaseProblem, monitoring_connection
+from foundation.looks import one_look
 from operations import checks
 from reads import cache, redis_cache, replication, statements
 
@@ -52,14 +53,15 @@ def target_report(target: Target, settings: Settings,
     wants too: the slow-query KPI and the materialized views (each None where it could not be
     read); its result is report["also"]. Without `with_size` the database's size is not read
     (it visits every file of the database): None. `connect` gives the connection (the agent's
-    kept one); by default a new one."""
+    kept one); by default a new one. The reads are one look (one_look): what several of them
+    need (the standbys, the probes' ledger, the connection count) is read once."""
     t0 = time.monotonic()
     report: dict = {"target": target.name, "findings": [],
                     "measured_at": datetime.now(timezone.utc)}
     failed = False
     try:
         with (connect() if connect else
-              monitoring_connection(target.database_url, settings)) as conn:
+              monitoring_connection(target.database_url, settings)) as conn, one_look(conn):
             identity = server.server_identity(conn, with_size=with_size)
             caps = capabilities.detect(conn)
             hit = cache.cache_hit_rates(conn, per_kind=False)  # the report has the database's

@@ -11,6 +11,7 @@ from foundation.columns import DATABASE, ROLE, Column
 from foundation.connections import OWN_APPLICATION_PREFIX
 from foundation.frames import to_frame
 from foundation.identifiers import quote_ident
+from foundation.looks import read_once
 from foundation.roles import ActionError, Actor
 
 # The wait events a DBA meets most, in a line each (the rest: the PostgreSQL manual's table
@@ -159,6 +160,7 @@ class ConnectionUse:
         return self.used / max(self.available, 1)
 
 
+@read_once
 def connection_use(conn: psycopg.Connection) -> ConnectionUse:
     used, max_conn, reserved, own = conn.execute("""
         SELECT count(*),

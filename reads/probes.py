@@ -25,6 +25,7 @@ from foundation.columns import Column
 from foundation.config import Settings, Target
 from foundation.connections import DatabaseProblem, TaggedConnection, describe_error
 from foundation.frames import to_frame
+from foundation.looks import read_once
 from foundation.plan import HotQuery
 from foundation.plan_login import SERVER_FILE_ROLES
 from foundation.roles import Refused
@@ -212,6 +213,7 @@ def p95_by_name(history: psycopg.Connection, source: str, start: datetime,
             if v is not None and v == v}
 
 
+@read_once
 def own_reads(conn: psycopg.Connection) -> dict[int, Reads]:
     """What the probes' reads added to each relation's statistics since the connected
     database's statistics were last reset, per relation oid (empty where no ledger is kept or

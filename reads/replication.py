@@ -15,16 +15,19 @@ from foundation.columns import Column
 from foundation.config import Settings
 from foundation.connections import DatabaseProblem, monitoring_connection, redact
 from foundation.frames import rows, to_frame
+from foundation.looks import read_once
 
 # WAL position of "now" on either side: a standby has no current insert position
 NOW_LSN = ("CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() "
            "ELSE pg_current_wal_lsn() END")
 
 
+@read_once
 def is_standby(conn: psycopg.Connection) -> bool:
     return conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
 
 
+@read_once
 def standbys(conn: psycopg.Connection) -> pd.DataFrame:
     """The standbys (and other WAL receivers) streaming from this server, most behind first."""
     return to_frame(conn.execute(f"""

@@ -334,6 +334,13 @@ def test_one_look_reads_each_costly_source_once(scratch_database):
     assert calls(first, '"pg_stat_statements"') == 2  # no other read of either
     assert calls(first, "AS view_oid") == 1                   # the materialized views
     assert calls(first, "AND s.inherited = (c.relkind") == 1  # the column statistics
+    # what several checks and the report need of the same state, read once (one_look): the
+    # standbys (index evidence, replication check, topology), the connection count (the
+    # activity check, the KPIs), whether this is a standby
+    assert calls(first, "FROM pg_stat_replication") == 1
+    assert calls(first, "FILTER (WHERE application_name LIKE") == 1
+    assert sum(n for query, n in first.items()
+               if query.startswith("SELECT pg_is_in_recovery()")) == 1
     # nor what the report does not hold: the tables' and indexes' hit rates (every relation's
     # statistics), the database's size (every file)
     assert calls(first, "AS heap_hit") == 0
