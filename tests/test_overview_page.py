@@ -148,3 +148,29 @@ def test_a_page_judging_the_shared_index_read_is_dated_by_it(production_env):
     said = [c.value for c in overview.caption if c.value.startswith("As of ")][0]
     assert said.startswith(read_at[:len("As of HH:MM:SS UTC")]), (said, read_at)
     assert "from the cache" in said
+
+
+def test_the_indexes_pages_own_lists_say_when_they_were_read(production_env):
+    """On the Indexes page judging the Overview's cached index read, the lists it reads itself
+    (the least scanned, the sequential scans) are newer than the findings: they say their time."""
+    import time
+    from datetime import datetime
+
+    from ui import loaders
+
+    overview = _run()
+    read_at = [c.value for c in overview.caption if c.value.startswith("As of ")][0]
+    time.sleep(2.1)
+    loaders.indexes_data.clear()
+    indexes = AppTest.from_file(APP, default_timeout=30)
+    indexes.run()
+    indexes.switch_page("views/indexes.py").run()
+    assert not indexes.exception, indexes.exception
+    said = [c.value for c in indexes.caption if c.value.startswith("As of ")][0]
+    assert said.startswith(read_at[:len("As of HH:MM:SS UTC")]), (said, read_at)
+    least = [c.value for c in indexes.caption if c.value.startswith("Least scanned first.")][0]
+    assert least.endswith(" UTC, later than the findings above."), least
+    lists_at = datetime.strptime(least.split("Read at ")[1][:8], "%H:%M:%S")
+    findings_at = datetime.strptime(read_at[len("As of "):len("As of HH:MM:SS")], "%H:%M:%S")
+    assert 2 <= (lists_at - findings_at).total_seconds() < 60
+    assert "Read at " + least.split("Read at ")[1] in [c.value for c in indexes.caption]

@@ -234,12 +234,15 @@ ALL_INDEXES_SHOWN = 1000  # a page never sends the whole catalogue to the browse
 def indexes_data(dsn: str, settings: Settings, include_own: bool = False,
                  replica_urls: tuple[str, ...] = ()) -> Loaded:
     def listing(conn):
+        # read now even when the findings come from the Overview's cached read: the page says
+        # this time beside the lists when it is the later one
+        read_at = datetime.now(timezone.utc)
         least_scanned = indexes.list_indexes(conn, limit=ALL_INDEXES_SHOWN)
         count = int(least_scanned["indexes_total"].iat[0]) if len(least_scanned) else 0
         if not include_own:
             least_scanned = least_scanned[least_scanned["schema_name"] != indexes.OWN_SCHEMA]
         return {"least_scanned": least_scanned, "index_count": count,
-                "seq_scans": indexes.sequential_scan_heavy(conn)}
+                "seq_scans": indexes.sequential_scan_heavy(conn), "lists_read_at": read_at}
 
     def load(conn):
         # the lists on this connection in a thread, while the findings' read (the Overview's,

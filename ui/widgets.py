@@ -56,6 +56,22 @@ def as_of(loaded: Loaded) -> None:
                    + (f" ({age:.0f} s ago, from the cache)" if age >= 2 else ""))
 
 
+def read_later(part_read_at: datetime, loaded: Loaded) -> str:
+    """A part of a page read after the figures its "as of" dates (taken from the cache): its
+    own time, to put beside it; "" when read with them.
+
+    >>> from datetime import timedelta
+    >>> at = datetime(2026, 12, 3, 20, 0, tzinfo=timezone.utc)
+    >>> read_later(at + timedelta(seconds=25), Loaded(1, loaded_at=at))
+    ' Read at 20:00:25 UTC, later than the findings above.'
+    >>> read_later(at + timedelta(seconds=1), Loaded(1, loaded_at=at))
+    ''
+    """
+    if loaded.loaded_at is None or (part_read_at - loaded.loaded_at).total_seconds() < 2:
+        return ""
+    return f" Read at {part_read_at:%H:%M:%S} UTC, later than the findings above."
+
+
 def page(title: str):
     """Every page's opening: its title, then who acts on which target (or stop with why not)."""
     st.title(title)

@@ -7,16 +7,18 @@ import streamlit as st
 from foundation.format import human_bytes
 from reads import indexes
 from ui import loaders, tables
-from ui.widgets import own_objects_toggle, page, value_or_stop
+from ui.widgets import own_objects_toggle, page, read_later, value_or_stop
 
 FINDINGS_PER_PAGE = 50
 
 who = page("Indexes")
 target, settings = who.target, who.settings
 include_own = own_objects_toggle()
-data = value_or_stop(loaders.indexes_data(target.database_url, settings, include_own,
-                                          target.replica_urls),
-                     "Index statistics are not available")
+loaded = loaders.indexes_data(target.database_url, settings, include_own, target.replica_urls)
+data = value_or_stop(loaded, "Index statistics are not available")
+# the lists below are read by this page's loader; the findings may be an earlier read the
+# Overview left cached (loaders.index_reads)
+lists_read = read_later(data["lists_read_at"], loaded)
 found = data["review"]
 identity = data["identity"]
 st.caption(f"Scan counts are cumulative, {identity.stats_window()}. "
@@ -88,10 +90,12 @@ st.subheader("Missing-index hints")
 findings_table(found.foreign_keys, "Every foreign key has an index leading with its columns.",
                "foreign_keys", indexes.FOREIGN_KEY_COLUMNS)
 st.markdown("**Tables read mostly by sequential scans**")
+if lists_read:
+    st.caption(lists_read.strip())
 tables.show(data["seq_scans"], indexes.SEQ_SCAN_COLUMNS,
             "No table is read mostly by large sequential scans.")
 
 st.subheader("All indexes")
-st.caption("Least scanned first.")
+st.caption("Least scanned first." + lists_read)
 tables.show(data["least_scanned"], indexes.ALL_INDEX_COLUMNS, max_rows=100,
             total=data["index_count"])
