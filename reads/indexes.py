@@ -56,8 +56,8 @@ SCOPES = {
     # indexes sharing table, first key column and whether they have expressions and a
     # predicate with another: the only ones that can cover each other (the method is compared
     # in covered_indexes: joining pg_class here for it doubled this read). Grouped among the
-    # application's tables only (oids from 16384 on: the system's are below), which the
-    # small demo's catalogue holds fewer of than the system's
+    # application's tables only (oids from 16384 on; the system's, below, are most of
+    # pg_index on a small database)
     "duplicates": """(i.indrelid, i.indkey[0], i.indexprs IS NULL, i.indpred IS NULL) IN (
         SELECT d.indrelid, d.indkey[0], d.indexprs IS NULL, d.indpred IS NULL
         FROM pg_index d WHERE d.indrelid >= 16384 GROUP BY 1, 2, 3, 4 HAVING count(*) > 1)""",
@@ -225,9 +225,9 @@ def _scope(parts: tuple[str, ...], min_size_bytes: int) -> str:
     """SCOPES entries as the read's condition. The unused check alone with a size floor has a
     few candidate tables: an array, computed once, whose tables' indexes are looked up by
     table (9 against 17 ms at 25,000 indexes); without the floor, the candidates themselves
-    and what decides them (UNUSED_ANY_SIZE). IS TRUE keeps a lone part a filter too: the planner made it a join, whose
-    size it misjudged at 120,000 indexes, and hashed the whole result, spilling it to temporary
-    files (which the Tune page counts against work_mem)."""
+    and what decides them (UNUSED_ANY_SIZE). IS TRUE keeps a lone part a filter too: the
+    planner made it a join, whose size it misjudged at 120,000 indexes, and hashed the whole
+    result, spilling it to temporary files (which the Tune page counts against work_mem)."""
     if parts == ("unused",) and min_size_bytes > 0:
         return f"i.indrelid = ANY(ARRAY({UNUSED_TABLES}))"
     if "unused" in parts and min_size_bytes <= 0:  # the candidates and their deciders

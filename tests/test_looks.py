@@ -1,21 +1,27 @@
 """One look (foundation/looks.py): a read marked read_once is made once on a connection while a
-look lasts, and every time outside one."""
+look lasts, and every time outside one; the block size is read once per connection."""
 
 import psycopg
 
+from foundation import server
 from foundation.looks import one_look, read_once
 from reads import probes, replication
 
 
-def test_a_look_reads_the_probes_ledger_and_the_standbys_once(scratch_database):
-    with psycopg.connect(scratch_database, autocommit=True) as conn:
-        sent: list[str] = []
-        execute = conn.execute
+def _counted(conn: psycopg.Connection, sent: list) -> None:
+    """conn's statements appended to `sent` as they are sent."""
+    execute = conn.execute
 
-        def counted(query, *args, **kwargs):
-            sent.append(str(query))
-            return execute(query, *args, **kwargs)
-        conn.execute = counted
+    def counting(query, *args, **kwargs):
+        sent.append(str(query))
+        return execute(query, *args, **kwargs)
+    conn.execute = counting
+
+
+def test_a_look_reads_the_probes_ledger_and_the_standbys_once(scratch_database):
+    sent: list[str] = []
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        _counted(conn, sent)
 
         def reads() -> int:
             before = len(sent)
@@ -45,16 +51,11 @@ def test_a_read_given_arguments_is_not_shared(scratch_database):
     assert made == ["server_version", "block_size", "block_size"]
 
 
-
 def test_the_block_size_is_read_once_per_connection(scratch_database):
-    from foundation import server
-
     sent: list[str] = []
     with psycopg.connect(scratch_database) as first, psycopg.connect(scratch_database) as second:
-        for conn in (first, second):
-            execute = conn.execute
-            conn.execute = lambda query, *a, _execute=execute, **k: (
-                sent.append(query), _execute(query, *a, **k))[1]
+        _counted(first, sent)
+        _counted(second, sent)
         sizes = [server.block_size(first), server.block_size(first), server.block_size(second)]
     assert sizes == [8192] * 3
     assert len(sent) == 2  # the first connection's one read and the second's
