@@ -119,8 +119,9 @@ def list_matviews(conn: psycopg.Connection, max_age_minutes: float = 15.0) -> pd
     # a counter reset (or a restart without stats) makes the difference negative: unknown
     writes = pd.to_numeric(frame["writes_since_refresh"], errors="coerce")
     frame["writes_since_refresh"] = writes.where(writes >= 0)
-    _merge_cron_refreshes(frame, cron_last_refreshes(conn))
-    streaks = cron_failure_streaks(conn)
+    cron = schedules.cron_here(conn)  # once for both: pg_cron's last runs and its streaks
+    _merge_cron_refreshes(frame, cron_last_refreshes(conn, cron))
+    streaks = cron_failure_streaks(conn, cron)
     frame["failures_in_a_row"] = [max(int(n), streaks.get(int(oid), 0))
                                   for n, oid in zip(frame["failures_in_a_row"],
                                                     frame["view_oid"])]
@@ -137,12 +138,12 @@ def list_matviews(conn: psycopg.Connection, max_age_minutes: float = 15.0) -> pd
     return frame
 
 
-def cron_last_refreshes(conn: psycopg.Connection) -> dict[int, tuple]:
+def cron_last_refreshes(conn: psycopg.Connection,
+                        cron: schedules.Cron | None) -> dict[int, tuple]:
     """view oid -> (start, end) of pg_cron's last successful run of a command that refreshes
     it by name (a job that calls a function is not matched: its command names no view). Read
-    where pg_cron is installed in this database; with pg_cron in another database, the event
-    trigger logs its refreshes here."""
-    cron = schedules.cron_here(conn)
+    where pg_cron is installed in this database (cron: schedules.cron_here's); with pg_cron in
+    another database, the event trigger logs its refreshes here."""
     if cron is None:
         return {}
     runs = schedules.last_refreshes(cron)
@@ -154,10 +155,10 @@ def cron_last_refreshes(conn: psycopg.Connection) -> dict[int, tuple]:
     return latest
 
 
-def cron_failure_streaks(conn: psycopg.Connection) -> dict[int, int]:
+def cron_failure_streaks(conn: psycopg.Connection,
+                         cron: schedules.Cron | None) -> dict[int, int]:
     """view oid -> how many of pg_cron's runs in a row failed to refresh it (its job's failure
-    streak), where pg_cron is installed in this database."""
-    cron = schedules.cron_here(conn)
+    streak), where pg_cron is installed in this database (cron: schedules.cron_here's)."""
     if cron is None:
         return {}
     streaks: dict[int, int] = {}

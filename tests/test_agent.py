@@ -341,6 +341,9 @@ def test_one_look_reads_each_costly_source_once(scratch_database):
     assert calls(first, "FILTER (WHERE application_name LIKE") == 1
     assert sum(n for query, n in first.items()
                if query.startswith("SELECT pg_is_in_recovery()")) == 1
+    # and whether pg_cron is here, for the views' last runs and their failure streaks
+    assert sum(n for query, n in first.items()
+               if query.startswith("SELECT EXISTS (SELECT $1 FROM pg_extension")) == 1
     # nor what the report does not hold: the tables' and indexes' hit rates (every relation's
     # statistics), the database's size (every file)
     assert calls(first, "AS heap_hit") == 0
