@@ -200,17 +200,20 @@ def test_a_phone_reads_overview_slow_queries_and_activity(dashboard, tmp_path):
         assert box["x"] >= 0 and box["x"] + box["width"] <= 390 and text.strip(), (box, text)
 
 
-# a card's name, figure, change and badge each on one line, cut with an ellipsis where too long
+# a card's name, figure, change and badge each on one line, cut with an ellipsis where too long;
+# a link to another page likewise
 CARD_PARTS = ("[data-testid=stMetricLabel] p, [data-testid=stMetricValue] div, "
-              "[data-testid=stMetricDelta] div, [data-testid=stMain] [data-testid=stBadge] span")
+              "[data-testid=stMetricDelta] div, [data-testid=stMain] [data-testid=stBadge] span, "
+              "[data-testid=stMain] [data-testid=stPageLink] p")
 CUT = """selector => {const parts = [...document.querySelectorAll(selector)];
     return [parts.length, parts.filter(e => e.scrollWidth > e.clientWidth + 1)
                                .map(e => e.innerText)]}"""
 
 
-def test_no_card_is_cut_at_1280_pixels(dashboard):
+def test_no_card_or_link_is_cut_at_1280_pixels(dashboard):
     """At 1280 pixels (a small laptop, a projector) every card's name, figure and badge is
-    whole: a cut hid "or before" from the statistics' start, a range's method, a target."""
+    whole, and every link to another page: a cut hid "or before" from the statistics' start, a
+    range's method, a target, and half of the Overview's link to the tables' hit rates."""
     checked, cut = {}, {}
     with chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 900})

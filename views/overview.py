@@ -75,7 +75,7 @@ if pg.ok:
                    f"{identity.stats_reset or identity.started_at:%b %-d %H:%M}",
                    help=f"Cumulative figures (cache hit rate, index usage) count "
                         f"{identity.stats_window()}. DB Pulse never resets them.")
-    cols = st.columns(4)
+    cols = st.columns([1, 3])  # the link's label is cut short in a quarter of the width
     cols[0].metric("Blocks read from disk", count(hit.blocks_read),
                    help="Of the database's data, since the statistics reset: the misses of the "
                         "buffer cache hit rate")
