@@ -294,8 +294,8 @@ def main() -> None:
                           for name, fn in jobs(caps).items()}
         result["all_goals_met"] = all(j.get("warm_met", True) and j.get("cold_met", True)
                                       for j in result["jobs"].values())
-        # the same with the peers' figures scaled to this host's speed (an estimate): a goal
-        # missed here is missed whatever the host's speed
+        # the goals missed even with the peers' figures scaled to this host's speed (an
+        # estimate; run_all's goal is a ratio to the floor already)
         result["goals_missed_at_this_host_speed"] = [
             f"{name} {way}" for name, j in result["jobs"].items() for way in ("warm", "cold")
             if not j.get("estimate_at_this_host_speed", j).get(f"{way}_met", True)]
