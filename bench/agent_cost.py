@@ -123,8 +123,14 @@ def main() -> None:
     cleared = clear_dropped_databases_statements(url)
     loader.load(url, args.scale)
     # the production shape's probe login: the probes' statements are DB Pulse's own (tagged)
-    probe_url = "" if args.no_probes else demo_logins.ensure(url).probe_url
-    target = Target(DATABASE, url, url, (redis_url,) if redis_url else (), probe_url=probe_url)
+    # the production shape, as the demo runs it: DB Pulse on its monitoring and admin logins,
+    # the workload on the application's (on one login for all, each statement's entry in
+    # pg_stat_statements keeps the text of whichever ran it first, tagged or not)
+    logins = demo_logins.ensure(url)
+    probe_url = "" if args.no_probes else logins.probe_url
+    target = Target(DATABASE, logins.monitor_url, logins.admin_url,
+                    (redis_url,) if redis_url else (), has_separate_admin_url=True,
+                    probe_url=probe_url)
     agent = Agent([target], Settings(role="dba", probe_interval_s=args.every), Alerter([]),
                   snapshot_every=timedelta(hours=1), log=lambda line: None)
     agent_watches, page_watches = args.watcher != "overview", args.watcher != "agent"
@@ -136,10 +142,10 @@ def main() -> None:
     def watch():
         if page_watches:
             loaders.index_reads.clear()  # shared with the Indexes page: read anew too
-            assert load_overview(url, Settings()).ok  # its size through its own cache
+            assert load_overview(logins.monitor_url, Settings()).ok  # its size: its own cache
         if agent_watches:
             agent.cycle([target])
-    workload = Workload(url, redis_url or None, seed=7)
+    workload = Workload(logins.app_url, redis_url or None, seed=7)
     own_before, all_before = exec_ms(url)
     worker = threading.Thread(target=workload.run, kwargs={"rate_per_s": args.rate,
                                                             "duration_s": args.duration})

@@ -60,9 +60,7 @@ def column_stats(conn: psycopg.Connection, tables: list[int] | None = None) -> p
     three figures and nothing else); any other reads pg_stats, which checks the column privilege
     per row and names objects, so they are mapped back by name: the same figures for the tables
     it may read, three times the cost on a big catalogue."""
-    direct, definer = conn.execute(STATS_SOURCE).fetchone()
-    query = COLUMN_STATS.format(statistics=STATS_BY_OID if direct else
-                                STATS_BY_DEFINER if definer else STATS_BY_NAME)
+    query = COLUMN_STATS.format(statistics=_statistics(conn, of_tables=tables is not None))
     frame = to_frame(conn.execute(query, {"tables": None if tables is None else list(tables)},
                                   binary=True))
     return frame.sort_values(["relid", "attnum"], kind="stable").reset_index(drop=True)
@@ -103,16 +101,23 @@ EXPRESSION_STATS = """
         JOIN ({statistics}) s ON s.relid = a.attrelid AND s.attnum = a.attnum
         WHERE a.attrelid = ANY(%(tables)s::oid[])
         """
+# whether the role reads pg_statistic itself; else which of DB Pulse's functions it may use,
+# owned by a role that may read it (sql/dbpulse/010 and 021)
 STATS_SOURCE = """
         SELECT has_table_privilege('pg_catalog.pg_statistic', 'SELECT'),
-               coalesce((SELECT has_function_privilege(p.oid, 'EXECUTE')
-                                AND has_table_privilege(p.proowner, 'pg_catalog.pg_statistic',
-                                                        'SELECT')
-                         FROM pg_proc p
-                         WHERE p.oid = to_regprocedure('dbpulse.column_statistics()')), false)"""
+               coalesce(bool_or(p.pronargs = 0), false), coalesce(bool_or(p.pronargs = 1), false)
+        FROM pg_proc p
+        WHERE p.oid IN (to_regprocedure('dbpulse.column_statistics()'),
+                        to_regprocedure('dbpulse.column_statistics(oid[])'))
+          AND has_function_privilege(p.oid, 'EXECUTE')
+          AND has_table_privilege(p.proowner, 'pg_catalog.pg_statistic', 'SELECT')"""
 STATS_BY_DEFINER = """
         SELECT relid, attnum, inherited, null_frac, n_distinct, avg_width
         FROM dbpulse.column_statistics()"""
+# the tables' only, read by index (the one above builds every column's row first)
+STATS_OF_TABLES_BY_DEFINER = """
+        SELECT relid, attnum, inherited, null_frac, n_distinct, avg_width
+        FROM dbpulse.column_statistics(%(tables)s::oid[])"""
 STATS_BY_NAME = """
         SELECT c.oid AS relid, a.attnum, s.inherited, s.null_frac, s.n_distinct, s.avg_width
         FROM pg_stats s
@@ -121,6 +126,17 @@ STATS_BY_NAME = """
         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = s.attname
         WHERE s.schemaname NOT IN ('pg_catalog', 'information_schema')
           AND (%(tables)s::oid[] IS NULL OR c.oid = ANY(%(tables)s::oid[]))"""
+
+
+def _statistics(conn: psycopg.Connection, of_tables: bool) -> str:
+    """Where this role reads the column statistics from (column_stats), as a subquery; with
+    of_tables, one that may take the %(tables)s parameter to read those tables' only."""
+    direct, definer, definer_of_tables = conn.execute(STATS_SOURCE).fetchone()
+    if direct:
+        return STATS_BY_OID
+    if of_tables and definer_of_tables:
+        return STATS_OF_TABLES_BY_DEFINER
+    return STATS_BY_DEFINER if definer else STATS_BY_NAME
 
 
 def _row_widths(all_columns: pd.DataFrame) -> pd.DataFrame:
@@ -312,10 +328,8 @@ def _with_expression_stats(conn: psycopg.Connection, frame: pd.DataFrame,
     indexes = frame.loc[frame["has_expressions"].astype(bool), "relid"].tolist()
     if not indexes:
         return stats
-    direct, definer = conn.execute(STATS_SOURCE).fetchone()
     found = to_frame(conn.execute(EXPRESSION_STATS.format(
-        statistics=STATS_BY_OID if direct else STATS_BY_DEFINER if definer else STATS_BY_NAME),
-        {"tables": indexes}, binary=True))
+        statistics=_statistics(conn, of_tables=True)), {"tables": indexes}, binary=True))
     return pd.concat([stats, found], ignore_index=True) if not found.empty else stats
 
 

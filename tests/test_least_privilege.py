@@ -167,3 +167,31 @@ def test_the_monitoring_login_sees_sequences_after_schema_install(scratch_databa
             seen = {f.check: f for f in checks.check_vacuum(conn, settings)}["sequences"]
     assert blind.severity == "grey"
     assert seen.severity == "red" and seen.objects == ["public.small_ids_id_seq"]
+
+
+def test_the_monitoring_login_reads_the_statistics_of_the_tables_it_asks_for(monitor):
+    """Through DB Pulse's function (sql/dbpulse/021): the tables asked for and only theirs, read
+    by index, with the figures a superuser reads; the bloat check's estimates come out the
+    same on both logins."""
+    from pandas.testing import assert_frame_equal
+
+    from reads import bloat
+
+    url, admin = monitor
+    settings = Settings()
+    with monitoring_connection(url, settings) as conn, \
+            monitoring_connection(admin, settings) as superuser:
+        oids = [oid for (oid,) in superuser.execute(
+            "SELECT c.oid FROM pg_class c WHERE c.relname IN ('leads', 'deals') "
+            "AND c.relnamespace = 'public'::regnamespace ORDER BY c.oid")]
+        assert conn.execute(bloat.STATS_SOURCE).fetchone() == (False, True, True)
+        assert {relid for (relid,) in conn.execute(
+            "SELECT DISTINCT relid FROM dbpulse.column_statistics(%s::oid[])", (oids,))} == set(oids)
+        theirs = bloat.column_stats(conn, oids)
+        assert len(oids) == 2 and set(theirs["relid"]) == set(oids)
+        assert theirs["width"].notna().all()
+        assert_frame_equal(theirs, bloat.column_stats(superuser, oids))
+        for mine, superusers in zip(bloat.table_and_index_bloat(conn, 0),
+                                    bloat.table_and_index_bloat(superuser, 0)):
+            assert len(mine) > 10
+            assert_frame_equal(mine, superusers)
