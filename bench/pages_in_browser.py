@@ -4,7 +4,9 @@ under 0.7 s from the cache; Indexes and Bloat under 1 s; issue 32's: Overview an
 loads within 0.4 s of the reload floor measured in the same run, reloads from the cache within
 0.2 s of it).
 
-Each round starts a fresh dashboard (empty caches), then per page: the first load (the
+The dashboard watches the catalogue on the production shape's monitoring login
+(catalog_scale.production_shape). Each round starts a fresh dashboard (empty caches), then per
+page: the first load (the
 Overview opened by its address, the others by their sidebar link, until the page's script
 finished), the page again from the cache by its sidebar link
 (how people move between pages), and a full reload inside the cache (which also boots
@@ -146,7 +148,8 @@ def main() -> None:
         with psycopg.connect(url) as conn:
             indexes = conn.execute("SELECT count(*) FROM pg_index").fetchone()[0]
             version = conn.execute("SHOW server_version").fetchone()[0]
-        rounds = [one_round(url, status.state.redis_url()) for _ in range(args.rounds)]
+        monitor_url = catalog_scale.production_shape(url)  # the dashboard's login
+        rounds = [one_round(monitor_url, status.state.redis_url()) for _ in range(args.rounds)]
     finally:
         stack.down()
     result = {"postgresql": version, "indexes_in_catalogue": indexes,
