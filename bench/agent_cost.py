@@ -61,36 +61,6 @@ def exec_ms(url: str) -> tuple[float, float]:
                             ("%" + OWN_STATEMENT_TAG,)).fetchone()
 
 
-# The host's speed beside the look's figure: the demo's catalogue read (pg_index, pg_class and
-# pg_namespace in full, as bench/catalog_scale.py's floor), its server time in
-# pg_stat_statements like DB Pulse's statements. Run after the watched period, so it is not in
-# the workload's time.
-CATALOGUE_READ = """
-    SELECT i.indexrelid, i.indrelid, i.indkey, c.relname, c.relpages, n.nspname AS floor_read
-    FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-    JOIN pg_namespace n ON n.oid = c.relnamespace"""
-
-
-def catalogue_read_ms(url: str, runs: int = 31) -> float:
-    """The catalogue read's median server time over `runs` runs, in ms (each run's from its
-    entry's total before and after: one slow run moves a mean far)."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        def total() -> float:
-            return float(conn.execute("""
-                SELECT coalesce(sum(total_exec_time), 0) FROM pg_stat_statements
-                WHERE query LIKE '%AS floor_read%'
-                  AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-                """).fetchone()[0])
-        conn.execute(CATALOGUE_READ).fetchall()  # the entry exists from here on
-        times, before = [], total()
-        for _ in range(runs):
-            conn.execute(CATALOGUE_READ).fetchall()
-            after = total()
-            times.append(after - before)
-            before = after
-        return statistics.median(times)
-
-
 def clear_dropped_databases_statements(url: str) -> int:
     """Removes the pg_stat_statements entries of databases that no longer exist (left by earlier
     benches on this server, which create and drop databases): they fill the extension's
@@ -122,10 +92,10 @@ def main() -> None:
     url = create_database(base, DATABASE, "pg_stat_statements")
     cleared = clear_dropped_databases_statements(url)
     loader.load(url, args.scale)
-    # the production shape's probe login: the probes' statements are DB Pulse's own (tagged)
-    # the production shape, as the demo runs it: DB Pulse on its monitoring and admin logins,
-    # the workload on the application's (on one login for all, each statement's entry in
-    # pg_stat_statements keeps the text of whichever ran it first, tagged or not)
+    # the production shape, as the demo runs it: DB Pulse on its monitoring, admin and probe
+    # logins (the probes' statements are its own, tagged), the workload on the application's
+    # (on one login for all, each statement's entry in pg_stat_statements keeps the text of
+    # whichever ran it first, tagged or not)
     logins = demo_logins.ensure(url)
     probe_url = "" if args.no_probes else logins.probe_url
     target = Target(DATABASE, logins.monitor_url, logins.admin_url,
@@ -190,7 +160,6 @@ def main() -> None:
     steady = (((checks_ms - probe_round_ms) / args.every + probe_round_ms / probe_every
                + snapshot_ms / 3600) / ((total - own) / args.duration)
               if checks_ms is not None and total > own else None)
-    floor_ms = catalogue_read_ms(url)
     with psycopg.connect(url) as conn:
         top_own = conn.execute("""
             SELECT round(total_exec_time::numeric, 1), calls, left(regexp_replace(query, '\\s+',
@@ -225,12 +194,7 @@ def main() -> None:
         "own_ms_per_look": None if checks_ms is None or args.watcher == "both" else {
             "median": round(checks_ms, 2),
             "without_probes": round(checks_ms - probe_round_ms, 2),
-            "goal_ms": GOAL_LOOK_MS, "met": checks_ms - probe_round_ms <= GOAL_LOOK_MS,
-            # the host's speed (it drifts twofold within a day): the same look on a slower
-            # host costs more ms but about as many catalogue reads
-            "catalogue_read_ms": round(floor_ms, 3),
-            "without_probes_per_catalogue_read": round((checks_ms - probe_round_ms) / floor_ms,
-                                                       1)},
+            "goal_ms": GOAL_LOOK_MS, "met": checks_ms - probe_round_ms <= GOAL_LOOK_MS},
         "own_top_statements": [[float(ms), calls, text] for ms, calls, text in top_own],
         **({"scrape_ms": {"median": round(statistics.median(scrapes), 2),
                           "max": round(max(scrapes), 2)},
