@@ -28,6 +28,7 @@ from foundation import server
 from foundation.columns import INDEX, SCHEMA, SIZE, TABLE, Column
 from foundation.frames import to_frame
 from foundation.identifiers import qualified
+from foundation.looks import read_once
 from foundation.roles import Actor
 from foundation.threads import work_beside
 
@@ -128,10 +129,15 @@ STATS_BY_NAME = """
           AND (%(tables)s::oid[] IS NULL OR c.oid = ANY(%(tables)s::oid[]))"""
 
 
+@read_once  # the bloat check asks twice: its tables' statistics and its indexes' expressions'
+def _stats_source(conn: psycopg.Connection) -> tuple[bool, bool, bool]:
+    return conn.execute(STATS_SOURCE).fetchone()
+
+
 def _statistics(conn: psycopg.Connection, of_tables: bool) -> str:
     """Where this role reads the column statistics from (column_stats), as a subquery; with
     of_tables, one that may take the %(tables)s parameter to read those tables' only."""
-    direct, definer, definer_of_tables = conn.execute(STATS_SOURCE).fetchone()
+    direct, definer, definer_of_tables = _stats_source(conn)
     if direct:
         return STATS_BY_OID
     if of_tables and definer_of_tables:
