@@ -14,7 +14,8 @@ slower than it where the peer takes under 50 ms. `run_all` (every check on one c
 the agent and `check` run them) is judged against the floor: at most 4× reading pg_index,
 pg_class and pg_namespace in full, the two timed in turn and the ratio taken pair by pair (its
 median); the Overview's way, the index checks on a second connection, is paired the same way
-beside it (diagnostics).
+beside it (diagnostics). Once both sizes have run, `run_all_growth` says whether it grew
+linearly between them (RUN_ALL_GROWTH_EXPONENT).
 Every job also prints its ratio to that floor; the floors (a round trip, the catalogue read,
 reading pg_statistic) are in the JSON. The peers' figures are of the host's speed the day they
 were taken: beside each goal, an estimate scales them by the catalogue read then and now.
@@ -27,11 +28,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -155,6 +157,42 @@ RUN_ALL_PER_CATALOGUE_READ = 4
 # scaled to this run's for an estimate beside the goal
 PEER_CATALOGUE_READ_MS = 38
 PEER_CATALOGUE_READ_COLD_MS = 49
+
+
+# Linear growth: run_all's time grows with the catalogue's size to at most this power between
+# the two sizes (the catalogue read's own exponent is printed beside it)
+RUN_ALL_GROWTH_EXPONENT = 1.1
+FIGURES_FILE = "run_all_figures.json"  # each size's last run_all and floor, in its root
+
+
+def exponent(small: float, big: float, small_size: int, big_size: int) -> float:
+    """The power by which a time grew from one size to the other.
+
+    >>> exponent(100, 480, 25_000, 120_000), exponent(100, 100, 1, 2)
+    (1.0, 0.0)
+    """
+    return round(math.log(big / small) / math.log(big_size / small_size), 2)
+
+
+def growth(size: str, figures: dict) -> dict | None:
+    """run_all's growth between this size's figures and the other size's last run (kept in
+    each size's root): its exponent, judged, and the catalogue read's beside it; None until
+    both sizes have run. Two runs minutes or days apart: the host's speed may differ, which
+    the catalogue read's own exponent shows."""
+    root(size).mkdir(parents=True, exist_ok=True)
+    (root(size) / FIGURES_FILE).write_text(json.dumps(figures))
+    try:
+        small, big = (json.loads((root(s) / FIGURES_FILE).read_text()) for s in ("25k", "120k"))
+    except (OSError, ValueError):
+        return None
+    sizes = small["indexes"], big["indexes"]
+    run_all = exponent(small["run_all_ms"], big["run_all_ms"], *sizes)
+    return {"indexes": sizes, "measured_at": (small["measured_at"], big["measured_at"]),
+            "run_all_exponent": run_all,
+            "catalogue_read_exponent": exponent(small["catalogue_read_ms"],
+                                                big["catalogue_read_ms"], *sizes),
+            "goal_exponent": RUN_ALL_GROWTH_EXPONENT,
+            "met": run_all <= RUN_ALL_GROWTH_EXPONENT}
 
 
 def goal_ms(peer_ms: float) -> float:
@@ -310,8 +348,14 @@ def main() -> None:
                                        result["floors"]["catalogue read"], args.size,
                                        run_all_paired)
                           for name, fn in jobs(caps).items()}
+        result["run_all_growth"] = growth(args.size, {
+            "indexes": result["catalogue"]["indexes"],
+            "run_all_ms": result["jobs"]["run_all"]["median_ms"],
+            "catalogue_read_ms": result["floors"]["catalogue read"]["median_ms"],
+            "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
         result["all_goals_met"] = all(j.get("warm_met", True) and j.get("cold_met", True)
-                                      for j in result["jobs"].values())
+                                      for j in result["jobs"].values()) and (
+            (result["run_all_growth"] or {}).get("met", True))
         # the goals missed even with the peers' figures scaled to this host's speed (an
         # estimate; run_all's goal is a ratio to the floor already)
         result["goals_missed_at_this_host_speed"] = [
