@@ -16,8 +16,7 @@ each page cut ("Rows 1–100 of the first 1,000 of 30,163": a page never sends t
 
 `--browser returning` keeps one browser profile across the rounds on one port, after a round
 that is not counted: Streamlit's scripts come from its cache, as for anyone who opened the
-dashboard before (they are served "immutable" for a year); a page that is the first in its tab
-to show a table, a code block or a download still pays for starting those scripts.
+dashboard before (they are served "immutable" for a year).
 
 Prints one JSON object. Run after `bench/catalog_scale.py --keep` (it builds the catalogue if it
 is missing): .venv/bin/python bench/pages_in_browser.py [--rounds 3] [--browser returning]
@@ -112,8 +111,8 @@ def one_round(database_url: str, redis_url: str, profile: Path | None = None,
     """A fresh dashboard (empty caches) in a new browser, or with `profile`, a returning
     one: its cache holds Streamlit's scripts from an earlier round on the same `port` (an
     origin of its own), as a browser that opened the dashboard before does (they are served
-    "immutable" for a year), so a page's first load does not fetch and compile the scripts
-    of the elements it is the first to show."""
+    "immutable" for a year), so a page's first load does not fetch the scripts of the
+    elements it is the first to show."""
     from playwright.sync_api import sync_playwright
 
     proc, base = serve(database_url, redis_url, port=port)
